@@ -1,0 +1,1 @@
+//! Cron expressions (croner): parsing, validation and next fire times.

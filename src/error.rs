@@ -1,0 +1,76 @@
+//! The crate's error type. Every variant maps to a stable `code` string that
+//! JavaScript sees as `err.code`.
+
+use std::fmt;
+
+/// A system or input error (never a job's own failure: that is an outcome,
+/// stored on the job as [`crate::job::JobError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+  /// A call's argument is malformed; the message names it.
+  InvalidArgument(String),
+  /// The service configuration is invalid; the message names the key.
+  InvalidConfig(String),
+  /// `maxQueueSize` jobs are already waiting.
+  QueueFull { max: usize },
+  /// The operation needs a started service.
+  NotStarted,
+  /// The service is stopping or stopped and takes no new jobs.
+  Stopped,
+  /// A value cannot be stored as JSON.
+  NotSerializable(String),
+  /// A job's data and context together exceed `maxPayloadBytes`.
+  PayloadTooLarge { size: usize, max: usize },
+  /// A cron expression is malformed; `field` names the offending field.
+  InvalidCron { field: String, message: String },
+  /// A schedule's field is invalid.
+  InvalidSchedule(String),
+  /// A storage backend failed.
+  Storage(String),
+}
+
+impl Error {
+  /// The stable code JavaScript sees as `err.code`.
+  pub fn code(&self) -> &'static str {
+    match self {
+      Error::InvalidArgument(_) => "ERR_INVALID_ARGUMENT",
+      Error::InvalidConfig(_) => "ERR_INVALID_CONFIG",
+      Error::QueueFull { .. } => "ERR_QUEUE_FULL",
+      Error::NotStarted => "ERR_NOT_STARTED",
+      Error::Stopped => "ERR_STOPPED",
+      Error::NotSerializable(_) => "ERR_NOT_SERIALIZABLE",
+      Error::PayloadTooLarge { .. } => "ERR_PAYLOAD_TOO_LARGE",
+      Error::InvalidCron { .. } => "ERR_INVALID_CRON",
+      Error::InvalidSchedule(_) => "ERR_INVALID_SCHEDULE",
+      Error::Storage(_) => "ERR_STORAGE",
+    }
+  }
+
+  pub(crate) fn arg(msg: impl Into<String>) -> Self {
+    Error::InvalidArgument(msg.into())
+  }
+}
+
+impl fmt::Display for Error {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+      Error::InvalidConfig(m) => write!(f, "invalid config: {m}"),
+      Error::QueueFull { max } => write!(f, "queue is full: maxQueueSize ({max}) jobs are waiting"),
+      Error::NotStarted => write!(f, "the service is not started: call start() first"),
+      Error::Stopped => write!(f, "the service is stopped and takes no new jobs"),
+      Error::NotSerializable(m) => write!(f, "not JSON-serializable: {m}"),
+      Error::PayloadTooLarge { size, max } => {
+        write!(f, "payload is {size} bytes, more than maxPayloadBytes ({max})")
+      }
+      Error::InvalidCron { field, message } => write!(f, "invalid cron expression ({field}): {message}"),
+      Error::InvalidSchedule(m) => write!(f, "invalid schedule: {m}"),
+      Error::Storage(m) => write!(f, "storage error: {m}"),
+    }
+  }
+}
+
+impl std::error::Error for Error {}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

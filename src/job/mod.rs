@@ -1,0 +1,158 @@
+//! The job model: ids, priorities, statuses, errors and the job record.
+//!
+//! [`Job`] is what the queue keeps per job; [`Status`] with its transitions in
+//! [`state`] is the lifecycle; [`backoff`] computes retry delays.
+
+pub mod backoff;
+pub mod id;
+pub mod state;
+
+pub use backoff::{Backoff, BackoffKind};
+pub use id::{IdGen, JobId};
+pub use state::{Status, Transition};
+
+use serde::{Deserialize, Serialize};
+
+/// A job's priority: one of the three named levels, weighted by the
+/// configured `priorityWeights`, or an explicit weight (lower runs first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+  /// `'high'`
+  High,
+  /// `'medium'` (the default)
+  Medium,
+  /// `'low'`
+  Low,
+  /// An explicit integer weight.
+  Weight(i32),
+}
+
+impl Priority {
+  /// Parses `'high' | 'medium' | 'low'`.
+  pub fn from_name(s: &str) -> Option<Priority> {
+    match s {
+      "high" => Some(Priority::High),
+      "medium" => Some(Priority::Medium),
+      "low" => Some(Priority::Low),
+      _ => None,
+    }
+  }
+
+  /// The ordering weight under `weights` (`[high, medium, low]`).
+  pub fn weight(self, weights: &[i32; 3]) -> i32 {
+    match self {
+      Priority::High => weights[0],
+      Priority::Medium => weights[1],
+      Priority::Low => weights[2],
+      Priority::Weight(w) => w,
+    }
+  }
+
+  /// The priority as JSON: its name, or its number.
+  pub fn to_json(self) -> String {
+    match self {
+      Priority::High => "\"high\"".into(),
+      Priority::Medium => "\"medium\"".into(),
+      Priority::Low => "\"low\"".into(),
+      Priority::Weight(w) => w.to_string(),
+    }
+  }
+}
+
+/// A failed attempt as recorded on the job: what the handler threw (or the
+/// system decided: timeout, cancel, interruption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JobError {
+  /// The error's class name (`Error`, `TypeError`, `TimeoutError`, ...).
+  #[serde(default)]
+  pub name: String,
+  /// The error's message.
+  #[serde(default)]
+  pub message: String,
+  /// The JavaScript stack, when there was one.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub stack: Option<String>,
+  /// A code such as `ERR_JOB_TIMEOUT`, when there was one.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub code: Option<String>,
+  /// The attempt (1-based) that failed.
+  #[serde(default)]
+  pub attempt: u32,
+}
+
+impl JobError {
+  /// An error the system decided (not thrown by the handler).
+  pub fn system(name: &str, code: &str, message: String, attempt: u32) -> JobError {
+    JobError {
+      name: name.into(),
+      message,
+      stack: None,
+      code: Some(code.into()),
+      attempt,
+    }
+  }
+}
+
+/// What a finished or running job carries beyond its inputs; boxed so a
+/// pending job pays one pointer for it.
+#[derive(Debug, Clone, Default)]
+pub struct JobOutcome {
+  /// The last result, as JSON text.
+  pub result: Option<Box<str>>,
+  /// The last progress, as JSON text.
+  pub progress: Option<Box<str>>,
+  /// Every failed attempt, oldest first; the last is the job's `error`.
+  pub errors: Vec<JobError>,
+}
+
+/// One job as the queue keeps it.
+#[derive(Debug, Clone)]
+pub struct Job {
+  /// UUID v7.
+  pub id: JobId,
+  /// Index of the calculation name in the queue's name table.
+  pub name: u32,
+  pub priority: Priority,
+  pub status: Status,
+  /// Attempts started so far.
+  pub attempts: u32,
+  /// Retries allowed after the first attempt.
+  pub max_retries: u32,
+  /// Per-attempt timeout in ms (0: none).
+  pub timeout_ms: u32,
+  pub backoff: Backoff,
+  /// Bumped each time the job is queued, so stale heap entries are skipped.
+  pub gen: u32,
+  pub created_at: u64,
+  pub run_at: u64,
+  /// 0 until the first attempt starts.
+  pub started_at: u64,
+  /// 0 until the job finishes.
+  pub finished_at: u64,
+  /// The job's data as JSON text.
+  pub data: Box<str>,
+  /// The job's context as JSON text (empty means `{}`).
+  pub context: Box<str>,
+  pub outcome: Option<Box<JobOutcome>>,
+}
+
+impl Job {
+  /// The outcome record, created on first use.
+  pub fn outcome_mut(&mut self) -> &mut JobOutcome {
+    self.outcome.get_or_insert_with(Default::default)
+  }
+
+  /// The last error, if any.
+  pub fn last_error(&self) -> Option<&JobError> {
+    self.outcome.as_ref().and_then(|o| o.errors.last())
+  }
+
+  /// The context as JSON text.
+  pub fn context_json(&self) -> &str {
+    if self.context.is_empty() {
+      "{}"
+    } else {
+      &self.context
+    }
+  }
+}

@@ -1,0 +1,238 @@
+//! The queue's configuration (the seed's `queue` section).
+
+use serde_json::Value;
+
+use super::options::{self, JobOptions, MAX_MS};
+use crate::error::{Error, Result};
+use crate::job::Backoff;
+
+/// Settings of one queue. Defaults are the seed's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+  /// Handlers in flight at most.
+  pub max_workers: u32,
+  /// Waiting + pending jobs at most; adding more is `ERR_QUEUE_FULL`.
+  pub max_queue_size: usize,
+  /// Per-attempt timeout when a job sets none (ms; 0 = none).
+  pub default_timeout_ms: u32,
+  /// Retries when a job sets none.
+  pub default_retries: u32,
+  /// Retry delays when a job sets none.
+  pub default_backoff: Backoff,
+  /// How often finished jobs are pruned (ms).
+  pub cleanup_interval_ms: u64,
+  /// Finished jobs older than this are pruned (ms).
+  pub max_job_age_ms: u64,
+  /// Weights of `high`, `medium`, `low`: lower runs first.
+  pub priority_weights: [i32; 3],
+  /// Largest data + context of one job, in bytes of JSON.
+  pub max_payload_bytes: usize,
+}
+
+impl Default for QueueConfig {
+  fn default() -> Self {
+    QueueConfig {
+      max_workers: 3,
+      max_queue_size: 100,
+      default_timeout_ms: 30_000,
+      default_retries: 2,
+      default_backoff: Backoff::default(),
+      cleanup_interval_ms: 300_000,
+      max_job_age_ms: 3_600_000,
+      priority_weights: [1, 2, 3],
+      max_payload_bytes: 1 << 20,
+    }
+  }
+}
+
+const KEYS: &[&str] = &[
+  "maxWorkers",
+  "maxQueueSize",
+  "defaultTimeout",
+  "defaultRetries",
+  "defaultBackoff",
+  "cleanupInterval",
+  "maxJobAge",
+  "priorityWeights",
+  "maxPayloadBytes",
+];
+
+impl QueueConfig {
+  /// Reads the `queue` section (`null` or absent: all defaults). Errors are
+  /// `ERR_INVALID_CONFIG` naming the key.
+  pub fn from_json(v: Option<&Value>) -> Result<QueueConfig> {
+    let mk = Error::InvalidConfig;
+    let mut c = QueueConfig::default();
+    let Some(m) = options::object(v, "queue", mk)? else {
+      return Ok(c);
+    };
+    options::known_keys(m, "queue", KEYS, mk)?;
+    let get = |k: &str| m.get(k).filter(|v| !v.is_null());
+    if let Some(v) = get("maxWorkers") {
+      c.max_workers = options::int(v, "queue.maxWorkers", 1, 10_000, mk)? as u32;
+    }
+    if let Some(v) = get("maxQueueSize") {
+      c.max_queue_size = options::int(v, "queue.maxQueueSize", 1, 1 << 40, mk)? as usize;
+    }
+    if let Some(v) = get("defaultTimeout") {
+      c.default_timeout_ms = options::int(v, "queue.defaultTimeout", 0, MAX_MS, mk)? as u32;
+    }
+    if let Some(v) = get("defaultRetries") {
+      c.default_retries = options::int(v, "queue.defaultRetries", 0, 1_000, mk)? as u32;
+    }
+    if let Some(v) = get("defaultBackoff") {
+      c.default_backoff = options::backoff(v, "queue.defaultBackoff", c.default_backoff, mk)?;
+    }
+    if let Some(v) = get("cleanupInterval") {
+      c.cleanup_interval_ms = options::int(v, "queue.cleanupInterval", 1, MAX_MS, mk)? as u64;
+    }
+    if let Some(v) = get("maxJobAge") {
+      c.max_job_age_ms = options::int(v, "queue.maxJobAge", 0, i64::MAX >> 12, mk)? as u64;
+    }
+    if let Some(v) = get("maxPayloadBytes") {
+      c.max_payload_bytes = options::int(v, "queue.maxPayloadBytes", 2, 1 << 30, mk)? as usize;
+    }
+    if let Some(v) = get("priorityWeights") {
+      let w = options::object(Some(v), "queue.priorityWeights", mk)?.unwrap_or(m);
+      options::known_keys(w, "queue.priorityWeights", &["high", "medium", "low"], mk)?;
+      for (i, k) in ["high", "medium", "low"].iter().enumerate() {
+        if let Some(x) = w.get(*k) {
+          let f = format!("queue.priorityWeights.{k}");
+          c.priority_weights[i] = options::int(x, &f, -1_000_000, 1_000_000, mk)? as i32;
+        }
+      }
+    }
+    Ok(c)
+  }
+
+  /// The defaults a job gets when neither it nor its calculation sets them.
+  pub fn job_defaults(&self) -> JobOptions {
+    JobOptions {
+      priority: Some(crate::job::Priority::Medium),
+      timeout_ms: Some(self.default_timeout_ms),
+      retries: Some(self.default_retries),
+      backoff: Some(self.default_backoff),
+      run_at: None,
+      delay_ms: None,
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn defaults_are_the_seeds() {
+    let c = QueueConfig::from_json(None).expect("defaults");
+    assert_eq!(c.max_workers, 3);
+    assert_eq!(c.max_queue_size, 100);
+    assert_eq!(c.default_timeout_ms, 30_000);
+    assert_eq!(c.default_retries, 2);
+    assert_eq!(c.cleanup_interval_ms, 300_000);
+    assert_eq!(c.max_job_age_ms, 3_600_000);
+    assert_eq!(c.priority_weights, [1, 2, 3]);
+  }
+
+  #[test]
+  fn bad_values_name_their_key() {
+    for (v, key) in [
+      (json!({"maxWorkers": 0}), "queue.maxWorkers"),
+      (json!({"maxWorkers": "NaN"}), "queue.maxWorkers"),
+      (json!({"maxQueueSize": -5}), "queue.maxQueueSize"),
+      (json!({"defaultTimeout": 1.5}), "queue.defaultTimeout"),
+      (json!({"priorityWeights": {"high": "x"}}), "queue.priorityWeights.high"),
+      (json!({"priorityWeights": {"urgent": 1}}), "queue.priorityWeights.urgent"),
+      (json!({"maxWorker": 3}), "queue.maxWorker"),
+      (json!("fast"), "queue"),
+    ] {
+      let e = QueueConfig::from_json(Some(&v)).expect_err("invalid");
+      assert_eq!(e.code(), "ERR_INVALID_CONFIG");
+      assert!(e.to_string().contains(key), "{e} should name {key}");
+    }
+  }
+}
+
+/// The whole service's configuration as far as the core reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+  pub queue: QueueConfig,
+  /// `Some(start)` for a manual clock starting at `start` (epoch ms).
+  pub manual_clock: Option<u64>,
+}
+
+impl ServiceConfig {
+  /// Reads `{ queue, scheduler, monitoring, storage, clock, unref }`;
+  /// sections other issues own are accepted as objects and not read yet.
+  pub fn from_json(v: &Value, now: u64) -> Result<ServiceConfig> {
+    let mk = Error::InvalidConfig;
+    let m = options::object(Some(v), "config", mk)?;
+    let empty = serde_json::Map::new();
+    let m = m.unwrap_or(&empty);
+    options::known_keys(
+      m,
+      "config",
+      &["queue", "scheduler", "monitoring", "storage", "clock", "unref"],
+      mk,
+    )?;
+    for k in ["scheduler", "monitoring"] {
+      options::object(m.get(k), &format!("config.{k}"), mk)?;
+    }
+    if let Some(st) = options::object(m.get("storage"), "config.storage", mk)? {
+      match st.get("type").and_then(Value::as_str) {
+        None | Some("memory") => {}
+        Some(other) => {
+          return Err(mk(format!(
+            "config.storage.type '{other}' is not available in this version (use 'memory')"
+          )))
+        }
+      }
+    }
+    let manual_clock = match m.get("clock") {
+      None | Some(Value::Null) => None,
+      Some(Value::String(s)) if s == "system" => None,
+      Some(Value::String(s)) if s == "manual" => Some(now),
+      Some(Value::Object(c)) => {
+        options::known_keys(c, "config.clock", &["type", "now"], mk)?;
+        match c.get("type").and_then(Value::as_str) {
+          Some("manual") => match c.get("now") {
+            None | Some(Value::Null) => Some(now),
+            Some(t) => Some(options::int(t, "config.clock.now", 0, 253_402_300_799_999, mk)? as u64),
+          },
+          Some("system") => None,
+          _ => return Err(mk("config.clock.type must be 'manual' or 'system'".into())),
+        }
+      }
+      Some(other) => {
+        return Err(mk(format!(
+          "config.clock must be 'system', 'manual' or {{ type: 'manual', now }}, got {other}"
+        )))
+      }
+    };
+    Ok(ServiceConfig {
+      queue: QueueConfig::from_json(m.get("queue"))?,
+      manual_clock,
+    })
+  }
+}
+
+#[cfg(test)]
+mod service_tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn reads_clock_and_rejects_unknown_sections() {
+    let c = ServiceConfig::from_json(&json!({"clock": "manual"}), 7).expect("valid");
+    assert_eq!(c.manual_clock, Some(7));
+    let c = ServiceConfig::from_json(&json!({"clock": {"type": "manual", "now": 5}}), 7).expect("valid");
+    assert_eq!(c.manual_clock, Some(5));
+    let c = ServiceConfig::from_json(&json!(null), 7).expect("valid");
+    assert_eq!(c.manual_clock, None);
+    for bad in [json!({"queues": {}}), json!({"clock": "fast"}), json!({"storage": {"type": "redis"}}), json!([])] {
+      let e = ServiceConfig::from_json(&bad, 0).expect_err("invalid");
+      assert_eq!(e.code(), "ERR_INVALID_CONFIG");
+    }
+  }
+}

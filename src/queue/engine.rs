@@ -1,0 +1,291 @@
+//! [`Engine`]: a [`Queue`] behind a lock, driven by a timer task on the
+//! process's one tokio runtime, waking JavaScript through a [`Waker`] only
+//! when there is something for it to do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use super::{Queue, QueueConfig};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+
+/// Tells the JavaScript side to pull (`take`/`drain`). Called from the timer
+/// thread; returns false when the JavaScript environment is gone.
+pub trait Waker: Send + Sync {
+  /// Asks JavaScript to pull; false when it can no longer be reached.
+  fn wake(&self) -> bool;
+}
+
+/// The longest the timer sleeps without being told of a deadline.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// The process's runtime: one worker thread, so the other core stays with
+/// Node's main thread.
+pub fn runtime() -> Result<&'static Runtime> {
+  static RT: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+  RT.get_or_init(|| {
+    tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(1)
+      .thread_name("jobwerk")
+      .enable_time()
+      .build()
+      .map_err(|e| e.to_string())
+  })
+  .as_ref()
+  .map_err(|e| Error::Storage(format!("cannot start the jobwerk runtime: {e}")))
+}
+
+/// One service's queue, its clock and its timer.
+pub struct Engine {
+  queue: Mutex<Queue>,
+  clock: Clock,
+  notify: Arc<Notify>,
+  waker: Mutex<Option<Box<dyn Waker>>>,
+  /// A wake-up was sent and JavaScript has not pulled since.
+  wake_pending: AtomicBool,
+  timer_started: AtomicBool,
+  closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Engine").field("clock", &self.clock).finish_non_exhaustive()
+  }
+}
+
+impl Engine {
+  /// A new engine; its timer starts with [`Engine::start`].
+  pub fn new(cfg: QueueConfig, clock: Clock) -> Arc<Engine> {
+    let now = clock.now();
+    Arc::new(Engine {
+      queue: Mutex::new(Queue::new(cfg, now)),
+      clock,
+      notify: Arc::new(Notify::new()),
+      waker: Mutex::new(None),
+      wake_pending: AtomicBool::new(false),
+      timer_started: AtomicBool::new(false),
+      closed: AtomicBool::new(false),
+    })
+  }
+
+  /// Sets how JavaScript is woken.
+  pub fn set_waker(&self, w: Box<dyn Waker>) {
+    *self.waker.lock() = Some(w);
+  }
+
+  /// The engine's clock.
+  pub fn clock(&self) -> &Clock {
+    &self.clock
+  }
+
+  /// Runs `f` on the locked queue with the current time, then tells the
+  /// timer if `f` made a deadline earlier than the one it sleeps towards.
+  pub fn with<R>(&self, f: impl FnOnce(&mut Queue, u64) -> R) -> R {
+    let (r, dirty) = {
+      let mut q = self.queue.lock();
+      let now = self.clock.now();
+      let r = f(&mut q, now);
+      (r, q.take_timer_dirty())
+    };
+    if dirty {
+      self.notify.notify_one();
+    }
+    r
+  }
+
+  /// JavaScript is pulling now: the next event needs a new wake-up.
+  pub fn pulled(&self) {
+    self.wake_pending.store(false, Ordering::Release);
+  }
+
+  /// Starts running jobs, and the timer (system clock only).
+  pub fn start(self: &Arc<Self>) -> Result<()> {
+    self.with(|q, now| q.start(now));
+    if !self.clock.is_manual() && !self.timer_started.swap(true, Ordering::AcqRel) {
+      let rt = runtime()?;
+      let weak = Arc::downgrade(self);
+      let notify = self.notify.clone();
+      rt.spawn(timer_loop(weak, notify));
+    }
+    Ok(())
+  }
+
+  /// The timer's step: due work, timeouts, cleanup; wakes JavaScript when it
+  /// has something to do. Returns the next wake-up time (epoch ms).
+  fn on_timer(&self) -> u64 {
+    let (wake, next) = {
+      let mut q = self.queue.lock();
+      let now = self.clock.now();
+      q.tick(now);
+      let wake = q.has_news() || q.has_work(now);
+      (wake, q.plan_wake())
+    };
+    if wake {
+      self.wake_js();
+    }
+    next
+  }
+
+  /// Wakes JavaScript unless a wake-up is already on its way.
+  pub fn wake_js(&self) {
+    if self.closed.load(Ordering::Acquire) || self.wake_pending.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    let alive = match &*self.waker.lock() {
+      Some(w) => w.wake(),
+      None => true,
+    };
+    if !alive {
+      self.close();
+    }
+  }
+
+  /// Moves a manual clock forward by `ms`, stepping through every deadline on
+  /// the way so each fires at its own time. Errors on a system clock.
+  pub fn advance(&self, ms: u64) -> Result<()> {
+    if !self.clock.is_manual() {
+      return Err(Error::arg(
+        "advanceTime needs a manual clock: new JobManagementService({ clock: 'manual' })",
+      ));
+    }
+    let target = self.clock.now().saturating_add(ms);
+    let mut q = self.queue.lock();
+    loop {
+      let next = q.plan_wake();
+      if next > target {
+        break;
+      }
+      self.clock.set(next);
+      q.tick(next);
+    }
+    self.clock.set(target);
+    q.tick(target);
+    q.plan_wake();
+    Ok(())
+  }
+
+  /// Stops the timer for good (the JavaScript side is gone).
+  pub fn close(&self) {
+    self.closed.store(true, Ordering::Release);
+    self.notify.notify_one();
+  }
+
+  /// True once closed.
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(Ordering::Acquire)
+  }
+}
+
+impl Drop for Engine {
+  fn drop(&mut self) {
+    self.notify.notify_one();
+  }
+}
+
+async fn timer_loop(engine: Weak<Engine>, notify: Arc<Notify>) {
+  loop {
+    let sleep = {
+      let Some(e) = engine.upgrade() else {
+        return;
+      };
+      if e.is_closed() {
+        return;
+      }
+      let next = e.on_timer();
+      let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+      Duration::from_millis(next.min(u64::MAX >> 1))
+        .checked_sub(now)
+        .unwrap_or(Duration::from_millis(1))
+        .clamp(Duration::from_micros(100), Duration::from_millis(MAX_SLEEP_MS))
+    };
+    tokio::select! {
+      _ = tokio::time::sleep(sleep) => {}
+      _ = notify.notified() => {}
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::queue::NewJob;
+  use serde_json::Value;
+  use std::sync::atomic::AtomicUsize;
+
+  struct CountingWaker(Arc<AtomicUsize>);
+  impl Waker for CountingWaker {
+    fn wake(&self) -> bool {
+      self.0.fetch_add(1, Ordering::SeqCst);
+      true
+    }
+  }
+
+  #[test]
+  fn timer_wakes_js_when_a_delayed_job_is_due() {
+    let e = Engine::new(QueueConfig::default(), Clock::System);
+    let wakes = Arc::new(AtomicUsize::new(0));
+    e.set_waker(Box::new(CountingWaker(wakes.clone())));
+    e.start().expect("start");
+    let calc = e.with(|q, _| q.register("calc", &Value::Null)).expect("register");
+    let opts = crate::queue::JobOptions {
+      delay_ms: Some(50),
+      ..Default::default()
+    };
+    e.with(|q, now| {
+      q.add(
+        &[NewJob {
+          calc,
+          data: "1",
+          context: "{}",
+          options: opts,
+        }],
+        now,
+      )
+    })
+    .expect("add");
+    let t0 = std::time::Instant::now();
+    while wakes.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(2) {
+      std::thread::sleep(Duration::from_millis(1));
+    }
+    let waited = t0.elapsed();
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    assert!(waited >= Duration::from_millis(45), "woke early: {waited:?}");
+    let mut out = String::new();
+    assert_eq!(e.with(|q, now| q.take(10, now, &mut out)), 1);
+  }
+
+  #[test]
+  fn advance_steps_through_deadlines() {
+    let e = Engine::new(QueueConfig::default(), Clock::manual(1_000_000));
+    e.start().expect("start");
+    let calc = e.with(|q, _| q.register("calc", &Value::Null)).expect("register");
+    for d in [100, 200, 300] {
+      let options = crate::queue::JobOptions {
+        delay_ms: Some(d),
+        ..Default::default()
+      };
+      e.with(|q, now| {
+        q.add(
+          &[NewJob {
+            calc,
+            data: "1",
+            context: "{}",
+            options,
+          }],
+          now,
+        )
+      })
+      .expect("add");
+    }
+    e.advance(250).expect("advance");
+    let mut out = String::new();
+    assert_eq!(e.with(|q, now| q.take(10, now, &mut out)), 2);
+    assert_eq!(e.clock().now(), 1_000_250);
+    assert!(Engine::new(QueueConfig::default(), Clock::System).advance(1).is_err());
+  }
+}

@@ -1,0 +1,238 @@
+//! Validation of the queue's configuration and of per-job options, both given
+//! as JSON (the binding serializes what JavaScript passed; non-finite numbers
+//! arrive as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`, so they are
+//! reported, not silently turned into `null`).
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::job::{Backoff, BackoffKind, Priority};
+
+/// Builds an error of the right kind from a message.
+type Mk = fn(String) -> Error;
+
+fn describe(v: &Value) -> String {
+  let s = v.to_string();
+  if s.len() > 60 {
+    format!("{}...", &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())])
+  } else {
+    s
+  }
+}
+
+/// An integer in `min..=max`.
+pub(crate) fn int(v: &Value, field: &str, min: i64, max: i64, mk: Mk) -> Result<i64> {
+  match v.as_f64() {
+    Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(f as i64),
+    _ => Err(mk(format!(
+      "{field} must be an integer from {min} to {max}, got {}",
+      describe(v)
+    ))),
+  }
+}
+
+/// A number in `min..=max`.
+pub(crate) fn num(v: &Value, field: &str, min: f64, max: f64, mk: Mk) -> Result<f64> {
+  match v.as_f64() {
+    Some(f) if f.is_finite() && f >= min && f <= max => Ok(f),
+    _ => Err(mk(format!(
+      "{field} must be a number from {min} to {max}, got {}",
+      describe(v)
+    ))),
+  }
+}
+
+/// An object (or `null`/absent, which is empty).
+pub(crate) fn object<'a>(v: Option<&'a Value>, field: &str, mk: Mk) -> Result<Option<&'a Map<String, Value>>> {
+  match v {
+    None | Some(Value::Null) => Ok(None),
+    Some(Value::Object(m)) => Ok(Some(m)),
+    Some(other) => Err(mk(format!("{field} must be an object, got {}", describe(other)))),
+  }
+}
+
+/// Rejects keys not in `known`, naming the first unknown one.
+pub(crate) fn known_keys(m: &Map<String, Value>, field: &str, known: &[&str], mk: Mk) -> Result<()> {
+  for k in m.keys() {
+    if !known.contains(&k.as_str()) {
+      return Err(mk(format!(
+        "{field}.{k} is not a known key (known: {})",
+        known.join(", ")
+      )));
+    }
+  }
+  Ok(())
+}
+
+/// A priority: `'high' | 'medium' | 'low'` or an integer weight.
+pub(crate) fn priority(v: &Value, field: &str, mk: Mk) -> Result<Priority> {
+  if let Some(s) = v.as_str() {
+    if let Some(p) = Priority::from_name(s) {
+      return Ok(p);
+    }
+  } else if v.is_number() {
+    return int(v, field, i32::MIN as i64, i32::MAX as i64, mk).map(|w| Priority::Weight(w as i32));
+  }
+  Err(mk(format!(
+    "{field} must be 'high', 'medium', 'low' or an integer, got {}",
+    describe(v)
+  )))
+}
+
+/// Largest delay, timeout or interval in ms (about 24.8 days).
+pub const MAX_MS: i64 = i32::MAX as i64;
+
+/// A retry policy: a number (fixed delay in ms) or
+/// `{ type: 'exponential' | 'fixed', delay | delayMs, maxDelay | maxDelayMs, jitter }`.
+pub(crate) fn backoff(v: &Value, field: &str, base: Backoff, mk: Mk) -> Result<Backoff> {
+  if v.is_number() {
+    let d = int(v, field, 0, MAX_MS, mk)?;
+    return Ok(Backoff {
+      kind: BackoffKind::Fixed,
+      delay_ms: d as u32,
+      max_delay_ms: 0,
+      jitter: 0.0,
+    });
+  }
+  let Some(m) = object(Some(v), field, mk)? else {
+    return Ok(base);
+  };
+  known_keys(
+    m,
+    field,
+    &["type", "delay", "delayMs", "maxDelay", "maxDelayMs", "jitter"],
+    mk,
+  )?;
+  let mut b = base;
+  if let Some(t) = m.get("type") {
+    b.kind = match t.as_str() {
+      Some("exponential") => BackoffKind::Exponential,
+      Some("fixed") => BackoffKind::Fixed,
+      _ => {
+        return Err(mk(format!(
+          "{field}.type must be 'exponential' or 'fixed', got {}",
+          describe(t)
+        )))
+      }
+    };
+  }
+  for key in ["delay", "delayMs"] {
+    if let Some(d) = m.get(key) {
+      b.delay_ms = int(d, &format!("{field}.{key}"), 0, MAX_MS, mk)? as u32;
+    }
+  }
+  for key in ["maxDelay", "maxDelayMs"] {
+    if let Some(d) = m.get(key) {
+      b.max_delay_ms = int(d, &format!("{field}.{key}"), 0, MAX_MS, mk)? as u32;
+    }
+  }
+  if let Some(j) = m.get("jitter") {
+    b.jitter = num(j, &format!("{field}.jitter"), 0.0, 1.0, mk)? as f32;
+  }
+  Ok(b)
+}
+
+/// Per-job settings given on a calculation or on one `add` call; `None`
+/// fields fall back to the calculation's, then to the queue's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOptions {
+  pub priority: Option<Priority>,
+  pub timeout_ms: Option<u32>,
+  pub retries: Option<u32>,
+  pub backoff: Option<Backoff>,
+  /// Absolute due time (epoch ms).
+  pub run_at: Option<u64>,
+  /// Due time relative to now (ms).
+  pub delay_ms: Option<u64>,
+}
+
+impl JobOptions {
+  /// Parses options from JSON (`null` is empty). `field` prefixes messages.
+  pub fn parse(v: &Value, field: &str, base_backoff: Backoff) -> Result<JobOptions> {
+    let mk: Mk = Error::InvalidArgument;
+    let Some(m) = object(Some(v), field, mk)? else {
+      return Ok(JobOptions::default());
+    };
+    known_keys(
+      m,
+      field,
+      &["priority", "timeout", "retries", "backoff", "runAt", "delay"],
+      mk,
+    )?;
+    let mut o = JobOptions::default();
+    if let Some(p) = m.get("priority").filter(|v| !v.is_null()) {
+      o.priority = Some(priority(p, &format!("{field}.priority"), mk)?);
+    }
+    if let Some(t) = m.get("timeout").filter(|v| !v.is_null()) {
+      o.timeout_ms = Some(int(t, &format!("{field}.timeout"), 0, MAX_MS, mk)? as u32);
+    }
+    if let Some(r) = m.get("retries").filter(|v| !v.is_null()) {
+      o.retries = Some(int(r, &format!("{field}.retries"), 0, 1_000, mk)? as u32);
+    }
+    if let Some(b) = m.get("backoff").filter(|v| !v.is_null()) {
+      o.backoff = Some(backoff(b, &format!("{field}.backoff"), base_backoff, mk)?);
+    }
+    if let Some(r) = m.get("runAt").filter(|v| !v.is_null()) {
+      // Up to the year 9999.
+      o.run_at = Some(int(r, &format!("{field}.runAt"), 0, 253_402_300_799_999, mk)? as u64);
+    }
+    if let Some(d) = m.get("delay").filter(|v| !v.is_null()) {
+      o.delay_ms = Some(int(d, &format!("{field}.delay"), 0, MAX_MS, mk)? as u64);
+    }
+    Ok(o)
+  }
+
+  /// These options over `base`: each field set here wins.
+  pub fn over(&self, base: &JobOptions) -> JobOptions {
+    JobOptions {
+      priority: self.priority.or(base.priority),
+      timeout_ms: self.timeout_ms.or(base.timeout_ms),
+      retries: self.retries.or(base.retries),
+      backoff: self.backoff.or(base.backoff),
+      run_at: self.run_at.or(base.run_at),
+      delay_ms: self.delay_ms.or(base.delay_ms),
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  #[test]
+  fn parses_full_options() {
+    let o = JobOptions::parse(
+      &json!({"priority": "high", "timeout": 500, "retries": 3, "backoff": {"type": "fixed", "delay": 20}, "runAt": 1000, "delay": 5}),
+      "options",
+      Backoff::default(),
+    )
+    .expect("valid");
+    assert_eq!(o.priority, Some(Priority::High));
+    assert_eq!(o.timeout_ms, Some(500));
+    assert_eq!(o.retries, Some(3));
+    assert_eq!(o.backoff.map(|b| (b.kind, b.delay_ms)), Some((BackoffKind::Fixed, 20)));
+    assert_eq!(o.run_at, Some(1000));
+    assert_eq!(o.delay_ms, Some(5));
+  }
+
+  #[test]
+  fn names_the_bad_field() {
+    let cases = [
+      (json!({"timeout": "NaN"}), "options.timeout"),
+      (json!({"timeout": -1}), "options.timeout"),
+      (json!({"retries": 1.5}), "options.retries"),
+      (json!({"priority": "urgent"}), "options.priority"),
+      (json!({"backoff": {"type": "linear"}}), "options.backoff.type"),
+      (json!({"backoff": {"jitter": 2}}), "options.backoff.jitter"),
+      (json!({"runAt": "Infinity"}), "options.runAt"),
+      (json!({"attempts": 3}), "options.attempts"),
+      (json!(5), "options"),
+    ];
+    for (v, field) in cases {
+      let e = JobOptions::parse(&v, "options", Backoff::default()).expect_err("invalid");
+      assert_eq!(e.code(), "ERR_INVALID_ARGUMENT");
+      assert!(e.to_string().contains(field), "{e} should name {field}");
+    }
+  }
+}

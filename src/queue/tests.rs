@@ -1,0 +1,287 @@
+//! Unit tests of the queue state machine, and a property test: random
+//! sequences of operations never break its invariants.
+
+use super::*;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn queue(max_workers: u32) -> (Queue, u32) {
+  let cfg = QueueConfig {
+    max_workers,
+    max_queue_size: 1_000,
+    default_backoff: crate::job::Backoff {
+      kind: crate::job::BackoffKind::Fixed,
+      delay_ms: 10,
+      max_delay_ms: 0,
+      jitter: 0.0,
+    },
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let calc = q.register("calc", &Value::Null).expect("register");
+  q.start(0);
+  (q, calc)
+}
+
+fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
+  let options = JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
+  q.add(
+    &[NewJob {
+      calc,
+      data,
+      context: "{}",
+      options,
+    }],
+    now,
+  )
+  .expect("add")[0]
+}
+
+/// Takes up to `n` jobs; returns (slot, seq, data) of each.
+fn take(q: &mut Queue, n: usize, now: u64) -> Vec<(u32, u32, String)> {
+  let mut out = String::new();
+  let k = q.take(n, now, &mut out);
+  let v: Vec<Value> = serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+  assert_eq!(v.len(), k * 7);
+  v.chunks(7)
+    .map(|c| (c[0].as_u64().unwrap_or(0) as u32, c[1].as_u64().unwrap_or(0) as u32, c[5].to_string()))
+    .collect()
+}
+
+fn ok(slot: u32, seq: u32) -> String {
+  format!("[[{slot},{seq},1,\"done\"]]")
+}
+
+fn err(slot: u32, seq: u32, kind: u8) -> String {
+  format!("[[{slot},{seq},{kind},{{\"name\":\"Error\",\"message\":\"boom\",\"stack\":\"at x\"}}]]")
+}
+
+#[test]
+fn priority_then_fifo() {
+  let (mut q, c) = queue(1);
+  add(&mut q, c, "1", json!({"priority": "low"}), 0);
+  add(&mut q, c, "2", json!({"priority": "medium"}), 0);
+  add(&mut q, c, "3", json!({"priority": "high"}), 0);
+  add(&mut q, c, "4", json!({"priority": "high"}), 0);
+  add(&mut q, c, "5", json!({"priority": 0}), 0);
+  let mut order = vec![];
+  for t in 1..=5 {
+    let got = take(&mut q, 10, t);
+    assert_eq!(got.len(), 1, "one worker");
+    order.push(got[0].2.clone());
+    q.settle(&ok(got[0].0, got[0].1), t).expect("settle");
+  }
+  assert_eq!(order, ["5", "3", "4", "2", "1"]);
+  q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn concurrency_is_capped() {
+  let (mut q, c) = queue(3);
+  for i in 0..10 {
+    add(&mut q, c, &i.to_string(), Value::Null, 0);
+  }
+  assert_eq!(take(&mut q, 100, 1).len(), 3);
+  assert_eq!(take(&mut q, 100, 1).len(), 0);
+  assert_eq!(q.running_count(), 3);
+}
+
+#[test]
+fn error_retries_with_backoff_then_fails() {
+  let (mut q, c) = queue(1);
+  let id = add(&mut q, c, "1", json!({"retries": 1, "backoff": {"type": "fixed", "delay": 100}}), 0);
+  let a = take(&mut q, 1, 0);
+  q.settle(&err(a[0].0, a[0].1, 0), 5).expect("settle");
+  assert_eq!(q.get(id).map(|j| (j.status, j.run_at)), Some((Status::Pending, 105)));
+  assert!(take(&mut q, 1, 104).is_empty(), "not due yet");
+  assert_eq!(q.plan_wake(), 105);
+  let b = take(&mut q, 1, 105);
+  assert_eq!(b.len(), 1);
+  q.settle(&err(b[0].0, b[0].1, 0), 110).expect("settle");
+  let j = q.get(id).expect("job");
+  assert_eq!((j.status, j.attempts), (Status::Failed, 2));
+  assert_eq!(j.outcome.as_ref().map(|o| o.errors.len()), Some(2));
+  q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn unrecoverable_fails_at_once() {
+  let (mut q, c) = queue(1);
+  let id = add(&mut q, c, "1", json!({"retries": 5}), 0);
+  let a = take(&mut q, 1, 0);
+  q.settle(&err(a[0].0, a[0].1, 2), 1).expect("settle");
+  assert_eq!(q.get(id).map(|j| j.status), Some(Status::Failed));
+}
+
+#[test]
+fn timeout_aborts_and_late_outcome_is_ignored() {
+  let (mut q, c) = queue(1);
+  q.set_events(true);
+  let id = add(&mut q, c, "1", json!({"timeout": 50, "retries": 0}), 0);
+  let a = take(&mut q, 1, 0);
+  q.tick(49);
+  assert_eq!(q.get(id).map(|j| j.status), Some(Status::Running));
+  q.tick(50);
+  assert_eq!(q.get(id).map(|j| j.status), Some(Status::Timeout));
+  let drained: Value = serde_json::from_str(&q.drain()).expect("json");
+  assert_eq!(drained[0], json!([a[0].0, a[0].1]));
+  assert_eq!(drained[1][0][0], "timedOut");
+  q.settle(&ok(a[0].0, a[0].1), 60).expect("settle");
+  assert_eq!(q.late_outcomes(), 1);
+  assert_eq!(q.get(id).map(|j| j.status), Some(Status::Timeout));
+  q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn cancel_pending_and_running_then_retry() {
+  let (mut q, c) = queue(1);
+  let a = add(&mut q, c, "1", Value::Null, 0);
+  let b = add(&mut q, c, "2", Value::Null, 0);
+  let running = take(&mut q, 1, 0);
+  assert!(q.cancel(b, 1));
+  assert!(q.cancel(a, 1));
+  assert!(!q.cancel(a, 1), "already cancelled");
+  assert!(q.has_news(), "the running one must be aborted");
+  assert_eq!(q.count(Status::Cancelled), 2);
+  q.settle(&ok(running[0].0, running[0].1), 2).expect("settle");
+  assert_eq!(q.late_outcomes(), 1);
+  assert_eq!(q.retry(a, 3), Ok(true));
+  assert_eq!(q.retry(a, 3), Ok(false), "pending now");
+  let again = take(&mut q, 5, 3);
+  assert_eq!(again.len(), 1);
+  assert_eq!(q.get(a).map(|j| (j.status, j.attempts)), Some((Status::Running, 1)));
+  q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn queue_full_adds_nothing() {
+  let cfg = QueueConfig {
+    max_queue_size: 2,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let c = q.register("c", &Value::Null).expect("register");
+  let job = NewJob {
+    calc: c,
+    data: "1",
+    context: "{}",
+    options: JobOptions::default(),
+  };
+  let e = q.add(&[job.clone(), job.clone(), job.clone()], 0).expect_err("full");
+  assert_eq!(e.code(), "ERR_QUEUE_FULL");
+  assert_eq!(q.count(Status::Pending), 0);
+  q.add(&[job.clone(), job.clone()], 0).expect("fits");
+  assert_eq!(q.add(&[job], 0).map_err(|e| e.code()), Err("ERR_QUEUE_FULL"));
+}
+
+#[test]
+fn payload_limit() {
+  let cfg = QueueConfig {
+    max_payload_bytes: 10,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let c = q.register("c", &Value::Null).expect("register");
+  let big = NewJob {
+    calc: c,
+    data: "\"0123456789\"",
+    context: "{}",
+    options: JobOptions::default(),
+  };
+  assert_eq!(q.add(&[big], 0).map_err(|e| e.code()), Err("ERR_PAYLOAD_TOO_LARGE"));
+  assert_eq!(q.count(Status::Pending), 0);
+}
+
+#[test]
+fn prune_removes_only_old_finished_jobs() {
+  let (mut q, c) = queue(2);
+  let a = add(&mut q, c, "1", Value::Null, 0);
+  let b = add(&mut q, c, "2", Value::Null, 0);
+  let t = take(&mut q, 2, 0);
+  q.settle(&ok(t[0].0, t[0].1), 10).expect("settle");
+  q.settle(&ok(t[1].0, t[1].1), 20).expect("settle");
+  assert_eq!(q.prune(15), 1);
+  assert!(q.get(a).is_none());
+  assert!(q.get(b).is_some());
+  q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn stop_aborts_running_and_keeps_pending() {
+  let (mut q, c) = queue(1);
+  let a = add(&mut q, c, "1", Value::Null, 0);
+  add(&mut q, c, "2", Value::Null, 0);
+  take(&mut q, 1, 0);
+  q.begin_stop();
+  assert!(take(&mut q, 1, 1).is_empty());
+  assert_eq!(q.finish_stop(2), 1);
+  assert_eq!(q.get(a).map(|j| (j.status, j.attempts)), Some((Status::Pending, 1)));
+  assert_eq!(q.count(Status::Pending), 2);
+  q.check_invariants().expect("invariants");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+  Add { delay: u64, retries: u32, priority: u8 },
+  Take(usize),
+  SettleOk(usize),
+  SettleErr(usize, bool),
+  Late(u32),
+  Tick(u64),
+  Cancel(usize),
+  Retry(usize),
+  Prune,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+  prop_oneof![
+    (0u64..50, 0u32..3, 0u8..4).prop_map(|(delay, retries, priority)| Op::Add { delay, retries, priority }),
+    (1usize..5).prop_map(Op::Take),
+    (0usize..8).prop_map(Op::SettleOk),
+    (0usize..8, any::<bool>()).prop_map(|(i, u)| Op::SettleErr(i, u)),
+    (0u32..40).prop_map(Op::Late),
+    (0u64..80).prop_map(Op::Tick),
+    (0usize..40).prop_map(Op::Cancel),
+    (0usize..40).prop_map(Op::Retry),
+    Just(Op::Prune),
+  ]
+}
+
+proptest! {
+  #[test]
+  fn random_operations_keep_invariants(ops in proptest::collection::vec(op(), 1..120)) {
+    let (mut q, c) = queue(3);
+    let mut now = 0u64;
+    let mut ids: Vec<JobId> = vec![];
+    let mut held: Vec<(u32, u32)> = vec![];
+    for op in ops {
+      match op {
+        Op::Add { delay, retries, priority } => {
+          let p = ["high", "medium", "low", "medium"][priority as usize];
+          let o = json!({"delay": delay, "retries": retries, "priority": p, "timeout": 30});
+          ids.push(add(&mut q, c, "1", o, now));
+        }
+        Op::Take(n) => held.extend(take(&mut q, n, now).into_iter().map(|(s, q, _)| (s, q))),
+        Op::SettleOk(i) if i < held.len() => {
+          let (s, sq) = held.remove(i);
+          q.settle(&ok(s, sq), now).expect("settle");
+        }
+        Op::SettleErr(i, unrecoverable) if i < held.len() => {
+          let (s, sq) = held.remove(i);
+          q.settle(&err(s, sq, if unrecoverable { 2 } else { 0 }), now).expect("settle");
+        }
+        Op::Late(seq) => { q.settle(&ok(0, seq + 10_000), now).expect("settle"); }
+        Op::Tick(dt) => { now += dt; q.tick(now); }
+        Op::Cancel(i) if i < ids.len() => { q.cancel(ids[i], now); }
+        Op::Retry(i) if i < ids.len() => { let _ = q.retry(ids[i], now); }
+        Op::Prune => { q.prune(now.saturating_sub(20)); }
+        _ => {}
+      }
+      q.drain();
+      prop_assert!(q.running_count() <= 3);
+      if let Err(e) = q.check_invariants() {
+        prop_assert!(false, "{}", e);
+      }
+    }
+  }
+}
