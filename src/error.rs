@@ -61,9 +61,14 @@ impl fmt::Display for Error {
       Error::Stopped => write!(f, "the service is stopped and takes no new jobs"),
       Error::NotSerializable(m) => write!(f, "not JSON-serializable: {m}"),
       Error::PayloadTooLarge { size, max } => {
-        write!(f, "payload is {size} bytes, more than maxPayloadBytes ({max})")
+        write!(
+          f,
+          "payload is {size} bytes, more than maxPayloadBytes ({max})"
+        )
       }
-      Error::InvalidCron { field, message } => write!(f, "invalid cron expression ({field}): {message}"),
+      Error::InvalidCron { field, message } => {
+        write!(f, "invalid cron expression ({field}): {message}")
+      }
       Error::InvalidSchedule(m) => write!(f, "invalid schedule: {m}"),
       Error::Storage(m) => write!(f, "storage error: {m}"),
     }

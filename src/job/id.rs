@@ -102,7 +102,13 @@ mod tests {
 
   #[test]
   fn parse_rejects_garbage() {
-    for s in ["", "abc", "0190f3a2-1234-7abc-8def-12345678901", "0190f3a2x1234-7abc-8def-123456789012", "0190f3a2-1234-7abc-8def-12345678901g"] {
+    for s in [
+      "",
+      "abc",
+      "0190f3a2-1234-7abc-8def-12345678901",
+      "0190f3a2x1234-7abc-8def-123456789012",
+      "0190f3a2-1234-7abc-8def-12345678901g",
+    ] {
       assert_eq!(JobId::parse(s), None, "{s}");
     }
   }

@@ -142,8 +142,14 @@ mod tests {
       (json!({"maxWorkers": "NaN"}), "queue.maxWorkers"),
       (json!({"maxQueueSize": -5}), "queue.maxQueueSize"),
       (json!({"defaultTimeout": 1.5}), "queue.defaultTimeout"),
-      (json!({"priorityWeights": {"high": "x"}}), "queue.priorityWeights.high"),
-      (json!({"priorityWeights": {"urgent": 1}}), "queue.priorityWeights.urgent"),
+      (
+        json!({"priorityWeights": {"high": "x"}}),
+        "queue.priorityWeights.high",
+      ),
+      (
+        json!({"priorityWeights": {"urgent": 1}}),
+        "queue.priorityWeights.urgent",
+      ),
       (json!({"maxWorker": 3}), "queue.maxWorker"),
       (json!("fast"), "queue"),
     ] {
@@ -173,7 +179,14 @@ impl ServiceConfig {
     options::known_keys(
       m,
       "config",
-      &["queue", "scheduler", "monitoring", "storage", "clock", "unref"],
+      &[
+        "queue",
+        "scheduler",
+        "monitoring",
+        "storage",
+        "clock",
+        "unref",
+      ],
       mk,
     )?;
     for k in ["scheduler", "monitoring"] {
@@ -198,7 +211,9 @@ impl ServiceConfig {
         match c.get("type").and_then(Value::as_str) {
           Some("manual") => match c.get("now") {
             None | Some(Value::Null) => Some(now),
-            Some(t) => Some(options::int(t, "config.clock.now", 0, 253_402_300_799_999, mk)? as u64),
+            Some(t) => {
+              Some(options::int(t, "config.clock.now", 0, 253_402_300_799_999, mk)? as u64)
+            }
           },
           Some("system") => None,
           _ => return Err(mk("config.clock.type must be 'manual' or 'system'".into())),
@@ -226,11 +241,17 @@ mod service_tests {
   fn reads_clock_and_rejects_unknown_sections() {
     let c = ServiceConfig::from_json(&json!({"clock": "manual"}), 7).expect("valid");
     assert_eq!(c.manual_clock, Some(7));
-    let c = ServiceConfig::from_json(&json!({"clock": {"type": "manual", "now": 5}}), 7).expect("valid");
+    let c =
+      ServiceConfig::from_json(&json!({"clock": {"type": "manual", "now": 5}}), 7).expect("valid");
     assert_eq!(c.manual_clock, Some(5));
     let c = ServiceConfig::from_json(&json!(null), 7).expect("valid");
     assert_eq!(c.manual_clock, None);
-    for bad in [json!({"queues": {}}), json!({"clock": "fast"}), json!({"storage": {"type": "redis"}}), json!([])] {
+    for bad in [
+      json!({"queues": {}}),
+      json!({"clock": "fast"}),
+      json!({"storage": {"type": "redis"}}),
+      json!([]),
+    ] {
       let e = ServiceConfig::from_json(&bad, 0).expect_err("invalid");
       assert_eq!(e.code(), "ERR_INVALID_CONFIG");
     }

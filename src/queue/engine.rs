@@ -2,7 +2,7 @@
 //! process's one tokio runtime, waking JavaScript through a [`Waker`] only
 //! when there is something for it to do.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,13 +48,16 @@ pub struct Engine {
   waker: Mutex<Option<Box<dyn Waker>>>,
   /// A wake-up was sent and JavaScript has not pulled since.
   wake_pending: AtomicBool,
-  timer_started: AtomicBool,
+  /// Bumped each time a timer task starts; an older task sees it and ends.
+  timer_gen: AtomicU64,
   closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("Engine").field("clock", &self.clock).finish_non_exhaustive()
+    f.debug_struct("Engine")
+      .field("clock", &self.clock)
+      .finish_non_exhaustive()
   }
 }
 
@@ -68,8 +71,8 @@ impl Engine {
       notify: Arc::new(Notify::new()),
       waker: Mutex::new(None),
       wake_pending: AtomicBool::new(false),
-      timer_started: AtomicBool::new(false),
-      closed: AtomicBool::new(false),
+      timer_gen: AtomicU64::new(0),
+      closed: AtomicBool::new(true),
     })
   }
 
@@ -106,11 +109,12 @@ impl Engine {
   /// Starts running jobs, and the timer (system clock only).
   pub fn start(self: &Arc<Self>) -> Result<()> {
     self.with(|q, now| q.start(now));
-    if !self.clock.is_manual() && !self.timer_started.swap(true, Ordering::AcqRel) {
+    if self.closed.swap(false, Ordering::AcqRel) && !self.clock.is_manual() {
       let rt = runtime()?;
+      let gen = self.timer_gen.fetch_add(1, Ordering::AcqRel) + 1;
       let weak = Arc::downgrade(self);
       let notify = self.notify.clone();
-      rt.spawn(timer_loop(weak, notify));
+      rt.spawn(timer_loop(weak, notify, gen));
     }
     Ok(())
   }
@@ -169,7 +173,8 @@ impl Engine {
     Ok(())
   }
 
-  /// Stops the timer for good (the JavaScript side is gone).
+  /// Stops the timer (the service stopped, or the JavaScript side is gone);
+  /// [`Engine::start`] starts a new one.
   pub fn close(&self) {
     self.closed.store(true, Ordering::Release);
     self.notify.notify_one();
@@ -187,21 +192,26 @@ impl Drop for Engine {
   }
 }
 
-async fn timer_loop(engine: Weak<Engine>, notify: Arc<Notify>) {
+async fn timer_loop(engine: Weak<Engine>, notify: Arc<Notify>, gen: u64) {
   loop {
     let sleep = {
       let Some(e) = engine.upgrade() else {
         return;
       };
-      if e.is_closed() {
+      if e.is_closed() || e.timer_gen.load(Ordering::Acquire) != gen {
         return;
       }
       let next = e.on_timer();
-      let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+      let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
       Duration::from_millis(next.min(u64::MAX >> 1))
         .checked_sub(now)
         .unwrap_or(Duration::from_millis(1))
-        .clamp(Duration::from_micros(100), Duration::from_millis(MAX_SLEEP_MS))
+        .clamp(
+          Duration::from_micros(100),
+          Duration::from_millis(MAX_SLEEP_MS),
+        )
     };
     tokio::select! {
       _ = tokio::time::sleep(sleep) => {}
@@ -231,7 +241,9 @@ mod tests {
     let wakes = Arc::new(AtomicUsize::new(0));
     e.set_waker(Box::new(CountingWaker(wakes.clone())));
     e.start().expect("start");
-    let calc = e.with(|q, _| q.register("calc", &Value::Null)).expect("register");
+    let calc = e
+      .with(|q, _| q.register("calc", &Value::Null))
+      .expect("register");
     let opts = crate::queue::JobOptions {
       delay_ms: Some(50),
       ..Default::default()
@@ -254,7 +266,10 @@ mod tests {
     }
     let waited = t0.elapsed();
     assert_eq!(wakes.load(Ordering::SeqCst), 1);
-    assert!(waited >= Duration::from_millis(45), "woke early: {waited:?}");
+    assert!(
+      waited >= Duration::from_millis(45),
+      "woke early: {waited:?}"
+    );
     let mut out = String::new();
     assert_eq!(e.with(|q, now| q.take(10, now, &mut out)), 1);
   }
@@ -263,7 +278,9 @@ mod tests {
   fn advance_steps_through_deadlines() {
     let e = Engine::new(QueueConfig::default(), Clock::manual(1_000_000));
     e.start().expect("start");
-    let calc = e.with(|q, _| q.register("calc", &Value::Null)).expect("register");
+    let calc = e
+      .with(|q, _| q.register("calc", &Value::Null))
+      .expect("register");
     for d in [100, 200, 300] {
       let options = crate::queue::JobOptions {
         delay_ms: Some(d),
@@ -286,6 +303,8 @@ mod tests {
     let mut out = String::new();
     assert_eq!(e.with(|q, now| q.take(10, now, &mut out)), 2);
     assert_eq!(e.clock().now(), 1_000_250);
-    assert!(Engine::new(QueueConfig::default(), Clock::System).advance(1).is_err());
+    assert!(Engine::new(QueueConfig::default(), Clock::System)
+      .advance(1)
+      .is_err());
   }
 }

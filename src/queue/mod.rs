@@ -184,7 +184,9 @@ impl Queue {
     }
     let defaults = JobOptions::parse(defaults, "calculation", self.cfg.default_backoff)?;
     if defaults.run_at.is_some() || defaults.delay_ms.is_some() {
-      return Err(Error::arg("calculation may not set runAt or delay: pass them as job options"));
+      return Err(Error::arg(
+        "calculation may not set runAt or delay: pass them as job options",
+      ));
     }
     if let Some(&i) = self.calc_index.get(name) {
       self.calcs[i as usize].defaults = defaults;
@@ -314,7 +316,11 @@ impl Queue {
         started_at: 0,
         finished_at: 0,
         data: nj.data.into(),
-        context: if nj.context == "{}" { "".into() } else { nj.context.into() },
+        context: if nj.context == "{}" {
+          "".into()
+        } else {
+          nj.context.into()
+        },
         outcome: None,
       };
       self.counts[Status::Pending as usize] += 1;
@@ -446,8 +452,8 @@ impl Queue {
   /// An outcome for an attempt that already ended (timed out, cancelled) is
   /// counted and ignored.
   pub fn settle(&mut self, json: &str, now: u64) -> Result<usize> {
-    let outcomes: Vec<(u32, u32, u8, &RawValue)> = serde_json::from_str(json)
-      .map_err(|e| Error::arg(format!("malformed outcomes: {e}")))?;
+    let outcomes: Vec<(u32, u32, u8, &RawValue)> =
+      serde_json::from_str(json).map_err(|e| Error::arg(format!("malformed outcomes: {e}")))?;
     let n = outcomes.len();
     for (slot, seq, kind, value) in outcomes {
       let Some(r) = self.running(slot, seq) else {
@@ -480,7 +486,14 @@ impl Queue {
 
   /// A failed or timed-out attempt: retry with backoff if attempts are left,
   /// finish otherwise.
-  fn fail_attempt(&mut self, id: u128, err: JobError, unrecoverable: bool, timed_out: bool, now: u64) {
+  fn fail_attempt(
+    &mut self,
+    id: u128,
+    err: JobError,
+    unrecoverable: bool,
+    timed_out: bool,
+    now: u64,
+  ) {
     let Some(job) = self.jobs.get_mut(&id) else {
       return;
     };
@@ -504,7 +517,11 @@ impl Queue {
         self.event_with("timedOut", id, &err_json);
       }
       if self.events_on {
-        self.event_with("retrying", id, &format!("{{\"delayMs\":{delay},\"error\":{err_json}}}"));
+        self.event_with(
+          "retrying",
+          id,
+          &format!("{{\"delayMs\":{delay},\"error\":{err_json}}}"),
+        );
       }
     } else {
       let t = if timed_out {
@@ -598,7 +615,10 @@ impl Queue {
       let err = JobError::system(
         "TimeoutError",
         "ERR_JOB_TIMEOUT",
-        format!("attempt {} timed out after {} ms", job.attempts, job.timeout_ms),
+        format!(
+          "attempt {} timed out after {} ms",
+          job.attempts, job.timeout_ms
+        ),
         job.attempts,
       );
       self.fail_attempt(r.id, err, false, true, now);
@@ -635,7 +655,8 @@ impl Queue {
         break;
       }
       self.finished.pop_front();
-      let remove = matches!(self.jobs.get(&id), Some(j) if j.status.is_finished() && j.finished_at == at);
+      let remove =
+        matches!(self.jobs.get(&id), Some(j) if j.status.is_finished() && j.finished_at == at);
       if remove {
         if let Some(j) = self.jobs.remove(&id) {
           self.counts[j.status as usize] -= 1;
@@ -690,7 +711,10 @@ impl Queue {
     let Some(job) = self.jobs.get_mut(&id.0) else {
       return Ok(false);
     };
-    if !matches!(job.status, Status::Failed | Status::Timeout | Status::Cancelled) {
+    if !matches!(
+      job.status,
+      Status::Failed | Status::Timeout | Status::Cancelled
+    ) {
       return Ok(false);
     }
     let queued = self.counts[Status::Pending as usize] + self.counts[Status::Waiting as usize];
@@ -737,7 +761,13 @@ impl Queue {
       .get(job.name as usize)
       .map(|c| &*c.name_json)
       .unwrap_or("null");
-    let opt_ms = |t: u64| if t == 0 { "null".to_string() } else { t.to_string() };
+    let opt_ms = |t: u64| {
+      if t == 0 {
+        "null".to_string()
+      } else {
+        t.to_string()
+      }
+    };
     let o = job.outcome.as_deref();
     let result = o.and_then(|o| o.result.as_deref()).unwrap_or("null");
     let progress = o.and_then(|o| o.progress.as_deref()).unwrap_or("null");
@@ -781,7 +811,9 @@ impl Queue {
 
   /// Jobs that still need the service: waiting, pending or running.
   pub fn active(&self) -> usize {
-    self.counts[Status::Waiting as usize] + self.counts[Status::Pending as usize] + self.running_count()
+    self.counts[Status::Waiting as usize]
+      + self.counts[Status::Pending as usize]
+      + self.running_count()
   }
 
   /// Outcomes that arrived after their attempt had ended.
@@ -820,7 +852,12 @@ impl Queue {
     for j in self.jobs.values() {
       counts[j.status as usize] += 1;
       if j.attempts > j.max_retries + 1 {
-        return Err(format!("job {} has {} attempts, max {}", j.id, j.attempts, j.max_retries + 1));
+        return Err(format!(
+          "job {} has {} attempts, max {}",
+          j.id,
+          j.attempts,
+          j.max_retries + 1
+        ));
       }
     }
     if counts != self.counts {
@@ -828,7 +865,11 @@ impl Queue {
     }
     let running: Vec<u128> = self.slots.iter().flatten().map(|r| r.id).collect();
     if running.len() != counts[Status::Running as usize] {
-      return Err(format!("{} slots used, {} jobs running", running.len(), counts[Status::Running as usize]));
+      return Err(format!(
+        "{} slots used, {} jobs running",
+        running.len(),
+        counts[Status::Running as usize]
+      ));
     }
     for id in &running {
       match self.jobs.get(id) {
@@ -840,8 +881,14 @@ impl Queue {
       return Err("slot accounting is off".into());
     }
     for j in self.jobs.values().filter(|j| j.status == Status::Pending) {
-      let queued = self.ready.iter().any(|Reverse((_, _, id, g))| *id == j.id.0 && *g == j.gen)
-        || self.delayed.iter().any(|Reverse((_, id, g))| *id == j.id.0 && *g == j.gen);
+      let queued = self
+        .ready
+        .iter()
+        .any(|Reverse((_, _, id, g))| *id == j.id.0 && *g == j.gen)
+        || self
+          .delayed
+          .iter()
+          .any(|Reverse((_, id, g))| *id == j.id.0 && *g == j.gen);
       if !queued {
         return Err(format!("pending job {} is in no line", j.id));
       }

@@ -14,7 +14,10 @@ type Mk = fn(String) -> Error;
 fn describe(v: &Value) -> String {
   let s = v.to_string();
   if s.len() > 60 {
-    format!("{}...", &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())])
+    format!(
+      "{}...",
+      &s[..s.char_indices().nth(57).map(|(i, _)| i).unwrap_or(s.len())]
+    )
   } else {
     s
   }
@@ -43,16 +46,28 @@ pub(crate) fn num(v: &Value, field: &str, min: f64, max: f64, mk: Mk) -> Result<
 }
 
 /// An object (or `null`/absent, which is empty).
-pub(crate) fn object<'a>(v: Option<&'a Value>, field: &str, mk: Mk) -> Result<Option<&'a Map<String, Value>>> {
+pub(crate) fn object<'a>(
+  v: Option<&'a Value>,
+  field: &str,
+  mk: Mk,
+) -> Result<Option<&'a Map<String, Value>>> {
   match v {
     None | Some(Value::Null) => Ok(None),
     Some(Value::Object(m)) => Ok(Some(m)),
-    Some(other) => Err(mk(format!("{field} must be an object, got {}", describe(other)))),
+    Some(other) => Err(mk(format!(
+      "{field} must be an object, got {}",
+      describe(other)
+    ))),
   }
 }
 
 /// Rejects keys not in `known`, naming the first unknown one.
-pub(crate) fn known_keys(m: &Map<String, Value>, field: &str, known: &[&str], mk: Mk) -> Result<()> {
+pub(crate) fn known_keys(
+  m: &Map<String, Value>,
+  field: &str,
+  known: &[&str],
+  mk: Mk,
+) -> Result<()> {
   for k in m.keys() {
     if !known.contains(&k.as_str()) {
       return Err(mk(format!(
@@ -100,7 +115,14 @@ pub(crate) fn backoff(v: &Value, field: &str, base: Backoff, mk: Mk) -> Result<B
   known_keys(
     m,
     field,
-    &["type", "delay", "delayMs", "maxDelay", "maxDelayMs", "jitter"],
+    &[
+      "type",
+      "delay",
+      "delayMs",
+      "maxDelay",
+      "maxDelayMs",
+      "jitter",
+    ],
     mk,
   )?;
   let mut b = base;
@@ -156,7 +178,9 @@ impl JobOptions {
     known_keys(
       m,
       field,
-      &["priority", "timeout", "retries", "backoff", "runAt", "delay"],
+      &[
+        "priority", "timeout", "retries", "backoff", "runAt", "delay",
+      ],
       mk,
     )?;
     let mut o = JobOptions::default();
@@ -211,7 +235,10 @@ mod tests {
     assert_eq!(o.priority, Some(Priority::High));
     assert_eq!(o.timeout_ms, Some(500));
     assert_eq!(o.retries, Some(3));
-    assert_eq!(o.backoff.map(|b| (b.kind, b.delay_ms)), Some((BackoffKind::Fixed, 20)));
+    assert_eq!(
+      o.backoff.map(|b| (b.kind, b.delay_ms)),
+      Some((BackoffKind::Fixed, 20))
+    );
     assert_eq!(o.run_at, Some(1000));
     assert_eq!(o.delay_ms, Some(5));
   }
@@ -223,7 +250,10 @@ mod tests {
       (json!({"timeout": -1}), "options.timeout"),
       (json!({"retries": 1.5}), "options.retries"),
       (json!({"priority": "urgent"}), "options.priority"),
-      (json!({"backoff": {"type": "linear"}}), "options.backoff.type"),
+      (
+        json!({"backoff": {"type": "linear"}}),
+        "options.backoff.type",
+      ),
       (json!({"backoff": {"jitter": 2}}), "options.backoff.jitter"),
       (json!({"runAt": "Infinity"}), "options.runAt"),
       (json!({"attempts": 3}), "options.attempts"),

@@ -72,13 +72,19 @@ impl Stats {
   pub fn view(&self, now: u64) -> StatsView {
     let sec = now / 1000;
     let (mut fin, mut run, mut st, mut wait) = (0u64, 0u64, 0u64, 0u64);
-    for s in self.ring.iter().filter(|s| s.sec + (WINDOW as u64) > sec && s.sec <= sec) {
+    for s in self
+      .ring
+      .iter()
+      .filter(|s| s.sec + (WINDOW as u64) > sec && s.sec <= sec)
+    {
       fin += s.finished as u64;
       run += s.run_ms;
       st += s.started as u64;
       wait += s.wait_ms;
     }
-    let span_ms = now.saturating_sub(self.since).clamp(1_000, WINDOW as u64 * 1000);
+    let span_ms = now
+      .saturating_sub(self.since)
+      .clamp(1_000, WINDOW as u64 * 1000);
     let avg = |sum: u64, n: u64| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
     StatsView {
       throughput: fin as f64 * 1000.0 / span_ms as f64,

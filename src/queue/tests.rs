@@ -24,7 +24,8 @@ fn queue(max_workers: u32) -> (Queue, u32) {
 }
 
 fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
-  let options = JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
+  let options =
+    JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
   q.add(
     &[NewJob {
       calc,
@@ -41,10 +42,17 @@ fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId 
 fn take(q: &mut Queue, n: usize, now: u64) -> Vec<(u32, u32, String)> {
   let mut out = String::new();
   let k = q.take(n, now, &mut out);
-  let v: Vec<Value> = serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+  let v: Vec<Value> =
+    serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
   assert_eq!(v.len(), k * 7);
   v.chunks(7)
-    .map(|c| (c[0].as_u64().unwrap_or(0) as u32, c[1].as_u64().unwrap_or(0) as u32, c[5].to_string()))
+    .map(|c| {
+      (
+        c[0].as_u64().unwrap_or(0) as u32,
+        c[1].as_u64().unwrap_or(0) as u32,
+        c[5].to_string(),
+      )
+    })
     .collect()
 }
 
@@ -89,10 +97,19 @@ fn concurrency_is_capped() {
 #[test]
 fn error_retries_with_backoff_then_fails() {
   let (mut q, c) = queue(1);
-  let id = add(&mut q, c, "1", json!({"retries": 1, "backoff": {"type": "fixed", "delay": 100}}), 0);
+  let id = add(
+    &mut q,
+    c,
+    "1",
+    json!({"retries": 1, "backoff": {"type": "fixed", "delay": 100}}),
+    0,
+  );
   let a = take(&mut q, 1, 0);
   q.settle(&err(a[0].0, a[0].1, 0), 5).expect("settle");
-  assert_eq!(q.get(id).map(|j| (j.status, j.run_at)), Some((Status::Pending, 105)));
+  assert_eq!(
+    q.get(id).map(|j| (j.status, j.run_at)),
+    Some((Status::Pending, 105))
+  );
   assert!(take(&mut q, 1, 104).is_empty(), "not due yet");
   assert_eq!(q.plan_wake(), 105);
   let b = take(&mut q, 1, 105);
@@ -143,13 +160,17 @@ fn cancel_pending_and_running_then_retry() {
   assert!(!q.cancel(a, 1), "already cancelled");
   assert!(q.has_news(), "the running one must be aborted");
   assert_eq!(q.count(Status::Cancelled), 2);
-  q.settle(&ok(running[0].0, running[0].1), 2).expect("settle");
+  q.settle(&ok(running[0].0, running[0].1), 2)
+    .expect("settle");
   assert_eq!(q.late_outcomes(), 1);
   assert_eq!(q.retry(a, 3), Ok(true));
   assert_eq!(q.retry(a, 3), Ok(false), "pending now");
   let again = take(&mut q, 5, 3);
   assert_eq!(again.len(), 1);
-  assert_eq!(q.get(a).map(|j| (j.status, j.attempts)), Some((Status::Running, 1)));
+  assert_eq!(
+    q.get(a).map(|j| (j.status, j.attempts)),
+    Some((Status::Running, 1))
+  );
   q.check_invariants().expect("invariants");
 }
 
@@ -167,11 +188,16 @@ fn queue_full_adds_nothing() {
     context: "{}",
     options: JobOptions::default(),
   };
-  let e = q.add(&[job.clone(), job.clone(), job.clone()], 0).expect_err("full");
+  let e = q
+    .add(&[job.clone(), job.clone(), job.clone()], 0)
+    .expect_err("full");
   assert_eq!(e.code(), "ERR_QUEUE_FULL");
   assert_eq!(q.count(Status::Pending), 0);
   q.add(&[job.clone(), job.clone()], 0).expect("fits");
-  assert_eq!(q.add(&[job], 0).map_err(|e| e.code()), Err("ERR_QUEUE_FULL"));
+  assert_eq!(
+    q.add(&[job], 0).map_err(|e| e.code()),
+    Err("ERR_QUEUE_FULL")
+  );
 }
 
 #[test]
@@ -188,7 +214,10 @@ fn payload_limit() {
     context: "{}",
     options: JobOptions::default(),
   };
-  assert_eq!(q.add(&[big], 0).map_err(|e| e.code()), Err("ERR_PAYLOAD_TOO_LARGE"));
+  assert_eq!(
+    q.add(&[big], 0).map_err(|e| e.code()),
+    Err("ERR_PAYLOAD_TOO_LARGE")
+  );
   assert_eq!(q.count(Status::Pending), 0);
 }
 
@@ -215,14 +244,21 @@ fn stop_aborts_running_and_keeps_pending() {
   q.begin_stop();
   assert!(take(&mut q, 1, 1).is_empty());
   assert_eq!(q.finish_stop(2), 1);
-  assert_eq!(q.get(a).map(|j| (j.status, j.attempts)), Some((Status::Pending, 1)));
+  assert_eq!(
+    q.get(a).map(|j| (j.status, j.attempts)),
+    Some((Status::Pending, 1))
+  );
   assert_eq!(q.count(Status::Pending), 2);
   q.check_invariants().expect("invariants");
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-  Add { delay: u64, retries: u32, priority: u8 },
+  Add {
+    delay: u64,
+    retries: u32,
+    priority: u8,
+  },
   Take(usize),
   SettleOk(usize),
   SettleErr(usize, bool),
@@ -235,7 +271,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
   prop_oneof![
-    (0u64..50, 0u32..3, 0u8..4).prop_map(|(delay, retries, priority)| Op::Add { delay, retries, priority }),
+    (0u64..50, 0u32..3, 0u8..4).prop_map(|(delay, retries, priority)| Op::Add {
+      delay,
+      retries,
+      priority
+    }),
     (1usize..5).prop_map(Op::Take),
     (0usize..8).prop_map(Op::SettleOk),
     (0usize..8, any::<bool>()).prop_map(|(i, u)| Op::SettleErr(i, u)),

@@ -1,0 +1,282 @@
+//! The N-API binding: the only code that names napi. It converts, forwards to
+//! the core and maps [`crate::Error`] to a JavaScript `Error` whose `code` is
+//! the error's stable code. `index.js` wraps this in the public API.
+//!
+//! Data crosses as JSON text in both directions (one `JSON.parse` per batch
+//! on the JS side beats building objects through N-API).
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::clock::{system_now_ms, Clock};
+use crate::error::Error;
+use crate::job::JobId;
+use crate::queue::{Engine, JobOptions, NewJob, ServiceConfig, Waker};
+
+/// The `code` of a JavaScript error thrown from here.
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+  fn as_ref(&self) -> &str {
+    self.0
+  }
+}
+
+impl From<Status> for Code {
+  fn from(_: Status) -> Self {
+    Code("ERR_INTERNAL")
+  }
+}
+
+fn js_err(e: Error) -> napi::Error<Code> {
+  napi::Error::new(Code(e.code()), e.to_string())
+}
+
+/// Wakes the JavaScript dispatcher through a weak threadsafe function: it
+/// never keeps Node alive by itself.
+struct JsWaker(ThreadsafeFunction<u32, (), u32, Status, false, true>);
+
+impl Waker for JsWaker {
+  fn wake(&self) -> bool {
+    self.0.call(0, ThreadsafeFunctionCallMode::NonBlocking) != Status::Closing
+  }
+}
+
+/// One service's core. Private to `index.js`.
+#[napi]
+pub struct Core {
+  engine: Arc<Engine>,
+}
+
+/// `(active << 1) | news`: how many jobs still need the service, and whether
+/// aborts or events wait for `drain()`.
+fn flags(active: usize, news: bool) -> u32 {
+  ((active.min(u32::MAX as usize >> 1) as u32) << 1) | news as u32
+}
+
+#[napi]
+impl Core {
+  /// `configJson`: the service config as JSON; `wake`: called (at most once
+  /// until the next `take`/`drain`) when the timer has work for JavaScript.
+  #[napi(constructor)]
+  pub fn new(config_json: String, wake: Function<'_, u32, ()>) -> napi::Result<Self, Code> {
+    let v: Value = serde_json::from_str(&config_json).map_err(|e| {
+      js_err(Error::InvalidConfig(format!(
+        "config is not JSON-serializable: {e}"
+      )))
+    })?;
+    let cfg = ServiceConfig::from_json(&v, system_now_ms()).map_err(js_err)?;
+    let clock = match cfg.manual_clock {
+      Some(t) => Clock::manual(t),
+      None => Clock::System,
+    };
+    let tsfn = wake
+      .build_threadsafe_function::<u32>()
+      .weak::<true>()
+      .callee_handled::<false>()
+      .build()
+      .map_err(|e| napi::Error::new(Code("ERR_INTERNAL"), e.reason.clone()))?;
+    let engine = Engine::new(cfg.queue, clock);
+    engine.set_waker(Box::new(JsWaker(tsfn)));
+    Ok(Core { engine })
+  }
+
+  /// Registers a calculation name with its defaults (JSON); returns its index.
+  #[napi]
+  pub fn register(&self, name: String, defaults_json: String) -> napi::Result<u32, Code> {
+    let v: Value = serde_json::from_str(&defaults_json)
+      .map_err(|e| js_err(Error::arg(format!("calculation options: {e}"))))?;
+    self
+      .engine
+      .with(|q, _| q.register(&name, &v))
+      .map_err(js_err)
+  }
+
+  /// Adds jobs given as JSON `[[calc, data, context, options|null], ...]`,
+  /// all or none; returns their ids joined by commas.
+  #[napi]
+  pub fn add(&self, batch_json: String) -> napi::Result<String, Code> {
+    type Item<'a> = (u32, &'a RawValue, &'a RawValue, Option<Value>);
+    let items: Vec<Item<'_>> = serde_json::from_str(&batch_json)
+      .map_err(|e| js_err(Error::arg(format!("malformed job batch: {e}"))))?;
+    let backoff = self.engine.with(|q, _| q.config().default_backoff);
+    let mut batch = Vec::with_capacity(items.len());
+    for (i, (calc, data, context, options)) in items.iter().enumerate() {
+      let field = if items.len() == 1 {
+        "options".to_string()
+      } else {
+        format!("jobs[{i}].options")
+      };
+      let options = match options {
+        Some(o) => JobOptions::parse(o, &field, backoff).map_err(js_err)?,
+        None => JobOptions::default(),
+      };
+      batch.push(NewJob {
+        calc: *calc,
+        data: data.get(),
+        context: context.get(),
+        options,
+      });
+    }
+    let ids = self
+      .engine
+      .with(|q, now| q.add(&batch, now))
+      .map_err(js_err)?;
+    let mut out = String::with_capacity(ids.len() * 37);
+    for (i, id) in ids.iter().enumerate() {
+      if i > 0 {
+        out.push(',');
+      }
+      id.write_to(&mut out);
+    }
+    Ok(out)
+  }
+
+  /// Starts running jobs.
+  #[napi]
+  pub fn start(&self) -> napi::Result<(), Code> {
+    self.engine.start().map_err(js_err)?;
+    self.engine.wake_js();
+    Ok(())
+  }
+
+  /// Stops taking new jobs; running ones go on.
+  #[napi]
+  pub fn begin_stop(&self) {
+    self.engine.with(|q, _| q.begin_stop());
+  }
+
+  /// Aborts what still runs (back to pending); returns how many.
+  #[napi]
+  pub fn finish_stop(&self) -> u32 {
+    self.engine.with(|q, now| q.finish_stop(now)) as u32
+  }
+
+  /// Up to `max` due jobs as a JSON array of 7-tuples
+  /// `slot, seq, id, calc, attempt, data, context`; "" when none.
+  #[napi]
+  pub fn take(&self, max: u32) -> String {
+    self.engine.pulled();
+    let mut out = String::from("[");
+    let n = self
+      .engine
+      .with(|q, now| q.take(max as usize, now, &mut out));
+    if n == 0 {
+      return String::new();
+    }
+    out.pop();
+    out.push(']');
+    out
+  }
+
+  /// Applies outcomes (JSON `[[slot, seq, kind, value], ...]`); returns
+  /// `(active << 1) | news`.
+  #[napi]
+  pub fn settle(&self, outcomes_json: String) -> napi::Result<u32, Code> {
+    self
+      .engine
+      .with(|q, now| {
+        q.settle(&outcomes_json, now)?;
+        Ok(flags(q.active(), q.has_news()))
+      })
+      .map_err(js_err)
+  }
+
+  /// `(active << 1) | news`; also re-arms the wake-up.
+  #[napi]
+  pub fn poll(&self) -> u32 {
+    self.engine.pulled();
+    self.engine.with(|q, _| flags(q.active(), q.has_news()))
+  }
+
+  /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.
+  #[napi]
+  pub fn drain(&self) -> String {
+    self.engine.pulled();
+    self.engine.with(|q, _| q.drain())
+  }
+
+  /// Records events only while someone listens.
+  #[napi]
+  pub fn set_events(&self, on: bool) {
+    self.engine.with(|q, _| q.set_events(on));
+  }
+
+  /// Cancels a job; false for unknown or finished ones.
+  #[napi]
+  pub fn cancel(&self, id: String) -> bool {
+    match JobId::parse(&id) {
+      Some(id) => self.engine.with(|q, now| q.cancel(id, now)),
+      None => false,
+    }
+  }
+
+  /// Re-queues a failed, timed-out or cancelled job.
+  #[napi]
+  pub fn retry(&self, id: String) -> napi::Result<bool, Code> {
+    match JobId::parse(&id) {
+      Some(id) => self.engine.with(|q, now| q.retry(id, now)).map_err(js_err),
+      None => Ok(false),
+    }
+  }
+
+  /// The job's status as JSON, or null.
+  #[napi]
+  pub fn status(&self, id: String) -> Option<String> {
+    let id = JobId::parse(&id)?;
+    self.engine.with(|q, _| q.status_json(id))
+  }
+
+  /// Queue statistics as JSON.
+  #[napi]
+  pub fn stats(&self) -> String {
+    self.engine.with(|q, now| q.stats_json(now))
+  }
+
+  /// Records progress (JSON) of a running attempt; false once it ended.
+  #[napi]
+  pub fn progress(&self, slot: u32, seq: u32, json: String) -> bool {
+    self.engine.with(|q, _| q.progress(slot, seq, &json))
+  }
+
+  /// Moves a manual clock forward.
+  #[napi]
+  pub fn advance(&self, ms: f64) -> napi::Result<(), Code> {
+    if !ms.is_finite() || ms < 0.0 || ms > 1e15 {
+      return Err(js_err(Error::arg(format!(
+        "advanceTime(ms): ms must be a finite number >= 0, got {ms}"
+      ))));
+    }
+    self.engine.advance(ms as u64).map_err(js_err)
+  }
+
+  /// The service's clock, epoch ms.
+  #[napi]
+  pub fn now(&self) -> f64 {
+    self.engine.clock().now() as f64
+  }
+
+  /// Attempts running now.
+  #[napi]
+  pub fn running_count(&self) -> u32 {
+    self.engine.with(|q, _| q.running_count() as u32)
+  }
+
+  /// Stops the timer for good.
+  #[napi]
+  pub fn close(&self) {
+    self.engine.close();
+  }
+}
+
+impl Drop for Core {
+  fn drop(&mut self) {
+    self.engine.close();
+  }
+}
