@@ -532,9 +532,6 @@ impl Queue {
       set_status(&mut self.counts, job, t);
       self.finish(id, now);
       self.event_with(if timed_out { "timedOut" } else { "failed" }, id, &err_json);
-      if timed_out {
-        self.event_with("failed", id, &err_json);
-      }
     }
   }
 

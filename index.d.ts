@@ -1,0 +1,231 @@
+// jobwerk: background jobs for Strapi and any Node.js app.
+// Handwritten public types; binding.d.ts (generated) describes the private core.
+
+import { EventEmitter } from 'node:events'
+
+/** `'high'` runs before `'medium'` before `'low'` (by `priorityWeights`), or an integer weight: lower runs first. */
+export type Priority = 'high' | 'medium' | 'low' | number
+
+/** The job lifecycle. */
+export type JobStatus = 'waiting' | 'pending' | 'running' | 'completed' | 'failed' | 'timeout' | 'cancelled'
+
+/** Retry delays: a number is a fixed delay in ms. */
+export type BackoffOptions =
+  | number
+  | {
+      /** `'exponential'` (default): `delay * 2^(attempt - 1)`; `'fixed'`: `delay` every time. */
+      type?: 'exponential' | 'fixed'
+      /** Base delay in ms (alias `delayMs`). Default 1000. */
+      delay?: number
+      delayMs?: number
+      /** Upper bound in ms (alias `maxDelay`). Default 60000; 0 = none. */
+      maxDelayMs?: number
+      maxDelay?: number
+      /** 0..1: up to this fraction is taken off each delay at random. Default 0. */
+      jitter?: number
+    }
+
+/** What `calculate` gets besides data and context. */
+export interface JobHandle {
+  /** The job's id (UUID v7). */
+  readonly id: string
+  /** The calculation's name. */
+  readonly name: string
+  /** This attempt's number, from 1. */
+  readonly attempt: number
+  /** Aborted when the attempt times out, the job is cancelled or the service stops. */
+  readonly signal: AbortSignal
+  /** Records progress: a number or a JSON-serializable object. */
+  updateProgress(progress: number | object): void
+}
+
+/** Free-form JSON context: `contentType`, `operationId`, anything else. */
+export interface CalculationContext {
+  contentType?: string
+  operationId?: string
+  [key: string]: unknown
+}
+
+/** A calculation: the handler, found by `name` (also after a restart). */
+export interface AsyncCalculation<D = any, R = any> {
+  name: string
+  calculate(data: D, context: CalculationContext, job: JobHandle): Promise<R> | R
+  priority?: Priority
+  /** Per-attempt timeout in ms (0 = none). */
+  timeout?: number
+  /** Retries after the first attempt. */
+  retries?: number
+  backoff?: BackoffOptions
+}
+
+/** Per-job options; they override the calculation's. */
+export interface JobOptions {
+  priority?: Priority
+  timeout?: number
+  retries?: number
+  backoff?: BackoffOptions
+  /** Run at or after this time (Date or epoch ms). */
+  runAt?: Date | number
+  /** Run after this many ms. */
+  delay?: number
+}
+
+export interface QueueConfig {
+  /** Handlers in flight at most. Default 3. */
+  maxWorkers?: number
+  /** Pending + waiting jobs at most; more is `ERR_QUEUE_FULL`. Default 100. */
+  maxQueueSize?: number
+  /** Per-attempt timeout in ms when none is set (0 = none). Default 30000. */
+  defaultTimeout?: number
+  /** Retries when none are set. Default 2. */
+  defaultRetries?: number
+  defaultBackoff?: BackoffOptions
+  /** How often finished jobs are pruned, ms. Default 300000. */
+  cleanupInterval?: number
+  /** Finished jobs older than this (ms) are pruned. Default 3600000. */
+  maxJobAge?: number
+  /** Default `{ high: 1, medium: 2, low: 3 }`. */
+  priorityWeights?: { high?: number; medium?: number; low?: number }
+  /** Largest data + context of one job in bytes of JSON. Default 1 MiB. */
+  maxPayloadBytes?: number
+}
+
+export interface JobManagementConfig {
+  queue?: QueueConfig
+  scheduler?: Record<string, unknown>
+  monitoring?: Record<string, unknown>
+  /** Only `{ type: 'memory' }` in this version. */
+  storage?: { type: 'memory' }
+  /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
+  clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
+  /** Never keep Node alive, even with work pending. Default false. */
+  unref?: boolean
+}
+
+export interface JobError {
+  name: string
+  message: string
+  stack?: string
+  code?: string
+  /** The attempt that failed. */
+  attempt: number
+}
+
+export interface CalculationStatus<D = any, R = any> {
+  jobId: string
+  name: string
+  status: JobStatus
+  priority: Priority
+  attempts: number
+  maxRetries: number
+  /** Per-attempt timeout in ms (0 = none). */
+  timeout: number
+  progress: number | object | null
+  result: R | null
+  /** The last error. */
+  error: JobError | null
+  /** Every failed attempt, oldest first. */
+  errors: JobError[]
+  /** Epoch ms. */
+  createdAt: number
+  runAt: number
+  startedAt: number | null
+  finishedAt: number | null
+  data: D
+  context: CalculationContext
+}
+
+export interface QueueStatistics {
+  waiting: number
+  pending: number
+  running: number
+  completed: number
+  failed: number
+  timeout: number
+  cancelled: number
+  total: number
+  /** pending + waiting */
+  queued: number
+  /** Finished attempts per second over the last minute. */
+  throughput: number
+  /** ms from due to start, average over the last minute. */
+  averageWaitTime: number
+  /** ms from start to finish, average over the last minute. */
+  averageRunTime: number
+  activeWorkers: number
+  /** activeWorkers / maxWorkers, 0..1. */
+  workerUtilization: number
+  maxWorkers: number
+  maxQueueSize: number
+  /** Outcomes that arrived after their attempt had timed out or been cancelled. */
+  lateOutcomes: number
+}
+
+export interface StopSummary {
+  /** Attempts aborted at the timeout (their jobs went back to pending). */
+  aborted: number
+  /** Jobs still pending or waiting. */
+  pending: number
+  /** Of those, jobs lost with the process (memory storage: all of them). */
+  dropped: number
+}
+
+export interface JobEvent {
+  jobId: string
+  name: string
+  attempt: number
+}
+
+export interface JobManagementEvents {
+  completed: [JobEvent & { result: unknown }]
+  failed: [JobEvent & { error: JobError }]
+  retrying: [JobEvent & { delayMs: number; error: JobError }]
+  timedOut: [JobEvent & { error: JobError }]
+  cancelled: [JobEvent]
+  progress: [JobEvent & { progress: number | object }]
+}
+
+export declare class JobManagementService extends EventEmitter {
+  constructor(config?: JobManagementConfig)
+  start(): Promise<void>
+  stop(options?: { timeoutMs?: number }): Promise<StopSummary>
+  registerCalculation(calculation: AsyncCalculation): void
+  addCalculationJob<D, R>(calculation: AsyncCalculation<D, R>, data: D, context?: CalculationContext, options?: JobOptions): string
+  addCalculationJobs(
+    jobs: Array<{ calculation: AsyncCalculation; data?: unknown; context?: CalculationContext; options?: JobOptions }>,
+  ): string[]
+  flush(): Promise<void>
+  getJobStatus(jobId: string): CalculationStatus | null
+  cancelJob(jobId: string): boolean
+  retryJob(jobId: string): boolean
+  getQueueStatistics(): QueueStatistics
+  advanceTime(ms: number): Promise<void>
+  now(): number
+  on<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
+  once<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
+  off<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
+}
+
+/** Thrown by a handler: the job fails at once, without retries. */
+export declare class UnrecoverableError extends Error {
+  constructor(message?: string, options?: { cause?: unknown })
+}
+
+/** One service per Strapi instance (or per process without one). */
+export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
+
+/** Error codes thrown by jobwerk (`err.code`). */
+export type JobwerkErrorCode =
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_INVALID_CONFIG'
+  | 'ERR_QUEUE_FULL'
+  | 'ERR_NOT_STARTED'
+  | 'ERR_STOPPED'
+  | 'ERR_NOT_SERIALIZABLE'
+  | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_INVALID_CRON'
+  | 'ERR_INVALID_SCHEDULE'
+  | 'ERR_DEPENDENCY_NOT_FOUND'
+  | 'ERR_DEPENDENCY_CYCLE'
+  | 'ERR_STORAGE'
+  | 'ERR_NATIVE_ADDON'
