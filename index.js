@@ -58,6 +58,8 @@ function optionsReplacer(key, value) {
   }
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
   if (typeof value === 'bigint') return `${value}n`
+  // Reported by name in Rust instead of silently dropped.
+  if (typeof value === 'function' || typeof value === 'symbol') return `[${typeof value}]`
   return value
 }
 
@@ -121,10 +123,18 @@ function isUnrecoverable(e) {
   return e instanceof UnrecoverableError || (e != null && (e.name === 'UnrecoverableError' || e.unrecoverable === true))
 }
 
-function abortReason(kind) {
-  const e = new Error(kind === 'timeout' ? 'the job timed out' : 'the job was aborted')
-  e.name = kind === 'timeout' ? 'TimeoutError' : 'AbortError'
-  e.code = kind === 'timeout' ? 'ERR_JOB_TIMEOUT' : 'ERR_JOB_ABORTED'
+// Why Rust aborted an attempt (queue::Abort): 0 timeout, 1 cancel, 2 stop.
+const ABORTS = [
+  ['TimeoutError', 'ERR_JOB_TIMEOUT', 'the attempt timed out'],
+  ['AbortError', 'ERR_JOB_CANCELLED', 'the job was cancelled'],
+  ['AbortError', 'ERR_SERVICE_STOPPED', 'the service stopped'],
+]
+
+function abortReason(why) {
+  const [name, code, message] = ABORTS[why] || ABORTS[2]
+  const e = new Error(message)
+  e.name = name
+  e.code = code
   return e
 }
 
@@ -300,6 +310,9 @@ class JobManagementService extends EventEmitter {
   _jobJson(calculation, data, context, options, what) {
     const idx = this._calcIndex(calculation, `${what}calculation`)
     const d = toJson(data, `${what}data`)
+    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
+      throw invalid(`${what}context must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    }
     const c = context === undefined || context === null ? '{}' : toJson(context, `${what}context`)
     const o = optionsJson(options, `${what}options`)
     return `[${idx},${d},${c},${o}]`
@@ -476,12 +489,14 @@ class JobManagementService extends EventEmitter {
     if (job._done) return
     job._done = true
     if (this._slots[job._slot] === job) this._slots[job._slot] = undefined
-    const kind = isUnrecoverable(e) ? 2 : 0
+    // Whatever was thrown may throw again when read (a revoked Proxy, a getter).
+    let kind = 0
     let s
     try {
+      kind = isUnrecoverable(e) ? 2 : 0
       s = JSON.stringify(errorOf(e))
     } catch {
-      s = '{"name":"Error","message":"an error that cannot be described"}'
+      s = '{"name":"Error","message":"a thrown value that cannot be read"}'
     }
     this._outbox.push(`[${job._slot},${job._seq},${kind},${s}]`)
     this._queueFlush()
@@ -523,12 +538,12 @@ class JobManagementService extends EventEmitter {
 
   _drain() {
     const [aborts, events] = JSON.parse(this._core.drain())
-    for (let i = 0; i < aborts.length; i += 2) {
+    for (let i = 0; i < aborts.length; i += 3) {
       const slot = aborts[i]
       const job = this._slots[slot]
       if (job !== undefined && job._seq === aborts[i + 1]) {
         this._slots[slot] = undefined
-        job._abort(abortReason(this._state === 'started' ? 'timeout' : 'abort'))
+        job._abort(abortReason(aborts[i + 2]))
       }
     }
     for (const [kind, jobId, name, attempt, extra] of events) {

@@ -248,7 +248,7 @@ impl Core {
   /// Moves a manual clock forward.
   #[napi]
   pub fn advance(&self, ms: f64) -> napi::Result<(), Code> {
-    if !ms.is_finite() || ms < 0.0 || ms > 1e15 {
+    if !(0.0..=1e15).contains(&ms) {
       return Err(js_err(Error::arg(format!(
         "advanceTime(ms): ms must be a finite number >= 0, got {ms}"
       ))));

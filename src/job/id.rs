@@ -59,6 +59,13 @@ pub struct IdGen {
 }
 
 impl IdGen {
+  /// Continues after `last` (the newest id already stored), so ids made now
+  /// sort after it even if the clock went back.
+  pub fn seed(&mut self, last: JobId) {
+    self.last_ms = last.timestamp_ms();
+    self.counter = ((last.0 >> 64) & 0x0fff) as u16;
+  }
+
   /// The next id at `now_ms`.
   pub fn next(&mut self, now_ms: u64) -> JobId {
     if now_ms > self.last_ms {

@@ -17,36 +17,14 @@ pub use engine::{Engine, Waker};
 pub use options::JobOptions;
 pub use stats::{Stats, StatsView};
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{IdGen, Job, JobError, JobId, Priority, Status, Transition};
-
-/// Hashes a job id by its random low bits (UUID v7's `rand_b`).
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-  fn finish(&self) -> u64 {
-    self.0
-  }
-  fn write(&mut self, bytes: &[u8]) {
-    for b in bytes {
-      self.0 = self.0.rotate_left(8) ^ *b as u64;
-    }
-  }
-  fn write_u128(&mut self, v: u128) {
-    self.0 = (v as u64) ^ ((v >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-  }
-}
-
-type IdMap<V> = HashMap<u128, V, BuildHasherDefault<IdHasher>>;
+use crate::job::{IdGen, Job, JobError, JobId, Priority, Status};
+use crate::storage::{FailKind, MemoryStore, Names, Store};
 
 /// Where the service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,29 +39,32 @@ pub enum RunState {
   Stopped,
 }
 
-/// A registered calculation: its name and the job defaults it sets.
+/// A registered calculation: the job defaults it sets.
 #[derive(Debug, Clone)]
 struct Calc {
-  name: Box<str>,
-  /// The name as a JSON string literal.
-  name_json: Box<str>,
   defaults: JobOptions,
+}
+
+/// Why a running attempt is aborted (sent to JavaScript as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Abort {
+  /// The attempt passed its deadline.
+  Timeout = 0,
+  /// `cancelJob`.
+  Cancel = 1,
+  /// The service stopped.
+  Stop = 2,
 }
 
 /// A job a worker holds.
 #[derive(Debug, Clone, Copy)]
 struct Running {
-  id: u128,
+  id: JobId,
   seq: u32,
   /// Epoch ms after which the attempt times out (`u64::MAX`: never).
   deadline: u64,
 }
-
-/// A ready job's place in line: weight, then due time, then insertion (ids
-/// are time-ordered).
-type ReadyKey = Reverse<(i32, u64, u128, u32)>;
-/// A delayed job's place: due time, then insertion.
-type DelayKey = Reverse<(u64, u128, u32)>;
 
 /// One job to add.
 #[derive(Debug, Clone)]
@@ -97,28 +78,25 @@ pub struct NewJob<'a> {
   pub options: JobOptions,
 }
 
-/// The queue state machine. Not thread-safe by itself: [`Engine`] locks it.
-#[derive(Debug)]
+/// The queue state machine over a [`Store`]. Not thread-safe by itself:
+/// [`Engine`] locks it.
 pub struct Queue {
   cfg: QueueConfig,
   state: RunState,
   ids: IdGen,
-  jobs: IdMap<Job>,
-  ready: BinaryHeap<ReadyKey>,
-  delayed: BinaryHeap<DelayKey>,
+  store: Box<dyn Store>,
+  names: Names,
+  /// Registered calculations by name index.
+  calcs: Vec<Option<Calc>>,
+  /// Name index -> the name as a JSON string literal.
+  names_json: Vec<Box<str>>,
   slots: Vec<Option<Running>>,
   free_slots: Vec<u32>,
   seq: u32,
-  calcs: Vec<Calc>,
-  calc_index: HashMap<Box<str>, u32>,
-  counts: [usize; 7],
-  /// Finished jobs in the order they finished, for pruning.
-  finished: VecDeque<(u64, u128)>,
   stats: Stats,
-  started_at: u64,
   next_cleanup: u64,
-  /// (slot, seq) of attempts JavaScript must abort.
-  aborts: Vec<(u32, u32)>,
+  /// (slot, seq, [`Abort`]) of attempts JavaScript must abort.
+  aborts: Vec<(u32, u32, u8)>,
   events_on: bool,
   /// Pending events as JSON array items, each followed by a comma.
   events: String,
@@ -130,31 +108,50 @@ pub struct Queue {
   timer_dirty: bool,
 }
 
+impl std::fmt::Debug for Queue {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Queue")
+      .field("state", &self.state)
+      .field("store", &self.store.kind())
+      .finish_non_exhaustive()
+  }
+}
+
 fn json_str(s: &str) -> String {
   serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 impl Queue {
-  /// An empty queue at `now`.
+  /// An empty queue in memory at `now`.
   pub fn new(cfg: QueueConfig, now: u64) -> Queue {
+    Queue::with_store(cfg, now, Box::new(MemoryStore::new()), Names::default())
+  }
+
+  /// A queue over `store`, whose jobs name calculations by `names`.
+  pub fn with_store(cfg: QueueConfig, now: u64, mut store: Box<dyn Store>, names: Names) -> Queue {
     let workers = cfg.max_workers as usize;
+    store.set_weights(cfg.priority_weights);
+    let mut ids = IdGen::default();
+    if let Some(max) = store.max_id() {
+      ids.seed(max);
+    }
+    let names_json = (0..names.len() as u32)
+      .map(|i| json_str(names.get(i).unwrap_or("")).into())
+      .collect();
+    let calcs = vec![None; names.len()];
     Queue {
       next_cleanup: now.saturating_add(cfg.cleanup_interval_ms),
       cfg,
       state: RunState::Idle,
-      ids: IdGen::default(),
-      jobs: IdMap::default(),
-      ready: BinaryHeap::new(),
-      delayed: BinaryHeap::new(),
+      ids,
+      store,
+      names,
+      calcs,
+      names_json,
       slots: vec![None; workers],
       free_slots: (0..workers as u32).rev().collect(),
       seq: 0,
-      calcs: Vec::new(),
-      calc_index: HashMap::new(),
-      counts: [0; 7],
-      finished: VecDeque::new(),
       stats: Stats::new(now),
-      started_at: 0,
       aborts: Vec::new(),
       events_on: false,
       events: String::new(),
@@ -169,13 +166,19 @@ impl Queue {
     &self.cfg
   }
 
+  /// The store's kind (`memory`, `sqlite`).
+  pub fn store(&self) -> &dyn Store {
+    &*self.store
+  }
+
   /// Where the service is in its life.
   pub fn run_state(&self) -> RunState {
     self.state
   }
 
   /// Registers (or updates) a calculation by name with its job defaults
-  /// (JSON options or `null`); returns its index.
+  /// (JSON options or `null`); returns its index. Jobs of that name waiting
+  /// for their handler become runnable.
   pub fn register(&mut self, name: &str, defaults: &Value) -> Result<u32> {
     if name.is_empty() || name.len() > 512 {
       return Err(Error::arg(
@@ -188,30 +191,31 @@ impl Queue {
         "calculation may not set runAt or delay: pass them as job options",
       ));
     }
-    if let Some(&i) = self.calc_index.get(name) {
-      self.calcs[i as usize].defaults = defaults;
-      return Ok(i);
+    let i = self.names.intern(name);
+    while self.calcs.len() <= i as usize {
+      let n = self.calcs.len() as u32;
+      self.calcs.push(None);
+      self
+        .names_json
+        .push(json_str(self.names.get(n).unwrap_or("")).into());
     }
-    let i = self.calcs.len() as u32;
-    self.calcs.push(Calc {
-      name: name.into(),
-      name_json: json_str(name).into(),
-      defaults,
-    });
-    self.calc_index.insert(name.into(), i);
+    let was_known = self.calcs[i as usize].is_some();
+    self.calcs[i as usize] = Some(Calc { defaults });
+    if !was_known {
+      self.store.registered(i);
+    }
     Ok(i)
   }
 
   /// The name of calculation `i`.
   pub fn calc_name(&self, i: u32) -> Option<&str> {
-    self.calcs.get(i as usize).map(|c| &*c.name)
+    self.names.get(i)
   }
 
   /// Starts running jobs.
   pub fn start(&mut self, now: u64) {
     if self.state != RunState::Started {
       self.state = RunState::Started;
-      self.started_at = now;
       self.stats = Stats::new(now);
       self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
       self.want_wake(self.next_cleanup);
@@ -226,27 +230,20 @@ impl Queue {
   }
 
   /// Ends the stop: attempts still running are aborted and their jobs go back
-  /// to pending (the attempt counts). Returns how many were aborted.
+  /// to pending (the aborted attempt does not count). Returns how many.
   pub fn finish_stop(&mut self, now: u64) -> usize {
     let mut n = 0;
     for slot in 0..self.slots.len() as u32 {
       if let Some(r) = self.slots[slot as usize] {
         self.release(slot);
-        self.aborts.push((slot, r.seq));
-        if let Some(job) = self.jobs.get_mut(&r.id) {
-          let err = JobError::system(
-            "InterruptedError",
-            "ERR_INTERRUPTED",
-            "the service stopped while the job ran".into(),
-            job.attempts,
-          );
-          job.outcome_mut().errors.push(err);
-          job.run_at = now;
-          set_status(&mut self.counts, job, Transition::Interrupt);
-          job.gen = job.gen.wrapping_add(1);
-          let (p, gen) = (job.priority, job.gen);
-          self.enqueue(p, now, r.id, gen, now);
-        }
+        self.aborts.push((slot, r.seq, Abort::Stop as u8));
+        let err = JobError::system(
+          "InterruptedError",
+          "ERR_INTERRUPTED",
+          "the service stopped while the job ran".into(),
+          0,
+        );
+        self.store.fail(r.id, err, FailKind::Stop, now, 0.0);
         n += 1;
       }
     }
@@ -267,13 +264,20 @@ impl Queue {
     std::mem::take(&mut self.timer_dirty)
   }
 
+  fn queued(&self) -> usize {
+    let c = self.store.counts();
+    c[Status::Pending as usize] + c[Status::Waiting as usize]
+  }
+
   /// Adds jobs, all or none. Returns their ids in order.
   pub fn add(&mut self, batch: &[NewJob<'_>], now: u64) -> Result<Vec<JobId>> {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    let queued = self.counts[Status::Pending as usize] + self.counts[Status::Waiting as usize];
-    if queued + batch.len() > self.cfg.max_queue_size {
+    if let Some(e) = self.store.failure() {
+      return Err(Error::Storage(e));
+    }
+    if self.queued() + batch.len() > self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
       });
@@ -284,6 +288,7 @@ impl Queue {
       let calc = self
         .calcs
         .get(nj.calc as usize)
+        .and_then(|c| c.as_ref())
         .ok_or_else(|| Error::arg(format!("job {i}: unknown calculation index {}", nj.calc)))?;
       let size = nj.data.len() + nj.context.len();
       if size > self.cfg.max_payload_bytes {
@@ -295,13 +300,18 @@ impl Queue {
       resolved.push(nj.options.over(&calc.defaults.over(&base)));
     }
     let mut ids = Vec::with_capacity(batch.len());
+    let mut jobs = Vec::with_capacity(batch.len());
+    let mut earliest = u64::MAX;
     for (nj, o) in batch.iter().zip(resolved) {
       let id = self.ids.next(now);
       let run_at = o
         .run_at
         .unwrap_or(now)
         .max(now.saturating_add(o.delay_ms.unwrap_or(0)));
-      let job = Job {
+      if run_at > now {
+        earliest = earliest.min(run_at);
+      }
+      jobs.push(Job {
         id,
         name: nj.calc,
         priority: o.priority.unwrap_or(Priority::Medium),
@@ -322,40 +332,14 @@ impl Queue {
           nj.context.into()
         },
         outcome: None,
-      };
-      self.counts[Status::Pending as usize] += 1;
-      self.enqueue(job.priority, run_at, id.0, 0, now);
-      self.jobs.insert(id.0, job);
+      });
       ids.push(id);
     }
+    self.store.insert(jobs, &self.names);
+    if earliest != u64::MAX {
+      self.want_wake(earliest);
+    }
     Ok(ids)
-  }
-
-  /// Puts a pending job in line: ready if due, delayed otherwise.
-  fn enqueue(&mut self, priority: Priority, run_at: u64, id: u128, gen: u32, now: u64) {
-    if run_at <= now {
-      let w = priority.weight(&self.cfg.priority_weights);
-      self.ready.push(Reverse((w, run_at, id, gen)));
-    } else {
-      self.delayed.push(Reverse((run_at, id, gen)));
-      self.want_wake(run_at);
-    }
-  }
-
-  /// Moves delayed jobs that are due into line.
-  fn promote_due(&mut self, now: u64) {
-    while let Some(&Reverse((at, id, gen))) = self.delayed.peek() {
-      if at > now {
-        break;
-      }
-      self.delayed.pop();
-      if let Some(job) = self.jobs.get(&id) {
-        if job.gen == gen && job.status == Status::Pending {
-          let w = job.priority.weight(&self.cfg.priority_weights);
-          self.ready.push(Reverse((w, at, id, gen)));
-        }
-      }
-    }
   }
 
   /// True when a job is due and a worker is free.
@@ -363,20 +347,10 @@ impl Queue {
     if self.state != RunState::Started || self.free_slots.is_empty() {
       return false;
     }
-    self.promote_due(now);
-    self.skip_stale();
-    !self.ready.is_empty()
-  }
-
-  fn skip_stale(&mut self) {
-    while let Some(&Reverse((_, _, id, gen))) = self.ready.peek() {
-      match self.jobs.get(&id) {
-        Some(j) if j.gen == gen && j.status == Status::Pending => return,
-        _ => {
-          self.ready.pop();
-        }
-      }
-    }
+    let calcs = &self.calcs;
+    self
+      .store
+      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))))
   }
 
   /// Hands out up to `max` due jobs to free workers, appending them to `out`
@@ -386,48 +360,52 @@ impl Queue {
     if self.state != RunState::Started {
       return 0;
     }
-    self.promote_due(now);
-    let mut n = 0;
-    while n < max {
-      let Some(&slot) = self.free_slots.last() else {
-        break;
-      };
-      let Some(Reverse((_, due, id, gen))) = self.ready.pop() else {
-        break;
-      };
-      let Some(job) = self.jobs.get_mut(&id) else {
-        continue;
-      };
-      if job.gen != gen || job.status != Status::Pending {
-        continue;
-      }
-      self.free_slots.pop();
-      set_status(&mut self.counts, job, Transition::Claim);
-      job.attempts += 1;
-      job.started_at = now;
-      self.seq = self.seq.wrapping_add(1);
-      let deadline = if job.timeout_ms == 0 {
-        u64::MAX
-      } else {
-        now + job.timeout_ms as u64
-      };
-      self.slots[slot as usize] = Some(Running {
-        id,
-        seq: self.seq,
-        deadline,
-      });
-      self.stats.started(now, now.saturating_sub(due));
-      let _ = write!(out, "{},{},\"", slot, self.seq);
-      job.id.write_to(out);
-      let _ = write!(out, "\",{},{},", job.name, job.attempts);
-      out.push_str(&job.data);
-      out.push(',');
-      out.push_str(job.context_json());
-      out.push(',');
-      n += 1;
-      if deadline != u64::MAX {
-        self.want_wake(deadline);
-      }
+    let max = max.min(self.free_slots.len());
+    if max == 0 {
+      return 0;
+    }
+    let Queue {
+      store,
+      calcs,
+      slots,
+      free_slots,
+      seq,
+      stats,
+      ..
+    } = self;
+    let mut earliest = u64::MAX;
+    let n = store.claim(
+      max,
+      now,
+      &|n| matches!(calcs.get(n as usize), Some(Some(_))),
+      &mut |job| {
+        let Some(slot) = free_slots.pop() else {
+          return;
+        };
+        *seq = seq.wrapping_add(1);
+        let deadline = if job.timeout_ms == 0 {
+          u64::MAX
+        } else {
+          now + job.timeout_ms as u64
+        };
+        earliest = earliest.min(deadline);
+        slots[slot as usize] = Some(Running {
+          id: job.id,
+          seq: *seq,
+          deadline,
+        });
+        stats.started(now, now.saturating_sub(job.run_at));
+        let _ = write!(out, "{},{},\"", slot, *seq);
+        job.id.write_to(out);
+        let _ = write!(out, "\",{},{},", job.name, job.attempts);
+        out.push_str(&job.data);
+        out.push(',');
+        out.push_str(job.context_json());
+        out.push(',');
+      },
+    );
+    if earliest != u64::MAX {
+      self.want_wake(earliest);
     }
     n
   }
@@ -461,101 +439,78 @@ impl Queue {
         continue;
       };
       self.release(slot);
-      let Some(job) = self.jobs.get_mut(&r.id) else {
-        continue;
-      };
-      self.stats.finished(now, now.saturating_sub(job.started_at));
+      let started = self.store.get(r.id).map(|j| j.started_at).unwrap_or(now);
+      self.stats.finished(now, now.saturating_sub(started));
       if kind == 1 {
-        job.outcome_mut().result = Some(value.get().into());
-        set_status(&mut self.counts, job, Transition::Succeed);
-        let id = r.id;
-        self.finish(id, now);
-        self.event_with("completed", id, value.get());
+        if self.store.complete(r.id, value.get(), now) {
+          self.event("completed", r.id, value.get());
+        }
       } else {
-        let mut err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
+        let err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
           name: "Error".into(),
           message: value.get().into(),
           ..JobError::default()
         });
-        err.attempt = job.attempts;
-        self.fail_attempt(r.id, err, kind == 2, false, now);
+        self.fail_attempt(
+          r.id,
+          err,
+          FailKind::Error {
+            unrecoverable: kind == 2,
+          },
+          now,
+        );
       }
     }
     Ok(n)
   }
 
-  /// A failed or timed-out attempt: retry with backoff if attempts are left,
-  /// finish otherwise.
-  fn fail_attempt(
-    &mut self,
-    id: u128,
-    err: JobError,
-    unrecoverable: bool,
-    timed_out: bool,
-    now: u64,
-  ) {
-    let Some(job) = self.jobs.get_mut(&id) else {
+  /// A failed or timed-out attempt: the store retries or finishes it; this
+  /// records the events and the timer.
+  fn fail_attempt(&mut self, id: JobId, err: JobError, kind: FailKind, now: u64) {
+    let err_json = if self.events_on {
+      let mut e = err.clone();
+      e.attempt = self.store.get(id).map(|j| j.attempts).unwrap_or(0);
+      serde_json::to_string(&e).unwrap_or_default()
+    } else {
+      String::new()
+    };
+    let Some(f) = self.store.fail(id, err, kind, now, fastrand::f64()) else {
       return;
     };
-    let retry = !unrecoverable && job.attempts <= job.max_retries;
-    let attempt = job.attempts;
-    let err_json = serde_json::to_string(&err).unwrap_or_default();
-    job.outcome_mut().errors.push(err);
-    if retry {
-      let delay = job.backoff.delay(attempt, fastrand::f64());
-      job.run_at = now + delay;
-      job.gen = job.gen.wrapping_add(1);
-      let t = if timed_out {
-        Transition::TimeoutRetry
-      } else {
-        Transition::FailRetry
-      };
-      set_status(&mut self.counts, job, t);
-      let (p, gen) = (job.priority, job.gen);
-      self.enqueue(p, now + delay, id, gen, now);
-      if timed_out {
-        self.event_with("timedOut", id, &err_json);
+    let timed_out = kind == FailKind::Timeout;
+    if timed_out {
+      self.event("timedOut", id, &err_json);
+    }
+    match f.retry_delay {
+      Some(delay) => {
+        self.want_wake(now + delay);
+        if self.events_on {
+          self.event(
+            "retrying",
+            id,
+            &format!("{{\"delayMs\":{delay},\"error\":{err_json}}}"),
+          );
+        }
       }
-      if self.events_on {
-        self.event_with(
-          "retrying",
-          id,
-          &format!("{{\"delayMs\":{delay},\"error\":{err_json}}}"),
-        );
-      }
-    } else {
-      let t = if timed_out {
-        Transition::TimeoutFinal
-      } else {
-        Transition::FailFinal
-      };
-      set_status(&mut self.counts, job, t);
-      self.finish(id, now);
-      self.event_with(if timed_out { "timedOut" } else { "failed" }, id, &err_json);
+      None if !timed_out => self.event("failed", id, &err_json),
+      None => {}
     }
   }
 
-  fn finish(&mut self, id: u128, now: u64) {
-    if let Some(job) = self.jobs.get_mut(&id) {
-      job.finished_at = now;
-      self.finished.push_back((now, id));
-    }
-  }
-
-  fn event_with(&mut self, kind: &str, id: u128, extra: &str) {
+  fn event(&mut self, kind: &str, id: JobId, extra: &str) {
     if !self.events_on {
       return;
     }
-    let Some(job) = self.jobs.get(&id) else {
+    let Some(job) = self.store.get(id) else {
       return;
     };
     let name = self
-      .calcs
+      .names_json
       .get(job.name as usize)
-      .map(|c| &*c.name_json)
+      .map(|s| &**s)
       .unwrap_or("null");
     let _ = write!(self.events, "[\"{kind}\",\"");
-    job.id.write_to(&mut self.events);
+    id.write_to(&mut self.events);
     let _ = write!(self.events, "\",{name},{},{extra}],", job.attempts);
   }
 
@@ -572,15 +527,16 @@ impl Queue {
     !self.aborts.is_empty() || !self.events.is_empty()
   }
 
-  /// Takes the pending aborts and events as JSON `[[slot, seq, ...], [events]]`.
+  /// Takes the pending aborts and events as JSON
+  /// `[[slot, seq, why, ...], [events]]` (`why`: an [`Abort`] as a number).
   pub fn drain(&mut self) -> String {
     let mut out = String::with_capacity(16 + self.events.len());
     out.push_str("[[");
-    for (i, (slot, seq)) in self.aborts.drain(..).enumerate() {
+    for (i, (slot, seq, why)) in self.aborts.drain(..).enumerate() {
       if i > 0 {
         out.push(',');
       }
-      let _ = write!(out, "{slot},{seq}");
+      let _ = write!(out, "{slot},{seq},{why}");
     }
     out.push_str("],[");
     if !self.events.is_empty() {
@@ -592,10 +548,15 @@ impl Queue {
     out
   }
 
-  /// Advances time: promotes due jobs, times out overdue attempts, prunes
-  /// old finished jobs when the cleanup interval has passed.
+  /// Advances time: delayed jobs that are due move into line, overdue
+  /// attempts time out, old finished jobs are pruned when the cleanup
+  /// interval has passed.
   pub fn tick(&mut self, now: u64) {
-    self.promote_due(now);
+    // Moves delayed jobs that are due into line (so `next_due` moves on).
+    let calcs = &self.calcs;
+    self
+      .store
+      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))));
     for slot in 0..self.slots.len() as u32 {
       let Some(r) = self.slots[slot as usize] else {
         continue;
@@ -604,21 +565,19 @@ impl Queue {
         continue;
       }
       self.release(slot);
-      self.aborts.push((slot, r.seq));
-      let Some(job) = self.jobs.get(&r.id) else {
+      self.aborts.push((slot, r.seq, Abort::Timeout as u8));
+      let Some(job) = self.store.get(r.id) else {
         continue;
       };
-      self.stats.finished(now, now.saturating_sub(job.started_at));
+      let (started, attempts, timeout) = (job.started_at, job.attempts, job.timeout_ms);
+      self.stats.finished(now, now.saturating_sub(started));
       let err = JobError::system(
         "TimeoutError",
         "ERR_JOB_TIMEOUT",
-        format!(
-          "attempt {} timed out after {} ms",
-          job.attempts, job.timeout_ms
-        ),
-        job.attempts,
+        format!("attempt {attempts} timed out after {timeout} ms"),
+        attempts,
       );
-      self.fail_attempt(r.id, err, false, true, now);
+      self.fail_attempt(r.id, err, FailKind::Timeout, now);
     }
     if self.state == RunState::Started && now >= self.next_cleanup {
       self.prune(now.saturating_sub(self.cfg.max_job_age_ms));
@@ -629,10 +588,7 @@ impl Queue {
   /// The earliest time something is due (a delayed job, a deadline, the
   /// cleanup), and records it as the timer's plan.
   pub fn plan_wake(&mut self) -> u64 {
-    let mut at = u64::MAX;
-    if let Some(&Reverse((t, _, _))) = self.delayed.peek() {
-      at = at.min(t);
-    }
+    let mut at = self.store.next_due().unwrap_or(u64::MAX);
     for r in self.slots.iter().flatten() {
       at = at.min(r.deadline);
     }
@@ -646,56 +602,29 @@ impl Queue {
 
   /// Removes finished jobs that finished at or before `before`. Returns how many.
   pub fn prune(&mut self, before: u64) -> usize {
-    let mut n = 0;
-    while let Some(&(at, id)) = self.finished.front() {
-      if at > before {
-        break;
-      }
-      self.finished.pop_front();
-      let remove =
-        matches!(self.jobs.get(&id), Some(j) if j.status.is_finished() && j.finished_at == at);
-      if remove {
-        if let Some(j) = self.jobs.remove(&id) {
-          self.counts[j.status as usize] -= 1;
-          n += 1;
-        }
-      }
-    }
-    n
+    self.store.prune(before)
   }
 
   /// Cancels a waiting, pending or running job (running: its signal fires
   /// and a late outcome is ignored). False for unknown or finished jobs.
   pub fn cancel(&mut self, id: JobId, now: u64) -> bool {
-    let Some(job) = self.jobs.get_mut(&id.0) else {
+    let Some(was) = self.store.cancel(id, now) else {
       return false;
     };
-    let was = job.status;
-    if set_status(&mut self.counts, job, Transition::Cancel).is_none() {
-      return false;
-    }
-    job.gen = job.gen.wrapping_add(1);
-    let attempt = job.attempts;
-    job.outcome_mut().errors.push(JobError::system(
-      "CancelledError",
-      "ERR_CANCELLED",
-      "the job was cancelled".into(),
-      attempt,
-    ));
     if was == Status::Running {
       let found = self
         .slots
         .iter()
-        .position(|s| matches!(s, Some(r) if r.id == id.0));
+        .position(|s| matches!(s, Some(r) if r.id == id));
       if let Some(slot) = found {
         let seq = self.slots[slot].map(|r| r.seq).unwrap_or(0);
         self.release(slot as u32);
-        self.aborts.push((slot as u32, seq));
-        self.stats.finished(now, 0);
+        self.aborts.push((slot as u32, seq, Abort::Cancel as u8));
+        let started = self.store.get(id).map(|j| j.started_at).unwrap_or(now);
+        self.stats.finished(now, now.saturating_sub(started));
       }
     }
-    self.finish(id.0, now);
-    self.event_with("cancelled", id.0, "null");
+    self.event("cancelled", id, "null");
     true
   }
 
@@ -705,58 +634,43 @@ impl Queue {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    let Some(job) = self.jobs.get_mut(&id.0) else {
-      return Ok(false);
-    };
-    if !matches!(
-      job.status,
-      Status::Failed | Status::Timeout | Status::Cancelled
-    ) {
-      return Ok(false);
+    match self.store.get(id) {
+      Some(j)
+        if matches!(
+          j.status,
+          Status::Failed | Status::Timeout | Status::Cancelled
+        ) => {}
+      _ => return Ok(false),
     }
-    let queued = self.counts[Status::Pending as usize] + self.counts[Status::Waiting as usize];
-    if queued >= self.cfg.max_queue_size {
+    if self.queued() >= self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
       });
     }
-    set_status(&mut self.counts, job, Transition::Retry);
-    job.attempts = 0;
-    job.run_at = now;
-    job.finished_at = 0;
-    job.gen = job.gen.wrapping_add(1);
-    let (p, gen) = (job.priority, job.gen);
-    self.enqueue(p, now, id.0, gen, now);
-    Ok(true)
+    Ok(self.store.retry(id, now))
   }
 
   /// Records progress (JSON) of the attempt in `slot`/`seq`; false when that
   /// attempt has ended.
   pub fn progress(&mut self, slot: u32, seq: u32, json: &str) -> bool {
-    let Some(r) = self.running(slot, seq) else {
-      return false;
-    };
-    match self.jobs.get_mut(&r.id) {
-      Some(job) => {
-        job.outcome_mut().progress = Some(json.into());
-        true
-      }
+    match self.running(slot, seq) {
+      Some(r) => self.store.progress(r.id, json),
       None => false,
     }
   }
 
   /// The job with this id.
   pub fn get(&self, id: JobId) -> Option<&Job> {
-    self.jobs.get(&id.0)
+    self.store.get(id)
   }
 
   /// The job's status as JSON (`CalculationStatus`), or `None`.
   pub fn status_json(&self, id: JobId) -> Option<String> {
-    let job = self.jobs.get(&id.0)?;
+    let job = self.store.get(id)?;
     let name = self
-      .calcs
+      .names_json
       .get(job.name as usize)
-      .map(|c| &*c.name_json)
+      .map(|s| &**s)
       .unwrap_or("null");
     let opt_ms = |t: u64| {
       if t == 0 {
@@ -775,12 +689,13 @@ impl Queue {
     let errors = o
       .and_then(|o| serde_json::to_string(&o.errors).ok())
       .unwrap_or_else(|| "[]".into());
+    let registered = matches!(self.calcs.get(job.name as usize), Some(Some(_)));
     let mut s = String::with_capacity(256 + job.data.len() + result.len());
     s.push_str("{\"jobId\":\"");
     job.id.write_to(&mut s);
     let _ = write!(
       s,
-      "\",\"name\":{name},\"status\":\"{}\",\"priority\":{},\"attempts\":{},\"maxRetries\":{},\"timeout\":{},\"progress\":{progress},\"result\":{result},\"error\":{error},\"errors\":{errors},\"createdAt\":{},\"runAt\":{},\"startedAt\":{},\"finishedAt\":{},\"data\":{},\"context\":{}}}",
+      "\",\"name\":{name},\"status\":\"{}\",\"registered\":{registered},\"priority\":{},\"attempts\":{},\"maxRetries\":{},\"timeout\":{},\"progress\":{progress},\"result\":{result},\"error\":{error},\"errors\":{errors},\"createdAt\":{},\"runAt\":{},\"startedAt\":{},\"finishedAt\":{},\"data\":{},\"context\":{}}}",
       job.status.as_str(),
       job.priority.to_json(),
       job.attempts,
@@ -798,7 +713,7 @@ impl Queue {
 
   /// Jobs per status.
   pub fn count(&self, s: Status) -> usize {
-    self.counts[s as usize]
+    self.store.counts()[s as usize]
   }
 
   /// Attempts running now.
@@ -808,9 +723,7 @@ impl Queue {
 
   /// Jobs that still need the service: waiting, pending or running.
   pub fn active(&self) -> usize {
-    self.counts[Status::Waiting as usize]
-      + self.counts[Status::Pending as usize]
-      + self.running_count()
+    self.queued() + self.running_count()
   }
 
   /// Outcomes that arrived after their attempt had ended.
@@ -822,16 +735,18 @@ impl Queue {
   pub fn stats_json(&self, now: u64) -> String {
     let v = self.stats.view(now);
     let running = self.running_count();
+    let counts = self.store.counts();
     let mut s = String::with_capacity(512);
     s.push('{');
     for st in Status::ALL {
-      let _ = write!(s, "\"{}\":{},", st.as_str(), self.counts[st as usize]);
+      let _ = write!(s, "\"{}\":{},", st.as_str(), counts[st as usize]);
     }
-    let total: usize = self.counts.iter().sum();
+    let total: usize = counts.iter().sum();
     let _ = write!(
       s,
-      "\"total\":{total},\"queued\":{},\"throughput\":{:.3},\"averageWaitTime\":{:.3},\"averageRunTime\":{:.3},\"activeWorkers\":{running},\"workerUtilization\":{:.4},\"maxWorkers\":{},\"maxQueueSize\":{},\"lateOutcomes\":{}}}",
-      self.counts[Status::Pending as usize] + self.counts[Status::Waiting as usize],
+      "\"total\":{total},\"queued\":{},\"unregistered\":{},\"throughput\":{:.3},\"averageWaitTime\":{:.3},\"averageRunTime\":{:.3},\"activeWorkers\":{running},\"workerUtilization\":{:.4},\"maxWorkers\":{},\"maxQueueSize\":{},\"lateOutcomes\":{},\"storage\":\"{}\"}}",
+      self.queued(),
+      self.store.unregistered(),
       v.throughput,
       v.avg_wait_ms,
       v.avg_run_ms,
@@ -839,28 +754,16 @@ impl Queue {
       self.cfg.max_workers,
       self.cfg.max_queue_size,
       self.late_outcomes,
+      self.store.kind(),
     );
     s
   }
 
-  /// Checks the queue's internal invariants (used by tests).
+  /// Checks the queue's and the store's invariants (used by tests).
   pub fn check_invariants(&self) -> std::result::Result<(), String> {
-    let mut counts = [0usize; 7];
-    for j in self.jobs.values() {
-      counts[j.status as usize] += 1;
-      if j.attempts > j.max_retries + 1 {
-        return Err(format!(
-          "job {} has {} attempts, max {}",
-          j.id,
-          j.attempts,
-          j.max_retries + 1
-        ));
-      }
-    }
-    if counts != self.counts {
-      return Err(format!("counts {:?} != actual {:?}", self.counts, counts));
-    }
-    let running: Vec<u128> = self.slots.iter().flatten().map(|r| r.id).collect();
+    self.store.check_invariants()?;
+    let counts = self.store.counts();
+    let running: Vec<JobId> = self.slots.iter().flatten().map(|r| r.id).collect();
     if running.len() != counts[Status::Running as usize] {
       return Err(format!(
         "{} slots used, {} jobs running",
@@ -869,7 +772,7 @@ impl Queue {
       ));
     }
     for id in &running {
-      match self.jobs.get(id) {
+      match self.store.get(*id) {
         Some(j) if j.status == Status::Running => {}
         _ => return Err("a slot holds a job that is not running".into()),
       }
@@ -877,31 +780,8 @@ impl Queue {
     if self.free_slots.len() + running.len() != self.cfg.max_workers as usize {
       return Err("slot accounting is off".into());
     }
-    for j in self.jobs.values().filter(|j| j.status == Status::Pending) {
-      let queued = self
-        .ready
-        .iter()
-        .any(|Reverse((_, _, id, g))| *id == j.id.0 && *g == j.gen)
-        || self
-          .delayed
-          .iter()
-          .any(|Reverse((_, id, g))| *id == j.id.0 && *g == j.gen);
-      if !queued {
-        return Err(format!("pending job {} is in no line", j.id));
-      }
-    }
     Ok(())
   }
-}
-
-/// Moves `job` along `t`, keeping `counts` right. `None` (and no change) when
-/// the transition is illegal.
-fn set_status(counts: &mut [usize; 7], job: &mut Job, t: Transition) -> Option<Status> {
-  let next = job.status.next(t)?;
-  counts[job.status as usize] -= 1;
-  counts[next as usize] += 1;
-  job.status = next;
-  Some(next)
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ fn timeout_aborts_and_late_outcome_is_ignored() {
   q.tick(50);
   assert_eq!(q.get(id).map(|j| j.status), Some(Status::Timeout));
   let drained: Value = serde_json::from_str(&q.drain()).expect("json");
-  assert_eq!(drained[0], json!([a[0].0, a[0].1]));
+  assert_eq!(drained[0], json!([a[0].0, a[0].1, 0]));
   assert_eq!(drained[1][0][0], "timedOut");
   q.settle(&ok(a[0].0, a[0].1), 60).expect("settle");
   assert_eq!(q.late_outcomes(), 1);
@@ -246,7 +246,8 @@ fn stop_aborts_running_and_keeps_pending() {
   assert_eq!(q.finish_stop(2), 1);
   assert_eq!(
     q.get(a).map(|j| (j.status, j.attempts)),
-    Some((Status::Pending, 1))
+    Some((Status::Pending, 0)),
+    "a graceful stop does not count the aborted attempt"
   );
   assert_eq!(q.count(Status::Pending), 2);
   q.check_invariants().expect("invariants");

@@ -1,0 +1,103 @@
+'use strict'
+const { serviceTracker, waitForStatus, waitForAll, waitFor, sleep, deferred, never } = require('./helpers')
+
+const tracker = serviceTracker()
+afterEach(() => tracker.stopAll())
+
+const FAST_CLEANUP = { queue: { cleanupInterval: 100, maxJobAge: 50 } }
+
+describe('cleanup of finished jobs', () => {
+  test('finished jobs disappear after a few hundred ms; a pending delayed job stays', async () => {
+    const service = tracker.create(FAST_CLEANUP)
+    await service.start()
+    const ids = {
+      completed: service.addCalculationJob({ name: 'ok', calculate: () => 1 }, null),
+      failed: service.addCalculationJob(
+        {
+          name: 'bad',
+          calculate() {
+            throw new Error('x')
+          },
+        },
+        null,
+        null,
+        { retries: 0 },
+      ),
+      timeout: service.addCalculationJob({ name: 'hang', calculate: never }, null, null, { timeout: 20, retries: 0 }),
+      cancelled: service.addCalculationJob({ name: 'later', calculate: () => 1 }, null, null, { delay: 5000 }),
+    }
+    const delayed = service.addCalculationJob({ name: 'delayed', calculate: () => 1 }, null, null, { delay: 2000 })
+    expect(service.cancelJob(ids.cancelled)).toBe(true)
+    const finished = await waitForAll(service, Object.values(ids))
+    expect(finished.map((s) => s.status)).toEqual(['completed', 'failed', 'timeout', 'cancelled'])
+    expect(service.getQueueStatistics().total).toBe(5)
+    await waitFor(() => Object.values(ids).every((id) => service.getJobStatus(id) === null), { timeout: 2000, what: 'cleanup' })
+    const st = service.getJobStatus(delayed)
+    expect(st).not.toBeNull()
+    expect(st.status).toBe('pending')
+    const s = service.getQueueStatistics()
+    expect(s).toMatchObject({ total: 1, pending: 1, completed: 0, failed: 0, timeout: 0, cancelled: 0 })
+    // pruned ids are unknown now
+    expect(service.cancelJob(ids.completed)).toBe(false)
+    expect(service.retryJob(ids.failed)).toBe(false)
+  })
+
+  test('a job that is still running is not pruned', async () => {
+    const service = tracker.create(FAST_CLEANUP)
+    const gate = deferred()
+    await service.start()
+    const id = service.addCalculationJob({ name: 'long', calculate: () => gate.promise }, null)
+    await sleep(350)
+    expect(service.getJobStatus(id).status).toBe('running')
+    gate.resolve('done')
+    const st = await waitForStatus(service, id)
+    expect(st.result).toBe('done')
+    await waitFor(() => service.getJobStatus(id) === null, { timeout: 2000, what: 'cleanup' })
+  })
+
+  test('a retried job is not pruned while it is pending or running again', async () => {
+    const service = tracker.create(FAST_CLEANUP)
+    const gate = deferred()
+    let runs = 0
+    await service.start()
+    const id = service.addCalculationJob(
+      {
+        name: 'retry-me',
+        calculate() {
+          runs++
+          if (runs === 1) throw new Error('first')
+          return gate.promise
+        },
+      },
+      null,
+      null,
+      { retries: 0 },
+    )
+    await waitForStatus(service, id, 'failed')
+    expect(service.retryJob(id)).toBe(true)
+    await sleep(300)
+    expect(service.getJobStatus(id).status).toBe('running')
+    gate.resolve('second')
+    expect((await waitForStatus(service, id)).result).toBe('second')
+  })
+
+  test('with the default maxJobAge finished jobs are kept', async () => {
+    const service = tracker.create({ queue: { cleanupInterval: 50 } })
+    await service.start()
+    const id = service.addCalculationJob({ name: 'kept', calculate: () => 'kept' }, null)
+    await waitForStatus(service, id)
+    await sleep(250)
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'completed', result: 'kept' })
+    expect(service.getQueueStatistics().total).toBe(1)
+  })
+
+  test('a job younger than maxJobAge survives a cleanup pass', async () => {
+    const service = tracker.create({ queue: { cleanupInterval: 50, maxJobAge: 600 } })
+    await service.start()
+    const id = service.addCalculationJob({ name: 'young', calculate: () => 1 }, null)
+    await waitForStatus(service, id)
+    await sleep(200) // several passes, but the job is younger than 600 ms
+    expect(service.getJobStatus(id)).not.toBeNull()
+    await waitFor(() => service.getJobStatus(id) === null, { timeout: 3000, what: 'cleanup' })
+  })
+})

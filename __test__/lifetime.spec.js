@@ -1,0 +1,72 @@
+'use strict'
+// Process lifetime: each case runs in a child process (node on a script in
+// fixtures/ that requires the package by absolute path).
+const { runFixture } = require('./helpers')
+
+const KILL_AFTER = 10000
+
+function expectCleanExit(r) {
+  expect(r.killed).toBe(false)
+  expect(r.signal).toBeNull()
+  expect(r.stderr).toBe('')
+  expect(r.code).toBe(0)
+}
+
+describe('process lifetime', () => {
+  test('(a) a started service that ran its jobs and was never stopped lets the process exit', async () => {
+    const r = await runFixture('no-stop.js', [], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(JSON.parse(r.stdout.trim())).toEqual({ results: [1, 4, 9, 16, 25] })
+    expect(r.ms).toBeLessThan(5000)
+  })
+
+  test('(b) a job delayed by 500 ms keeps the process alive until it ran, then it exits', async () => {
+    const r = await runFixture('delayed-job.js', ['500'], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    const m = /ran after (\d+) ms/.exec(r.stdout)
+    expect(m).not.toBeNull()
+    expect(Number(m[1])).toBeGreaterThanOrEqual(450)
+    expect(r.ms).toBeGreaterThanOrEqual(450)
+    expect(r.ms).toBeLessThan(5000)
+  })
+
+  test('(c) a never-started service with pending jobs does not keep the process alive', async () => {
+    const r = await runFixture('never-started.js', [], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(r.stdout.trim()).toBe('pending 11')
+    // the delayed job was due in 5 s; exiting well before means nothing held the loop
+    expect(r.ms).toBeLessThan(3000)
+  })
+
+  test('(d) with { unref: true } a delayed job does not keep the process alive', async () => {
+    const r = await runFixture('unref-delayed.js', ['3000'], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(r.stdout).toContain('started')
+    expect(r.stdout).not.toContain('ran')
+    expect(r.ms).toBeLessThan(2500)
+  })
+
+  test('a running job with no timers of its own keeps the process alive until its timeout', async () => {
+    const r = await runFixture('hung-job.js', [], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    const m = /timedOut attempt 1 after (\d+) ms/.exec(r.stdout)
+    expect(m).not.toBeNull()
+    expect(Number(m[1])).toBeGreaterThanOrEqual(290)
+    expect(r.ms).toBeLessThan(5000)
+  })
+
+  test('a retry waiting for its backoff keeps the process alive', async () => {
+    const r = await runFixture('retry-later.js', [], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(r.stdout.trim().split('\n')).toEqual(['attempt 1', 'attempt 2'])
+    expect(r.ms).toBeGreaterThanOrEqual(300)
+  })
+
+  test('a stopped service with a pending delayed job lets the process exit at once', async () => {
+    const r = await runFixture('stopped-with-pending.js', [], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(JSON.parse(r.stdout.trim())).toEqual({ aborted: 0, pending: 1, dropped: 1 })
+    expect(r.stdout).not.toContain('ran')
+    expect(r.ms).toBeLessThan(2500)
+  })
+})

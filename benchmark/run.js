@@ -1,0 +1,412 @@
+'use strict'
+// The benchmark orchestrator (shared/BENCH.md): for each repetition, workload
+// and system (systems alternated, the order rotated each repetition) it runs
+// benchmark/worker.js in a fresh `node --expose-gc` process, then prints one
+// markdown table of medians (min-max) with the jobwerk/peer ratios and writes
+// the raw results to benchmark/results/<date>.json.
+//
+// Environment:
+//   BENCH_QUICK=1                 1 repetition, small N (smoke test)
+//   BENCH_SYSTEMS=a,b             systems (default: all in systems/index.js)
+//   BENCH_WORKLOADS=w1,w4         workloads (default: w1,w2,w3,w4)
+//   BENCH_REPS=3                  repetitions (default 3, quick 1)
+//   BENCH_TIMEOUT_MS=120000       per-run timeout (the run is killed and reported as an error)
+//   BENCH_BUILD=1                 first build the release addon into benchmark/.native from the
+//                                 work tree; BENCH_BUILD=head: from a `git archive HEAD` snapshot
+//   JOBWERK_NATIVE=path.node      the jobwerk addon to measure (default: benchmark/.native/...
+//                                 when built, else the shared jobwerk.*.node)
+
+const { spawn, spawnSync, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { DEFAULT_ORDER, SYSTEMS, SERVERS } = require('./systems')
+const { params: workloadParams } = require('./workloads')
+const { median, tcpReachable } = require('./lib/util')
+const { ROOT, pkgVersion } = require('./lib/pkg')
+
+const HERE = __dirname
+const NATIVE_DIR = path.join(HERE, '.native')
+const NATIVE_FILE = 'jobwerk.linux-x64-gnu.node'
+const ALL_WORKLOADS = ['w1', 'w2', 'w3', 'w4']
+
+function log(msg) {
+  process.stderr.write(`${msg}\n`)
+}
+
+function listEnv(name, all) {
+  const v = process.env[name]
+  if (!v) return all
+  const picked = v
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean)
+  for (const p of picked) if (!all.includes(p)) throw new Error(`${name}: unknown "${p}"; known: ${all.join(', ')}`)
+  return all.filter((x) => picked.includes(x)) // keep the canonical order
+}
+
+/**
+ * Builds the release addon into benchmark/.native. `worktree`: from the work
+ * tree as it is (others' edits included); `head`: from a `git archive HEAD`
+ * snapshot in a temporary folder (stable while others edit; git is only read).
+ */
+function buildRelease(mode) {
+  const napi = path.join(ROOT, 'node_modules', '.bin', 'napi')
+  let cwd = ROOT
+  let source = 'work tree'
+  const targetDir = path.join(os.tmpdir(), 'jobwerk-bench-target')
+  if (mode === 'head') {
+    const { commit } = gitInfo()
+    cwd = path.join(os.tmpdir(), `jobwerk-bench-src-${commit}`)
+    fs.rmSync(cwd, { recursive: true, force: true })
+    fs.mkdirSync(cwd, { recursive: true })
+    const tar = execFileSync('git', ['archive', '--format=tar', 'HEAD'], { cwd: ROOT, maxBuffer: 1 << 30 })
+    const r = spawnSync('tar', ['-x', '-C', cwd], { input: tar })
+    if (r.status !== 0) throw new Error(`extracting the HEAD snapshot failed: ${r.stderr}`)
+    source = `HEAD ${commit}`
+  }
+  log(`building the release addon from the ${source} into benchmark/.native (LTO: a few minutes)...`)
+  fs.mkdirSync(NATIVE_DIR, { recursive: true })
+  const r = spawnSync(
+    napi,
+    ['build', '--platform', '--release', '--target-dir', targetDir, '--output-dir', NATIVE_DIR, '--no-js', '--dts', 'binding.d.ts'],
+    { cwd, stdio: ['ignore', 'inherit', 'inherit'] },
+  )
+  if (r.status !== 0) throw new Error(`release build failed (exit ${r.status})`)
+  fs.writeFileSync(path.join(NATIVE_DIR, 'build.json'), `${JSON.stringify({ source, builtAt: new Date().toISOString() })}\n`)
+}
+
+function newestMtime(dir) {
+  let newest = 0
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name)
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs)
+  }
+  return newest
+}
+
+/** Which addon the jobwerk runs load, and what we know about it. */
+function nativeInfo() {
+  const explicit = process.env.JOBWERK_NATIVE
+  const built = path.join(NATIVE_DIR, NATIVE_FILE)
+  const file = explicit ? path.resolve(explicit) : fs.existsSync(built) ? built : null
+  const info = { file: file ? path.relative(ROOT, file) : null, build: null, stale: false }
+  if (!file) {
+    info.build = 'shared jobwerk.*.node in the work tree (may be a debug build: run with BENCH_BUILD=1)'
+    return info
+  }
+  const st = fs.statSync(file)
+  info.build = explicit ? 'JOBWERK_NATIVE' : 'release (benchmark/.native)'
+  info.builtAt = st.mtime.toISOString()
+  info.bytes = st.size
+  if (!explicit) {
+    try {
+      info.source = JSON.parse(fs.readFileSync(path.join(NATIVE_DIR, 'build.json'), 'utf8')).source
+    } catch {
+      info.source = 'work tree'
+    }
+    if (info.source !== 'work tree') info.build += `, from ${info.source}`
+  }
+  try {
+    info.stale = info.source === 'work tree' && newestMtime(path.join(ROOT, 'src')) > st.mtimeMs
+  } catch {}
+  return info
+}
+
+function gitInfo() {
+  const git = (args) => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      return null
+    }
+  }
+  const status = git(['status', '--porcelain', '--', 'src', 'Cargo.toml', 'Cargo.lock'])
+  const js = git(['status', '--porcelain', '--', 'index.js'])
+  return {
+    commit: git(['rev-parse', '--short', 'HEAD']),
+    rustDirty: status === null ? null : status.length > 0,
+    indexJsDirty: js === null ? null : js.length > 0,
+  }
+}
+
+function runOne(system, workload, opts, env, timeoutMs) {
+  return new Promise((resolve) => {
+    const t0 = Date.now()
+    const child = spawn(process.execPath, ['--expose-gc', path.join(HERE, 'worker.js'), system, workload, JSON.stringify(opts)], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    let timedOut = false
+    child.stdout.on('data', (c) => (out += c))
+    child.stderr.on('data', (c) => {
+      err += c
+      for (const line of String(c).split('\n')) if (line) log(`    | ${line}`)
+    })
+    // On timeout: SIGTERM lets the worker delete its queue and close; SIGKILL
+    // 10 s later if it does not.
+    let killer = null
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGTERM')
+      killer = setTimeout(() => child.kill('SIGKILL'), 10000)
+    }, timeoutMs)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      clearTimeout(killer)
+      const wallMs = Date.now() - t0
+      const lines = out.split('\n').filter((l) => l.startsWith('{'))
+      let r = null
+      try {
+        r = lines.length ? JSON.parse(lines[lines.length - 1]) : null
+      } catch {}
+      const base = { system, workload, wallMs, exitCode: code, signal }
+      if (timedOut) return resolve({ ...base, status: 'timeout', error: `timed out after ${timeoutMs} ms`, stderr: err.slice(-2000) })
+      if (!r) return resolve({ ...base, status: 'error', error: `no result line (exit ${code}${signal ? `, ${signal}` : ''})`, stderr: err.slice(-2000) })
+      if (r.skipped) return resolve({ ...base, status: 'skipped', reason: r.reason })
+      if (!r.ok) return resolve({ ...base, status: 'error', error: r.error, stderr: err.slice(-2000) })
+      resolve({ ...base, status: 'ok', lingered: code === 3, info: r.info, metrics: r.metrics, closeError: r.closeError })
+    })
+  })
+}
+
+// --- the table ----------------------------------------------------------------
+
+const ROWS = [
+  { label: 'W1 enqueue (jobs/s)', wl: 'w1', get: (m) => m.enqueuePerSec, higher: true },
+  { label: 'W1 process (jobs/s)', wl: 'w1', get: (m) => m.processPerSec, higher: true },
+  { label: 'W2 latency p50 (ms)', wl: 'w2', get: (m) => m.latencyMs.p50 },
+  { label: 'W2 latency p95 (ms)', wl: 'w2', get: (m) => m.latencyMs.p95 },
+  { label: 'W2 latency p99 (ms)', wl: 'w2', get: (m) => m.latencyMs.p99 },
+  { label: 'W2 latency max (ms)', wl: 'w2', get: (m) => m.latencyMs.max },
+  { label: 'W3 lateness p50 (ms)', wl: 'w3', get: (m) => m.latenessMs.p50 },
+  { label: 'W3 lateness p99 (ms)', wl: 'w3', get: (m) => m.latenessMs.p99 },
+  { label: 'W3 lateness max (ms)', wl: 'w3', get: (m) => m.latenessMs.max },
+  { label: 'W4 client RSS per job (B)', wl: 'w4', get: (m) => m.rssBytesPerJob },
+  { label: 'W4 server storage per job (B)', wl: 'w4', get: (m) => m.serverBytesPerJob, optional: true },
+  { label: 'W4 enqueue (jobs/s)', wl: 'w4', get: (m) => m.enqueuePerSec, higher: true },
+]
+
+function fmt(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return 'n/a'
+  const a = Math.abs(v)
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US')
+  if (a >= 100) return v.toFixed(0)
+  if (a >= 10) return v.toFixed(1)
+  if (a >= 1) return v.toFixed(2)
+  return v.toFixed(3)
+}
+
+function cellStats(runs, system, row) {
+  const mine = runs.filter((r) => r.system === system && r.workload === row.wl)
+  if (mine.length === 0) return null
+  const ok = mine.filter((r) => r.status === 'ok')
+  const values = ok.map((r) => row.get(r.metrics)).filter((v) => typeof v === 'number' && Number.isFinite(v))
+  const failed = mine.filter((r) => r.status === 'error' || r.status === 'timeout').length
+  const skipped = mine.filter((r) => r.status === 'skipped').length
+  return {
+    n: mine.length,
+    values,
+    median: values.length ? median(values) : null,
+    min: values.length ? Math.min(...values) : null,
+    max: values.length ? Math.max(...values) : null,
+    failed,
+    skipped,
+  }
+}
+
+function cellText(c) {
+  if (c === null) return ''
+  if (c.values.length === 0) {
+    if (c.skipped === c.n) return 'skipped'
+    if (c.failed) return c.failed === c.n ? 'error' : 'n/a'
+    return 'n/a'
+  }
+  let s = fmt(c.median)
+  if (c.values.length > 1) s += ` (${fmt(c.min)}–${fmt(c.max)})`
+  if (c.failed) s += ` [${c.failed}/${c.n} failed]`
+  return s
+}
+
+function buildTable(runs, systems, workloads) {
+  const jobwerks = systems.filter((s) => s.startsWith('jobwerk'))
+  const peers = ['p-queue', 'bullmq'].filter((p) => systems.includes(p))
+  const ratioCols = []
+  for (const j of jobwerks) for (const p of peers) ratioCols.push([j, p])
+  const header = ['metric', ...systems, ...ratioCols.map(([j, p]) => `${j} / ${p}`)]
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
+  const summary = {}
+  for (const row of ROWS) {
+    if (!workloads.includes(row.wl)) continue
+    const cells = {}
+    for (const s of systems) cells[s] = cellStats(runs, s, row)
+    // Only in-process systems: the storage row says nothing.
+    if (row.optional && Object.values(cells).every((c) => !c || c.values.length === 0)) continue
+    summary[row.label] = {}
+    const out = [`${row.label} ${row.higher ? '↑' : '↓'}`]
+    for (const s of systems) {
+      out.push(cellText(cells[s]))
+      if (cells[s]) summary[row.label][s] = { median: cells[s].median, min: cells[s].min, max: cells[s].max, values: cells[s].values }
+    }
+    for (const [j, p] of ratioCols) {
+      const a = cells[j] && cells[j].median
+      const b = cells[p] && cells[p].median
+      const ratio = typeof a === 'number' && typeof b === 'number' && b !== 0 ? a / b : null
+      summary[row.label][`${j}/${p}`] = ratio
+      out.push(ratio === null ? 'n/a' : `${ratio >= 100 ? ratio.toFixed(0) : ratio >= 10 ? ratio.toFixed(1) : ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2)}×`)
+    }
+    lines.push(`| ${out.join(' | ')} |`)
+  }
+  return { markdown: lines.join('\n'), summary }
+}
+
+function progressText(r) {
+  if (r.status !== 'ok') return `${r.status}${r.reason ? ` (${r.reason})` : ''}${r.error ? `: ${String(r.error).split('\n')[0]}` : ''}`
+  const m = r.metrics
+  const f = fmt
+  let s
+  switch (r.workload) {
+    case 'w1':
+      s = `enqueue ${f(m.enqueuePerSec)}/s, process ${f(m.processPerSec)}/s`
+      break
+    case 'w2':
+      s = `p50 ${f(m.latencyMs.p50)} ms, p99 ${f(m.latencyMs.p99)} ms, max ${f(m.latencyMs.max)} ms`
+      break
+    case 'w3':
+      s = `lateness p50 ${f(m.latenessMs.p50)} ms, p99 ${f(m.latenessMs.p99)} ms, max ${f(m.latenessMs.max)} ms`
+      break
+    case 'w4':
+      s = `RSS ${f(m.rssBytesPerJob)} B/job${m.serverBytesPerJob === null ? '' : `, server ${f(m.serverBytesPerJob)} B/job`}, enqueue ${f(m.enqueuePerSec)}/s`
+      break
+  }
+  return `ok ${s}${r.lingered ? ' [did not exit by itself]' : ''}`
+}
+
+// --- main -----------------------------------------------------------------------
+
+async function main() {
+  const quick = process.env.BENCH_QUICK === '1' || process.env.BENCH_QUICK === 'true'
+  const systems = listEnv('BENCH_SYSTEMS', DEFAULT_ORDER.filter((s) => SYSTEMS[s]))
+  const workloads = listEnv('BENCH_WORKLOADS', ALL_WORKLOADS)
+  const reps = Number(process.env.BENCH_REPS || (quick ? 1 : 3))
+  const timeoutMs = Number(process.env.BENCH_TIMEOUT_MS || 120000)
+  const params = workloadParams(quick)
+  const concurrency = 16
+
+  const buildMode = process.env.BENCH_BUILD
+  if (buildMode === '1' || buildMode === 'worktree') buildRelease('worktree')
+  else if (buildMode === 'head') buildRelease('head')
+  else if (buildMode) throw new Error('BENCH_BUILD: 1 (or worktree) or head')
+  const native = nativeInfo()
+  const env = { ...process.env }
+  if (native.file) env.NAPI_RS_NATIVE_LIBRARY_PATH = path.join(ROOT, native.file)
+  else delete env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (systems.some((s) => s.startsWith('jobwerk'))) {
+    log(`jobwerk addon: ${native.file || 'shared'} (${native.build}${native.builtAt ? `, built ${native.builtAt}` : ''})`)
+    if (native.stale) log('WARNING: src/ has changed since that build; BENCH_BUILD=1 (work tree) or BENCH_BUILD=head rebuilds it')
+  }
+
+  const plan = []
+  for (let rep = 0; rep < reps; rep++) {
+    for (const wl of workloads) {
+      const order = systems.map((_, i) => systems[(i + rep) % systems.length])
+      for (const s of order) plan.push({ rep, system: s, workload: wl })
+    }
+  }
+  log(`${plan.length} runs: ${systems.join(', ')} × ${workloads.join(', ')} × ${reps} repetition(s)${quick ? ' (quick)' : ''}`)
+
+  const started = new Date()
+  const runs = []
+  for (let i = 0; i < plan.length; i++) {
+    const { rep, system, workload } = plan[i]
+    const opts = { ...params[workload], concurrency }
+    const head = `[${String(i + 1).padStart(String(plan.length).length)}/${plan.length}] rep ${rep + 1}/${reps} ${workload} ${system}`
+    let r
+    const server = SERVERS[system]
+    if (server && !(await tcpReachable(server.host, server.port, 500))) {
+      r = { system, workload, status: 'skipped', reason: `${server.host}:${server.port} unreachable`, wallMs: 0 }
+    } else {
+      r = await runOne(system, workload, opts, env, timeoutMs)
+    }
+    r.rep = rep
+    runs.push(r)
+    log(`${head}: ${progressText(r)} (${(r.wallMs / 1000).toFixed(1)} s)`)
+  }
+  const durationMs = Date.now() - started.getTime()
+
+  // Versions and durability, from the first successful run of each system.
+  const systemInfo = {}
+  for (const s of systems) {
+    const ok = runs.find((r) => r.system === s && r.status === 'ok')
+    const skipped = runs.every((r) => r.system !== s || r.status === 'skipped')
+    systemInfo[s] = ok ? ok.info : { status: skipped ? 'skipped' : 'no successful run' }
+  }
+  const git = gitInfo()
+  for (const s of systems) if (s.startsWith('jobwerk') && systemInfo[s].version) Object.assign(systemInfo[s], { git, addon: native })
+
+  const { markdown, summary } = buildTable(runs, systems, workloads)
+  const out = []
+  out.push(`## jobwerk benchmark, ${started.toISOString()}${quick ? ' (quick)' : ''}`)
+  out.push('')
+  out.push(
+    `Node ${process.version}, ${os.cpus().length} CPUs (${(os.cpus()[0] || {}).model || '?'}), ${reps} repetition(s), ` +
+      `medians with (min–max); ↑ higher is better, ↓ lower is better; ratios are jobwerk's median over the peer's. ` +
+      `Total ${(durationMs / 1000).toFixed(0)} s.`,
+  )
+  out.push(
+    `N: W1 ${params.w1.n}, W2 ${params.w2.n} at ${params.w2.ratePerSec}/s, W3 ${params.w3.n} at ${params.w3.ratePerSec}/s delayed ${params.w3.delayMs} ms, W4 ${params.w4.n}; concurrency ${concurrency}.`,
+  )
+  out.push('')
+  out.push(markdown)
+  out.push('')
+  for (const s of systems) {
+    const i = systemInfo[s]
+    if (i.version) {
+      let extra = ''
+      if (s.startsWith('jobwerk')) {
+        extra =
+          `, HEAD ${git.commit}; index.js from the work tree (${git.indexJsDirty ? 'modified' : 'as committed'}); ` +
+          `addon: ${native.build}${native.source === 'work tree' ? ` (src/ ${git.rustDirty ? 'modified' : 'as committed'})` : ''}`
+      }
+      out.push(`- ${s} ${i.version}${i.server ? ` (${i.server})` : ''}${extra}: durability: ${i.durability}`)
+    } else out.push(`- ${s}: ${i.status}`)
+  }
+  const bad = runs.filter((r) => r.status === 'error' || r.status === 'timeout')
+  for (const r of bad) out.push(`- FAILED rep ${r.rep + 1} ${r.workload} ${r.system}: ${String(r.error).split('\n')[0]}`)
+  const lingered = runs.filter((r) => r.lingered)
+  for (const r of lingered) out.push(`- rep ${r.rep + 1} ${r.workload} ${r.system}: the worker process did not exit by itself after closing`)
+  process.stdout.write(`${out.join('\n')}\n`)
+
+  const resultsDir = path.join(HERE, 'results')
+  fs.mkdirSync(resultsDir, { recursive: true })
+  const file = path.join(resultsDir, `${started.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}${quick ? '-quick' : ''}.json`)
+  const record = {
+    date: started.toISOString(),
+    durationMs,
+    quick,
+    repetitions: reps,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: (os.cpus()[0] || {}).model,
+    totalMemBytes: os.totalmem(),
+    concurrency,
+    params,
+    systems: systemInfo,
+    versions: { 'p-queue': pkgVersion('p-queue'), bullmq: pkgVersion('bullmq'), ioredis: pkgVersion('ioredis'), 'pg-boss': pkgVersion('pg-boss') },
+    summary,
+    table: markdown,
+    runs,
+  }
+  fs.writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`)
+  log(`raw results: ${path.relative(ROOT, file)}`)
+  if (bad.length > 0) process.exitCode = 1
+}
+
+main().catch((e) => {
+  log(e && e.stack ? e.stack : String(e))
+  process.exitCode = 2
+})

@@ -1,0 +1,49 @@
+'use strict'
+// The systems under test. Each module exports a descriptor:
+//
+//   {
+//     name,                 // as used in BENCH_SYSTEMS
+//     server: { host, port } | null,   // checked with a TCP connect first; unreachable => skipped
+//     async create({ concurrency }) => adapter
+//   }
+//
+// and an adapter (one per worker process, one queue) has:
+//
+//   info                           { version, durability, config, server? }  (plain JSON)
+//   async addBulk(datas)           adds [{x}, ...] with the system's bulk API (one chunk)
+//   add(data, delayMs)             adds one job (delayMs: 0 or the system's own delay option);
+//                                  may return a promise (awaited at the end, not while pacing)
+//   async startProcessing(handler, { expected, onCompleted })
+//                                  starts processing with `concurrency`; handler(data) is the
+//                                  job body; onCompleted(k) is called when the system itself has
+//                                  recorded k more completions; `expected` is how many jobs the
+//                                  workload waits for (lets polling adapters poll fast at the end)
+//   async pendingCount()           jobs the system holds as not yet run (sanity check)
+//   async serverBytes()            server-side storage in bytes, or null for in-process systems
+//   async close()                  stops processing, deletes the queue, closes connections
+//
+// Adding a system (e.g. jobwerk on SQLite) = one more entry here.
+
+const SYSTEMS = {
+  'jobwerk-memory': () => require('./jobwerk')({ storage: 'memory' }),
+  // 'jobwerk-sqlite': () => require('./jobwerk')({ storage: 'sqlite' }),
+  'p-queue': () => require('./p-queue'),
+  bullmq: () => require('./bullmq'),
+  'pg-boss': () => require('./pg-boss'),
+}
+
+const DEFAULT_ORDER = ['jobwerk-memory', 'p-queue', 'bullmq', 'pg-boss']
+
+function getSystem(name) {
+  const make = SYSTEMS[name]
+  if (!make) throw new Error(`unknown system "${name}"; known: ${Object.keys(SYSTEMS).join(', ')}`)
+  return make()
+}
+
+/** Static description (server address) without loading the system's package. */
+const SERVERS = {
+  bullmq: { host: process.env.REDIS_HOST || '127.0.0.1', port: Number(process.env.REDIS_PORT || 6379) },
+  'pg-boss': { host: process.env.PGHOST || '127.0.0.1', port: Number(process.env.PGPORT || 5432) },
+}
+
+module.exports = { SYSTEMS, DEFAULT_ORDER, SERVERS, getSystem }

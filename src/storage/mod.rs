@@ -1,0 +1,189 @@
+//! Job storage, named in transitions (`insert`, `claim`, `complete`, `fail`,
+//! `cancel`, `retry`, `recover_interrupted`, `prune`, ...), never in SQL.
+//!
+//! [`Store`] is what the queue talks to. [`MemoryStore`] is the reference
+//! implementation (nothing survives the process); [`SqliteStore`] keeps the
+//! same state in memory and journals every transition to an SQLite file
+//! through one writer thread with group commit, and rebuilds itself from the
+//! file on open. Both pass the same conformance suite (`conformance.rs`).
+//!
+//! The queue keeps what is about running attempts (worker slots, deadlines);
+//! the store keeps jobs, their order and their history.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStore;
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::job::{Job, JobError, JobId, Status};
+
+/// Calculation names, interned: jobs carry a `u32`.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+  names: Vec<Box<str>>,
+  index: HashMap<Box<str>, u32>,
+}
+
+impl Names {
+  /// The index of `name`, adding it if new.
+  pub fn intern(&mut self, name: &str) -> u32 {
+    if let Some(&i) = self.index.get(name) {
+      return i;
+    }
+    let i = self.names.len() as u32;
+    self.names.push(name.into());
+    self.index.insert(name.into(), i);
+    i
+  }
+
+  /// The name with index `i`.
+  pub fn get(&self, i: u32) -> Option<&str> {
+    self.names.get(i as usize).map(|s| &**s)
+  }
+
+  /// How many names.
+  pub fn len(&self) -> usize {
+    self.names.len()
+  }
+
+  /// True when there are none.
+  pub fn is_empty(&self) -> bool {
+    self.names.is_empty()
+  }
+}
+
+/// Why an attempt ended without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+  /// The handler threw; `unrecoverable` skips the retries.
+  Error { unrecoverable: bool },
+  /// The attempt passed its deadline.
+  Timeout,
+  /// The process died while it ran (found at recovery): back to pending,
+  /// the attempt counted, or failed when no attempts are left, so a job that
+  /// kills its process cannot loop forever.
+  Interrupt,
+  /// The service was stopped gracefully while it ran: back to pending, the
+  /// attempt not counted (the job did not fail; the service stopped it).
+  Stop,
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+  /// The job's status now: `pending` (retry), `failed` or `timeout`.
+  pub status: Status,
+  /// With a retry: the delay before it is due.
+  pub retry_delay: Option<u64>,
+}
+
+/// Where jobs live. All methods are synchronous and cheap: a durable backend
+/// applies the transition to its in-memory state and queues the write.
+pub trait Store: Send {
+  /// The backend's name: `memory`, `sqlite`.
+  fn kind(&self) -> &'static str;
+
+  /// Adds validated jobs (status `pending`).
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names);
+
+  /// Claims up to `max` due jobs in order (priority weight, then due time,
+  /// then insertion), skipping jobs whose calculation `runnable` refuses (they
+  /// wait, counted by [`Store::unregistered`], until [`Store::registered`]).
+  /// Each claimed job is `running` with its attempt counted when `visit`
+  /// sees it. `weights` are the configured priority weights.
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job),
+  ) -> usize;
+
+  /// True when a claim at `now` would find a job.
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool;
+
+  /// A running job finished with `result` (JSON). False if it is not running.
+  fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool;
+
+  /// A running job's attempt failed: retried with backoff when attempts are
+  /// left (and the failure allows it), finished otherwise.
+  fn fail(
+    &mut self,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed>;
+
+  /// Cancels a waiting, pending or running job; returns its previous status.
+  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status>;
+
+  /// Puts a failed, timed-out or cancelled job back to pending with its
+  /// attempts reset. False for other states or unknown ids.
+  fn retry(&mut self, id: JobId, now: u64) -> bool;
+
+  /// Records a running job's progress (JSON).
+  fn progress(&mut self, id: JobId, json: &str) -> bool;
+
+  /// Jobs left running by a process that died go back to pending (the
+  /// attempt counted) or, out of attempts, to failed. Returns how many.
+  fn recover_interrupted(&mut self, now: u64) -> usize;
+
+  /// Removes finished jobs that finished at or before `before`.
+  fn prune(&mut self, before: u64) -> usize;
+
+  /// The job with this id.
+  fn get(&self, id: JobId) -> Option<&Job>;
+
+  /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
+  fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId>;
+
+  /// Jobs per status (indexed by `Status as usize`).
+  fn counts(&self) -> [usize; 7];
+
+  /// Due jobs held back because their calculation is not registered.
+  fn unregistered(&self) -> usize;
+
+  /// Calculation `name` can run now: its held-back jobs go back in line.
+  fn registered(&mut self, name: u32);
+
+  /// The earliest due time of a job not yet due.
+  fn next_due(&self) -> Option<u64>;
+
+  /// The newest id stored (so ids stay ordered across restarts).
+  fn max_id(&self) -> Option<JobId>;
+
+  /// Sets the priority weights used for ordering (`[high, medium, low]`).
+  fn set_weights(&mut self, weights: [i32; 3]);
+
+  /// A number that [`Store::committed`] reaches once every transition made
+  /// so far is durable.
+  fn write_mark(&self) -> u64 {
+    0
+  }
+
+  /// How far writes are durable (see [`Store::write_mark`]).
+  fn committed(&self) -> u64 {
+    0
+  }
+
+  /// Blocks until everything written so far is durable.
+  fn sync(&self) -> Result<()> {
+    Ok(())
+  }
+
+  /// The first write error, if the backend failed.
+  fn failure(&self) -> Option<String> {
+    None
+  }
+
+  /// Checks internal invariants (tests).
+  fn check_invariants(&self) -> std::result::Result<(), String>;
+}
