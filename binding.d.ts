@@ -16,6 +16,12 @@ export declare class Core {
    * until the next `take`/`drain`) when the timer has work for JavaScript.
    */
   constructor(configJson: string, wake: (arg: number) => void)
+  /**
+   * Resolves once every write made before the call is committed: with
+   * `null`, or with the storage error's message (index.js throws it as
+   * `ERR_STORAGE`; async methods cannot carry a custom code).
+   */
+  flush(): Promise<string | null>
   /** Registers a calculation name with its defaults (JSON); returns its index. */
   register(name: string, defaultsJson: string): number
   /**

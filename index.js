@@ -280,7 +280,7 @@ class JobManagementService extends EventEmitter {
   _stopSummary(aborted) {
     const s = this.getQueueStatistics()
     const pending = s.pending + s.waiting
-    return { aborted, pending, dropped: pending }
+    return { aborted, pending, dropped: s.storage === 'memory' ? pending : 0 }
   }
 
   /** Registers a calculation's handler by name (before its jobs run). */
@@ -346,8 +346,11 @@ class JobManagementService extends EventEmitter {
     return ids
   }
 
-  /** Resolves once everything added before it is stored (memory storage: at once). */
-  async flush() {}
+  /** Resolves once everything added (and every outcome) before it is committed to storage. */
+  async flush() {
+    const error = await this._core.flush()
+    if (error != null) throw codedError('ERR_STORAGE', error)
+  }
 
   /** The job's status, or null for an unknown id. */
   getJobStatus(jobId) {

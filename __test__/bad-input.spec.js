@@ -120,7 +120,7 @@ describe('invalid config', () => {
       { unref: true },
       { unref: false },
     ]) {
-      const s = tracker.track(new JobManagementService(cfg))
+      const s = tracker.track(new JobManagementService(cfg && typeof cfg === 'object' ? { storage: { type: 'memory' }, ...cfg } : cfg))
       expect(s.getQueueStatistics().total).toBe(0)
     }
   })

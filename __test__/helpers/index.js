@@ -49,8 +49,10 @@ function serviceTracker() {
   const { JobManagementService } = require(ROOT)
   const services = []
   return {
+    // Memory storage unless a test asks for another: the SQLite default would
+    // make parallel test files share (and lock) one file.
     create(config) {
-      const s = new JobManagementService(config)
+      const s = new JobManagementService({ storage: { type: 'memory' }, ...config })
       services.push(s)
       return s
     },

@@ -17,7 +17,8 @@ use serde_json::Value;
 use crate::clock::{system_now_ms, Clock};
 use crate::error::Error;
 use crate::job::JobId;
-use crate::queue::{Engine, JobOptions, NewJob, ServiceConfig, Waker};
+use crate::queue::{Engine, JobOptions, NewJob, Queue, ServiceConfig, StorageConfig, Waker};
+use crate::storage::{Durability, Names, SqliteOptions, SqliteStore, Store};
 
 /// The `code` of a JavaScript error thrown from here.
 pub struct Code(&'static str);
@@ -52,6 +53,11 @@ impl Waker for JsWaker {
 #[napi]
 pub struct Core {
   engine: Arc<Engine>,
+  /// Why the configured storage could not be opened: `start()` and `add()`
+  /// report it (the constructor does not throw for it).
+  storage_error: Option<Error>,
+  /// The SQLite file, to reopen it on `start()` after `stop()`.
+  sqlite: Option<SqliteOptions>,
 }
 
 /// `(active << 1) | news`: how many jobs still need the service, and whether
@@ -82,9 +88,61 @@ impl Core {
       .callee_handled::<false>()
       .build()
       .map_err(|e| napi::Error::new(Code("ERR_INTERNAL"), e.reason.clone()))?;
-    let engine = Engine::new(cfg.queue, clock);
+    let now = clock.now();
+    let (queue, storage_error, sqlite) = match cfg.storage {
+      StorageConfig::Memory => (Queue::new(cfg.queue, now), None, None),
+      StorageConfig::Sqlite { path, full } => {
+        let opts = SqliteOptions {
+          path: path.into(),
+          durability: if full {
+            Durability::Full
+          } else {
+            Durability::Normal
+          },
+        };
+        let mut names = Names::default();
+        match SqliteStore::open(&opts, &mut names, now) {
+          Ok(store) => (
+            Queue::with_store(cfg.queue, now, Box::new(store), names),
+            None,
+            Some(opts),
+          ),
+          Err(e) => (Queue::new(cfg.queue, now), Some(e), None),
+        }
+      }
+    };
+    let engine = Engine::with_queue(queue, clock);
     engine.set_waker(Box::new(JsWaker(tsfn)));
-    Ok(Core { engine })
+    Ok(Core {
+      engine,
+      storage_error,
+      sqlite,
+    })
+  }
+
+  fn check_storage(&self) -> napi::Result<(), Code> {
+    match &self.storage_error {
+      Some(e) => Err(js_err(e.clone())),
+      None => Ok(()),
+    }
+  }
+
+  /// Resolves once every write made before the call is committed: with
+  /// `null`, or with the storage error's message (index.js throws it as
+  /// `ERR_STORAGE`; async methods cannot carry a custom code).
+  #[napi]
+  pub async fn flush(&self) -> napi::Result<Option<String>> {
+    if let Some(e) = &self.storage_error {
+      return Ok(Some(e.to_string()));
+    }
+    let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_watch()) else {
+      return Ok(None);
+    };
+    let res = rx.wait_for(|c| c.seq >= mark || c.error.is_some()).await;
+    Ok(match res {
+      Ok(c) => c.error.clone().map(|e| Error::Storage(e).to_string()),
+      Err(_) => None,
+    })
   }
 
   /// Registers a calculation name with its defaults (JSON); returns its index.
@@ -102,6 +160,7 @@ impl Core {
   /// all or none; returns their ids joined by commas.
   #[napi]
   pub fn add(&self, batch_json: String) -> napi::Result<String, Code> {
+    self.check_storage()?;
     type Item<'a> = (u32, &'a RawValue, &'a RawValue, Option<Value>);
     let items: Vec<Item<'_>> = serde_json::from_str(&batch_json)
       .map_err(|e| js_err(Error::arg(format!("malformed job batch: {e}"))))?;
@@ -141,6 +200,17 @@ impl Core {
   /// Starts running jobs.
   #[napi]
   pub fn start(&self) -> napi::Result<(), Code> {
+    self.check_storage()?;
+    if let Some(opts) = &self.sqlite {
+      self
+        .engine
+        .with(|q, now| {
+          q.reopen_store(|names| {
+            SqliteStore::open(opts, names, now).map(|s| Box::new(s) as Box<dyn Store>)
+          })
+        })
+        .map_err(js_err)?;
+    }
     self.engine.start().map_err(js_err)?;
     self.engine.wake_js();
     Ok(())

@@ -166,6 +166,74 @@ pub struct ServiceConfig {
   pub queue: QueueConfig,
   /// `Some(start)` for a manual clock starting at `start` (epoch ms).
   pub manual_clock: Option<u64>,
+  pub storage: StorageConfig,
+}
+
+/// Where jobs are kept (`config.storage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+  /// `{ type: 'memory' }`: nothing survives the process.
+  Memory,
+  /// `{ type: 'sqlite', path, durability }` (the default).
+  Sqlite {
+    /// The database file (default `.tmp/jobwerk.db` under the working directory).
+    path: String,
+    /// `durability: 'full'` (`synchronous=FULL`); `'normal'` otherwise.
+    full: bool,
+  },
+}
+
+impl Default for StorageConfig {
+  fn default() -> Self {
+    StorageConfig::Sqlite {
+      path: ".tmp/jobwerk.db".into(),
+      full: false,
+    }
+  }
+}
+
+impl StorageConfig {
+  /// Reads `config.storage`; `None` when absent.
+  pub fn from_json(v: Option<&Value>) -> Result<Option<StorageConfig>> {
+    let mk = Error::InvalidConfig;
+    let Some(st) = options::object(v, "config.storage", mk)? else {
+      return Ok(None);
+    };
+    let kind = match st.get("type") {
+      None | Some(Value::Null) => "sqlite",
+      Some(Value::String(t)) => t.as_str(),
+      Some(other) => {
+        return Err(mk(format!(
+          "config.storage.type must be 'sqlite' or 'memory', got {other}"
+        )))
+      }
+    };
+    match kind {
+      "memory" => {
+        options::known_keys(st, "config.storage", &["type"], mk)?;
+        Ok(Some(StorageConfig::Memory))
+      }
+      "sqlite" => {
+        options::known_keys(st, "config.storage", &["type", "path", "durability"], mk)?;
+        let path = match st.get("path") {
+          None | Some(Value::Null) => ".tmp/jobwerk.db".to_string(),
+          Some(Value::String(p)) if !p.trim().is_empty() && !p.contains('\0') => p.clone(),
+          Some(other) => return Err(mk(format!("config.storage.path must be a non-empty file path, got {other}"))),
+        };
+        let full = match st.get("durability") {
+          None | Some(Value::Null) => false,
+          Some(Value::String(d)) if d == "normal" => false,
+          Some(Value::String(d)) if d == "full" => true,
+          Some(other) => return Err(mk(format!("config.storage.durability must be 'normal' or 'full', got {other}"))),
+        };
+        Ok(Some(StorageConfig::Sqlite { path, full }))
+      }
+      "postgres" | "postgresql" => Err(mk(
+        "config.storage.type 'postgres' is not available in this version (use 'sqlite' or 'memory')".into(),
+      )),
+      other => Err(mk(format!("config.storage.type must be 'sqlite' or 'memory', got '{other}'"))),
+    }
+  }
 }
 
 impl ServiceConfig {
@@ -192,16 +260,7 @@ impl ServiceConfig {
     for k in ["scheduler", "monitoring"] {
       options::object(m.get(k), &format!("config.{k}"), mk)?;
     }
-    if let Some(st) = options::object(m.get("storage"), "config.storage", mk)? {
-      match st.get("type").and_then(Value::as_str) {
-        None | Some("memory") => {}
-        Some(other) => {
-          return Err(mk(format!(
-            "config.storage.type '{other}' is not available in this version (use 'memory')"
-          )))
-        }
-      }
-    }
+    let storage = StorageConfig::from_json(m.get("storage"))?;
     let manual_clock = match m.get("clock") {
       None | Some(Value::Null) => None,
       Some(Value::String(s)) if s == "system" => None,
@@ -225,9 +284,17 @@ impl ServiceConfig {
         )))
       }
     };
+    // Tests with a manual clock default to memory: parallel test files would
+    // otherwise share (and lock) one file.
+    let storage = match storage {
+      Some(s) => s,
+      None if manual_clock.is_some() => StorageConfig::Memory,
+      None => StorageConfig::default(),
+    };
     Ok(ServiceConfig {
       queue: QueueConfig::from_json(m.get("queue"))?,
       manual_clock,
+      storage,
     })
   }
 }

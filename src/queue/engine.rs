@@ -62,11 +62,16 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-  /// A new engine; its timer starts with [`Engine::start`].
+  /// A new engine over an in-memory store; its timer starts with [`Engine::start`].
   pub fn new(cfg: QueueConfig, clock: Clock) -> Arc<Engine> {
     let now = clock.now();
+    Engine::with_queue(Queue::new(cfg, now), clock)
+  }
+
+  /// A new engine over `queue`.
+  pub fn with_queue(queue: Queue, clock: Clock) -> Arc<Engine> {
     Arc::new(Engine {
-      queue: Mutex::new(Queue::new(cfg, now)),
+      queue: Mutex::new(queue),
       clock,
       notify: Arc::new(Notify::new()),
       waker: Mutex::new(None),
@@ -93,6 +98,7 @@ impl Engine {
       let mut q = self.queue.lock();
       let now = self.clock.now();
       let r = f(&mut q, now);
+      q.end_batch();
       (r, q.take_timer_dirty())
     };
     if dirty {
@@ -127,6 +133,7 @@ impl Engine {
       let now = self.clock.now();
       q.tick(now);
       let wake = q.has_news() || q.has_work(now);
+      q.end_batch();
       (wake, q.plan_wake())
     };
     if wake {
@@ -169,6 +176,7 @@ impl Engine {
     }
     self.clock.set(target);
     q.tick(target);
+    q.end_batch();
     q.plan_wake();
     Ok(())
   }

@@ -12,7 +12,7 @@ mod engine;
 pub mod options;
 mod stats;
 
-pub use config::{QueueConfig, ServiceConfig};
+pub use config::{QueueConfig, ServiceConfig, StorageConfig};
 pub use engine::{Engine, Waker};
 pub use options::JobOptions;
 pub use stats::{Stats, StatsView};
@@ -166,9 +166,49 @@ impl Queue {
     &self.cfg
   }
 
-  /// The store's kind (`memory`, `sqlite`).
+  /// The store.
   pub fn store(&self) -> &dyn Store {
     &*self.store
+  }
+
+  /// The store, to change.
+  pub fn store_mut(&mut self) -> &mut dyn Store {
+    &mut *self.store
+  }
+
+  /// Sends the store's collected writes (end of one operation).
+  pub fn end_batch(&mut self) {
+    self.store.end_batch();
+  }
+
+  /// Replaces a closed store by a freshly opened one (a durable store
+  /// reopened after `stop()`); names keep their indices.
+  pub fn reopen_store(
+    &mut self,
+    open: impl FnOnce(&mut Names) -> Result<Box<dyn Store>>,
+  ) -> Result<()> {
+    if !self.store.is_closed() {
+      return Ok(());
+    }
+    let mut store = open(&mut self.names)?;
+    store.set_weights(self.cfg.priority_weights);
+    if let Some(max) = store.max_id() {
+      self.ids.seed(max);
+    }
+    for i in 0..self.calcs.len() as u32 {
+      if self.calcs[i as usize].is_some() {
+        store.registered(i);
+      }
+    }
+    self.store = store;
+    while self.names_json.len() < self.names.len() {
+      let n = self.names_json.len() as u32;
+      self
+        .names_json
+        .push(json_str(self.names.get(n).unwrap_or("")).into());
+      self.calcs.push(None);
+    }
+    Ok(())
   }
 
   /// Where the service is in its life.
@@ -248,6 +288,7 @@ impl Queue {
       }
     }
     self.state = RunState::Stopped;
+    self.store.close();
     n
   }
 

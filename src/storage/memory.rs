@@ -145,7 +145,7 @@ impl MemoryStore {
   }
 
   /// Loads a job as stored (used by durable stores when they open).
-  #[allow(dead_code)]
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
   pub(crate) fn restore(&mut self, job: Job, now: u64) {
     let id = job.id.0;
     let status = job.status;
@@ -160,9 +160,21 @@ impl MemoryStore {
   }
 
   /// Sorts the prune order after restoring (jobs may load in any order).
-  #[allow(dead_code)]
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
   pub(crate) fn restored(&mut self) {
     self.finished.make_contiguous().sort_unstable();
+  }
+
+  /// Ids of finished jobs that [`Store::prune`] at `before` would remove.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn finished_before(&self, before: u64) -> Vec<JobId> {
+    self
+      .finished
+      .iter()
+      .take_while(|(at, _)| *at <= before)
+      .filter(|(at, id)| matches!(self.jobs.get(id), Some(j) if j.status.is_finished() && j.finished_at == *at))
+      .map(|(_, id)| JobId(*id))
+      .collect()
   }
 
   /// Ids of jobs in `status`.

@@ -18,6 +18,16 @@ mod sqlite;
 mod conformance;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+
+/// How far a durable store's writer got: the last write batch committed, and
+/// the first error if a commit failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+  pub seq: u64,
+  pub error: Option<String>,
+}
 use std::collections::HashMap;
 
 use crate::error::Result;
@@ -163,6 +173,10 @@ pub trait Store: Send {
   /// Sets the priority weights used for ordering (`[high, medium, low]`).
   fn set_weights(&mut self, weights: [i32; 3]);
 
+  /// The end of one queue operation: a durable store sends the writes it
+  /// collected to its writer.
+  fn end_batch(&mut self) {}
+
   /// A number that [`Store::committed`] reaches once every transition made
   /// so far is durable.
   fn write_mark(&self) -> u64 {
@@ -175,13 +189,33 @@ pub trait Store: Send {
   }
 
   /// Blocks until everything written so far is durable.
-  fn sync(&self) -> Result<()> {
+  fn sync(&mut self) -> Result<()> {
     Ok(())
+  }
+
+  /// For waiting without blocking: the mark to reach and a receiver of the
+  /// writer's progress. `None` when every write is durable at once (memory).
+  fn flush_watch(&mut self) -> Option<(u64, tokio::sync::watch::Receiver<Commit>)> {
+    None
   }
 
   /// The first write error, if the backend failed.
   fn failure(&self) -> Option<String> {
     None
+  }
+
+  /// Makes everything durable and releases the backend (its file lock);
+  /// the in-memory state stays readable.
+  fn close(&mut self) {}
+
+  /// True after [`Store::close`].
+  fn is_closed(&self) -> bool {
+    false
+  }
+
+  /// True when jobs outlive the process.
+  fn is_durable(&self) -> bool {
+    false
   }
 
   /// Checks internal invariants (tests).

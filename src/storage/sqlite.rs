@@ -1,1 +1,814 @@
-//! placeholder
+//! [`SqliteStore`]: the embedded default. The live state is a
+//! [`MemoryStore`] rebuilt from the file on open; every transition is also
+//! queued to one writer thread, which commits whatever queued up while the
+//! previous commit ran in one transaction (group commit). Payloads stay JSON
+//! text, as they came from JavaScript.
+//!
+//! One process per file: a lock file (`<path>.lock`, an advisory lock that
+//! the OS drops with the process) holds the owner's pid.
+//!
+//! Schema versions are `PRAGMA user_version`; a file written by a newer
+//! schema is refused, never rewritten. Nothing is written to a file that is
+//! not already a jobwerk database or empty.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::watch;
+
+use super::memory::MemoryStore;
+use super::{Commit, FailKind, Failed, Names, Store};
+use crate::error::{Error, Result};
+use crate::job::{Backoff, BackoffKind, Job, JobError, JobId, JobOutcome, Priority, Status};
+
+/// What `synchronous` the file runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+  /// `synchronous=NORMAL` in WAL: survives a process crash; a power cut can
+  /// lose the last commits.
+  Normal,
+  /// `synchronous=FULL`: every commit is on disk.
+  Full,
+}
+
+/// Where and how to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+  pub path: PathBuf,
+  pub durability: Durability,
+}
+
+/// The schema version this build writes (and the newest it reads).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations, one per version, applied in order in one transaction.
+const MIGRATIONS: &[&str] = &[
+  // 1: jobs. `k` is the id's upper 64 bits (time + counter: unique and
+  // ordered within one file), `lo` its lower 64.
+  "CREATE TABLE jobwerk_jobs (
+     k INTEGER PRIMARY KEY,
+     lo INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     priority TEXT NOT NULL,
+     status INTEGER NOT NULL,
+     attempts INTEGER NOT NULL,
+     max_retries INTEGER NOT NULL,
+     timeout_ms INTEGER NOT NULL,
+     backoff TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     run_at INTEGER NOT NULL,
+     started_at INTEGER NOT NULL,
+     finished_at INTEGER NOT NULL,
+     data TEXT NOT NULL,
+     context TEXT NOT NULL,
+     result TEXT,
+     progress TEXT,
+     errors TEXT
+   );",
+];
+
+/// One write, as the writer thread applies it.
+#[derive(Debug)]
+enum Op {
+  Insert(Box<Row>),
+  Claim {
+    k: i64,
+    attempts: u32,
+    started_at: u64,
+  },
+  State(Box<StateRow>),
+  Progress {
+    k: i64,
+    json: Box<str>,
+  },
+  Delete(Vec<i64>),
+}
+
+#[derive(Debug)]
+struct Row {
+  k: i64,
+  lo: i64,
+  name: Box<str>,
+  priority: String,
+  status: u8,
+  attempts: u32,
+  max_retries: u32,
+  timeout_ms: u32,
+  backoff: String,
+  created_at: u64,
+  run_at: u64,
+  data: Box<str>,
+  context: Box<str>,
+}
+
+#[derive(Debug)]
+struct StateRow {
+  k: i64,
+  status: u8,
+  attempts: u32,
+  run_at: u64,
+  started_at: u64,
+  finished_at: u64,
+  result: Option<Box<str>>,
+  errors: Option<String>,
+}
+
+fn key(id: JobId) -> i64 {
+  (id.0 >> 64) as i64
+}
+
+fn sql_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+  Error::Storage(format!("{what} '{}': {e}", path.display()))
+}
+
+fn backoff_text(b: &Backoff) -> String {
+  let kind = match b.kind {
+    BackoffKind::Exponential => "e",
+    BackoffKind::Fixed => "f",
+  };
+  format!("{kind},{},{},{}", b.delay_ms, b.max_delay_ms, b.jitter)
+}
+
+fn parse_backoff(s: &str) -> Backoff {
+  let mut p = s.split(',');
+  let kind = match p.next() {
+    Some("f") => BackoffKind::Fixed,
+    _ => BackoffKind::Exponential,
+  };
+  let mut num = || p.next().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+  Backoff {
+    kind,
+    delay_ms: num() as u32,
+    max_delay_ms: num() as u32,
+    jitter: num() as f32,
+  }
+}
+
+fn parse_priority(s: &str) -> Priority {
+  match s {
+    "\"high\"" => Priority::High,
+    "\"low\"" => Priority::Low,
+    "\"medium\"" => Priority::Medium,
+    n => n.parse().map(Priority::Weight).unwrap_or(Priority::Medium),
+  }
+}
+
+fn state_row(job: &Job, result: bool, errors: bool) -> Op {
+  let o = job.outcome.as_deref();
+  Op::State(Box::new(StateRow {
+    k: key(job.id),
+    status: job.status as u8,
+    attempts: job.attempts,
+    run_at: job.run_at,
+    started_at: job.started_at,
+    finished_at: job.finished_at,
+    result: if result {
+      o.and_then(|o| o.result.clone())
+    } else {
+      None
+    },
+    errors: if errors {
+      o.and_then(|o| serde_json::to_string(&o.errors).ok())
+    } else {
+      None
+    },
+  }))
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+  mem: MemoryStore,
+  path: PathBuf,
+  /// Writes made since the last send.
+  pending: Vec<Op>,
+  /// Sequence number of the last batch sent.
+  sent: u64,
+  tx: Option<Sender<(u64, Vec<Op>)>>,
+  commits: watch::Receiver<Commit>,
+  writer: Option<JoinHandle<()>>,
+  lock: Option<File>,
+  failure: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("SqliteStore")
+      .field("path", &self.path)
+      .finish_non_exhaustive()
+  }
+}
+
+/// Takes the file's lock or says who holds it.
+fn take_lock(path: &Path) -> Result<File> {
+  let mut lock_path = path.as_os_str().to_owned();
+  lock_path.push(".lock");
+  let lock_path = PathBuf::from(lock_path);
+  let mut f = OpenOptions::new()
+    .read(true)
+    .write(true)
+    .create(true)
+    .truncate(false)
+    .open(&lock_path)
+    .map_err(|e| sql_err(&lock_path, "cannot create the lock file", e))?;
+  match f.try_lock() {
+    Ok(()) => {}
+    Err(TryLockError::WouldBlock) => {
+      let mut pid = String::new();
+      let _ = f.read_to_string(&mut pid);
+      let pid = pid.trim();
+      let who = if pid.is_empty() {
+        "another jobwerk service".to_string()
+      } else if pid == std::process::id().to_string() {
+        format!("another jobwerk service in this process (pid {pid})")
+      } else {
+        format!("another process (pid {pid})")
+      };
+      return Err(Error::Storage(format!(
+        "'{}' is in use by {who}: one process (and one service) per SQLite file. \
+         To share jobs between app instances use PostgreSQL (storage: {{ type: 'postgres' }}); \
+         otherwise give each service its own storage.path",
+        path.display()
+      )));
+    }
+    Err(TryLockError::Error(e)) => return Err(sql_err(&lock_path, "cannot lock", e)),
+  }
+  let _ = f.set_len(0);
+  let _ = f.seek(SeekFrom::Start(0));
+  let _ = write!(f, "{}", std::process::id());
+  let _ = f.flush();
+  Ok(f)
+}
+
+/// Opens (creating if needed) and migrates the database.
+fn open_connection(opts: &SqliteOptions) -> Result<Connection> {
+  let path = &opts.path;
+  if path.is_dir() {
+    return Err(Error::Storage(format!(
+      "'{}' is a directory; storage.path must name a file",
+      path.display()
+    )));
+  }
+  let conn = Connection::open_with_flags(
+    path,
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+      | OpenFlags::SQLITE_OPEN_CREATE
+      | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+  )
+  .map_err(|e| sql_err(path, "cannot open", e))?;
+  let not_ours = |e: rusqlite::Error| {
+    Error::Storage(format!(
+      "'{}' is not a usable SQLite database ({e}); it was left untouched",
+      path.display()
+    ))
+  };
+  // Reading the header first: a file that is not SQLite fails here, before
+  // anything is written.
+  let version: i64 = conn
+    .query_row("PRAGMA user_version", [], |r| r.get(0))
+    .map_err(not_ours)?;
+  let tables: i64 = conn
+    .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+    .map_err(not_ours)?;
+  if version > SCHEMA_VERSION {
+    return Err(Error::Storage(format!(
+      "'{}' was written by jobwerk schema version {version}; this jobwerk reads up to version {SCHEMA_VERSION}. \
+       Upgrade jobwerk, or point storage.path at another file",
+      path.display()
+    )));
+  }
+  if version == 0 && tables > 0 {
+    return Err(Error::Storage(format!(
+      "'{}' is an SQLite database of something else (it has tables but no jobwerk schema); it was left untouched",
+      path.display()
+    )));
+  }
+  if version == 0 {
+    conn
+      .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+      .map_err(|e| sql_err(path, "cannot set up", e))?;
+  }
+  conn
+    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+    .map_err(|e| sql_err(path, "cannot switch to WAL", e))?;
+  let sync = match opts.durability {
+    Durability::Normal => "NORMAL",
+    Durability::Full => "FULL",
+  };
+  conn
+    .execute_batch(&format!(
+      "PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 10000;"
+    ))
+    .map_err(|e| sql_err(path, "cannot configure", e))?;
+  if version < SCHEMA_VERSION {
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    for m in &MIGRATIONS[version as usize..] {
+      sql.push_str(m);
+    }
+    sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+    if let Err(e) = conn.execute_batch(&sql) {
+      let _ = conn.execute_batch("ROLLBACK");
+      return Err(sql_err(path, "cannot create the schema in", e));
+    }
+  }
+  Ok(conn)
+}
+
+/// Reads every job into `mem`.
+fn load(
+  conn: &Connection,
+  path: &Path,
+  mem: &mut MemoryStore,
+  names: &mut Names,
+  now: u64,
+) -> Result<()> {
+  let mut stmt = conn
+    .prepare(
+      "SELECT k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff, created_at, run_at,
+              started_at, finished_at, data, context, result, progress, errors FROM jobwerk_jobs",
+    )
+    .map_err(|e| sql_err(path, "cannot read", e))?;
+  let mut rows = stmt
+    .query([])
+    .map_err(|e| sql_err(path, "cannot read", e))?;
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  while let Some(r) = rows.next().map_err(bad)? {
+    let k: i64 = r.get(0).map_err(bad)?;
+    let lo: i64 = r.get(1).map_err(bad)?;
+    let name: String = r.get(2).map_err(bad)?;
+    let priority: String = r.get(3).map_err(bad)?;
+    let status: u8 = r.get(4).map_err(bad)?;
+    let status = *Status::ALL.get(status as usize).ok_or_else(|| {
+      Error::Storage(format!(
+        "'{}' holds a job with unknown status {status}",
+        path.display()
+      ))
+    })?;
+    let backoff: String = r.get(8).map_err(bad)?;
+    let result: Option<String> = r.get(15).map_err(bad)?;
+    let progress: Option<String> = r.get(16).map_err(bad)?;
+    let errors: Option<String> = r.get(17).map_err(bad)?;
+    let errors: Vec<JobError> = errors
+      .as_deref()
+      .and_then(|e| serde_json::from_str(e).ok())
+      .unwrap_or_default();
+    let outcome = if result.is_some() || progress.is_some() || !errors.is_empty() {
+      Some(Box::new(JobOutcome {
+        result: result.map(Into::into),
+        progress: progress.map(Into::into),
+        errors,
+      }))
+    } else {
+      None
+    };
+    let context: String = r.get(14).map_err(bad)?;
+    let job = Job {
+      id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
+      name: names.intern(&name),
+      priority: parse_priority(&priority),
+      status,
+      attempts: r.get(5).map_err(bad)?,
+      max_retries: r.get(6).map_err(bad)?,
+      timeout_ms: r.get(7).map_err(bad)?,
+      backoff: parse_backoff(&backoff),
+      gen: 0,
+      created_at: r.get::<_, i64>(9).map_err(bad)? as u64,
+      run_at: r.get::<_, i64>(10).map_err(bad)? as u64,
+      started_at: r.get::<_, i64>(11).map_err(bad)? as u64,
+      finished_at: r.get::<_, i64>(12).map_err(bad)? as u64,
+      data: r.get::<_, String>(13).map_err(bad)?.into(),
+      context: if context == "{}" {
+        "".into()
+      } else {
+        context.into()
+      },
+      outcome,
+    };
+    mem.restore(job, now);
+  }
+  mem.restored();
+  Ok(())
+}
+
+fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
+  match op {
+    Op::Insert(r) => {
+      conn
+        .prepare_cached(
+          "INSERT INTO jobwerk_jobs (k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff,
+             created_at, run_at, started_at, finished_at, data, context)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, ?12, ?13)",
+        )?
+        .execute(params![
+          r.k,
+          r.lo,
+          &*r.name,
+          r.priority,
+          r.status,
+          r.attempts,
+          r.max_retries,
+          r.timeout_ms,
+          r.backoff,
+          r.created_at as i64,
+          r.run_at as i64,
+          &*r.data,
+          if r.context.is_empty() { "{}" } else { &*r.context },
+        ])?;
+    }
+    Op::Claim {
+      k,
+      attempts,
+      started_at,
+    } => {
+      conn
+        .prepare_cached(
+          "UPDATE jobwerk_jobs SET status = 2, attempts = ?2, started_at = ?3 WHERE k = ?1",
+        )?
+        .execute(params![k, attempts, *started_at as i64])?;
+    }
+    Op::State(s) => {
+      conn
+        .prepare_cached(
+          "UPDATE jobwerk_jobs SET status = ?2, attempts = ?3, run_at = ?4, started_at = ?5, finished_at = ?6,
+             result = coalesce(?7, result), errors = coalesce(?8, errors) WHERE k = ?1",
+        )?
+        .execute(params![
+          s.k,
+          s.status,
+          s.attempts,
+          s.run_at as i64,
+          s.started_at as i64,
+          s.finished_at as i64,
+          s.result.as_deref(),
+          s.errors.as_deref(),
+        ])?;
+    }
+    Op::Progress { k, json } => {
+      conn
+        .prepare_cached("UPDATE jobwerk_jobs SET progress = ?2 WHERE k = ?1")?
+        .execute(params![k, &**json])?;
+    }
+    Op::Delete(keys) => {
+      let mut stmt = conn.prepare_cached("DELETE FROM jobwerk_jobs WHERE k = ?1")?;
+      for k in keys {
+        stmt.execute([k])?;
+      }
+    }
+  }
+  Ok(())
+}
+
+/// The writer thread: commits whatever queued up as one transaction.
+fn writer(
+  conn: Connection,
+  rx: Receiver<(u64, Vec<Op>)>,
+  commits: watch::Sender<Commit>,
+  failure: Arc<Mutex<Option<String>>>,
+) {
+  const MAX_BATCH: usize = 20_000;
+  while let Ok(first) = rx.recv() {
+    let mut last = first.0;
+    let mut batches = vec![first.1];
+    let mut n = batches[0].len();
+    while n < MAX_BATCH {
+      match rx.try_recv() {
+        Ok((seq, ops)) => {
+          last = seq;
+          n += ops.len();
+          batches.push(ops);
+        }
+        Err(_) => break,
+      }
+    }
+    let mut vacuum = false;
+    let res = (|| -> rusqlite::Result<()> {
+      conn.execute_batch("BEGIN")?;
+      for op in batches.iter().flatten() {
+        vacuum |= matches!(op, Op::Delete(_));
+        apply(&conn, op)?;
+      }
+      conn.execute_batch("COMMIT")
+    })();
+    let error = match res {
+      Ok(()) => {
+        if vacuum {
+          let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+        }
+        None
+      }
+      Err(e) => {
+        let _ = conn.execute_batch("ROLLBACK");
+        let msg = format!("a write to the SQLite file failed: {e}");
+        let mut f = failure.lock();
+        if f.is_none() {
+          *f = Some(msg.clone());
+        }
+        Some(f.clone().unwrap_or(msg))
+      }
+    };
+    commits.send_modify(|c| {
+      c.seq = last;
+      if c.error.is_none() {
+        c.error = error;
+      }
+    });
+  }
+  let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+impl SqliteStore {
+  /// Opens the file (creating the directory and the file if needed), takes
+  /// its lock, loads its jobs and recovers those a dead process left running.
+  pub fn open(opts: &SqliteOptions, names: &mut Names, now: u64) -> Result<SqliteStore> {
+    if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+      fs::create_dir_all(dir).map_err(|e| sql_err(dir, "cannot create the directory", e))?;
+    }
+    if opts.path.is_dir() {
+      return Err(Error::Storage(format!(
+        "'{}' is a directory; storage.path must name a file",
+        opts.path.display()
+      )));
+    }
+    let lock = take_lock(&opts.path)?;
+    let conn = open_connection(opts)?;
+    let mut mem = MemoryStore::new();
+    load(&conn, &opts.path, &mut mem, names, now)?;
+    let (commit_tx, commits) = watch::channel(Commit::default());
+    let (tx, rx) = mpsc::channel();
+    let failure = Arc::new(Mutex::new(None));
+    let f2 = failure.clone();
+    let writer = std::thread::Builder::new()
+      .name("jobwerk-sqlite".into())
+      .spawn(move || writer(conn, rx, commit_tx, f2))
+      .map_err(|e| Error::Storage(format!("cannot start the SQLite writer: {e}")))?;
+    let mut store = SqliteStore {
+      mem,
+      path: opts.path.clone(),
+      pending: Vec::new(),
+      sent: 0,
+      tx: Some(tx),
+      commits,
+      writer: Some(writer),
+      lock: Some(lock),
+      failure,
+    };
+    store.recover_interrupted(now);
+    store.send();
+    Ok(store)
+  }
+
+  /// The file.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Sends the writes made since the last call to the writer.
+  fn send(&mut self) {
+    if self.pending.is_empty() {
+      return;
+    }
+    let ops = std::mem::take(&mut self.pending);
+    if let Some(tx) = &self.tx {
+      self.sent += 1;
+      if tx.send((self.sent, ops)).is_err() {
+        let mut f = self.failure.lock();
+        if f.is_none() {
+          *f = Some("the SQLite writer has stopped".into());
+        }
+      }
+    }
+  }
+
+  fn push_state(&mut self, id: JobId, result: bool, errors: bool) {
+    if let Some(job) = self.mem.get(id) {
+      self.pending.push(state_row(job, result, errors));
+    }
+  }
+
+  /// A receiver of commit progress and the mark to wait for: everything
+  /// written so far is durable once `seq >= mark`.
+  pub fn flush_handle(&mut self) -> (u64, watch::Receiver<Commit>) {
+    self.send();
+    (self.sent, self.commits.clone())
+  }
+}
+
+impl Drop for SqliteStore {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+impl Store for SqliteStore {
+  fn kind(&self) -> &'static str {
+    "sqlite"
+  }
+
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
+    for job in &jobs {
+      self.pending.push(Op::Insert(Box::new(Row {
+        k: key(job.id),
+        lo: job.id.0 as u64 as i64,
+        name: names.get(job.name).unwrap_or("").into(),
+        priority: job.priority.to_json(),
+        status: job.status as u8,
+        attempts: job.attempts,
+        max_retries: job.max_retries,
+        timeout_ms: job.timeout_ms,
+        backoff: backoff_text(&job.backoff),
+        created_at: job.created_at,
+        run_at: job.run_at,
+        data: job.data.clone(),
+        context: job.context.clone(),
+      })));
+    }
+    self.mem.insert(jobs, names);
+  }
+
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job),
+  ) -> usize {
+    let pending = &mut self.pending;
+    self.mem.claim(max, now, runnable, &mut |job| {
+      pending.push(Op::Claim {
+        k: key(job.id),
+        attempts: job.attempts,
+        started_at: job.started_at,
+      });
+      visit(job)
+    })
+  }
+
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.mem.has_due(now, runnable)
+  }
+
+  fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool {
+    let ok = self.mem.complete(id, result, now);
+    if ok {
+      self.push_state(id, true, false);
+    }
+    ok
+  }
+
+  fn fail(
+    &mut self,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed> {
+    let f = self.mem.fail(id, err, kind, now, rand)?;
+    self.push_state(id, false, true);
+    Some(f)
+  }
+
+  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+    let was = self.mem.cancel(id, now)?;
+    self.push_state(id, false, true);
+    Some(was)
+  }
+
+  fn retry(&mut self, id: JobId, now: u64) -> bool {
+    let ok = self.mem.retry(id, now);
+    if ok {
+      self.push_state(id, false, false);
+    }
+    ok
+  }
+
+  fn progress(&mut self, id: JobId, json: &str) -> bool {
+    let ok = self.mem.progress(id, json);
+    if ok {
+      self.pending.push(Op::Progress {
+        k: key(id),
+        json: json.into(),
+      });
+    }
+    ok
+  }
+
+  fn recover_interrupted(&mut self, now: u64) -> usize {
+    let running = self.mem.ids_with(Status::Running);
+    let n = self.mem.recover_interrupted(now);
+    for id in running {
+      self.push_state(id, false, true);
+    }
+    n
+  }
+
+  fn prune(&mut self, before: u64) -> usize {
+    let keys: Vec<i64> = self
+      .mem
+      .finished_before(before)
+      .into_iter()
+      .map(key)
+      .collect();
+    let n = self.mem.prune(before);
+    if !keys.is_empty() {
+      self.pending.push(Op::Delete(keys));
+    }
+    n
+  }
+
+  fn get(&self, id: JobId) -> Option<&Job> {
+    self.mem.get(id)
+  }
+
+  fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    self.mem.list(status, limit)
+  }
+
+  fn counts(&self) -> [usize; 7] {
+    self.mem.counts()
+  }
+
+  fn unregistered(&self) -> usize {
+    self.mem.unregistered()
+  }
+
+  fn registered(&mut self, name: u32) {
+    self.mem.registered(name)
+  }
+
+  fn next_due(&self) -> Option<u64> {
+    self.mem.next_due()
+  }
+
+  fn max_id(&self) -> Option<JobId> {
+    self.mem.max_id()
+  }
+
+  fn set_weights(&mut self, weights: [i32; 3]) {
+    self.mem.set_weights(weights)
+  }
+
+  fn end_batch(&mut self) {
+    self.send();
+  }
+
+  fn write_mark(&self) -> u64 {
+    self.sent + u64::from(!self.pending.is_empty())
+  }
+
+  fn committed(&self) -> u64 {
+    self.commits.borrow().seq
+  }
+
+  fn sync(&mut self) -> Result<()> {
+    let (mark, mut rx) = self.flush_handle();
+    loop {
+      let c = rx.borrow_and_update().clone();
+      if let Some(e) = c.error {
+        return Err(Error::Storage(e));
+      }
+      if c.seq >= mark || self.writer.is_none() {
+        return Ok(());
+      }
+      if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+        return Err(Error::Storage("the SQLite writer has stopped".into()));
+      }
+      // Blocking wait without a runtime: short sleeps until the writer catches up.
+      std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+  }
+
+  fn failure(&self) -> Option<String> {
+    self.failure.lock().clone()
+  }
+
+  fn flush_watch(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
+    Some(self.flush_handle())
+  }
+
+  fn close(&mut self) {
+    self.send();
+    self.tx = None;
+    if let Some(w) = self.writer.take() {
+      let _ = w.join();
+    }
+    self.lock = None;
+  }
+
+  fn is_closed(&self) -> bool {
+    self.tx.is_none()
+  }
+
+  fn is_durable(&self) -> bool {
+    true
+  }
+
+  fn check_invariants(&self) -> std::result::Result<(), String> {
+    self.mem.check_invariants()
+  }
+}
