@@ -1,1 +1,551 @@
-//! placeholder
+//! One conformance suite for every store: each test runs against the memory
+//! store and the SQLite store. `reopen` gives the store as a fresh process
+//! would see it (memory: the same store; SQLite: closed and opened again from
+//! its file), so every durable fact is checked after a restart too.
+
+use super::*;
+use crate::job::{Backoff, BackoffKind, IdGen, Priority};
+
+/// Makes stores of one kind and reopens them.
+trait Harness {
+  fn open(&mut self) -> Box<dyn Store>;
+  fn reopen(&mut self, store: Box<dyn Store>, now: u64) -> Box<dyn Store>;
+}
+
+struct Memory;
+
+impl Harness for Memory {
+  fn open(&mut self) -> Box<dyn Store> {
+    Box::new(MemoryStore::new())
+  }
+  fn reopen(&mut self, store: Box<dyn Store>, _now: u64) -> Box<dyn Store> {
+    store
+  }
+}
+
+#[cfg(feature = "sqlite")]
+struct Sqlite {
+  opts: SqliteOptions,
+}
+
+#[cfg(feature = "sqlite")]
+impl Sqlite {
+  fn new() -> Sqlite {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+      "jobwerk-conformance-{}-{}",
+      std::process::id(),
+      N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    Sqlite {
+      opts: SqliteOptions {
+        path: dir.join("sub").join("jobs.db"),
+        durability: Durability::Normal,
+      },
+    }
+  }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for Sqlite {
+  fn drop(&mut self) {
+    if let Some(dir) = self.opts.path.parent().and_then(|p| p.parent()) {
+      let _ = std::fs::remove_dir_all(dir);
+    }
+  }
+}
+
+#[cfg(feature = "sqlite")]
+impl Harness for Sqlite {
+  fn open(&mut self) -> Box<dyn Store> {
+    let mut names = names();
+    Box::new(SqliteStore::open(&self.opts, &mut names, 0).expect("open"))
+  }
+  fn reopen(&mut self, mut store: Box<dyn Store>, now: u64) -> Box<dyn Store> {
+    store.sync().expect("sync");
+    store.close();
+    drop(store);
+    let mut names = names();
+    let s = SqliteStore::open(&self.opts, &mut names, now).expect("reopen");
+    assert_eq!(names.len(), 3, "names are interned in the same order");
+    Box::new(s)
+  }
+}
+
+/// The calculation names every test uses: 0 `a`, 1 `b`, 2 `c`.
+fn names() -> Names {
+  let mut n = Names::default();
+  for s in ["a", "b", "c"] {
+    n.intern(s);
+  }
+  n
+}
+
+fn all(_: u32) -> bool {
+  true
+}
+
+/// Builds jobs with time-ordered ids.
+struct Jobs(IdGen);
+
+impl Jobs {
+  fn new() -> Jobs {
+    Jobs(IdGen::default())
+  }
+
+  fn job(&mut self, now: u64, priority: Priority, run_at: u64, retries: u32) -> Job {
+    Job {
+      id: self.0.next(now),
+      name: 0,
+      priority,
+      status: Status::Pending,
+      attempts: 0,
+      max_retries: retries,
+      timeout_ms: 1_000,
+      backoff: Backoff {
+        kind: BackoffKind::Fixed,
+        delay_ms: 100,
+        max_delay_ms: 0,
+        jitter: 0.0,
+      },
+      gen: 0,
+      created_at: now,
+      run_at,
+      started_at: 0,
+      finished_at: 0,
+      data: "{\"x\":1}".into(),
+      context: "".into(),
+      outcome: None,
+    }
+  }
+
+  fn add(
+    &mut self,
+    s: &mut dyn Store,
+    now: u64,
+    priority: Priority,
+    run_at: u64,
+    retries: u32,
+  ) -> JobId {
+    let j = self.job(now, priority, run_at, retries);
+    let id = j.id;
+    s.insert(vec![j], &names());
+    id
+  }
+}
+
+fn claim(s: &mut dyn Store, max: usize, now: u64) -> Vec<JobId> {
+  let mut got = vec![];
+  s.claim(max, now, &all, &mut |j| got.push(j.id));
+  got
+}
+
+fn status(s: &dyn Store, id: JobId) -> Option<(Status, u32)> {
+  s.get(id).map(|j| (j.status, j.attempts))
+}
+
+fn err(msg: &str) -> JobError {
+  JobError {
+    name: "Error".into(),
+    message: msg.into(),
+    stack: Some("at here".into()),
+    code: None,
+    attempt: 0,
+  }
+}
+
+fn orders_by_priority_due_time_and_insertion(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let low = j.add(&mut *s, 10, Priority::Low, 10, 0);
+  let med1 = j.add(&mut *s, 10, Priority::Medium, 10, 0);
+  let high_late = j.add(&mut *s, 10, Priority::High, 12, 0);
+  let high = j.add(&mut *s, 11, Priority::High, 11, 0);
+  let med2 = j.add(&mut *s, 11, Priority::Medium, 10, 0);
+  let top = j.add(&mut *s, 11, Priority::Weight(-5), 11, 0);
+  s = h.reopen(s, 20);
+  s.set_weights([1, 2, 3]);
+  assert_eq!(
+    claim(&mut *s, 10, 20),
+    vec![top, high, high_late, med1, med2, low]
+  );
+  assert_eq!(s.counts()[Status::Running as usize], 6);
+  s.check_invariants().expect("invariants");
+}
+
+fn delayed_jobs_wait_until_due(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let later = j.add(&mut *s, 0, Priority::High, 500, 0);
+  let now_job = j.add(&mut *s, 0, Priority::Low, 0, 0);
+  assert_eq!(s.next_due(), Some(500));
+  s = h.reopen(s, 100);
+  assert_eq!(claim(&mut *s, 10, 100), vec![now_job]);
+  assert!(!s.has_due(499, &all));
+  assert!(s.has_due(500, &all));
+  assert_eq!(claim(&mut *s, 10, 500), vec![later]);
+  assert_eq!(s.next_due(), None);
+}
+
+fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let id = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  assert!(!s.progress(id, "5"), "not running yet");
+  claim(&mut *s, 1, 1);
+  assert!(s.progress(id, "{\"p\":50}"));
+  assert!(s.complete(id, "{\"table\":[1,2]}", 5));
+  assert!(!s.complete(id, "1", 6), "only once");
+  s = h.reopen(s, 10);
+  let job = s.get(id).expect("job");
+  assert_eq!(
+    (job.status, job.attempts, job.started_at, job.finished_at),
+    (Status::Completed, 1, 1, 5)
+  );
+  let o = job.outcome.as_deref().expect("outcome");
+  assert_eq!(o.result.as_deref(), Some("{\"table\":[1,2]}"));
+  assert_eq!(o.progress.as_deref(), Some("{\"p\":50}"));
+  assert_eq!(s.counts()[Status::Completed as usize], 1);
+}
+
+fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let id = j.add(&mut *s, 0, Priority::Medium, 0, 1);
+  claim(&mut *s, 1, 0);
+  let f = s.fail(
+    id,
+    err("one"),
+    FailKind::Error {
+      unrecoverable: false,
+    },
+    10,
+    0.5,
+  );
+  assert_eq!(
+    f,
+    Some(Failed {
+      status: Status::Pending,
+      retry_delay: Some(100)
+    })
+  );
+  s = h.reopen(s, 20);
+  assert_eq!(s.get(id).map(|j| j.run_at), Some(110));
+  assert!(claim(&mut *s, 1, 109).is_empty());
+  assert_eq!(claim(&mut *s, 1, 110), vec![id]);
+  let f = s.fail(
+    id,
+    err("two"),
+    FailKind::Error {
+      unrecoverable: false,
+    },
+    120,
+    0.5,
+  );
+  assert_eq!(
+    f,
+    Some(Failed {
+      status: Status::Failed,
+      retry_delay: None
+    })
+  );
+  s = h.reopen(s, 130);
+  let job = s.get(id).expect("job");
+  assert_eq!(
+    (job.status, job.attempts, job.finished_at),
+    (Status::Failed, 2, 120)
+  );
+  let errors = &job.outcome.as_deref().expect("outcome").errors;
+  assert_eq!(
+    errors
+      .iter()
+      .map(|e| (e.message.as_str(), e.attempt))
+      .collect::<Vec<_>>(),
+    vec![("one", 1), ("two", 2)]
+  );
+  assert_eq!(errors[0].stack.as_deref(), Some("at here"));
+}
+
+fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 5);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 1);
+  claim(&mut *s, 2, 0);
+  assert_eq!(
+    s.fail(
+      a,
+      err("fatal"),
+      FailKind::Error {
+        unrecoverable: true
+      },
+      1,
+      0.0
+    )
+    .map(|f| f.status),
+    Some(Status::Failed)
+  );
+  assert_eq!(
+    s.fail(b, err("slow"), FailKind::Timeout, 1, 0.0)
+      .map(|f| f.status),
+    Some(Status::Pending)
+  );
+  claim(&mut *s, 1, 200);
+  assert_eq!(
+    s.fail(b, err("slow"), FailKind::Timeout, 201, 0.0)
+      .map(|f| f.status),
+    Some(Status::Timeout)
+  );
+  assert_eq!(
+    s.fail(b, err("again"), FailKind::Timeout, 202, 0.0),
+    None,
+    "not running"
+  );
+  s = h.reopen(s, 300);
+  assert_eq!(status(&*s, a), Some((Status::Failed, 1)));
+  assert_eq!(status(&*s, b), Some((Status::Timeout, 2)));
+}
+
+fn cancel_and_retry(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let pending = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let running = j.add(&mut *s, 0, Priority::Low, 0, 0);
+  assert_eq!(claim(&mut *s, 1, 0), vec![pending]);
+  assert_eq!(s.cancel(running, 1), Some(Status::Pending));
+  assert_eq!(s.cancel(pending, 1), Some(Status::Running));
+  assert_eq!(s.cancel(pending, 2), None, "finished");
+  assert!(
+    claim(&mut *s, 5, 3).is_empty(),
+    "a cancelled job never runs"
+  );
+  s = h.reopen(s, 4);
+  assert_eq!(status(&*s, running), Some((Status::Cancelled, 0)));
+  assert!(s.retry(running, 5));
+  assert!(!s.retry(running, 5), "pending now");
+  s = h.reopen(s, 6);
+  assert_eq!(status(&*s, running), Some((Status::Pending, 0)));
+  assert_eq!(claim(&mut *s, 5, 6), vec![running]);
+  assert!(!s.retry(JobId(42), 7), "unknown id");
+}
+
+fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let old = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let young = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let waiting = j.add(&mut *s, 0, Priority::Medium, 10_000, 0);
+  claim(&mut *s, 2, 0);
+  s.complete(old, "1", 10);
+  s.complete(young, "2", 50);
+  assert_eq!(s.prune(20), 1);
+  s = h.reopen(s, 60);
+  assert!(s.get(old).is_none());
+  assert!(s.get(young).is_some());
+  assert!(s.get(waiting).is_some());
+  assert_eq!(s.prune(100), 1);
+  s = h.reopen(s, 110);
+  assert_eq!(s.list(None, 10), vec![waiting]);
+  s.check_invariants().expect("invariants");
+}
+
+fn unregistered_jobs_wait(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let mut job = j.job(0, Priority::High, 0, 0);
+  job.name = 1;
+  let b = job.id;
+  s.insert(vec![job], &names());
+  let a = j.add(&mut *s, 0, Priority::Low, 0, 0);
+  s = h.reopen(s, 1);
+  let only_a = |n: u32| n == 0;
+  let mut got = vec![];
+  s.claim(10, 1, &only_a, &mut |j| got.push(j.id));
+  assert_eq!(got, vec![a]);
+  assert_eq!(s.unregistered(), 1);
+  s.registered(1);
+  assert_eq!(claim(&mut *s, 10, 2), vec![b]);
+  assert_eq!(s.unregistered(), 0);
+}
+
+fn recovery_requeues_or_fails_interrupted_jobs(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let retriable = j.add(&mut *s, 0, Priority::Medium, 0, 1);
+  let last_try = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  claim(&mut *s, 2, 5);
+  s = h.reopen(s, 100);
+  // A durable store recovers on open; memory recovers when told.
+  s.recover_interrupted(100);
+  assert_eq!(status(&*s, retriable), Some((Status::Pending, 1)));
+  assert_eq!(status(&*s, last_try), Some((Status::Failed, 1)));
+  let e = s
+    .get(last_try)
+    .and_then(|j| j.last_error().cloned())
+    .expect("error");
+  assert_eq!(e.code.as_deref(), Some("ERR_INTERRUPTED"));
+  s = h.reopen(s, 101);
+  assert_eq!(status(&*s, retriable), Some((Status::Pending, 1)));
+  assert_eq!(claim(&mut *s, 5, 101), vec![retriable]);
+  s.check_invariants().expect("invariants");
+}
+
+fn graceful_stop_does_not_count_the_attempt(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let id = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  claim(&mut *s, 1, 0);
+  let f = s.fail(id, err("stopped"), FailKind::Stop, 5, 0.0);
+  assert_eq!(f.map(|f| f.status), Some(Status::Pending));
+  s = h.reopen(s, 10);
+  assert_eq!(status(&*s, id), Some((Status::Pending, 0)));
+}
+
+fn ids_stay_ordered_across_reopen(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 1_000, Priority::Medium, 0, 0);
+  s = h.reopen(s, 1_000);
+  assert_eq!(s.max_id(), Some(a));
+  let mut g = IdGen::default();
+  if let Some(max) = s.max_id() {
+    g.seed(max);
+  }
+  assert!(g.next(1_000) > a, "same millisecond, still after");
+  assert!(g.next(900) > a, "clock went back, still after");
+}
+
+macro_rules! conformance {
+  ($modname:ident, $harness:expr) => {
+    mod $modname {
+      use super::*;
+
+      #[test]
+      fn orders_by_priority_due_time_and_insertion() {
+        super::orders_by_priority_due_time_and_insertion(&mut $harness);
+      }
+      #[test]
+      fn delayed_jobs_wait_until_due() {
+        super::delayed_jobs_wait_until_due(&mut $harness);
+      }
+      #[test]
+      fn complete_keeps_result_and_progress() {
+        super::complete_keeps_result_and_progress(&mut $harness);
+      }
+      #[test]
+      fn failures_retry_with_backoff_then_fail() {
+        super::failures_retry_with_backoff_then_fail(&mut $harness);
+      }
+      #[test]
+      fn unrecoverable_and_timeouts() {
+        super::unrecoverable_and_timeouts(&mut $harness);
+      }
+      #[test]
+      fn cancel_and_retry() {
+        super::cancel_and_retry(&mut $harness);
+      }
+      #[test]
+      fn prune_removes_old_finished_jobs() {
+        super::prune_removes_old_finished_jobs(&mut $harness);
+      }
+      #[test]
+      fn unregistered_jobs_wait() {
+        super::unregistered_jobs_wait(&mut $harness);
+      }
+      #[test]
+      fn recovery_requeues_or_fails_interrupted_jobs() {
+        super::recovery_requeues_or_fails_interrupted_jobs(&mut $harness);
+      }
+      #[test]
+      fn graceful_stop_does_not_count_the_attempt() {
+        super::graceful_stop_does_not_count_the_attempt(&mut $harness);
+      }
+      #[test]
+      fn ids_stay_ordered_across_reopen() {
+        super::ids_stay_ordered_across_reopen(&mut $harness);
+      }
+    }
+  };
+}
+
+conformance!(memory, Memory);
+#[cfg(feature = "sqlite")]
+conformance!(sqlite, Sqlite::new());
+
+#[cfg(feature = "sqlite")]
+mod sqlite_only {
+  use super::*;
+
+  #[test]
+  fn a_second_open_is_refused_with_the_pid() {
+    let mut h = Sqlite::new();
+    let _first = h.open();
+    let e = SqliteStore::open(&h.opts, &mut names(), 0).expect_err("locked");
+    let msg = e.to_string();
+    assert_eq!(e.code(), "ERR_STORAGE");
+    assert!(
+      msg.contains("in use") && msg.contains(&std::process::id().to_string()),
+      "{msg}"
+    );
+    assert!(msg.contains("PostgreSQL"), "{msg}");
+  }
+
+  #[test]
+  fn a_newer_schema_is_refused_and_left_alone() {
+    let h = Sqlite::new();
+    if let Some(dir) = h.opts.path.parent() {
+      std::fs::create_dir_all(dir).expect("dir");
+    }
+    {
+      let c = rusqlite::Connection::open(&h.opts.path).expect("create");
+      c.execute_batch("PRAGMA user_version = 7;")
+        .expect("version");
+    }
+    let before = std::fs::read(&h.opts.path).expect("read");
+    let e = SqliteStore::open(&h.opts, &mut names(), 0).expect_err("newer");
+    let msg = e.to_string();
+    assert!(
+      msg.contains("version 7") && msg.contains(&format!("version {SCHEMA_VERSION}")),
+      "{msg}"
+    );
+    assert_eq!(std::fs::read(&h.opts.path).expect("read"), before);
+  }
+
+  #[test]
+  fn garbage_is_not_a_database_and_is_left_alone() {
+    let h = Sqlite::new();
+    if let Some(dir) = h.opts.path.parent() {
+      std::fs::create_dir_all(dir).expect("dir");
+    }
+    let junk: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(&h.opts.path, &junk).expect("write");
+    let e = SqliteStore::open(&h.opts, &mut names(), 0).expect_err("garbage");
+    assert_eq!(e.code(), "ERR_STORAGE");
+    assert_eq!(std::fs::read(&h.opts.path).expect("read"), junk);
+  }
+
+  #[test]
+  fn a_directory_is_not_a_file() {
+    let h = Sqlite::new();
+    std::fs::create_dir_all(&h.opts.path).expect("dir");
+    let e = SqliteStore::open(&h.opts, &mut names(), 0).expect_err("dir");
+    assert!(e.to_string().contains("is a directory"), "{e}");
+  }
+
+  #[test]
+  fn many_writes_group_into_few_commits_and_sync_waits_for_them() {
+    let mut h = Sqlite::new();
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    for _ in 0..2_000 {
+      j.add(&mut *s, 0, Priority::Medium, 0, 0);
+      s.end_batch();
+    }
+    s.sync().expect("sync");
+    assert!(s.committed() >= s.write_mark());
+    s = h.reopen(s, 1);
+    assert_eq!(s.counts()[Status::Pending as usize], 2_000);
+  }
+}
