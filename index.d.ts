@@ -68,6 +68,10 @@ export interface JobOptions {
   runAt?: Date | number
   /** Run after this many ms. */
   delay?: number
+  /** Job ids that must complete first; the job is `waiting` until then. Unknown ids: `ERR_DEPENDENCY_NOT_FOUND`. */
+  dependsOn?: string[]
+  /** `'fail'` (default): a failed, timed-out or cancelled dependency fails this job with `ERR_DEPENDENCY_FAILED`; `'ignore'`: run anyway. */
+  onDependencyFailure?: 'fail' | 'ignore'
 }
 
 export interface QueueConfig {
@@ -94,8 +98,8 @@ export interface JobManagementConfig {
   queue?: QueueConfig
   scheduler?: Record<string, unknown>
   monitoring?: Record<string, unknown>
-  /** Only `{ type: 'memory' }` in this version. */
-  storage?: { type: 'memory' }
+  /** Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock). */
+  storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
   clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
   /** Never keep Node alive, even with work pending. Default false. */
@@ -115,6 +119,8 @@ export interface CalculationStatus<D = any, R = any> {
   jobId: string
   name: string
   status: JobStatus
+  /** False while no handler is registered for `name` (a job stored by an earlier run): it waits. */
+  registered: boolean
   priority: Priority
   attempts: number
   maxRetries: number
@@ -146,6 +152,10 @@ export interface QueueStatistics {
   total: number
   /** pending + waiting */
   queued: number
+  /** Due jobs waiting for their calculation to be registered. */
+  unregistered: number
+  /** `'memory'` or `'sqlite'`. */
+  storage: string
   /** Finished attempts per second over the last minute. */
   throughput: number
   /** ms from due to start, average over the last minute. */

@@ -25,6 +25,10 @@ pub enum Error {
   InvalidCron { field: String, message: String },
   /// A schedule's field is invalid.
   InvalidSchedule(String),
+  /// A `dependsOn` id names no job.
+  DependencyNotFound(String),
+  /// `dependsOn` would make a cycle.
+  DependencyCycle(String),
   /// A storage backend failed.
   Storage(String),
 }
@@ -42,6 +46,8 @@ impl Error {
       Error::PayloadTooLarge { .. } => "ERR_PAYLOAD_TOO_LARGE",
       Error::InvalidCron { .. } => "ERR_INVALID_CRON",
       Error::InvalidSchedule(_) => "ERR_INVALID_SCHEDULE",
+      Error::DependencyNotFound(_) => "ERR_DEPENDENCY_NOT_FOUND",
+      Error::DependencyCycle(_) => "ERR_DEPENDENCY_CYCLE",
       Error::Storage(_) => "ERR_STORAGE",
     }
   }
@@ -70,6 +76,8 @@ impl fmt::Display for Error {
         write!(f, "invalid cron expression ({field}): {message}")
       }
       Error::InvalidSchedule(m) => write!(f, "invalid schedule: {m}"),
+      Error::DependencyNotFound(m) => write!(f, "dependency not found: {m}"),
+      Error::DependencyCycle(m) => write!(f, "dependency cycle: {m}"),
       Error::Storage(m) => write!(f, "storage error: {m}"),
     }
   }

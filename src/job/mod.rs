@@ -134,6 +134,17 @@ pub struct Job {
   /// The job's context as JSON text (empty means `{}`).
   pub context: Box<str>,
   pub outcome: Option<Box<JobOutcome>>,
+  /// Jobs that must complete first; `None` for most jobs.
+  pub deps: Option<Box<Dependencies>>,
+}
+
+/// A job's dependencies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dependencies {
+  /// The jobs that must complete first.
+  pub ids: Vec<JobId>,
+  /// Run even if one of them failed, timed out or was cancelled.
+  pub ignore_failure: bool,
 }
 
 impl Job {

@@ -112,8 +112,7 @@ impl QueueConfig {
       timeout_ms: Some(self.default_timeout_ms),
       retries: Some(self.default_retries),
       backoff: Some(self.default_backoff),
-      run_at: None,
-      delay_ms: None,
+      ..JobOptions::default()
     }
   }
 }

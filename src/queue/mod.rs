@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{IdGen, Job, JobError, JobId, Priority, Status};
+use crate::job::{Dependencies, IdGen, Job, JobError, JobId, Priority, Status};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
 
 /// Where the service is in its life.
@@ -176,8 +176,21 @@ impl Queue {
     &mut *self.store
   }
 
-  /// Sends the store's collected writes (end of one operation).
+  /// The end of one operation: records events of jobs their dependencies
+  /// moved, and sends the store's collected writes.
   pub fn end_batch(&mut self) {
+    for id in self.store.take_changed() {
+      let Some(job) = self.store.get(id) else {
+        continue;
+      };
+      if job.status == Status::Failed {
+        let err = job
+          .last_error()
+          .and_then(|e| serde_json::to_string(e).ok())
+          .unwrap_or_else(|| "null".into());
+        self.event("failed", id, &err);
+      }
+    }
     self.store.end_batch();
   }
 
@@ -338,12 +351,14 @@ impl Queue {
           max: self.cfg.max_payload_bytes,
         });
       }
-      resolved.push(nj.options.over(&calc.defaults.over(&base)));
+      let o = nj.options.over(&calc.defaults.over(&base));
+      let deps = self.dependencies(&o, i, batch.len())?;
+      resolved.push((o, deps));
     }
     let mut ids = Vec::with_capacity(batch.len());
     let mut jobs = Vec::with_capacity(batch.len());
     let mut earliest = u64::MAX;
-    for (nj, o) in batch.iter().zip(resolved) {
+    for (nj, (o, deps)) in batch.iter().zip(resolved) {
       let id = self.ids.next(now);
       let run_at = o
         .run_at
@@ -373,6 +388,7 @@ impl Queue {
           nj.context.into()
         },
         outcome: None,
+        deps,
       });
       ids.push(id);
     }
@@ -381,6 +397,36 @@ impl Queue {
       self.want_wake(earliest);
     }
     Ok(ids)
+  }
+
+  /// Checks `dependsOn`: every id must name a job this store holds.
+  fn dependencies(&self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Box<Dependencies>>> {
+    if o.depends_on.is_empty() {
+      return Ok(None);
+    }
+    let at = if n > 1 {
+      format!("jobs[{i}].")
+    } else {
+      String::new()
+    };
+    let mut ids: Vec<JobId> = Vec::with_capacity(o.depends_on.len());
+    for s in &o.depends_on {
+      let id = JobId::parse(s).ok_or_else(|| {
+        Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
+      })?;
+      if self.store.get(id).is_none() {
+        return Err(Error::DependencyNotFound(format!(
+          "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
+        )));
+      }
+      if !ids.contains(&id) {
+        ids.push(id);
+      }
+    }
+    Ok(Some(Box::new(Dependencies {
+      ids,
+      ignore_failure: o.ignore_dependency_failure,
+    })))
   }
 
   /// True when a job is due and a worker is free.

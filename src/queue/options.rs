@@ -166,6 +166,10 @@ pub struct JobOptions {
   pub run_at: Option<u64>,
   /// Due time relative to now (ms).
   pub delay_ms: Option<u64>,
+  /// Jobs that must complete first (`dependsOn`), as given (ids checked by the queue).
+  pub depends_on: Vec<String>,
+  /// `onDependencyFailure: 'ignore'`: run even if a dependency failed.
+  pub ignore_dependency_failure: bool,
 }
 
 impl JobOptions {
@@ -179,7 +183,14 @@ impl JobOptions {
       m,
       field,
       &[
-        "priority", "timeout", "retries", "backoff", "runAt", "delay",
+        "priority",
+        "timeout",
+        "retries",
+        "backoff",
+        "runAt",
+        "delay",
+        "dependsOn",
+        "onDependencyFailure",
       ],
       mk,
     )?;
@@ -203,10 +214,38 @@ impl JobOptions {
     if let Some(d) = m.get("delay").filter(|v| !v.is_null()) {
       o.delay_ms = Some(int(d, &format!("{field}.delay"), 0, MAX_MS, mk)? as u64);
     }
+    if let Some(d) = m.get("dependsOn").filter(|v| !v.is_null()) {
+      let bad = || {
+        mk(format!(
+          "{field}.dependsOn must be an array of job ids (strings), got {}",
+          describe(d)
+        ))
+      };
+      let list = d.as_array().ok_or_else(bad)?;
+      if list.len() > 1_000 {
+        return Err(mk(format!("{field}.dependsOn may list at most 1000 jobs")));
+      }
+      for id in list {
+        o.depends_on.push(id.as_str().ok_or_else(bad)?.to_string());
+      }
+    }
+    if let Some(p) = m.get("onDependencyFailure").filter(|v| !v.is_null()) {
+      o.ignore_dependency_failure = match p.as_str() {
+        Some("fail") => false,
+        Some("ignore") => true,
+        _ => {
+          return Err(mk(format!(
+            "{field}.onDependencyFailure must be 'fail' or 'ignore', got {}",
+            describe(p)
+          )))
+        }
+      };
+    }
     Ok(o)
   }
 
-  /// These options over `base`: each field set here wins.
+  /// These options over `base`: each field set here wins (dependencies are
+  /// per job: they come from `self` only).
   pub fn over(&self, base: &JobOptions) -> JobOptions {
     JobOptions {
       priority: self.priority.or(base.priority),
@@ -215,6 +254,8 @@ impl JobOptions {
       backoff: self.backoff.or(base.backoff),
       run_at: self.run_at.or(base.run_at),
       delay_ms: self.delay_ms.or(base.delay_ms),
+      depends_on: self.depends_on.clone(),
+      ignore_dependency_failure: self.ignore_dependency_failure,
     }
   }
 }

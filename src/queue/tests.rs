@@ -326,3 +326,64 @@ proptest! {
     }
   }
 }
+
+#[test]
+fn unknown_dependencies_are_refused_before_anything_is_written() {
+  let (mut q, c) = queue(1);
+  let a = add(&mut q, c, "1", Value::Null, 0);
+  let missing = "01a22572-de9e-7000-a52f-8c5acf718cbf";
+  for deps in [json!([missing]), json!(["not-an-id"])] {
+    let options = JobOptions::parse(
+      &json!({ "dependsOn": deps }),
+      "options",
+      q.config().default_backoff,
+    )
+    .expect("options");
+    let job = NewJob {
+      calc: c,
+      data: "2",
+      context: "{}",
+      options,
+    };
+    let ok = NewJob {
+      calc: c,
+      data: "3",
+      context: "{}",
+      options: JobOptions::default(),
+    };
+    let e = q.add(&[ok, job], 0).expect_err("unknown");
+    assert_eq!(e.code(), "ERR_DEPENDENCY_NOT_FOUND");
+    assert!(e.to_string().contains("jobs[1]"), "{e}");
+  }
+  assert_eq!(q.count(Status::Pending), 1, "nothing half-added");
+  let options = JobOptions::parse(
+    &json!({ "dependsOn": [a.to_string()] }),
+    "options",
+    q.config().default_backoff,
+  )
+  .expect("options");
+  let b = q
+    .add(
+      &[NewJob {
+        calc: c,
+        data: "2",
+        context: "{}",
+        options,
+      }],
+      0,
+    )
+    .expect("add")[0];
+  assert_eq!(q.get(b).map(|j| j.status), Some(Status::Waiting));
+  q.set_events(true);
+  let t = take(&mut q, 1, 1);
+  q.settle(&err(t[0].0, t[0].1, 2), 2).expect("settle");
+  q.end_batch();
+  let drained: Value = serde_json::from_str(&q.drain()).expect("json");
+  let kinds: Vec<&str> = drained[1]
+    .as_array()
+    .map(|a| a.iter().filter_map(|e| e[0].as_str()).collect())
+    .unwrap_or_default();
+  assert_eq!(kinds, vec!["failed", "failed"], "the job and its dependant");
+  assert_eq!(q.get(b).map(|j| j.status), Some(Status::Failed));
+  q.check_invariants().expect("invariants");
+}

@@ -4,7 +4,7 @@
 //! its file), so every durable fact is checked after a restart too.
 
 use super::*;
-use crate::job::{Backoff, BackoffKind, IdGen, Priority};
+use crate::job::{Backoff, BackoffKind, Dependencies, IdGen, Priority};
 
 /// Makes stores of one kind and reopens them.
 trait Harness {
@@ -118,6 +118,7 @@ impl Jobs {
       data: "{\"x\":1}".into(),
       context: "".into(),
       outcome: None,
+      deps: None,
     }
   }
 
@@ -417,6 +418,85 @@ fn ids_stay_ordered_across_reopen(h: &mut dyn Harness) {
   assert!(g.next(900) > a, "clock went back, still after");
 }
 
+fn dependent(j: &mut Jobs, s: &mut dyn Store, deps: &[JobId], ignore: bool) -> JobId {
+  let mut job = j.job(0, Priority::Medium, 0, 0);
+  job.deps = Some(Box::new(Dependencies {
+    ids: deps.to_vec(),
+    ignore_failure: ignore,
+  }));
+  let id = job.id;
+  s.insert(vec![job], &names());
+  id
+}
+
+fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = dependent(&mut j, &mut *s, &[a], false);
+  let c = dependent(&mut j, &mut *s, &[a], false);
+  let d = dependent(&mut j, &mut *s, &[b, c], false);
+  assert_eq!(s.counts()[Status::Waiting as usize], 3);
+  s = h.reopen(s, 1);
+  assert_eq!(claim(&mut *s, 10, 1), vec![a], "only the root runs");
+  s.complete(a, "1", 2);
+  let mut changed = s.take_changed();
+  changed.sort();
+  assert_eq!(changed, vec![b, c]);
+  s = h.reopen(s, 3);
+  assert_eq!(status(&*s, b), Some((Status::Pending, 0)));
+  assert_eq!(status(&*s, d), Some((Status::Waiting, 0)));
+  assert_eq!(claim(&mut *s, 10, 3), vec![b, c]);
+  s.complete(b, "2", 4);
+  assert_eq!(status(&*s, d), Some((Status::Waiting, 0)), "c still runs");
+  s.complete(c, "3", 5);
+  assert_eq!(claim(&mut *s, 10, 6), vec![d]);
+  s.check_invariants().expect("invariants");
+}
+
+fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = dependent(&mut j, &mut *s, &[a], false);
+  let c = dependent(&mut j, &mut *s, &[b], false);
+  let ignoring = dependent(&mut j, &mut *s, &[a], true);
+  claim(&mut *s, 1, 0);
+  s.fail(
+    a,
+    err("boom"),
+    FailKind::Error {
+      unrecoverable: true,
+    },
+    1,
+    0.0,
+  );
+  s = h.reopen(s, 2);
+  assert_eq!(status(&*s, b), Some((Status::Failed, 0)));
+  assert_eq!(status(&*s, c), Some((Status::Failed, 0)), "transitively");
+  let e = s
+    .get(c)
+    .and_then(|j| j.last_error().cloned())
+    .expect("error");
+  assert_eq!(e.code.as_deref(), Some("ERR_DEPENDENCY_FAILED"));
+  assert_eq!(status(&*s, ignoring), Some((Status::Pending, 0)));
+  // A job added after its dependency already failed fails at once.
+  let late = dependent(&mut j, &mut *s, &[a], false);
+  assert_eq!(status(&*s, late), Some((Status::Failed, 0)));
+  assert!(s.take_changed().contains(&late));
+  // A cancelled dependency counts as failed too.
+  let x = j.add(&mut *s, 3, Priority::Medium, 0, 0);
+  let y = dependent(&mut j, &mut *s, &[x], false);
+  s.cancel(x, 4);
+  s = h.reopen(s, 5);
+  assert_eq!(status(&*s, y), Some((Status::Failed, 0)));
+  // Cancelling a waiting job is allowed.
+  let z = j.add(&mut *s, 6, Priority::Medium, 0, 0);
+  let w = dependent(&mut j, &mut *s, &[z], false);
+  assert_eq!(s.cancel(w, 7), Some(Status::Waiting));
+  s.check_invariants().expect("invariants");
+}
+
 macro_rules! conformance {
   ($modname:ident, $harness:expr) => {
     mod $modname {
@@ -461,6 +541,14 @@ macro_rules! conformance {
       #[test]
       fn graceful_stop_does_not_count_the_attempt() {
         super::graceful_stop_does_not_count_the_attempt(&mut $harness);
+      }
+      #[test]
+      fn dependencies_chain_and_diamond() {
+        super::dependencies_chain_and_diamond(&mut $harness);
+      }
+      #[test]
+      fn dependency_failure_propagates_unless_ignored() {
+        super::dependency_failure_propagates_unless_ignored(&mut $harness);
       }
       #[test]
       fn ids_stay_ordered_across_reopen() {

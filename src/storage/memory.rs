@@ -9,6 +9,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::{FailKind, Failed, Names, Store};
 use crate::job::{Job, JobError, JobId, Status, Transition};
 
+/// Why a dependant failed.
+fn dependency_error(dep: JobId, status: Status) -> JobError {
+  JobError::system(
+    "DependencyError",
+    "ERR_DEPENDENCY_FAILED",
+    format!("dependency {dep} ended {}", status.as_str()),
+    0,
+  )
+}
+
 /// Hashes a job id by mixing its halves (UUID v7's low bits are random).
 #[derive(Default)]
 pub struct IdHasher(u64);
@@ -75,6 +85,11 @@ pub struct MemoryStore {
   /// Finished jobs in the order they finished, for pruning.
   finished: VecDeque<(u64, u128)>,
   weights: [i32; 3],
+  /// Dependency id -> waiting jobs that depend on it.
+  dependants: IdMap<Vec<u128>>,
+  /// Jobs whose status changed because of their dependencies, since the
+  /// last [`Store::take_changed`].
+  changed: Vec<JobId>,
 }
 
 impl MemoryStore {
@@ -142,6 +157,84 @@ impl MemoryStore {
       job.finished_at = now;
       self.finished.push_back((now, id));
     }
+    self.release_dependants(id, now);
+  }
+
+  /// A job finished: its waiting dependants are looked at again.
+  fn release_dependants(&mut self, id: u128, now: u64) {
+    let mut todo = vec![id];
+    while let Some(done) = todo.pop() {
+      let Some(waiting) = self.dependants.remove(&done) else {
+        continue;
+      };
+      for w in waiting {
+        if let Some(failed) = self.settle_waiting(w, now) {
+          if failed {
+            todo.push(w);
+          }
+        }
+      }
+    }
+  }
+
+  /// Looks at a waiting job's dependencies: moves it to pending when they
+  /// all completed (or finished, with `ignore_failure`), fails it when one
+  /// failed. Returns `Some(true)` when it failed, `Some(false)` when it
+  /// became pending, `None` when it still waits.
+  fn settle_waiting(&mut self, id: u128, now: u64) -> Option<bool> {
+    let job = self.jobs.get(&id)?;
+    if job.status != Status::Waiting {
+      return None;
+    }
+    let deps = job.deps.as_deref()?;
+    let mut all_done = true;
+    let mut failed_dep = None;
+    for d in &deps.ids {
+      match self.jobs.get(&d.0).map(|j| j.status) {
+        // Pruned: it finished long ago.
+        None | Some(Status::Completed) => {}
+        Some(s) if s.is_finished() => {
+          if !deps.ignore_failure {
+            failed_dep = Some((*d, s));
+            break;
+          }
+        }
+        Some(_) => all_done = false,
+      }
+    }
+    let job = self.jobs.get_mut(&id)?;
+    if let Some((dep, status)) = failed_dep {
+      job.outcome_mut().errors.push(dependency_error(dep, status));
+      transition(&mut self.counts, job, Transition::DependencyFailed)?;
+      job.finished_at = now;
+      self.finished.push_back((now, id));
+      self.changed.push(JobId(id));
+      return Some(true);
+    }
+    if !all_done {
+      return None;
+    }
+    transition(&mut self.counts, job, Transition::DependenciesDone)?;
+    job.run_at = job.run_at.max(now);
+    self.changed.push(JobId(id));
+    self.enqueue(id, now);
+    Some(false)
+  }
+
+  /// Files a waiting job under each of its unfinished dependencies, or
+  /// settles it at once.
+  fn wait_for_dependencies(&mut self, id: u128, now: u64) {
+    let Some(deps) = self.jobs.get(&id).and_then(|j| j.deps.clone()) else {
+      return;
+    };
+    for d in &deps.ids {
+      if matches!(self.jobs.get(&d.0), Some(j) if !j.status.is_finished()) {
+        self.dependants.entry(d.0).or_default().push(id);
+      }
+    }
+    if self.settle_waiting(id, now) == Some(true) {
+      self.release_dependants(id, now);
+    }
   }
 
   /// Loads a job as stored (used by durable stores when they open).
@@ -156,6 +249,21 @@ impl MemoryStore {
       self.enqueue(id, now);
     } else if status.is_finished() {
       self.finished.push_back((finished_at, id));
+    }
+  }
+
+  /// Files the restored waiting jobs under their dependencies (after every
+  /// job is loaded).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn restore_waiting(&mut self, now: u64) {
+    let waiting: Vec<u128> = self
+      .jobs
+      .values()
+      .filter(|j| j.status == Status::Waiting)
+      .map(|j| j.id.0)
+      .collect();
+    for id in waiting {
+      self.wait_for_dependencies(id, now);
     }
   }
 
@@ -194,12 +302,20 @@ impl Store for MemoryStore {
   }
 
   fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
-    for job in jobs {
+    for mut job in jobs {
       let id = job.id.0;
       let now = job.created_at;
-      self.counts[job.status as usize] += 1;
+      if job.deps.is_some() {
+        job.status = Status::Waiting;
+      }
+      let status = job.status;
+      self.counts[status as usize] += 1;
       self.jobs.insert(id, job);
-      self.enqueue(id, now);
+      if status == Status::Waiting {
+        self.wait_for_dependencies(id, now);
+      } else {
+        self.enqueue(id, now);
+      }
     }
   }
 
@@ -392,6 +508,10 @@ impl Store for MemoryStore {
     self.delayed.peek().map(|Reverse((t, _, _))| *t)
   }
 
+  fn take_changed(&mut self) -> Vec<JobId> {
+    std::mem::take(&mut self.changed)
+  }
+
   fn max_id(&self) -> Option<JobId> {
     self.jobs.keys().max().map(|k| JobId(*k))
   }
@@ -415,6 +535,12 @@ impl Store for MemoryStore {
     }
     if counts != self.counts {
       return Err(format!("counts {:?} != actual {:?}", self.counts, counts));
+    }
+    for j in self.jobs.values().filter(|j| j.status == Status::Waiting) {
+      let filed = self.dependants.values().any(|w| w.contains(&j.id.0));
+      if !filed {
+        return Err(format!("waiting job {} waits for nothing", j.id));
+      }
     }
     for j in self.jobs.values().filter(|j| j.status == Status::Pending) {
       let has = |k: &ReadyKey| k.0 .2 == j.id.0 && k.0 .3 == j.gen;

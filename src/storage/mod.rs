@@ -164,6 +164,12 @@ pub trait Store: Send {
   /// Calculation `name` can run now: its held-back jobs go back in line.
   fn registered(&mut self, name: u32);
 
+  /// Jobs whose status changed because of their dependencies (became
+  /// pending, or failed with `ERR_DEPENDENCY_FAILED`) since the last call.
+  fn take_changed(&mut self) -> Vec<JobId> {
+    Vec::new()
+  }
+
   /// The earliest due time of a job not yet due.
   fn next_due(&self) -> Option<u64>;
 

@@ -25,7 +25,9 @@ use tokio::sync::watch;
 use super::memory::MemoryStore;
 use super::{Commit, FailKind, Failed, Names, Store};
 use crate::error::{Error, Result};
-use crate::job::{Backoff, BackoffKind, Job, JobError, JobId, JobOutcome, Priority, Status};
+use crate::job::{
+  Backoff, BackoffKind, Dependencies, Job, JobError, JobId, JobOutcome, Priority, Status,
+};
 
 /// What `synchronous` the file runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub struct SqliteOptions {
 }
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, one per version, applied in order in one transaction.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +73,8 @@ const MIGRATIONS: &[&str] = &[
      progress TEXT,
      errors TEXT
    );",
+  // 2: dependencies (`f|id,id` or `i|id,id` to ignore their failures).
+  "ALTER TABLE jobwerk_jobs ADD COLUMN deps TEXT;",
 ];
 
 /// One write, as the writer thread applies it.
@@ -105,6 +109,7 @@ struct Row {
   run_at: u64,
   data: Box<str>,
   context: Box<str>,
+  deps: Option<String>,
 }
 
 #[derive(Debug)]
@@ -148,6 +153,26 @@ fn parse_backoff(s: &str) -> Backoff {
     max_delay_ms: num() as u32,
     jitter: num() as f32,
   }
+}
+
+/// Dependencies as text: `i|` (ignore failures) or `f|`, then the ids.
+fn deps_text(d: &Dependencies) -> String {
+  let mut s = String::from(if d.ignore_failure { "i|" } else { "f|" });
+  for (i, id) in d.ids.iter().enumerate() {
+    if i > 0 {
+      s.push(',');
+    }
+    id.write_to(&mut s);
+  }
+  s
+}
+
+fn parse_deps(s: &str) -> Option<Box<Dependencies>> {
+  let (policy, ids) = s.split_once('|')?;
+  Some(Box::new(Dependencies {
+    ids: ids.split(',').filter_map(JobId::parse).collect(),
+    ignore_failure: policy == "i",
+  }))
 }
 
 fn parse_priority(s: &str) -> Priority {
@@ -194,6 +219,8 @@ pub struct SqliteStore {
   writer: Option<JoinHandle<()>>,
   lock: Option<File>,
   failure: Arc<Mutex<Option<String>>>,
+  /// See [`Store::take_changed`].
+  changed: Vec<JobId>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -330,7 +357,7 @@ fn load(
   let mut stmt = conn
     .prepare(
       "SELECT k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff, created_at, run_at,
-              started_at, finished_at, data, context, result, progress, errors FROM jobwerk_jobs",
+              started_at, finished_at, data, context, result, progress, errors, deps FROM jobwerk_jobs",
     )
     .map_err(|e| sql_err(path, "cannot read", e))?;
   let mut rows = stmt
@@ -367,6 +394,7 @@ fn load(
       None
     };
     let context: String = r.get(14).map_err(bad)?;
+    let deps: Option<String> = r.get(18).map_err(bad)?;
     let job = Job {
       id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
       name: names.intern(&name),
@@ -388,10 +416,12 @@ fn load(
         context.into()
       },
       outcome,
+      deps: deps.as_deref().and_then(parse_deps),
     };
     mem.restore(job, now);
   }
   mem.restored();
+  mem.restore_waiting(now);
   Ok(())
 }
 
@@ -401,8 +431,8 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
       conn
         .prepare_cached(
           "INSERT INTO jobwerk_jobs (k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff,
-             created_at, run_at, started_at, finished_at, data, context)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, ?12, ?13)",
+             created_at, run_at, started_at, finished_at, data, context, deps)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, ?12, ?13, ?14)",
         )?
         .execute(params![
           r.k,
@@ -418,6 +448,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
           r.run_at as i64,
           &*r.data,
           if r.context.is_empty() { "{}" } else { &*r.context },
+          r.deps.as_deref(),
         ])?;
     }
     Op::Claim {
@@ -556,7 +587,9 @@ impl SqliteStore {
       writer: Some(writer),
       lock: Some(lock),
       failure,
+      changed: Vec::new(),
     };
+    store.journal_changed();
     store.recover_interrupted(now);
     store.send();
     Ok(store)
@@ -581,6 +614,15 @@ impl SqliteStore {
           *f = Some("the SQLite writer has stopped".into());
         }
       }
+    }
+  }
+
+  /// Journals the jobs the memory store changed through their dependencies
+  /// and keeps them for [`Store::take_changed`].
+  fn journal_changed(&mut self) {
+    for id in self.mem.take_changed() {
+      self.push_state(id, false, true);
+      self.changed.push(id);
     }
   }
 
@@ -610,7 +652,12 @@ impl Store for SqliteStore {
   }
 
   fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
-    for job in &jobs {
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    self.mem.insert(jobs, names);
+    for id in ids {
+      let Some(job) = self.mem.get(id) else {
+        continue;
+      };
       self.pending.push(Op::Insert(Box::new(Row {
         k: key(job.id),
         lo: job.id.0 as u64 as i64,
@@ -625,9 +672,10 @@ impl Store for SqliteStore {
         run_at: job.run_at,
         data: job.data.clone(),
         context: job.context.clone(),
+        deps: job.deps.as_deref().map(deps_text),
       })));
     }
-    self.mem.insert(jobs, names);
+    self.journal_changed();
   }
 
   fn claim(
@@ -656,6 +704,7 @@ impl Store for SqliteStore {
     let ok = self.mem.complete(id, result, now);
     if ok {
       self.push_state(id, true, false);
+      self.journal_changed();
     }
     ok
   }
@@ -670,12 +719,14 @@ impl Store for SqliteStore {
   ) -> Option<Failed> {
     let f = self.mem.fail(id, err, kind, now, rand)?;
     self.push_state(id, false, true);
+    self.journal_changed();
     Some(f)
   }
 
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
     let was = self.mem.cancel(id, now)?;
     self.push_state(id, false, true);
+    self.journal_changed();
     Some(was)
   }
 
@@ -704,6 +755,7 @@ impl Store for SqliteStore {
     for id in running {
       self.push_state(id, false, true);
     }
+    self.journal_changed();
     n
   }
 
@@ -743,6 +795,10 @@ impl Store for SqliteStore {
 
   fn next_due(&self) -> Option<u64> {
     self.mem.next_due()
+  }
+
+  fn take_changed(&mut self) -> Vec<JobId> {
+    std::mem::take(&mut self.changed)
   }
 
   fn max_id(&self) -> Option<JobId> {
