@@ -70,3 +70,10 @@ export declare class Core {
   /** Stops the timer for good. */
   close(): void
 }
+
+/**
+ * The next `count` fire times (epoch ms) of a cron expression strictly
+ * after `from_ms`, in time zone `tz` (IANA; the process's zone if absent),
+ * computed by the scheduler's own code.
+ */
+export declare function nextCronRuns(expression: string, tz: string | undefined | null, fromMs: number, count: number): Array<number>

@@ -224,6 +224,12 @@ export declare class UnrecoverableError extends Error {
 /** One service per Strapi instance (or per process without one). */
 export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
 
+/**
+ * The next `count` (default 5) fire times of a cron expression strictly after `from` (default now),
+ * in `tz` (IANA name; default the process's zone). Throws `ERR_INVALID_CRON` with `err.field` naming the field.
+ */
+export declare function nextCronRuns(expression: string, options?: { tz?: string; from?: Date | number; count?: number }): Date[]
+
 /** Error codes thrown by jobwerk (`err.code`). */
 export type JobwerkErrorCode =
   | 'ERR_INVALID_ARGUMENT'

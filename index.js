@@ -594,6 +594,34 @@ function checkId(jobId, method) {
   if (typeof jobId !== 'string') throw invalid(`${method}(jobId): jobId must be a string, got ${jobId === null ? 'null' : typeof jobId}`)
 }
 
+/**
+ * The next `count` (default 5) fire times of a cron expression strictly after
+ * `from` (default now), in `tz` (IANA name; default the process's zone), as
+ * Dates. A malformed expression throws ERR_INVALID_CRON with `err.field`.
+ */
+function nextCronRuns(expression, options) {
+  if (typeof expression !== 'string') throw codedError('ERR_INVALID_CRON', `nextCronRuns: expression must be a string, got ${typeof expression}`)
+  const o = options === undefined || options === null ? {} : options
+  if (typeof o !== 'object') throw invalid('nextCronRuns(expression, options): options must be an object { tz, from, count }')
+  const { tz, from, count = 5 } = o
+  if (tz !== undefined && tz !== null && typeof tz !== 'string') throw invalid('nextCronRuns: tz must be an IANA time zone name')
+  let fromMs = Date.now()
+  if (from !== undefined && from !== null) {
+    fromMs = from instanceof Date ? from.getTime() : from
+    if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid('nextCronRuns: from must be a valid Date or epoch ms')
+  }
+  if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${String(count)}`)
+  try {
+    return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
+  } catch (e) {
+    if (e && e.code === 'ERR_INVALID_CRON') {
+      const m = /\(([A-Za-z]+)\)/.exec(e.message)
+      if (m) e.field = m[1]
+    }
+    throw e
+  }
+}
+
 const services = new WeakMap()
 
 /** One service per Strapi instance (or per process without one). */
@@ -611,4 +639,5 @@ module.exports = {
   JobManagementService,
   UnrecoverableError,
   getJobManagementService,
+  nextCronRuns,
 }

@@ -350,3 +350,28 @@ impl Drop for Core {
     self.engine.close();
   }
 }
+
+/// The next `count` fire times (epoch ms) of a cron expression strictly
+/// after `from_ms`, in time zone `tz` (IANA; the process's zone if absent),
+/// computed by the scheduler's own code.
+#[napi]
+pub fn next_cron_runs(
+  expression: String,
+  tz: Option<String>,
+  from_ms: f64,
+  count: u32,
+) -> napi::Result<Vec<f64>, Code> {
+  if !(0.0..=253_402_300_799_999.0).contains(&from_ms) {
+    return Err(js_err(Error::arg(format!(
+      "nextCronRuns: from must be a valid date, got {from_ms}"
+    ))));
+  }
+  let cron = crate::cron::CronExpr::parse(&expression, tz.as_deref()).map_err(js_err)?;
+  Ok(
+    cron
+      .next_runs(from_ms as u64, count.min(10_000) as usize)
+      .into_iter()
+      .map(|t| t as f64)
+      .collect(),
+  )
+}
