@@ -8,19 +8,28 @@
 // Environment:
 //   BENCH_QUICK=1                 1 repetition, small N (smoke test)
 //   BENCH_SYSTEMS=a,b             systems (default: all in systems/index.js)
-//   BENCH_WORKLOADS=w1,w4         workloads (default: w1,w2,w3,w4)
+//   BENCH_WORKLOADS=w1,w4         workloads for every system (default: w1..w4, and for a system
+//                                 with DEFAULT_WORKLOADS in systems/index.js those)
 //   BENCH_REPS=3                  repetitions (default 3, quick 1)
-//   BENCH_TIMEOUT_MS=120000       per-run timeout (the run is killed and reported as an error)
+//   BENCH_N_W1=1000000            W1's N (default 20,000, quick 5,000)
+//   BENCH_TIMEOUT_MS=120000       per-run timeout (the run is killed and reported as an error);
+//                                 default: the workload's own wait + 20 s, at least 120 s
 //   BENCH_BUILD=1                 first build the release addon into benchmark/.native from the
 //                                 work tree; BENCH_BUILD=head: from a `git archive HEAD` snapshot
+//                                 (and index.js, binding.js from it into benchmark/.native/js)
 //   JOBWERK_NATIVE=path.node      the jobwerk addon to measure (default: benchmark/.native/...
 //                                 when built, else the shared jobwerk.*.node)
+//   JOBWERK_JS=dir                the folder whose index.js the jobwerk runs load (default:
+//                                 benchmark/.native/js after BENCH_BUILD=head, else the work tree)
+//   BENCH_SQLITE_DIR=dir          where each jobwerk-sqlite run makes its fresh database folder
+//                                 (default: the OS temp folder)
 
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { DEFAULT_ORDER, SYSTEMS, SERVERS } = require('./systems')
+const { DEFAULT_ORDER, DEFAULT_WORKLOADS, SYSTEMS, SERVERS } = require('./systems')
+const { DIR_PREFIX: SQLITE_DIR_PREFIX } = require('./systems/jobwerk')
 const { params: workloadParams } = require('./workloads')
 const { median, tcpReachable } = require('./lib/util')
 const { ROOT, pkgVersion } = require('./lib/pkg')
@@ -28,6 +37,7 @@ const { ROOT, pkgVersion } = require('./lib/pkg')
 const HERE = __dirname
 const NATIVE_DIR = path.join(HERE, '.native')
 const NATIVE_FILE = 'jobwerk.linux-x64-gnu.node'
+const JS_DIR = path.join(NATIVE_DIR, 'js')
 const ALL_WORKLOADS = ['w1', 'w2', 'w3', 'w4']
 
 function log(msg) {
@@ -73,6 +83,13 @@ function buildRelease(mode) {
     { cwd, stdio: ['ignore', 'inherit', 'inherit'] },
   )
   if (r.status !== 0) throw new Error(`release build failed (exit ${r.status})`)
+  // The JavaScript side from the same snapshot (the work tree's index.js may
+  // be ahead of, or behind, the addon); a work-tree build uses the work tree's.
+  fs.rmSync(JS_DIR, { recursive: true, force: true })
+  if (mode === 'head') {
+    fs.mkdirSync(JS_DIR, { recursive: true })
+    for (const f of ['index.js', 'binding.js']) fs.copyFileSync(path.join(cwd, f), path.join(JS_DIR, f))
+  }
   fs.writeFileSync(path.join(NATIVE_DIR, 'build.json'), `${JSON.stringify({ source, builtAt: new Date().toISOString() })}\n`)
 }
 
@@ -110,7 +127,21 @@ function nativeInfo() {
   try {
     info.stale = info.source === 'work tree' && newestMtime(path.join(ROOT, 'src')) > st.mtimeMs
   } catch {}
+  if (process.env.JOBWERK_JS) info.js = path.relative(ROOT, path.resolve(process.env.JOBWERK_JS)) || '.'
+  else if (!explicit && info.source && info.source.startsWith('HEAD') && fs.existsSync(path.join(JS_DIR, 'index.js'))) {
+    info.js = path.relative(ROOT, JS_DIR)
+  } else info.js = null // the work tree's index.js
   return info
+}
+
+/** Removes the database folders a killed jobwerk-sqlite worker (pid) left behind. */
+function sweepSqliteDirs(pid) {
+  const base = process.env.BENCH_SQLITE_DIR ? path.resolve(process.env.BENCH_SQLITE_DIR) : os.tmpdir()
+  try {
+    for (const e of fs.readdirSync(base)) {
+      if (e.startsWith(`${SQLITE_DIR_PREFIX}${pid}-`)) fs.rmSync(path.join(base, e), { recursive: true, force: true })
+    }
+  } catch {}
 }
 
 function gitInfo() {
@@ -157,6 +188,7 @@ function runOne(system, workload, opts, env, timeoutMs) {
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       clearTimeout(killer)
+      if (system.startsWith('jobwerk-sqlite')) sweepSqliteDirs(child.pid)
       const wallMs = Date.now() - t0
       const lines = out.split('\n').filter((l) => l.startsWith('{'))
       let r = null
@@ -177,7 +209,9 @@ function runOne(system, workload, opts, env, timeoutMs) {
 
 const ROWS = [
   { label: 'W1 enqueue (jobs/s)', wl: 'w1', get: (m) => m.enqueuePerSec, higher: true },
+  { label: 'W1 enqueue + flush (jobs/s)', wl: 'w1', get: (m) => m.enqueueFlushedPerSec, higher: true, optional: true },
   { label: 'W1 process (jobs/s)', wl: 'w1', get: (m) => m.processPerSec, higher: true },
+  { label: 'W1 peak RSS (MB)', wl: 'w1', get: (m) => (typeof m.peakRssBytes === 'number' ? m.peakRssBytes / 1e6 : null) },
   { label: 'W2 latency p50 (ms)', wl: 'w2', get: (m) => m.latencyMs.p50 },
   { label: 'W2 latency p95 (ms)', wl: 'w2', get: (m) => m.latencyMs.p95 },
   { label: 'W2 latency p99 (ms)', wl: 'w2', get: (m) => m.latencyMs.p99 },
@@ -186,7 +220,7 @@ const ROWS = [
   { label: 'W3 lateness p99 (ms)', wl: 'w3', get: (m) => m.latenessMs.p99 },
   { label: 'W3 lateness max (ms)', wl: 'w3', get: (m) => m.latenessMs.max },
   { label: 'W4 client RSS per job (B)', wl: 'w4', get: (m) => m.rssBytesPerJob },
-  { label: 'W4 server storage per job (B)', wl: 'w4', get: (m) => m.serverBytesPerJob, optional: true },
+  { label: 'W4 server/file storage per job (B)', wl: 'w4', get: (m) => m.serverBytesPerJob, optional: true },
   { label: 'W4 enqueue (jobs/s)', wl: 'w4', get: (m) => m.enqueuePerSec, higher: true },
 ]
 
@@ -219,7 +253,7 @@ function cellStats(runs, system, row) {
 }
 
 function cellText(c) {
-  if (c === null) return ''
+  if (c === null) return '—' // not run on this workload
   if (c.values.length === 0) {
     if (c.skipped === c.n) return 'skipped'
     if (c.failed) return c.failed === c.n ? 'error' : 'n/a'
@@ -232,6 +266,7 @@ function cellText(c) {
 }
 
 function buildTable(runs, systems, workloads) {
+  // Ratio columns: every jobwerk system against each in-process / Redis peer.
   const jobwerks = systems.filter((s) => s.startsWith('jobwerk'))
   const peers = ['p-queue', 'bullmq'].filter((p) => systems.includes(p))
   const ratioCols = []
@@ -243,7 +278,8 @@ function buildTable(runs, systems, workloads) {
     if (!workloads.includes(row.wl)) continue
     const cells = {}
     for (const s of systems) cells[s] = cellStats(runs, s, row)
-    // Only in-process systems: the storage row says nothing.
+    // An optional row no selected system has a value for (the storage row with
+    // in-process systems only; "+ flush" without jobwerk on SQLite) is left out.
     if (row.optional && Object.values(cells).every((c) => !c || c.values.length === 0)) continue
     summary[row.label] = {}
     const out = [`${row.label} ${row.higher ? '↑' : '↓'}`]
@@ -270,7 +306,10 @@ function progressText(r) {
   let s
   switch (r.workload) {
     case 'w1':
-      s = `enqueue ${f(m.enqueuePerSec)}/s, process ${f(m.processPerSec)}/s`
+      s =
+        `enqueue ${f(m.enqueuePerSec)}/s${m.enqueueFlushedPerSec ? ` (${f(m.enqueueFlushedPerSec)}/s with flush)` : ''}, ` +
+        `process ${f(m.processPerSec)}/s${m.finalFlushMs !== null && m.finalFlushMs !== undefined ? ` (final flush ${f(m.finalFlushMs)} ms)` : ''}, ` +
+        `peak RSS ${f(m.peakRssBytes / 1e6)} MB`
       break
     case 'w2':
       s = `p50 ${f(m.latencyMs.p50)} ms, p99 ${f(m.latencyMs.p99)} ms, max ${f(m.latencyMs.max)} ms`
@@ -279,7 +318,9 @@ function progressText(r) {
       s = `lateness p50 ${f(m.latenessMs.p50)} ms, p99 ${f(m.latenessMs.p99)} ms, max ${f(m.latenessMs.max)} ms`
       break
     case 'w4':
-      s = `RSS ${f(m.rssBytesPerJob)} B/job${m.serverBytesPerJob === null ? '' : `, server ${f(m.serverBytesPerJob)} B/job`}, enqueue ${f(m.enqueuePerSec)}/s`
+      s = `RSS ${f(m.rssBytesPerJob)} B/job${m.serverBytesPerJob === null ? '' : `, server/file ${f(m.serverBytesPerJob)} B/job`}${
+        typeof m.fileBytesPerJobAfterClose === 'number' ? ` (${f(m.fileBytesPerJobAfterClose)} B/job checkpointed)` : ''
+      }, enqueue ${f(m.enqueuePerSec)}/s`
       break
   }
   return `ok ${s}${r.lingered ? ' [did not exit by itself]' : ''}`
@@ -290,10 +331,20 @@ function progressText(r) {
 async function main() {
   const quick = process.env.BENCH_QUICK === '1' || process.env.BENCH_QUICK === 'true'
   const systems = listEnv('BENCH_SYSTEMS', DEFAULT_ORDER.filter((s) => SYSTEMS[s]))
+  const workloadsGiven = Boolean(process.env.BENCH_WORKLOADS)
   const workloads = listEnv('BENCH_WORKLOADS', ALL_WORKLOADS)
+  const runsWorkload = (s, wl) => workloads.includes(wl) && (workloadsGiven || !DEFAULT_WORKLOADS[s] || DEFAULT_WORKLOADS[s].includes(wl))
   const reps = Number(process.env.BENCH_REPS || (quick ? 1 : 3))
-  const timeoutMs = Number(process.env.BENCH_TIMEOUT_MS || 120000)
-  const params = workloadParams(quick)
+  const fixedTimeoutMs = process.env.BENCH_TIMEOUT_MS ? Number(process.env.BENCH_TIMEOUT_MS) : null
+  const w1N = process.env.BENCH_N_W1 ? Number(process.env.BENCH_N_W1) : null
+  if (w1N !== null && !(Number.isInteger(w1N) && w1N > 0)) throw new Error('BENCH_N_W1 must be a positive integer')
+  const params = workloadParams(quick, { w1N })
+  if (fixedTimeoutMs !== null) {
+    if (!(fixedTimeoutMs > 0)) throw new Error('BENCH_TIMEOUT_MS must be a positive number of ms')
+    // The workload's own wait ends before the run is killed, so the run reports what it saw.
+    params.w1.timeoutMs = Math.max(params.w1.timeoutMs, fixedTimeoutMs - 15000)
+  }
+  const runTimeout = (wl) => fixedTimeoutMs || Math.max(120000, (params[wl].timeoutMs || 0) + 20000)
   const concurrency = 16
 
   const buildMode = process.env.BENCH_BUILD
@@ -304,19 +355,25 @@ async function main() {
   const env = { ...process.env }
   if (native.file) env.NAPI_RS_NATIVE_LIBRARY_PATH = path.join(ROOT, native.file)
   else delete env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (native.js) env.JOBWERK_JS = path.join(ROOT, native.js)
   if (systems.some((s) => s.startsWith('jobwerk'))) {
-    log(`jobwerk addon: ${native.file || 'shared'} (${native.build}${native.builtAt ? `, built ${native.builtAt}` : ''})`)
+    log(`jobwerk addon: ${native.file || 'shared'} (${native.build}${native.builtAt ? `, built ${native.builtAt}` : ''}); index.js: ${native.js || 'work tree'}`)
     if (native.stale) log('WARNING: src/ has changed since that build; BENCH_BUILD=1 (work tree) or BENCH_BUILD=head rebuilds it')
   }
 
   const plan = []
   for (let rep = 0; rep < reps; rep++) {
     for (const wl of workloads) {
-      const order = systems.map((_, i) => systems[(i + rep) % systems.length])
+      const these = systems.filter((s) => runsWorkload(s, wl))
+      const order = these.map((_, i) => these[(i + rep) % these.length])
       for (const s of order) plan.push({ rep, system: s, workload: wl })
     }
   }
-  log(`${plan.length} runs: ${systems.join(', ')} × ${workloads.join(', ')} × ${reps} repetition(s)${quick ? ' (quick)' : ''}`)
+  const limited = systems.filter((s) => workloads.some((wl) => !runsWorkload(s, wl)))
+  log(
+    `${plan.length} runs: ${systems.join(', ')} × ${workloads.join(', ')} × ${reps} repetition(s)${quick ? ' (quick)' : ''}` +
+      limited.map((s) => `; ${s}: ${workloads.filter((wl) => runsWorkload(s, wl)).join(', ') || 'none'} only`).join(''),
+  )
 
   const started = new Date()
   const runs = []
@@ -329,7 +386,7 @@ async function main() {
     if (server && !(await tcpReachable(server.host, server.port, 500))) {
       r = { system, workload, status: 'skipped', reason: `${server.host}:${server.port} unreachable`, wallMs: 0 }
     } else {
-      r = await runOne(system, workload, opts, env, timeoutMs)
+      r = await runOne(system, workload, opts, env, runTimeout(workload))
     }
     r.rep = rep
     runs.push(r)
@@ -368,7 +425,9 @@ async function main() {
       let extra = ''
       if (s.startsWith('jobwerk')) {
         extra =
-          `, HEAD ${git.commit}; index.js from the work tree (${git.indexJsDirty ? 'modified' : 'as committed'}); ` +
+          `, HEAD ${git.commit}; index.js ${
+            native.js ? `from ${native.js}` : `from the work tree (${git.indexJsDirty ? 'modified' : 'as committed'})`
+          }; ` +
           `addon: ${native.build}${native.source === 'work tree' ? ` (src/ ${git.rustDirty ? 'modified' : 'as committed'})` : ''}`
       }
       out.push(`- ${s} ${i.version}${i.server ? ` (${i.server})` : ''}${extra}: durability: ${i.durability}`)
@@ -395,6 +454,8 @@ async function main() {
     totalMemBytes: os.totalmem(),
     concurrency,
     params,
+    runTimeoutMs: Object.fromEntries(workloads.map((wl) => [wl, runTimeout(wl)])),
+    workloadsBySystem: Object.fromEntries(systems.map((s) => [s, workloads.filter((wl) => runsWorkload(s, wl))])),
     systems: systemInfo,
     versions: { 'p-queue': pkgVersion('p-queue'), bullmq: pkgVersion('bullmq'), ioredis: pkgVersion('ioredis'), 'pg-boss': pkgVersion('pg-boss') },
     summary,

@@ -54,6 +54,13 @@ async function main() {
   } catch (e) {
     closeError = e
   }
+  if (!error && adapter.afterClose) {
+    // Measured once the system closed (jobwerk on SQLite: the file after its final checkpoint).
+    metrics.afterClose = adapter.afterClose
+    if (workloadName === 'w4' && typeof adapter.afterClose.fileBytes === 'number' && typeof metrics.serverBytesBefore === 'number') {
+      metrics.fileBytesPerJobAfterClose = (adapter.afterClose.fileBytes - metrics.serverBytesBefore) / metrics.n
+    }
+  }
   if (error) {
     emit({ ok: false, system: systemName, workload: workloadName, error: String((error && error.stack) || error) })
     process.exitCode = 1

@@ -2,7 +2,7 @@
 // The four workloads of shared/BENCH.md, written once against the adapter
 // interface described in systems/index.js. Each returns plain JSON metrics.
 
-const { now, sleep, percentile, chunks, withTimeout, forceGc } = require('./lib/util')
+const { now, sleep, percentile, withTimeout, forceGc } = require('./lib/util')
 
 const CHUNK = 1000
 
@@ -45,16 +45,44 @@ function summarize(values, ps) {
   return out
 }
 
+/**
+ * Adds {x: 0..n-1} in chunks of CHUNK. Each chunk is made just before it is
+ * added (timed with it: ~20 µs per 1,000 objects), so the harness does not
+ * hold N job objects itself (with N = 1,000,000 that would be ~50 MB of
+ * everyone's RSS).
+ */
 async function addAllInChunks(adapter, n) {
-  const batches = chunks(n, CHUNK, (i) => ({ x: i }))
   const t0 = now()
-  for (const b of batches) await adapter.addBulk(b)
+  for (let i = 0; i < n; i += CHUNK) {
+    const b = new Array(Math.min(CHUNK, n - i))
+    for (let j = 0; j < b.length; j++) b[j] = { x: i + j }
+    await adapter.addBulk(b)
+  }
   return now() - t0
 }
 
-/** W1 throughput: bulk add N with nothing running, then process with concurrency. */
+/** Peak RSS of this process so far, bytes (resourceUsage().maxRSS is in KiB). */
+function peakRss() {
+  return process.resourceUsage().maxRSS * 1024
+}
+
+/**
+ * W1 throughput: bulk add N with nothing running, then process with
+ * concurrency. A system with flush() (jobwerk on SQLite) is flushed after the
+ * adds (timed separately: enqueue jobs/s counts accepted jobs, "+ flush"
+ * committed ones; processing then starts with nothing left to write) and again
+ * after the N-th 'completed' event: processing ends when the N completions
+ * are committed.
+ */
 async function w1(adapter, { n, timeoutMs }) {
+  const rssAtStart = process.memoryUsage().rss
   const enqueueMs = await addAllInChunks(adapter, n)
+  let enqueueFlushMs = null
+  if (adapter.flush) {
+    const t = now()
+    await adapter.flush()
+    enqueueFlushMs = now() - t
+  }
   const pending = await adapter.pendingCount()
   let firstStart = null
   let started = 0
@@ -67,18 +95,31 @@ async function w1(adapter, { n, timeoutMs }) {
   const done = counter.expect(n)
   const tStart = now()
   await adapter.startProcessing(handler, { expected: n, onCompleted: counter.onCompleted })
-  const tDone = await withTimeout(done, timeoutMs, `${n} completions (${counter.count} recorded, ${started} started)`)
+  const tEvents = await withTimeout(done, timeoutMs, `${n} completions (${counter.count} recorded, ${started} started)`)
+  let tDone = tEvents
+  if (adapter.flush) {
+    await withTimeout(adapter.flush(), timeoutMs, 'the final flush')
+    tDone = now()
+  }
   const processMs = tDone - firstStart
   return {
     n,
     pendingAfterEnqueue: pending,
     enqueueMs,
     enqueuePerSec: n / (enqueueMs / 1000),
+    enqueueFlushMs,
+    enqueueFlushedPerSec: enqueueFlushMs === null ? null : n / ((enqueueMs + enqueueFlushMs) / 1000),
     startToFirstHandlerMs: firstStart - tStart,
     processMs,
     processPerSec: n / (processMs / 1000),
+    // Up to the N-th completion event, before the final flush (= processPerSec without flush()).
+    processToEventsPerSec: n / ((tEvents - firstStart) / 1000),
+    finalFlushMs: adapter.flush ? tDone - tEvents : null,
     handlersStarted: started,
     completionsRecorded: counter.count,
+    rssAtStartBytes: rssAtStart,
+    rssAtEndBytes: process.memoryUsage().rss,
+    peakRssBytes: peakRss(),
   }
 }
 
@@ -136,13 +177,27 @@ function pick(o, keys) {
   return out
 }
 
-/** W4 memory: RSS (and server storage) per pending job; no processing. */
+/**
+ * W4 memory: RSS (and server storage / file size) per pending job; no
+ * processing. A system with flush() (jobwerk on SQLite) is flushed before the
+ * second reading, so its writer's queue is empty and the file holds every job;
+ * the RSS before that flush is kept as rssBytesPerJobBeforeFlush.
+ */
 async function w4(adapter, { n }) {
   await forceGc()
   const rss0 = process.memoryUsage().rss
   const heap0 = process.memoryUsage().heapUsed
   const srv0 = await adapter.serverBytes()
   const enqueueMs = await addAllInChunks(adapter, n)
+  let flushMs = null
+  let rssBeforeFlush = null
+  if (adapter.flush) {
+    await forceGc()
+    rssBeforeFlush = process.memoryUsage().rss
+    const t = now()
+    await adapter.flush()
+    flushMs = now() - t
+  }
   await forceGc()
   const mem1 = process.memoryUsage()
   const srv1 = await adapter.serverBytes()
@@ -152,20 +207,31 @@ async function w4(adapter, { n }) {
     pendingAfterEnqueue: pending,
     enqueueMs,
     enqueuePerSec: n / (enqueueMs / 1000),
+    flushMs,
+    enqueueFlushedPerSec: flushMs === null ? null : n / ((enqueueMs + flushMs) / 1000),
     rssBytesPerJob: (mem1.rss - rss0) / n,
+    rssBytesPerJobBeforeFlush: rssBeforeFlush === null ? null : (rssBeforeFlush - rss0) / n,
     heapBytesPerJob: (mem1.heapUsed - heap0) / n,
     serverBytesPerJob: srv0 === null || srv1 === null ? null : (srv1 - srv0) / n,
+    serverBytesBefore: srv0,
+    serverBytesAfter: srv1,
     rssBefore: rss0,
     rssAfter: mem1.rss,
+    peakRssBytes: peakRss(),
   }
 }
 
 const WORKLOADS = { w1, w2, w3, w4 }
 
-/** Parameters per workload; BENCH_QUICK shrinks them. */
-function params(quick) {
+/**
+ * Parameters per workload; BENCH_QUICK shrinks them, `w1N` (BENCH_N_W1)
+ * replaces W1's N. W1 waits for its completions up to 1 ms per job (at least
+ * 100 s); run.js gives each run 20 s more than its workload's wait.
+ */
+function params(quick, { w1N } = {}) {
+  const n1 = w1N || (quick ? 5000 : 20000)
   return {
-    w1: { n: quick ? 5000 : 20000, timeoutMs: 100000 },
+    w1: { n: n1, timeoutMs: Math.max(100000, n1) },
     w2: { n: quick ? 500 : 2000, ratePerSec: 200, timeoutMs: 30000 },
     w3: { n: quick ? 200 : 1000, ratePerSec: 200, delayMs: 500, timeoutMs: 30000 },
     w4: { n: quick ? 20000 : 100000 },

@@ -22,17 +22,34 @@
 //   async serverBytes()            server-side storage in bytes, or null for in-process systems
 //   async close()                  stops processing, deletes the queue, closes connections
 //
-// Adding a system (e.g. jobwerk on SQLite) = one more entry here.
+//   async flush()                  optional: resolves once everything added and every outcome
+//                                  recorded so far is durable (jobwerk on SQLite); the workloads
+//                                  call it where the system has it (W1 after enqueue and before
+//                                  stopping the clock, W4 before the second reading)
+//   afterClose                     optional: plain JSON the adapter sets in close() (the SQLite
+//                                  file size once checkpointed); worker.js adds it to the metrics
+//
+// Adding a system = one more entry here (and in DEFAULT_ORDER).
 
 const SYSTEMS = {
   'jobwerk-memory': () => require('./jobwerk')({ storage: 'memory' }),
-  // 'jobwerk-sqlite': () => require('./jobwerk')({ storage: 'sqlite' }),
+  'jobwerk-sqlite': () => require('./jobwerk')({ storage: 'sqlite', durability: 'normal' }),
+  'jobwerk-sqlite-full': () => require('./jobwerk')({ storage: 'sqlite', durability: 'full' }),
   'p-queue': () => require('./p-queue'),
   bullmq: () => require('./bullmq'),
   'pg-boss': () => require('./pg-boss'),
 }
 
-const DEFAULT_ORDER = ['jobwerk-memory', 'p-queue', 'bullmq', 'pg-boss']
+const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'bullmq', 'pg-boss']
+
+/**
+ * Workloads a system runs when BENCH_WORKLOADS is not given (absent: all).
+ * synchronous=FULL only changes the cost of a commit, which W1 shows; W2-W4
+ * would repeat jobwerk-sqlite's figures.
+ */
+const DEFAULT_WORKLOADS = {
+  'jobwerk-sqlite-full': ['w1'],
+}
 
 function getSystem(name) {
   const make = SYSTEMS[name]
@@ -46,4 +63,4 @@ const SERVERS = {
   'pg-boss': { host: process.env.PGHOST || '127.0.0.1', port: Number(process.env.PGPORT || 5432) },
 }
 
-module.exports = { SYSTEMS, DEFAULT_ORDER, SERVERS, getSystem }
+module.exports = { SYSTEMS, DEFAULT_ORDER, DEFAULT_WORKLOADS, SERVERS, getSystem }

@@ -355,6 +355,7 @@ impl Drop for Core {
 /// after `from_ms`, in time zone `tz` (IANA; the process's zone if absent),
 /// computed by the scheduler's own code.
 #[napi]
+#[cfg_attr(test, allow(dead_code))]
 pub fn next_cron_runs(
   expression: String,
   tz: Option<String>,
