@@ -11,6 +11,7 @@ pub mod cron;
 pub mod error;
 pub mod job;
 pub mod queue;
+pub mod scheduler;
 pub mod storage;
 
 #[cfg(feature = "napi")]
