@@ -63,6 +63,16 @@ export declare class Core {
   progress(slot: number, seq: number, json: string): boolean
   /** Moves a manual clock forward. */
   advance(ms: number): void
+  /** One manual-clock step towards `target` (epoch ms); true while steps remain. */
+  advanceTo(target: number): boolean
+  /** Adds or updates a schedule (JSON) for calculation `calc`; returns its public JSON. */
+  schedule(calc: number, json: string): string
+  /** Removes a schedule; false for unknown ids. */
+  unschedule(id: string): boolean
+  /** Enables or disables a schedule; false for unknown ids. */
+  setScheduleEnabled(id: string, enabled: boolean): boolean
+  /** The schedules matching a filter (JSON) as a JSON array. */
+  schedules(filterJson: string): string
   /** The service's clock, epoch ms. */
   now(): number
   /** Attempts running now. */

@@ -380,24 +380,118 @@ class JobManagementService extends EventEmitter {
     return JSON.parse(this._core.stats())
   }
 
-  /** With `clock: 'manual'`: moves time forward and runs what became due. */
+  /**
+   * With `clock: 'manual'`: moves time forward step by step (each delayed
+   * job, retry, timeout and schedule fire at its own time), letting the
+   * handlers that became due run between steps. Resolves when time reached
+   * `now + ms` and what became due was dispatched and (unless it waits on
+   * something else) finished.
+   */
   async advanceTime(ms) {
-    if (typeof ms !== 'number') throw invalid(`advanceTime(ms): ms must be a number, got ${typeof ms}`)
-    this._core.advance(ms)
-    this._afterFlags(this._core.poll())
-    this._pump()
-    // Let the handlers that became due run (and their outcomes settle) before
-    // resolving; a handler that waits on something else does not block this.
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+      throw invalid(`advanceTime(ms): ms must be a finite number >= 0, got ${typeof ms === 'number' ? ms : typeof ms}`)
+    }
+    const target = this._core.now() + ms
+    for (let step = 0; step < 1e6; step++) {
+      const more = this._core.advanceTo(target)
+      this._afterFlags(this._core.poll())
+      this._pump()
+      await this._settleDue()
+      if (!more) break
+    }
+  }
+
+  // Lets dispatched handlers run and their outcomes settle; a handler that
+  // waits on something else (a real timer, I/O) does not block this forever.
+  async _settleDue() {
     let lastRunning = -1
     let still = 0
     for (let i = 0; i < 10000 && still < 20; i++) {
       await new Promise(setImmediate)
       this._flush()
+      this._pump()
       const running = this._core.runningCount()
       if (running === 0) break
       still = running === lastRunning ? still + 1 : 0
       lastRunning = running
     }
+  }
+
+  // --- schedules -------------------------------------------------------------
+
+  _schedule(calculation, data, context, trigger, options) {
+    const calc = this._calcIndex(calculation, 'calculation')
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw invalid(`options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
+    }
+    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
+      throw invalid(`context must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    }
+    const spec = { ...trigger }
+    const jobOptions = {}
+    for (const [k, v] of Object.entries(options || {})) {
+      if (SCHEDULE_KEYS.has(k)) spec[k] = v
+      else jobOptions[k] = v
+    }
+    let head
+    try {
+      head = JSON.stringify(spec, optionsReplacer)
+    } catch (e) {
+      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${e && e.message}`)
+    }
+    const d = toJson(data, 'data')
+    const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
+    const o = optionsJson(jobOptions, 'options')
+    const json = `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"data":${d},"context":${c},"jobOptions":${o}}`
+    return JSON.parse(this._core.schedule(calc, json)).id
+  }
+
+  /**
+   * Runs the calculation once at `scheduledAt` (a Date or epoch ms; a past
+   * time runs at once). Returns the schedule's id.
+   */
+  scheduleCalculationJob(calculation, data, context, scheduledAt, options) {
+    return this._schedule(calculation, data, context, { kind: 'once', scheduledAt: dateMs(scheduledAt, 'scheduledAt') }, options)
+  }
+
+  /** Runs the calculation every `intervalMs` from `startAt`. Returns the schedule's id. */
+  scheduleRecurringCalculationJob(calculation, data, context, startAt, intervalMs, options) {
+    const trigger = { kind: 'interval', intervalMs }
+    if (startAt !== undefined && startAt !== null) trigger.startAt = dateMs(startAt, 'startAt')
+    if (typeof intervalMs !== 'number') throw codedError('ERR_INVALID_SCHEDULE', `intervalMs must be a number > 0, got ${typeof intervalMs}`)
+    return this._schedule(calculation, data, context, trigger, options)
+  }
+
+  /** Runs the calculation at a cron expression's times (`options.tz`: IANA zone). Returns the schedule's id. */
+  scheduleCronCalculationJob(calculation, data, context, expression, options) {
+    if (typeof expression !== 'string') {
+      const e = codedError('ERR_INVALID_CRON', `invalid cron expression (expression): must be a string, got ${typeof expression}`)
+      e.field = 'expression'
+      throw e
+    }
+    try {
+      return this._schedule(calculation, data, context, { kind: 'cron', expression }, options)
+    } catch (e) {
+      throw withCronField(e)
+    }
+  }
+
+  /** The schedules (filter: `{ kind, name, enabled }`). */
+  getScheduledJobs(filter) {
+    return JSON.parse(this._core.schedules(JSON.stringify(filter === undefined ? null : filter, optionsReplacer)))
+  }
+
+  /** Removes a schedule (jobs it already added stay). False for an unknown id. */
+  cancelScheduledJob(id) {
+    checkId(id, 'cancelScheduledJob')
+    return this._core.unschedule(id)
+  }
+
+  /** Enables or disables a schedule; re-enabling runs from now on (no replay). */
+  setScheduledJobEnabled(id, enabled) {
+    checkId(id, 'setScheduledJobEnabled')
+    if (typeof enabled !== 'boolean') throw invalid(`setScheduledJobEnabled(id, enabled): enabled must be true or false, got ${typeof enabled}`)
+    return this._core.setScheduleEnabled(id, enabled)
   }
 
   /** The service's current time (epoch ms): the manual clock's when there is one. */
@@ -590,6 +684,24 @@ class JobManagementService extends EventEmitter {
   }
 }
 
+const SCHEDULE_KEYS = new Set(['id', 'maxRuns', 'endAt', 'startAt', 'tz', 'misfire', 'maxCatchUp', 'overlap', 'enabled'])
+
+function dateMs(v, field) {
+  const t = v instanceof Date ? v.getTime() : v
+  if (typeof t !== 'number' || !Number.isFinite(t)) {
+    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${v instanceof Date ? 'Invalid Date' : String(v)}`)
+  }
+  return t
+}
+
+function withCronField(e) {
+  if (e && e.code === 'ERR_INVALID_CRON' && e.field === undefined) {
+    const m = /\(([A-Za-z]+)\)/.exec(e.message)
+    if (m) e.field = m[1]
+  }
+  return e
+}
+
 function checkId(jobId, method) {
   if (typeof jobId !== 'string') throw invalid(`${method}(jobId): jobId must be a string, got ${jobId === null ? 'null' : typeof jobId}`)
 }
@@ -614,11 +726,7 @@ function nextCronRuns(expression, options) {
   try {
     return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
   } catch (e) {
-    if (e && e.code === 'ERR_INVALID_CRON') {
-      const m = /\(([A-Za-z]+)\)/.exec(e.message)
-      if (m) e.field = m[1]
-    }
-    throw e
+    throw withCronField(e)
   }
 }
 

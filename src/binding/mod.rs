@@ -111,7 +111,10 @@ impl Core {
         }
       }
     };
+    let mut queue = queue;
+    queue.set_schedules_enabled(cfg.schedules_on);
     let engine = Engine::with_queue(queue, clock);
+    engine.set_max_sleep(cfg.check_interval_ms);
     engine.set_waker(Box::new(JsWaker(tsfn)));
     Ok(Core {
       engine,
@@ -324,6 +327,54 @@ impl Core {
       ))));
     }
     self.engine.advance(ms as u64).map_err(js_err)
+  }
+
+  /// One manual-clock step towards `target` (epoch ms); true while steps remain.
+  #[napi]
+  pub fn advance_to(&self, target: f64) -> napi::Result<bool, Code> {
+    if !(0.0..=8.64e15).contains(&target) {
+      return Err(js_err(Error::arg(format!(
+        "advanceTime: bad target time {target}"
+      ))));
+    }
+    self.engine.advance_step(target as u64).map_err(js_err)
+  }
+
+  /// Adds or updates a schedule (JSON) for calculation `calc`; returns its public JSON.
+  #[napi]
+  pub fn schedule(&self, calc: u32, json: String) -> napi::Result<String, Code> {
+    self.check_storage()?;
+    let v: Value = serde_json::from_str(&json)
+      .map_err(|e| js_err(Error::InvalidSchedule(format!("schedule is not JSON: {e}"))))?;
+    self
+      .engine
+      .with(|q, now| q.schedule(calc, &v, now))
+      .map_err(js_err)
+  }
+
+  /// Removes a schedule; false for unknown ids.
+  #[napi]
+  pub fn unschedule(&self, id: String) -> bool {
+    self.engine.with(|q, _| q.unschedule(&id))
+  }
+
+  /// Enables or disables a schedule; false for unknown ids.
+  #[napi]
+  pub fn set_schedule_enabled(&self, id: String, enabled: bool) -> bool {
+    self
+      .engine
+      .with(|q, now| q.set_schedule_enabled(&id, enabled, now))
+  }
+
+  /// The schedules matching a filter (JSON) as a JSON array.
+  #[napi]
+  pub fn schedules(&self, filter_json: String) -> napi::Result<String, Code> {
+    let v: Value = serde_json::from_str(&filter_json)
+      .map_err(|e| js_err(Error::arg(format!("filter is not JSON: {e}"))))?;
+    self
+      .engine
+      .with(|q, _| q.schedules_json(&v))
+      .map_err(js_err)
   }
 
   /// The service's clock, epoch ms.

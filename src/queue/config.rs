@@ -166,6 +166,10 @@ pub struct ServiceConfig {
   /// `Some(start)` for a manual clock starting at `start` (epoch ms).
   pub manual_clock: Option<u64>,
   pub storage: StorageConfig,
+  /// `scheduler.enabled` (default true).
+  pub schedules_on: bool,
+  /// `scheduler.checkInterval`: the longest the timer sleeps (ms).
+  pub check_interval_ms: u64,
 }
 
 /// Where jobs are kept (`config.storage`).
@@ -256,8 +260,19 @@ impl ServiceConfig {
       ],
       mk,
     )?;
-    for k in ["scheduler", "monitoring"] {
-      options::object(m.get(k), &format!("config.{k}"), mk)?;
+    options::object(m.get("monitoring"), "config.monitoring", mk)?;
+    let mut schedules_on = true;
+    let mut check_interval_ms = super::engine::MAX_SLEEP_MS;
+    if let Some(sc) = options::object(m.get("scheduler"), "config.scheduler", mk)? {
+      options::known_keys(sc, "scheduler", &["enabled", "checkInterval"], mk)?;
+      if let Some(e) = sc.get("enabled").filter(|v| !v.is_null()) {
+        schedules_on = e
+          .as_bool()
+          .ok_or_else(|| mk(format!("scheduler.enabled must be true or false, got {e}")))?;
+      }
+      if let Some(c) = sc.get("checkInterval").filter(|v| !v.is_null()) {
+        check_interval_ms = options::int(c, "scheduler.checkInterval", 1, MAX_MS, mk)? as u64;
+      }
     }
     let storage = StorageConfig::from_json(m.get("storage"))?;
     let manual_clock = match m.get("clock") {
@@ -294,6 +309,8 @@ impl ServiceConfig {
       queue: QueueConfig::from_json(m.get("queue"))?,
       manual_clock,
       storage,
+      schedules_on,
+      check_interval_ms,
     })
   }
 }

@@ -21,8 +21,9 @@ pub trait Waker: Send + Sync {
   fn wake(&self) -> bool;
 }
 
-/// The longest the timer sleeps without being told of a deadline.
-const MAX_SLEEP_MS: u64 = 60_000;
+/// The longest the timer sleeps without being told of a deadline (the
+/// default `scheduler.checkInterval`).
+pub const MAX_SLEEP_MS: u64 = 60_000;
 
 /// The process's runtime: one worker thread, so the other core stays with
 /// Node's main thread.
@@ -51,6 +52,8 @@ pub struct Engine {
   /// Bumped each time a timer task starts; an older task sees it and ends.
   timer_gen: AtomicU64,
   closed: AtomicBool,
+  /// Upper bound of one timer sleep (`scheduler.checkInterval`).
+  max_sleep_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -78,7 +81,13 @@ impl Engine {
       wake_pending: AtomicBool::new(false),
       timer_gen: AtomicU64::new(0),
       closed: AtomicBool::new(true),
+      max_sleep_ms: AtomicU64::new(MAX_SLEEP_MS),
     })
+  }
+
+  /// Bounds one timer sleep (`scheduler.checkInterval`, ms).
+  pub fn set_max_sleep(&self, ms: u64) {
+    self.max_sleep_ms.store(ms.max(1), Ordering::Release);
   }
 
   /// Sets how JavaScript is woken.
@@ -179,6 +188,31 @@ impl Engine {
     q.end_batch();
     q.plan_wake();
     Ok(())
+  }
+
+  /// One step of a manual clock towards `target`: to the next deadline (a
+  /// delayed job, a schedule's fire, a timeout) if it comes first, else to
+  /// `target`. Returns true while steps remain, so JavaScript can run what
+  /// became due between steps.
+  pub fn advance_step(&self, target: u64) -> Result<bool> {
+    if !self.clock.is_manual() {
+      return Err(Error::arg(
+        "advanceTime needs a manual clock: new JobManagementService({ clock: 'manual' })",
+      ));
+    }
+    let mut q = self.queue.lock();
+    let now = self.clock.now();
+    let next = q.plan_wake();
+    let at = if next <= target {
+      next.max(now)
+    } else {
+      target.max(now)
+    };
+    self.clock.set(at);
+    q.tick(at);
+    q.end_batch();
+    q.plan_wake();
+    Ok(at < target)
   }
 
   /// Stops the timer (the service stopped, or the JavaScript side is gone);

@@ -10,6 +10,7 @@
 mod config;
 mod engine;
 pub mod options;
+mod schedule_options;
 mod stats;
 
 pub use config::{QueueConfig, ServiceConfig, StorageConfig};
@@ -24,7 +25,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::job::{Dependencies, IdGen, Job, JobError, JobId, Priority, Status};
+use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
+pub use schedule_options::parse_schedule;
 
 /// Where the service is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,15 @@ pub enum RunState {
 #[derive(Debug, Clone)]
 struct Calc {
   defaults: JobOptions,
+}
+
+/// The schedules a store holds; unreadable ones are skipped.
+fn load_schedules(store: &dyn Store) -> Vec<Schedule> {
+  store
+    .schedules()
+    .iter()
+    .filter_map(|j| serde_json::from_str(j).ok())
+    .collect()
 }
 
 /// Why a running attempt is aborted (sent to JavaScript as a number).
@@ -106,6 +118,10 @@ pub struct Queue {
   /// `timer_dirty`.
   planned_wake: u64,
   timer_dirty: bool,
+  /// Schedules: they add jobs at their fire times.
+  scheduler: Scheduler,
+  /// `scheduler.enabled` of the config: false keeps schedules from firing.
+  schedules_on: bool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -139,6 +155,8 @@ impl Queue {
       .map(|i| json_str(names.get(i).unwrap_or("")).into())
       .collect();
     let calcs = vec![None; names.len()];
+    let mut scheduler = Scheduler::new();
+    scheduler.restore(load_schedules(&*store));
     Queue {
       next_cleanup: now.saturating_add(cfg.cleanup_interval_ms),
       cfg,
@@ -158,7 +176,14 @@ impl Queue {
       late_outcomes: 0,
       planned_wake: u64::MAX,
       timer_dirty: false,
+      scheduler,
+      schedules_on: true,
     }
+  }
+
+  /// Lets schedules fire or not (`scheduler.enabled`).
+  pub fn set_schedules_enabled(&mut self, on: bool) {
+    self.schedules_on = on;
   }
 
   /// The configuration.
@@ -191,6 +216,15 @@ impl Queue {
         self.event("failed", id, &err);
       }
     }
+    for id in self.scheduler.take_changed() {
+      if let Some(json) = self
+        .scheduler
+        .get(&id)
+        .and_then(|s| serde_json::to_string(s).ok())
+      {
+        self.store.save_schedule(&id, &json);
+      }
+    }
     self.store.end_batch();
   }
 
@@ -213,6 +247,8 @@ impl Queue {
         store.registered(i);
       }
     }
+    self.scheduler = Scheduler::new();
+    self.scheduler.restore(load_schedules(&*store));
     self.store = store;
     while self.names_json.len() < self.names.len() {
       let n = self.names_json.len() as u32;
@@ -639,6 +675,7 @@ impl Queue {
   /// attempts time out, old finished jobs are pruned when the cleanup
   /// interval has passed.
   pub fn tick(&mut self, now: u64) {
+    self.fire_schedules(now);
     // Moves delayed jobs that are due into line (so `next_due` moves on).
     let calcs = &self.calcs;
     self
@@ -681,6 +718,9 @@ impl Queue {
     }
     if self.state == RunState::Started {
       at = at.min(self.next_cleanup);
+      if self.schedules_on {
+        at = at.min(self.scheduler.next_wake().unwrap_or(u64::MAX));
+      }
     }
     self.planned_wake = at;
     self.timer_dirty = false;
@@ -844,6 +884,174 @@ impl Queue {
       self.store.kind(),
     );
     s
+  }
+
+  /// Adds or updates (same id) a schedule for calculation `calc` (JSON as
+  /// [`parse_schedule`] reads it). Returns the schedule's public JSON.
+  pub fn schedule(&mut self, calc: u32, v: &Value, now: u64) -> Result<String> {
+    if matches!(self.state, RunState::Stopping | RunState::Stopped) {
+      return Err(Error::Stopped);
+    }
+    let name = match self.calcs.get(calc as usize) {
+      Some(Some(_)) => self.names.get(calc).unwrap_or(""),
+      _ => return Err(Error::arg(format!("unknown calculation index {calc}"))),
+    };
+    let mut fallback = String::from("sched-");
+    self.ids.next(now).write_to(&mut fallback);
+    let spec = parse_schedule(v, name, fallback, self.cfg.default_backoff)?;
+    let size = spec.data.len() + spec.context.len();
+    if size > self.cfg.max_payload_bytes {
+      return Err(Error::PayloadTooLarge {
+        size,
+        max: self.cfg.max_payload_bytes,
+      });
+    }
+    let (s, _) = self.scheduler.upsert(spec, now)?;
+    let json = s.to_public_json(None);
+    if let Some(t) = self.scheduler.next_wake() {
+      self.want_wake(t);
+    }
+    Ok(json)
+  }
+
+  /// Removes a schedule (its jobs already added stay). False for unknown ids.
+  pub fn unschedule(&mut self, id: &str) -> bool {
+    let gone = self.scheduler.remove(id).is_some();
+    if gone {
+      self.store.delete_schedule(id);
+    }
+    gone
+  }
+
+  /// Enables or disables a schedule; re-enabling computes the next run from
+  /// now. False for unknown ids.
+  pub fn set_schedule_enabled(&mut self, id: &str, enabled: bool, now: u64) -> bool {
+    let found = self.scheduler.set_enabled(id, enabled, now).is_some();
+    if let Some(t) = self.scheduler.next_wake() {
+      self.want_wake(t);
+    }
+    found
+  }
+
+  /// The schedules matching `filter` (`{ kind, name, enabled }`) as a JSON array.
+  pub fn schedules_json(&self, filter: &Value) -> Result<String> {
+    let mk = Error::InvalidArgument;
+    let mut f = ScheduleFilter::default();
+    if let Some(m) = options::object(Some(filter), "filter", mk)? {
+      options::known_keys(m, "filter", &["kind", "name", "enabled"], mk)?;
+      if let Some(k) = m.get("kind").filter(|v| !v.is_null()) {
+        f.kind = Some(match k.as_str() {
+          Some("once") => ScheduleKind::Once,
+          Some("interval") => ScheduleKind::Interval,
+          Some("cron") => ScheduleKind::Cron,
+          _ => {
+            return Err(mk(format!(
+              "filter.kind must be 'once', 'interval' or 'cron', got {k}"
+            )))
+          }
+        });
+      }
+      if let Some(n) = m.get("name").filter(|v| !v.is_null()) {
+        f.calc = Some(
+          n.as_str()
+            .ok_or_else(|| mk(format!("filter.name must be a string, got {n}")))?
+            .to_string(),
+        );
+      }
+      if let Some(e) = m.get("enabled").filter(|v| !v.is_null()) {
+        f.enabled = Some(
+          e.as_bool()
+            .ok_or_else(|| mk(format!("filter.enabled must be true or false, got {e}")))?,
+        );
+      }
+    }
+    let mut out = String::from("[");
+    for (i, s) in self.scheduler.list(&f).into_iter().enumerate() {
+      if i > 0 {
+        out.push(',');
+      }
+      let status = s
+        .last_job_id
+        .as_deref()
+        .and_then(JobId::parse)
+        .and_then(|id| self.store.get(id))
+        .map(|j| j.status.as_str());
+      out.push_str(&s.to_public_json(status));
+    }
+    out.push(']');
+    Ok(out)
+  }
+
+  /// Adds the jobs of the schedules due at `now`.
+  fn fire_schedules(&mut self, now: u64) {
+    if self.state != RunState::Started || !self.schedules_on {
+      return;
+    }
+    if self.scheduler.next_wake().is_none_or(|t| t > now) {
+      return;
+    }
+    let busy: std::collections::HashSet<String> = self
+      .scheduler
+      .iter()
+      .filter(|s| {
+        s.last_job_id
+          .as_deref()
+          .and_then(JobId::parse)
+          .and_then(|id| self.store.get(id))
+          .is_some_and(|j| {
+            matches!(
+              j.status,
+              Status::Waiting | Status::Pending | Status::Running
+            )
+          })
+      })
+      .map(|s| s.id.clone())
+      .collect();
+    let fires = self.scheduler.due(now, &|id| busy.contains(id));
+    let base = self.cfg.job_defaults();
+    for f in fires {
+      let calc = self.names.intern(&f.calc);
+      while self.calcs.len() <= calc as usize {
+        let n = self.calcs.len() as u32;
+        self.calcs.push(None);
+        self
+          .names_json
+          .push(json_str(self.names.get(n).unwrap_or("")).into());
+      }
+      let opts: Value = serde_json::from_str(&f.job_options).unwrap_or(Value::Null);
+      let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff).unwrap_or_default();
+      let defaults = self.calcs[calc as usize]
+        .as_ref()
+        .map(|c| c.defaults.clone())
+        .unwrap_or_default();
+      let o = o.over(&defaults.over(&base));
+      let id = self.ids.next(now);
+      let job = Job {
+        id,
+        name: calc,
+        priority: o.priority.unwrap_or(Priority::Medium),
+        status: Status::Pending,
+        attempts: 0,
+        max_retries: o.retries.unwrap_or(0),
+        timeout_ms: o.timeout_ms.unwrap_or(0),
+        backoff: o.backoff.unwrap_or_default(),
+        gen: 0,
+        created_at: now,
+        run_at: f.fire_time.min(now),
+        started_at: 0,
+        finished_at: 0,
+        data: f.data.as_str().into(),
+        context: if f.context == "{}" {
+          "".into()
+        } else {
+          f.context.as_str().into()
+        },
+        outcome: None,
+        deps: None,
+      };
+      self.store.insert(vec![job], &self.names);
+      self.scheduler.record_job(&f.schedule_id, &id.to_string());
+    }
   }
 
   /// Checks the queue's and the store's invariants (used by tests).

@@ -170,6 +170,18 @@ pub trait Store: Send {
     Vec::new()
   }
 
+  /// Stores a schedule (JSON of [`crate::scheduler::Schedule`]), replacing
+  /// the one with the same id. Memory: nothing to do (the scheduler holds it).
+  fn save_schedule(&mut self, _id: &str, _json: &str) {}
+
+  /// Deletes a stored schedule.
+  fn delete_schedule(&mut self, _id: &str) {}
+
+  /// The schedules stored when the store was opened (JSON each).
+  fn schedules(&self) -> Vec<String> {
+    Vec::new()
+  }
+
   /// The earliest due time of a job not yet due.
   fn next_due(&self) -> Option<u64>;
 

@@ -47,7 +47,7 @@ pub struct SqliteOptions {
 }
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, one per version, applied in order in one transaction.
 const MIGRATIONS: &[&str] = &[
@@ -75,6 +75,9 @@ const MIGRATIONS: &[&str] = &[
    );",
   // 2: dependencies (`f|id,id` or `i|id,id` to ignore their failures).
   "ALTER TABLE jobwerk_jobs ADD COLUMN deps TEXT;",
+  // 3: schedules, one JSON text each. A fire and the job it creates commit
+  // in one transaction, so a crash neither loses nor doubles it.
+  "CREATE TABLE jobwerk_schedules (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
 ];
 
 /// One write, as the writer thread applies it.
@@ -92,6 +95,11 @@ enum Op {
     json: Box<str>,
   },
   Delete(Vec<i64>),
+  SaveSchedule {
+    id: Box<str>,
+    json: Box<str>,
+  },
+  DeleteSchedule(Box<str>),
 }
 
 #[derive(Debug)]
@@ -221,6 +229,8 @@ pub struct SqliteStore {
   failure: Arc<Mutex<Option<String>>>,
   /// See [`Store::take_changed`].
   changed: Vec<JobId>,
+  /// The schedules read on open.
+  schedules: Vec<String>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -425,6 +435,16 @@ fn load(
   Ok(())
 }
 
+/// Reads every schedule's JSON.
+fn load_schedules(conn: &Connection, path: &Path) -> Result<Vec<String>> {
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read the schedules of", e);
+  let mut stmt = conn
+    .prepare("SELECT body FROM jobwerk_schedules ORDER BY id")
+    .map_err(bad)?;
+  let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(bad)?;
+  rows.collect::<rusqlite::Result<Vec<String>>>().map_err(bad)
+}
+
 fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
   match op {
     Op::Insert(r) => {
@@ -483,6 +503,16 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
       conn
         .prepare_cached("UPDATE jobwerk_jobs SET progress = ?2 WHERE k = ?1")?
         .execute(params![k, &**json])?;
+    }
+    Op::SaveSchedule { id, json } => {
+      conn
+        .prepare_cached("INSERT OR REPLACE INTO jobwerk_schedules (id, body) VALUES (?1, ?2)")?
+        .execute(params![&**id, &**json])?;
+    }
+    Op::DeleteSchedule(id) => {
+      conn
+        .prepare_cached("DELETE FROM jobwerk_schedules WHERE id = ?1")?
+        .execute([&**id])?;
     }
     Op::Delete(keys) => {
       let mut stmt = conn.prepare_cached("DELETE FROM jobwerk_jobs WHERE k = ?1")?;
@@ -569,6 +599,7 @@ impl SqliteStore {
     let conn = open_connection(opts)?;
     let mut mem = MemoryStore::new();
     load(&conn, &opts.path, &mut mem, names, now)?;
+    let schedules = load_schedules(&conn, &opts.path)?;
     let (commit_tx, commits) = watch::channel(Commit::default());
     let (tx, rx) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
@@ -588,6 +619,7 @@ impl SqliteStore {
       lock: Some(lock),
       failure,
       changed: Vec::new(),
+      schedules,
     };
     store.journal_changed();
     store.recover_interrupted(now);
@@ -799,6 +831,21 @@ impl Store for SqliteStore {
 
   fn take_changed(&mut self) -> Vec<JobId> {
     std::mem::take(&mut self.changed)
+  }
+
+  fn save_schedule(&mut self, id: &str, json: &str) {
+    self.pending.push(Op::SaveSchedule {
+      id: id.into(),
+      json: json.into(),
+    });
+  }
+
+  fn delete_schedule(&mut self, id: &str) {
+    self.pending.push(Op::DeleteSchedule(id.into()));
+  }
+
+  fn schedules(&self) -> Vec<String> {
+    self.schedules.clone()
   }
 
   fn max_id(&self) -> Option<JobId> {
