@@ -96,7 +96,8 @@ export interface QueueConfig {
 
 export interface JobManagementConfig {
   queue?: QueueConfig
-  scheduler?: Record<string, unknown>
+  /** `enabled` (default true): schedules fire; `checkInterval` (ms, default 60000): the longest the timer sleeps. */
+  scheduler?: { enabled?: boolean; checkInterval?: number }
   monitoring?: Record<string, unknown>
   /** Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock). */
   storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
@@ -195,6 +196,50 @@ export interface JobManagementEvents {
   progress: [JobEvent & { progress: number | object }]
 }
 
+/** Options of a schedule; the job options (priority, timeout, retries, backoff) apply to the jobs it adds. */
+export interface ScheduleOptions extends Omit<JobOptions, 'runAt' | 'delay' | 'dependsOn' | 'onDependencyFailure'> {
+  /** Your id: scheduling the same id again updates the schedule instead of adding another. */
+  id?: string
+  /** Stop after this many runs (>= 1). */
+  maxRuns?: number
+  /** No run after this time. */
+  endAt?: Date | number
+  /** Cron: no run before this time. */
+  startAt?: Date | number
+  /** Cron: IANA time zone (default: the process's zone). */
+  tz?: string
+  /** Runs missed while the process was down: `'runOnce'` (default), `'skip'`, `'catchUp'` (at most `maxCatchUp`, default 10). */
+  misfire?: 'runOnce' | 'skip' | 'catchUp'
+  maxCatchUp?: number
+  /** Due while its previous job is still pending or running: `'skip'` (default) or `'queue'`. */
+  overlap?: 'skip' | 'queue'
+  /** Default true. */
+  enabled?: boolean
+}
+
+export interface ScheduledJob {
+  id: string
+  /** The calculation's name. */
+  name: string
+  kind: 'once' | 'interval' | 'cron'
+  expression?: string
+  tz?: string
+  intervalMs?: number
+  scheduledAt?: number
+  enabled: boolean
+  runCount: number
+  maxRuns: number | null
+  startAt: number | null
+  endAt: number | null
+  lastRunAt: number | null
+  /** null once the schedule has ended (or while disabled). */
+  nextRunAt: number | null
+  lastJobId: string | null
+  lastStatus: JobStatus | null
+  misfire: 'runOnce' | 'skip' | 'catchUp'
+  overlap: 'skip' | 'queue'
+}
+
 export declare class JobManagementService extends EventEmitter {
   constructor(config?: JobManagementConfig)
   start(): Promise<void>
@@ -209,6 +254,22 @@ export declare class JobManagementService extends EventEmitter {
   cancelJob(jobId: string): boolean
   retryJob(jobId: string): boolean
   getQueueStatistics(): QueueStatistics
+  /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */
+  scheduleCalculationJob<D>(calculation: AsyncCalculation<D>, data: D, context: CalculationContext | undefined, scheduledAt: Date | number, options?: ScheduleOptions): string
+  /** Runs every `intervalMs` from `startAt` (on a fixed grid: no drift). Returns the schedule's id. */
+  scheduleRecurringCalculationJob<D>(
+    calculation: AsyncCalculation<D>,
+    data: D,
+    context: CalculationContext | undefined,
+    startAt: Date | number,
+    intervalMs: number,
+    options?: ScheduleOptions,
+  ): string
+  /** Runs at a cron expression's times (5 fields, or 6 with seconds; names, L, W, #, @daily...). Returns the schedule's id. */
+  scheduleCronCalculationJob<D>(calculation: AsyncCalculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
+  getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
+  cancelScheduledJob(id: string): boolean
+  setScheduledJobEnabled(id: string, enabled: boolean): boolean
   advanceTime(ms: number): Promise<void>
   now(): number
   on<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
