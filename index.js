@@ -286,6 +286,8 @@ class JobManagementService extends EventEmitter {
   /** Registers a calculation's handler by name (before its jobs run). */
   registerCalculation(calculation) {
     this._calcIndex(calculation, 'calculation')
+    // Jobs of that calculation stored by an earlier run may run now.
+    this._schedulePump()
   }
 
   _calcIndex(calc, what) {

@@ -214,6 +214,9 @@ impl Core {
         })
         .map_err(js_err)?;
     }
+    if let Some(f) = self.engine.with(|q, _| q.store().failure()) {
+      return Err(js_err(Error::Storage(f)));
+    }
     self.engine.start().map_err(js_err)?;
     self.engine.wake_js();
     Ok(())

@@ -241,8 +241,26 @@ impl std::fmt::Debug for SqliteStore {
   }
 }
 
+/// The file's canonical path (the parent's, plus the name, when the file
+/// does not exist yet).
+fn canonical_path(path: &Path) -> PathBuf {
+  if let Ok(p) = fs::canonicalize(path) {
+    return p;
+  }
+  match (path.parent(), path.file_name()) {
+    (Some(dir), Some(name)) => fs::canonicalize(if dir.as_os_str().is_empty() {
+      Path::new(".")
+    } else {
+      dir
+    })
+    .map(|d| d.join(name))
+    .unwrap_or_else(|_| path.to_path_buf()),
+    _ => path.to_path_buf(),
+  }
+}
+
 /// Takes the file's lock or says who holds it.
-fn take_lock(path: &Path) -> Result<File> {
+fn take_lock(path: &Path, shown: &Path) -> Result<File> {
   let mut lock_path = path.as_os_str().to_owned();
   lock_path.push(".lock");
   let lock_path = PathBuf::from(lock_path);
@@ -252,7 +270,13 @@ fn take_lock(path: &Path) -> Result<File> {
     .create(true)
     .truncate(false)
     .open(&lock_path)
-    .map_err(|e| sql_err(&lock_path, "cannot create the lock file", e))?;
+    .map_err(|e| {
+      Error::Storage(format!(
+        "cannot create the lock file of '{}' ('{}'): {e}",
+        shown.display(),
+        lock_path.display()
+      ))
+    })?;
   match f.try_lock() {
     Ok(()) => {}
     Err(TryLockError::WouldBlock) => {
@@ -270,10 +294,10 @@ fn take_lock(path: &Path) -> Result<File> {
         "'{}' is in use by {who}: one process (and one service) per SQLite file. \
          To share jobs between app instances use PostgreSQL (storage: {{ type: 'postgres' }}); \
          otherwise give each service its own storage.path",
-        path.display()
+        shown.display()
       )));
     }
-    Err(TryLockError::Error(e)) => return Err(sql_err(&lock_path, "cannot lock", e)),
+    Err(TryLockError::Error(e)) => return Err(sql_err(shown, "cannot lock", e)),
   }
   let _ = f.set_len(0);
   let _ = f.seek(SeekFrom::Start(0));
@@ -283,7 +307,7 @@ fn take_lock(path: &Path) -> Result<File> {
 }
 
 /// Opens (creating if needed) and migrates the database.
-fn open_connection(opts: &SqliteOptions) -> Result<Connection> {
+fn open_connection(opts: &SqliteOptions, open_path: &Path) -> Result<Connection> {
   let path = &opts.path;
   if path.is_dir() {
     return Err(Error::Storage(format!(
@@ -292,7 +316,7 @@ fn open_connection(opts: &SqliteOptions) -> Result<Connection> {
     )));
   }
   let conn = Connection::open_with_flags(
-    path,
+    open_path,
     OpenFlags::SQLITE_OPEN_READ_WRITE
       | OpenFlags::SQLITE_OPEN_CREATE
       | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -318,6 +342,21 @@ fn open_connection(opts: &SqliteOptions) -> Result<Connection> {
        Upgrade jobwerk, or point storage.path at another file",
       path.display()
     )));
+  }
+  if version > 0 {
+    let ours: i64 = conn
+      .query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobwerk_jobs'",
+        [],
+        |r| r.get(0),
+      )
+      .map_err(not_ours)?;
+    if ours == 0 {
+      return Err(Error::Storage(format!(
+        "'{}' is an SQLite database of something else (user_version {version} but no jobwerk tables); it was left untouched",
+        path.display()
+      )));
+    }
   }
   if version == 0 && tables > 0 {
     return Err(Error::Storage(format!(
@@ -558,13 +597,31 @@ fn writer(
     let error = match res {
       Ok(()) => {
         if vacuum {
-          let _ = conn.execute_batch("PRAGMA incremental_vacuum");
+          // Each step of the pragma frees one page: run it to the end.
+          let _ = conn
+            .prepare("PRAGMA incremental_vacuum")
+            .and_then(|mut st| {
+              let mut rows = st.query([])?;
+              while rows.next()?.is_some() {}
+              Ok(())
+            });
         }
         None
       }
       Err(e) => {
         let _ = conn.execute_batch("ROLLBACK");
-        let msg = format!("a write to the SQLite file failed: {e}");
+        let hint = match &e {
+          rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+              f.code,
+              rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+            ) =>
+          {
+            " (is the disk full, or the file size limited?)"
+          }
+          _ => "",
+        };
+        let msg = format!("a write to the SQLite file failed: {e}{hint}");
         let mut f = failure.lock();
         if f.is_none() {
           *f = Some(msg.clone());
@@ -595,8 +652,10 @@ impl SqliteStore {
         opts.path.display()
       )));
     }
-    let lock = take_lock(&opts.path)?;
-    let conn = open_connection(opts)?;
+    // One lock per file, however the path is spelled (links, `..`).
+    let canonical = canonical_path(&opts.path);
+    let lock = take_lock(&canonical, &opts.path)?;
+    let conn = open_connection(opts, &canonical)?;
     let mut mem = MemoryStore::new();
     load(&conn, &opts.path, &mut mem, names, now)?;
     let schedules = load_schedules(&conn, &opts.path)?;
