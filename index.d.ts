@@ -197,7 +197,7 @@ export interface JobManagementEvents {
 }
 
 /** Options of a schedule; the job options (priority, timeout, retries, backoff) apply to the jobs it adds. */
-export interface ScheduleOptions extends Omit<JobOptions, 'runAt' | 'delay' | 'dependsOn' | 'onDependencyFailure'> {
+export interface ScheduleOptions extends Omit<JobOptions, 'runAt' | 'delay'> {
   /** Your id: scheduling the same id again updates the schedule instead of adding another. */
   id?: string
   /** Stop after this many runs (>= 1). */

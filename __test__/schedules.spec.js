@@ -185,6 +185,26 @@ test('bad schedules are coded errors naming the field', () => {
   expect(s.getScheduledJobs()).toEqual([])
 })
 
+test('a schedule with dependsOn adds jobs that wait for those jobs; unknown ids are refused', async () => {
+  const s = manual()
+  await s.start()
+  const order = []
+  let release
+  const gate = new Promise((r) => (release = r))
+  const first = s.addCalculationJob({ name: 'import', timeout: 0, calculate: async () => { await gate; order.push('import'); return 1 } }, {})
+  s.scheduleCalculationJob({ name: 'table', calculate: () => order.push('table') }, {}, {}, T0 + 60e3, { dependsOn: [first] })
+  await s.advanceTime(2 * 60e3)
+  const [sched] = s.getScheduledJobs()
+  expect(s.getJobStatus(sched.lastJobId).status).toBe('waiting')
+  release()
+  await waitFor(() => order.length === 2)
+  expect(order).toEqual(['import', 'table'])
+  expect(() => s.scheduleCronCalculationJob({ name: 't', calculate: () => 1 }, {}, {}, '* * * * *', { dependsOn: ['01a22572-de9e-7000-a52f-8c5acf718cbf'] })).toThrow(
+    expect.objectContaining({ code: 'ERR_DEPENDENCY_NOT_FOUND' }),
+  )
+  expect(s.getScheduledJobs()).toHaveLength(1)
+})
+
 test('real time: a job due in 200 ms starts within 20 ms of its time', async () => {
   const s = tracker.create()
   let startedAt = 0

@@ -899,6 +899,11 @@ impl Queue {
     let mut fallback = String::from("sched-");
     self.ids.next(now).write_to(&mut fallback);
     let spec = parse_schedule(v, name, fallback, self.cfg.default_backoff)?;
+    // dependsOn: checked now (unknown ids are refused before anything is
+    // written); each job the schedule adds waits for them.
+    let opts: Value = serde_json::from_str(&spec.job_options).unwrap_or(Value::Null);
+    let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff)?;
+    self.dependencies(&o, 0, 1)?;
     let size = spec.data.len() + spec.context.len();
     if size > self.cfg.max_payload_bytes {
       return Err(Error::PayloadTooLarge {
@@ -1025,6 +1030,17 @@ impl Queue {
         .map(|c| c.defaults.clone())
         .unwrap_or_default();
       let o = o.over(&defaults.over(&base));
+      // Dependencies pruned since the schedule was made count as done.
+      let deps = (!o.depends_on.is_empty()).then(|| {
+        Box::new(Dependencies {
+          ids: o
+            .depends_on
+            .iter()
+            .filter_map(|s| JobId::parse(s))
+            .collect(),
+          ignore_failure: o.ignore_dependency_failure,
+        })
+      });
       let id = self.ids.next(now);
       let job = Job {
         id,
@@ -1047,7 +1063,7 @@ impl Queue {
           f.context.as_str().into()
         },
         outcome: None,
-        deps: None,
+        deps,
       };
       self.store.insert(vec![job], &self.names);
       self.scheduler.record_job(&f.schedule_id, &id.to_string());
