@@ -31,7 +31,7 @@ const path = require('node:path')
 const { DEFAULT_ORDER, DEFAULT_WORKLOADS, SYSTEMS, SERVERS } = require('./systems')
 const { DIR_PREFIX: SQLITE_DIR_PREFIX } = require('./systems/jobwerk')
 const { params: workloadParams } = require('./workloads')
-const { median, tcpReachable } = require('./lib/util')
+const { median, tcpReachable, hostCpuMs } = require('./lib/util')
 const { ROOT, pkgVersion } = require('./lib/pkg')
 
 const HERE = __dirname
@@ -67,8 +67,11 @@ function buildRelease(mode) {
   const targetDir = path.join(os.tmpdir(), 'jobwerk-bench-target')
   if (mode === 'head') {
     const { commit } = gitInfo()
+    // Earlier snapshots are not needed any more (the target dir is kept for speed).
+    for (const e of fs.readdirSync(os.tmpdir())) {
+      if (e.startsWith('jobwerk-bench-src-')) fs.rmSync(path.join(os.tmpdir(), e), { recursive: true, force: true })
+    }
     cwd = path.join(os.tmpdir(), `jobwerk-bench-src-${commit}`)
-    fs.rmSync(cwd, { recursive: true, force: true })
     fs.mkdirSync(cwd, { recursive: true })
     const tar = execFileSync('git', ['archive', '--format=tar', 'HEAD'], { cwd: ROOT, maxBuffer: 1 << 30 })
     const r = spawnSync('tar', ['-x', '-C', cwd], { input: tar })
@@ -164,6 +167,7 @@ function gitInfo() {
 function runOne(system, workload, opts, env, timeoutMs) {
   return new Promise((resolve) => {
     const t0 = Date.now()
+    const cpu0 = hostCpuMs()
     const child = spawn(process.execPath, ['--expose-gc', path.join(HERE, 'worker.js'), system, workload, JSON.stringify(opts)], {
       cwd: ROOT,
       env,
@@ -196,11 +200,20 @@ function runOne(system, workload, opts, env, timeoutMs) {
         r = lines.length ? JSON.parse(lines[lines.length - 1]) : null
       } catch {}
       const base = { system, workload, wallMs, exitCode: code, signal }
+      const cpu1 = hostCpuMs()
       if (timedOut) return resolve({ ...base, status: 'timeout', error: `timed out after ${timeoutMs} ms`, stderr: err.slice(-2000) })
       if (!r) return resolve({ ...base, status: 'error', error: `no result line (exit ${code}${signal ? `, ${signal}` : ''})`, stderr: err.slice(-2000) })
       if (r.skipped) return resolve({ ...base, status: 'skipped', reason: r.reason })
       if (!r.ok) return resolve({ ...base, status: 'error', error: r.error, stderr: err.slice(-2000) })
-      resolve({ ...base, status: 'ok', lingered: code === 3, info: r.info, metrics: r.metrics, closeError: r.closeError })
+      // CPU the rest of the machine used meanwhile (Redis / PostgreSQL included):
+      // the host's busy time over the run less the worker's own.
+      let host = null
+      if (cpu0 && cpu1 && r.cpu) {
+        const busyMs = cpu1.busyMs - cpu0.busyMs
+        const otherMs = Math.max(0, busyMs - r.cpu.processMs)
+        host = { busyMs, workerMs: r.cpu.processMs, otherMs, otherCores: otherMs / wallMs }
+      }
+      resolve({ ...base, status: 'ok', lingered: code === 3, info: r.info, metrics: r.metrics, cpu: r.cpu, host, closeError: r.closeError })
     })
   })
 }
@@ -323,7 +336,10 @@ function progressText(r) {
       }, enqueue ${f(m.enqueuePerSec)}/s`
       break
   }
-  return `ok ${s}${r.lingered ? ' [did not exit by itself]' : ''}`
+  const t = r.cpu && r.cpu.threadsMs
+  const wait = t && typeof t['main (waiting for a CPU)'] === 'number' ? `, main thread waited ${fmt((100 * t['main (waiting for a CPU)']) / r.wallMs)}% of the run for a CPU` : ''
+  const other = r.host ? ` [others ${r.host.otherCores.toFixed(2)} cores${wait}]` : ''
+  return `ok ${s}${r.lingered ? ' [did not exit by itself]' : ''}${other}`
 }
 
 // --- main -----------------------------------------------------------------------
@@ -424,14 +440,23 @@ async function main() {
     if (i.version) {
       let extra = ''
       if (s.startsWith('jobwerk')) {
+        const snapshot = native.source && native.source.startsWith('HEAD') ? native.source.slice(5) : null
         extra =
-          `, HEAD ${git.commit}; index.js ${
+          `, HEAD ${git.commit}${snapshot && snapshot !== git.commit ? ` (measured: the ${snapshot} snapshot)` : ''}; index.js ${
             native.js ? `from ${native.js}` : `from the work tree (${git.indexJsDirty ? 'modified' : 'as committed'})`
           }; ` +
           `addon: ${native.build}${native.source === 'work tree' ? ` (src/ ${git.rustDirty ? 'modified' : 'as committed'})` : ''}`
       }
       out.push(`- ${s} ${i.version}${i.server ? ` (${i.server})` : ''}${extra}: durability: ${i.durability}`)
     } else out.push(`- ${s}: ${i.status}`)
+  }
+  const loads = runs.filter((r) => r.host && !SERVERS[r.system]).map((r) => r.host.otherCores)
+  if (loads.length > 0) {
+    const mean = loads.reduce((a, b) => a + b, 0) / loads.length
+    out.push(
+      `- Other processes' CPU during the in-process runs: ${mean.toFixed(2)} cores on average, ${Math.max(...loads).toFixed(2)} at most, of ${os.cpus().length}` +
+        `${mean > 0.25 ? ' (the machine was busy: these figures are low and noisy)' : ''}.`,
+    )
   }
   const bad = runs.filter((r) => r.status === 'error' || r.status === 'timeout')
   for (const r of bad) out.push(`- FAILED rep ${r.rep + 1} ${r.workload} ${r.system}: ${String(r.error).split('\n')[0]}`)

@@ -9,7 +9,7 @@
 
 const { getSystem } = require('./systems')
 const { WORKLOADS } = require('./workloads')
-const { tcpReachable } = require('./lib/util')
+const { tcpReachable, threadCpuMs } = require('./lib/util')
 
 const LINGER_MS = 10000
 
@@ -48,6 +48,8 @@ async function main() {
   } catch (e) {
     error = e
   }
+  // Before close: the SQLite writer thread ends with it.
+  const threads = threadCpuMs()
   let closeError = null
   try {
     await adapter.close()
@@ -71,9 +73,16 @@ async function main() {
       workload: workloadName,
       info: adapter.info,
       metrics,
+      cpu: cpuReport(threads),
       closeError: closeError ? String(closeError.message || closeError) : undefined,
     })
   }
+}
+
+/** This process's CPU time (all threads, ended ones included) and, per live thread, before close. */
+function cpuReport(threads) {
+  const u = process.cpuUsage()
+  return { processMs: (u.user + u.system) / 1000, threadsMs: threads }
 }
 
 // Exit by ourselves; report what kept us alive otherwise.

@@ -158,17 +158,23 @@ async function paced(adapter, { n, ratePerSec, delayMs, timeoutMs }) {
   const lat = new Array(n)
   for (let i = 0; i < n; i++) lat[i] = startAt[i] - addAt[i] - (delayMs || 0)
   if (lat.some((v) => !Number.isFinite(v))) throw new Error('some handler start was not recorded')
-  return { n, ratePerSec, achievedRatePerSec: n / (addSpanMs / 1000), delayMs: delayMs || 0, ...summarize(lat, [50, 95, 99]) }
+  // The five worst, with when they were added (ms after the first add): to
+  // line tail latencies up with what else happened (GC, a WAL checkpoint).
+  const worst = lat
+    .map((ms, i) => ({ i, atMs: addAt[i] - t0, ms }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 5)
+  return { n, ratePerSec, achievedRatePerSec: n / (addSpanMs / 1000), delayMs: delayMs || 0, worst, ...summarize(lat, [50, 95, 99]) }
 }
 
 async function w2(adapter, { n, ratePerSec, timeoutMs }) {
   const r = await paced(adapter, { n, ratePerSec, delayMs: 0, timeoutMs })
-  return { n: r.n, ratePerSec, achievedRatePerSec: r.achievedRatePerSec, latencyMs: pick(r, ['p50', 'p95', 'p99', 'max', 'min', 'mean']) }
+  return { n: r.n, ratePerSec, achievedRatePerSec: r.achievedRatePerSec, latencyMs: pick(r, ['p50', 'p95', 'p99', 'max', 'min', 'mean']), worst: r.worst }
 }
 
 async function w3(adapter, { n, ratePerSec, delayMs, timeoutMs }) {
   const r = await paced(adapter, { n, ratePerSec, delayMs, timeoutMs })
-  return { n: r.n, ratePerSec, achievedRatePerSec: r.achievedRatePerSec, delayMs, latenessMs: pick(r, ['p50', 'p95', 'p99', 'max', 'min', 'mean']) }
+  return { n: r.n, ratePerSec, achievedRatePerSec: r.achievedRatePerSec, delayMs, latenessMs: pick(r, ['p50', 'p95', 'p99', 'max', 'min', 'mean']), worst: r.worst }
 }
 
 function pick(o, keys) {

@@ -72,4 +72,55 @@ async function forceGc() {
   }
 }
 
-module.exports = { now, sleep, tcpReachable, percentile, median, chunks, withTimeout, forceGc }
+const fs = require('node:fs')
+const TICK_MS = 10 // USER_HZ = 100 on Linux
+
+/** The host's CPU time since boot from /proc/stat, ms summed over cores (null off Linux). */
+function hostCpuMs() {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
+    const idle = f[3] + f[4]
+    return { busyMs: (total - idle) * TICK_MS, totalMs: total * TICK_MS }
+  } catch {
+    return null
+  }
+}
+
+/**
+ * CPU time of this process's live threads by thread name, ms (Linux), and the
+ * time each spent runnable but waiting for a CPU (a busy machine): `main` is
+ * node's main thread (JavaScript), `node` V8's helpers, `jobwerk` jobwerk's
+ * tokio runtime, `jobwerk-sqlite` its SQLite writer, `tokio-rt-worker` napi's.
+ * Threads that already ended are not listed (process.cpuUsage() has them).
+ */
+function threadCpuMs() {
+  const out = {}
+  try {
+    for (const t of fs.readdirSync('/proc/self/task')) {
+      let stat
+      try {
+        stat = fs.readFileSync(`/proc/self/task/${t}/stat`, 'utf8')
+      } catch {
+        continue
+      }
+      const open = stat.indexOf('(')
+      const close = stat.lastIndexOf(')')
+      const name = t === String(process.pid) ? 'main' : stat.slice(open + 1, close).replace(/[0-9]+$/, '#')
+      const f = stat.slice(close + 2).split(' ')
+      const ms = (Number(f[11]) + Number(f[12])) * TICK_MS
+      out[name] = (out[name] || 0) + ms
+      // schedstat: ns on CPU, ns runnable but waiting for a CPU, timeslices.
+      try {
+        const w = Number(fs.readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[1]) / 1e6
+        out[`${name} (waiting for a CPU)`] = Math.round((out[`${name} (waiting for a CPU)`] || 0) + w)
+      } catch {}
+    }
+  } catch {
+    return null
+  }
+  return out
+}
+
+module.exports = { now, sleep, tcpReachable, percentile, median, chunks, withTimeout, forceGc, hostCpuMs, threadCpuMs }
