@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cron;
 pub mod error;
 pub mod job;
+pub mod monitor;
 pub mod queue;
 pub mod scheduler;
 pub mod storage;

@@ -39,7 +39,7 @@ impl Default for Histogram {
 }
 
 /// The bucket of a value (ms).
-fn bucket(v: f64) -> usize {
+pub(crate) fn bucket(v: f64) -> usize {
   if v.is_nan() || v < MIN_MS {
     return 0;
   }
@@ -53,9 +53,16 @@ fn bucket(v: f64) -> usize {
 
 impl Histogram {
   /// Counts one value (ms). O(1).
+  #[cfg(test)]
   pub(crate) fn record(&mut self, v: f64) {
+    self.record_in(bucket(v), v);
+  }
+
+  /// Counts one value whose [`bucket`] the caller computed (so one value
+  /// counted in several histograms takes one logarithm).
+  pub(crate) fn record_in(&mut self, b: usize, v: f64) {
     let v = if v.is_finite() && v > 0.0 { v } else { 0.0 };
-    self.counts[bucket(v)] += 1;
+    self.counts[b.min(BUCKETS - 1)] += 1;
     self.count += 1;
     self.sum += v;
     self.min = self.min.min(v);
@@ -137,6 +144,9 @@ mod tests {
     assert_eq!(bucket(0.0), 0);
     assert_eq!(bucket(f64::NAN), 0);
     assert_eq!(bucket(1e12), BUCKETS - 1);
-    assert!(bucket(3_600_000.0) < BUCKETS - 1, "one hour has a log bucket");
+    assert!(
+      bucket(3_600_000.0) < BUCKETS - 1,
+      "one hour has a log bucket"
+    );
   }
 }
