@@ -73,6 +73,23 @@ export declare class Core {
   setScheduleEnabled(id: string, enabled: boolean): boolean
   /** The schedules matching a filter (JSON) as a JSON array. */
   schedules(filterJson: string): string
+  /**
+   * A monitor view as JSON (`health`, `performance`, `summary`, `series`,
+   * `alerts`, `rules`), or null when monitoring is disabled.
+   */
+  monitor(what: string): string | null
+  /** Prometheus text exposition, or null when monitoring is disabled. */
+  prometheus(): string | null
+  /** Acknowledges an alert; false for unknown ids. */
+  acknowledgeAlert(id: string, by: string): boolean
+  /** Resolves an alert by hand; false for unknown or resolved ids. */
+  resolveAlert(id: string): boolean
+  /** The alert history (filter as JSON), or null when monitoring is disabled. */
+  alertHistory(filterJson: string): string | null
+  /** Adds an alert rule (JSON); returns its id. */
+  addAlertRule(ruleJson: string): string
+  /** Removes an alert rule; false for unknown ids. */
+  removeAlertRule(id: string): boolean
   /** The service's clock, epoch ms. */
   now(): number
   /** Attempts running now. */

@@ -24,6 +24,7 @@ try {
   throw err
 }
 
+const VERSION = require('./package.json').version
 const JOB_EVENTS = new Set(['completed', 'failed', 'retrying', 'timedOut', 'cancelled'])
 const MAX_TAKE = 1024
 // Batches run back to back from microtasks before yielding to the event loop.
@@ -188,13 +189,26 @@ class JobManagementService extends EventEmitter {
     if (cfg.unref !== undefined && typeof cfg.unref !== 'boolean') {
       throw codedError('ERR_INVALID_CONFIG', 'config.unref must be true or false')
     }
+    // The logger (e.g. strapi.log) stays in JS: it is where the log channel writes.
+    let logger = console
+    let toRust = cfg
+    if (cfg.monitoring && typeof cfg.monitoring === 'object' && cfg.monitoring.logger !== undefined) {
+      logger = cfg.monitoring.logger
+      if (logger === null || typeof logger !== 'object' || ['info', 'warn', 'error'].some((k) => typeof logger[k] !== 'function')) {
+        throw codedError('ERR_INVALID_CONFIG', 'monitoring.logger must be an object with info, warn and error functions (e.g. strapi.log)')
+      }
+      const { logger: _omit, ...monitoring } = cfg.monitoring
+      toRust = { ...cfg, monitoring }
+    }
     let json
     try {
-      json = JSON.stringify(cfg, optionsReplacer)
+      json = JSON.stringify(toRust, optionsReplacer)
     } catch (e) {
       throw codedError('ERR_INVALID_CONFIG', `config cannot be read: ${e && e.message}`)
     }
     this._core = new native.Core(json, () => this._onWake())
+    this._logger = logger
+    this._startedAt = null
     this._unref = cfg.unref === true
     this._state = 'idle'
     this._calcs = []
@@ -227,6 +241,7 @@ class JobManagementService extends EventEmitter {
     if (this._state === 'stopping') throw codedError('ERR_STOPPED', 'the service is stopping; await stop() before start()')
     this._core.start()
     this._state = 'started'
+    this._startedAt = Date.now()
     this._pump()
     this._afterFlags(this._core.poll())
   }
@@ -417,6 +432,97 @@ class JobManagementService extends EventEmitter {
       still = running === lastRunning ? still + 1 : 0
       lastRunning = running
     }
+  }
+
+  // --- monitoring ------------------------------------------------------------
+
+  _monitor(what) {
+    const s = this._core.monitor(what)
+    return s == null ? null : JSON.parse(s)
+  }
+
+  /** State, uptime, storage, scheduler, workers, counts per status, active alerts, version. */
+  getSystemStatus() {
+    const q = this.getQueueStatistics()
+    const alerts = this._monitor('alerts')
+    return {
+      status: this._state,
+      startedAt: this._startedAt,
+      uptimeMs: this._startedAt === null || this._state !== 'started' ? 0 : Date.now() - this._startedAt,
+      storage: { type: q.storage, state: q.storage === 'memory' ? 'ok' : this._state === 'stopped' ? 'closed' : 'open' },
+      scheduler: { schedules: this.getScheduledJobs().length },
+      workers: { max: q.maxWorkers, busy: q.activeWorkers, utilization: q.workerUtilization },
+      jobs: { waiting: q.waiting, pending: q.pending, running: q.running, completed: q.completed, failed: q.failed, timeout: q.timeout, cancelled: q.cancelled, total: q.total },
+      monitoring: alerts !== null,
+      activeAlerts: alerts === null ? 0 : alerts.length,
+      version: VERSION,
+    }
+  }
+
+  /** `{ overall, queue, workers, performance, errors }` with the figures behind each; null when monitoring is disabled. */
+  getSystemHealth() {
+    const h = this._monitor('health')
+    if (h === null) return null
+    const { dimensions, ...rest } = h
+    return { overall: h.overall !== undefined ? h.overall : h.status, ...dimensions, ...rest }
+  }
+
+  /** Totals and rates over the retention window, the last minute and the last hour. */
+  getJobExecutionSummary() {
+    return this._monitor('summary')
+  }
+
+  /** Per calculation: counts, success rate, duration percentiles, wait times, last run, trend. */
+  getPerformanceMetrics() {
+    return this._monitor('performance')
+  }
+
+  /** Queue length, throughput and utilization as time series (per second, per minute). */
+  getQueueTrends() {
+    return this._monitor('series')
+  }
+
+  getActiveAlerts() {
+    return this._monitor('alerts') || []
+  }
+
+  acknowledgeAlert(alertId, acknowledgedBy) {
+    checkId(alertId, 'acknowledgeAlert')
+    if (typeof acknowledgedBy !== 'string' || acknowledgedBy.length === 0) {
+      throw invalid('acknowledgeAlert(alertId, acknowledgedBy): acknowledgedBy must be a non-empty string')
+    }
+    return this._core.acknowledgeAlert(alertId, acknowledgedBy)
+  }
+
+  resolveAlert(alertId) {
+    checkId(alertId, 'resolveAlert')
+    return this._core.resolveAlert(alertId)
+  }
+
+  /** Resolved and active alerts, newest first (filter: `{ ruleId, severity, calculation, status, since, until, limit }`). */
+  getAlertHistory(filter) {
+    const s = this._core.alertHistory(JSON.stringify(filter === undefined ? null : filter, optionsReplacer))
+    return s == null ? [] : JSON.parse(s)
+  }
+
+  /** Adds an alert rule `{ id?, metric, operator, threshold, window?, severity?, cooldownMs?, channels?, calculation? }`; returns its id. */
+  addAlertRule(rule) {
+    if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw invalid('addAlertRule(rule): rule must be an object')
+    return this._core.addAlertRule(JSON.stringify(rule, optionsReplacer))
+  }
+
+  removeAlertRule(ruleId) {
+    checkId(ruleId, 'removeAlertRule')
+    return this._core.removeAlertRule(ruleId)
+  }
+
+  getAlertRules() {
+    return this._monitor('rules') || []
+  }
+
+  /** The Prometheus text exposition format, ready to serve from a route ('' when monitoring is disabled). */
+  getPrometheusMetrics() {
+    return this._core.prometheus() || ''
   }
 
   // --- schedules -------------------------------------------------------------
@@ -646,6 +752,10 @@ class JobManagementService extends EventEmitter {
       }
     }
     for (const [kind, jobId, name, attempt, extra] of events) {
+      if (kind === 'alert' || kind === 'alertResolved') {
+        this._alertEvent(kind, extra)
+        continue
+      }
       let payload
       switch (kind) {
         case 'completed':
@@ -662,6 +772,20 @@ class JobManagementService extends EventEmitter {
       }
       this._emitSafely(kind, payload)
     }
+  }
+
+  _alertEvent(kind, alert) {
+    if (kind === 'alert' && Array.isArray(alert.channels) && alert.channels.includes('log')) {
+      const line = `jobwerk alert [${alert.severity}] ${alert.name}: ${alert.message}`
+      try {
+        if (alert.severity === 'critical') this._logger.error(line)
+        else if (alert.severity === 'warning') this._logger.warn(line)
+        else this._logger.info(line)
+      } catch (e) {
+        process.emitWarning(`jobwerk: the logger threw: ${e && e.message}`)
+      }
+    }
+    this._emitSafely(kind, alert)
   }
 
   _emitSafely(event, payload) {

@@ -74,7 +74,7 @@ describe('invalid config', () => {
     [{ storage: { type: 'redis' } }, 'config.storage.type'],
     [{ storage: 'sqlite' }, 'config.storage'],
     [{ scheduler: 5 }, 'config.scheduler'],
-    [{ monitoring: 'on' }, 'config.monitoring'],
+    [{ monitoring: 'on' }, 'monitoring must be an object'],
     [{ unref: 'yes' }, 'unref'],
     [{ unref: 1 }, 'unref'],
   ])('%j -> ERR_INVALID_CONFIG naming %s', (cfg, key) => {

@@ -113,6 +113,7 @@ impl Core {
     };
     let mut queue = queue;
     queue.set_schedules_enabled(cfg.schedules_on);
+    queue.set_monitor(cfg.monitoring, cfg.manual_clock.is_some(), now);
     let engine = Engine::with_queue(queue, clock);
     engine.set_max_sleep(cfg.check_interval_ms);
     engine.set_waker(Box::new(JsWaker(tsfn)));
@@ -378,6 +379,82 @@ impl Core {
       .engine
       .with(|q, _| q.schedules_json(&v))
       .map_err(js_err)
+  }
+
+  /// A monitor view as JSON (`health`, `performance`, `summary`, `series`,
+  /// `alerts`, `rules`), or null when monitoring is disabled.
+  #[napi]
+  pub fn monitor(&self, what: String) -> Option<String> {
+    self.engine.with(|q, now| {
+      let m = q.monitor()?;
+      Some(match what.as_str() {
+        "health" => m.health_json(now),
+        "performance" => m.performance_json(now),
+        "summary" => m.summary_json(now),
+        "series" => m.series_json(now),
+        "alerts" => m.active_alerts_json(),
+        "rules" => m.rules_json(),
+        _ => return None,
+      })
+    })
+  }
+
+  /// Prometheus text exposition, or null when monitoring is disabled.
+  #[napi]
+  pub fn prometheus(&self) -> Option<String> {
+    self.engine.with(|q, now| q.prometheus(now))
+  }
+
+  /// Acknowledges an alert; false for unknown ids.
+  #[napi]
+  pub fn acknowledge_alert(&self, id: String, by: String) -> bool {
+    self.engine.with(|q, now| {
+      q.monitor_mut()
+        .is_some_and(|m| m.acknowledge(&id, &by, now))
+    })
+  }
+
+  /// Resolves an alert by hand; false for unknown or resolved ids.
+  #[napi]
+  pub fn resolve_alert(&self, id: String) -> bool {
+    self
+      .engine
+      .with(|q, now| q.monitor_mut().is_some_and(|m| m.resolve(&id, now)))
+  }
+
+  /// The alert history (filter as JSON), or null when monitoring is disabled.
+  #[napi]
+  pub fn alert_history(&self, filter_json: String) -> napi::Result<Option<String>, Code> {
+    let v: Value = serde_json::from_str(&filter_json)
+      .map_err(|e| js_err(Error::arg(format!("filter is not JSON: {e}"))))?;
+    self
+      .engine
+      .with(|q, _| q.monitor().map(|m| m.history_json(&v)).transpose())
+      .map_err(js_err)
+  }
+
+  /// Adds an alert rule (JSON); returns its id.
+  #[napi]
+  pub fn add_alert_rule(&self, rule_json: String) -> napi::Result<String, Code> {
+    let v: Value = serde_json::from_str(&rule_json)
+      .map_err(|e| js_err(Error::arg(format!("rule is not JSON: {e}"))))?;
+    self
+      .engine
+      .with(|q, _| match q.monitor_mut() {
+        Some(m) => m.add_rule(&v),
+        None => Err(Error::arg(
+          "monitoring is disabled (monitoring.enabled: false)",
+        )),
+      })
+      .map_err(js_err)
+  }
+
+  /// Removes an alert rule; false for unknown ids.
+  #[napi]
+  pub fn remove_alert_rule(&self, id: String) -> bool {
+    self
+      .engine
+      .with(|q, now| q.monitor_mut().is_some_and(|m| m.remove_rule(&id, now)))
   }
 
   /// The service's clock, epoch ms.

@@ -59,6 +59,9 @@ pub struct MonitorConfig {
   /// `enabled`: whether the service records metrics at all (the monitor
   /// itself does not check it; the caller skips calls when it is false).
   pub enabled: bool,
+  /// `healthCheckInterval` (ms, default 30000): how often alert rules are
+  /// evaluated (and, with a manual clock, how often the queue is sampled).
+  pub health_check_interval_ms: u64,
   /// `performanceThresholds`.
   pub thresholds: Thresholds,
   /// `alerting.enabled`: when false, [`super::Monitor::evaluate`] fires nothing.
@@ -83,6 +86,7 @@ impl Default for MonitorConfig {
   fn default() -> Self {
     MonitorConfig {
       enabled: true,
+      health_check_interval_ms: 30_000,
       thresholds: Thresholds::default(),
       alerting_enabled: true,
       default_rules: true,
@@ -221,11 +225,26 @@ impl MonitorConfig {
     known_keys(
       m,
       "monitoring",
-      &["enabled", "performanceThresholds", "alerting", "retention"],
+      &[
+        "enabled",
+        "healthCheckInterval",
+        "performanceThresholds",
+        "alerting",
+        "retention",
+      ],
       mk,
     )?;
     if let Some(e) = get(m, "enabled") {
       c.enabled = boolean(e, "monitoring.enabled", mk)?;
+    }
+    if let Some(h) = get(m, "healthCheckInterval") {
+      c.health_check_interval_ms = crate::queue::options::int(
+        h,
+        "monitoring.healthCheckInterval",
+        100,
+        i32::MAX as i64,
+        mk,
+      )? as u64;
     }
     if let Some(t) = object(
       m.get("performanceThresholds"),

@@ -160,7 +160,7 @@ mod tests {
 }
 
 /// The whole service's configuration as far as the core reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
   pub queue: QueueConfig,
   /// `Some(start)` for a manual clock starting at `start` (epoch ms).
@@ -170,6 +170,8 @@ pub struct ServiceConfig {
   pub schedules_on: bool,
   /// `scheduler.checkInterval`: the longest the timer sleeps (ms).
   pub check_interval_ms: u64,
+  /// The `monitoring` section.
+  pub monitoring: crate::monitor::MonitorConfig,
 }
 
 /// Where jobs are kept (`config.storage`).
@@ -260,7 +262,7 @@ impl ServiceConfig {
       ],
       mk,
     )?;
-    options::object(m.get("monitoring"), "config.monitoring", mk)?;
+    let monitoring = crate::monitor::MonitorConfig::from_json(m.get("monitoring"))?;
     let mut schedules_on = true;
     let mut check_interval_ms = super::engine::MAX_SLEEP_MS;
     if let Some(sc) = options::object(m.get("scheduler"), "config.scheduler", mk)? {
@@ -311,6 +313,7 @@ impl ServiceConfig {
       storage,
       schedules_on,
       check_interval_ms,
+      monitoring,
     })
   }
 }

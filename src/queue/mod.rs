@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::job::{Dependencies, IdGen, Job, JobError, JobId, Priority, Status};
+use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
 pub use schedule_options::parse_schedule;
@@ -122,6 +123,14 @@ pub struct Queue {
   scheduler: Scheduler,
   /// `scheduler.enabled` of the config: false keeps schedules from firing.
   schedules_on: bool,
+  /// Metrics, health and alerts; `None` with `monitoring.enabled: false`.
+  monitor: Option<Box<Monitor>>,
+  /// When the monitor next samples the queue and evaluates its rules.
+  next_sample: u64,
+  next_evaluate: u64,
+  /// Sampling period (1 s; the health-check interval with a manual clock).
+  sample_ms: u64,
+  evaluate_ms: u64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -178,7 +187,116 @@ impl Queue {
       timer_dirty: false,
       scheduler,
       schedules_on: true,
+      monitor: None,
+      next_sample: u64::MAX,
+      next_evaluate: u64::MAX,
+      sample_ms: 1_000,
+      evaluate_ms: 30_000,
     }
+  }
+
+  /// Turns the monitor on (per its config) or off. With a manual clock the
+  /// queue is sampled at each health check instead of every second, so
+  /// `advanceTime` over a day does not take 86,400 steps.
+  pub fn set_monitor(&mut self, cfg: MonitorConfig, manual_clock: bool, now: u64) {
+    self.evaluate_ms = cfg.health_check_interval_ms.max(1);
+    self.sample_ms = if manual_clock {
+      self.evaluate_ms
+    } else {
+      1_000
+    };
+    self.monitor = cfg.enabled.then(|| Box::new(Monitor::new(cfg, now)));
+  }
+
+  /// The monitor, if enabled.
+  pub fn monitor(&self) -> Option<&Monitor> {
+    self.monitor.as_deref()
+  }
+
+  /// The monitor, to change.
+  pub fn monitor_mut(&mut self) -> Option<&mut Monitor> {
+    self.monitor.as_deref_mut()
+  }
+
+  /// Records a finished attempt of job `id` with the monitor.
+  fn record(&mut self, id: JobId, outcome: Outcome, now: u64, error: Option<&str>) {
+    let Some(m) = self.monitor.as_deref_mut() else {
+      return;
+    };
+    let Some(job) = self.store.get(id) else {
+      return;
+    };
+    let name = self.names.get(job.name).unwrap_or("");
+    let wait = job.started_at.saturating_sub(job.run_at);
+    let run = now.saturating_sub(job.started_at);
+    m.record_outcome(name, outcome, wait, run, now, error);
+  }
+
+  /// Samples the queue and evaluates alert rules when due; alert events are
+  /// always recorded (the log channel needs them even with no listener).
+  fn monitor_tick(&mut self, now: u64) {
+    if self.state != RunState::Started || self.monitor.is_none() {
+      return;
+    }
+    if now >= self.next_sample {
+      let queued = self.queued();
+      let busy = self.running_count();
+      let max = self.cfg.max_workers as usize;
+      if let Some(m) = self.monitor.as_deref_mut() {
+        m.sample(now, queued, 0, busy, max);
+      }
+      self.next_sample = now.saturating_add(self.sample_ms);
+    }
+    if now >= self.next_evaluate {
+      let events = self
+        .monitor
+        .as_deref_mut()
+        .map(|m| m.evaluate(now))
+        .unwrap_or_default();
+      for e in events {
+        let kind = match e.kind {
+          AlertEventKind::Fired => "alert",
+          AlertEventKind::Resolved => "alertResolved",
+        };
+        let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
+        let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
+      }
+      self.next_evaluate = now.saturating_add(self.evaluate_ms);
+    }
+  }
+
+  /// The Prometheus text exposition: the monitor's metrics plus the queue's gauges.
+  pub fn prometheus(&self, now: u64) -> Option<String> {
+    let m = self.monitor.as_deref()?;
+    let counts = self.store.counts();
+    let gauges = [
+      Gauge {
+        name: "jobwerk_jobs_waiting",
+        help: "Jobs waiting for their dependencies.",
+        value: counts[Status::Waiting as usize] as f64,
+      },
+      Gauge {
+        name: "jobwerk_jobs_pending",
+        help: "Jobs queued to run.",
+        value: counts[Status::Pending as usize] as f64,
+      },
+      Gauge {
+        name: "jobwerk_jobs_running",
+        help: "Jobs running now.",
+        value: self.running_count() as f64,
+      },
+      Gauge {
+        name: "jobwerk_workers_max",
+        help: "Configured maxWorkers.",
+        value: self.cfg.max_workers as f64,
+      },
+      Gauge {
+        name: "jobwerk_late_outcomes_total",
+        help: "Outcomes that arrived after their attempt had ended.",
+        value: self.late_outcomes as f64,
+      },
+    ];
+    Some(m.prometheus(now, &gauges))
   }
 
   /// Lets schedules fire or not (`scheduler.enabled`).
@@ -308,6 +426,11 @@ impl Queue {
       self.stats = Stats::new(now);
       self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
       self.want_wake(self.next_cleanup);
+      if self.monitor.is_some() {
+        self.next_sample = now;
+        self.next_evaluate = now.saturating_add(self.evaluate_ms);
+        self.want_wake(now);
+      }
     }
   }
 
@@ -565,6 +688,7 @@ impl Queue {
       let started = self.store.get(r.id).map(|j| j.started_at).unwrap_or(now);
       self.stats.finished(now, now.saturating_sub(started));
       if kind == 1 {
+        self.record(r.id, Outcome::Completed, now, None);
         if self.store.complete(r.id, value.get(), now) {
           self.event("completed", r.id, value.get());
         }
@@ -597,6 +721,11 @@ impl Queue {
     } else {
       String::new()
     };
+    match kind {
+      FailKind::Error { .. } => self.record(id, Outcome::Failed, now, Some(&err.message)),
+      FailKind::Timeout => self.record(id, Outcome::TimedOut, now, Some(&err.message)),
+      FailKind::Interrupt | FailKind::Stop => {}
+    }
     let Some(f) = self.store.fail(id, err, kind, now, fastrand::f64()) else {
       return;
     };
@@ -676,6 +805,7 @@ impl Queue {
   /// interval has passed.
   pub fn tick(&mut self, now: u64) {
     self.fire_schedules(now);
+    self.monitor_tick(now);
     // Moves delayed jobs that are due into line (so `next_due` moves on).
     let calcs = &self.calcs;
     self
@@ -721,6 +851,9 @@ impl Queue {
       if self.schedules_on {
         at = at.min(self.scheduler.next_wake().unwrap_or(u64::MAX));
       }
+      if self.monitor.is_some() {
+        at = at.min(self.next_sample).min(self.next_evaluate);
+      }
     }
     self.planned_wake = at;
     self.timer_dirty = false;
@@ -735,6 +868,13 @@ impl Queue {
   /// Cancels a waiting, pending or running job (running: its signal fires
   /// and a late outcome is ignored). False for unknown or finished jobs.
   pub fn cancel(&mut self, id: JobId, now: u64) -> bool {
+    if self
+      .store
+      .get(id)
+      .is_some_and(|j| j.status == Status::Running)
+    {
+      self.record(id, Outcome::Cancelled, now, None);
+    }
     let Some(was) = self.store.cancel(id, now) else {
       return false;
     };
