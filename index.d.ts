@@ -96,9 +96,35 @@ export interface QueueConfig {
 
 export interface JobManagementConfig {
   queue?: QueueConfig
+  /**
+   * Metrics, health and alerts (default on). `logger`: where the `log` channel writes (an object with
+   * info/warn/error, e.g. `strapi.log`; default console). `healthCheckInterval` (ms, default 30000): how often
+   * rules are evaluated. `performanceThresholds`, `alerting: { enabled, defaultRules, channels, cooldownMs,
+   * historySize, rules }`, `retention: { seconds, minutes }`.
+   */
+  monitoring?: {
+    enabled?: boolean
+    logger?: { info(msg: string): void; warn(msg: string): void; error(msg: string): void }
+    healthCheckInterval?: number
+    performanceThresholds?: {
+      slowJobThresholdMs?: number
+      highErrorRatePercent?: number
+      queueBacklogThreshold?: number
+      workerUtilizationThreshold?: number
+      queueWaitThresholdMs?: number
+    }
+    alerting?: {
+      enabled?: boolean
+      defaultRules?: boolean
+      channels?: Array<'log' | 'webhook' | 'email'>
+      cooldownMs?: number
+      historySize?: number
+      rules?: AlertRule[]
+    }
+    retention?: { seconds?: number; minutes?: number }
+  }
   /** `enabled` (default true): schedules fire; `checkInterval` (ms, default 60000): the longest the timer sleeps. */
   scheduler?: { enabled?: boolean; checkInterval?: number }
-  monitoring?: Record<string, unknown>
   /** Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock). */
   storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
@@ -194,6 +220,50 @@ export interface JobManagementEvents {
   timedOut: [JobEvent & { error: JobError }]
   cancelled: [JobEvent]
   progress: [JobEvent & { progress: number | object }]
+  alert: [Alert]
+  alertResolved: [Alert]
+}
+
+export type HealthLevel = 'healthy' | 'warning' | 'critical'
+
+export interface AlertRule {
+  id?: string
+  metric:
+    | 'errorRate' | 'timeoutRate' | 'failedCount' | 'timeoutCount' | 'completedCount' | 'throughput'
+    | 'avgDurationMs' | 'maxDurationMs' | 'avgWaitMs' | 'queueLength' | 'oldestWaitMs'
+    | 'workerUtilization' | 'busyWorkers' | 'availableWorkers'
+  operator: '>' | '>=' | '<' | '<=' | '==' | '!='
+  threshold: number
+  /** ms (default 60000; 0 = the latest sample, gauges only). */
+  window?: number
+  severity?: 'info' | 'warning' | 'critical'
+  cooldownMs?: number
+  channels?: Array<'log' | 'webhook' | 'email'>
+  /** Only this calculation's jobs. */
+  calculation?: string
+}
+
+export interface Alert {
+  id: string
+  ruleId: string
+  name: string
+  metric: string
+  operator: string
+  threshold: number
+  severity: 'info' | 'warning' | 'critical'
+  calculation: string | null
+  channels: string[]
+  message: string
+  value: number
+  lastValue: number
+  peakValue: number
+  status: 'active' | 'resolved'
+  firedAt: number
+  acknowledged: boolean
+  acknowledgedAt: number | null
+  acknowledgedBy: string | null
+  resolvedAt: number | null
+  resolution: 'auto' | 'manual' | 'ruleRemoved' | null
 }
 
 /** Options of a schedule; the job options (priority, timeout, retries, backoff) apply to the jobs it adds. */
@@ -272,6 +342,31 @@ export declare class JobManagementService extends EventEmitter {
   setScheduledJobEnabled(id: string, enabled: boolean): boolean
   advanceTime(ms: number): Promise<void>
   now(): number
+  getSystemStatus(): {
+    status: 'idle' | 'started' | 'stopping' | 'stopped'
+    startedAt: number | null
+    uptimeMs: number
+    storage: { type: string; state: string }
+    scheduler: { schedules: number }
+    workers: { max: number; busy: number; utilization: number }
+    jobs: Record<JobStatus | 'total', number>
+    monitoring: boolean
+    activeAlerts: number
+    version: string
+  }
+  /** Each dimension with its checks (`{ metric, value, warningAt, criticalAt, status, rule }`); null when monitoring is disabled. */
+  getSystemHealth(): { overall: HealthLevel; queue: any; workers: any; performance: any; errors: any; checkedAt: number; activeAlerts: number } | null
+  getJobExecutionSummary(): any
+  getPerformanceMetrics(): any
+  getQueueTrends(): any
+  getActiveAlerts(): Alert[]
+  acknowledgeAlert(alertId: string, acknowledgedBy: string): boolean
+  resolveAlert(alertId: string): boolean
+  getAlertHistory(filter?: { ruleId?: string; severity?: string; calculation?: string; status?: string; since?: number; until?: number; limit?: number }): Alert[]
+  addAlertRule(rule: AlertRule): string
+  removeAlertRule(ruleId: string): boolean
+  getAlertRules(): AlertRule[]
+  getPrometheusMetrics(): string
   on<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
   once<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
   off<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
