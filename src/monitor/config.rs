@@ -100,58 +100,8 @@ impl Default for MonitorConfig {
   }
 }
 
-/// A short rendering of a bad value for a message.
-pub(crate) fn describe(v: &Value) -> String {
-  let s = v.to_string();
-  match s.char_indices().nth(57) {
-    Some((i, _)) => format!("{}...", &s[..i]),
-    None => s,
-  }
-}
-
-/// An object (`null` or absent: `None`).
-pub(crate) fn object<'a>(
-  v: Option<&'a Value>,
-  field: &str,
-  mk: Mk,
-) -> Result<Option<&'a Map<String, Value>>> {
-  match v {
-    None | Some(Value::Null) => Ok(None),
-    Some(Value::Object(m)) => Ok(Some(m)),
-    Some(o) => Err(mk(format!(
-      "{field} must be an object, got {}",
-      describe(o)
-    ))),
-  }
-}
-
-/// Rejects keys not in `known`.
-pub(crate) fn known_keys(
-  m: &Map<String, Value>,
-  field: &str,
-  known: &[&str],
-  mk: Mk,
-) -> Result<()> {
-  match m.keys().find(|k| !known.contains(&k.as_str())) {
-    Some(k) => Err(mk(format!(
-      "{field}.{k} is not a known option (known: {})",
-      known.join(", ")
-    ))),
-    None => Ok(()),
-  }
-}
-
-/// A finite number in `min..=max` (`"NaN"` and `"Infinity"` strings, as the
-/// binding sends non-finite numbers, are rejected like any other string).
-pub(crate) fn num(v: &Value, field: &str, min: f64, max: f64, mk: Mk) -> Result<f64> {
-  match v.as_f64() {
-    Some(f) if f.is_finite() && f >= min && f <= max => Ok(f),
-    _ => Err(mk(format!(
-      "{field} must be a finite number from {min} to {max}, got {}",
-      describe(v)
-    ))),
-  }
-}
+// The same readers as the queue's options, so messages read alike.
+pub(crate) use crate::queue::options::{describe, known_keys, num, object};
 
 /// A number above 0 and at most `max`.
 fn positive(v: &Value, field: &str, max: f64, mk: Mk) -> Result<f64> {

@@ -11,7 +11,8 @@ use crate::job::{Backoff, BackoffKind, Priority};
 /// Builds an error of the right kind from a message.
 type Mk = fn(String) -> Error;
 
-fn describe(v: &Value) -> String {
+/// A short rendering of a bad value for a message.
+pub(crate) fn describe(v: &Value) -> String {
   let s = v.to_string();
   if s.len() > 60 {
     format!(
