@@ -6,10 +6,12 @@
 pub mod backoff;
 pub mod id;
 pub mod state;
+pub mod text;
 
 pub use backoff::{Backoff, BackoffKind};
 pub use id::{IdGen, JobId};
 pub use state::{Status, Transition};
+pub use text::Text;
 
 use serde::{Deserialize, Serialize};
 
@@ -129,10 +131,10 @@ pub struct Job {
   pub started_at: u64,
   /// 0 until the job finishes.
   pub finished_at: u64,
-  /// The job's data as JSON text.
-  pub data: Box<str>,
+  /// The job's data as JSON text (inline up to 15 bytes).
+  pub data: Text,
   /// The job's context as JSON text (empty means `{}`).
-  pub context: Box<str>,
+  pub context: Text,
   pub outcome: Option<Box<JobOutcome>>,
   /// Jobs that must complete first; `None` for most jobs.
   pub deps: Option<Box<Dependencies>>,

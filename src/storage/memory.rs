@@ -1,8 +1,19 @@
-//! [`MemoryStore`]: the reference store. Jobs in a hash map by id, the due
-//! ones in a heap ordered by (weight, due time, id), the delayed ones in a
-//! heap by due time; stale heap entries are skipped by a per-job generation.
+//! [`MemoryStore`]: the reference store. Jobs in a slab (fixed-size chunks,
+//! addressed by a `u32` slot) with an open-addressing index from id to slot;
+//! the due ones in line by (weight, due time, id), the delayed ones in a heap
+//! by due time; stale entries in line are skipped by a per-slot generation.
+//!
+//! Due jobs usually arrive in order (added now, ids increasing), so the line
+//! is a few FIFO lanes of `(slot, generation)` (one per weight), taking each
+//! entry that sorts after its lane's last one, plus a heap of full keys for
+//! the rest; the next job is the least of the lanes' fronts and the heap's top.
+//!
+//! Per pending job this costs the [`Job`] itself (dense, no empty buckets),
+//! its 8-byte index bucket (the table is 7/16 to 7/8 full: 9 to 18 bytes a
+//! job) and an 8-byte lane entry (or a 36-byte heap entry, or a 16-byte
+//! delayed entry).
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -39,10 +50,296 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<u128, V, BuildHasherDefault<IdHasher>>;
 
-/// A due job's place in line: weight, due time, id (time-ordered), generation.
-type ReadyKey = Reverse<(i32, u64, u128, u32)>;
-/// A delayed job's place: due time, id, generation.
-type DelayKey = Reverse<(u64, u128, u32)>;
+/// The high half of an id: its timestamp and in-millisecond counter.
+fn hi(id: u128) -> u64 {
+  (id >> 64) as u64
+}
+
+/// An index bucket with no entry.
+const EMPTY: u64 = u64::MAX;
+
+/// Id -> slot: open addressing with linear probing, one `u64` per bucket
+/// holding the id hash's high 32 bits (which also give the bucket the entry
+/// belongs in) and the slot; an id matches when the tag does and the job in
+/// the slot has it. At most 7/8 full.
+#[derive(Debug, Default)]
+struct Index {
+  buckets: Vec<u64>,
+  len: usize,
+  /// `log2(buckets.len())`.
+  bits: u32,
+}
+
+impl Index {
+  fn hash(id: u128) -> u64 {
+    let x = hi(id) ^ (id as u64).rotate_left(29);
+    let p = (x as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (p as u64) ^ ((p >> 64) as u64)
+  }
+
+  /// The bucket an entry with this tag belongs in.
+  fn home(&self, tag: u32) -> usize {
+    (tag >> (32 - self.bits)) as usize
+  }
+
+  fn mask(&self) -> usize {
+    self.buckets.len() - 1
+  }
+
+  /// The bucket and slot of `id`.
+  fn find(&self, id: u128, slab: &Slab) -> Option<(usize, u32)> {
+    if self.buckets.is_empty() {
+      return None;
+    }
+    let tag = (Index::hash(id) >> 32) as u32;
+    let mut i = self.home(tag);
+    loop {
+      let e = self.buckets[i];
+      if e == EMPTY {
+        return None;
+      }
+      if (e >> 32) as u32 == tag {
+        let slot = e as u32;
+        if matches!(slab.get(slot), Some(j) if j.id.0 == id) {
+          return Some((i, slot));
+        }
+      }
+      i = (i + 1) & self.mask();
+    }
+  }
+
+  /// Adds `id` (not in the index) at `slot`.
+  fn insert(&mut self, id: u128, slot: u32) {
+    if (self.len + 1) * 8 > self.buckets.len() * 7 {
+      self.grow();
+    }
+    let tag = (Index::hash(id) >> 32) as u32;
+    self.place(((tag as u64) << 32) | slot as u64);
+    self.len += 1;
+  }
+
+  fn place(&mut self, e: u64) {
+    let mut i = self.home((e >> 32) as u32);
+    while self.buckets[i] != EMPTY {
+      i = (i + 1) & self.mask();
+    }
+    self.buckets[i] = e;
+  }
+
+  fn grow(&mut self) {
+    let bits = (self.bits + 1).max(4);
+    assert!(bits <= 32, "too many jobs");
+    let old = std::mem::replace(&mut self.buckets, vec![EMPTY; 1 << bits]);
+    self.bits = bits;
+    for e in old {
+      if e != EMPTY {
+        self.place(e);
+      }
+    }
+  }
+
+  /// Empties bucket `i`, moving later entries of its run back so every
+  /// entry stays reachable from its home bucket.
+  fn remove_at(&mut self, mut i: usize) {
+    let mask = self.mask();
+    let mut j = i;
+    loop {
+      j = (j + 1) & mask;
+      let e = self.buckets[j];
+      if e == EMPTY {
+        break;
+      }
+      let home = self.home((e >> 32) as u32);
+      if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(i) & mask) {
+        self.buckets[i] = e;
+        i = j;
+      }
+    }
+    self.buckets[i] = EMPTY;
+    self.len -= 1;
+  }
+}
+
+/// A due job's place in line: weight, due time, id (time-ordered), then
+/// the slot and generation that say which job it is and whether the entry is
+/// still current. Packed to 36 bytes; the heap is a max-heap, so the greatest
+/// key is the one that runs first.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct ReadyKey {
+  weight: i32,
+  run_at: u64,
+  id: u128,
+  slot: u32,
+  gen: u32,
+}
+
+impl ReadyKey {
+  fn rank(self) -> (i32, u64, u128, u32, u32) {
+    (self.weight, self.run_at, self.id, self.slot, self.gen)
+  }
+}
+
+impl PartialEq for ReadyKey {
+  fn eq(&self, other: &Self) -> bool {
+    self.rank() == other.rank()
+  }
+}
+
+impl Eq for ReadyKey {}
+
+impl Ord for ReadyKey {
+  fn cmp(&self, other: &Self) -> Ordering {
+    other.rank().cmp(&self.rank())
+  }
+}
+
+impl PartialOrd for ReadyKey {
+  fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+    Some(self.cmp(other))
+  }
+}
+
+/// Due jobs that arrived in order for one weight: `(slot, generation)`,
+/// sorted by (due time, id) (read from the jobs; a current entry's job still
+/// has the values it was queued with).
+#[derive(Debug)]
+struct Lane {
+  weight: i32,
+  /// (due time, id) of the last entry.
+  last: (u64, u128),
+  q: VecDeque<(u32, u32)>,
+}
+
+/// At most this many lanes (weights); other due jobs go in the heap.
+const LANES: usize = 4;
+
+/// Where the next due job's entry is.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+  Heap,
+  Lane(usize),
+}
+
+/// A delayed job's place: due time, slot, generation. (Which of two jobs due
+/// at the same time is promoted first does not matter: the line orders them.)
+type DelayKey = Reverse<(u64, u32, u32)>;
+
+/// Slots per slab chunk.
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// No slot.
+const NIL: u32 = u32::MAX;
+
+/// A slab slot: a job, or free with the next free slot and the generation
+/// the next job in it starts at (so entries left by the last one stay stale).
+#[derive(Debug)]
+enum Entry {
+  Job(Job),
+  Free { next: u32, gen: u32 },
+}
+
+/// The jobs, densely, in chunks of [`CHUNK`] slots that never move (growing
+/// allocates a chunk; nothing is copied or left behind).
+#[derive(Debug)]
+struct Slab {
+  chunks: Vec<Vec<Entry>>,
+  free: u32,
+}
+
+impl Default for Slab {
+  fn default() -> Self {
+    Slab {
+      chunks: Vec::new(),
+      free: NIL,
+    }
+  }
+}
+
+impl Slab {
+  fn entry(&self, slot: u32) -> Option<&Entry> {
+    self
+      .chunks
+      .get((slot >> CHUNK_BITS) as usize)?
+      .get(slot as usize & (CHUNK - 1))
+  }
+
+  fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+    self
+      .chunks
+      .get_mut((slot >> CHUNK_BITS) as usize)?
+      .get_mut(slot as usize & (CHUNK - 1))
+  }
+
+  fn get(&self, slot: u32) -> Option<&Job> {
+    match self.entry(slot)? {
+      Entry::Job(j) => Some(j),
+      Entry::Free { .. } => None,
+    }
+  }
+
+  fn get_mut(&mut self, slot: u32) -> Option<&mut Job> {
+    match self.entry_mut(slot)? {
+      Entry::Job(j) => Some(j),
+      Entry::Free { .. } => None,
+    }
+  }
+
+  /// Stores `job` in a free slot (its generation continuing the slot's) or a
+  /// new one.
+  fn insert(&mut self, mut job: Job) -> u32 {
+    if self.free != NIL {
+      let slot = self.free;
+      if let Some(e) = self.entry_mut(slot) {
+        if let Entry::Free { next, gen } = *e {
+          job.gen = gen;
+          *e = Entry::Job(job);
+          self.free = next;
+          return slot;
+        }
+      }
+      unreachable!("the free list names a free slot");
+    }
+    if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+      self.chunks.push(Vec::with_capacity(CHUNK));
+    }
+    let n = self.chunks.len() - 1;
+    let chunk = &mut self.chunks[n];
+    let slot = u32::try_from((n << CHUNK_BITS) | chunk.len())
+      .ok()
+      .filter(|s| *s != NIL)
+      .expect("too many jobs");
+    chunk.push(Entry::Job(job));
+    slot
+  }
+
+  fn remove(&mut self, slot: u32) -> Option<Job> {
+    let free = self.free;
+    let e = self.entry_mut(slot)?;
+    let Entry::Job(j) = e else {
+      return None;
+    };
+    let gen = j.gen.wrapping_add(1);
+    let Entry::Job(job) = std::mem::replace(e, Entry::Free { next: free, gen }) else {
+      return None;
+    };
+    self.free = slot;
+    Some(job)
+  }
+
+  fn iter(&self) -> impl Iterator<Item = (u32, &Job)> + '_ {
+    self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+      chunk.iter().enumerate().filter_map(move |(i, e)| match e {
+        Entry::Job(j) => Some((((c << CHUNK_BITS) | i) as u32, j)),
+        Entry::Free { .. } => None,
+      })
+    })
+  }
+
+  fn jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+    self.iter().map(|(_, j)| j)
+  }
+}
 
 /// Moves `job` along `t`, keeping `counts` right; `None` (no change) when illegal.
 pub(crate) fn transition(counts: &mut [usize; 7], job: &mut Job, t: Transition) -> Option<Status> {
@@ -76,7 +373,10 @@ pub(crate) fn decide_failure(job: &Job, kind: FailKind, rand: f64) -> (Transitio
 /// The in-memory store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-  jobs: IdMap<Job>,
+  slab: Slab,
+  index: Index,
+  /// Due jobs: in-order lanes, and a heap for the rest.
+  lanes: Vec<Lane>,
   ready: BinaryHeap<ReadyKey>,
   delayed: BinaryHeap<DelayKey>,
   /// Due jobs of calculations not registered yet, by calculation.
@@ -101,62 +401,183 @@ impl MemoryStore {
     }
   }
 
-  /// Puts a pending job in line: due or delayed.
-  fn enqueue(&mut self, id: u128, now: u64) {
-    let Some(job) = self.jobs.get(&id) else {
+  /// The slot of the job with this id.
+  fn slot(&self, id: u128) -> Option<u32> {
+    self.index.find(id, &self.slab).map(|(_, slot)| slot)
+  }
+
+  fn job(&self, id: u128) -> Option<&Job> {
+    self.slab.get(self.slot(id)?)
+  }
+
+  fn job_mut(&mut self, id: u128) -> Option<&mut Job> {
+    let slot = self.slot(id)?;
+    self.slab.get_mut(slot)
+  }
+
+  /// Stores `job`, replacing the one with its id if there is one; returns its slot.
+  fn put(&mut self, mut job: Job) -> u32 {
+    let id = job.id.0;
+    if let Some(slot) = self.slot(id) {
+      if let Some(old) = self.slab.get_mut(slot) {
+        job.gen = old.gen.wrapping_add(1);
+        *old = job;
+      }
+      return slot;
+    }
+    let slot = self.slab.insert(job);
+    self.index.insert(id, slot);
+    slot
+  }
+
+  /// Removes the job with this id.
+  fn take_out(&mut self, id: u128) -> Option<Job> {
+    let (i, slot) = self.index.find(id, &self.slab)?;
+    self.index.remove_at(i);
+    self.slab.remove(slot)
+  }
+
+  /// Puts a due job's entry in line: at the end of its weight's lane when it
+  /// sorts after the lane's last entry, else in the heap.
+  fn push_ready(&mut self, key: ReadyKey) {
+    let k = (key.run_at, key.id);
+    let lane = match self.lanes.iter().position(|l| l.weight == key.weight) {
+      Some(i) => Some(i),
+      None if self.lanes.len() < LANES => {
+        self.lanes.push(Lane {
+          weight: key.weight,
+          last: k,
+          q: VecDeque::new(),
+        });
+        Some(self.lanes.len() - 1)
+      }
+      None => self.lanes.iter().position(|l| l.q.is_empty()),
+    };
+    if let Some(l) = lane.map(|i| &mut self.lanes[i]) {
+      if l.q.is_empty() || k >= l.last {
+        l.weight = key.weight;
+        l.last = k;
+        l.q.push_back((key.slot, key.gen));
+        return;
+      }
+    }
+    self.ready.push(key);
+  }
+
+  /// Puts the pending job in `slot` in line: due or delayed.
+  fn enqueue(&mut self, slot: u32, now: u64) {
+    let Some(job) = self.slab.get(slot) else {
       return;
     };
     if job.run_at <= now {
-      let w = job.priority.weight(&self.weights);
-      self.ready.push(Reverse((w, job.run_at, id, job.gen)));
+      let key = ReadyKey {
+        weight: job.priority.weight(&self.weights),
+        run_at: job.run_at,
+        id: job.id.0,
+        slot,
+        gen: job.gen,
+      };
+      self.push_ready(key);
     } else {
-      self.delayed.push(Reverse((job.run_at, id, job.gen)));
+      self.delayed.push(Reverse((job.run_at, slot, job.gen)));
     }
   }
 
   fn promote_due(&mut self, now: u64) {
-    while let Some(&Reverse((at, id, gen))) = self.delayed.peek() {
+    while let Some(&Reverse((at, slot, gen))) = self.delayed.peek() {
       if at > now {
         break;
       }
       self.delayed.pop();
-      if let Some(job) = self.jobs.get(&id) {
+      if let Some(job) = self.slab.get(slot) {
         if job.gen == gen && job.status == Status::Pending {
-          let w = job.priority.weight(&self.weights);
-          self.ready.push(Reverse((w, at, id, gen)));
+          let key = ReadyKey {
+            weight: job.priority.weight(&self.weights),
+            run_at: at,
+            id: job.id.0,
+            slot,
+            gen,
+          };
+          self.push_ready(key);
         }
       }
     }
   }
 
-  fn is_current(&self, id: u128, gen: u32) -> bool {
-    matches!(self.jobs.get(&id), Some(j) if j.gen == gen && j.status == Status::Pending)
+  fn is_current(&self, slot: u32, gen: u32) -> bool {
+    matches!(self.slab.get(slot), Some(j) if j.gen == gen && j.status == Status::Pending)
   }
 
-  /// Drops stale entries and parks unrunnable ones from the top of the line.
-  fn settle_top(&mut self, runnable: &dyn Fn(u32) -> bool) -> Option<u128> {
-    while let Some(&Reverse(key)) = self.ready.peek() {
-      let (_, _, id, gen) = key;
-      if !self.is_current(id, gen) {
-        self.ready.pop();
-        continue;
+  /// The first current entry in line and where it is, dropping stale ones.
+  fn top(&mut self) -> Option<(Src, ReadyKey)> {
+    let slab = &self.slab;
+    let current = |slot: u32, gen: u32| -> Option<&Job> {
+      slab
+        .get(slot)
+        .filter(|j| j.gen == gen && j.status == Status::Pending)
+    };
+    while let Some(&k) = self.ready.peek() {
+      if current(k.slot, k.gen).is_some() {
+        break;
       }
-      let name = self.jobs.get(&id).map(|j| j.name).unwrap_or(0);
+      self.ready.pop();
+    }
+    let mut best = self.ready.peek().map(|&k| (Src::Heap, k));
+    for (i, lane) in self.lanes.iter_mut().enumerate() {
+      while let Some(&(slot, gen)) = lane.q.front() {
+        let Some(j) = current(slot, gen) else {
+          lane.q.pop_front();
+          continue;
+        };
+        let key = ReadyKey {
+          weight: lane.weight,
+          run_at: j.run_at,
+          id: j.id.0,
+          slot,
+          gen,
+        };
+        if best.is_none_or(|(_, b)| key > b) {
+          best = Some((Src::Lane(i), key));
+        }
+        break;
+      }
+    }
+    best
+  }
+
+  fn pop(&mut self, src: Src) {
+    match src {
+      Src::Heap => {
+        self.ready.pop();
+      }
+      Src::Lane(i) => {
+        self.lanes[i].q.pop_front();
+      }
+    }
+  }
+
+  /// Drops stale entries and parks unrunnable ones from the top of the line;
+  /// returns where the job at the top is, and its slot.
+  fn settle_top(&mut self, runnable: &dyn Fn(u32) -> bool) -> Option<(Src, u32)> {
+    loop {
+      let (src, key) = self.top()?;
+      let name = self.slab.get(key.slot).map(|j| j.name).unwrap_or(0);
       if !runnable(name) {
-        self.ready.pop();
-        self.parked.entry(name).or_default().push(Reverse(key));
+        self.pop(src);
+        self.parked.entry(name).or_default().push(key);
         continue;
       }
-      return Some(id);
+      return Some((src, key.slot));
     }
-    None
   }
 
-  fn finish(&mut self, id: u128, now: u64) {
-    if let Some(job) = self.jobs.get_mut(&id) {
-      job.finished_at = now;
-      self.finished.push_back((now, id));
-    }
+  fn finish(&mut self, slot: u32, now: u64) {
+    let Some(job) = self.slab.get_mut(slot) else {
+      return;
+    };
+    let id = job.id.0;
+    job.finished_at = now;
+    self.finished.push_back((now, id));
     self.release_dependants(id, now);
   }
 
@@ -182,7 +603,8 @@ impl MemoryStore {
   /// failed. Returns `Some(true)` when it failed, `Some(false)` when it
   /// became pending, `None` when it still waits.
   fn settle_waiting(&mut self, id: u128, now: u64) -> Option<bool> {
-    let job = self.jobs.get(&id)?;
+    let slot = self.slot(id)?;
+    let job = self.slab.get(slot)?;
     if job.status != Status::Waiting {
       return None;
     }
@@ -190,7 +612,7 @@ impl MemoryStore {
     let mut all_done = true;
     let mut failed_dep = None;
     for d in &deps.ids {
-      match self.jobs.get(&d.0).map(|j| j.status) {
+      match self.job(d.0).map(|j| j.status) {
         // Pruned: it finished long ago.
         None | Some(Status::Completed) => {}
         Some(s) if s.is_finished() => {
@@ -202,7 +624,7 @@ impl MemoryStore {
         Some(_) => all_done = false,
       }
     }
-    let job = self.jobs.get_mut(&id)?;
+    let job = self.slab.get_mut(slot)?;
     if let Some((dep, status)) = failed_dep {
       job.outcome_mut().errors.push(dependency_error(dep, status));
       transition(&mut self.counts, job, Transition::DependencyFailed)?;
@@ -217,18 +639,18 @@ impl MemoryStore {
     transition(&mut self.counts, job, Transition::DependenciesDone)?;
     job.run_at = job.run_at.max(now);
     self.changed.push(JobId(id));
-    self.enqueue(id, now);
+    self.enqueue(slot, now);
     Some(false)
   }
 
   /// Files a waiting job under each of its unfinished dependencies, or
   /// settles it at once.
   fn wait_for_dependencies(&mut self, id: u128, now: u64) {
-    let Some(deps) = self.jobs.get(&id).and_then(|j| j.deps.clone()) else {
+    let Some(deps) = self.job(id).and_then(|j| j.deps.clone()) else {
       return;
     };
     for d in &deps.ids {
-      if matches!(self.jobs.get(&d.0), Some(j) if !j.status.is_finished()) {
+      if matches!(self.job(d.0), Some(j) if !j.status.is_finished()) {
         self.dependants.entry(d.0).or_default().push(id);
       }
     }
@@ -244,9 +666,9 @@ impl MemoryStore {
     let status = job.status;
     let finished_at = job.finished_at;
     self.counts[status as usize] += 1;
-    self.jobs.insert(id, job);
+    let slot = self.put(job);
     if status == Status::Pending {
-      self.enqueue(id, now);
+      self.enqueue(slot, now);
     } else if status.is_finished() {
       self.finished.push_back((finished_at, id));
     }
@@ -257,8 +679,8 @@ impl MemoryStore {
   #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
   pub(crate) fn restore_waiting(&mut self, now: u64) {
     let waiting: Vec<u128> = self
-      .jobs
-      .values()
+      .slab
+      .jobs()
       .filter(|j| j.status == Status::Waiting)
       .map(|j| j.id.0)
       .collect();
@@ -280,7 +702,7 @@ impl MemoryStore {
       .finished
       .iter()
       .take_while(|(at, _)| *at <= before)
-      .filter(|(at, id)| matches!(self.jobs.get(id), Some(j) if j.status.is_finished() && j.finished_at == *at))
+      .filter(|(at, id)| matches!(self.job(*id), Some(j) if j.status.is_finished() && j.finished_at == *at))
       .map(|(_, id)| JobId(*id))
       .collect()
   }
@@ -288,8 +710,8 @@ impl MemoryStore {
   /// Ids of jobs in `status`.
   pub(crate) fn ids_with(&self, status: Status) -> Vec<JobId> {
     self
-      .jobs
-      .values()
+      .slab
+      .jobs()
       .filter(|j| j.status == status)
       .map(|j| j.id)
       .collect()
@@ -310,11 +732,11 @@ impl Store for MemoryStore {
       }
       let status = job.status;
       self.counts[status as usize] += 1;
-      self.jobs.insert(id, job);
+      let slot = self.put(job);
       if status == Status::Waiting {
         self.wait_for_dependencies(id, now);
       } else {
-        self.enqueue(id, now);
+        self.enqueue(slot, now);
       }
     }
   }
@@ -329,11 +751,11 @@ impl Store for MemoryStore {
     self.promote_due(now);
     let mut n = 0;
     while n < max {
-      let Some(id) = self.settle_top(runnable) else {
+      let Some((src, slot)) = self.settle_top(runnable) else {
         break;
       };
-      self.ready.pop();
-      let Some(job) = self.jobs.get_mut(&id) else {
+      self.pop(src);
+      let Some(job) = self.slab.get_mut(slot) else {
         continue;
       };
       transition(&mut self.counts, job, Transition::Claim);
@@ -351,14 +773,17 @@ impl Store for MemoryStore {
   }
 
   fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool {
-    let Some(job) = self.jobs.get_mut(&id.0) else {
+    let Some(slot) = self.slot(id.0) else {
+      return false;
+    };
+    let Some(job) = self.slab.get_mut(slot) else {
       return false;
     };
     if transition(&mut self.counts, job, Transition::Succeed).is_none() {
       return false;
     }
     job.outcome_mut().result = Some(result.into());
-    self.finish(id.0, now);
+    self.finish(slot, now);
     true
   }
 
@@ -370,7 +795,8 @@ impl Store for MemoryStore {
     now: u64,
     rand: f64,
   ) -> Option<Failed> {
-    let job = self.jobs.get_mut(&id.0)?;
+    let slot = self.slot(id.0)?;
+    let job = self.slab.get_mut(slot)?;
     if job.status != Status::Running {
       return None;
     }
@@ -385,9 +811,9 @@ impl Store for MemoryStore {
       Some(d) => {
         job.run_at = now + d;
         job.gen = job.gen.wrapping_add(1);
-        self.enqueue(id.0, now);
+        self.enqueue(slot, now);
       }
-      None => self.finish(id.0, now),
+      None => self.finish(slot, now),
     }
     Some(Failed {
       status,
@@ -396,7 +822,8 @@ impl Store for MemoryStore {
   }
 
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
-    let job = self.jobs.get_mut(&id.0)?;
+    let slot = self.slot(id.0)?;
+    let job = self.slab.get_mut(slot)?;
     let was = job.status;
     transition(&mut self.counts, job, Transition::Cancel)?;
     job.gen = job.gen.wrapping_add(1);
@@ -407,12 +834,15 @@ impl Store for MemoryStore {
       "the job was cancelled".into(),
       attempt,
     ));
-    self.finish(id.0, now);
+    self.finish(slot, now);
     Some(was)
   }
 
   fn retry(&mut self, id: JobId, now: u64) -> bool {
-    let Some(job) = self.jobs.get_mut(&id.0) else {
+    let Some(slot) = self.slot(id.0) else {
+      return false;
+    };
+    let Some(job) = self.slab.get_mut(slot) else {
       return false;
     };
     if transition(&mut self.counts, job, Transition::Retry).is_none() {
@@ -422,12 +852,12 @@ impl Store for MemoryStore {
     job.run_at = now;
     job.finished_at = 0;
     job.gen = job.gen.wrapping_add(1);
-    self.enqueue(id.0, now);
+    self.enqueue(slot, now);
     true
   }
 
   fn progress(&mut self, id: JobId, json: &str) -> bool {
-    match self.jobs.get_mut(&id.0) {
+    match self.job_mut(id.0) {
       Some(job) if job.status == Status::Running => {
         job.outcome_mut().progress = Some(json.into());
         true
@@ -457,10 +887,9 @@ impl Store for MemoryStore {
         break;
       }
       self.finished.pop_front();
-      let remove =
-        matches!(self.jobs.get(&id), Some(j) if j.status.is_finished() && j.finished_at == at);
+      let remove = matches!(self.job(id), Some(j) if j.status.is_finished() && j.finished_at == at);
       if remove {
-        if let Some(j) = self.jobs.remove(&id) {
+        if let Some(j) = self.take_out(id) {
           self.counts[j.status as usize] -= 1;
           n += 1;
         }
@@ -470,13 +899,13 @@ impl Store for MemoryStore {
   }
 
   fn get(&self, id: JobId) -> Option<&Job> {
-    self.jobs.get(&id.0)
+    self.job(id.0)
   }
 
   fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId> {
     let mut ids: Vec<JobId> = self
-      .jobs
-      .values()
+      .slab
+      .jobs()
       .filter(|j| status.is_none_or(|s| j.status == s))
       .map(|j| j.id)
       .collect();
@@ -494,7 +923,7 @@ impl Store for MemoryStore {
       .parked
       .values()
       .flatten()
-      .filter(|Reverse((_, _, id, gen))| self.is_current(*id, *gen))
+      .filter(|k| self.is_current(k.slot, k.gen))
       .count()
   }
 
@@ -513,7 +942,7 @@ impl Store for MemoryStore {
   }
 
   fn max_id(&self) -> Option<JobId> {
-    self.jobs.keys().max().map(|k| JobId(*k))
+    self.slab.jobs().map(|j| j.id).max()
   }
 
   fn set_weights(&mut self, weights: [i32; 3]) {
@@ -522,7 +951,9 @@ impl Store for MemoryStore {
 
   fn check_invariants(&self) -> std::result::Result<(), String> {
     let mut counts = [0usize; 7];
-    for j in self.jobs.values() {
+    let mut jobs = 0;
+    for (slot, j) in self.slab.iter() {
+      jobs += 1;
       counts[j.status as usize] += 1;
       if j.attempts > j.max_retries + 1 {
         return Err(format!(
@@ -532,28 +963,281 @@ impl Store for MemoryStore {
           j.max_retries + 1
         ));
       }
+      if self.slot(j.id.0) != Some(slot) {
+        return Err(format!("job {} is not indexed at its slot {slot}", j.id));
+      }
+    }
+    if self.index.len != jobs {
+      return Err(format!("{} index entries for {jobs} jobs", self.index.len));
+    }
+    for lane in &self.lanes {
+      let mut prev = None;
+      for &(slot, gen) in &lane.q {
+        let Some(j) = self.slab.get(slot).filter(|j| j.gen == gen) else {
+          continue;
+        };
+        let k = (j.run_at, j.id.0);
+        if prev.is_some_and(|p| p > k) {
+          return Err(format!(
+            "lane {} is out of order at job {}",
+            lane.weight, j.id
+          ));
+        }
+        prev = Some(k);
+      }
     }
     if counts != self.counts {
       return Err(format!("counts {:?} != actual {:?}", self.counts, counts));
     }
-    for j in self.jobs.values().filter(|j| j.status == Status::Waiting) {
+    for j in self.slab.jobs().filter(|j| j.status == Status::Waiting) {
       let filed = self.dependants.values().any(|w| w.contains(&j.id.0));
       if !filed {
         return Err(format!("waiting job {} waits for nothing", j.id));
       }
     }
-    for j in self.jobs.values().filter(|j| j.status == Status::Pending) {
-      let has = |k: &ReadyKey| k.0 .2 == j.id.0 && k.0 .3 == j.gen;
+    for (slot, j) in self
+      .slab
+      .iter()
+      .filter(|(_, j)| j.status == Status::Pending)
+    {
+      let has = |k: &ReadyKey| k.slot == slot && k.gen == j.gen;
       let queued = self.ready.iter().any(has)
+        || self.lanes.iter().any(|l| l.q.contains(&(slot, j.gen)))
         || self.parked.values().flatten().any(has)
         || self
           .delayed
           .iter()
-          .any(|Reverse((_, id, g))| *id == j.id.0 && *g == j.gen);
+          .any(|Reverse((_, s, g))| *s == slot && *g == j.gen);
       if !queued {
         return Err(format!("pending job {} is in no line", j.id));
       }
     }
     Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::job::{Backoff, IdGen, Priority, Text};
+  use std::mem::size_of;
+
+  fn job(id: JobId, priority: Priority, now: u64, run_at: u64) -> Job {
+    Job {
+      id,
+      name: 0,
+      priority,
+      status: Status::Pending,
+      attempts: 0,
+      max_retries: 0,
+      timeout_ms: 0,
+      backoff: Backoff::default(),
+      gen: 0,
+      created_at: now,
+      run_at,
+      started_at: 0,
+      finished_at: 0,
+      data: "{\"x\":1}".into(),
+      context: "".into(),
+      outcome: None,
+      deps: None,
+    }
+  }
+
+  fn claim_one(s: &mut MemoryStore, now: u64) -> Option<JobId> {
+    let mut got = None;
+    s.claim(1, now, &|_| true, &mut |j| got = Some(j.id));
+    got
+  }
+
+  #[test]
+  fn layout() {
+    assert_eq!(size_of::<Entry>(), size_of::<Job>());
+    assert_eq!(size_of::<ReadyKey>(), 36);
+    assert_eq!(size_of::<DelayKey>(), 16);
+    assert_eq!(size_of::<Text>(), 16);
+  }
+
+  #[test]
+  fn index_finds_every_job_through_inserts_and_removals() {
+    let mut s = MemoryStore::new();
+    let mut g = IdGen::default();
+    let names = Names::default();
+    let mut live: Vec<JobId> = vec![];
+    let mut gone: Vec<JobId> = vec![];
+    let mut now = 1_000;
+    for round in 0..40u64 {
+      let batch: Vec<Job> = (0..300)
+        .map(|_| job(g.next(now), Priority::Medium, now, now))
+        .collect();
+      live.extend(batch.iter().map(|j| j.id));
+      s.insert(batch, &names);
+      // Finish a random half and prune them: their slots are reused.
+      let n = 150 + (round as usize % 7);
+      let mut done = vec![];
+      for _ in 0..n {
+        let id = claim_one(&mut s, now).expect("due");
+        assert!(s.complete(id, "1", now));
+        done.push(id);
+      }
+      now += 1;
+      assert_eq!(s.prune(now), done.len());
+      live.retain(|id| !done.contains(id));
+      gone.extend(done);
+      s.check_invariants().expect("invariants");
+    }
+    for id in &live {
+      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+    }
+    for id in &gone {
+      assert!(s.get(*id).is_none());
+    }
+    assert_eq!(s.counts()[Status::Pending as usize], live.len());
+  }
+
+  #[test]
+  fn a_reused_slot_ignores_the_old_jobs_entries() {
+    let mut s = MemoryStore::new();
+    let mut g = IdGen::default();
+    let names = Names::default();
+    let a = job(g.next(10), Priority::Medium, 10, 10);
+    let a_id = a.id;
+    s.insert(vec![a], &names);
+    // Cancelled while pending: its lane entry stays behind, stale.
+    assert_eq!(s.cancel(a_id, 10), Some(Status::Pending));
+    assert_eq!(s.prune(10), 1);
+    let b = job(g.next(20), Priority::Low, 20, 20);
+    let b_id = b.id;
+    s.insert(vec![b], &names);
+    s.check_invariants().expect("invariants");
+    assert_eq!(claim_one(&mut s, 20), Some(b_id));
+    assert_eq!(claim_one(&mut s, 20), None, "claimed once");
+    s.check_invariants().expect("invariants");
+  }
+
+  #[test]
+  fn ids_sharing_their_high_half_are_told_apart() {
+    let mut s = MemoryStore::new();
+    let names = Names::default();
+    let base = 0x0190_0000_0000_7000u128 << 64;
+    let ids: Vec<JobId> = (0..50).map(|i| JobId(base | (i * 7919))).collect();
+    s.insert(
+      ids
+        .iter()
+        .map(|id| job(*id, Priority::Medium, 0, 0))
+        .collect(),
+      &names,
+    );
+    for id in &ids {
+      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+    }
+    s.check_invariants().expect("invariants");
+    for id in &ids[..25] {
+      assert_eq!(s.cancel(*id, 1), Some(Status::Pending));
+    }
+    assert_eq!(s.prune(1), 25);
+    for id in &ids[..25] {
+      assert!(s.get(*id).is_none());
+    }
+    for id in &ids[25..] {
+      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+    }
+    s.check_invariants().expect("invariants");
+  }
+
+  /// Random adds (any priority, due or delayed, ids in or out of order),
+  /// claims, cancels, retries and failures: every claim takes the least
+  /// (weight, due time, id) of the due pending jobs.
+  #[test]
+  fn claims_follow_weight_due_time_and_id() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..8 {
+      let mut s = MemoryStore::new();
+      s.set_weights([1, 2, 3]);
+      let names = Names::default();
+      let mut g = IdGen::default();
+      let mut made: Vec<JobId> = vec![];
+      let mut now = 1_000u64;
+      for step in 0..600 {
+        match rng.u32(0..10) {
+          0..=3 => {
+            let n = rng.usize(1..20);
+            let mut batch = vec![];
+            for _ in 0..n {
+              let id = if !made.is_empty() && rng.u32(0..8) == 0 {
+                // An id older than some already stored.
+                let lo = rng.u64(..) as u128 & ((1 << 62) - 1);
+                let older = hi(made[rng.usize(0..made.len())].0) - 1;
+                JobId(((older as u128) << 64) | lo)
+              } else {
+                g.next(now)
+              };
+              if s.get(id).is_some() {
+                continue;
+              }
+              let p = match rng.u32(0..5) {
+                0 => Priority::High,
+                1 => Priority::Low,
+                2 => Priority::Weight(rng.i32(-3..6)),
+                _ => Priority::Medium,
+              };
+              let run_at = if rng.bool() {
+                now
+              } else {
+                now + rng.u64(0..30)
+              };
+              made.push(id);
+              batch.push(job(id, p, now, run_at));
+            }
+            s.insert(batch, &names);
+          }
+          4..=6 => {
+            let weights = [1, 2, 3];
+            let want = s
+              .slab
+              .jobs()
+              .filter(|j| j.status == Status::Pending && j.run_at <= now)
+              .map(|j| (j.priority.weight(&weights), j.run_at, j.id))
+              .min()
+              .map(|(_, _, id)| id);
+            let got = claim_one(&mut s, now);
+            assert_eq!(got, want);
+            if let Some(id) = got {
+              match rng.u32(0..3) {
+                0 => {
+                  s.complete(id, "1", now);
+                }
+                1 => {
+                  let kind = FailKind::Interrupt;
+                  s.fail(id, JobError::default(), kind, now, 0.0);
+                }
+                _ => {}
+              }
+            }
+          }
+          7 => {
+            if !made.is_empty() {
+              let id = made[rng.usize(0..made.len())];
+              s.cancel(id, now);
+            }
+          }
+          8 => {
+            if !made.is_empty() {
+              let id = made[rng.usize(0..made.len())];
+              s.retry(id, now);
+            }
+          }
+          _ => {
+            now += rng.u64(0..10);
+            if rng.u32(0..4) == 0 {
+              s.prune(now.saturating_sub(20));
+            }
+          }
+        }
+        if step % 25 == 0 {
+          s.check_invariants().expect("invariants");
+        }
+      }
+    }
   }
 }

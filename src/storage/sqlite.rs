@@ -761,8 +761,8 @@ impl Store for SqliteStore {
         backoff: backoff_text(&job.backoff),
         created_at: job.created_at,
         run_at: job.run_at,
-        data: job.data.clone(),
-        context: job.context.clone(),
+        data: Box::from(&*job.data),
+        context: Box::from(&*job.context),
         deps: job.deps.as_deref().map(deps_text),
       })));
     }
