@@ -455,6 +455,7 @@ class JobManagementService extends EventEmitter {
       jobs: { waiting: q.waiting, pending: q.pending, running: q.running, completed: q.completed, failed: q.failed, timeout: q.timeout, cancelled: q.cancelled, total: q.total },
       monitoring: alerts !== null,
       activeAlerts: alerts === null ? 0 : alerts.length,
+      alertDelivery: this._monitor('delivery'),
       version: VERSION,
     }
   }
@@ -754,6 +755,15 @@ class JobManagementService extends EventEmitter {
     for (const [kind, jobId, name, attempt, extra] of events) {
       if (kind === 'alert' || kind === 'alertResolved') {
         this._alertEvent(kind, extra)
+        continue
+      }
+      if (kind === 'alertDeliveryFailed') {
+        try {
+          this._logger.warn(`jobwerk: ${extra}`)
+        } catch (e) {
+          process.emitWarning(`jobwerk: the logger threw: ${e && e.message}`)
+        }
+        this._emitSafely('alertDeliveryFailed', { message: extra })
         continue
       }
       let payload

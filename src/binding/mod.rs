@@ -113,7 +113,12 @@ impl Core {
     };
     let mut queue = queue;
     queue.set_schedules_enabled(cfg.schedules_on);
-    queue.set_monitor(cfg.monitoring, cfg.manual_clock.is_some(), now);
+    queue.set_monitor(
+      cfg.monitoring,
+      cfg.alert_channels,
+      cfg.manual_clock.is_some(),
+      now,
+    );
     let engine = Engine::with_queue(queue, clock);
     engine.set_max_sleep(cfg.check_interval_ms);
     engine.set_waker(Box::new(JsWaker(tsfn)));
@@ -394,6 +399,7 @@ impl Core {
         "series" => m.series_json(now),
         "alerts" => m.active_alerts_json(),
         "rules" => m.rules_json(),
+        "delivery" => q.alert_delivery_json()?,
         _ => return None,
       })
     })

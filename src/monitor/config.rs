@@ -253,6 +253,8 @@ impl MonitorConfig {
           "cooldownMs",
           "historySize",
           "rules",
+          "webhook",
+          "email",
         ],
         mk,
       )?;

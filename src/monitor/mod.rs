@@ -27,6 +27,7 @@
 //! else `stable`; `unknown` with fewer than 5 runs on either side.
 
 pub mod alert;
+pub mod channels;
 pub mod config;
 pub mod health;
 mod histogram;

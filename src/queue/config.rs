@@ -172,6 +172,8 @@ pub struct ServiceConfig {
   pub check_interval_ms: u64,
   /// The `monitoring` section.
   pub monitoring: crate::monitor::MonitorConfig,
+  /// `monitoring.alerting.webhook` and `.email`.
+  pub alert_channels: crate::monitor::channels::ChannelsConfig,
 }
 
 /// Where jobs are kept (`config.storage`).
@@ -263,6 +265,7 @@ impl ServiceConfig {
       mk,
     )?;
     let monitoring = crate::monitor::MonitorConfig::from_json(m.get("monitoring"))?;
+    let alert_channels = crate::monitor::channels::ChannelsConfig::from_json(m.get("monitoring"))?;
     let mut schedules_on = true;
     let mut check_interval_ms = super::engine::MAX_SLEEP_MS;
     if let Some(sc) = options::object(m.get("scheduler"), "config.scheduler", mk)? {
@@ -314,6 +317,7 @@ impl ServiceConfig {
       schedules_on,
       check_interval_ms,
       monitoring,
+      alert_channels,
     })
   }
 }

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::job::{Dependencies, IdGen, Job, JobError, JobId, Priority, Status};
+use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
@@ -125,6 +126,8 @@ pub struct Queue {
   schedules_on: bool,
   /// Metrics, health and alerts; `None` with `monitoring.enabled: false`.
   monitor: Option<Box<Monitor>>,
+  /// Delivers fired alerts to webhooks and email on its own thread.
+  alert_out: Option<Dispatcher>,
   /// When the monitor next samples the queue and evaluates its rules.
   next_sample: u64,
   next_evaluate: u64,
@@ -188,6 +191,7 @@ impl Queue {
       scheduler,
       schedules_on: true,
       monitor: None,
+      alert_out: None,
       next_sample: u64::MAX,
       next_evaluate: u64::MAX,
       sample_ms: 1_000,
@@ -198,14 +202,29 @@ impl Queue {
   /// Turns the monitor on (per its config) or off. With a manual clock the
   /// queue is sampled at each health check instead of every second, so
   /// `advanceTime` over a day does not take 86,400 steps.
-  pub fn set_monitor(&mut self, cfg: MonitorConfig, manual_clock: bool, now: u64) {
+  pub fn set_monitor(
+    &mut self,
+    cfg: MonitorConfig,
+    channels: ChannelsConfig,
+    manual_clock: bool,
+    now: u64,
+  ) {
     self.evaluate_ms = cfg.health_check_interval_ms.max(1);
     self.sample_ms = if manual_clock {
       self.evaluate_ms
     } else {
       1_000
     };
+    self.alert_out = (cfg.enabled && !channels.is_empty()).then(|| Dispatcher::start(channels));
     self.monitor = cfg.enabled.then(|| Box::new(Monitor::new(cfg, now)));
+  }
+
+  /// Webhook and email delivery counts (JSON), or `None` with no channel configured.
+  pub fn alert_delivery_json(&self) -> Option<String> {
+    self
+      .alert_out
+      .as_ref()
+      .and_then(|d| serde_json::to_string(&d.stats()).ok())
   }
 
   /// The monitor, if enabled.
@@ -254,6 +273,9 @@ impl Queue {
         .map(|m| m.evaluate(now))
         .unwrap_or_default();
       for e in events {
+        if let Some(d) = &self.alert_out {
+          d.send(&e);
+        }
         let kind = match e.kind {
           AlertEventKind::Fired => "alert",
           AlertEventKind::Resolved => "alertResolved",
@@ -262,6 +284,13 @@ impl Queue {
         let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
       }
       self.next_evaluate = now.saturating_add(self.evaluate_ms);
+    }
+    // Failed deliveries (found on the delivery thread) go to the JS log.
+    if let Some(d) = &self.alert_out {
+      for msg in d.take_failures() {
+        let msg = serde_json::to_string(&msg).unwrap_or_else(|_| "\"\"".into());
+        let _ = write!(self.events, "[\"alertDeliveryFailed\",null,null,0,{msg}],");
+      }
     }
   }
 
