@@ -196,6 +196,8 @@ export interface QueueStatistics {
   maxQueueSize: number
   /** Outcomes that arrived after their attempt had timed out or been cancelled. */
   lateOutcomes: number
+  /** Queue length, throughput and utilization per second and per minute (built when read; null with monitoring disabled). */
+  readonly trends: any
 }
 
 export interface StopSummary {

@@ -394,7 +394,18 @@ class JobManagementService extends EventEmitter {
 
   /** Counts per status, throughput, wait and run times, worker use. */
   getQueueStatistics() {
-    return JSON.parse(this._core.stats())
+    const stats = JSON.parse(this._core.stats())
+    // Time series (per second, per minute) are built only when read.
+    const core = this._core
+    Object.defineProperty(stats, 'trends', {
+      enumerable: false,
+      configurable: true,
+      get() {
+        const s = core.monitor('series')
+        return s == null ? null : JSON.parse(s)
+      },
+    })
+    return stats
   }
 
   /**

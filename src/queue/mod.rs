@@ -261,8 +261,9 @@ impl Queue {
       let queued = self.queued();
       let busy = self.running_count();
       let max = self.cfg.max_workers as usize;
+      let oldest = self.store.oldest_due().map_or(0, |t| now.saturating_sub(t));
       if let Some(m) = self.monitor.as_deref_mut() {
-        m.sample(now, queued, 0, busy, max);
+        m.sample(now, queued, oldest, busy, max);
       }
       self.next_sample = now.saturating_add(self.sample_ms);
     }

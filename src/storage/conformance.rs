@@ -182,6 +182,7 @@ fn delayed_jobs_wait_until_due(h: &mut dyn Harness) {
   let later = j.add(&mut *s, 0, Priority::High, 500, 0);
   let now_job = j.add(&mut *s, 0, Priority::Low, 0, 0);
   assert_eq!(s.next_due(), Some(500));
+  assert_eq!(s.oldest_due(), Some(0), "the due job has waited since 0");
   s = h.reopen(s, 100);
   assert_eq!(claim(&mut *s, 10, 100), vec![now_job]);
   assert!(!s.has_due(499, &all));

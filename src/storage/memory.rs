@@ -504,6 +504,23 @@ impl MemoryStore {
     }
   }
 
+  fn oldest_due_time(&self) -> Option<u64> {
+    let run_at = |slot: u32, gen: u32| {
+      self
+        .slab
+        .get(slot)
+        .filter(|j| j.gen == gen && j.status == Status::Pending)
+        .map(|j| j.run_at)
+    };
+    // A lane is in due order: its first current entry is its oldest.
+    let lanes = self
+      .lanes
+      .iter()
+      .filter_map(|l| l.q.iter().find_map(|&(slot, gen)| run_at(slot, gen)));
+    let heap = self.ready.iter().filter_map(|k| run_at(k.slot, k.gen));
+    lanes.chain(heap).min()
+  }
+
   fn is_current(&self, slot: u32, gen: u32) -> bool {
     matches!(self.slab.get(slot), Some(j) if j.gen == gen && j.status == Status::Pending)
   }
@@ -931,6 +948,10 @@ impl Store for MemoryStore {
     if let Some(keys) = self.parked.remove(&name) {
       self.ready.extend(keys);
     }
+  }
+
+  fn oldest_due(&self) -> Option<u64> {
+    self.oldest_due_time()
   }
 
   fn next_due(&self) -> Option<u64> {

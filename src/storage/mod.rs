@@ -182,6 +182,12 @@ pub trait Store: Send {
     Vec::new()
   }
 
+  /// The due time of the longest-waiting due job (held-back jobs of
+  /// unregistered calculations not counted), for the monitor's oldest wait.
+  fn oldest_due(&self) -> Option<u64> {
+    None
+  }
+
   /// The earliest due time of a job not yet due.
   fn next_due(&self) -> Option<u64>;
 

@@ -884,6 +884,10 @@ impl Store for SqliteStore {
     self.mem.registered(name)
   }
 
+  fn oldest_due(&self) -> Option<u64> {
+    self.mem.oldest_due()
+  }
+
   fn next_due(&self) -> Option<u64> {
     self.mem.next_due()
   }
