@@ -120,6 +120,19 @@ export interface JobManagementConfig {
       cooldownMs?: number
       historySize?: number
       rules?: AlertRule[]
+      webhook?: { url?: string; urls?: string[]; headers?: Record<string, string>; timeoutMs?: number; retries?: number; backoffMs?: number }
+      email?: {
+        host: string
+        port?: number
+        secure?: 'none' | 'starttls' | 'tls'
+        user?: string
+        pass?: string
+        from: string
+        to: string | string[]
+        timeoutMs?: number
+        retries?: number
+        backoffMs?: number
+      }
     }
     retention?: { seconds?: number; minutes?: number }
   }
@@ -224,6 +237,7 @@ export interface JobManagementEvents {
   progress: [JobEvent & { progress: number | object }]
   alert: [Alert]
   alertResolved: [Alert]
+  alertDeliveryFailed: [{ message: string }]
 }
 
 export type HealthLevel = 'healthy' | 'warning' | 'critical'
