@@ -24,7 +24,11 @@ try {
   throw err
 }
 
-const VERSION = require('./package.json').version
+// The package's version (a copy of index.js without its package.json says 'unknown').
+let VERSION = 'unknown'
+try {
+  VERSION = require('./package.json').version
+} catch {}
 const JOB_EVENTS = new Set(['completed', 'failed', 'retrying', 'timedOut', 'cancelled'])
 const MAX_TAKE = 1024
 // Batches run back to back from microtasks before yielding to the event loop.
