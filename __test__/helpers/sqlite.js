@@ -11,18 +11,8 @@ const { spawn, spawnSync } = require('node:child_process')
 const ROOT = path.join(__dirname, '..', '..')
 const FIXTURES = path.join(__dirname, '..', 'fixtures')
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Polls `fn` until it returns a truthy value; resolves with that value. */
-async function waitFor(fn, { timeout = 5000, interval = 5, what = 'condition' } = {}) {
-  const t0 = Date.now()
-  for (;;) {
-    const v = fn()
-    if (v) return v
-    if (Date.now() - t0 > timeout) throw new Error(`waitFor: timed out after ${timeout} ms waiting for ${what}`)
-    await sleep(interval)
-  }
-}
+// The suite's shared polling helpers.
+const { sleep, waitFor } = require('./index')
 
 /** Temp directories (fs.mkdtempSync under os.tmpdir()), removed by cleanup(). */
 function tempDirs(prefix = 'jobwerk-sqlite-') {
