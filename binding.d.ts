@@ -42,10 +42,12 @@ export declare class Core {
   take(max: number): string
   /**
    * Applies outcomes (JSON `[[slot, seq, kind, value], ...]`); returns
-   * `(active << 1) | news`.
+   * `(active << 2) | (emit << 1) | news`. With `emitCompleted` the caller
+   * emits the `completed` events of these outcomes itself when `emit` comes
+   * back set (every outcome was current); otherwise they are drained as usual.
    */
-  settle(outcomesJson: string): number
-  /** `(active << 1) | news`; also re-arms the wake-up. */
+  settle(outcomesJson: string, emitCompleted: boolean): number
+  /** `(active << 2) | news`; also re-arms the wake-up. */
   poll(): number
   /** Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`. */
   drain(): string

@@ -95,6 +95,37 @@ function toJson(value, what) {
   return s
 }
 
+// A handler's result as JSON; the common primitives without a replacer.
+function resultJson(v) {
+  switch (typeof v) {
+    case 'number':
+      return Number.isFinite(v) ? '' + v : 'null'
+    case 'string':
+      return JSON.stringify(v)
+    case 'boolean':
+      return v ? 'true' : 'false'
+    case 'undefined':
+      return 'null'
+    default:
+      return toJson(v, 'the result')
+  }
+}
+
+// The result as a 'completed' listener sees it: what the JSON stored reads back as.
+function resultValue(v, json) {
+  switch (typeof v) {
+    case 'number':
+      return Number.isFinite(v) ? v + 0 : null
+    case 'string':
+    case 'boolean':
+      return v
+    default:
+      return JSON.parse(json)
+  }
+}
+
+const RESOLVED = Promise.resolve()
+
 function optionsJson(options, what) {
   if (options === undefined || options === null) return 'null'
   if (typeof options !== 'object' || Array.isArray(options)) {
@@ -219,6 +250,8 @@ class JobManagementService extends EventEmitter {
     this._byName = new Map()
     this._slots = []
     this._outbox = []
+    // Completed attempts in the outbox, for the 'completed' events: job, value, JSON.
+    this._okOut = []
     this._flushQueued = false
     this._pumpQueued = false
     this._batchesThisTurn = 0
@@ -226,6 +259,7 @@ class JobManagementService extends EventEmitter {
     this._stopWaiters = []
     this._flush = this._flush.bind(this)
     this._resumeTurn = this._resumeTurn.bind(this)
+    this._newTurn = () => (this._batchesThisTurn = 0)
     this.on('newListener', (event) => {
       if (JOB_EVENTS.has(event)) this._core.setEvents(true)
     })
@@ -637,7 +671,7 @@ class JobManagementService extends EventEmitter {
   _schedulePump() {
     if (this._state !== 'started' || this._pumpQueued) return
     this._pumpQueued = true
-    queueMicrotask(() => {
+    RESOLVED.then(() => {
       this._pumpQueued = false
       this._pump()
       this._afterFlags(this._core.poll())
@@ -664,9 +698,12 @@ class JobManagementService extends EventEmitter {
       const s = this._core.take(MAX_TAKE)
       if (s.length === 0) return
       this._batchesThisTurn++
-      if (this._batchesThisTurn === 1) setImmediate(() => (this._batchesThisTurn = 0))
+      if (this._batchesThisTurn === 1) setImmediate(this._newTurn)
       const a = JSON.parse(s)
       for (let i = 0; i < a.length; i += 7) this._run(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6])
+      // Fewer than asked: every free worker got a job or nothing more is due;
+      // workers free up only when outcomes settle (which pumps again).
+      if (a.length < MAX_TAKE * 7) return
     }
   }
 
@@ -695,7 +732,7 @@ class JobManagementService extends EventEmitter {
     if (job._done) return
     let s
     try {
-      s = toJson(value, 'the result')
+      s = resultJson(value)
     } catch (e) {
       this._err(job, e)
       return
@@ -703,6 +740,7 @@ class JobManagementService extends EventEmitter {
     job._done = true
     if (this._slots[job._slot] === job) this._slots[job._slot] = undefined
     this._outbox.push(`[${job._slot},${job._seq},1,${s}]`)
+    this._okOut.push(job, value, s)
     this._queueFlush()
   }
 
@@ -726,7 +764,8 @@ class JobManagementService extends EventEmitter {
   _queueFlush() {
     if (this._flushQueued) return
     this._flushQueued = true
-    queueMicrotask(this._flush)
+    // Not queueMicrotask: Node wraps each of those in an async resource.
+    RESOLVED.then(this._flush)
   }
 
   _flush() {
@@ -734,13 +773,25 @@ class JobManagementService extends EventEmitter {
     if (this._outbox.length === 0) return
     const s = `[${this._outbox.join(',')}]`
     this._outbox.length = 0
-    this._afterFlags(this._core.settle(s))
+    const ok = this._okOut
+    const emit = ok.length > 0 && this.listenerCount('completed') > 0
+    if (ok.length > 0) this._okOut = []
+    const flags = this._core.settle(s, emit)
+    this._afterFlags(flags)
+    // Rust recorded these outcomes; when they all were current it left their
+    // 'completed' events to this side, which still holds id, name and result.
+    if (flags & 2) {
+      for (let i = 0; i < ok.length; i += 3) {
+        const job = ok[i]
+        this._emitSafely('completed', { jobId: job.id, name: job.name, attempt: job.attempt, result: resultValue(ok[i + 1], ok[i + 2]) })
+      }
+    }
     this._pump()
   }
 
   _afterFlags(flags) {
     if (flags & 1) this._drain()
-    this._setKeepAlive(flags >>> 1 > 0 && (this._state === 'started' || this._state === 'stopping'))
+    this._setKeepAlive(flags >>> 2 > 0 && (this._state === 'started' || this._state === 'stopping'))
     if (this._stopWaiters.length > 0 && this._core.runningCount() === 0) {
       const waiters = this._stopWaiters
       this._stopWaiters = []

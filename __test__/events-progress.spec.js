@@ -18,6 +18,25 @@ describe('events', () => {
     expect(ev.all.map(([e]) => e)).toEqual(['completed'])
   })
 
+  test("completed: the result reads as the stored JSON, and the job is completed when the event fires", async () => {
+    const service = tracker.create()
+    const seen = []
+    service.on('completed', (e) => seen.push([e.result, service.getJobStatus(e.jobId).status, service.getJobStatus(e.jobId).result]))
+    await service.start()
+    const date = new Date(Date.UTC(2026, 0, 2))
+    const results = [41, -0, NaN, Infinity, 'text', '', true, false, null, undefined, { a: [1, { b: 'c' }], skip: undefined }, [1, 'two'], date]
+    const ids = results.map((r, i) => service.addCalculationJob({ name: `r${i}`, calculate: async () => r }, i))
+    await waitFor(() => seen.length === results.length)
+    const expected = results.map((r) => (r === undefined ? null : JSON.parse(JSON.stringify(r))))
+    expect(seen.map((s) => s[0])).toEqual(expected)
+    expect(Object.is(seen[1][0], 0)).toBe(true)
+    for (const [result, status, stored] of seen) {
+      expect(status).toBe('completed')
+      expect(stored).toEqual(result)
+    }
+    for (const id of ids) expect(service.getJobStatus(id).status).toBe('completed')
+  })
+
   test('failed: { jobId, name, attempt, error }', async () => {
     const service = tracker.create()
     const ev = recordEvents(service)

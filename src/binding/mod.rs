@@ -62,8 +62,9 @@ pub struct Core {
 
 /// `(active << 1) | news`: how many jobs still need the service, and whether
 /// aborts or events wait for `drain()`.
+/// `(active << 2) | (caller emits completed << 1) | news`.
 fn flags(active: usize, news: bool) -> u32 {
-  ((active.min(u32::MAX as usize >> 1) as u32) << 1) | news as u32
+  ((active.min(u32::MAX as usize >> 2) as u32) << 2) | news as u32
 }
 
 #[napi]
@@ -258,19 +259,21 @@ impl Core {
   }
 
   /// Applies outcomes (JSON `[[slot, seq, kind, value], ...]`); returns
-  /// `(active << 1) | news`.
+  /// `(active << 2) | (emit << 1) | news`. With `emitCompleted` the caller
+  /// emits the `completed` events of these outcomes itself when `emit` comes
+  /// back set (every outcome was current); otherwise they are drained as usual.
   #[napi]
-  pub fn settle(&self, outcomes_json: String) -> napi::Result<u32, Code> {
+  pub fn settle(&self, outcomes_json: String, emit_completed: bool) -> napi::Result<u32, Code> {
     self
       .engine
       .with(|q, now| {
-        q.settle(&outcomes_json, now)?;
-        Ok(flags(q.active(), q.has_news()))
+        let (_, emit) = q.settle_with(&outcomes_json, now, emit_completed)?;
+        Ok(flags(q.active(), q.has_news()) | (emit as u32) << 1)
       })
       .map_err(js_err)
   }
 
-  /// `(active << 1) | news`; also re-arms the wake-up.
+  /// `(active << 2) | news`; also re-arms the wake-up.
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();

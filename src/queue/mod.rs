@@ -78,6 +78,14 @@ struct Running {
   seq: u32,
   /// Epoch ms after which the attempt times out (`u64::MAX`: never).
   deadline: u64,
+  /// When the attempt started and when the job was due (epoch ms), its
+  /// calculation and attempt number: settling needs no store lookup.
+  started_at: u64,
+  run_at: u64,
+  name: u32,
+  attempt: u32,
+  /// The store's hint for finding the job again.
+  hint: u32,
 }
 
 /// One job to add.
@@ -238,6 +246,17 @@ impl Queue {
   }
 
   /// Records a finished attempt of job `id` with the monitor.
+  /// Records a settled attempt's outcome with the monitor (no store lookup).
+  fn record_running(&mut self, r: &Running, outcome: Outcome, now: u64) {
+    let Some(m) = self.monitor.as_deref_mut() else {
+      return;
+    };
+    let name = self.names.get(r.name).unwrap_or("");
+    let wait = r.started_at.saturating_sub(r.run_at);
+    let run = now.saturating_sub(r.started_at);
+    m.record_outcome(name, outcome, wait, run, now, None);
+  }
+
   fn record(&mut self, id: JobId, outcome: Outcome, now: u64, error: Option<&str>) {
     let Some(m) = self.monitor.as_deref_mut() else {
       return;
@@ -654,7 +673,7 @@ impl Queue {
       max,
       now,
       &|n| matches!(calcs.get(n as usize), Some(Some(_))),
-      &mut |job| {
+      &mut |job, hint| {
         let Some(slot) = free_slots.pop() else {
           return;
         };
@@ -669,11 +688,24 @@ impl Queue {
           id: job.id,
           seq: *seq,
           deadline,
+          started_at: now,
+          run_at: job.run_at,
+          name: job.name,
+          attempt: job.attempts,
+          hint,
         });
         stats.started(now, now.saturating_sub(job.run_at));
-        let _ = write!(out, "{},{},\"", slot, *seq);
+        let mut num = itoa::Buffer::new();
+        out.push_str(num.format(slot));
+        out.push(',');
+        out.push_str(num.format(*seq));
+        out.push_str(",\"");
         job.id.write_to(out);
-        let _ = write!(out, "\",{},{},", job.name, job.attempts);
+        out.push_str("\",");
+        out.push_str(num.format(job.name));
+        out.push(',');
+        out.push_str(num.format(job.attempts));
+        out.push(',');
         out.push_str(&job.data);
         out.push(',');
         out.push_str(job.context_json());
@@ -705,22 +737,37 @@ impl Queue {
   /// a result, 0 an error `{name, message, stack}`, 2 an unrecoverable error.
   /// An outcome for an attempt that already ended (timed out, cancelled) is
   /// counted and ignored.
+  ///
+  /// With `caller_emits_completed` the caller (JavaScript, which still holds
+  /// each job's id, name, attempt and result) emits the `completed` events
+  /// itself when every outcome is current; then none are recorded here and
+  /// the second value returned is true. Otherwise they are recorded as usual.
   pub fn settle(&mut self, json: &str, now: u64) -> Result<usize> {
+    self.settle_with(json, now, false).map(|(n, _)| n)
+  }
+
+  /// [`Queue::settle`], the caller emitting `completed` events when it can.
+  pub fn settle_with(
+    &mut self,
+    json: &str,
+    now: u64,
+    caller_emits_completed: bool,
+  ) -> Result<(usize, bool)> {
     let outcomes: Vec<(u32, u32, u8, &RawValue)> =
       serde_json::from_str(json).map_err(|e| Error::arg(format!("malformed outcomes: {e}")))?;
     let n = outcomes.len();
+    let caller_emits = caller_emits_completed && self.events_on && self.all_current(&outcomes);
     for (slot, seq, kind, value) in outcomes {
       let Some(r) = self.running(slot, seq) else {
         self.late_outcomes += 1;
         continue;
       };
       self.release(slot);
-      let started = self.store.get(r.id).map(|j| j.started_at).unwrap_or(now);
-      self.stats.finished(now, now.saturating_sub(started));
+      self.stats.finished(now, now.saturating_sub(r.started_at));
       if kind == 1 {
-        self.record(r.id, Outcome::Completed, now, None);
-        if self.store.complete(r.id, value.get(), now) {
-          self.event("completed", r.id, value.get());
+        self.record_running(&r, Outcome::Completed, now);
+        if self.store.complete(r.id, r.hint, value.get(), now) && !caller_emits {
+          self.event_of("completed", r.id, r.name, r.attempt, value.get());
         }
       } else {
         let err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
@@ -738,7 +785,20 @@ impl Queue {
         );
       }
     }
-    Ok(n)
+    Ok((n, caller_emits))
+  }
+
+  /// True when every outcome is for a running attempt, each slot once.
+  fn all_current(&self, outcomes: &[(u32, u32, u8, &RawValue)]) -> bool {
+    if !outcomes
+      .iter()
+      .all(|(slot, seq, ..)| self.running(*slot, *seq).is_some())
+    {
+      return false;
+    }
+    let mut slots: Vec<u32> = outcomes.iter().map(|o| o.0).collect();
+    slots.sort_unstable();
+    slots.windows(2).all(|w| w[0] != w[1])
   }
 
   /// A failed or timed-out attempt: the store retries or finishes it; this
@@ -786,14 +846,32 @@ impl Queue {
     let Some(job) = self.store.get(id) else {
       return;
     };
+    let (name, attempt) = (job.name, job.attempts);
+    self.event_of(kind, id, name, attempt, extra);
+  }
+
+  /// Records event `kind` of job `id` (calculation `name`, attempt `attempt`).
+  fn event_of(&mut self, kind: &str, id: JobId, name: u32, attempt: u32, extra: &str) {
+    if !self.events_on {
+      return;
+    }
     let name = self
       .names_json
-      .get(job.name as usize)
+      .get(name as usize)
       .map(|s| &**s)
       .unwrap_or("null");
-    let _ = write!(self.events, "[\"{kind}\",\"");
-    id.write_to(&mut self.events);
-    let _ = write!(self.events, "\",{name},{},{extra}],", job.attempts);
+    let e = &mut self.events;
+    e.push_str("[\"");
+    e.push_str(kind);
+    e.push_str("\",\"");
+    id.write_to(e);
+    e.push_str("\",");
+    e.push_str(name);
+    e.push(',');
+    e.push_str(itoa::Buffer::new().format(attempt));
+    e.push(',');
+    e.push_str(extra);
+    e.push_str("],");
   }
 
   /// Turns event recording on or off (off: nobody listens, nothing is built).

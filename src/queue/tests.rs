@@ -387,3 +387,36 @@ fn unknown_dependencies_are_refused_before_anything_is_written() {
   assert_eq!(q.get(b).map(|j| j.status), Some(Status::Failed));
   q.check_invariants().expect("invariants");
 }
+
+/// The caller (JavaScript) emits `completed` events itself only when every
+/// outcome of the batch is current; otherwise they are recorded here.
+#[test]
+fn caller_emits_completed_only_when_every_outcome_is_current() {
+  let (mut q, c) = queue(3);
+  q.set_events(true);
+  for i in 0..3 {
+    add(&mut q, c, &i.to_string(), Value::Null, 0);
+  }
+  let t = take(&mut q, 3, 1);
+  let batch = format!("[[{},{},1,1],[{},{},1,2]]", t[0].0, t[0].1, t[1].0, t[1].1);
+  assert_eq!(q.settle_with(&batch, 2, true), Ok((2, true)));
+  assert!(!q.has_news(), "no completed event recorded");
+  assert_eq!(q.count(Status::Completed), 2);
+
+  // One stale outcome (already settled) in the batch: recorded as events.
+  let batch = format!("[[{},{},1,3],[{},{},1,1]]", t[2].0, t[2].1, t[0].0, t[0].1);
+  assert_eq!(q.settle_with(&batch, 3, true), Ok((2, false)));
+  assert_eq!(q.late_outcomes(), 1);
+  let drained: Value = serde_json::from_str(&q.drain()).expect("json");
+  assert_eq!(drained[1].as_array().map(|a| a.len()), Some(1));
+  assert_eq!(drained[1][0][0], "completed");
+  assert_eq!(drained[1][0][4], 3);
+
+  // The same slot twice in one batch: the second is late.
+  add(&mut q, c, "9", Value::Null, 4);
+  let u = take(&mut q, 1, 4);
+  let batch = format!("[[{0},{1},1,5],[{0},{1},1,6]]", u[0].0, u[0].1);
+  assert_eq!(q.settle_with(&batch, 5, true), Ok((2, false)));
+  assert_eq!(q.late_outcomes(), 2);
+  q.check_invariants().expect("invariants");
+}

@@ -139,7 +139,7 @@ impl Jobs {
 
 fn claim(s: &mut dyn Store, max: usize, now: u64) -> Vec<JobId> {
   let mut got = vec![];
-  s.claim(max, now, &all, &mut |j| got.push(j.id));
+  s.claim(max, now, &all, &mut |j, _| got.push(j.id));
   got
 }
 
@@ -191,6 +191,33 @@ fn delayed_jobs_wait_until_due(h: &mut dyn Harness) {
   assert_eq!(s.next_due(), None);
 }
 
+/// The hint a claim hands out finds the job; a stale or wrong hint still
+/// completes the job named by its id, never another one.
+fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let mut got = Vec::new();
+  s.claim(2, 1, &all, &mut |job, hint| got.push((job.id, hint)));
+  assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![a, b]);
+  let (hint_a, hint_b) = (got[0].1, got[1].1);
+  assert!(
+    s.complete(a, hint_b, "\"a\"", 2),
+    "b's hint: a is found by id"
+  );
+  assert_eq!(s.get(b).map(|j| j.status), Some(Status::Running));
+  assert!(!s.complete(a, hint_a, "1", 3), "a finished already");
+  assert!(s.complete(b, hint_b, "\"b\"", 4));
+  s = h.reopen(s, 10);
+  for (id, result) in [(a, "\"a\""), (b, "\"b\"")] {
+    let job = s.get(id).expect("job");
+    assert_eq!(job.status, Status::Completed);
+    let o = job.outcome.as_deref().expect("outcome");
+    assert_eq!(o.result.as_deref(), Some(result));
+  }
+}
+
 fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
   let mut s = h.open();
   let mut j = Jobs::new();
@@ -198,8 +225,8 @@ fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
   assert!(!s.progress(id, "5"), "not running yet");
   claim(&mut *s, 1, 1);
   assert!(s.progress(id, "{\"p\":50}"));
-  assert!(s.complete(id, "{\"table\":[1,2]}", 5));
-  assert!(!s.complete(id, "1", 6), "only once");
+  assert!(s.complete(id, NO_HINT, "{\"table\":[1,2]}", 5));
+  assert!(!s.complete(id, NO_HINT, "1", 6), "only once");
   s = h.reopen(s, 10);
   let job = s.get(id).expect("job");
   assert_eq!(
@@ -340,8 +367,8 @@ fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
   let young = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let waiting = j.add(&mut *s, 0, Priority::Medium, 10_000, 0);
   claim(&mut *s, 2, 0);
-  s.complete(old, "1", 10);
-  s.complete(young, "2", 50);
+  s.complete(old, NO_HINT, "1", 10);
+  s.complete(young, NO_HINT, "2", 50);
   assert_eq!(s.prune(20), 1);
   s = h.reopen(s, 60);
   assert!(s.get(old).is_none());
@@ -364,7 +391,7 @@ fn unregistered_jobs_wait(h: &mut dyn Harness) {
   s = h.reopen(s, 1);
   let only_a = |n: u32| n == 0;
   let mut got = vec![];
-  s.claim(10, 1, &only_a, &mut |j| got.push(j.id));
+  s.claim(10, 1, &only_a, &mut |j, _| got.push(j.id));
   assert_eq!(got, vec![a]);
   assert_eq!(s.unregistered(), 1);
   s.registered(1);
@@ -440,7 +467,7 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(s.counts()[Status::Waiting as usize], 3);
   s = h.reopen(s, 1);
   assert_eq!(claim(&mut *s, 10, 1), vec![a], "only the root runs");
-  s.complete(a, "1", 2);
+  s.complete(a, NO_HINT, "1", 2);
   let mut changed = s.take_changed();
   changed.sort();
   assert_eq!(changed, vec![b, c]);
@@ -448,9 +475,9 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(status(&*s, b), Some((Status::Pending, 0)));
   assert_eq!(status(&*s, d), Some((Status::Waiting, 0)));
   assert_eq!(claim(&mut *s, 10, 3), vec![b, c]);
-  s.complete(b, "2", 4);
+  s.complete(b, NO_HINT, "2", 4);
   assert_eq!(status(&*s, d), Some((Status::Waiting, 0)), "c still runs");
-  s.complete(c, "3", 5);
+  s.complete(c, NO_HINT, "3", 5);
   assert_eq!(claim(&mut *s, 10, 6), vec![d]);
   s.check_invariants().expect("invariants");
 }
@@ -510,6 +537,10 @@ macro_rules! conformance {
       #[test]
       fn delayed_jobs_wait_until_due() {
         super::delayed_jobs_wait_until_due(&mut $harness);
+      }
+      #[test]
+      fn complete_hints_never_complete_the_wrong_job() {
+        super::complete_hints_never_complete_the_wrong_job(&mut $harness);
       }
       #[test]
       fn complete_keeps_result_and_progress() {

@@ -406,6 +406,20 @@ impl MemoryStore {
     self.index.find(id, &self.slab).map(|(_, slot)| slot)
   }
 
+  /// The slot of the job with this id, trying `hint` first.
+  fn slot_hinted(&self, id: u128, hint: u32) -> Option<u32> {
+    match self.slab.get(hint) {
+      Some(j) if j.id.0 == id => Some(hint),
+      _ => self.slot(id),
+    }
+  }
+
+  /// The job with this id, trying slot `hint` first (see [`Store::claim`]).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn get_hinted(&self, id: JobId, hint: u32) -> Option<&Job> {
+    self.slab.get(self.slot_hinted(id.0, hint)?)
+  }
+
   fn job(&self, id: u128) -> Option<&Job> {
     self.slab.get(self.slot(id)?)
   }
@@ -600,6 +614,9 @@ impl MemoryStore {
 
   /// A job finished: its waiting dependants are looked at again.
   fn release_dependants(&mut self, id: u128, now: u64) {
+    if self.dependants.is_empty() {
+      return;
+    }
     let mut todo = vec![id];
     while let Some(done) = todo.pop() {
       let Some(waiting) = self.dependants.remove(&done) else {
@@ -763,7 +780,7 @@ impl Store for MemoryStore {
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job),
+    visit: &mut dyn FnMut(&Job, u32),
   ) -> usize {
     self.promote_due(now);
     let mut n = 0;
@@ -778,7 +795,7 @@ impl Store for MemoryStore {
       transition(&mut self.counts, job, Transition::Claim);
       job.attempts += 1;
       job.started_at = now;
-      visit(job);
+      visit(job, slot);
       n += 1;
     }
     n
@@ -789,8 +806,8 @@ impl Store for MemoryStore {
     self.settle_top(runnable).is_some()
   }
 
-  fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool {
-    let Some(slot) = self.slot(id.0) else {
+  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
+    let Some(slot) = self.slot_hinted(id.0, hint) else {
       return false;
     };
     let Some(job) = self.slab.get_mut(slot) else {
@@ -1041,6 +1058,7 @@ impl Store for MemoryStore {
 mod tests {
   use super::*;
   use crate::job::{Backoff, IdGen, Priority, Text};
+  use crate::storage::NO_HINT;
   use std::mem::size_of;
 
   fn job(id: JobId, priority: Priority, now: u64, run_at: u64) -> Job {
@@ -1067,7 +1085,7 @@ mod tests {
 
   fn claim_one(s: &mut MemoryStore, now: u64) -> Option<JobId> {
     let mut got = None;
-    s.claim(1, now, &|_| true, &mut |j| got = Some(j.id));
+    s.claim(1, now, &|_| true, &mut |j, _| got = Some(j.id));
     got
   }
 
@@ -1098,7 +1116,7 @@ mod tests {
       let mut done = vec![];
       for _ in 0..n {
         let id = claim_one(&mut s, now).expect("due");
-        assert!(s.complete(id, "1", now));
+        assert!(s.complete(id, NO_HINT, "1", now));
         done.push(id);
       }
       now += 1;
@@ -1226,7 +1244,7 @@ mod tests {
             if let Some(id) = got {
               match rng.u32(0..3) {
                 0 => {
-                  s.complete(id, "1", now);
+                  s.complete(id, NO_HINT, "1", now);
                 }
                 1 => {
                   let kind = FailKind::Interrupt;

@@ -68,6 +68,9 @@ impl Names {
   }
 }
 
+/// No hint: the store looks the job up by id (see [`Store::claim`]).
+pub const NO_HINT: u32 = u32::MAX;
+
 /// Why an attempt ended without a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailKind {
@@ -106,20 +109,22 @@ pub trait Store: Send {
   /// then insertion), skipping jobs whose calculation `runnable` refuses (they
   /// wait, counted by [`Store::unregistered`], until [`Store::registered`]).
   /// Each claimed job is `running` with its attempt counted when `visit`
-  /// sees it. `weights` are the configured priority weights.
+  /// sees it, with a hint: the store's own handle for the job (a slot), to
+  /// pass back to [`Store::complete`] so it finds the job without a lookup.
   fn claim(
     &mut self,
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job),
+    visit: &mut dyn FnMut(&Job, u32),
   ) -> usize;
 
   /// True when a claim at `now` would find a job.
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool;
 
   /// A running job finished with `result` (JSON). False if it is not running.
-  fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool;
+  /// `hint` is what [`Store::claim`] handed out with the job, or [`NO_HINT`].
+  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool;
 
   /// A running job's attempt failed: retried with backoff when attempts are
   /// left (and the failure allows it), finished otherwise.

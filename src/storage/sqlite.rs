@@ -774,16 +774,16 @@ impl Store for SqliteStore {
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job),
+    visit: &mut dyn FnMut(&Job, u32),
   ) -> usize {
     let pending = &mut self.pending;
-    self.mem.claim(max, now, runnable, &mut |job| {
+    self.mem.claim(max, now, runnable, &mut |job, hint| {
       pending.push(Op::Claim {
         k: key(job.id),
         attempts: job.attempts,
         started_at: job.started_at,
       });
-      visit(job)
+      visit(job, hint)
     })
   }
 
@@ -791,10 +791,12 @@ impl Store for SqliteStore {
     self.mem.has_due(now, runnable)
   }
 
-  fn complete(&mut self, id: JobId, result: &str, now: u64) -> bool {
-    let ok = self.mem.complete(id, result, now);
+  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
+    let ok = self.mem.complete(id, hint, result, now);
     if ok {
-      self.push_state(id, true, false);
+      if let Some(job) = self.mem.get_hinted(id, hint) {
+        self.pending.push(state_row(job, true, false));
+      }
       self.journal_changed();
     }
     ok
