@@ -126,6 +126,31 @@ function resultValue(v, json) {
 
 const RESOLVED = Promise.resolve()
 
+// `jobs[i].field` in a batch, `field` for a single job.
+function fieldAt(i, field) {
+  return i < 0 ? field : `jobs[${i}].${field}`
+}
+
+// Job data or context as JSON: plain numbers, strings and flat objects of
+// those skip the replacer; the rest goes through toJson.
+function dataJson(v, i, field) {
+  if (typeof v === 'number' && Number.isFinite(v)) return '' + v
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype && isFlat(v)) return JSON.stringify(v)
+  return toJson(v, fieldAt(i, field))
+}
+
+// An own-enumerable-keys object whose values are finite numbers, strings,
+// booleans or null (what JSON.stringify writes as is, no toJSON to call).
+function isFlat(o) {
+  for (const k in o) {
+    const v = o[k]
+    const t = typeof v
+    if (t === 'number' ? !Number.isFinite(v) : t !== 'string' && t !== 'boolean' && v !== null) return false
+  }
+  return true
+}
+
 function optionsJson(options, what) {
   if (options === undefined || options === null) return 'null'
   if (typeof options !== 'object' || Array.isArray(options)) {
@@ -343,7 +368,13 @@ class JobManagementService extends EventEmitter {
     this._schedulePump()
   }
 
-  _calcIndex(calc, what) {
+  /** `what` names the calculation in errors (else `jobs[i].calculation`). */
+  _calcIndex(calc, what, i) {
+    if (what === undefined) {
+      const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
+      if (known !== undefined && known.calc === calc && typeof calc.calculate === 'function') return known.idx
+      what = fieldAt(i, 'calculation')
+    }
     if (calc === null || (typeof calc !== 'object' && typeof calc !== 'function')) {
       throw invalid(`${what} must be an object { name, calculate }, got ${calc === null ? 'null' : typeof calc}`)
     }
@@ -362,14 +393,15 @@ class JobManagementService extends EventEmitter {
     return idx
   }
 
-  _jobJson(calculation, data, context, options, what) {
-    const idx = this._calcIndex(calculation, `${what}calculation`)
-    const d = toJson(data, `${what}data`)
+  /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */
+  _jobJson(calculation, data, context, options, i) {
+    const idx = this._calcIndex(calculation, i < 0 ? 'calculation' : undefined, i)
+    const d = dataJson(data, i, 'data')
     if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
-      throw invalid(`${what}context must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+      throw invalid(`${fieldAt(i, 'context')} must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
     }
-    const c = context === undefined || context === null ? '{}' : toJson(context, `${what}context`)
-    const o = optionsJson(options, `${what}options`)
+    const c = context === undefined || context === null ? '{}' : dataJson(context, i, 'context')
+    const o = options === undefined || options === null ? 'null' : optionsJson(options, fieldAt(i, 'options'))
     return `[${idx},${d},${c},${o}]`
   }
 
@@ -378,7 +410,7 @@ class JobManagementService extends EventEmitter {
    * @returns {string}
    */
   addCalculationJob(calculation, data, context, options) {
-    const ids = this._core.add(`[${this._jobJson(calculation, data, context, options, '')}]`)
+    const ids = this._core.add(`[${this._jobJson(calculation, data, context, options, -1)}]`)
     this._schedulePump()
     return ids
   }
@@ -394,7 +426,7 @@ class JobManagementService extends EventEmitter {
     for (let i = 0; i < jobs.length; i++) {
       const j = jobs[i]
       if (j === null || typeof j !== 'object') throw invalid(`jobs[${i}] must be an object { calculation, data, context, options }`)
-      parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, `jobs[${i}].`)
+      parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
     }
     const ids = this._core.add(`[${parts.join(',')}]`).split(',')
     this._schedulePump()

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-/// A UUID v7 held as a `u128`.
+/// A UUID v7 held as a `u128`, aligned to 8 bytes instead of 16 so that a
+/// [`crate::job::Job`] has no padding (it is read by value, never by reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C, packed(8))]
 pub struct JobId(pub u128);
 
 impl JobId {

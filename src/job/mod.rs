@@ -97,14 +97,36 @@ impl JobError {
 
 /// What a finished or running job carries beyond its inputs; boxed so a
 /// pending job pays one pointer for it.
+/// What a pending job usually does not have, boxed so that the common job
+/// stays small: its outcome so far and its dependencies.
 #[derive(Debug, Clone, Default)]
-pub struct JobOutcome {
+pub struct JobExtra {
   /// The last result, as JSON text.
   pub result: Option<Box<str>>,
   /// The last progress, as JSON text.
   pub progress: Option<Box<str>>,
   /// Every failed attempt, oldest first; the last is the job's `error`.
   pub errors: Vec<JobError>,
+  /// Jobs that must complete first.
+  pub deps: Option<Dependencies>,
+  /// The job's context as JSON text (`None`: `{}`).
+  pub context: Option<Box<str>>,
+}
+
+impl JobExtra {
+  /// The extra record of a new job with these dependencies and context
+  /// (JSON; `{}` or empty for none): `None` when it has neither.
+  pub fn of(deps: Option<Dependencies>, context: &str) -> Option<Box<JobExtra>> {
+    let context = (!context.is_empty() && context != "{}").then(|| Box::from(context));
+    if deps.is_none() && context.is_none() {
+      return None;
+    }
+    Some(Box::new(JobExtra {
+      deps,
+      context,
+      ..JobExtra::default()
+    }))
+  }
 }
 
 /// One job as the queue keeps it.
@@ -133,11 +155,8 @@ pub struct Job {
   pub finished_at: u64,
   /// The job's data as JSON text (inline up to 15 bytes).
   pub data: Text,
-  /// The job's context as JSON text (empty means `{}`).
-  pub context: Text,
-  pub outcome: Option<Box<JobOutcome>>,
-  /// Jobs that must complete first; `None` for most jobs.
-  pub deps: Option<Box<Dependencies>>,
+  /// Outcome and dependencies; `None` for most pending jobs.
+  pub extra: Option<Box<JobExtra>>,
 }
 
 /// A job's dependencies.
@@ -150,22 +169,27 @@ pub struct Dependencies {
 }
 
 impl Job {
-  /// The outcome record, created on first use.
-  pub fn outcome_mut(&mut self) -> &mut JobOutcome {
-    self.outcome.get_or_insert_with(Default::default)
+  /// The extra record, created on first use.
+  pub fn extra_mut(&mut self) -> &mut JobExtra {
+    self.extra.get_or_insert_with(Default::default)
   }
 
   /// The last error, if any.
   pub fn last_error(&self) -> Option<&JobError> {
-    self.outcome.as_ref().and_then(|o| o.errors.last())
+    self.extra.as_ref().and_then(|o| o.errors.last())
+  }
+
+  /// The jobs that must complete first, if any.
+  pub fn deps(&self) -> Option<&Dependencies> {
+    self.extra.as_ref().and_then(|o| o.deps.as_ref())
   }
 
   /// The context as JSON text.
   pub fn context_json(&self) -> &str {
-    if self.context.is_empty() {
-      "{}"
-    } else {
-      &self.context
-    }
+    self
+      .extra
+      .as_ref()
+      .and_then(|e| e.context.as_deref())
+      .unwrap_or("{}")
   }
 }

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, IdGen, Job, JobError, JobId, Priority, Status};
+use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Priority, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
@@ -590,13 +590,7 @@ impl Queue {
         started_at: 0,
         finished_at: 0,
         data: nj.data.into(),
-        context: if nj.context == "{}" {
-          "".into()
-        } else {
-          nj.context.into()
-        },
-        outcome: None,
-        deps,
+        extra: JobExtra::of(deps, nj.context),
       });
       ids.push(id);
     }
@@ -608,7 +602,7 @@ impl Queue {
   }
 
   /// Checks `dependsOn`: every id must name a job this store holds.
-  fn dependencies(&self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Box<Dependencies>>> {
+  fn dependencies(&self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Dependencies>> {
     if o.depends_on.is_empty() {
       return Ok(None);
     }
@@ -631,10 +625,10 @@ impl Queue {
         ids.push(id);
       }
     }
-    Ok(Some(Box::new(Dependencies {
+    Ok(Some(Dependencies {
       ids,
       ignore_failure: o.ignore_dependency_failure,
-    })))
+    }))
   }
 
   /// True when a job is due and a worker is free.
@@ -1054,7 +1048,7 @@ impl Queue {
         t.to_string()
       }
     };
-    let o = job.outcome.as_deref();
+    let o = job.extra.as_deref();
     let result = o.and_then(|o| o.result.as_deref()).unwrap_or("null");
     let progress = o.and_then(|o| o.progress.as_deref()).unwrap_or("null");
     let error = job
@@ -1279,15 +1273,13 @@ impl Queue {
         .unwrap_or_default();
       let o = o.over(&defaults.over(&base));
       // Dependencies pruned since the schedule was made count as done.
-      let deps = (!o.depends_on.is_empty()).then(|| {
-        Box::new(Dependencies {
-          ids: o
-            .depends_on
-            .iter()
-            .filter_map(|s| JobId::parse(s))
-            .collect(),
-          ignore_failure: o.ignore_dependency_failure,
-        })
+      let deps = (!o.depends_on.is_empty()).then(|| Dependencies {
+        ids: o
+          .depends_on
+          .iter()
+          .filter_map(|s| JobId::parse(s))
+          .collect(),
+        ignore_failure: o.ignore_dependency_failure,
       });
       let id = self.ids.next(now);
       let job = Job {
@@ -1305,13 +1297,7 @@ impl Queue {
         started_at: 0,
         finished_at: 0,
         data: f.data.as_str().into(),
-        context: if f.context == "{}" {
-          "".into()
-        } else {
-          f.context.as_str().into()
-        },
-        outcome: None,
-        deps,
+        extra: JobExtra::of(deps, &f.context),
       };
       self.store.insert(vec![job], &self.names);
       self.scheduler.record_job(&f.schedule_id, &id.to_string());

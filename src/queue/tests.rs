@@ -117,7 +117,7 @@ fn error_retries_with_backoff_then_fails() {
   q.settle(&err(b[0].0, b[0].1, 0), 110).expect("settle");
   let j = q.get(id).expect("job");
   assert_eq!((j.status, j.attempts), (Status::Failed, 2));
-  assert_eq!(j.outcome.as_ref().map(|o| o.errors.len()), Some(2));
+  assert_eq!(j.extra.as_ref().map(|o| o.errors.len()), Some(2));
   q.check_invariants().expect("invariants");
 }
 

@@ -4,7 +4,7 @@
 //! its file), so every durable fact is checked after a restart too.
 
 use super::*;
-use crate::job::{Backoff, BackoffKind, Dependencies, IdGen, Priority};
+use crate::job::{Backoff, BackoffKind, Dependencies, IdGen, JobExtra, Priority};
 
 /// Makes stores of one kind and reopens them.
 trait Harness {
@@ -116,9 +116,7 @@ impl Jobs {
       started_at: 0,
       finished_at: 0,
       data: "{\"x\":1}".into(),
-      context: "".into(),
-      outcome: None,
-      deps: None,
+      extra: None,
     }
   }
 
@@ -191,6 +189,50 @@ fn delayed_jobs_wait_until_due(h: &mut dyn Harness) {
   assert_eq!(s.next_due(), None);
 }
 
+/// Context lives in the job's extra record with its outcome and
+/// dependencies; all of it survives together, and no context reads as `{}`.
+fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let mut job = j.job(0, Priority::Medium, 0, 0);
+  job.extra = JobExtra::of(None, "{\"tenant\":\"t1\"}");
+  let with_context = job.id;
+  s.insert(vec![job], &names());
+  let mut job = j.job(0, Priority::Medium, 0, 0);
+  job.extra = JobExtra::of(
+    Some(Dependencies {
+      ids: vec![with_context],
+      ignore_failure: false,
+    }),
+    "{\"tenant\":\"t2\"}",
+  );
+  let dependant = job.id;
+  s.insert(vec![job], &names());
+  let plain = j.add(&mut *s, 0, Priority::Medium, 5, 0);
+  assert_eq!(claim(&mut *s, 5, 1), vec![with_context]);
+  assert!(s.complete(with_context, NO_HINT, "7", 2));
+  s = h.reopen(s, 10);
+  let ctx = |s: &dyn Store, id| s.get(id).map(|j| j.context_json().to_string());
+  assert_eq!(ctx(&*s, plain).as_deref(), Some("{}"));
+  assert_eq!(
+    ctx(&*s, with_context).as_deref(),
+    Some("{\"tenant\":\"t1\"}")
+  );
+  assert_eq!(ctx(&*s, dependant).as_deref(), Some("{\"tenant\":\"t2\"}"));
+  let done = s.get(with_context).expect("job");
+  assert_eq!(
+    done.extra.as_deref().and_then(|e| e.result.as_deref()),
+    Some("7")
+  );
+  assert!(
+    s.get(plain).map(|j| j.extra.is_none()).unwrap_or(false),
+    "nothing extra to keep"
+  );
+  let d = s.get(dependant).expect("job");
+  assert_eq!(d.status, Status::Pending, "its dependency completed");
+  assert_eq!(d.deps().map(|d| d.ids.clone()), Some(vec![with_context]));
+}
+
 /// The hint a claim hands out finds the job; a stale or wrong hint still
 /// completes the job named by its id, never another one.
 fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
@@ -213,7 +255,7 @@ fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
   for (id, result) in [(a, "\"a\""), (b, "\"b\"")] {
     let job = s.get(id).expect("job");
     assert_eq!(job.status, Status::Completed);
-    let o = job.outcome.as_deref().expect("outcome");
+    let o = job.extra.as_deref().expect("outcome");
     assert_eq!(o.result.as_deref(), Some(result));
   }
 }
@@ -233,7 +275,7 @@ fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
     (job.status, job.attempts, job.started_at, job.finished_at),
     (Status::Completed, 1, 1, 5)
   );
-  let o = job.outcome.as_deref().expect("outcome");
+  let o = job.extra.as_deref().expect("outcome");
   assert_eq!(o.result.as_deref(), Some("{\"table\":[1,2]}"));
   assert_eq!(o.progress.as_deref(), Some("{\"p\":50}"));
   assert_eq!(s.counts()[Status::Completed as usize], 1);
@@ -286,7 +328,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
     (job.status, job.attempts, job.finished_at),
     (Status::Failed, 2, 120)
   );
-  let errors = &job.outcome.as_deref().expect("outcome").errors;
+  let errors = &job.extra.as_deref().expect("outcome").errors;
   assert_eq!(
     errors
       .iter()
@@ -448,10 +490,13 @@ fn ids_stay_ordered_across_reopen(h: &mut dyn Harness) {
 
 fn dependent(j: &mut Jobs, s: &mut dyn Store, deps: &[JobId], ignore: bool) -> JobId {
   let mut job = j.job(0, Priority::Medium, 0, 0);
-  job.deps = Some(Box::new(Dependencies {
-    ids: deps.to_vec(),
-    ignore_failure: ignore,
-  }));
+  job.extra = JobExtra::of(
+    Some(Dependencies {
+      ids: deps.to_vec(),
+      ignore_failure: ignore,
+    }),
+    "{}",
+  );
   let id = job.id;
   s.insert(vec![job], &names());
   id
@@ -537,6 +582,10 @@ macro_rules! conformance {
       #[test]
       fn delayed_jobs_wait_until_due() {
         super::delayed_jobs_wait_until_due(&mut $harness);
+      }
+      #[test]
+      fn context_survives_with_outcome_and_dependencies() {
+        super::context_survives_with_outcome_and_dependencies(&mut $harness);
       }
       #[test]
       fn complete_hints_never_complete_the_wrong_job() {

@@ -642,7 +642,7 @@ impl MemoryStore {
     if job.status != Status::Waiting {
       return None;
     }
-    let deps = job.deps.as_deref()?;
+    let deps = job.deps()?;
     let mut all_done = true;
     let mut failed_dep = None;
     for d in &deps.ids {
@@ -660,7 +660,7 @@ impl MemoryStore {
     }
     let job = self.slab.get_mut(slot)?;
     if let Some((dep, status)) = failed_dep {
-      job.outcome_mut().errors.push(dependency_error(dep, status));
+      job.extra_mut().errors.push(dependency_error(dep, status));
       transition(&mut self.counts, job, Transition::DependencyFailed)?;
       job.finished_at = now;
       self.finished.push_back((now, id));
@@ -680,7 +680,7 @@ impl MemoryStore {
   /// Files a waiting job under each of its unfinished dependencies, or
   /// settles it at once.
   fn wait_for_dependencies(&mut self, id: u128, now: u64) {
-    let Some(deps) = self.job(id).and_then(|j| j.deps.clone()) else {
+    let Some(deps) = self.job(id).and_then(|j| j.deps().cloned()) else {
       return;
     };
     for d in &deps.ids {
@@ -761,7 +761,7 @@ impl Store for MemoryStore {
     for mut job in jobs {
       let id = job.id.0;
       let now = job.created_at;
-      if job.deps.is_some() {
+      if job.deps().is_some() {
         job.status = Status::Waiting;
       }
       let status = job.status;
@@ -816,7 +816,7 @@ impl Store for MemoryStore {
     if transition(&mut self.counts, job, Transition::Succeed).is_none() {
       return false;
     }
-    job.outcome_mut().result = Some(result.into());
+    job.extra_mut().result = Some(result.into());
     self.finish(slot, now);
     true
   }
@@ -836,7 +836,7 @@ impl Store for MemoryStore {
     }
     let (t, delay) = decide_failure(job, kind, rand);
     err.attempt = job.attempts;
-    job.outcome_mut().errors.push(err);
+    job.extra_mut().errors.push(err);
     if kind == FailKind::Stop {
       job.attempts -= 1;
     }
@@ -862,7 +862,7 @@ impl Store for MemoryStore {
     transition(&mut self.counts, job, Transition::Cancel)?;
     job.gen = job.gen.wrapping_add(1);
     let attempt = job.attempts;
-    job.outcome_mut().errors.push(JobError::system(
+    job.extra_mut().errors.push(JobError::system(
       "CancelledError",
       "ERR_CANCELLED",
       "the job was cancelled".into(),
@@ -893,7 +893,7 @@ impl Store for MemoryStore {
   fn progress(&mut self, id: JobId, json: &str) -> bool {
     match self.job_mut(id.0) {
       Some(job) if job.status == Status::Running => {
-        job.outcome_mut().progress = Some(json.into());
+        job.extra_mut().progress = Some(json.into());
         true
       }
       _ => false,
@@ -1028,7 +1028,7 @@ impl Store for MemoryStore {
       return Err(format!("counts {:?} != actual {:?}", self.counts, counts));
     }
     for j in self.slab.jobs().filter(|j| j.status == Status::Waiting) {
-      let filed = self.dependants.values().any(|w| w.contains(&j.id.0));
+      let filed = self.dependants.values().any(|w| w.contains(&{ j.id.0 }));
       if !filed {
         return Err(format!("waiting job {} waits for nothing", j.id));
       }
@@ -1077,9 +1077,7 @@ mod tests {
       started_at: 0,
       finished_at: 0,
       data: "{\"x\":1}".into(),
-      context: "".into(),
-      outcome: None,
-      deps: None,
+      extra: None,
     }
   }
 
@@ -1092,6 +1090,7 @@ mod tests {
   #[test]
   fn layout() {
     assert_eq!(size_of::<Entry>(), size_of::<Job>());
+    assert_eq!(size_of::<Job>(), 120, "a pending job's whole record");
     assert_eq!(size_of::<ReadyKey>(), 36);
     assert_eq!(size_of::<DelayKey>(), 16);
     assert_eq!(size_of::<Text>(), 16);
@@ -1278,5 +1277,54 @@ mod tests {
         }
       }
     }
+  }
+}
+
+#[cfg(test)]
+mod rss_probe {
+  use super::*;
+  use crate::job::{Backoff, IdGen, Priority};
+
+  fn rss() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace()
+      .nth(1)
+      .and_then(|v| v.parse::<usize>().ok())
+      .unwrap_or(0)
+      * 4096
+  }
+
+  #[test]
+  #[ignore]
+  fn rss_per_pending_job() {
+    let mut ids = IdGen::default();
+    let mut s = MemoryStore::new();
+    let names = Names::default();
+    let n = 100_000;
+    let r0 = rss();
+    for c in 0..n / 1000 {
+      let jobs: Vec<Job> = (0..1000)
+        .map(|i| Job {
+          id: ids.next(0),
+          name: 0,
+          priority: Priority::Medium,
+          status: Status::Pending,
+          attempts: 0,
+          max_retries: 3,
+          timeout_ms: 0,
+          backoff: Backoff::default(),
+          gen: 0,
+          created_at: 0,
+          run_at: 0,
+          started_at: 0,
+          finished_at: 0,
+          data: format!("{{\"x\":{}}}", c * 1000 + i).as_str().into(),
+          extra: None,
+        })
+        .collect();
+      s.insert(jobs, &names);
+    }
+    let r1 = rss();
+    eprintln!("RSS per pending job: {} B", (r1 - r0) / n);
   }
 }

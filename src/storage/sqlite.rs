@@ -26,7 +26,7 @@ use super::memory::MemoryStore;
 use super::{Commit, FailKind, Failed, Names, Store};
 use crate::error::{Error, Result};
 use crate::job::{
-  Backoff, BackoffKind, Dependencies, Job, JobError, JobId, JobOutcome, Priority, Status,
+  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status,
 };
 
 /// What `synchronous` the file runs with.
@@ -175,12 +175,12 @@ fn deps_text(d: &Dependencies) -> String {
   s
 }
 
-fn parse_deps(s: &str) -> Option<Box<Dependencies>> {
+fn parse_deps(s: &str) -> Option<Dependencies> {
   let (policy, ids) = s.split_once('|')?;
-  Some(Box::new(Dependencies {
+  Some(Dependencies {
     ids: ids.split(',').filter_map(JobId::parse).collect(),
     ignore_failure: policy == "i",
-  }))
+  })
 }
 
 fn parse_priority(s: &str) -> Priority {
@@ -193,7 +193,7 @@ fn parse_priority(s: &str) -> Priority {
 }
 
 fn state_row(job: &Job, result: bool, errors: bool) -> Op {
-  let o = job.outcome.as_deref();
+  let o = job.extra.as_deref();
   Op::State(Box::new(StateRow {
     k: key(job.id),
     status: job.status as u8,
@@ -433,17 +433,19 @@ fn load(
       .as_deref()
       .and_then(|e| serde_json::from_str(e).ok())
       .unwrap_or_default();
-    let outcome = if result.is_some() || progress.is_some() || !errors.is_empty() {
-      Some(Box::new(JobOutcome {
-        result: result.map(Into::into),
-        progress: progress.map(Into::into),
-        errors,
-      }))
-    } else {
-      None
-    };
     let context: String = r.get(14).map_err(bad)?;
     let deps: Option<String> = r.get(18).map_err(bad)?;
+    let deps = deps.as_deref().and_then(parse_deps);
+    let extra = JobExtra::of(deps, &context);
+    let extra = if result.is_some() || progress.is_some() || !errors.is_empty() {
+      let mut e = extra.unwrap_or_default();
+      e.result = result.map(Into::into);
+      e.progress = progress.map(Into::into);
+      e.errors = errors;
+      Some(e)
+    } else {
+      extra
+    };
     let job = Job {
       id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
       name: names.intern(&name),
@@ -459,13 +461,7 @@ fn load(
       started_at: r.get::<_, i64>(11).map_err(bad)? as u64,
       finished_at: r.get::<_, i64>(12).map_err(bad)? as u64,
       data: r.get::<_, String>(13).map_err(bad)?.into(),
-      context: if context == "{}" {
-        "".into()
-      } else {
-        context.into()
-      },
-      outcome,
-      deps: deps.as_deref().and_then(parse_deps),
+      extra,
     };
     mem.restore(job, now);
   }
@@ -762,8 +758,8 @@ impl Store for SqliteStore {
         created_at: job.created_at,
         run_at: job.run_at,
         data: Box::from(&*job.data),
-        context: Box::from(&*job.context),
-        deps: job.deps.as_deref().map(deps_text),
+        context: Box::from(job.context_json()),
+        deps: job.deps().map(deps_text),
       })));
     }
     self.journal_changed();
