@@ -47,6 +47,11 @@ export declare class Core {
    * back set (every outcome was current); otherwise they are drained as usual.
    */
   settle(outcomesJson: string, emitCompleted: boolean): number
+  /**
+   * Sends the writes that `add`, `take` and `settle` left for after the
+   * handlers started (a durable store's writer thread is woken once).
+   */
+  sendWrites(): void
   /** `(active << 2) | news`; also re-arms the wake-up. */
   poll(): number
   /** Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`. */

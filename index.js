@@ -267,6 +267,9 @@ class JobManagementService extends EventEmitter {
       throw codedError('ERR_INVALID_CONFIG', `config cannot be read: ${e && e.message}`)
     }
     this._core = new native.Core(json, () => this._onWake())
+    // A durable store's writes from take/settle/add wait until the handlers
+    // started (sendWrites at the end of each pump).
+    this._durable = JSON.parse(this._core.stats()).storage !== 'memory'
     this._logger = logger
     this._startedAt = null
     this._unref = cfg.unref === true
@@ -717,6 +720,18 @@ class JobManagementService extends EventEmitter {
   }
 
   _pump() {
+    if (!this._durable) {
+      this._pumpBatches()
+      return
+    }
+    try {
+      this._pumpBatches()
+    } finally {
+      this._core.sendWrites()
+    }
+  }
+
+  _pumpBatches() {
     if (this._state !== 'started') return
     for (;;) {
       if (this._batchesThisTurn >= BATCHES_PER_TURN) {

@@ -65,6 +65,17 @@ describe('the group-commit window', () => {
     expect(s.getJobStatus(ids[0])).toMatchObject({ status: 'pending', data: { w: true } })
   })
 
+  test('while started (writes wait for the dispatcher to start its handlers): adds, claims and results are committed within the window', async () => {
+    const db = newDb()
+    const { ids } = await childThenKill('windowStarted', [db, '250'])
+    const [done, busy, ...waiting] = ids
+    const s = services.open(db)
+    expect(s.getJobStatus(done)).toMatchObject({ status: 'completed', result: 'done', attempts: 1 })
+    // It was running when the process died: back to pending with that attempt counted.
+    expect(s.getJobStatus(busy)).toMatchObject({ status: 'pending', attempts: 1 })
+    for (const id of waiting) expect(s.getJobStatus(id)).toMatchObject({ status: 'pending', attempts: 0 })
+  })
+
   test('addCalculationJob is synchronous: the id comes back before any commit, and getJobStatus sees it at once', async () => {
     const db = newDb()
     const s = services.open(db)

@@ -174,16 +174,18 @@ impl Core {
     type Item<'a> = (u32, &'a RawValue, &'a RawValue, Option<Value>);
     let items: Vec<Item<'_>> = serde_json::from_str(&batch_json)
       .map_err(|e| js_err(Error::arg(format!("malformed job batch: {e}"))))?;
-    let backoff = self.engine.with(|q, _| q.config().default_backoff);
+    let backoff = self.engine.with_deferred(|q, _| q.config().default_backoff);
     let mut batch = Vec::with_capacity(items.len());
     for (i, (calc, data, context, options)) in items.iter().enumerate() {
-      let field = if items.len() == 1 {
-        "options".to_string()
-      } else {
-        format!("jobs[{i}].options")
-      };
       let options = match options {
-        Some(o) => JobOptions::parse(o, &field, backoff).map_err(js_err)?,
+        Some(o) => {
+          let field = if items.len() == 1 {
+            "options".to_string()
+          } else {
+            format!("jobs[{i}].options")
+          };
+          JobOptions::parse(o, &field, backoff).map_err(js_err)?
+        }
         None => JobOptions::default(),
       };
       batch.push(NewJob {
@@ -193,9 +195,17 @@ impl Core {
         options,
       });
     }
+    // While started, the dispatcher pumps right after an add and sends the
+    // writes once the job's handler has started (sendWrites).
     let ids = self
       .engine
-      .with(|q, now| q.add(&batch, now))
+      .with_deferred(|q, now| {
+        let r = q.add(&batch, now);
+        if !q.is_started() {
+          q.end_batch();
+        }
+        r
+      })
       .map_err(js_err)?;
     let mut out = String::with_capacity(ids.len() * 37);
     for (i, id) in ids.iter().enumerate() {
@@ -249,7 +259,7 @@ impl Core {
     let mut out = String::from("[");
     let n = self
       .engine
-      .with(|q, now| q.take(max as usize, now, &mut out));
+      .with_deferred(|q, now| q.take(max as usize, now, &mut out));
     if n == 0 {
       return String::new();
     }
@@ -266,11 +276,18 @@ impl Core {
   pub fn settle(&self, outcomes_json: String, emit_completed: bool) -> napi::Result<u32, Code> {
     self
       .engine
-      .with(|q, now| {
+      .with_deferred(|q, now| {
         let (_, emit) = q.settle_with(&outcomes_json, now, emit_completed)?;
         Ok(flags(q.active(), q.has_news()) | (emit as u32) << 1)
       })
       .map_err(js_err)
+  }
+
+  /// Sends the writes that `add`, `take` and `settle` left for after the
+  /// handlers started (a durable store's writer thread is woken once).
+  #[napi]
+  pub fn send_writes(&self) {
+    self.engine.send_writes();
   }
 
   /// `(active << 2) | news`; also re-arms the wake-up.

@@ -371,6 +371,13 @@ impl Queue {
   /// The end of one operation: records events of jobs their dependencies
   /// moved, and sends the store's collected writes.
   pub fn end_batch(&mut self) {
+    self.end_batch_deferred();
+    self.store.end_batch();
+  }
+
+  /// [`Queue::end_batch`] without sending the writes yet: the dispatcher
+  /// sends them once its handlers have started (see `Engine::with_deferred`).
+  pub fn end_batch_deferred(&mut self) {
     for id in self.store.take_changed() {
       let Some(job) = self.store.get(id) else {
         continue;
@@ -392,7 +399,11 @@ impl Queue {
         self.store.save_schedule(&id, &json);
       }
     }
-    self.store.end_batch();
+  }
+
+  /// True while started (jobs are being handed out).
+  pub fn is_started(&self) -> bool {
+    self.state == RunState::Started
   }
 
   /// Replaces a closed store by a freshly opened one (a durable store
