@@ -174,7 +174,7 @@ impl Core {
     type Item<'a> = (u32, &'a RawValue, &'a RawValue, Option<Value>);
     let items: Vec<Item<'_>> = serde_json::from_str(&batch_json)
       .map_err(|e| js_err(Error::arg(format!("malformed job batch: {e}"))))?;
-    let backoff = self.engine.with_deferred(|q, _| q.config().default_backoff);
+    let mut backoff = None;
     let mut batch = Vec::with_capacity(items.len());
     for (i, (calc, data, context, options)) in items.iter().enumerate() {
       let options = match options {
@@ -184,6 +184,8 @@ impl Core {
           } else {
             format!("jobs[{i}].options")
           };
+          let backoff = *backoff
+            .get_or_insert_with(|| self.engine.with_deferred(|q, _| q.config().default_backoff));
           JobOptions::parse(o, &field, backoff).map_err(js_err)?
         }
         None => JobOptions::default(),
