@@ -703,6 +703,52 @@ mod sqlite_only {
     assert!(e.to_string().contains("is a directory"), "{e}");
   }
 
+  /// Claims and outcomes in one group commit: the claim is folded into the
+  /// outcome's write; a claim with no later outcome is still written (a
+  /// retried job claimed again, a job still running).
+  #[test]
+  fn claim_and_outcome_in_one_commit_leave_the_final_state() {
+    let mut h = Sqlite::new();
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    let done = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+    let retried = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+    let running = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+    assert_eq!(claim(&mut *s, 3, 1), vec![done, retried, running]);
+    assert!(s.complete(done, NO_HINT, "\"ok\"", 2));
+    let boom = JobError {
+      name: "Error".into(),
+      message: "boom".into(),
+      ..JobError::default()
+    };
+    s.fail(
+      retried,
+      boom,
+      FailKind::Error {
+        unrecoverable: false,
+      },
+      2,
+      0.0,
+    );
+    assert_eq!(claim(&mut *s, 1, 500), vec![retried], "claimed again");
+    s.end_batch();
+    s.sync().expect("sync");
+    s = h.reopen(s, 501);
+    let get = |s: &dyn Store, id| s.get(id).map(|j| (j.status, j.attempts, j.started_at));
+    assert_eq!(get(&*s, done), Some((Status::Completed, 1, 1)));
+    // Both were running when the store closed, which recovery reads from
+    // their claims on file: the attempt counted, then pending again with
+    // retries left, failed (interrupted) without.
+    assert_eq!(
+      get(&*s, retried).map(|g| (g.0, g.1)),
+      Some((Status::Pending, 2))
+    );
+    assert_eq!(
+      get(&*s, running).map(|g| (g.0, g.1)),
+      Some((Status::Failed, 1))
+    );
+  }
+
   #[test]
   fn many_writes_group_into_few_commits_and_sync_waits_for_them() {
     let mut h = Sqlite::new();

@@ -11,6 +11,7 @@
 //! schema is refused, never rewritten. Nothing is written to a file that is
 //! not already a jobwerk database or empty.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -582,9 +583,22 @@ fn writer(
       }
     }
     let mut vacuum = false;
+    // A claim whose job's state is written later in the same transaction
+    // (it completed or failed meanwhile) is overwritten by that write: skip it.
+    let mut last_state: HashMap<i64, usize> = HashMap::new();
+    for (i, op) in batches.iter().flatten().enumerate() {
+      if let Op::State(s) = op {
+        last_state.insert(s.k, i);
+      }
+    }
     let res = (|| -> rusqlite::Result<()> {
       conn.execute_batch("BEGIN")?;
-      for op in batches.iter().flatten() {
+      for (i, op) in batches.iter().flatten().enumerate() {
+        if let Op::Claim { k, .. } = op {
+          if last_state.get(k).is_some_and(|&at| at > i) {
+            continue;
+          }
+        }
         vacuum |= matches!(op, Op::Delete(_));
         apply(&conn, op)?;
       }
