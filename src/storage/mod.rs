@@ -29,6 +29,7 @@ pub struct Commit {
   pub error: Option<String>,
 }
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::job::{Job, JobError, JobId, Status};
@@ -36,7 +37,7 @@ use crate::job::{Job, JobError, JobId, Status};
 /// Calculation names, interned: jobs carry a `u32`.
 #[derive(Debug, Default, Clone)]
 pub struct Names {
-  names: Vec<Box<str>>,
+  names: Vec<Arc<str>>,
   index: HashMap<Box<str>, u32>,
 }
 
@@ -55,6 +56,11 @@ impl Names {
   /// The name with index `i`.
   pub fn get(&self, i: u32) -> Option<&str> {
     self.names.get(i as usize).map(|s| &**s)
+  }
+
+  /// The name with index `i`, shared (a durable store's writes carry it).
+  pub fn get_shared(&self, i: u32) -> Option<Arc<str>> {
+    self.names.get(i as usize).cloned()
   }
 
   /// How many names.

@@ -27,7 +27,7 @@ use super::memory::MemoryStore;
 use super::{Commit, FailKind, Failed, Names, Store};
 use crate::error::{Error, Result};
 use crate::job::{
-  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status,
+  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status, Text,
 };
 
 /// What `synchronous` the file runs with.
@@ -104,20 +104,23 @@ enum Op {
 }
 
 #[derive(Debug)]
+/// A new job's row: one allocation (the box) for the common job, its text
+/// shared or inline; the writer thread turns it into SQL values.
 struct Row {
   k: i64,
   lo: i64,
-  name: Box<str>,
-  priority: String,
+  name: Arc<str>,
+  priority: Priority,
   status: u8,
   attempts: u32,
   max_retries: u32,
   timeout_ms: u32,
-  backoff: String,
+  backoff: Backoff,
   created_at: u64,
   run_at: u64,
-  data: Box<str>,
-  context: Box<str>,
+  data: Text,
+  /// `None`: `{}`.
+  context: Option<Box<str>>,
   deps: Option<String>,
 }
 
@@ -494,16 +497,16 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
           r.k,
           r.lo,
           &*r.name,
-          r.priority,
+          r.priority.to_json(),
           r.status,
           r.attempts,
           r.max_retries,
           r.timeout_ms,
-          r.backoff,
+          backoff_text(&r.backoff),
           r.created_at as i64,
           r.run_at as i64,
           &*r.data,
-          if r.context.is_empty() { "{}" } else { &*r.context },
+          r.context.as_deref().unwrap_or("{}"),
           r.deps.as_deref(),
         ])?;
     }
@@ -762,17 +765,17 @@ impl Store for SqliteStore {
       self.pending.push(Op::Insert(Box::new(Row {
         k: key(job.id),
         lo: job.id.0 as u64 as i64,
-        name: names.get(job.name).unwrap_or("").into(),
-        priority: job.priority.to_json(),
+        name: names.get_shared(job.name).unwrap_or_else(|| Arc::from("")),
+        priority: job.priority,
         status: job.status as u8,
         attempts: job.attempts,
         max_retries: job.max_retries,
         timeout_ms: job.timeout_ms,
-        backoff: backoff_text(&job.backoff),
+        backoff: job.backoff,
         created_at: job.created_at,
         run_at: job.run_at,
-        data: Box::from(&*job.data),
-        context: Box::from(job.context_json()),
+        data: job.data.clone(),
+        context: job.extra.as_ref().and_then(|e| e.context.clone()),
         deps: job.deps().map(deps_text),
       })));
     }
