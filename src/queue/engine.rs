@@ -103,17 +103,7 @@ impl Engine {
   /// Runs `f` on the locked queue with the current time, then tells the
   /// timer if `f` made a deadline earlier than the one it sleeps towards.
   pub fn with<R>(&self, f: impl FnOnce(&mut Queue, u64) -> R) -> R {
-    let (r, dirty) = {
-      let mut q = self.queue.lock();
-      let now = self.clock.now();
-      let r = f(&mut q, now);
-      q.end_batch();
-      (r, q.take_timer_dirty())
-    };
-    if dirty {
-      self.notify.notify_one();
-    }
-    r
+    self.run(f, true)
   }
 
   /// Like [`Engine::with`], but the store's writes wait for the next
@@ -122,11 +112,19 @@ impl Engine {
   /// adds no thread wake-up to the time a job takes to start. Durability is
   /// unchanged: writes are committed asynchronously either way.
   pub fn with_deferred<R>(&self, f: impl FnOnce(&mut Queue, u64) -> R) -> R {
+    self.run(f, false)
+  }
+
+  fn run<R>(&self, f: impl FnOnce(&mut Queue, u64) -> R, send: bool) -> R {
     let (r, dirty) = {
       let mut q = self.queue.lock();
       let now = self.clock.now();
       let r = f(&mut q, now);
-      q.end_batch_deferred();
+      if send {
+        q.end_batch();
+      } else {
+        q.end_batch_deferred();
+      }
       (r, q.take_timer_dirty())
     };
     if dirty {
@@ -314,8 +312,9 @@ mod tests {
     }
   }
 
-  #[test]
-  fn timer_wakes_js_when_a_delayed_job_is_due() {
+  /// A started engine on the system clock with one job delayed `delay_ms`,
+  /// and the count of its wake-ups.
+  fn engine_with_delayed_job(delay_ms: u64) -> (Arc<Engine>, Arc<AtomicUsize>) {
     let e = Engine::new(QueueConfig::default(), Clock::System);
     let wakes = Arc::new(AtomicUsize::new(0));
     e.set_waker(Box::new(CountingWaker(wakes.clone())));
@@ -324,7 +323,7 @@ mod tests {
       .with(|q, _| q.register("calc", &Value::Null))
       .expect("register");
     let opts = crate::queue::JobOptions {
-      delay_ms: Some(50),
+      delay_ms: Some(delay_ms),
       ..Default::default()
     };
     e.with(|q, now| {
@@ -339,6 +338,12 @@ mod tests {
       )
     })
     .expect("add");
+    (e, wakes)
+  }
+
+  #[test]
+  fn timer_wakes_js_when_a_delayed_job_is_due() {
+    let (e, wakes) = engine_with_delayed_job(50);
     let t0 = std::time::Instant::now();
     while wakes.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(2) {
       std::thread::sleep(Duration::from_millis(1));
@@ -357,34 +362,8 @@ mod tests {
   /// milliseconds precisely does not keep the others from firing.
   #[test]
   fn services_sharing_the_timer_thread_all_fire() {
-    let engines: Vec<(Arc<Engine>, Arc<AtomicUsize>)> = (0..4)
-      .map(|i| {
-        let e = Engine::new(QueueConfig::default(), Clock::System);
-        let wakes = Arc::new(AtomicUsize::new(0));
-        e.set_waker(Box::new(CountingWaker(wakes.clone())));
-        e.start().expect("start");
-        let calc = e
-          .with(|q, _| q.register("calc", &Value::Null))
-          .expect("register");
-        let opts = crate::queue::JobOptions {
-          delay_ms: Some(20 + i),
-          ..Default::default()
-        };
-        e.with(|q, now| {
-          q.add(
-            &[NewJob {
-              calc,
-              data: "1",
-              context: "{}",
-              options: opts,
-            }],
-            now,
-          )
-        })
-        .expect("add");
-        (e, wakes)
-      })
-      .collect();
+    let engines: Vec<(Arc<Engine>, Arc<AtomicUsize>)> =
+      (0..4).map(|i| engine_with_delayed_job(20 + i)).collect();
     let t0 = std::time::Instant::now();
     while engines.iter().any(|(_, w)| w.load(Ordering::SeqCst) == 0)
       && t0.elapsed() < Duration::from_secs(5)
