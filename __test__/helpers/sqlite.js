@@ -11,8 +11,8 @@ const { spawn, spawnSync } = require('node:child_process')
 const ROOT = path.join(__dirname, '..', '..')
 const FIXTURES = path.join(__dirname, '..', 'fixtures')
 
-// The suite's shared polling helpers.
-const { sleep, waitFor } = require('./index')
+// The suite's shared helpers.
+const { sleep, waitFor, serviceTracker } = require('./index')
 
 /** Temp directories (fs.mkdtempSync under os.tmpdir()), removed by cleanup(). */
 function tempDirs(prefix = 'jobwerk-sqlite-') {
@@ -38,29 +38,16 @@ function tempDirs(prefix = 'jobwerk-sqlite-') {
 /** Creates services (SQLite at `dbPath` unless the config says otherwise) and stops them all in stopAll(). */
 function sqliteTracker() {
   const { JobManagementService } = require(ROOT)
-  const services = []
+  const tracker = serviceTracker()
   return {
     open(dbPath, config = {}) {
       const { storage, ...rest } = config
-      const s = new JobManagementService({ storage: { type: 'sqlite', path: dbPath, ...storage }, ...rest })
-      services.push(s)
-      return s
+      return tracker.track(new JobManagementService({ storage: { type: 'sqlite', path: dbPath, ...storage }, ...rest }))
     },
     create(config) {
-      const s = new JobManagementService(config)
-      services.push(s)
-      return s
+      return tracker.track(new JobManagementService(config))
     },
-    async stopAll() {
-      const all = services.splice(0)
-      for (const s of all) {
-        try {
-          await s.stop({ timeoutMs: 0 })
-        } catch {
-          // a stop that throws is asserted by the test itself
-        }
-      }
-    },
+    stopAll: tracker.stopAll,
   }
 }
 

@@ -169,6 +169,29 @@ pub struct Dependencies {
 }
 
 impl Job {
+  /// A pending job of calculation `name` due at `run_at`, not tried yet,
+  /// with the defaults (medium priority, no retries, no timeout, the default
+  /// backoff) for its caller to override.
+  pub fn new(id: JobId, name: u32, created_at: u64, run_at: u64, data: Text) -> Job {
+    Job {
+      id,
+      name,
+      priority: Priority::Medium,
+      status: Status::Pending,
+      attempts: 0,
+      max_retries: 0,
+      timeout_ms: 0,
+      backoff: Backoff::default(),
+      gen: 0,
+      created_at,
+      run_at,
+      started_at: 0,
+      finished_at: 0,
+      data,
+      extra: None,
+    }
+  }
+
   /// The extra record, created on first use.
   pub fn extra_mut(&mut self) -> &mut JobExtra {
     self.extra.get_or_insert_with(Default::default)

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Priority, Status};
+use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
@@ -587,21 +587,8 @@ impl Queue {
         earliest = earliest.min(run_at);
       }
       jobs.push(Job {
-        id,
-        name: nj.calc,
-        priority: o.priority.unwrap_or(Priority::Medium),
-        status: Status::Pending,
-        attempts: 0,
-        max_retries: o.retries.unwrap_or(0),
-        timeout_ms: o.timeout_ms.unwrap_or(0),
-        backoff: o.backoff.unwrap_or_default(),
-        gen: 0,
-        created_at: now,
-        run_at,
-        started_at: 0,
-        finished_at: 0,
-        data: nj.data.into(),
         extra: JobExtra::of(deps, nj.context),
+        ..o.pending_job(id, nj.calc, now, run_at, nj.data.into())
       });
       ids.push(id);
     }
@@ -1294,21 +1281,8 @@ impl Queue {
       });
       let id = self.ids.next(now);
       let job = Job {
-        id,
-        name: calc,
-        priority: o.priority.unwrap_or(Priority::Medium),
-        status: Status::Pending,
-        attempts: 0,
-        max_retries: o.retries.unwrap_or(0),
-        timeout_ms: o.timeout_ms.unwrap_or(0),
-        backoff: o.backoff.unwrap_or_default(),
-        gen: 0,
-        created_at: now,
-        run_at: f.fire_time.min(now),
-        started_at: 0,
-        finished_at: 0,
-        data: f.data.as_str().into(),
         extra: JobExtra::of(deps, &f.context),
+        ..o.pending_job(id, calc, now, f.fire_time.min(now), f.data.as_str().into())
       };
       self.store.insert(vec![job], &self.names);
       self.scheduler.record_job(&f.schedule_id, &id.to_string());

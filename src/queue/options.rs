@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::job::{Backoff, BackoffKind, Priority};
+use crate::job::{Backoff, BackoffKind, Job, JobId, Priority, Text};
 
 /// Builds an error of the right kind from a message.
 type Mk = fn(String) -> Error;
@@ -174,6 +174,17 @@ pub struct JobOptions {
 }
 
 impl JobOptions {
+  /// A new pending job with these (resolved) options.
+  pub fn pending_job(&self, id: JobId, name: u32, now: u64, run_at: u64, data: Text) -> Job {
+    Job {
+      priority: self.priority.unwrap_or(Priority::Medium),
+      max_retries: self.retries.unwrap_or(0),
+      timeout_ms: self.timeout_ms.unwrap_or(0),
+      backoff: self.backoff.unwrap_or_default(),
+      ..Job::new(id, name, now, run_at, data)
+    }
+  }
+
   /// Parses options from JSON (`null` is empty). `field` prefixes messages.
   pub fn parse(v: &Value, field: &str, base_backoff: Backoff) -> Result<JobOptions> {
     let mk: Mk = Error::InvalidArgument;

@@ -97,11 +97,7 @@ impl Jobs {
 
   fn job(&mut self, now: u64, priority: Priority, run_at: u64, retries: u32) -> Job {
     Job {
-      id: self.0.next(now),
-      name: 0,
       priority,
-      status: Status::Pending,
-      attempts: 0,
       max_retries: retries,
       timeout_ms: 1_000,
       backoff: Backoff {
@@ -110,13 +106,7 @@ impl Jobs {
         max_delay_ms: 0,
         jitter: 0.0,
       },
-      gen: 0,
-      created_at: now,
-      run_at,
-      started_at: 0,
-      finished_at: 0,
-      data: "{\"x\":1}".into(),
-      extra: None,
+      ..Job::new(self.0.next(now), 0, now, run_at, "{\"x\":1}".into())
     }
   }
 

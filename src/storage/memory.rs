@@ -1057,27 +1057,14 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::job::{Backoff, IdGen, Priority, Text};
+  use crate::job::{IdGen, Priority, Text};
   use crate::storage::NO_HINT;
   use std::mem::size_of;
 
   fn job(id: JobId, priority: Priority, now: u64, run_at: u64) -> Job {
     Job {
-      id,
-      name: 0,
       priority,
-      status: Status::Pending,
-      attempts: 0,
-      max_retries: 0,
-      timeout_ms: 0,
-      backoff: Backoff::default(),
-      gen: 0,
-      created_at: now,
-      run_at,
-      started_at: 0,
-      finished_at: 0,
-      data: "{\"x\":1}".into(),
-      extra: None,
+      ..Job::new(id, 0, now, run_at, "{\"x\":1}".into())
     }
   }
 
