@@ -29,6 +29,12 @@ export declare class Core {
    * all or none; returns their ids joined by commas.
    */
   add(batchJson: string): string
+  /**
+   * Adds jobs of one calculation with no context or options, given as the
+   * JSON array of their data, all or none; returns their ids joined by
+   * commas.
+   */
+  addData(calc: number, datasJson: string): string
   /** Starts running jobs. */
   start(): void
   /** Stops taking new jobs; running ones go on. */

@@ -57,6 +57,27 @@ describe('adding jobs and reading their status', () => {
     expect(st.map((s) => s.result)).toEqual(jobs.map((j, i) => `${i % 2 ? 'b' : 'a'}${i}`))
   })
 
+  test('a batch of plain data (sent as one JSON array) stores the same data as the general path', async () => {
+    const service = tracker.create({ queue: { maxQueueSize: 1000 } })
+    const seen = []
+    const calc = { name: 'echo', calculate: (d) => (seen.push(d), d) }
+    const datas = [0, -0, 1.5, 1e300, -7, '', 'x', 'quote " backslash \\ é 🎉', {}, { a: 1, b: 'two', c: true, d: null }, { 'key with space': -0 }]
+    service.registerCalculation(calc)
+    const plain = service.addCalculationJobs(datas.map((data) => ({ calculation: calc, data })))
+    // A context sends each job on its own.
+    const general = service.addCalculationJobs(datas.map((data) => ({ calculation: calc, data, context: { k: 1 } })))
+    expect(plain).toHaveLength(datas.length)
+    expect([...plain, ...general].sort()).toEqual([...plain, ...general])
+    datas.forEach((d, i) => {
+      expect(service.getJobStatus(plain[i]).data).toEqual(service.getJobStatus(general[i]).data)
+      expect(service.getJobStatus(plain[i]).data).toEqual(JSON.parse(JSON.stringify(d)))
+      expect(service.getJobStatus(plain[i]).context).toEqual({})
+    })
+    await service.start()
+    await waitForAll(service, [...plain, ...general])
+    expect(seen.slice(0, datas.length)).toEqual(seen.slice(datas.length))
+  })
+
   test('getJobStatus of a pending job has every field, with null for what did not happen yet', () => {
     const service = tracker.create()
     const before = Date.now()

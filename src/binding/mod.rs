@@ -93,14 +93,12 @@ impl Core {
     let (queue, storage_error, sqlite) = match cfg.storage {
       StorageConfig::Memory => (Queue::new(cfg.queue, now), None, None),
       StorageConfig::Sqlite { path, full } => {
-        let opts = SqliteOptions {
-          path: path.into(),
-          durability: if full {
-            Durability::Full
-          } else {
-            Durability::Normal
-          },
+        let durability = if full {
+          Durability::Full
+        } else {
+          Durability::Normal
         };
+        let opts = SqliteOptions::new(path, durability);
         let mut names = Names::default();
         match SqliteStore::open(&opts, &mut names, now) {
           Ok(store) => (
@@ -197,12 +195,37 @@ impl Core {
         options,
       });
     }
+    self.add_batch(&batch)
+  }
+
+  /// Adds jobs of one calculation with no context or options, given as the
+  /// JSON array of their data, all or none; returns their ids joined by
+  /// commas.
+  #[napi]
+  pub fn add_data(&self, calc: u32, datas_json: String) -> napi::Result<String, Code> {
+    self.check_storage()?;
+    let datas: Vec<&RawValue> = serde_json::from_str(&datas_json)
+      .map_err(|e| js_err(Error::arg(format!("malformed job batch: {e}"))))?;
+    let batch: Vec<NewJob<'_>> = datas
+      .iter()
+      .map(|d| NewJob {
+        calc,
+        data: d.get(),
+        context: "{}",
+        options: JobOptions::default(),
+      })
+      .collect();
+    self.add_batch(&batch)
+  }
+
+  /// Adds `batch`, all or none; returns the ids joined by commas.
+  fn add_batch(&self, batch: &[NewJob<'_>]) -> napi::Result<String, Code> {
     // While started, the dispatcher pumps right after an add and sends the
     // writes once the job's handler has started (sendWrites).
     let ids = self
       .engine
       .with_deferred(|q, now| {
-        let r = q.add(&batch, now);
+        let r = q.add(batch, now);
         if !q.is_started() {
           q.end_batch();
         }

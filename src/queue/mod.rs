@@ -600,7 +600,7 @@ impl Queue {
   }
 
   /// Checks `dependsOn`: every id must name a job this store holds.
-  fn dependencies(&self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Dependencies>> {
+  fn dependencies(&mut self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Dependencies>> {
     if o.depends_on.is_empty() {
       return Ok(None);
     }
@@ -1027,12 +1027,12 @@ impl Queue {
   }
 
   /// The job with this id.
-  pub fn get(&self, id: JobId) -> Option<&Job> {
+  pub fn get(&mut self, id: JobId) -> Option<&Job> {
     self.store.get(id)
   }
 
   /// The job's status as JSON (`CalculationStatus`), or `None`.
-  pub fn status_json(&self, id: JobId) -> Option<String> {
+  pub fn status_json(&mut self, id: JobId) -> Option<String> {
     let job = self.store.get(id)?;
     let name = self
       .names_json
@@ -1179,7 +1179,7 @@ impl Queue {
   }
 
   /// The schedules matching `filter` (`{ kind, name, enabled }`) as a JSON array.
-  pub fn schedules_json(&self, filter: &Value) -> Result<String> {
+  pub fn schedules_json(&mut self, filter: &Value) -> Result<String> {
     let mk = Error::InvalidArgument;
     let mut f = ScheduleFilter::default();
     if let Some(m) = options::object(Some(filter), "filter", mk)? {
@@ -1290,7 +1290,7 @@ impl Queue {
   }
 
   /// Checks the queue's and the store's invariants (used by tests).
-  pub fn check_invariants(&self) -> std::result::Result<(), String> {
+  pub fn check_invariants(&mut self) -> std::result::Result<(), String> {
     self.store.check_invariants()?;
     let counts = self.store.counts();
     let running: Vec<JobId> = self.slots.iter().flatten().map(|r| r.id).collect();

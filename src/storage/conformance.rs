@@ -40,11 +40,18 @@ impl Sqlite {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     Sqlite {
-      opts: SqliteOptions {
-        path: dir.join("sub").join("jobs.db"),
-        durability: Durability::Normal,
-      },
+      opts: SqliteOptions::new(dir.join("sub").join("jobs.db"), Durability::Normal),
     }
+  }
+}
+
+#[cfg(feature = "sqlite")]
+impl Sqlite {
+  /// One pending job in memory: every plain job beyond it stays in the file.
+  fn cold() -> Sqlite {
+    let mut s = Sqlite::new();
+    s.opts.hot_pending = 1;
+    s
   }
 }
 
@@ -131,7 +138,7 @@ fn claim(s: &mut dyn Store, max: usize, now: u64) -> Vec<JobId> {
   got
 }
 
-fn status(s: &dyn Store, id: JobId) -> Option<(Status, u32)> {
+fn status(s: &mut dyn Store, id: JobId) -> Option<(Status, u32)> {
   s.get(id).map(|j| (j.status, j.attempts))
 }
 
@@ -202,13 +209,16 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   assert_eq!(claim(&mut *s, 5, 1), vec![with_context]);
   assert!(s.complete(with_context, NO_HINT, "7", 2));
   s = h.reopen(s, 10);
-  let ctx = |s: &dyn Store, id| s.get(id).map(|j| j.context_json().to_string());
-  assert_eq!(ctx(&*s, plain).as_deref(), Some("{}"));
+  let ctx = |s: &mut dyn Store, id| s.get(id).map(|j| j.context_json().to_string());
+  assert_eq!(ctx(&mut *s, plain).as_deref(), Some("{}"));
   assert_eq!(
-    ctx(&*s, with_context).as_deref(),
+    ctx(&mut *s, with_context).as_deref(),
     Some("{\"tenant\":\"t1\"}")
   );
-  assert_eq!(ctx(&*s, dependant).as_deref(), Some("{\"tenant\":\"t2\"}"));
+  assert_eq!(
+    ctx(&mut *s, dependant).as_deref(),
+    Some("{\"tenant\":\"t2\"}")
+  );
   let done = s.get(with_context).expect("job");
   assert_eq!(
     done.extra.as_deref().and_then(|e| e.result.as_deref()),
@@ -365,8 +375,8 @@ fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
     "not running"
   );
   s = h.reopen(s, 300);
-  assert_eq!(status(&*s, a), Some((Status::Failed, 1)));
-  assert_eq!(status(&*s, b), Some((Status::Timeout, 2)));
+  assert_eq!(status(&mut *s, a), Some((Status::Failed, 1)));
+  assert_eq!(status(&mut *s, b), Some((Status::Timeout, 2)));
 }
 
 fn cancel_and_retry(h: &mut dyn Harness) {
@@ -383,11 +393,11 @@ fn cancel_and_retry(h: &mut dyn Harness) {
     "a cancelled job never runs"
   );
   s = h.reopen(s, 4);
-  assert_eq!(status(&*s, running), Some((Status::Cancelled, 0)));
+  assert_eq!(status(&mut *s, running), Some((Status::Cancelled, 0)));
   assert!(s.retry(running, 5));
   assert!(!s.retry(running, 5), "pending now");
   s = h.reopen(s, 6);
-  assert_eq!(status(&*s, running), Some((Status::Pending, 0)));
+  assert_eq!(status(&mut *s, running), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 5, 6), vec![running]);
   assert!(!s.retry(JobId(42), 7), "unknown id");
 }
@@ -440,15 +450,15 @@ fn recovery_requeues_or_fails_interrupted_jobs(h: &mut dyn Harness) {
   s = h.reopen(s, 100);
   // A durable store recovers on open; memory recovers when told.
   s.recover_interrupted(100);
-  assert_eq!(status(&*s, retriable), Some((Status::Pending, 1)));
-  assert_eq!(status(&*s, last_try), Some((Status::Failed, 1)));
+  assert_eq!(status(&mut *s, retriable), Some((Status::Pending, 1)));
+  assert_eq!(status(&mut *s, last_try), Some((Status::Failed, 1)));
   let e = s
     .get(last_try)
     .and_then(|j| j.last_error().cloned())
     .expect("error");
   assert_eq!(e.code.as_deref(), Some("ERR_INTERRUPTED"));
   s = h.reopen(s, 101);
-  assert_eq!(status(&*s, retriable), Some((Status::Pending, 1)));
+  assert_eq!(status(&mut *s, retriable), Some((Status::Pending, 1)));
   assert_eq!(claim(&mut *s, 5, 101), vec![retriable]);
   s.check_invariants().expect("invariants");
 }
@@ -461,7 +471,7 @@ fn graceful_stop_does_not_count_the_attempt(h: &mut dyn Harness) {
   let f = s.fail(id, err("stopped"), FailKind::Stop, 5, 0.0);
   assert_eq!(f.map(|f| f.status), Some(Status::Pending));
   s = h.reopen(s, 10);
-  assert_eq!(status(&*s, id), Some((Status::Pending, 0)));
+  assert_eq!(status(&mut *s, id), Some((Status::Pending, 0)));
 }
 
 fn ids_stay_ordered_across_reopen(h: &mut dyn Harness) {
@@ -507,11 +517,15 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   changed.sort();
   assert_eq!(changed, vec![b, c]);
   s = h.reopen(s, 3);
-  assert_eq!(status(&*s, b), Some((Status::Pending, 0)));
-  assert_eq!(status(&*s, d), Some((Status::Waiting, 0)));
+  assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
+  assert_eq!(status(&mut *s, d), Some((Status::Waiting, 0)));
   assert_eq!(claim(&mut *s, 10, 3), vec![b, c]);
   s.complete(b, NO_HINT, "2", 4);
-  assert_eq!(status(&*s, d), Some((Status::Waiting, 0)), "c still runs");
+  assert_eq!(
+    status(&mut *s, d),
+    Some((Status::Waiting, 0)),
+    "c still runs"
+  );
   s.complete(c, NO_HINT, "3", 5);
   assert_eq!(claim(&mut *s, 10, 6), vec![d]);
   s.check_invariants().expect("invariants");
@@ -535,24 +549,28 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
     0.0,
   );
   s = h.reopen(s, 2);
-  assert_eq!(status(&*s, b), Some((Status::Failed, 0)));
-  assert_eq!(status(&*s, c), Some((Status::Failed, 0)), "transitively");
+  assert_eq!(status(&mut *s, b), Some((Status::Failed, 0)));
+  assert_eq!(
+    status(&mut *s, c),
+    Some((Status::Failed, 0)),
+    "transitively"
+  );
   let e = s
     .get(c)
     .and_then(|j| j.last_error().cloned())
     .expect("error");
   assert_eq!(e.code.as_deref(), Some("ERR_DEPENDENCY_FAILED"));
-  assert_eq!(status(&*s, ignoring), Some((Status::Pending, 0)));
+  assert_eq!(status(&mut *s, ignoring), Some((Status::Pending, 0)));
   // A job added after its dependency already failed fails at once.
   let late = dependent(&mut j, &mut *s, &[a], false);
-  assert_eq!(status(&*s, late), Some((Status::Failed, 0)));
+  assert_eq!(status(&mut *s, late), Some((Status::Failed, 0)));
   assert!(s.take_changed().contains(&late));
   // A cancelled dependency counts as failed too.
   let x = j.add(&mut *s, 3, Priority::Medium, 0, 0);
   let y = dependent(&mut j, &mut *s, &[x], false);
   s.cancel(x, 4);
   s = h.reopen(s, 5);
-  assert_eq!(status(&*s, y), Some((Status::Failed, 0)));
+  assert_eq!(status(&mut *s, y), Some((Status::Failed, 0)));
   // Cancelling a waiting job is allowed.
   let z = j.add(&mut *s, 6, Priority::Medium, 0, 0);
   let w = dependent(&mut j, &mut *s, &[z], false);
@@ -632,6 +650,8 @@ macro_rules! conformance {
 conformance!(memory, Memory);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, Sqlite::new());
+#[cfg(feature = "sqlite")]
+conformance!(sqlite_cold, Sqlite::cold());
 
 #[cfg(feature = "sqlite")]
 mod sqlite_only {
@@ -724,17 +744,17 @@ mod sqlite_only {
     s.end_batch();
     s.sync().expect("sync");
     s = h.reopen(s, 501);
-    let get = |s: &dyn Store, id| s.get(id).map(|j| (j.status, j.attempts, j.started_at));
-    assert_eq!(get(&*s, done), Some((Status::Completed, 1, 1)));
+    let get = |s: &mut dyn Store, id| s.get(id).map(|j| (j.status, j.attempts, j.started_at));
+    assert_eq!(get(&mut *s, done), Some((Status::Completed, 1, 1)));
     // Both were running when the store closed, which recovery reads from
     // their claims on file: the attempt counted, then pending again with
     // retries left, failed (interrupted) without.
     assert_eq!(
-      get(&*s, retried).map(|g| (g.0, g.1)),
+      get(&mut *s, retried).map(|g| (g.0, g.1)),
       Some((Status::Pending, 2))
     );
     assert_eq!(
-      get(&*s, running).map(|g| (g.0, g.1)),
+      get(&mut *s, running).map(|g| (g.0, g.1)),
       Some((Status::Failed, 1))
     );
   }
@@ -752,5 +772,256 @@ mod sqlite_only {
     assert!(s.committed() >= s.write_mark());
     s = h.reopen(s, 1);
     assert_eq!(s.counts()[Status::Pending as usize], 2_000);
+  }
+}
+
+/// The SQLite store with few pending jobs in memory against the memory
+/// store: the same operations give the same claims, states and counts.
+#[cfg(feature = "sqlite")]
+mod cold {
+  use super::*;
+
+  /// A small deterministic generator (xorshift).
+  struct Rng(u64);
+
+  impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+      self.0 ^= self.0 << 13;
+      self.0 ^= self.0 >> 7;
+      self.0 ^= self.0 << 17;
+      self.0 % n
+    }
+  }
+
+  fn seen(s: &mut dyn Store, id: JobId) -> Option<(Status, u32, u64, String, String)> {
+    s.get(id).map(|j| {
+      (
+        j.status,
+        j.attempts,
+        j.run_at,
+        j.data.to_string(),
+        j.context_json().to_string(),
+      )
+    })
+  }
+
+  fn run(seed: u64, hot_pending: usize, steps: usize) {
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = hot_pending;
+    let mut cold: Box<dyn Store> = h.open();
+    let mut mem: Box<dyn Store> = Box::new(MemoryStore::new());
+    let mut rng = Rng(seed);
+    let mut ids = IdGen::default();
+    let mut known: Vec<JobId> = Vec::new();
+    let mut running: Vec<JobId> = Vec::new();
+    let mut now = 1_000u64;
+    for step in 0..steps {
+      let what = rng.below(100);
+      if what < 40 {
+        let mut batch = Vec::new();
+        for i in 0..1 + rng.below(6) {
+          let priority = match rng.below(10) {
+            0 => Priority::High,
+            1 => Priority::Low,
+            2 => Priority::Weight(2),
+            _ => Priority::Medium,
+          };
+          let run_at = if rng.below(8) == 0 {
+            now + 1 + rng.below(50)
+          } else {
+            now
+          };
+          let deps = (rng.below(12) == 0 && !known.is_empty()).then(|| Dependencies {
+            ids: vec![known[rng.below(known.len() as u64) as usize]],
+            ignore_failure: rng.below(2) == 0,
+          });
+          let context = if rng.below(5) == 0 { "{\"t\":1}" } else { "" };
+          let job = Job {
+            max_retries: rng.below(3) as u32,
+            extra: JobExtra::of(deps, context),
+            priority,
+            ..Job::new(
+              ids.next(now),
+              (i % 3) as u32,
+              now,
+              run_at,
+              format!("{{\"n\":{step}}}").into(),
+            )
+          };
+          known.push(job.id);
+          batch.push(job);
+        }
+        let copy: Vec<Job> = batch.iter().map(|j| Job { ..j.clone() }).collect();
+        mem.insert(copy, &names());
+        cold.insert(batch, &names());
+      } else if what < 65 {
+        let max = 1 + rng.below(4) as usize;
+        let (a, b) = (claim(&mut *mem, max, now), claim(&mut *cold, max, now));
+        assert_eq!(
+          a, b,
+          "claims at step {step} (seed {seed}, hot {hot_pending})"
+        );
+        running.extend(a);
+      } else if what < 80 && !running.is_empty() {
+        let id = running.swap_remove(rng.below(running.len() as u64) as usize);
+        if rng.below(3) == 0 {
+          let kind = FailKind::Error {
+            unrecoverable: false,
+          };
+          let a = mem.fail(id, err("x"), kind, now, 0.0);
+          assert_eq!(a, cold.fail(id, err("x"), kind, now, 0.0), "step {step}");
+        } else {
+          let a = mem.complete(id, NO_HINT, "1", now);
+          assert_eq!(a, cold.complete(id, NO_HINT, "1", now), "step {step}");
+        }
+      } else if what < 85 && !known.is_empty() {
+        let id = known[rng.below(known.len() as u64) as usize];
+        assert_eq!(
+          mem.cancel(id, now),
+          cold.cancel(id, now),
+          "cancel at step {step}"
+        );
+        running.retain(|r| *r != id);
+      } else if what < 95 && !known.is_empty() {
+        let id = known[rng.below(known.len() as u64) as usize];
+        assert_eq!(
+          seen(&mut *mem, id),
+          seen(&mut *cold, id),
+          "get at step {step}"
+        );
+      } else if what < 97 {
+        // A restart: both recover what was running.
+        cold.end_batch();
+        cold = h.reopen(cold, now);
+        mem.recover_interrupted(now);
+        running.clear();
+      } else {
+        now += 1 + rng.below(20);
+      }
+      if rng.below(3) == 0 {
+        now += 1;
+      }
+      cold.end_batch();
+      assert_eq!(
+        mem.counts(),
+        cold.counts(),
+        "counts at step {step} (seed {seed})"
+      );
+      assert_eq!(
+        mem.oldest_due(),
+        cold.oldest_due(),
+        "oldest due at step {step}"
+      );
+      cold.check_invariants().expect("invariants");
+    }
+    // Everything left runs, in the same order.
+    now += 1_000;
+    loop {
+      let (a, b) = (claim(&mut *mem, 7, now), claim(&mut *cold, 7, now));
+      assert_eq!(a, b, "draining (seed {seed}, hot {hot_pending})");
+      if a.is_empty() {
+        break;
+      }
+      for id in a {
+        mem.complete(id, NO_HINT, "1", now);
+        cold.complete(id, NO_HINT, "1", now);
+      }
+    }
+    assert_eq!(mem.counts(), cold.counts());
+    assert_eq!(mem.list(None, usize::MAX), cold.list(None, usize::MAX));
+  }
+
+  #[test]
+  fn behaves_like_the_memory_store() {
+    for seed in 1..=6u64 {
+      for hot in [1, 4] {
+        run(seed * 7919, hot, 500);
+      }
+    }
+  }
+
+  /// 3 in memory, 7 in the file only.
+  fn ten_plain(h: &mut Sqlite) -> (Box<dyn Store>, Vec<JobId>) {
+    h.opts.hot_pending = 3;
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    let ids = (0..10)
+      .map(|_| j.add(&mut *s, 5, Priority::Medium, 5, 0))
+      .collect();
+    s.end_batch();
+    (s, ids)
+  }
+
+  #[test]
+  fn a_cold_job_reads_counts_and_lists_like_any_pending_job() {
+    let mut h = Sqlite::new();
+    let (mut s, ids) = ten_plain(&mut h);
+    assert_eq!(s.counts()[Status::Pending as usize], 10);
+    let j = s.get(ids[9]).expect("the last job, read from the file");
+    assert_eq!(
+      (j.status, j.attempts, &*j.data),
+      (Status::Pending, 0, "{\"x\":1}")
+    );
+    assert_eq!(s.list(Some(Status::Pending), 100), ids);
+    assert_eq!(s.list(None, 4), ids[..4].to_vec());
+    assert_eq!(s.oldest_due(), Some(5));
+    assert_eq!(s.max_id(), Some(ids[9]));
+    assert!(s.get(JobId(ids[9].0 + 1)).is_none(), "an id no job has");
+  }
+
+  #[test]
+  fn cancelling_or_depending_on_a_cold_job_works_and_the_rest_keep_their_order() {
+    let mut h = Sqlite::new();
+    let (mut s, ids) = ten_plain(&mut h);
+    assert_eq!(s.cancel(ids[6], 6), Some(Status::Pending));
+    let mut j = Jobs::new();
+    j.0.seed(ids[9]);
+    let waits = dependent(&mut j, &mut *s, &[ids[8]], false);
+    assert_eq!(status(&mut *s, waits), Some((Status::Waiting, 0)));
+    let order: Vec<JobId> = ids.iter().copied().filter(|&id| id != ids[6]).collect();
+    assert_eq!(claim(&mut *s, 20, 7), order);
+    assert!(s.complete(ids[8], NO_HINT, "1", 8));
+    assert_eq!(status(&mut *s, waits), Some((Status::Pending, 0)));
+    assert_eq!(s.counts()[Status::Cancelled as usize], 1);
+  }
+
+  #[test]
+  fn cold_jobs_stay_in_the_file_across_a_restart() {
+    let mut h = Sqlite::new();
+    let (s, ids) = ten_plain(&mut h);
+    let mut s = h.reopen(s, 9);
+    assert_eq!(s.counts()[Status::Pending as usize], 10);
+    assert_eq!(s.check_invariants(), Ok(()));
+    assert_eq!(claim(&mut *s, 4, 10), ids[..4].to_vec());
+    assert_eq!(claim(&mut *s, 20, 10), ids[4..].to_vec());
+  }
+
+  #[test]
+  fn cold_jobs_read_after_close_and_leave_no_wal_behind() {
+    let mut h = Sqlite::new();
+    let (mut s, ids) = ten_plain(&mut h);
+    s.close();
+    assert_eq!(status(&mut *s, ids[9]), Some((Status::Pending, 0)));
+    assert_eq!(s.list(Some(Status::Pending), 100), ids);
+    let dir = h.opts.path.parent().expect("dir");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+      .expect("dir")
+      .filter_map(|e| e.ok()?.file_name().into_string().ok())
+      .collect();
+    files.sort();
+    assert_eq!(files, ["jobs.db", "jobs.db.lock"]);
+  }
+
+  #[test]
+  fn a_cold_job_added_just_now_is_readable_before_the_writer_commits() {
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = 1;
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    let a = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    let b = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    // No end_batch: the insert is still with the store.
+    assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
+    assert_eq!(claim(&mut *s, 2, 6), vec![a, b]);
   }
 }

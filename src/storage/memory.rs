@@ -18,7 +18,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{FailKind, Failed, Names, Store};
-use crate::job::{Job, JobError, JobId, Status, Transition};
+use crate::job::{Job, JobError, JobId, Priority, Status, Transition};
 
 /// Why a dependant failed.
 fn dependency_error(dep: JobId, status: Status) -> JobError {
@@ -589,7 +589,7 @@ impl MemoryStore {
 
   /// Drops stale entries and parks unrunnable ones from the top of the line;
   /// returns where the job at the top is, and its slot.
-  fn settle_top(&mut self, runnable: &dyn Fn(u32) -> bool) -> Option<(Src, u32)> {
+  fn settle_top(&mut self, runnable: &dyn Fn(u32) -> bool) -> Option<(Src, ReadyKey)> {
     loop {
       let (src, key) = self.top()?;
       let name = self.slab.get(key.slot).map(|j| j.name).unwrap_or(0);
@@ -598,7 +598,7 @@ impl MemoryStore {
         self.parked.entry(name).or_default().push(key);
         continue;
       }
-      return Some((src, key.slot));
+      return Some((src, key));
     }
   }
 
@@ -693,6 +693,52 @@ impl MemoryStore {
     }
   }
 
+  /// [`Store::claim`], stopping before the first job that ranks at or after
+  /// `bound` (weight, due time, id): a durable store's jobs kept outside
+  /// memory start there.
+  pub(crate) fn claim_until(
+    &mut self,
+    max: usize,
+    now: u64,
+    bound: Option<(i32, u64, u128)>,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, u32),
+  ) -> usize {
+    self.promote_due(now);
+    let mut n = 0;
+    while n < max {
+      let Some((src, key)) = self.settle_top(runnable) else {
+        break;
+      };
+      if bound.is_some_and(|b| (key.weight, key.run_at, key.id) >= b) {
+        break;
+      }
+      self.pop(src);
+      let slot = key.slot;
+      let Some(job) = self.slab.get_mut(slot) else {
+        continue;
+      };
+      transition(&mut self.counts, job, Transition::Claim);
+      job.attempts += 1;
+      job.started_at = now;
+      visit(job, slot);
+      n += 1;
+    }
+    n
+  }
+
+  /// True when the job with this id is here.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn contains(&self, id: JobId) -> bool {
+    self.slot(id.0).is_some()
+  }
+
+  /// The ordering weight of `priority` under the configured weights.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn weight(&self, priority: Priority) -> i32 {
+    priority.weight(&self.weights)
+  }
+
   /// Loads a job as stored (used by durable stores when they open).
   #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
   pub(crate) fn restore(&mut self, job: Job, now: u64) {
@@ -782,23 +828,7 @@ impl Store for MemoryStore {
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, u32),
   ) -> usize {
-    self.promote_due(now);
-    let mut n = 0;
-    while n < max {
-      let Some((src, slot)) = self.settle_top(runnable) else {
-        break;
-      };
-      self.pop(src);
-      let Some(job) = self.slab.get_mut(slot) else {
-        continue;
-      };
-      transition(&mut self.counts, job, Transition::Claim);
-      job.attempts += 1;
-      job.started_at = now;
-      visit(job, slot);
-      n += 1;
-    }
-    n
+    self.claim_until(max, now, None, runnable, visit)
   }
 
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
@@ -932,11 +962,11 @@ impl Store for MemoryStore {
     n
   }
 
-  fn get(&self, id: JobId) -> Option<&Job> {
+  fn get(&mut self, id: JobId) -> Option<&Job> {
     self.job(id.0)
   }
 
-  fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
     let mut ids: Vec<JobId> = self
       .slab
       .jobs()

@@ -160,11 +160,12 @@ pub trait Store: Send {
   /// Removes finished jobs that finished at or before `before`.
   fn prune(&mut self, before: u64) -> usize;
 
-  /// The job with this id.
-  fn get(&self, id: JobId) -> Option<&Job>;
+  /// The job with this id. (`&mut`: a durable store may read it from its
+  /// file.)
+  fn get(&mut self, id: JobId) -> Option<&Job>;
 
   /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
-  fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId>;
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId>;
 
   /// Jobs per status (indexed by `Status as usize`).
   fn counts(&self) -> [usize; 7];

@@ -4,6 +4,15 @@
 //! previous commit ran in one transaction (group commit). Payloads stay JSON
 //! text, as they came from JavaScript.
 //!
+//! Pending jobs beyond the first [`HOT_PENDING`] live in the file only
+//! ("cold"): plain jobs (priority `medium`, due when added, never attempted,
+//! no dependencies) whose inserts are journaled like any other but which are
+//! not kept in memory. They run in the order of their keys, which is their
+//! (due time, id) order; a claim takes jobs from memory up to the first cold
+//! one and reads the next ones from the file when it gets there (a refill).
+//! Reading one (`get`) reads its row; changing one (`cancel`, depending on
+//! it) brings it into memory first.
+//!
 //! One process per file: a lock file (`<path>.lock`, an advisory lock that
 //! the OS drops with the process) holds the owner's pid.
 //!
@@ -45,6 +54,42 @@ pub enum Durability {
 pub struct SqliteOptions {
   pub path: PathBuf,
   pub durability: Durability,
+  /// Pending jobs kept in memory before new plain ones stay in the file only
+  /// (see the module docs); at least 1.
+  pub hot_pending: usize,
+}
+
+impl SqliteOptions {
+  /// The file at `path`, with [`HOT_PENDING`] pending jobs in memory.
+  pub fn new(path: impl Into<PathBuf>, durability: Durability) -> SqliteOptions {
+    SqliteOptions {
+      path: path.into(),
+      durability,
+      hot_pending: HOT_PENDING,
+    }
+  }
+}
+
+/// How many pending jobs stay in memory by default (see the module docs).
+pub const HOT_PENDING: usize = 4096;
+
+/// Pending jobs kept in the file only (see the module docs).
+#[derive(Debug, Default)]
+struct Cold {
+  /// How many.
+  count: usize,
+  /// (due time, id) at or before the first of them: a claim takes nothing
+  /// from memory that ranks at or after it without a refill first.
+  head: Option<(u64, u128)>,
+  /// (due time, id) of the newest: a new job ranking before it stays in memory.
+  last: (u64, u128),
+  /// Every cold job's key is above this.
+  cursor: i64,
+  /// The write mark after the newest cold job's insert: the file holds
+  /// every cold job once the writer has committed it.
+  mark: u64,
+  /// Calculation name -> index, for reading rows back.
+  names: HashMap<Arc<str>, u32>,
 }
 
 /// The schema version this build writes (and the newest it reads).
@@ -218,6 +263,26 @@ fn state_row(job: &Job, result: bool, errors: bool) -> Op {
   }))
 }
 
+/// The insert of a new job, with its data.
+fn insert_row(job: &Job, data: Text, names: &Names) -> Op {
+  Op::Insert(Box::new(Row {
+    k: key(job.id),
+    lo: job.id.0 as u64 as i64,
+    name: names.get_shared(job.name).unwrap_or_else(|| Arc::from("")),
+    priority: job.priority,
+    status: job.status as u8,
+    attempts: job.attempts,
+    max_retries: job.max_retries,
+    timeout_ms: job.timeout_ms,
+    backoff: job.backoff,
+    created_at: job.created_at,
+    run_at: job.run_at,
+    data,
+    context: job.extra.as_ref().and_then(|e| e.context.clone()),
+    deps: job.deps().map(deps_text),
+  }))
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
   mem: MemoryStore,
@@ -235,6 +300,14 @@ pub struct SqliteStore {
   changed: Vec<JobId>,
   /// The schedules read on open.
   schedules: Vec<String>,
+  /// See [`Cold`]; reads go through `reader`.
+  cold: Cold,
+  hot_pending: usize,
+  reader: Option<Connection>,
+  /// The file's canonical path (the reader's).
+  file: PathBuf,
+  /// The last cold job `get` read from the file.
+  peeked: Option<Box<Job>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -399,79 +472,166 @@ fn open_connection(opts: &SqliteOptions, open_path: &Path) -> Result<Connection>
   Ok(conn)
 }
 
-/// Reads every job into `mem`.
+/// The columns of a job, in the order [`read_job`] reads them.
+const JOB_COLUMNS: &str =
+  "k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff, created_at, \
+  run_at, started_at, finished_at, data, context, result, progress, errors, deps";
+
+/// A job from a row of [`JOB_COLUMNS`]; `name` is its calculation's index.
+fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  let k: i64 = r.get(0).map_err(bad)?;
+  let lo: i64 = r.get(1).map_err(bad)?;
+  let priority: String = r.get(3).map_err(bad)?;
+  let status: u8 = r.get(4).map_err(bad)?;
+  let status = *Status::ALL.get(status as usize).ok_or_else(|| {
+    Error::Storage(format!(
+      "'{}' holds a job with unknown status {status}",
+      path.display()
+    ))
+  })?;
+  let backoff: String = r.get(8).map_err(bad)?;
+  let result: Option<String> = r.get(15).map_err(bad)?;
+  let progress: Option<String> = r.get(16).map_err(bad)?;
+  let errors: Option<String> = r.get(17).map_err(bad)?;
+  let errors: Vec<JobError> = errors
+    .as_deref()
+    .and_then(|e| serde_json::from_str(e).ok())
+    .unwrap_or_default();
+  let context: String = r.get(14).map_err(bad)?;
+  let deps: Option<String> = r.get(18).map_err(bad)?;
+  let deps = deps.as_deref().and_then(parse_deps);
+  let extra = JobExtra::of(deps, &context);
+  let extra = if result.is_some() || progress.is_some() || !errors.is_empty() {
+    let mut e = extra.unwrap_or_default();
+    e.result = result.map(Into::into);
+    e.progress = progress.map(Into::into);
+    e.errors = errors;
+    Some(e)
+  } else {
+    extra
+  };
+  Ok(Job {
+    id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
+    name,
+    priority: parse_priority(&priority),
+    status,
+    attempts: r.get(5).map_err(bad)?,
+    max_retries: r.get(6).map_err(bad)?,
+    timeout_ms: r.get(7).map_err(bad)?,
+    backoff: parse_backoff(&backoff),
+    gen: 0,
+    created_at: r.get::<_, i64>(9).map_err(bad)? as u64,
+    run_at: r.get::<_, i64>(10).map_err(bad)? as u64,
+    started_at: r.get::<_, i64>(11).map_err(bad)? as u64,
+    finished_at: r.get::<_, i64>(12).map_err(bad)? as u64,
+    data: r.get::<_, String>(13).map_err(bad)?.into(),
+    extra,
+  })
+}
+
+fn job_id(k: i64, lo: i64) -> u128 {
+  ((k as u64 as u128) << 64) | lo as u64 as u128
+}
+
+/// Reads the jobs into `mem`, leaving plain pending jobs beyond
+/// `hot_pending` in the file (returned as the cold set).
 fn load(
   conn: &Connection,
   path: &Path,
   mem: &mut MemoryStore,
   names: &mut Names,
   now: u64,
-) -> Result<()> {
+  hot_pending: usize,
+) -> Result<Cold> {
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  // Jobs that waiting jobs depend on stay in memory (their dependants are
+  // filed under them).
+  let mut needed: std::collections::HashSet<u128> = std::collections::HashSet::new();
+  {
+    let mut stmt = conn
+      .prepare("SELECT deps FROM jobwerk_jobs WHERE status = 0 AND deps IS NOT NULL")
+      .map_err(|e| sql_err(path, "cannot read", e))?;
+    let mut rows = stmt.query([]).map_err(bad)?;
+    while let Some(r) = rows.next().map_err(bad)? {
+      let deps: String = r.get(0).map_err(bad)?;
+      if let Some(d) = parse_deps(&deps) {
+        needed.extend(d.ids.iter().map(|id| id.0));
+      }
+    }
+  }
   let mut stmt = conn
-    .prepare(
-      "SELECT k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff, created_at, run_at,
-              started_at, finished_at, data, context, result, progress, errors, deps FROM jobwerk_jobs",
-    )
+    .prepare(&format!(
+      "SELECT {JOB_COLUMNS} FROM jobwerk_jobs ORDER BY k"
+    ))
     .map_err(|e| sql_err(path, "cannot read", e))?;
   let mut rows = stmt
     .query([])
     .map_err(|e| sql_err(path, "cannot read", e))?;
-  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  let mut cold = Cold::default();
   while let Some(r) = rows.next().map_err(bad)? {
+    let name = {
+      let n = r.get_ref(2).map_err(bad)?;
+      let n = n
+        .as_str()
+        .map_err(|e| sql_err(path, "cannot read a job from", e))?;
+      names.intern(n)
+    };
     let k: i64 = r.get(0).map_err(bad)?;
-    let lo: i64 = r.get(1).map_err(bad)?;
-    let name: String = r.get(2).map_err(bad)?;
-    let priority: String = r.get(3).map_err(bad)?;
-    let status: u8 = r.get(4).map_err(bad)?;
-    let status = *Status::ALL.get(status as usize).ok_or_else(|| {
-      Error::Storage(format!(
-        "'{}' holds a job with unknown status {status}",
-        path.display()
-      ))
-    })?;
-    let backoff: String = r.get(8).map_err(bad)?;
-    let result: Option<String> = r.get(15).map_err(bad)?;
-    let progress: Option<String> = r.get(16).map_err(bad)?;
-    let errors: Option<String> = r.get(17).map_err(bad)?;
-    let errors: Vec<JobError> = errors
-      .as_deref()
-      .and_then(|e| serde_json::from_str(e).ok())
-      .unwrap_or_default();
-    let context: String = r.get(14).map_err(bad)?;
-    let deps: Option<String> = r.get(18).map_err(bad)?;
-    let deps = deps.as_deref().and_then(parse_deps);
-    let extra = JobExtra::of(deps, &context);
-    let extra = if result.is_some() || progress.is_some() || !errors.is_empty() {
-      let mut e = extra.unwrap_or_default();
-      e.result = result.map(Into::into);
-      e.progress = progress.map(Into::into);
-      e.errors = errors;
-      Some(e)
-    } else {
-      extra
-    };
-    let job = Job {
-      id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
-      name: names.intern(&name),
-      priority: parse_priority(&priority),
-      status,
-      attempts: r.get(5).map_err(bad)?,
-      max_retries: r.get(6).map_err(bad)?,
-      timeout_ms: r.get(7).map_err(bad)?,
-      backoff: parse_backoff(&backoff),
-      gen: 0,
-      created_at: r.get::<_, i64>(9).map_err(bad)? as u64,
-      run_at: r.get::<_, i64>(10).map_err(bad)? as u64,
-      started_at: r.get::<_, i64>(11).map_err(bad)? as u64,
-      finished_at: r.get::<_, i64>(12).map_err(bad)? as u64,
-      data: r.get::<_, String>(13).map_err(bad)?.into(),
-      extra,
-    };
-    mem.restore(job, now);
+    let id = job_id(k, r.get(1).map_err(bad)?);
+    let run_at = r.get::<_, i64>(10).map_err(bad)? as u64;
+    let plain = r.get::<_, u8>(4).map_err(bad)? == Status::Pending as u8
+      && r.get::<_, u32>(5).map_err(bad)? == 0
+      && r.get_ref(3).map_err(bad)?.as_str().ok() == Some("\"medium\"")
+      && r.get_ref(18).map_err(bad)?.as_str().is_err()
+      && run_at <= now
+      && (run_at, id) >= cold.last
+      && !needed.contains(&id);
+    if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
+      if cold.count == 0 {
+        cold.head = Some((run_at, id));
+        cold.cursor = k - 1;
+      }
+      cold.count += 1;
+      cold.last = (run_at, id);
+      if let Some(n) = names.get_shared(name) {
+        cold.names.entry(n).or_insert(name);
+      }
+      continue;
+    }
+    mem.restore(read_job(r, path, name)?, now);
   }
   mem.restored();
   mem.restore_waiting(now);
-  Ok(())
+  Ok(cold)
+}
+
+/// A second connection, for reading cold jobs back on the JavaScript thread
+/// while the writer writes (WAL). Read-write, though it only reads: the last
+/// connection to close removes the WAL, whichever it is.
+fn open_reader(file: &Path) -> rusqlite::Result<Connection> {
+  let r = Connection::open_with_flags(
+    file,
+    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+  )?;
+  r.execute_batch("PRAGMA cache_size = -256; PRAGMA busy_timeout = 5000;")?;
+  Ok(r)
+}
+
+/// The store's reader, or a connection of its own after close.
+enum Reader<'a> {
+  Shared(&'a Connection),
+  Own(Connection),
+}
+
+impl std::ops::Deref for Reader<'_> {
+  type Target = Connection;
+  fn deref(&self) -> &Connection {
+    match self {
+      Reader::Shared(c) => c,
+      Reader::Own(c) => c,
+    }
+  }
 }
 
 /// Reads every schedule's JSON.
@@ -675,6 +835,9 @@ fn writer(
     // then sees the memory back).
     if drained && since_trim >= TRIM_AFTER_WRITES {
       since_trim = 0;
+      // SQLite's page cache too: the next writes read their pages back
+      // from the OS's file cache.
+      let _ = conn.execute_batch("PRAGMA shrink_memory");
       trim_freed_memory();
     }
     commits.send_modify(|c| {
@@ -705,7 +868,10 @@ impl SqliteStore {
     let lock = take_lock(&canonical, &opts.path)?;
     let conn = open_connection(opts, &canonical)?;
     let mut mem = MemoryStore::new();
-    load(&conn, &opts.path, &mut mem, names, now)?;
+    let hot_pending = opts.hot_pending.max(1);
+    let cold = load(&conn, &opts.path, &mut mem, names, now, hot_pending)?;
+    let reader =
+      open_reader(&canonical).map_err(|e| sql_err(&opts.path, "cannot open a reader of", e))?;
     let schedules = load_schedules(&conn, &opts.path)?;
     let (commit_tx, commits) = watch::channel(Commit::default());
     let (tx, rx) = mpsc::channel();
@@ -727,6 +893,11 @@ impl SqliteStore {
       failure,
       changed: Vec::new(),
       schedules,
+      cold,
+      hot_pending,
+      reader: Some(reader),
+      file: canonical,
+      peeked: None,
     };
     store.journal_changed();
     store.recover_interrupted(now);
@@ -771,6 +942,214 @@ impl SqliteStore {
     }
   }
 
+  /// True when `job`, being added with `hot_pending` pending jobs in
+  /// memory, stays in the file only (see [`Cold`]).
+  fn goes_cold(&self, job: &Job, hot_pending: usize) -> bool {
+    let c = &self.cold;
+    job.status == Status::Pending
+      && job.priority == Priority::Medium
+      && job.attempts == 0
+      && job.run_at <= job.created_at
+      && job.extra.as_deref().is_none_or(|e| {
+        e.deps.is_none() && e.result.is_none() && e.progress.is_none() && e.errors.is_empty()
+      })
+      && (c.count == 0 || (job.run_at, job.id.0) >= c.last)
+      && (c.count > 0 || hot_pending >= self.hot_pending)
+  }
+
+  /// Journals a new job that stays in the file only.
+  fn push_cold(&mut self, mut job: Job, names: &Names) {
+    let c = &mut self.cold;
+    if c.count == 0 {
+      c.head = Some((job.run_at, job.id.0));
+      c.cursor = key(job.id) - 1;
+    }
+    c.count += 1;
+    c.last = (job.run_at, job.id.0);
+    let data = std::mem::take(&mut job.data);
+    let row = insert_row(&job, data, names);
+    if let Op::Insert(r) = &row {
+      if !c.names.contains_key(&*r.name) {
+        c.names.insert(r.name.clone(), job.name);
+      }
+    }
+    self.pending.push(row);
+  }
+
+  /// Makes sure the file holds every cold job (waits for the writer if it
+  /// has not committed the newest one yet). False if it cannot.
+  fn cold_readable(&mut self) -> bool {
+    self.committed() >= self.cold.mark || self.sync().is_ok()
+  }
+
+  /// Records a read error as the store's failure.
+  fn read_failed(&self, e: impl std::fmt::Display) {
+    let mut f = self.failure.lock();
+    if f.is_none() {
+      *f = Some(format!(
+        "cannot read pending jobs back from '{}': {e}",
+        self.path.display()
+      ));
+    }
+  }
+
+  /// The reader; once closed, a connection for one read.
+  fn reader(&self) -> rusqlite::Result<Reader<'_>> {
+    match &self.reader {
+      Some(r) => Ok(Reader::Shared(r)),
+      None => open_reader(&self.file).map(Reader::Own),
+    }
+  }
+
+  /// Brings the next cold jobs (at least `want`) into memory; returns how many.
+  fn refill(&mut self, want: usize) -> usize {
+    if self.cold.count == 0 || !self.cold_readable() {
+      return 0;
+    }
+    let want = want.max(self.hot_pending / 2).max(1);
+    let reader = match self.reader() {
+      Ok(r) => r,
+      Err(e) => {
+        self.read_failed(e);
+        return 0;
+      }
+    };
+    let mut loaded = Vec::with_capacity(want.min(self.cold.count));
+    let mut next = None;
+    let mut cursor = self.cold.cursor;
+    let (mem, names, path) = (&self.mem, &self.cold.names, &self.path);
+    let res = (|| -> Result<()> {
+      let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
+      let mut stmt = reader
+        .prepare_cached(&format!(
+          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
+        ))
+        .map_err(bad)?;
+      let mut rows = stmt.query([cursor]).map_err(bad)?;
+      while let Some(r) = rows.next().map_err(bad)? {
+        let k: i64 = r.get(0).map_err(bad)?;
+        let id = JobId(job_id(k, r.get(1).map_err(bad)?));
+        if mem.contains(id) || r.get::<_, u8>(4).map_err(bad)? != Status::Pending as u8 {
+          continue;
+        }
+        if loaded.len() == want {
+          next = Some((r.get::<_, i64>(10).map_err(bad)? as u64, id.0));
+          break;
+        }
+        let name = r
+          .get_ref(2)
+          .ok()
+          .and_then(|n| n.as_str().ok())
+          .and_then(|n| names.get(n).copied())
+          .unwrap_or(u32::MAX);
+        loaded.push(read_job(r, path, name)?);
+        cursor = k;
+      }
+      Ok(())
+    })();
+    if let Err(e) = res {
+      self.read_failed(e);
+      return 0;
+    }
+    let n = loaded.len();
+    for job in loaded {
+      let at = job.run_at;
+      self.mem.restore(job, at);
+    }
+    let c = &mut self.cold;
+    c.cursor = cursor;
+    c.head = next;
+    c.count = if next.is_some() {
+      c.count.saturating_sub(n)
+    } else {
+      0
+    };
+    n
+  }
+
+  /// The cold job with this id, read from the file.
+  fn read_cold(&mut self, id: JobId) -> Option<Job> {
+    let k = key(id);
+    if self.cold.count == 0
+      || k <= self.cold.cursor
+      || id.0 > self.cold.last.1
+      || self.mem.contains(id)
+      || !self.cold_readable()
+    {
+      return None;
+    }
+    let reader = self.reader().ok()?;
+    let (names, path) = (&self.cold.names, &self.path);
+    let res = (|| -> Result<Option<Job>> {
+      let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
+      let mut stmt = reader
+        .prepare_cached(&format!(
+          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1"
+        ))
+        .map_err(bad)?;
+      let mut rows = stmt.query([k]).map_err(bad)?;
+      let Some(r) = rows.next().map_err(bad)? else {
+        return Ok(None);
+      };
+      let name = r
+        .get_ref(2)
+        .ok()
+        .and_then(|n| n.as_str().ok())
+        .and_then(|n| names.get(n).copied())
+        .unwrap_or(u32::MAX);
+      let job = read_job(r, path, name)?;
+      Ok((job.id == id && job.status == Status::Pending).then_some(job))
+    })();
+    res.unwrap_or_else(|e| {
+      self.read_failed(e);
+      None
+    })
+  }
+
+  /// Brings the cold job with this id into memory (nothing if it is not cold).
+  fn warm(&mut self, id: JobId) {
+    let Some(job) = self.read_cold(id) else {
+      return;
+    };
+    let at = job.run_at;
+    self.mem.restore(job, at);
+    self.cold.count -= 1;
+    if self.cold.count == 0 {
+      self.cold.head = None;
+    }
+  }
+
+  /// Ids of cold jobs, oldest first, at most `limit`.
+  fn cold_ids(&mut self, limit: usize) -> Vec<JobId> {
+    if self.cold.count == 0 || !self.cold_readable() {
+      return Vec::new();
+    }
+    let Ok(reader) = self.reader() else {
+      return Vec::new();
+    };
+    let mem = &self.mem;
+    let res = (|| -> rusqlite::Result<Vec<JobId>> {
+      let mut stmt = reader
+        .prepare_cached("SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 1 ORDER BY k")?;
+      let mut rows = stmt.query([self.cold.cursor])?;
+      let mut ids = Vec::new();
+      while ids.len() < limit {
+        let Some(r) = rows.next()? else {
+          break;
+        };
+        let id = JobId(job_id(r.get(0)?, r.get(1)?));
+        if !mem.contains(id) {
+          ids.push(id);
+        }
+      }
+      Ok(ids)
+    })();
+    res.unwrap_or_else(|e| {
+      self.read_failed(e);
+      Vec::new()
+    })
+  }
+
   /// A receiver of commit progress and the mark to wait for: everything
   /// written so far is durable once `seq >= mark`.
   pub fn flush_handle(&mut self) -> (u64, watch::Receiver<Commit>) {
@@ -791,28 +1170,37 @@ impl Store for SqliteStore {
   }
 
   fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
-    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-    self.mem.insert(jobs, names);
+    // What new jobs depend on is in memory (they are filed under it).
+    let mut needed = Vec::new();
+    for job in &jobs {
+      for id in job.deps().map(|d| &d.ids[..]).unwrap_or(&[]) {
+        self.warm(*id);
+        needed.push(*id);
+      }
+    }
+    let mut hot = Vec::with_capacity(jobs.len());
+    let mut hot_pending = self.mem.counts()[Status::Pending as usize];
+    let mut cold = false;
+    for job in jobs {
+      if self.goes_cold(&job, hot_pending) && !needed.contains(&job.id) {
+        self.push_cold(job, names);
+        cold = true;
+      } else {
+        hot_pending += 1;
+        hot.push(job);
+      }
+    }
+    if cold {
+      self.cold.mark = self.write_mark();
+    }
+    let ids: Vec<JobId> = hot.iter().map(|j| j.id).collect();
+    self.mem.insert(hot, names);
     for id in ids {
       let Some(job) = self.mem.get(id) else {
         continue;
       };
-      self.pending.push(Op::Insert(Box::new(Row {
-        k: key(job.id),
-        lo: job.id.0 as u64 as i64,
-        name: names.get_shared(job.name).unwrap_or_else(|| Arc::from("")),
-        priority: job.priority,
-        status: job.status as u8,
-        attempts: job.attempts,
-        max_retries: job.max_retries,
-        timeout_ms: job.timeout_ms,
-        backoff: job.backoff,
-        created_at: job.created_at,
-        run_at: job.run_at,
-        data: job.data.clone(),
-        context: job.extra.as_ref().and_then(|e| e.context.clone()),
-        deps: job.deps().map(deps_text),
-      })));
+      let row = insert_row(job, job.data.clone(), names);
+      self.pending.push(row);
     }
     self.journal_changed();
   }
@@ -824,19 +1212,29 @@ impl Store for SqliteStore {
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, u32),
   ) -> usize {
-    let pending = &mut self.pending;
-    self.mem.claim(max, now, runnable, &mut |job, hint| {
-      pending.push(Op::Claim {
-        k: key(job.id),
-        attempts: job.attempts,
-        started_at: job.started_at,
-      });
-      visit(job, hint)
-    })
+    let mut n = 0;
+    loop {
+      let medium = self.mem.weight(Priority::Medium);
+      let bound = self.cold.head.map(|(run_at, id)| (medium, run_at, id));
+      let pending = &mut self.pending;
+      n += self
+        .mem
+        .claim_until(max - n, now, bound, runnable, &mut |job, hint| {
+          pending.push(Op::Claim {
+            k: key(job.id),
+            attempts: job.attempts,
+            started_at: job.started_at,
+          });
+          visit(job, hint)
+        });
+      if n >= max || self.cold.count == 0 || self.refill(max - n) == 0 {
+        return n;
+      }
+    }
   }
 
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
-    self.mem.has_due(now, runnable)
+    self.mem.has_due(now, runnable) || self.cold.count > 0
   }
 
   fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
@@ -865,6 +1263,7 @@ impl Store for SqliteStore {
   }
 
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+    self.warm(id);
     let was = self.mem.cancel(id, now)?;
     self.push_state(id, false, true);
     self.journal_changed();
@@ -914,16 +1313,28 @@ impl Store for SqliteStore {
     n
   }
 
-  fn get(&self, id: JobId) -> Option<&Job> {
-    self.mem.get(id)
+  fn get(&mut self, id: JobId) -> Option<&Job> {
+    if self.mem.contains(id) {
+      return self.mem.get(id);
+    }
+    self.peeked = self.read_cold(id).map(Box::new);
+    self.peeked.as_deref()
   }
 
-  fn list(&self, status: Option<Status>, limit: usize) -> Vec<JobId> {
-    self.mem.list(status, limit)
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    let mut ids = self.mem.list(status, limit);
+    if self.cold.count > 0 && matches!(status, None | Some(Status::Pending)) {
+      ids.extend(self.cold_ids(limit));
+      ids.sort_unstable();
+      ids.truncate(limit);
+    }
+    ids
   }
 
   fn counts(&self) -> [usize; 7] {
-    self.mem.counts()
+    let mut c = self.mem.counts();
+    c[Status::Pending as usize] += self.cold.count;
+    c
   }
 
   fn unregistered(&self) -> usize {
@@ -935,7 +1346,11 @@ impl Store for SqliteStore {
   }
 
   fn oldest_due(&self) -> Option<u64> {
-    self.mem.oldest_due()
+    let cold = self.cold.head.map(|(run_at, _)| run_at);
+    match (self.mem.oldest_due(), cold) {
+      (Some(a), Some(b)) => Some(a.min(b)),
+      (a, b) => a.or(b),
+    }
   }
 
   fn next_due(&self) -> Option<u64> {
@@ -962,7 +1377,8 @@ impl Store for SqliteStore {
   }
 
   fn max_id(&self) -> Option<JobId> {
-    self.mem.max_id()
+    let cold = (self.cold.count > 0).then_some(JobId(self.cold.last.1));
+    self.mem.max_id().max(cold)
   }
 
   fn set_weights(&mut self, weights: [i32; 3]) {
@@ -1010,6 +1426,9 @@ impl Store for SqliteStore {
   fn close(&mut self) {
     self.send();
     self.tx = None;
+    // Before the writer closes, so that the writer's close, the last one,
+    // removes the WAL. (Reads after this open a connection each.)
+    self.reader = None;
     if let Some(w) = self.writer.take() {
       let _ = w.join();
     }
@@ -1025,6 +1444,12 @@ impl Store for SqliteStore {
   }
 
   fn check_invariants(&self) -> std::result::Result<(), String> {
+    if (self.cold.count > 0) != self.cold.head.is_some() {
+      return Err(format!(
+        "{} cold jobs, first {:?}",
+        self.cold.count, self.cold.head
+      ));
+    }
     self.mem.check_invariants()
   }
 }
