@@ -889,6 +889,13 @@ mod cold {
           seen(&mut *cold, id),
           "get at step {step}"
         );
+      } else if what < 96 {
+        let before = now.saturating_sub(rng.below(30));
+        assert_eq!(
+          mem.prune(before),
+          cold.prune(before),
+          "prune at step {step}"
+        );
       } else if what < 97 {
         // A restart: both recover what was running.
         cold.end_batch();
@@ -1010,6 +1017,26 @@ mod cold {
       .collect();
     files.sort();
     assert_eq!(files, ["jobs.db", "jobs.db.lock"]);
+  }
+
+  /// A job pruned from memory is still pending in the file until the writer
+  /// commits its outcome and its removal: it is not taken for a cold job.
+  #[test]
+  fn a_pruned_job_not_yet_committed_is_not_read_back() {
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = 1;
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    let a = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    let b = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    let high = j.add(&mut *s, 5, Priority::High, 5, 0);
+    s.end_batch();
+    s.sync().expect("sync");
+    assert_eq!(claim(&mut *s, 1, 6), vec![high]);
+    assert!(s.complete(high, NO_HINT, "1", 6));
+    assert_eq!(s.prune(6), 1);
+    assert!(s.get(high).is_none());
+    assert_eq!(claim(&mut *s, 10, 7), vec![a, b]);
   }
 
   #[test]

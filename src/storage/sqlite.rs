@@ -88,6 +88,9 @@ struct Cold {
   /// The write mark after the newest cold job's insert: the file holds
   /// every cold job once the writer has committed it.
   mark: u64,
+  /// The write mark after the newest prune: until it is committed, the file
+  /// may still hold pruned jobs as pending, which a read would take for cold.
+  pruned: u64,
   /// Calculation name -> index, for reading rows back.
   names: HashMap<Arc<str>, u32>,
 }
@@ -976,10 +979,10 @@ impl SqliteStore {
     self.pending.push(row);
   }
 
-  /// Makes sure the file holds every cold job (waits for the writer if it
-  /// has not committed the newest one yet). False if it cannot.
+  /// Makes sure the file holds every cold job and no pruned one (waits for
+  /// the writer if it has not committed them yet). False if it cannot.
   fn cold_readable(&mut self) -> bool {
-    self.committed() >= self.cold.mark || self.sync().is_ok()
+    self.committed() >= self.cold.mark.max(self.cold.pruned) || self.sync().is_ok()
   }
 
   /// Records a read error as the store's failure.
@@ -1309,6 +1312,7 @@ impl Store for SqliteStore {
     let n = self.mem.prune(before);
     if !keys.is_empty() {
       self.pending.push(Op::Delete(keys));
+      self.cold.pruned = self.write_mark();
     }
     n
   }
