@@ -1,5 +1,5 @@
 'use strict'
-// Pending jobs beyond the first 4,096 in memory stay in the SQLite file only:
+// Pending jobs beyond the first 2,048 in memory stay in the SQLite file only:
 // what an app does with a pending job (count it, read it, cancel it, depend
 // on it, run it in order, find it again after a restart) works the same for
 // them.

@@ -759,6 +759,25 @@ mod sqlite_only {
     );
   }
 
+  /// Batches that fill the writer's transaction exactly, then one more:
+  /// the one read while checking for more is written too.
+  #[test]
+  fn a_full_transaction_and_the_batch_after_it_are_all_written() {
+    let mut h = Sqlite::new();
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    for _ in 0..40 {
+      let batch = (0..1_000).map(|_| j.job(0, Priority::High, 0, 0)).collect();
+      s.insert(batch, &names());
+      s.end_batch();
+    }
+    j.add(&mut *s, 0, Priority::High, 0, 0);
+    s.end_batch();
+    s.sync().expect("sync");
+    s = h.reopen(s, 1);
+    assert_eq!(s.counts()[Status::Pending as usize], 40_001);
+  }
+
   #[test]
   fn many_writes_group_into_few_commits_and_sync_waits_for_them() {
     let mut h = Sqlite::new();

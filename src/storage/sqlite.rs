@@ -71,7 +71,7 @@ impl SqliteOptions {
 }
 
 /// How many pending jobs stay in memory by default (see the module docs).
-pub const HOT_PENDING: usize = 4096;
+pub const HOT_PENDING: usize = 2048;
 
 /// Pending jobs kept in the file only (see the module docs).
 #[derive(Debug, Default)]
@@ -483,9 +483,20 @@ const JOB_COLUMNS: &str =
 /// A job from a row of [`JOB_COLUMNS`]; `name` is its calculation's index.
 fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
   let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  // Text columns read in place (no copy) unless the job keeps them.
+  let text = |i: usize| -> Result<Option<&str>> {
+    let v = r.get_ref(i).map_err(bad)?;
+    match v {
+      rusqlite::types::ValueRef::Null => Ok(None),
+      v => v
+        .as_str()
+        .map(Some)
+        .map_err(|e| sql_err(path, "cannot read a job from", e)),
+    }
+  };
   let k: i64 = r.get(0).map_err(bad)?;
   let lo: i64 = r.get(1).map_err(bad)?;
-  let priority: String = r.get(3).map_err(bad)?;
+  let priority = text(3)?.unwrap_or("");
   let status: u8 = r.get(4).map_err(bad)?;
   let status = *Status::ALL.get(status as usize).ok_or_else(|| {
     Error::Storage(format!(
@@ -493,18 +504,14 @@ fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
       path.display()
     ))
   })?;
-  let backoff: String = r.get(8).map_err(bad)?;
-  let result: Option<String> = r.get(15).map_err(bad)?;
-  let progress: Option<String> = r.get(16).map_err(bad)?;
-  let errors: Option<String> = r.get(17).map_err(bad)?;
-  let errors: Vec<JobError> = errors
-    .as_deref()
+  let backoff = text(8)?.unwrap_or("");
+  let result = text(15)?;
+  let progress = text(16)?;
+  let errors: Vec<JobError> = text(17)?
     .and_then(|e| serde_json::from_str(e).ok())
     .unwrap_or_default();
-  let context: String = r.get(14).map_err(bad)?;
-  let deps: Option<String> = r.get(18).map_err(bad)?;
-  let deps = deps.as_deref().and_then(parse_deps);
-  let extra = JobExtra::of(deps, &context);
+  let deps = text(18)?.and_then(parse_deps);
+  let extra = JobExtra::of(deps, text(14)?.unwrap_or(""));
   let extra = if result.is_some() || progress.is_some() || !errors.is_empty() {
     let mut e = extra.unwrap_or_default();
     e.result = result.map(Into::into);
@@ -517,18 +524,18 @@ fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
   Ok(Job {
     id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
     name,
-    priority: parse_priority(&priority),
+    priority: parse_priority(priority),
     status,
     attempts: r.get(5).map_err(bad)?,
     max_retries: r.get(6).map_err(bad)?,
     timeout_ms: r.get(7).map_err(bad)?,
-    backoff: parse_backoff(&backoff),
+    backoff: parse_backoff(backoff),
     gen: 0,
     created_at: r.get::<_, i64>(9).map_err(bad)? as u64,
     run_at: r.get::<_, i64>(10).map_err(bad)? as u64,
     started_at: r.get::<_, i64>(11).map_err(bad)? as u64,
     finished_at: r.get::<_, i64>(12).map_err(bad)? as u64,
-    data: r.get::<_, String>(13).map_err(bad)?.into(),
+    data: text(13)?.unwrap_or("null").into(),
     extra,
   })
 }
@@ -728,7 +735,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
 
 /// After this many writes, once the writer has caught up, the memory they
 /// held is handed back to the system.
-const TRIM_AFTER_WRITES: usize = 20_000;
+const TRIM_AFTER_WRITES: usize = 5_000;
 
 /// Hands the memory of written writes back to the system. They were
 /// allocated on the JavaScript thread and freed on this one; glibc keeps
@@ -757,7 +764,9 @@ fn writer(
   const MAX_BATCH: usize = 20_000;
   // Writes applied since memory was last handed back (see trim_freed_memory).
   let mut since_trim = 0usize;
-  while let Ok(first) = rx.recv() {
+  // A batch received while finding out whether the queue was empty.
+  let mut next: Option<(u64, Vec<Op>)> = None;
+  while let Some(first) = next.take().or_else(|| rx.recv().ok()) {
     let mut last = first.0;
     let mut batches = vec![first.1];
     let mut n = batches[0].len();
@@ -834,6 +843,13 @@ fn writer(
       }
     };
     drop(batches);
+    if !drained {
+      // The batch filled up: was that all there was?
+      match rx.try_recv() {
+        Ok(more) => next = Some(more),
+        Err(_) => drained = true,
+      }
+    }
     // Once the backlog is written, before saying so (a flush() that returns
     // then sees the memory back).
     if drained && since_trim >= TRIM_AFTER_WRITES {
