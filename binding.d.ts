@@ -47,7 +47,7 @@ export declare class Core {
    */
   take(max: number): string
   /**
-   * Applies outcomes (JSON `[[slot, seq, kind, value], ...]`); returns
+   * Applies outcomes (JSON `[slot, seq, kind, value, ...]`); returns
    * `(active << 2) | (emit << 1) | news`. With `emitCompleted` the caller
    * emits the `completed` events of these outcomes itself when `emit` comes
    * back set (every outcome was current); otherwise they are drained as usual.

@@ -818,7 +818,7 @@ class JobManagementService extends EventEmitter {
     }
     job._done = true
     if (this._slots[job._slot] === job) this._slots[job._slot] = undefined
-    this._outbox.push(`[${job._slot},${job._seq},1,${s}]`)
+    this._outbox.push(job._slot, job._seq, 1, s)
     this._okOut.push(job, value, s)
     this._queueFlush()
   }
@@ -836,7 +836,7 @@ class JobManagementService extends EventEmitter {
     } catch {
       s = '{"name":"Error","message":"a thrown value that cannot be read"}'
     }
-    this._outbox.push(`[${job._slot},${job._seq},${kind},${s}]`)
+    this._outbox.push(job._slot, job._seq, kind, s)
     this._queueFlush()
   }
 

@@ -102,7 +102,7 @@ impl JobError {
 #[derive(Debug, Clone, Default)]
 pub struct JobExtra {
   /// The last result, as JSON text.
-  pub result: Option<Box<str>>,
+  pub result: Option<std::sync::Arc<str>>,
   /// The last progress, as JSON text.
   pub progress: Option<Box<str>>,
   /// Every failed attempt, oldest first; the last is the job's `error`.

@@ -725,8 +725,9 @@ impl Queue {
       .filter(|r| r.seq == seq)
   }
 
-  /// Applies outcomes: JSON `[[slot, seq, kind, value], ...]` where kind 1 is
-  /// a result, 0 an error `{name, message, stack}`, 2 an unrecoverable error.
+  /// Applies outcomes: a flat JSON array `[slot, seq, kind, value, ...]`
+  /// (four items an outcome) where kind 1 is a result, 0 an error
+  /// `{name, message, stack}`, 2 an unrecoverable error.
   /// An outcome for an attempt that already ended (timed out, cancelled) is
   /// counted and ignored.
   ///
@@ -745,8 +746,7 @@ impl Queue {
     now: u64,
     caller_emits_completed: bool,
   ) -> Result<(usize, bool)> {
-    let outcomes: Vec<(u32, u32, u8, &RawValue)> =
-      serde_json::from_str(json).map_err(|e| Error::arg(format!("malformed outcomes: {e}")))?;
+    let outcomes = parse_outcomes(json)?;
     let n = outcomes.len();
     let caller_emits = caller_emits_completed && self.events_on && self.all_current(&outcomes);
     for (slot, seq, kind, value) in outcomes {
@@ -1312,6 +1312,28 @@ impl Queue {
     }
     Ok(())
   }
+}
+
+/// Outcomes from their flat JSON array (see [`Queue::settle`]).
+fn parse_outcomes(json: &str) -> Result<Vec<(u32, u32, u8, &RawValue)>> {
+  let bad = |what: &str| Error::arg(format!("malformed outcomes: {what}"));
+  let items: Vec<&RawValue> = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+  if !items.len().is_multiple_of(4) {
+    return Err(bad("not four items an outcome"));
+  }
+  items
+    .chunks_exact(4)
+    .map(|o| {
+      let num = |v: &RawValue| v.get().parse::<u32>().map_err(|_| bad(v.get()));
+      let kind = num(o[2])?;
+      Ok((
+        num(o[0])?,
+        num(o[1])?,
+        u8::try_from(kind).map_err(|_| bad(o[2].get()))?,
+        o[3],
+      ))
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -57,11 +57,11 @@ fn take(q: &mut Queue, n: usize, now: u64) -> Vec<(u32, u32, String)> {
 }
 
 fn ok(slot: u32, seq: u32) -> String {
-  format!("[[{slot},{seq},1,\"done\"]]")
+  format!("[{slot},{seq},1,\"done\"]")
 }
 
 fn err(slot: u32, seq: u32, kind: u8) -> String {
-  format!("[[{slot},{seq},{kind},{{\"name\":\"Error\",\"message\":\"boom\",\"stack\":\"at x\"}}]]")
+  format!("[{slot},{seq},{kind},{{\"name\":\"Error\",\"message\":\"boom\",\"stack\":\"at x\"}}]")
 }
 
 #[test]
@@ -398,13 +398,13 @@ fn caller_emits_completed_only_when_every_outcome_is_current() {
     add(&mut q, c, &i.to_string(), Value::Null, 0);
   }
   let t = take(&mut q, 3, 1);
-  let batch = format!("[[{},{},1,1],[{},{},1,2]]", t[0].0, t[0].1, t[1].0, t[1].1);
+  let batch = format!("[{},{},1,1,{},{},1,2]", t[0].0, t[0].1, t[1].0, t[1].1);
   assert_eq!(q.settle_with(&batch, 2, true), Ok((2, true)));
   assert!(!q.has_news(), "no completed event recorded");
   assert_eq!(q.count(Status::Completed), 2);
 
   // One stale outcome (already settled) in the batch: recorded as events.
-  let batch = format!("[[{},{},1,3],[{},{},1,1]]", t[2].0, t[2].1, t[0].0, t[0].1);
+  let batch = format!("[{},{},1,3,{},{},1,1]", t[2].0, t[2].1, t[0].0, t[0].1);
   assert_eq!(q.settle_with(&batch, 3, true), Ok((2, false)));
   assert_eq!(q.late_outcomes(), 1);
   let drained: Value = serde_json::from_str(&q.drain()).expect("json");
@@ -415,8 +415,28 @@ fn caller_emits_completed_only_when_every_outcome_is_current() {
   // The same slot twice in one batch: the second is late.
   add(&mut q, c, "9", Value::Null, 4);
   let u = take(&mut q, 1, 4);
-  let batch = format!("[[{0},{1},1,5],[{0},{1},1,6]]", u[0].0, u[0].1);
+  let batch = format!("[{0},{1},1,5,{0},{1},1,6]", u[0].0, u[0].1);
   assert_eq!(q.settle_with(&batch, 5, true), Ok((2, false)));
   assert_eq!(q.late_outcomes(), 2);
   q.check_invariants().expect("invariants");
+}
+
+#[test]
+fn malformed_outcomes_are_refused_and_change_nothing() {
+  let (mut q, c) = queue(1);
+  add(&mut q, c, "1", Value::Null, 0);
+  let t = take(&mut q, 1, 1);
+  for bad in [
+    "[1,2,1]".to_string(),
+    format!("[{},{},\"x\",1]", t[0].0, t[0].1),
+    format!("[{},{},300,1]", t[0].0, t[0].1),
+    format!("[{},-1,1,1]", t[0].0),
+    "{}".to_string(),
+  ] {
+    let e = q.settle(&bad, 2).expect_err(&bad);
+    assert!(e.to_string().contains("malformed outcomes"), "{e}");
+  }
+  assert_eq!(q.count(Status::Running), 1);
+  q.settle(&ok(t[0].0, t[0].1), 3).expect("settle");
+  assert_eq!(q.count(Status::Completed), 1);
 }

@@ -429,16 +429,11 @@ impl MemoryStore {
     self.slab.get_mut(slot)
   }
 
-  /// Stores `job`, replacing the one with its id if there is one; returns its slot.
-  fn put(&mut self, mut job: Job) -> u32 {
+  /// Stores `job`, whose id no job here has (ids are new when added, and
+  /// durable stores load each once); returns its slot.
+  fn put(&mut self, job: Job) -> u32 {
     let id = job.id.0;
-    if let Some(slot) = self.slot(id) {
-      if let Some(old) = self.slab.get_mut(slot) {
-        job.gen = old.gen.wrapping_add(1);
-        *old = job;
-      }
-      return slot;
-    }
+    debug_assert!(self.slot(id).is_none(), "job {} stored twice", job.id);
     let slot = self.slab.insert(job);
     self.index.insert(id, slot);
     slot
@@ -727,6 +722,29 @@ impl MemoryStore {
     n
   }
 
+  /// [`Store::insert`], showing each job to `visit` once stored.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn insert_with(&mut self, jobs: Vec<Job>, visit: &mut dyn FnMut(&Job)) {
+    for mut job in jobs {
+      let id = job.id.0;
+      let now = job.created_at;
+      if job.deps().is_some() {
+        job.status = Status::Waiting;
+      }
+      let status = job.status;
+      self.counts[status as usize] += 1;
+      let slot = self.put(job);
+      if let Some(j) = self.slab.get(slot) {
+        visit(j);
+      }
+      if status == Status::Waiting {
+        self.wait_for_dependencies(id, now);
+      } else {
+        self.enqueue(slot, now);
+      }
+    }
+  }
+
   /// True when the job with this id is here.
   #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
   pub(crate) fn contains(&self, id: JobId) -> bool {
@@ -804,21 +822,7 @@ impl Store for MemoryStore {
   }
 
   fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
-    for mut job in jobs {
-      let id = job.id.0;
-      let now = job.created_at;
-      if job.deps().is_some() {
-        job.status = Status::Waiting;
-      }
-      let status = job.status;
-      self.counts[status as usize] += 1;
-      let slot = self.put(job);
-      if status == Status::Waiting {
-        self.wait_for_dependencies(id, now);
-      } else {
-        self.enqueue(slot, now);
-      }
-    }
+    self.insert_with(jobs, &mut |_| {});
   }
 
   fn claim(

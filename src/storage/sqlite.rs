@@ -139,6 +139,14 @@ enum Op {
     started_at: u64,
   },
   State(Box<StateRow>),
+  /// A job completed: its result shared with the job in memory.
+  Completed {
+    k: i64,
+    attempts: u32,
+    started_at: u64,
+    finished_at: u64,
+    result: Arc<str>,
+  },
   Progress {
     k: i64,
     json: Box<str>,
@@ -180,7 +188,6 @@ struct StateRow {
   run_at: u64,
   started_at: u64,
   finished_at: u64,
-  result: Option<Box<str>>,
   errors: Option<String>,
 }
 
@@ -244,7 +251,9 @@ fn parse_priority(s: &str) -> Priority {
   }
 }
 
-fn state_row(job: &Job, result: bool, errors: bool) -> Op {
+/// A job's new state (not after a completion: see [`Op::Completed`]), with
+/// its errors when `errors`.
+fn state_row(job: &Job, errors: bool) -> Op {
   let o = job.extra.as_deref();
   Op::State(Box::new(StateRow {
     k: key(job.id),
@@ -253,11 +262,6 @@ fn state_row(job: &Job, result: bool, errors: bool) -> Op {
     run_at: job.run_at,
     started_at: job.started_at,
     finished_at: job.finished_at,
-    result: if result {
-      o.and_then(|o| o.result.clone())
-    } else {
-      None
-    },
     errors: if errors {
       o.and_then(|o| serde_json::to_string(&o.errors).ok())
     } else {
@@ -695,7 +699,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
       conn
         .prepare_cached(
           "UPDATE jobwerk_jobs SET status = ?2, attempts = ?3, run_at = ?4, started_at = ?5, finished_at = ?6,
-             result = coalesce(?7, result), errors = coalesce(?8, errors) WHERE k = ?1",
+             errors = coalesce(?7, errors) WHERE k = ?1",
         )?
         .execute(params![
           s.k,
@@ -704,8 +708,27 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
           s.run_at as i64,
           s.started_at as i64,
           s.finished_at as i64,
-          s.result.as_deref(),
           s.errors.as_deref(),
+        ])?;
+    }
+    Op::Completed {
+      k,
+      attempts,
+      started_at,
+      finished_at,
+      result,
+    } => {
+      conn
+        .prepare_cached(
+          "UPDATE jobwerk_jobs SET status = 3, attempts = ?2, started_at = ?3, finished_at = ?4, result = ?5
+           WHERE k = ?1",
+        )?
+        .execute(params![
+          k,
+          attempts,
+          *started_at as i64,
+          *finished_at as i64,
+          &**result
         ])?;
     }
     Op::Progress { k, json } => {
@@ -790,8 +813,14 @@ fn writer(
     // (it completed or failed meanwhile) is overwritten by that write: skip it.
     let mut last_state: HashMap<i64, usize> = HashMap::new();
     for (i, op) in batches.iter().flatten().enumerate() {
-      if let Op::State(s) = op {
-        last_state.insert(s.k, i);
+      match op {
+        Op::State(s) => {
+          last_state.insert(s.k, i);
+        }
+        Op::Completed { k, .. } => {
+          last_state.insert(*k, i);
+        }
+        _ => {}
       }
     }
     let res = (|| -> rusqlite::Result<()> {
@@ -950,14 +979,14 @@ impl SqliteStore {
   /// and keeps them for [`Store::take_changed`].
   fn journal_changed(&mut self) {
     for id in self.mem.take_changed() {
-      self.push_state(id, false, true);
+      self.push_state(id, true);
       self.changed.push(id);
     }
   }
 
-  fn push_state(&mut self, id: JobId, result: bool, errors: bool) {
+  fn push_state(&mut self, id: JobId, errors: bool) {
     if let Some(job) = self.mem.get(id) {
-      self.pending.push(state_row(job, result, errors));
+      self.pending.push(state_row(job, errors));
     }
   }
 
@@ -1212,15 +1241,10 @@ impl Store for SqliteStore {
     if cold {
       self.cold.mark = self.write_mark();
     }
-    let ids: Vec<JobId> = hot.iter().map(|j| j.id).collect();
-    self.mem.insert(hot, names);
-    for id in ids {
-      let Some(job) = self.mem.get(id) else {
-        continue;
-      };
-      let row = insert_row(job, job.data.clone(), names);
-      self.pending.push(row);
-    }
+    let pending = &mut self.pending;
+    self.mem.insert_with(hot, &mut |job| {
+      pending.push(insert_row(job, job.data.clone(), names));
+    });
     self.journal_changed();
   }
 
@@ -1260,7 +1284,14 @@ impl Store for SqliteStore {
     let ok = self.mem.complete(id, hint, result, now);
     if ok {
       if let Some(job) = self.mem.get_hinted(id, hint) {
-        self.pending.push(state_row(job, true, false));
+        let result = job.extra.as_ref().and_then(|e| e.result.clone());
+        self.pending.push(Op::Completed {
+          k: key(job.id),
+          attempts: job.attempts,
+          started_at: job.started_at,
+          finished_at: job.finished_at,
+          result: result.unwrap_or_else(|| Arc::from("null")),
+        });
       }
       self.journal_changed();
     }
@@ -1276,7 +1307,7 @@ impl Store for SqliteStore {
     rand: f64,
   ) -> Option<Failed> {
     let f = self.mem.fail(id, err, kind, now, rand)?;
-    self.push_state(id, false, true);
+    self.push_state(id, true);
     self.journal_changed();
     Some(f)
   }
@@ -1284,7 +1315,7 @@ impl Store for SqliteStore {
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
     self.warm(id);
     let was = self.mem.cancel(id, now)?;
-    self.push_state(id, false, true);
+    self.push_state(id, true);
     self.journal_changed();
     Some(was)
   }
@@ -1292,7 +1323,7 @@ impl Store for SqliteStore {
   fn retry(&mut self, id: JobId, now: u64) -> bool {
     let ok = self.mem.retry(id, now);
     if ok {
-      self.push_state(id, false, false);
+      self.push_state(id, false);
     }
     ok
   }
@@ -1312,7 +1343,7 @@ impl Store for SqliteStore {
     let running = self.mem.ids_with(Status::Running);
     let n = self.mem.recover_interrupted(now);
     for id in running {
-      self.push_state(id, false, true);
+      self.push_state(id, true);
     }
     self.journal_changed();
     n
