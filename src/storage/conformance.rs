@@ -1042,12 +1042,7 @@ mod cold {
   /// commits its outcome and its removal: it is not taken for a cold job.
   #[test]
   fn a_pruned_job_not_yet_committed_is_not_read_back() {
-    let mut h = Sqlite::new();
-    h.opts.hot_pending = 1;
-    let mut s = h.open();
-    let mut j = Jobs::new();
-    let a = j.add(&mut *s, 5, Priority::Medium, 5, 0);
-    let b = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    let (_h, mut s, mut j, a, b) = one_in_memory_one_in_the_file();
     let high = j.add(&mut *s, 5, Priority::High, 5, 0);
     s.end_batch();
     s.sync().expect("sync");
@@ -1058,14 +1053,21 @@ mod cold {
     assert_eq!(claim(&mut *s, 10, 7), vec![a, b]);
   }
 
-  #[test]
-  fn a_cold_job_added_just_now_is_readable_before_the_writer_commits() {
+  /// One pending job in memory (`a`), one in the file only (`b`), its
+  /// insert not sent to the writer yet.
+  fn one_in_memory_one_in_the_file() -> (Sqlite, Box<dyn Store>, Jobs, JobId, JobId) {
     let mut h = Sqlite::new();
     h.opts.hot_pending = 1;
     let mut s = h.open();
     let mut j = Jobs::new();
     let a = j.add(&mut *s, 5, Priority::Medium, 5, 0);
     let b = j.add(&mut *s, 5, Priority::Medium, 5, 0);
+    (h, s, j, a, b)
+  }
+
+  #[test]
+  fn a_cold_job_added_just_now_is_readable_before_the_writer_commits() {
+    let (_h, mut s, _, a, b) = one_in_memory_one_in_the_file();
     // No end_batch: the insert is still with the store.
     assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
     assert_eq!(claim(&mut *s, 2, 6), vec![a, b]);

@@ -526,7 +526,7 @@ fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
     extra
   };
   Ok(Job {
-    id: JobId(((k as u64 as u128) << 64) | lo as u64 as u128),
+    id: JobId(job_id(k, lo)),
     name,
     priority: parse_priority(priority),
     status,
@@ -546,6 +546,17 @@ fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
 
 fn job_id(k: i64, lo: i64) -> u128 {
   ((k as u64 as u128) << 64) | lo as u64 as u128
+}
+
+/// The calculation index of a cold job's row (names of cold jobs are known:
+/// they were added or loaded by this store); unknown: an index no
+/// calculation has, so the job waits rather than runs the wrong handler.
+fn cold_name(r: &rusqlite::Row<'_>, names: &HashMap<Arc<str>, u32>) -> u32 {
+  r.get_ref(2)
+    .ok()
+    .and_then(|n| n.as_str().ok())
+    .and_then(|n| names.get(n).copied())
+    .unwrap_or(u32::MAX)
 }
 
 /// Reads the jobs into `mem`, leaving plain pending jobs beyond
@@ -1084,13 +1095,7 @@ impl SqliteStore {
           next = Some((r.get::<_, i64>(10).map_err(bad)? as u64, id.0));
           break;
         }
-        let name = r
-          .get_ref(2)
-          .ok()
-          .and_then(|n| n.as_str().ok())
-          .and_then(|n| names.get(n).copied())
-          .unwrap_or(u32::MAX);
-        loaded.push(read_job(r, path, name)?);
+        loaded.push(read_job(r, path, cold_name(r, names))?);
         cursor = k;
       }
       Ok(())
@@ -1139,13 +1144,7 @@ impl SqliteStore {
       let Some(r) = rows.next().map_err(bad)? else {
         return Ok(None);
       };
-      let name = r
-        .get_ref(2)
-        .ok()
-        .and_then(|n| n.as_str().ok())
-        .and_then(|n| names.get(n).copied())
-        .unwrap_or(u32::MAX);
-      let job = read_job(r, path, name)?;
+      let job = read_job(r, path, cold_name(r, names))?;
       Ok((job.id == id && job.status == Status::Pending).then_some(job))
     })();
     res.unwrap_or_else(|e| {
