@@ -578,6 +578,23 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   s.check_invariants().expect("invariants");
 }
 
+/// Weights applied after the store is opened (as the queue does) order the
+/// jobs it already holds too: on open, a durable store loads them before it
+/// knows the configuration.
+fn weights_order_jobs_already_stored(h: &mut dyn Harness) {
+  let inverted = [30, 20, 10];
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let high = j.add(&mut *s, 0, Priority::High, 0, 0);
+  let low = j.add(&mut *s, 0, Priority::Low, 0, 0);
+  s.set_weights(inverted);
+  assert_eq!(status(&mut *s, high), Some((Status::Pending, 0)));
+  s = h.reopen(s, 1);
+  s.set_weights(inverted);
+  assert_eq!(claim(&mut *s, 2, 1), vec![low, high]);
+  s.check_invariants().expect("invariants");
+}
+
 macro_rules! conformance {
   ($modname:ident, $harness:expr) => {
     mod $modname {
@@ -638,6 +655,10 @@ macro_rules! conformance {
       #[test]
       fn dependency_failure_propagates_unless_ignored() {
         super::dependency_failure_propagates_unless_ignored(&mut $harness);
+      }
+      #[test]
+      fn weights_order_jobs_already_stored() {
+        super::weights_order_jobs_already_stored(&mut $harness);
       }
       #[test]
       fn ids_stay_ordered_across_reopen() {
@@ -1066,10 +1087,44 @@ mod cold {
   }
 
   #[test]
-  fn a_cold_job_added_just_now_is_readable_before_the_writer_commits() {
+  fn a_cold_job_added_just_now_is_read_without_sending_anything() {
     let (_h, mut s, _, a, b) = one_in_memory_one_in_the_file();
-    // No end_batch: the insert is still with the store.
+    // No end_batch: the insert is still with the store, and stays there
+    // (an operation's writes reach the writer together).
+    let mark = s.write_mark();
     assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
-    assert_eq!(claim(&mut *s, 2, 6), vec![a, b]);
+    assert_eq!(s.cancel(b, 6), Some(Status::Pending));
+    assert_eq!(s.write_mark(), mark);
+    assert_eq!(s.committed(), 0);
+    assert_eq!(claim(&mut *s, 2, 6), vec![a]);
+    assert_eq!(status(&mut *s, b), Some((Status::Cancelled, 0)));
+  }
+
+  /// Cold jobs of a calculation that cannot run stay in the file and do not
+  /// hold back jobs that can.
+  #[test]
+  fn cold_jobs_of_an_unregistered_calculation_stay_cold_and_do_not_block() {
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = 2;
+    let mut s = h.open();
+    let mut j = Jobs::new();
+    let waits: Vec<JobId> = (0..10)
+      .map(|_| j.add(&mut *s, 5, Priority::Medium, 5, 0))
+      .collect();
+    let mut low = j.job(5, Priority::Low, 5, 0);
+    low.name = 1;
+    let low_id = low.id;
+    s.insert(vec![low], &names());
+    s.end_batch();
+    let only_b = |n: u32| n == 1;
+    let mut got = vec![];
+    s.claim(5, 6, &only_b, &mut |job, _| got.push(job.id));
+    assert_eq!(got, vec![low_id]);
+    assert!(!s.has_due(6, &only_b));
+    assert_eq!(s.unregistered(), 2, "only the two in memory are held back");
+    assert_eq!(s.counts()[Status::Pending as usize], 10);
+    // Registered: all run, in order.
+    s.registered(0);
+    assert_eq!(claim(&mut *s, 20, 7), waits);
   }
 }

@@ -1018,7 +1018,43 @@ impl Store for MemoryStore {
   }
 
   fn set_weights(&mut self, weights: [i32; 3]) {
+    if self.weights == weights {
+      return;
+    }
     self.weights = weights;
+    // The line is ordered by the old weights (jobs loaded before the
+    // configuration was applied): every due job takes its place again.
+    let mut entries: Vec<(u32, u32)> = self.ready.drain().map(|k| (k.slot, k.gen)).collect();
+    for lane in self.lanes.drain(..) {
+      entries.extend(lane.q);
+    }
+    let parked: Vec<(u32, ReadyKey)> = self
+      .parked
+      .drain()
+      .flat_map(|(name, keys)| keys.into_iter().map(move |k| (name, k)))
+      .collect();
+    let key_of = |s: &MemoryStore, slot: u32, gen: u32| {
+      s.slab
+        .get(slot)
+        .filter(|j| j.gen == gen && j.status == Status::Pending)
+        .map(|j| ReadyKey {
+          weight: j.priority.weight(&s.weights),
+          run_at: j.run_at,
+          id: j.id.0,
+          slot,
+          gen,
+        })
+    };
+    for (slot, gen) in entries {
+      if let Some(k) = key_of(self, slot, gen) {
+        self.push_ready(k);
+      }
+    }
+    for (name, k) in parked {
+      if let Some(k) = key_of(self, k.slot, k.gen) {
+        self.parked.entry(name).or_default().push(k);
+      }
+    }
   }
 
   fn check_invariants(&self) -> std::result::Result<(), String> {

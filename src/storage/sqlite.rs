@@ -93,6 +93,40 @@ struct Cold {
   pruned: u64,
   /// Calculation name -> index, for reading rows back.
   names: HashMap<Arc<str>, u32>,
+  /// Cold jobs per calculation index.
+  per_calc: HashMap<u32, usize>,
+}
+
+impl Cold {
+  /// One more cold job, `(due time, id)`, of calculation `name`.
+  fn push(&mut self, run_at: u64, id: u128, name: u32) {
+    if self.count == 0 {
+      self.head = Some((run_at, id));
+      self.cursor = ((id >> 64) as i64) - 1;
+    }
+    self.count += 1;
+    self.last = (run_at, id);
+    *self.per_calc.entry(name).or_default() += 1;
+  }
+
+  /// `n` cold jobs of calculation `name` went into memory.
+  fn taken(&mut self, name: u32, n: usize) {
+    if let Some(c) = self.per_calc.get_mut(&name) {
+      *c = c.saturating_sub(n);
+    }
+  }
+
+  /// True when a cold job's calculation can run.
+  fn runnable(&self, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.count > 0 && self.per_calc.iter().any(|(&n, &c)| c > 0 && runnable(n))
+  }
+
+  /// None left (after a refill found the last, or a write was lost).
+  fn clear(&mut self) {
+    self.count = 0;
+    self.head = None;
+    self.per_calc.clear();
+  }
 }
 
 /// The schema version this build writes (and the newest it reads).
@@ -608,17 +642,14 @@ fn load(
     let plain = r.get::<_, u8>(4).map_err(bad)? == Status::Pending as u8
       && r.get::<_, u32>(5).map_err(bad)? == 0
       && r.get_ref(3).map_err(bad)?.as_str().ok() == Some("\"medium\"")
-      && r.get_ref(18).map_err(bad)?.as_str().is_err()
+      && [15, 16, 17, 18]
+        .iter()
+        .all(|&c| matches!(r.get_ref(c), Ok(rusqlite::types::ValueRef::Null)))
       && run_at <= now
       && (run_at, id) >= cold.last
       && !needed.contains(&id);
     if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
-      if cold.count == 0 {
-        cold.head = Some((run_at, id));
-        cold.cursor = k - 1;
-      }
-      cold.count += 1;
-      cold.last = (run_at, id);
+      cold.push(run_at, id, name);
       if let Some(n) = names.get_shared(name) {
         cold.names.entry(n).or_insert(name);
       }
@@ -1019,12 +1050,7 @@ impl SqliteStore {
   /// Journals a new job that stays in the file only.
   fn push_cold(&mut self, mut job: Job, names: &Names) {
     let c = &mut self.cold;
-    if c.count == 0 {
-      c.head = Some((job.run_at, job.id.0));
-      c.cursor = key(job.id) - 1;
-    }
-    c.count += 1;
-    c.last = (job.run_at, job.id.0);
+    c.push(job.run_at, job.id.0, job.name);
     let data = std::mem::take(&mut job.data);
     let row = insert_row(&job, data, names);
     if let Op::Insert(r) = &row {
@@ -1038,7 +1064,9 @@ impl SqliteStore {
   /// Makes sure the file holds every cold job and no pruned one (waits for
   /// the writer if it has not committed them yet). False if it cannot.
   fn cold_readable(&mut self) -> bool {
-    self.committed() >= self.cold.mark.max(self.cold.pruned) || self.sync().is_ok()
+    // After a failed write the file may lack cold jobs: nothing is read.
+    self.failure.lock().is_none()
+      && (self.committed() >= self.cold.mark.max(self.cold.pruned) || self.sync().is_ok())
   }
 
   /// Records a read error as the store's failure.
@@ -1107,31 +1135,60 @@ impl SqliteStore {
     let n = loaded.len();
     for job in loaded {
       let at = job.run_at;
+      self.cold.taken(job.name, 1);
       self.mem.restore(job, at);
     }
-    let c = &mut self.cold;
-    c.cursor = cursor;
-    c.head = next;
-    c.count = if next.is_some() {
-      c.count.saturating_sub(n)
+    self.cold.cursor = cursor;
+    self.cold.head = next;
+    if next.is_some() {
+      self.cold.count = self.cold.count.saturating_sub(n);
     } else {
-      0
-    };
+      let missing = self.cold.count.saturating_sub(n);
+      self.cold.clear();
+      if missing > 0 {
+        self.read_failed(format!(
+          "{missing} pending jobs are not in the file (a write of them failed)"
+        ));
+      }
+    }
     n
   }
 
-  /// The cold job with this id, read from the file.
+  /// The cold job with this id: from its insert when that is not sent to
+  /// the writer yet, else from the file once what was sent is committed.
+  /// Sends nothing: an operation's writes (a schedule's fire and the job it
+  /// adds) still reach the writer together.
   fn read_cold(&mut self, id: JobId) -> Option<Job> {
     let k = key(id);
     if self.cold.count == 0
       || k <= self.cold.cursor
       || id.0 > self.cold.last.1
       || self.mem.contains(id)
-      || !self.cold_readable()
+      || self.failure.lock().is_some()
     {
       return None;
     }
-    let reader = self.reader().ok()?;
+    for op in self.pending.iter().rev() {
+      match op {
+        Op::Insert(r) if r.k == k => {
+          return (r.lo == id.0 as u64 as i64 && r.status == Status::Pending as u8)
+            .then(|| self.job_of_row(id, r));
+        }
+        // Pruned since the last send: the file may still hold it.
+        Op::Delete(keys) if keys.contains(&k) => return None,
+        _ => {}
+      }
+    }
+    if self.wait_for(self.sent).is_err() {
+      return None;
+    }
+    let reader = match self.reader() {
+      Ok(r) => r,
+      Err(e) => {
+        self.read_failed(e);
+        return None;
+      }
+    };
     let (names, path) = (&self.cold.names, &self.path);
     let res = (|| -> Result<Option<Job>> {
       let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
@@ -1147,10 +1204,30 @@ impl SqliteStore {
       let job = read_job(r, path, cold_name(r, names))?;
       Ok((job.id == id && job.status == Status::Pending).then_some(job))
     })();
+    drop(reader);
     res.unwrap_or_else(|e| {
       self.read_failed(e);
       None
     })
+  }
+
+  /// A cold job as its (unsent) insert describes it.
+  fn job_of_row(&self, id: JobId, r: &Row) -> Job {
+    Job {
+      priority: r.priority,
+      attempts: r.attempts,
+      max_retries: r.max_retries,
+      timeout_ms: r.timeout_ms,
+      backoff: r.backoff,
+      extra: JobExtra::of(None, r.context.as_deref().unwrap_or("")),
+      ..Job::new(
+        id,
+        self.cold.names.get(&*r.name).copied().unwrap_or(u32::MAX),
+        r.created_at,
+        r.run_at,
+        r.data.clone(),
+      )
+    }
   }
 
   /// Brings the cold job with this id into memory (nothing if it is not cold).
@@ -1159,10 +1236,11 @@ impl SqliteStore {
       return;
     };
     let at = job.run_at;
+    self.cold.taken(job.name, 1);
     self.mem.restore(job, at);
     self.cold.count -= 1;
     if self.cold.count == 0 {
-      self.cold.head = None;
+      self.cold.clear();
     }
   }
 
@@ -1171,8 +1249,12 @@ impl SqliteStore {
     if self.cold.count == 0 || !self.cold_readable() {
       return Vec::new();
     }
-    let Ok(reader) = self.reader() else {
-      return Vec::new();
+    let reader = match self.reader() {
+      Ok(r) => r,
+      Err(e) => {
+        self.read_failed(e);
+        return Vec::new();
+      }
     };
     let mem = &self.mem;
     let res = (|| -> rusqlite::Result<Vec<JobId>> {
@@ -1195,6 +1277,26 @@ impl SqliteStore {
       self.read_failed(e);
       Vec::new()
     })
+  }
+
+  /// Blocks until the writer has committed batch `mark` (what was sent by
+  /// then; nothing is sent here).
+  fn wait_for(&mut self, mark: u64) -> Result<()> {
+    let mut rx = self.commits.clone();
+    loop {
+      let c = rx.borrow_and_update().clone();
+      if let Some(e) = c.error {
+        return Err(Error::Storage(e));
+      }
+      if c.seq >= mark || self.writer.is_none() {
+        return Ok(());
+      }
+      if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+        return Err(Error::Storage("the SQLite writer has stopped".into()));
+      }
+      // Blocking wait without a runtime: short sleeps until the writer catches up.
+      std::thread::sleep(std::time::Duration::from_micros(200));
+    }
   }
 
   /// A receiver of commit progress and the mark to wait for: everything
@@ -1256,8 +1358,15 @@ impl Store for SqliteStore {
   ) -> usize {
     let mut n = 0;
     loop {
+      // The cold jobs bound the claim while one of them can run (jobs of
+      // calculations not registered wait, as in memory, without holding
+      // others back).
       let medium = self.mem.weight(Priority::Medium);
-      let bound = self.cold.head.map(|(run_at, id)| (medium, run_at, id));
+      let bound = self
+        .cold
+        .head
+        .filter(|_| self.cold.runnable(runnable))
+        .map(|(run_at, id)| (medium, run_at, id));
       let pending = &mut self.pending;
       n += self
         .mem
@@ -1269,14 +1378,14 @@ impl Store for SqliteStore {
           });
           visit(job, hint)
         });
-      if n >= max || self.cold.count == 0 || self.refill(max - n) == 0 {
+      if n >= max || !self.cold.runnable(runnable) || self.refill(max - n) == 0 {
         return n;
       }
     }
   }
 
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
-    self.mem.has_due(now, runnable) || self.cold.count > 0
+    self.mem.has_due(now, runnable) || self.cold.runnable(runnable)
   }
 
   fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
@@ -1448,21 +1557,8 @@ impl Store for SqliteStore {
   }
 
   fn sync(&mut self) -> Result<()> {
-    let (mark, mut rx) = self.flush_handle();
-    loop {
-      let c = rx.borrow_and_update().clone();
-      if let Some(e) = c.error {
-        return Err(Error::Storage(e));
-      }
-      if c.seq >= mark || self.writer.is_none() {
-        return Ok(());
-      }
-      if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
-        return Err(Error::Storage("the SQLite writer has stopped".into()));
-      }
-      // Blocking wait without a runtime: short sleeps until the writer catches up.
-      std::thread::sleep(std::time::Duration::from_micros(200));
-    }
+    let (mark, _) = self.flush_handle();
+    self.wait_for(mark)
   }
 
   fn failure(&self) -> Option<String> {
