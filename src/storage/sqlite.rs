@@ -578,6 +578,47 @@ fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<Job> {
   })
 }
 
+/// What a cold job's row holds beyond what every cold job has (never
+/// attempted, no outcome, no dependencies): the columns a refill reads.
+const COLD_COLUMNS: &str =
+  "k, lo, name, priority, status, max_retries, timeout_ms, backoff, created_at, run_at, data, context";
+
+/// A cold job from a row of [`COLD_COLUMNS`]; `backoff` is the last row's
+/// backoff text and value (rows of one calculation share it).
+fn read_cold_row(
+  r: &rusqlite::Row<'_>,
+  path: &Path,
+  name: u32,
+  backoff: &mut (String, Backoff),
+) -> Result<Job> {
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  let text = |i: usize| -> Result<&str> {
+    r.get_ref(i)
+      .map_err(bad)?
+      .as_str()
+      .map_err(|e| sql_err(path, "cannot read a job from", e))
+  };
+  let b = text(7)?;
+  if b != backoff.0 {
+    *backoff = (b.to_string(), parse_backoff(b));
+  }
+  let k: i64 = r.get(0).map_err(bad)?;
+  Ok(Job {
+    priority: parse_priority(text(3)?),
+    max_retries: r.get(5).map_err(bad)?,
+    timeout_ms: r.get(6).map_err(bad)?,
+    backoff: backoff.1,
+    extra: JobExtra::of(None, text(11)?),
+    ..Job::new(
+      JobId(job_id(k, r.get(1).map_err(bad)?)),
+      name,
+      r.get::<_, i64>(8).map_err(bad)? as u64,
+      r.get::<_, i64>(9).map_err(bad)? as u64,
+      text(10)?.into(),
+    )
+  })
+}
+
 fn job_id(k: i64, lo: i64) -> u128 {
   ((k as u64 as u128) << 64) | lo as u64 as u128
 }
@@ -1109,10 +1150,11 @@ impl SqliteStore {
       let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
       let mut stmt = reader
         .prepare_cached(&format!(
-          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
+          "SELECT {COLD_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
         ))
         .map_err(bad)?;
       let mut rows = stmt.query([cursor]).map_err(bad)?;
+      let mut backoff = (String::new(), parse_backoff(""));
       while let Some(r) = rows.next().map_err(bad)? {
         let k: i64 = r.get(0).map_err(bad)?;
         let id = JobId(job_id(k, r.get(1).map_err(bad)?));
@@ -1120,10 +1162,10 @@ impl SqliteStore {
           continue;
         }
         if loaded.len() == want {
-          next = Some((r.get::<_, i64>(10).map_err(bad)? as u64, id.0));
+          next = Some((r.get::<_, i64>(9).map_err(bad)? as u64, id.0));
           break;
         }
-        loaded.push(read_job(r, path, cold_name(r, names))?);
+        loaded.push(read_cold_row(r, path, cold_name(r, names), &mut backoff)?);
         cursor = k;
       }
       Ok(())
