@@ -81,6 +81,9 @@ struct Cold {
   /// (due time, id) at or before the first of them: a claim takes nothing
   /// from memory that ranks at or after it without a refill first.
   head: Option<(u64, u128)>,
+  /// The head was the job `warm` brought into memory: a claim looks the
+  /// next one up first (until then it ranks before every cold job still).
+  stale: bool,
   /// (due time, id) of the newest: a new job ranking before it stays in memory.
   last: (u64, u128),
   /// Every cold job's key is above this.
@@ -102,6 +105,7 @@ impl Cold {
   fn push(&mut self, run_at: u64, id: u128, name: u32) {
     if self.count == 0 {
       self.head = Some((run_at, id));
+      self.stale = false;
       self.cursor = ((id >> 64) as i64) - 1;
     }
     self.count += 1;
@@ -125,6 +129,7 @@ impl Cold {
   fn clear(&mut self) {
     self.count = 0;
     self.head = None;
+    self.stale = false;
     self.per_calc.clear();
   }
 }
@@ -1182,6 +1187,7 @@ impl SqliteStore {
     }
     self.cold.cursor = cursor;
     self.cold.head = next;
+    self.cold.stale = false;
     if next.is_some() {
       self.cold.count = self.cold.count.saturating_sub(n);
     } else {
@@ -1278,6 +1284,7 @@ impl SqliteStore {
       return;
     };
     let at = job.run_at;
+    self.cold.stale |= self.cold.head.is_some_and(|(_, h)| h == job.id.0);
     self.cold.taken(job.name, 1);
     self.mem.restore(job, at);
     self.cold.count -= 1;
@@ -1398,6 +1405,9 @@ impl Store for SqliteStore {
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, u32),
   ) -> usize {
+    if self.cold.stale {
+      self.refill(0);
+    }
     let mut n = 0;
     loop {
       // The cold jobs bound the claim while one of them can run (jobs of
