@@ -131,13 +131,20 @@ function fieldAt(i, field) {
   return i < 0 ? field : `jobs[${i}].${field}`
 }
 
-// Job data or context as JSON: plain numbers, strings and flat objects of
-// those skip the replacer; the rest goes through toJson.
+// Job data or context as JSON: plain values skip the replacer; the rest goes
+// through toJson.
 function dataJson(v, i, field) {
   if (typeof v === 'number' && Number.isFinite(v)) return '' + v
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype && isFlat(v)) return JSON.stringify(v)
-  return toJson(v, fieldAt(i, field))
+  return isPlain(v) ? JSON.stringify(v) : toJson(v, fieldAt(i, field))
+}
+
+// A finite number, a string, or a flat plain object of those: what
+// JSON.stringify writes as is.
+function isPlain(v) {
+  const t = typeof v
+  if (t === 'number') return Number.isFinite(v)
+  if (t === 'string') return true
+  return v !== null && t === 'object' && Object.getPrototypeOf(v) === Object.prototype && isFlat(v)
 }
 
 // An own-enumerable-keys object whose values are finite numbers, strings,
@@ -374,8 +381,8 @@ class JobManagementService extends EventEmitter {
   /** `what` names the calculation in errors (else `jobs[i].calculation`). */
   _calcIndex(calc, what, i) {
     if (what === undefined) {
-      const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-      if (known !== undefined && known.calc === calc && typeof calc.calculate === 'function') return known.idx
+      const idx = this._knownIndex(calc)
+      if (idx >= 0) return idx
       what = fieldAt(i, 'calculation')
     }
     if (calc === null || (typeof calc !== 'object' && typeof calc !== 'function')) {
@@ -405,21 +412,24 @@ class JobManagementService extends EventEmitter {
   _plainBatch(jobs) {
     const first = jobs[0]
     const calc = first !== null && typeof first === 'object' ? first.calculation : undefined
-    const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-    if (known === undefined || known.calc !== calc || typeof calc.calculate !== 'function') return null
+    const idx = this._knownIndex(calc)
+    if (idx < 0) return null
     const datas = new Array(jobs.length)
     for (let i = 0; i < jobs.length; i++) {
       const j = jobs[i]
       if (j === null || typeof j !== 'object' || j.calculation !== calc) return null
       if ((j.context !== undefined && j.context !== null) || (j.options !== undefined && j.options !== null)) return null
       const d = j.data
-      const t = typeof d
-      if (t === 'number' ? !Number.isFinite(d) : t !== 'string' && !(d !== null && t === 'object' && Object.getPrototypeOf(d) === Object.prototype && isFlat(d))) {
-        return null
-      }
+      if (!isPlain(d)) return null
       datas[i] = d
     }
-    return { idx: known.idx, datas }
+    return { idx, datas }
+  }
+
+  /** The index of `calc` when this very object is registered, else -1. */
+  _knownIndex(calc) {
+    const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
+    return known !== undefined && known.calc === calc && typeof calc.calculate === 'function' ? known.idx : -1
   }
 
   /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */

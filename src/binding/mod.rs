@@ -60,9 +60,9 @@ pub struct Core {
   sqlite: Option<SqliteOptions>,
 }
 
-/// `(active << 1) | news`: how many jobs still need the service, and whether
-/// aborts or events wait for `drain()`.
-/// `(active << 2) | (caller emits completed << 1) | news`.
+/// `(active << 2) | news`: how many jobs still need the service, and whether
+/// aborts or events wait for `drain()`; bit 1 is `settle`'s (the caller
+/// emits the `completed` events).
 fn flags(active: usize, news: bool) -> u32 {
   ((active.min(u32::MAX as usize >> 2) as u32) << 2) | news as u32
 }

@@ -245,28 +245,40 @@ impl Queue {
     self.monitor.as_deref_mut()
   }
 
-  /// Records a finished attempt of job `id` with the monitor.
   /// Records a settled attempt's outcome with the monitor (no store lookup).
   fn record_running(&mut self, r: &Running, outcome: Outcome, now: u64) {
-    let Some(m) = self.monitor.as_deref_mut() else {
-      return;
-    };
-    let name = self.names.get(r.name).unwrap_or("");
-    let wait = r.started_at.saturating_sub(r.run_at);
-    let run = now.saturating_sub(r.started_at);
-    m.record_outcome(name, outcome, wait, run, now, None);
+    self.record_attempt(r.name, r.run_at, r.started_at, outcome, now, None);
   }
 
+  /// Records a finished attempt of job `id` with the monitor.
   fn record(&mut self, id: JobId, outcome: Outcome, now: u64, error: Option<&str>) {
-    let Some(m) = self.monitor.as_deref_mut() else {
+    if self.monitor.is_none() {
       return;
-    };
+    }
     let Some(job) = self.store.get(id) else {
       return;
     };
-    let name = self.names.get(job.name).unwrap_or("");
-    let wait = job.started_at.saturating_sub(job.run_at);
-    let run = now.saturating_sub(job.started_at);
+    let (name, run_at, started_at) = (job.name, job.run_at, job.started_at);
+    self.record_attempt(name, run_at, started_at, outcome, now, error);
+  }
+
+  /// Records an attempt of calculation `name`, due at `run_at` and started
+  /// at `started_at`, that ended at `now`.
+  fn record_attempt(
+    &mut self,
+    name: u32,
+    run_at: u64,
+    started_at: u64,
+    outcome: Outcome,
+    now: u64,
+    error: Option<&str>,
+  ) {
+    let Some(m) = self.monitor.as_deref_mut() else {
+      return;
+    };
+    let name = self.names.get(name).unwrap_or("");
+    let wait = started_at.saturating_sub(run_at);
+    let run = now.saturating_sub(started_at);
     m.record_outcome(name, outcome, wait, run, now, error);
   }
 

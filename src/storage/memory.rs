@@ -479,14 +479,9 @@ impl MemoryStore {
       return;
     };
     if job.run_at <= now {
-      let key = ReadyKey {
-        weight: job.priority.weight(&self.weights),
-        run_at: job.run_at,
-        id: job.id.0,
-        slot,
-        gen: job.gen,
-      };
-      self.push_ready(key);
+      if let Some(key) = self.ready_key(slot, job.gen) {
+        self.push_ready(key);
+      }
     } else {
       self.delayed.push(Reverse((job.run_at, slot, job.gen)));
     }
@@ -498,19 +493,26 @@ impl MemoryStore {
         break;
       }
       self.delayed.pop();
-      if let Some(job) = self.slab.get(slot) {
-        if job.gen == gen && job.status == Status::Pending {
-          let key = ReadyKey {
-            weight: job.priority.weight(&self.weights),
-            run_at: at,
-            id: job.id.0,
-            slot,
-            gen,
-          };
-          self.push_ready(key);
-        }
+      if let Some(key) = self.ready_key(slot, gen) {
+        self.push_ready(key);
       }
     }
+  }
+
+  /// The place in line of the pending job in `slot`, if it is still the one
+  /// of generation `gen` (a delayed job's due time is its `run_at`).
+  fn ready_key(&self, slot: u32, gen: u32) -> Option<ReadyKey> {
+    let job = self
+      .slab
+      .get(slot)
+      .filter(|j| j.gen == gen && j.status == Status::Pending)?;
+    Some(ReadyKey {
+      weight: job.priority.weight(&self.weights),
+      run_at: job.run_at,
+      id: job.id.0,
+      slot,
+      gen,
+    })
   }
 
   fn oldest_due_time(&self) -> Option<u64> {
@@ -1033,25 +1035,13 @@ impl Store for MemoryStore {
       .drain()
       .flat_map(|(name, keys)| keys.into_iter().map(move |k| (name, k)))
       .collect();
-    let key_of = |s: &MemoryStore, slot: u32, gen: u32| {
-      s.slab
-        .get(slot)
-        .filter(|j| j.gen == gen && j.status == Status::Pending)
-        .map(|j| ReadyKey {
-          weight: j.priority.weight(&s.weights),
-          run_at: j.run_at,
-          id: j.id.0,
-          slot,
-          gen,
-        })
-    };
     for (slot, gen) in entries {
-      if let Some(k) = key_of(self, slot, gen) {
+      if let Some(k) = self.ready_key(slot, gen) {
         self.push_ready(k);
       }
     }
     for (name, k) in parked {
-      if let Some(k) = key_of(self, k.slot, k.gen) {
+      if let Some(k) = self.ready_key(k.slot, k.gen) {
         self.parked.entry(name).or_default().push(k);
       }
     }

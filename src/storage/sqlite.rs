@@ -113,10 +113,10 @@ impl Cold {
     *self.per_calc.entry(name).or_default() += 1;
   }
 
-  /// `n` cold jobs of calculation `name` went into memory.
-  fn taken(&mut self, name: u32, n: usize) {
+  /// A cold job of calculation `name` went into memory.
+  fn taken(&mut self, name: u32) {
     if let Some(c) = self.per_calc.get_mut(&name) {
-      *c = c.saturating_sub(n);
+      *c = c.saturating_sub(1);
     }
   }
 
@@ -720,22 +720,6 @@ fn open_reader(file: &Path) -> rusqlite::Result<Connection> {
   Ok(r)
 }
 
-/// The store's reader, or a connection of its own after close.
-enum Reader<'a> {
-  Shared(&'a Connection),
-  Own(Connection),
-}
-
-impl std::ops::Deref for Reader<'_> {
-  type Target = Connection;
-  fn deref(&self) -> &Connection {
-    match self {
-      Reader::Shared(c) => c,
-      Reader::Own(c) => c,
-    }
-  }
-}
-
 /// Reads every schedule's JSON.
 fn load_schedules(conn: &Connection, path: &Path) -> Result<Vec<String>> {
   let bad = |e: rusqlite::Error| sql_err(path, "cannot read the schedules of", e);
@@ -1126,12 +1110,16 @@ impl SqliteStore {
     }
   }
 
-  /// The reader; once closed, a connection for one read.
-  fn reader(&self) -> rusqlite::Result<Reader<'_>> {
-    match &self.reader {
-      Some(r) => Ok(Reader::Shared(r)),
-      None => open_reader(&self.file).map(Reader::Own),
-    }
+  /// Runs `read` on the reader (once closed, on a connection for this read
+  /// only); an error becomes the store's failure.
+  fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Option<T> {
+    let res = match &self.reader {
+      Some(r) => read(r),
+      None => open_reader(&self.file)
+        .map_err(|e| sql_err(&self.path, "cannot open a reader of", e))
+        .and_then(|r| read(&r)),
+    };
+    res.map_err(|e| self.read_failed(e)).ok()
   }
 
   /// Brings the next cold jobs (at least `want`) into memory; returns how many.
@@ -1140,18 +1128,12 @@ impl SqliteStore {
       return 0;
     }
     let want = want.max(self.hot_pending / 2).max(1);
-    let reader = match self.reader() {
-      Ok(r) => r,
-      Err(e) => {
-        self.read_failed(e);
-        return 0;
-      }
-    };
-    let mut loaded = Vec::with_capacity(want.min(self.cold.count));
-    let mut next = None;
-    let mut cursor = self.cold.cursor;
     let (mem, names, path) = (&self.mem, &self.cold.names, &self.path);
-    let res = (|| -> Result<()> {
+    let (cursor, capacity) = (self.cold.cursor, want.min(self.cold.count));
+    let read = self.read(|reader| {
+      let mut loaded = Vec::with_capacity(capacity);
+      let mut next = None;
+      let mut cursor = cursor;
       let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
       let mut stmt = reader
         .prepare_cached(&format!(
@@ -1173,16 +1155,15 @@ impl SqliteStore {
         loaded.push(read_cold_row(r, path, cold_name(r, names), &mut backoff)?);
         cursor = k;
       }
-      Ok(())
-    })();
-    if let Err(e) = res {
-      self.read_failed(e);
+      Ok((loaded, next, cursor))
+    });
+    let Some((loaded, next, cursor)) = read else {
       return 0;
-    }
+    };
     let n = loaded.len();
     for job in loaded {
       let at = job.run_at;
-      self.cold.taken(job.name, 1);
+      self.cold.taken(job.name);
       self.mem.restore(job, at);
     }
     self.cold.cursor = cursor;
@@ -1230,33 +1211,23 @@ impl SqliteStore {
     if self.wait_for(self.sent).is_err() {
       return None;
     }
-    let reader = match self.reader() {
-      Ok(r) => r,
-      Err(e) => {
-        self.read_failed(e);
-        return None;
-      }
-    };
     let (names, path) = (&self.cold.names, &self.path);
-    let res = (|| -> Result<Option<Job>> {
-      let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
-      let mut stmt = reader
-        .prepare_cached(&format!(
-          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1"
-        ))
-        .map_err(bad)?;
-      let mut rows = stmt.query([k]).map_err(bad)?;
-      let Some(r) = rows.next().map_err(bad)? else {
-        return Ok(None);
-      };
-      let job = read_job(r, path, cold_name(r, names))?;
-      Ok((job.id == id && job.status == Status::Pending).then_some(job))
-    })();
-    drop(reader);
-    res.unwrap_or_else(|e| {
-      self.read_failed(e);
-      None
-    })
+    self
+      .read(|reader| {
+        let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
+        let mut stmt = reader
+          .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1"
+          ))
+          .map_err(bad)?;
+        let mut rows = stmt.query([k]).map_err(bad)?;
+        let Some(r) = rows.next().map_err(bad)? else {
+          return Ok(None);
+        };
+        let job = read_job(r, path, cold_name(r, names))?;
+        Ok((job.id == id && job.status == Status::Pending).then_some(job))
+      })
+      .flatten()
   }
 
   /// A cold job as its (unsent) insert describes it.
@@ -1285,7 +1256,7 @@ impl SqliteStore {
     };
     let at = job.run_at;
     self.cold.stale |= self.cold.head.is_some_and(|(_, h)| h == job.id.0);
-    self.cold.taken(job.name, 1);
+    self.cold.taken(job.name);
     self.mem.restore(job, at);
     self.cold.count -= 1;
     if self.cold.count == 0 {
@@ -1298,34 +1269,29 @@ impl SqliteStore {
     if self.cold.count == 0 || !self.cold_readable() {
       return Vec::new();
     }
-    let reader = match self.reader() {
-      Ok(r) => r,
-      Err(e) => {
-        self.read_failed(e);
-        return Vec::new();
-      }
-    };
-    let mem = &self.mem;
-    let res = (|| -> rusqlite::Result<Vec<JobId>> {
-      let mut stmt = reader
-        .prepare_cached("SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 1 ORDER BY k")?;
-      let mut rows = stmt.query([self.cold.cursor])?;
-      let mut ids = Vec::new();
-      while ids.len() < limit {
-        let Some(r) = rows.next()? else {
-          break;
-        };
-        let id = JobId(job_id(r.get(0)?, r.get(1)?));
-        if !mem.contains(id) {
-          ids.push(id);
-        }
-      }
-      Ok(ids)
-    })();
-    res.unwrap_or_else(|e| {
-      self.read_failed(e);
-      Vec::new()
-    })
+    let (mem, path, cursor) = (&self.mem, &self.path, self.cold.cursor);
+    self
+      .read(|reader| {
+        let ids = (|| -> rusqlite::Result<Vec<JobId>> {
+          let mut stmt = reader.prepare_cached(
+            "SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 1 ORDER BY k",
+          )?;
+          let mut rows = stmt.query([cursor])?;
+          let mut ids = Vec::new();
+          while ids.len() < limit {
+            let Some(r) = rows.next()? else {
+              break;
+            };
+            let id = JobId(job_id(r.get(0)?, r.get(1)?));
+            if !mem.contains(id) {
+              ids.push(id);
+            }
+          }
+          Ok(ids)
+        })();
+        ids.map_err(|e| sql_err(path, "cannot read", e))
+      })
+      .unwrap_or_default()
   }
 
   /// Blocks until the writer has committed batch `mark` (what was sent by
