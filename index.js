@@ -583,7 +583,12 @@ class JobManagementService extends EventEmitter {
         }
       }
     }
-    const target = this._core.now() + ms
+    const now = this._core.now()
+    const target = now + ms
+    // A step to now: throws without a manual clock, runs what is due already.
+    this._core.advanceTo(now)
+    this._afterFlags(this._core.poll())
+    this._pump()
     await this._settleDue(settleMs)
     for (let step = 0; step < 1e6; step++) {
       const more = this._core.advanceTo(target)

@@ -93,3 +93,16 @@ test('advanceTime(ms, options) validates settleMs', async () => {
   const e = await rejected(service.advanceTime(10, 'fast'))
   expect(e.code).toBe('ERR_INVALID_ARGUMENT')
 })
+
+test('advanceTime on a system clock rejects at once, without waiting for running handlers', async () => {
+  const service = services.create({ storage: { type: 'memory' } })
+  let started = false
+  await service.start()
+  service.addCalculationJob({ name: 'io-system', calculate: () => ((started = true), never()) }, 1)
+  await new Promise(setImmediate)
+  expect(started).toBe(true)
+  let error = null
+  service.advanceTime(1000).catch((e) => (error = e))
+  await new Promise(setImmediate)
+  expect(error).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+})

@@ -1106,7 +1106,10 @@ impl Queue {
   /// Attempts running now (an aborted one whose abort JavaScript has not
   /// drained yet holds its worker but is not counted).
   pub fn running_count(&self) -> usize {
-    self.slots.len() - self.free_slots.len() - self.aborts.len()
+    self
+      .slots
+      .len()
+      .saturating_sub(self.free_slots.len() + self.aborts.len())
   }
 
   /// Jobs that still need the service: waiting, pending or running.
