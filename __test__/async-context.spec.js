@@ -74,8 +74,9 @@ test('on the manual clock, advanceTime inside a context does not leak it', async
   als.run('request', () => {
     service.addCalculationJob(calc, 'now')
     service.addCalculationJob(calc, 'later', null, { delay: 60000 })
+    service.scheduleCalculationJob(calc, 'scheduled', {}, service.now() + 90000)
   })
   await als.run('advance', () => service.advanceTime(120000))
-  expect(seen.map((s) => s[0])).toEqual(['now', 'later'])
+  expect(seen.map((s) => s[0])).toEqual(['now', 'later', 'scheduled'])
   expect(seen.filter((s) => s[1] !== undefined)).toEqual([])
 })
