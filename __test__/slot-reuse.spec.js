@@ -30,7 +30,7 @@ test.each(['addCalculationJob', 'retryJob', 'registerCalculation'])(
     }
     const slow = {
       name: `slow-${trigger}`,
-      timeout: 30,
+      timeout: 200,
       retries: 0,
       calculate: (d, c, job) =>
         new Promise((resolve) => {
@@ -58,7 +58,9 @@ test.each(['addCalculationJob', 'retryJob', 'registerCalculation'])(
     if (trigger === 'registerCalculation') {
       waiting = [service.addCalculationJob(quick, 'q1'), service.addCalculationJob(quick, 'q2')]
     }
-    await waitFor(() => inFlight === 2)
+    // Both start from a microtask; the event loop is then blocked until past their timeouts.
+    await new Promise(setImmediate)
+    expect(inFlight).toBe(2)
     busyUntilTimedOut(service, 2)
     if (trigger === 'addCalculationJob') {
       waiting = [service.addCalculationJob(quick, 'q1'), service.addCalculationJob(quick, 'q2')]
