@@ -610,7 +610,11 @@ class JobManagementService extends EventEmitter {
         this._flush()
         this._pump()
       }
-      if (!this._awaitedRunning()) return
+      // Done when no awaited handler runs and no batch waits for its turn.
+      if (!this._awaitedRunning()) {
+        if (this._pumpQueued && Date.now() < until) continue
+        return
+      }
       const left = until - Date.now()
       if (left <= 0) {
         for (const job of this._slots) if (job !== undefined) this._givenUp.add(job)

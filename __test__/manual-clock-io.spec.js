@@ -106,3 +106,14 @@ test('advanceTime on a system clock rejects at once, without waiting for running
   await new Promise(setImmediate)
   expect(error).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
 })
+
+test('advanceTime resolves only after every due job ran, also when they take many event-loop turns', async () => {
+  const service = services.create({ storage: { type: 'memory' }, clock: 'manual', queue: { maxWorkers: 1, maxQueueSize: 5000 } })
+  let runs = 0
+  const calc = { name: 'io-many', calculate: () => ++runs }
+  await service.start()
+  service.addCalculationJobs(Array.from({ length: 3000 }, (_, i) => ({ calculation: calc, data: i })))
+  await service.advanceTime(0)
+  expect(runs).toBe(3000)
+  expect(service.getQueueStatistics()).toMatchObject({ pending: 0, completed: 3000 })
+})
