@@ -33,7 +33,11 @@ export interface JobHandle {
   readonly name: string
   /** This attempt's number, from 1. */
   readonly attempt: number
-  /** Aborted when the attempt times out, the job is cancelled or the service stops. */
+  /**
+   * Aborted when the attempt times out, the job is cancelled or the service
+   * stops (every such attempt, always before its worker runs another job).
+   * A handler that ignores it keeps running, no longer counted in `maxWorkers`.
+   */
   readonly signal: AbortSignal
   /** Records progress: a number or a JSON-serializable object. */
   updateProgress(progress: number | object): void
@@ -329,6 +333,11 @@ export interface ScheduledJob {
 export declare class JobManagementService extends EventEmitter {
   constructor(config?: JobManagementConfig)
   start(): Promise<void>
+  /**
+   * Waits up to `timeoutMs` (default 30000; 0 to 2147483647, else
+   * `ERR_INVALID_ARGUMENT`) for running jobs, then aborts them. A second call
+   * while stopping returns the same promise; its deadline wins when earlier.
+   */
   stop(options?: { timeoutMs?: number }): Promise<StopSummary>
   registerCalculation(calculation: AsyncCalculation): void
   addCalculationJob<D, R>(calculation: AsyncCalculation<D, R>, data: D, context?: CalculationContext, options?: JobOptions): string
@@ -356,7 +365,13 @@ export declare class JobManagementService extends EventEmitter {
   getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
   cancelScheduledJob(id: string): boolean
   setScheduledJobEnabled(id: string, enabled: boolean): boolean
-  advanceTime(ms: number): Promise<void>
+  /**
+   * Manual clock: moves time `ms` forward deadline by deadline. Before each
+   * step and before resolving it waits, in real time, for running handlers to
+   * settle, at most `settleMs` (default 2000) per step; a handler still
+   * running then is not waited for again (it times out on the manual clock).
+   */
+  advanceTime(ms: number, options?: { settleMs?: number }): Promise<void>
   now(): number
   getSystemStatus(): {
     status: 'idle' | 'started' | 'stopping' | 'stopped'

@@ -9,6 +9,7 @@
 // when its timer has something (a delayed job became due, a timeout fired).
 
 const { EventEmitter } = require('node:events')
+const { AsyncResource } = require('node:async_hooks')
 
 let native
 try {
@@ -34,6 +35,17 @@ const MAX_TAKE = 1024
 // Batches run back to back from microtasks before yielding to the event loop.
 const BATCHES_PER_TURN = 16
 const KEEP_ALIVE_MS = 2 ** 31 - 1
+// The longest delay a Node timer holds (a longer one fires after 1 ms).
+const MAX_TIMER_MS = 2 ** 31 - 1
+// How long advanceTime waits, in real time, for running handlers to settle
+// before it moves the manual clock on.
+const SETTLE_MS = 2000
+
+// Handlers, their signals' listeners and the service's event listeners run in
+// this async context: the one this module was loaded in, the same for every
+// job, never that of the code that added the job, created the service or
+// advanced the clock (an AsyncLocalStorage store of a request stays out).
+const SCOPE = new AsyncResource('jobwerk')
 
 function codedError(code, message) {
   const e = new Error(message)
@@ -292,6 +304,14 @@ class JobManagementService extends EventEmitter {
     this._batchesThisTurn = 0
     this._keepAlive = null
     this._stopWaiters = []
+    // The running stop's timer, its deadline (Date.now() ms) and how it ends.
+    this._stopTimer = null
+    this._stopDeadline = Infinity
+    this._stopEnd = null
+    // advanceTime: called after each flush while it waits for handlers.
+    this._settleWaiter = null
+    // advanceTime: attempts it waited settleMs for in vain (not waited for again).
+    this._givenUp = new WeakSet()
     this._flush = this._flush.bind(this)
     this._resumeTurn = this._resumeTurn.bind(this)
     this._newTurn = () => (this._batchesThisTurn = 0)
@@ -330,12 +350,14 @@ class JobManagementService extends EventEmitter {
       if (typeof options !== 'object') throw invalid('stop(options): options must be an object')
       if (options.timeoutMs !== undefined) {
         timeoutMs = options.timeoutMs
-        if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-          throw invalid(`stop(options): timeoutMs must be a finite number >= 0, got ${String(timeoutMs)}`)
+        if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {
+          throw invalid(`stop(options): timeoutMs must be a number from 0 to ${MAX_TIMER_MS} (about 24.8 days), got ${String(timeoutMs)}`)
         }
       }
     }
     if (this._state === 'stopped' || this._state === 'stopping') {
+      // A second stop() (a second Ctrl-C): the earlier deadline wins.
+      if (this._stopping) this._shortenStop(timeoutMs)
       return this._stopping || this._stopSummary(0)
     }
     this._state = 'stopping'
@@ -348,12 +370,17 @@ class JobManagementService extends EventEmitter {
     this._flush()
     if (this._core.runningCount() > 0) {
       await new Promise((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs)
+        this._stopEnd = resolve
+        this._stopDeadline = Date.now() + timeoutMs
+        this._stopTimer = setTimeout(resolve, timeoutMs)
         this._stopWaiters.push(() => {
-          clearTimeout(timer)
+          clearTimeout(this._stopTimer)
           resolve()
         })
       })
+      this._stopTimer = null
+      this._stopEnd = null
+      this._stopDeadline = Infinity
     }
     this._flush()
     const aborted = this._core.finishStop()
@@ -363,6 +390,15 @@ class JobManagementService extends EventEmitter {
     this._setKeepAlive(false)
     this._stopping = null
     return this._stopSummary(aborted)
+  }
+
+  /** Ends the running stop's wait after `timeoutMs` if that comes before its deadline. */
+  _shortenStop(timeoutMs) {
+    const at = Date.now() + timeoutMs
+    if (this._stopTimer === null || at >= this._stopDeadline) return
+    clearTimeout(this._stopTimer)
+    this._stopDeadline = at
+    this._stopTimer = setTimeout(this._stopEnd, timeoutMs)
   }
 
   _stopSummary(aborted) {
@@ -526,38 +562,79 @@ class JobManagementService extends EventEmitter {
   /**
    * With `clock: 'manual'`: moves time forward step by step (each delayed
    * job, retry, timeout and schedule fire at its own time), letting the
-   * handlers that became due run between steps. Resolves when time reached
-   * `now + ms` and what became due was dispatched and (unless it waits on
-   * something else) finished.
+   * handlers that became due run between steps. Before each step, and before
+   * it resolves, it waits in real time for the running handlers to settle (a
+   * handler may do real I/O: read a file, query a database), at most
+   * `options.settleMs` (default 2000) per step; a handler still running then
+   * is not waited for again and times out when the manual clock passes its
+   * deadline. Resolves when time reached `now + ms`.
    */
-  async advanceTime(ms) {
+  async advanceTime(ms, options) {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
       throw invalid(`advanceTime(ms): ms must be a finite number >= 0, got ${typeof ms === 'number' ? ms : typeof ms}`)
     }
-    const target = this._core.now() + ms
+    let settleMs = SETTLE_MS
+    if (options !== undefined && options !== null) {
+      if (typeof options !== 'object') throw invalid('advanceTime(ms, options): options must be an object { settleMs }')
+      if (options.settleMs !== undefined) {
+        settleMs = options.settleMs
+        if (typeof settleMs !== 'number' || !(settleMs >= 0 && settleMs <= MAX_TIMER_MS)) {
+          throw invalid(`advanceTime(ms, options): settleMs must be a number from 0 to ${MAX_TIMER_MS}, got ${String(settleMs)}`)
+        }
+      }
+    }
+    const now = this._core.now()
+    const target = now + ms
+    // A step to now: throws without a manual clock, runs what is due already.
+    this._core.advanceTo(now)
+    this._afterFlags(this._core.poll())
+    this._pump()
+    await this._settleDue(settleMs)
     for (let step = 0; step < 1e6; step++) {
       const more = this._core.advanceTo(target)
       this._afterFlags(this._core.poll())
       this._pump()
-      await this._settleDue()
+      await this._settleDue(settleMs)
       if (!more) break
     }
   }
 
-  // Lets dispatched handlers run and their outcomes settle; a handler that
-  // waits on something else (a real timer, I/O) does not block this forever.
-  async _settleDue() {
-    let lastRunning = -1
-    let still = 0
-    for (let i = 0; i < 10000 && still < 20; i++) {
-      await new Promise(setImmediate)
-      this._flush()
-      this._pump()
-      const running = this._core.runningCount()
-      if (running === 0) break
-      still = running === lastRunning ? still + 1 : 0
-      lastRunning = running
+  // Lets dispatched handlers run and their outcomes settle: waits until no
+  // handler runs that was not given up on, for at most `settleMs` real ms.
+  async _settleDue(settleMs) {
+    const until = Date.now() + settleMs
+    for (;;) {
+      // A few turns for what settles at once (no timer needed).
+      for (let i = 0; i < 3; i++) {
+        await new Promise(setImmediate)
+        this._flush()
+        this._pump()
+      }
+      // Done when no awaited handler runs and no batch waits for its turn.
+      if (!this._awaitedRunning()) {
+        if (this._pumpQueued && Date.now() < until) continue
+        return
+      }
+      const left = until - Date.now()
+      if (left <= 0) {
+        for (const job of this._slots) if (job !== undefined) this._givenUp.add(job)
+        return
+      }
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 50))
+        this._settleWaiter = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      this._settleWaiter = null
     }
+  }
+
+  /** True while a handler runs that advanceTime still waits for. */
+  _awaitedRunning() {
+    for (const job of this._slots) if (job !== undefined && !job._done && !this._givenUp.has(job)) return true
+    return false
   }
 
   // --- monitoring ------------------------------------------------------------
@@ -750,8 +827,9 @@ class JobManagementService extends EventEmitter {
     this._pumpQueued = true
     RESOLVED.then(() => {
       this._pumpQueued = false
-      this._pump()
+      // Aborts Rust recorded go to their handlers before their slots are reused.
       this._afterFlags(this._core.poll())
+      this._pump()
     })
   }
 
@@ -789,11 +867,15 @@ class JobManagementService extends EventEmitter {
       this._batchesThisTurn++
       if (this._batchesThisTurn === 1) setImmediate(this._newTurn)
       const a = JSON.parse(s)
-      for (let i = 0; i < a.length; i += 7) this._run(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6])
+      SCOPE.runInAsyncScope(this._runBatch, this, a)
       // Fewer than asked: every free worker got a job or nothing more is due;
       // workers free up only when outcomes settle (which pumps again).
       if (a.length < MAX_TAKE * 7) return
     }
+  }
+
+  _runBatch(a) {
+    for (let i = 0; i < a.length; i += 7) this._run(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6])
   }
 
   _run(slot, seq, id, calcIdx, attempt, data, context) {
@@ -869,13 +951,16 @@ class JobManagementService extends EventEmitter {
     this._afterFlags(flags)
     // Rust recorded these outcomes; when they all were current it left their
     // 'completed' events to this side, which still holds id, name and result.
-    if (flags & 2) {
-      for (let i = 0; i < ok.length; i += 3) {
-        const job = ok[i]
-        this._emitSafely('completed', { jobId: job.id, name: job.name, attempt: job.attempt, result: resultValue(ok[i + 1], ok[i + 2]) })
-      }
-    }
+    if (flags & 2) SCOPE.runInAsyncScope(this._emitCompleted, this, ok)
     this._pump()
+    if (this._settleWaiter !== null) this._settleWaiter()
+  }
+
+  _emitCompleted(ok) {
+    for (let i = 0; i < ok.length; i += 3) {
+      const job = ok[i]
+      this._emitSafely('completed', { jobId: job.id, name: job.name, attempt: job.attempt, result: resultValue(ok[i + 1], ok[i + 2]) })
+    }
   }
 
   _afterFlags(flags) {
@@ -899,6 +984,12 @@ class JobManagementService extends EventEmitter {
 
   _drain() {
     const [aborts, events] = JSON.parse(this._core.drain())
+    SCOPE.runInAsyncScope(this._drained, this, aborts, events)
+    // The aborted attempts' workers are free now.
+    if (aborts.length > 0) this._schedulePump()
+  }
+
+  _drained(aborts, events) {
     for (let i = 0; i < aborts.length; i += 3) {
       const slot = aborts[i]
       const job = this._slots[slot]

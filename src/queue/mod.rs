@@ -519,8 +519,7 @@ impl Queue {
     let mut n = 0;
     for slot in 0..self.slots.len() as u32 {
       if let Some(r) = self.slots[slot as usize] {
-        self.release(slot);
-        self.aborts.push((slot, r.seq, Abort::Stop as u8));
+        self.abort(slot, r.seq, Abort::Stop);
         let err = JobError::system(
           "InterruptedError",
           "ERR_INTERRUPTED",
@@ -727,6 +726,14 @@ impl Queue {
     self.free_slots.push(slot);
   }
 
+  /// Ends the attempt in `slot` for JavaScript to abort. The slot stays out
+  /// of `free_slots` until [`Queue::drain`] hands the abort over, so no new
+  /// attempt takes it before the old one's signal fired.
+  fn abort(&mut self, slot: u32, seq: u32, why: Abort) {
+    self.slots[slot as usize] = None;
+    self.aborts.push((slot, seq, why as u8));
+  }
+
   /// The running attempt in `slot` if it is still attempt `seq`.
   fn running(&self, slot: u32, seq: u32) -> Option<Running> {
     self
@@ -892,7 +899,8 @@ impl Queue {
   }
 
   /// Takes the pending aborts and events as JSON
-  /// `[[slot, seq, why, ...], [events]]` (`why`: an [`Abort`] as a number).
+  /// `[[slot, seq, why, ...], [events]]` (`why`: an [`Abort`] as a number);
+  /// the aborted attempts' workers are free from here on.
   pub fn drain(&mut self) -> String {
     let mut out = String::with_capacity(16 + self.events.len());
     out.push_str("[[");
@@ -901,6 +909,8 @@ impl Queue {
         out.push(',');
       }
       let _ = write!(out, "{slot},{seq},{why}");
+      // JavaScript aborts that attempt now: its worker is free again.
+      self.free_slots.push(slot);
     }
     out.push_str("],[");
     if !self.events.is_empty() {
@@ -930,8 +940,7 @@ impl Queue {
       if r.deadline > now {
         continue;
       }
-      self.release(slot);
-      self.aborts.push((slot, r.seq, Abort::Timeout as u8));
+      self.abort(slot, r.seq, Abort::Timeout);
       let Some(job) = self.store.get(r.id) else {
         continue;
       };
@@ -997,8 +1006,7 @@ impl Queue {
         .position(|s| matches!(s, Some(r) if r.id == id));
       if let Some(slot) = found {
         let seq = self.slots[slot].map(|r| r.seq).unwrap_or(0);
-        self.release(slot as u32);
-        self.aborts.push((slot as u32, seq, Abort::Cancel as u8));
+        self.abort(slot as u32, seq, Abort::Cancel);
         let started = self.store.get(id).map(|j| j.started_at).unwrap_or(now);
         self.stats.finished(now, now.saturating_sub(started));
       }
@@ -1095,9 +1103,13 @@ impl Queue {
     self.store.counts()[s as usize]
   }
 
-  /// Attempts running now.
+  /// Attempts running now (an aborted one whose abort JavaScript has not
+  /// drained yet holds its worker but is not counted).
   pub fn running_count(&self) -> usize {
-    self.slots.len() - self.free_slots.len()
+    self
+      .slots
+      .len()
+      .saturating_sub(self.free_slots.len() + self.aborts.len())
   }
 
   /// Jobs that still need the service: waiting, pending or running.
@@ -1319,7 +1331,7 @@ impl Queue {
         _ => return Err("a slot holds a job that is not running".into()),
       }
     }
-    if self.free_slots.len() + running.len() != self.cfg.max_workers as usize {
+    if self.free_slots.len() + running.len() + self.aborts.len() != self.cfg.max_workers as usize {
       return Err("slot accounting is off".into());
     }
     Ok(())

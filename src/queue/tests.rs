@@ -165,6 +165,8 @@ fn cancel_pending_and_running_then_retry() {
   assert_eq!(q.late_outcomes(), 1);
   assert_eq!(q.retry(a, 3), Ok(true));
   assert_eq!(q.retry(a, 3), Ok(false), "pending now");
+  // The cancelled attempt's worker is free once its abort was drained.
+  q.drain();
   let again = take(&mut q, 5, 3);
   assert_eq!(again.len(), 1);
   assert_eq!(
@@ -232,6 +234,33 @@ fn prune_removes_only_old_finished_jobs() {
   assert_eq!(q.prune(15), 1);
   assert!(q.get(a).is_none());
   assert!(q.get(b).is_some());
+  q.check_invariants().expect("invariants");
+}
+
+/// A slot whose attempt timed out or was cancelled is handed out again only
+/// after JavaScript drained the abort (issue 17, bug 1): otherwise the new
+/// attempt takes the slot and the old one's abort finds nobody to abort.
+#[test]
+fn aborted_slot_is_reused_only_after_drain() {
+  let (mut q, c) = queue(2);
+  let a = add(&mut q, c, "1", json!({"timeout": 50, "retries": 0}), 0);
+  let b = add(&mut q, c, "2", Value::Null, 0);
+  add(&mut q, c, "3", Value::Null, 0);
+  add(&mut q, c, "4", Value::Null, 0);
+  let t = take(&mut q, 2, 0);
+  assert_eq!(t.len(), 2);
+  q.tick(50);
+  assert_eq!(q.get(a).map(|j| j.status), Some(Status::Timeout));
+  assert!(q.cancel(b, 51));
+  assert!(
+    take(&mut q, 2, 52).is_empty(),
+    "slots reused before their aborts were drained"
+  );
+  assert_eq!(q.running_count(), 0);
+  q.check_invariants().expect("invariants");
+  let drained: Value = serde_json::from_str(&q.drain()).expect("json");
+  assert_eq!(drained[0].as_array().map(|a| a.len()), Some(6));
+  assert_eq!(take(&mut q, 2, 53).len(), 2);
   q.check_invariants().expect("invariants");
 }
 
