@@ -390,7 +390,15 @@ impl Queue {
   /// [`Queue::end_batch`] without sending the writes yet: the dispatcher
   /// sends them once its handlers have started (see `Engine::with_deferred`).
   pub fn end_batch_deferred(&mut self) {
-    for id in self.store.take_changed() {
+    let changed = self.store.take_changed();
+    if !changed.is_empty() {
+      // A dependant released before its own delay passed waits in the
+      // store's delayed line: the timer must wake at its due time.
+      if let Some(t) = self.store.next_due() {
+        self.want_wake(t);
+      }
+    }
+    for id in changed {
       let Some(job) = self.store.get(id) else {
         continue;
       };

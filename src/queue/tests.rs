@@ -440,3 +440,41 @@ fn malformed_outcomes_are_refused_and_change_nothing() {
   q.settle(&ok(t[0].0, t[0].1), 3).expect("settle");
   assert_eq!(q.count(Status::Completed), 1);
 }
+
+/// The engine's timer loop: after each operation a dirty timer replans.
+fn replan(q: &mut Queue, planned: &mut u64) {
+  if q.take_timer_dirty() {
+    *planned = q.plan_wake();
+  }
+}
+
+/// Issue 17, bug 2: a job with both `delay` and `dependsOn` whose dependency
+/// completes before its delay passes must wake the timer at its due time
+/// (it stayed pending with idle workers until something else woke the timer).
+#[test]
+fn a_delayed_dependant_released_early_wakes_the_timer_at_its_due_time() {
+  let (mut q, c) = queue(2);
+  let mut planned = q.plan_wake();
+  let dep = add(&mut q, c, "1", json!({}), 0);
+  replan(&mut q, &mut planned);
+  let waiting = add(
+    &mut q,
+    c,
+    "2",
+    json!({"delay": 5_000, "dependsOn": [dep.to_string()]}),
+    0,
+  );
+  replan(&mut q, &mut planned);
+  let got = take(&mut q, 10, 1);
+  assert_eq!(got.len(), 1);
+  replan(&mut q, &mut planned);
+  q.settle(&ok(got[0].0, got[0].1), 2).expect("settle");
+  q.end_batch();
+  replan(&mut q, &mut planned);
+  assert_eq!(q.get(waiting).map(|j| j.status), Some(Status::Pending));
+  // The dependant is due at 5,000: the timer must wake by then.
+  assert!(planned <= 5_000, "timer sleeps until {planned}");
+  q.tick(planned);
+  assert!(q.has_work(planned));
+  assert_eq!(take(&mut q, 10, planned).len(), 1);
+}
