@@ -338,6 +338,7 @@ export declare class JobManagementService extends EventEmitter {
   flush(): Promise<void>
   getJobStatus(jobId: string): CalculationStatus | null
   cancelJob(jobId: string): boolean
+  /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. */
   retryJob(jobId: string): boolean
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */

@@ -690,6 +690,29 @@ impl MemoryStore {
     }
   }
 
+  /// Files a retried (or restored) waiting job under every dependency not
+  /// completed, a failed one included: it waits for that one's retry, and
+  /// fails again if that fails again. Settles it at once when none is left.
+  fn wait_again(&mut self, id: u128, now: u64) {
+    let Some(deps) = self.job(id).and_then(|j| j.deps().cloned()) else {
+      return;
+    };
+    let mut open = false;
+    for d in &deps.ids {
+      match self.job(d.0).map(|j| j.status) {
+        None | Some(Status::Completed) => {}
+        Some(s) if s.is_finished() && deps.ignore_failure => {}
+        Some(_) => {
+          self.dependants.entry(d.0).or_default().push(id);
+          open = true;
+        }
+      }
+    }
+    if !open && self.settle_waiting(id, now) == Some(true) {
+      self.release_dependants(id, now);
+    }
+  }
+
   /// [`Store::claim`], stopping before the first job that ranks at or after
   /// `bound` (weight, due time, id): a durable store's jobs kept outside
   /// memory start there.
@@ -785,7 +808,7 @@ impl MemoryStore {
       .map(|j| j.id.0)
       .collect();
     for id in waiting {
-      self.wait_for_dependencies(id, now);
+      self.wait_again(id, now);
     }
   }
 
@@ -915,14 +938,26 @@ impl Store for MemoryStore {
     let Some(job) = self.slab.get_mut(slot) else {
       return false;
     };
-    if transition(&mut self.counts, job, Transition::Retry).is_none() {
+    // A job with dependencies waits for them again (one that failed with
+    // ERR_DEPENDENCY_FAILED must not run while its dependency is failed).
+    let waits = job.deps().is_some();
+    let t = if waits {
+      Transition::RetryWaiting
+    } else {
+      Transition::Retry
+    };
+    if transition(&mut self.counts, job, t).is_none() {
       return false;
     }
     job.attempts = 0;
     job.run_at = now;
     job.finished_at = 0;
     job.gen = job.gen.wrapping_add(1);
-    self.enqueue(slot, now);
+    if waits {
+      self.wait_again(id.0, now);
+    } else {
+      self.enqueue(slot, now);
+    }
     true
   }
 
@@ -962,6 +997,11 @@ impl Store for MemoryStore {
         if let Some(j) = self.take_out(id) {
           self.counts[j.status as usize] -= 1;
           n += 1;
+        }
+        // A retried dependant waiting for this failed job: a pruned
+        // dependency counts as done.
+        if self.dependants.contains_key(&id) {
+          self.release_dependants(id, before);
         }
       }
     }
