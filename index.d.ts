@@ -294,7 +294,7 @@ export interface ScheduleOptions extends Omit<JobOptions, 'runAt' | 'delay'> {
   startAt?: Date | number
   /** Cron: IANA time zone (default: the process's zone). */
   tz?: string
-  /** Runs missed while the process was down: `'runOnce'` (default), `'skip'`, `'catchUp'` (at most `maxCatchUp`, default 10). */
+  /** Runs missed while the process was down: `'runOnce'` (default), `'skip'`, `'catchUp'` (at most `maxCatchUp` runs in all, default 10). A run less than 1 s late counts as on time, not missed. */
   misfire?: 'runOnce' | 'skip' | 'catchUp'
   maxCatchUp?: number
   /** Due while its previous job is still pending or running: `'skip'` (default) or `'queue'`. */

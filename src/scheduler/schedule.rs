@@ -648,6 +648,9 @@ impl Schedule {
           let keep = usize::try_from(self.max_catch_up).unwrap_or(usize::MAX);
           let mut missed = seq.last_in(first, first, missed_to, keep);
           missed.extend(on_time);
+          // A hard limit: the on-time fires count too (the most recent kept).
+          let extra = missed.len().saturating_sub(keep);
+          missed.drain(..extra);
           missed
         }
       }
