@@ -322,6 +322,8 @@ export interface ScheduledJob {
   nextRunAt: number | null
   lastJobId: string | null
   lastStatus: JobStatus | null
+  /** Fires that added no job because `maxQueueSize` jobs were queued (each raised a warning alert). */
+  skippedFires: number
   misfire: 'runOnce' | 'skip' | 'catchUp'
   overlap: 'skip' | 'queue'
 }

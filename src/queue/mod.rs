@@ -305,15 +305,7 @@ impl Queue {
         .map(|m| m.evaluate(now))
         .unwrap_or_default();
       for e in events {
-        if let Some(d) = &self.alert_out {
-          d.send(&e);
-        }
-        let kind = match e.kind {
-          AlertEventKind::Fired => "alert",
-          AlertEventKind::Resolved => "alertResolved",
-        };
-        let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
-        let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
+        self.alert_event(&e);
       }
       self.next_evaluate = now.saturating_add(self.evaluate_ms);
     }
@@ -324,6 +316,19 @@ impl Queue {
         let _ = write!(self.events, "[\"alertDeliveryFailed\",null,null,0,{msg}],");
       }
     }
+  }
+
+  /// Sends a fired or resolved alert to its channels and to JavaScript.
+  fn alert_event(&mut self, e: &crate::monitor::AlertEvent) {
+    if let Some(d) = &self.alert_out {
+      d.send(e);
+    }
+    let kind = match e.kind {
+      AlertEventKind::Fired => "alert",
+      AlertEventKind::Resolved => "alertResolved",
+    };
+    let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
+    let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
   }
 
   /// The Prometheus text exposition: the monitor's metrics plus the queue's gauges.
@@ -1275,6 +1280,21 @@ impl Queue {
     let fires = self.scheduler.due(now, &|id| busy.contains(id));
     let base = self.cfg.job_defaults();
     for f in fires {
+      // maxQueueSize holds for schedules too: the fire is skipped, counted
+      // on the schedule, and alerted.
+      let queued = self.queued();
+      if queued >= self.cfg.max_queue_size {
+        self.scheduler.record_skip(&f.schedule_id);
+        let max = self.cfg.max_queue_size;
+        let e = self
+          .monitor
+          .as_deref_mut()
+          .and_then(|m| m.schedule_skipped(&f.schedule_id, queued, max, now));
+        if let Some(e) = e {
+          self.alert_event(&e);
+        }
+        continue;
+      }
       let calc = self.names.intern(&f.calc);
       while self.calcs.len() <= calc as usize {
         let n = self.calcs.len() as u32;

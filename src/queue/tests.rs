@@ -478,3 +478,44 @@ fn a_delayed_dependant_released_early_wakes_the_timer_at_its_due_time() {
   assert!(q.has_work(planned));
   assert_eq!(take(&mut q, 10, planned).len(), 1);
 }
+
+/// Issue 17, bug 8: schedule fires respect `maxQueueSize` (33 jobs were
+/// queued against a limit of 3): a fire that would exceed it adds no job
+/// and is counted on the schedule (`skippedFires`).
+#[test]
+fn schedule_fires_over_max_queue_size_are_skipped_and_counted() {
+  let cfg = QueueConfig {
+    max_queue_size: 3,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let c = q.register("calc", &Value::Null).expect("register");
+  q.set_monitor(
+    crate::monitor::MonitorConfig::default(),
+    ChannelsConfig::default(),
+    true,
+    0,
+  );
+  q.start(0);
+  let spec = json!({"id": "tick", "kind": "interval", "intervalMs": 100, "startAt": 100, "overlap": "queue"});
+  q.schedule(c, &spec, 0).expect("schedule");
+  for t in 1..=10 {
+    q.tick(t * 100);
+    q.end_batch();
+  }
+  assert_eq!(q.count(Status::Pending), 3, "maxQueueSize holds");
+  let list: Value = serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
+  assert_eq!(list[0]["skippedFires"], json!(7));
+  let alerts: Vec<&str> = q
+    .monitor()
+    .map(|m| m.active_alerts().iter().map(|a| a.rule_id.as_str()).collect())
+    .unwrap_or_default();
+  assert_eq!(alerts, vec!["schedule-skipped:tick"], "one alert, not seven");
+  assert!(q.drain().contains("skipped a fire"));
+  // Room again: the next fire adds its job.
+  let got = take(&mut q, 1, 1_001);
+  q.settle(&ok(got[0].0, got[0].1), 1_002).expect("settle");
+  q.tick(1_100);
+  assert_eq!(q.count(Status::Pending), 3);
+  q.check_invariants().expect("invariants");
+}

@@ -289,6 +289,19 @@ impl Scheduler {
     }
   }
 
+  /// Records a fire that added no job (the queue was full). False for an
+  /// unknown id.
+  pub fn record_skip(&mut self, schedule_id: &str) -> bool {
+    match self.schedules.get_mut(schedule_id) {
+      Some(s) => {
+        s.skipped_fires = s.skipped_fires.saturating_add(1);
+        self.changed.insert(s.id.clone());
+        true
+      }
+      None => false,
+    }
+  }
+
   /// Loads schedules as stored (replacing any with the same id), state
   /// included. Times that passed while the process was down get their
   /// misfire policy on the next [`Scheduler::due`]. Loaded schedules are not

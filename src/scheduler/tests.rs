@@ -777,7 +777,7 @@ fn public_json_has_the_documented_shape() {
       "id": "i", "name": "calc", "kind": "interval", "intervalMs": 250,
       "enabled": true, "runCount": 1, "maxRuns": 5, "endAt": null, "startAt": 1000,
       "lastRunAt": 1000, "nextRunAt": 1250, "lastJobId": "job-9", "lastStatus": "running",
-      "misfire": "runOnce", "overlap": "skip"
+      "skippedFires": 0, "misfire": "runOnce", "overlap": "skip"
     })
   );
   add(&mut s, once("o", 42), 0);
