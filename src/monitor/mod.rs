@@ -475,7 +475,9 @@ impl Monitor {
     if !self.cfg.alerting_enabled {
       return None;
     }
-    let alert = self.alerts.schedule_skipped(schedule_id, queued, max, now)?;
+    let alert = self
+      .alerts
+      .schedule_skipped(schedule_id, queued, max, now)?;
     Some(AlertEvent {
       kind: AlertEventKind::Fired,
       alert,

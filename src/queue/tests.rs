@@ -504,13 +504,23 @@ fn schedule_fires_over_max_queue_size_are_skipped_and_counted() {
     q.end_batch();
   }
   assert_eq!(q.count(Status::Pending), 3, "maxQueueSize holds");
-  let list: Value = serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
+  let list: Value =
+    serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
   assert_eq!(list[0]["skippedFires"], json!(7));
   let alerts: Vec<&str> = q
     .monitor()
-    .map(|m| m.active_alerts().iter().map(|a| a.rule_id.as_str()).collect())
+    .map(|m| {
+      m.active_alerts()
+        .iter()
+        .map(|a| a.rule_id.as_str())
+        .collect()
+    })
     .unwrap_or_default();
-  assert_eq!(alerts, vec!["schedule-skipped:tick"], "one alert, not seven");
+  assert_eq!(
+    alerts,
+    vec!["schedule-skipped:tick"],
+    "one alert, not seven"
+  );
   assert!(q.drain().contains("skipped a fire"));
   // Room again: the next fire adds its job.
   let got = take(&mut q, 1, 1_001);

@@ -631,6 +631,35 @@ fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harne
   s.check_invariants().expect("invariants");
 }
 
+/// Found by the engine fuzz: a dependency whose failure the dependant
+/// ignores, retried while the dependant still waits for another, is waited
+/// for again (the dependant was left waiting for nothing, forever).
+fn an_ignored_failed_dependency_retried_is_waited_for_again(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let w = dependent(&mut j, &mut *s, &[a, b], true);
+  assert_eq!(claim(&mut *s, 1, 0), vec![a]);
+  let unrecoverable = FailKind::Error {
+    unrecoverable: true,
+  };
+  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  assert!(s.retry(a, 2));
+  assert_eq!(claim(&mut *s, 2, 2), vec![b, a]);
+  s.complete(b, NO_HINT, "1", 3);
+  assert_eq!(
+    status(&mut *s, w),
+    Some((Status::Waiting, 0)),
+    "a runs again"
+  );
+  s.check_invariants().expect("invariants");
+  s.complete(a, NO_HINT, "2", 4);
+  assert_eq!(status(&mut *s, w), Some((Status::Pending, 0)));
+  assert_eq!(claim(&mut *s, 1, 5), vec![w]);
+  s.check_invariants().expect("invariants");
+}
+
 /// Weights applied after the store is opened (as the queue does) order the
 /// jobs it already holds too: on open, a durable store loads them before it
 /// knows the configuration.
@@ -712,6 +741,10 @@ macro_rules! conformance {
       #[test]
       fn retry_of_a_dependency_failed_job_waits_for_its_dependencies() {
         super::retry_of_a_dependency_failed_job_waits_for_its_dependencies(&mut $harness);
+      }
+      #[test]
+      fn an_ignored_failed_dependency_retried_is_waited_for_again() {
+        super::an_ignored_failed_dependency_retried_is_waited_for_again(&mut $harness);
       }
       #[test]
       fn weights_order_jobs_already_stored() {

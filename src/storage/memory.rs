@@ -640,7 +640,7 @@ impl MemoryStore {
       return None;
     }
     let deps = job.deps()?;
-    let mut all_done = true;
+    let mut open = Vec::new();
     let mut failed_dep = None;
     for d in &deps.ids {
       match self.job(d.0).map(|j| j.status) {
@@ -652,19 +652,31 @@ impl MemoryStore {
             break;
           }
         }
-        Some(_) => all_done = false,
+        Some(_) => open.push(d.0),
       }
     }
+    let all_done = open.is_empty();
     let job = self.slab.get_mut(slot)?;
     if let Some((dep, status)) = failed_dep {
       job.extra_mut().errors.push(dependency_error(dep, status));
       transition(&mut self.counts, job, Transition::DependencyFailed)?;
       job.finished_at = now;
-      self.finished.push_back((now, id));
+      // In time order: a pruned dependency settles its dependants at the
+      // prune's (earlier) cut-off time.
+      let at = self.finished.partition_point(|&(t, _)| t <= now);
+      self.finished.insert(at, (now, id));
       self.changed.push(JobId(id));
       return Some(true);
     }
     if !all_done {
+      // Filed under each dependency still open: one that finished (its
+      // failure ignored) and was retried is open again.
+      for d in open {
+        let w = self.dependants.entry(d).or_default();
+        if !w.contains(&id) {
+          w.push(id);
+        }
+      }
       return None;
     }
     transition(&mut self.counts, job, Transition::DependenciesDone)?;
@@ -987,6 +999,7 @@ impl Store for MemoryStore {
 
   fn prune(&mut self, before: u64) -> usize {
     let mut n = 0;
+    let mut released = Vec::new();
     while let Some(&(at, id)) = self.finished.front() {
       if at > before {
         break;
@@ -998,12 +1011,15 @@ impl Store for MemoryStore {
           self.counts[j.status as usize] -= 1;
           n += 1;
         }
-        // A retried dependant waiting for this failed job: a pruned
-        // dependency counts as done.
         if self.dependants.contains_key(&id) {
-          self.release_dependants(id, before);
+          released.push(id);
         }
       }
+    }
+    // A retried dependant waiting for a pruned failed job: a pruned
+    // dependency counts as done (jobs this fails are pruned next time).
+    for id in released {
+      self.release_dependants(id, before);
     }
     n
   }
