@@ -142,7 +142,7 @@ export interface JobManagementConfig {
   storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
   clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
-  /** Never keep Node alive, even with work pending. Default false. */
+  /** Never keep Node alive, even with work pending or a schedule with a next run. Default false. */
   unref?: boolean
 }
 

@@ -678,7 +678,10 @@ class JobManagementService extends EventEmitter {
     const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
     const o = optionsJson(jobOptions, 'options')
     const json = `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"data":${d},"context":${c},"jobOptions":${o}}`
-    return JSON.parse(this._core.schedule(calc, json)).id
+    const id = JSON.parse(this._core.schedule(calc, json)).id
+    // A schedule with a next run keeps a started service's process alive.
+    this._afterFlags(this._core.poll())
+    return id
   }
 
   /**
@@ -719,14 +722,18 @@ class JobManagementService extends EventEmitter {
   /** Removes a schedule (jobs it already added stay). False for an unknown id. */
   cancelScheduledJob(id) {
     checkId(id, 'cancelScheduledJob')
-    return this._core.unschedule(id)
+    const ok = this._core.unschedule(id)
+    if (ok) this._afterFlags(this._core.poll())
+    return ok
   }
 
   /** Enables or disables a schedule; re-enabling runs from now on (no replay). */
   setScheduledJobEnabled(id, enabled) {
     checkId(id, 'setScheduledJobEnabled')
     if (typeof enabled !== 'boolean') throw invalid(`setScheduledJobEnabled(id, enabled): enabled must be true or false, got ${typeof enabled}`)
-    return this._core.setScheduleEnabled(id, enabled)
+    const ok = this._core.setScheduleEnabled(id, enabled)
+    if (ok) this._afterFlags(this._core.poll())
+    return ok
   }
 
   /** The service's current time (epoch ms): the manual clock's when there is one. */

@@ -60,7 +60,8 @@ pub struct Core {
   sqlite: Option<SqliteOptions>,
 }
 
-/// `(active << 2) | news`: how many jobs still need the service, and whether
+/// `(active << 2) | news`: how many jobs (and schedules with a next run:
+/// [`Queue::keeps_alive`]) still need the service, and whether
 /// aborts or events wait for `drain()`; bit 1 is `settle`'s (the caller
 /// emits the `completed` events).
 fn flags(active: usize, news: bool) -> u32 {
@@ -303,7 +304,7 @@ impl Core {
       .engine
       .with_deferred(|q, now| {
         let (_, emit) = q.settle_with(&outcomes_json, now, emit_completed)?;
-        Ok(flags(q.active(), q.has_news()) | (emit as u32) << 1)
+        Ok(flags(q.keeps_alive(), q.has_news()) | (emit as u32) << 1)
       })
       .map_err(js_err)
   }
@@ -319,7 +320,7 @@ impl Core {
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();
-    self.engine.with(|q, _| flags(q.active(), q.has_news()))
+    self.engine.with(|q, _| flags(q.keeps_alive(), q.has_news()))
   }
 
   /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.

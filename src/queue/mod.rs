@@ -1118,6 +1118,15 @@ impl Queue {
     self.queued() + self.running_count()
   }
 
+  /// What keeps a started service's process alive: its active jobs, plus
+  /// one while an enabled schedule has a next run (schedules on).
+  pub fn keeps_alive(&self) -> usize {
+    let scheduled = self.state == RunState::Started
+      && self.schedules_on
+      && self.scheduler.next_wake().is_some();
+    self.active() + scheduled as usize
+  }
+
   /// Outcomes that arrived after their attempt had ended.
   pub fn late_outcomes(&self) -> u64 {
     self.late_outcomes
