@@ -365,7 +365,8 @@ export declare class JobManagementService extends EventEmitter {
     status: 'idle' | 'started' | 'stopping' | 'stopped'
     startedAt: number | null
     uptimeMs: number
-    storage: { type: string; state: string }
+    /** Opens nothing. `state`: 'closed' (SQLite not opened yet, or stopped), 'open', 'error' (the last open failed: `error`), 'ok' (memory). */
+    storage: { type: 'memory' | 'sqlite'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
     scheduler: { schedules: number }
     workers: { max: number; busy: number; utilization: number }
     jobs: Record<JobStatus | 'total', number>

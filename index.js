@@ -276,7 +276,8 @@ class JobManagementService extends EventEmitter {
     this._core = new native.Core(json, () => this._onWake())
     // A durable store's writes from take/settle/add wait until the handlers
     // started (sendWrites at the end of each pump).
-    this._durable = JSON.parse(this._core.stats()).storage !== 'memory'
+    // (Reads the configuration: constructing a service opens no file.)
+    this._durable = JSON.parse(this._core.storage()).type !== 'memory'
     this._logger = logger
     this._startedAt = null
     this._unref = cfg.unref === true
@@ -569,14 +570,15 @@ class JobManagementService extends EventEmitter {
 
   /** State, uptime, storage, scheduler, workers, counts per status, active alerts, version. */
   getSystemStatus() {
-    const q = this.getQueueStatistics()
+    // Opens nothing: a service whose file is not open yet reports it closed.
+    const q = JSON.parse(this._core.stats(false))
     const alerts = this._monitor('alerts')
     return {
       status: this._state,
       startedAt: this._startedAt,
       uptimeMs: this._startedAt === null || this._state !== 'started' ? 0 : Date.now() - this._startedAt,
-      storage: { type: q.storage, state: q.storage === 'memory' ? 'ok' : this._state === 'stopped' ? 'closed' : 'open' },
-      scheduler: { schedules: this.getScheduledJobs().length },
+      storage: JSON.parse(this._core.storage()),
+      scheduler: { schedules: JSON.parse(this._core.schedules('null', false)).length },
       workers: { max: q.maxWorkers, busy: q.activeWorkers, utilization: q.workerUtilization },
       jobs: { waiting: q.waiting, pending: q.pending, running: q.running, completed: q.completed, failed: q.failed, timeout: q.timeout, cancelled: q.cancelled, total: q.total },
       monitoring: alerts !== null,

@@ -32,7 +32,16 @@ use serde_json::{json, Value};
 
 use jobwerk::job::{Backoff, BackoffKind, JobId, Status};
 use jobwerk::queue::{JobOptions, NewJob, Queue, QueueConfig};
-use jobwerk::storage::{Durability, MemoryStore, Names, SqliteOptions, SqliteStore, Store};
+#[cfg(feature = "sqlite")]
+use jobwerk::storage::{Durability, SqliteOptions, SqliteStore};
+use jobwerk::storage::{MemoryStore, Names, Store};
+
+/// Where a SQLite case keeps its file (nothing without the `sqlite` feature).
+#[cfg(feature = "sqlite")]
+type Db = SqliteOptions;
+#[cfg(not(feature = "sqlite"))]
+#[derive(Debug, Clone)]
+struct Db;
 
 const MAX_QUEUE: usize = 12;
 const BACKOFF_MS: u64 = 40;
@@ -137,7 +146,7 @@ struct Harness {
   /// Aborts the next drain must report: (slot, seq, why).
   aborts: Vec<(u32, u32, u8)>,
   late: u64,
-  sqlite: Option<SqliteOptions>,
+  sqlite: Option<Db>,
   log: Vec<String>,
 }
 
@@ -192,14 +201,23 @@ fn config(max_workers: u32) -> QueueConfig {
   }
 }
 
-fn open_sqlite(opts: &SqliteOptions, names: &mut Names, now: u64) -> Box<dyn Store> {
+#[cfg(feature = "sqlite")]
+fn open_sqlite(opts: &Db, names: &mut Names, now: u64) -> Box<dyn Store> {
   match SqliteStore::open(opts, names, now) {
     Ok(s) => Box::new(s),
     Err(e) => panic!("cannot open {}: {e}", opts.path.display()),
   }
 }
 
-fn temp_db() -> PathBuf {
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_: &Db, _: &mut Names, _: u64) -> Box<dyn Store> {
+  unreachable!("the SQLite fuzz needs the sqlite feature")
+}
+
+/// A new file in a directory of its own, with `hot_pending` pending jobs in
+/// memory.
+#[cfg(feature = "sqlite")]
+fn new_db(hot_pending: usize) -> Db {
   use std::sync::atomic::{AtomicUsize, Ordering};
   static N: AtomicUsize = AtomicUsize::new(0);
   let dir = std::env::temp_dir().join(format!(
@@ -208,15 +226,31 @@ fn temp_db() -> PathBuf {
     N.fetch_add(1, Ordering::SeqCst)
   ));
   let _ = std::fs::remove_dir_all(&dir);
-  dir.join("jobs.db")
+  let mut opts = SqliteOptions::new(dir.join("jobs.db"), Durability::Normal);
+  opts.hot_pending = hot_pending;
+  opts
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn new_db(_: usize) -> Db {
+  panic!("the SQLite fuzz needs the sqlite feature")
+}
+
+#[cfg(feature = "sqlite")]
+fn db_dir(opts: &Db) -> Option<PathBuf> {
+  opts.path.parent().map(PathBuf::from)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn db_dir(_: &Db) -> Option<PathBuf> {
+  None
 }
 
 impl Harness {
   fn new(max_workers: u32, sqlite: bool, hot_pending: usize) -> Harness {
     let cfg = config(max_workers);
     let (q, sqlite) = if sqlite {
-      let mut opts = SqliteOptions::new(temp_db(), Durability::Normal);
-      opts.hot_pending = hot_pending;
+      let opts = new_db(hot_pending);
       let mut names = Names::default();
       let store = open_sqlite(&opts, &mut names, START);
       (
@@ -836,10 +870,8 @@ impl Harness {
 
 impl Drop for Harness {
   fn drop(&mut self) {
-    if let Some(opts) = &self.sqlite {
-      if let Some(dir) = opts.path.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-      }
+    if let Some(dir) = self.sqlite.as_ref().and_then(db_dir) {
+      let _ = std::fs::remove_dir_all(dir);
     }
   }
 }
@@ -889,6 +921,7 @@ fn engine_fuzz_memory() {
   fuzz(env_u64("JOBWERK_FUZZ_CASES", 200) as u32, false);
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn engine_fuzz_sqlite() {
   fuzz((env_u64("JOBWERK_FUZZ_CASES", 200) / 4).max(1) as u32, true);

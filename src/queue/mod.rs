@@ -142,6 +142,9 @@ pub struct Queue {
   /// Sampling period (1 s; the health-check interval with a manual clock).
   sample_ms: u64,
   evaluate_ms: u64,
+  /// The kind of the durable store the queue waits for (see
+  /// [`Queue::await_store`]); `None` once it is open.
+  awaited_kind: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -204,7 +207,14 @@ impl Queue {
       next_evaluate: u64::MAX,
       sample_ms: 1_000,
       evaluate_ms: 30_000,
+      awaited_kind: None,
     }
+  }
+
+  /// The queue's store is a placeholder until a durable store of `kind` is
+  /// installed by [`Queue::open_store`]; statistics name `kind` meanwhile.
+  pub fn await_store(&mut self, kind: &'static str) {
+    self.awaited_kind = Some(kind);
   }
 
   /// Turns the monitor on (per its config) or off. With a manual clock the
@@ -440,7 +450,19 @@ impl Queue {
     if !self.store.is_closed() {
       return Ok(());
     }
+    self.open_store(open)
+  }
+
+  /// Replaces the store by the one `open` returns (a durable store opened
+  /// for the first time: until then the queue holds no job and no schedule);
+  /// names keep their indices, registered calculations stay registered, the
+  /// schedules are the new store's.
+  pub fn open_store(
+    &mut self,
+    open: impl FnOnce(&mut Names) -> Result<Box<dyn Store>>,
+  ) -> Result<()> {
     let mut store = open(&mut self.names)?;
+    self.awaited_kind = None;
     store.set_weights(self.cfg.priority_weights);
     if let Some(max) = store.max_id() {
       self.ids.seed(max);
@@ -1121,9 +1143,8 @@ impl Queue {
   /// What keeps a started service's process alive: its active jobs, plus
   /// one while an enabled schedule has a next run (schedules on).
   pub fn keeps_alive(&self) -> usize {
-    let scheduled = self.state == RunState::Started
-      && self.schedules_on
-      && self.scheduler.next_wake().is_some();
+    let scheduled =
+      self.state == RunState::Started && self.schedules_on && self.scheduler.next_wake().is_some();
     self.active() + scheduled as usize
   }
 
@@ -1155,7 +1176,7 @@ impl Queue {
       self.cfg.max_workers,
       self.cfg.max_queue_size,
       self.late_outcomes,
-      self.store.kind(),
+      self.awaited_kind.unwrap_or_else(|| self.store.kind()),
     );
     s
   }
