@@ -1143,9 +1143,13 @@ impl Queue {
   /// What keeps a started service's process alive: its active jobs, plus
   /// one while an enabled schedule has a next run (schedules on).
   pub fn keeps_alive(&self) -> usize {
-    let scheduled =
-      self.state == RunState::Started && self.schedules_on && self.scheduler.next_wake().is_some();
-    self.active() + scheduled as usize
+    let active = self.active();
+    // The schedules are looked at only when no job needs the service.
+    let scheduled = active == 0
+      && self.state == RunState::Started
+      && self.schedules_on
+      && self.scheduler.next_wake().is_some();
+    active + scheduled as usize
   }
 
   /// Outcomes that arrived after their attempt had ended.
