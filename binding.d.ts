@@ -17,6 +17,12 @@ export declare class Core {
    */
   constructor(configJson: string, wake: (arg: number) => void)
   /**
+   * The storage as JSON `{ type, state, error }`: `state` is `ok` (memory),
+   * `closed` (not opened yet, or closed by `stop()`), `open`, or `error`
+   * (the last attempt to open it failed: `error` is why). Opens nothing.
+   */
+  storage(): string
+  /**
    * Resolves once every write made before the call is committed: with
    * `null`, or with the storage error's message (index.js throws it as
    * `ERR_STORAGE`; async methods cannot carry a custom code).
@@ -70,8 +76,11 @@ export declare class Core {
   retry(id: string): boolean
   /** The job's status as JSON, or null. */
   status(id: string): string | null
-  /** Queue statistics as JSON. */
-  stats(): string
+  /**
+   * Queue statistics as JSON. `open: false` (the system status) does not
+   * open the file (the counts are then those of no job).
+   */
+  stats(open?: boolean | undefined | null): string
   /** Records progress (JSON) of a running attempt; false once it ended. */
   progress(slot: number, seq: number, json: string): boolean
   /** Moves a manual clock forward. */
@@ -84,8 +93,11 @@ export declare class Core {
   unschedule(id: string): boolean
   /** Enables or disables a schedule; false for unknown ids. */
   setScheduleEnabled(id: string, enabled: boolean): boolean
-  /** The schedules matching a filter (JSON) as a JSON array. */
-  schedules(filterJson: string): string
+  /**
+   * The schedules matching a filter (JSON) as a JSON array (`open: false`:
+   * see [`Core::stats`]).
+   */
+  schedules(filterJson: string, open?: boolean | undefined | null): string
   /**
    * A monitor view as JSON (`health`, `performance`, `summary`, `series`,
    * `alerts`, `rules`), or null when monitoring is disabled.

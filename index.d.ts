@@ -146,7 +146,7 @@ export interface JobManagementConfig {
   storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
   clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
-  /** Never keep Node alive, even with work pending. Default false. */
+  /** Never keep Node alive, even with work pending or a schedule with a next run. Default false. */
   unref?: boolean
 }
 
@@ -298,7 +298,7 @@ export interface ScheduleOptions extends Omit<JobOptions, 'runAt' | 'delay'> {
   startAt?: Date | number
   /** Cron: IANA time zone (default: the process's zone). */
   tz?: string
-  /** Runs missed while the process was down: `'runOnce'` (default), `'skip'`, `'catchUp'` (at most `maxCatchUp`, default 10). */
+  /** Runs missed while the process was down: `'runOnce'` (default), `'skip'`, `'catchUp'` (at most `maxCatchUp` runs in all, default 10). A run less than 1 s late counts as on time, not missed. */
   misfire?: 'runOnce' | 'skip' | 'catchUp'
   maxCatchUp?: number
   /** Due while its previous job is still pending or running: `'skip'` (default) or `'queue'`. */
@@ -326,6 +326,8 @@ export interface ScheduledJob {
   nextRunAt: number | null
   lastJobId: string | null
   lastStatus: JobStatus | null
+  /** Fires that added no job because `maxQueueSize` jobs were queued (each raised a warning alert). */
+  skippedFires: number
   misfire: 'runOnce' | 'skip' | 'catchUp'
   overlap: 'skip' | 'queue'
 }
@@ -347,6 +349,7 @@ export declare class JobManagementService extends EventEmitter {
   flush(): Promise<void>
   getJobStatus(jobId: string): CalculationStatus | null
   cancelJob(jobId: string): boolean
+  /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. */
   retryJob(jobId: string): boolean
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */
@@ -377,7 +380,8 @@ export declare class JobManagementService extends EventEmitter {
     status: 'idle' | 'started' | 'stopping' | 'stopped'
     startedAt: number | null
     uptimeMs: number
-    storage: { type: string; state: string }
+    /** Opens nothing. `state`: 'closed' (SQLite not opened yet, or stopped), 'open', 'error' (the last open failed: `error`), 'ok' (memory). */
+    storage: { type: 'memory' | 'sqlite'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
     scheduler: { schedules: number }
     workers: { max: number; busy: number; utilization: number }
     jobs: Record<JobStatus | 'total', number>

@@ -288,7 +288,8 @@ class JobManagementService extends EventEmitter {
     this._core = new native.Core(json, () => this._onWake())
     // A durable store's writes from take/settle/add wait until the handlers
     // started (sendWrites at the end of each pump).
-    this._durable = JSON.parse(this._core.stats()).storage !== 'memory'
+    // (Reads the configuration: constructing a service opens no file.)
+    this._durable = JSON.parse(this._core.storage()).type !== 'memory'
     this._logger = logger
     this._startedAt = null
     this._unref = cfg.unref === true
@@ -646,14 +647,15 @@ class JobManagementService extends EventEmitter {
 
   /** State, uptime, storage, scheduler, workers, counts per status, active alerts, version. */
   getSystemStatus() {
-    const q = this.getQueueStatistics()
+    // Opens nothing: a service whose file is not open yet reports it closed.
+    const q = JSON.parse(this._core.stats(false))
     const alerts = this._monitor('alerts')
     return {
       status: this._state,
       startedAt: this._startedAt,
       uptimeMs: this._startedAt === null || this._state !== 'started' ? 0 : Date.now() - this._startedAt,
-      storage: { type: q.storage, state: q.storage === 'memory' ? 'ok' : this._state === 'stopped' ? 'closed' : 'open' },
-      scheduler: { schedules: this.getScheduledJobs().length },
+      storage: JSON.parse(this._core.storage()),
+      scheduler: { schedules: JSON.parse(this._core.schedules('null', false)).length },
       workers: { max: q.maxWorkers, busy: q.activeWorkers, utilization: q.workerUtilization },
       jobs: { waiting: q.waiting, pending: q.pending, running: q.running, completed: q.completed, failed: q.failed, timeout: q.timeout, cancelled: q.cancelled, total: q.total },
       monitoring: alerts !== null,
@@ -755,7 +757,10 @@ class JobManagementService extends EventEmitter {
     const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
     const o = optionsJson(jobOptions, 'options')
     const json = `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"data":${d},"context":${c},"jobOptions":${o}}`
-    return JSON.parse(this._core.schedule(calc, json)).id
+    const id = JSON.parse(this._core.schedule(calc, json)).id
+    // A schedule with a next run keeps a started service's process alive.
+    this._afterFlags(this._core.poll())
+    return id
   }
 
   /**
@@ -796,14 +801,18 @@ class JobManagementService extends EventEmitter {
   /** Removes a schedule (jobs it already added stay). False for an unknown id. */
   cancelScheduledJob(id) {
     checkId(id, 'cancelScheduledJob')
-    return this._core.unschedule(id)
+    const ok = this._core.unschedule(id)
+    if (ok) this._afterFlags(this._core.poll())
+    return ok
   }
 
   /** Enables or disables a schedule; re-enabling runs from now on (no replay). */
   setScheduledJobEnabled(id, enabled) {
     checkId(id, 'setScheduledJobEnabled')
     if (typeof enabled !== 'boolean') throw invalid(`setScheduledJobEnabled(id, enabled): enabled must be true or false, got ${typeof enabled}`)
-    return this._core.setScheduleEnabled(id, enabled)
+    const ok = this._core.setScheduleEnabled(id, enabled)
+    if (ok) this._afterFlags(this._core.poll())
+    return ok
   }
 
   /** The service's current time (epoch ms): the manual clock's when there is one. */

@@ -70,3 +70,29 @@ describe('process lifetime', () => {
     expect(r.ms).toBeLessThan(2500)
   })
 })
+
+// Issue 17, bug 9: a schedule is work too.
+describe('process lifetime with schedules', () => {
+  test('a started service whose only work is a schedule stays alive for its runs, then exits', async () => {
+    const r = await runFixture('schedule-only.js', ['run'], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    const runs = r.stdout.split('\n').filter((l) => l.startsWith('run '))
+    expect(runs).toHaveLength(2)
+    expect(Number(/after (\d+) ms/.exec(runs[0])[1])).toBeGreaterThanOrEqual(250)
+    expect(r.ms).toBeLessThan(KILL_AFTER / 2)
+  })
+
+  test('with { unref: true } a schedule does not keep the process alive', async () => {
+    const r = await runFixture('schedule-only.js', ['unref'], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(r.stdout).toContain('started')
+    expect(r.stdout).not.toContain('run ')
+  })
+
+  test('a disabled schedule does not keep the process alive', async () => {
+    const r = await runFixture('schedule-only.js', ['disabled'], { timeout: KILL_AFTER })
+    expectCleanExit(r)
+    expect(r.stdout).toContain('started')
+    expect(r.stdout).not.toContain('run ')
+  })
+})

@@ -86,6 +86,7 @@ async function schemaVersion() {
     const db = path.join(dir, 'fresh.db')
     const { JobManagementService } = require(ROOT)
     const s = new JobManagementService({ storage: { type: 'sqlite', path: db } })
+    await s.start()
     await s.stop()
     schemaVersionCache = Number(py(db, "print(c.execute('pragma user_version').fetchone()[0])"))
   }

@@ -126,6 +126,7 @@ describe('cleanup on SQLite', () => {
     }
     const db = newDb()
     const s = services.open(db)
+    await s.start()
     await s.stop()
     expect(pyValue(db, 'pragma auto_vacuum')).toBe(2)
   })

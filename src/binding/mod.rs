@@ -5,20 +5,24 @@
 //! Data crosses as JSON text in both directions (one `JSON.parse` per batch
 //! on the JS side beats building objects through N-API).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
+use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::clock::{system_now_ms, Clock};
 use crate::error::Error;
 use crate::job::JobId;
-use crate::queue::{Engine, JobOptions, NewJob, Queue, ServiceConfig, StorageConfig, Waker};
-use crate::storage::{Durability, Names, SqliteOptions, SqliteStore, Store};
+use crate::queue::{
+  Engine, JobOptions, NewJob, Queue, RunState, ServiceConfig, StorageConfig, Waker,
+};
+use crate::storage::{Durability, SqliteOptions, SqliteStore, Store};
 
 /// The `code` of a JavaScript error thrown from here.
 pub struct Code(&'static str);
@@ -53,14 +57,18 @@ impl Waker for JsWaker {
 #[napi]
 pub struct Core {
   engine: Arc<Engine>,
-  /// Why the configured storage could not be opened: `start()` and `add()`
-  /// report it (the constructor does not throw for it).
-  storage_error: Option<Error>,
-  /// The SQLite file, to reopen it on `start()` after `stop()`.
+  /// The SQLite file. The constructor does not open it: `start()` or the
+  /// first call that reads or writes jobs or schedules does (see
+  /// [`Core::open_storage`]); `start()` after `stop()` reopens it.
   sqlite: Option<SqliteOptions>,
+  /// Set once the file was opened (it may have been closed by `stop()` since).
+  opened: AtomicBool,
+  /// Why the last attempt to open the file failed; cleared when one succeeds.
+  storage_error: Mutex<Option<Error>>,
 }
 
-/// `(active << 2) | news`: how many jobs still need the service, and whether
+/// `(active << 2) | news`: how many jobs (and schedules with a next run:
+/// [`Queue::keeps_alive`]) still need the service, and whether
 /// aborts or events wait for `drain()`; bit 1 is `settle`'s (the caller
 /// emits the `completed` events).
 fn flags(active: usize, news: bool) -> u32 {
@@ -90,27 +98,19 @@ impl Core {
       .build()
       .map_err(|e| napi::Error::new(Code("ERR_INTERNAL"), e.reason.clone()))?;
     let now = clock.now();
-    let (queue, storage_error, sqlite) = match cfg.storage {
-      StorageConfig::Memory => (Queue::new(cfg.queue, now), None, None),
+    let mut queue = Queue::new(cfg.queue, now);
+    let sqlite = match cfg.storage {
+      StorageConfig::Memory => None,
       StorageConfig::Sqlite { path, full } => {
         let durability = if full {
           Durability::Full
         } else {
           Durability::Normal
         };
-        let opts = SqliteOptions::new(path, durability);
-        let mut names = Names::default();
-        match SqliteStore::open(&opts, &mut names, now) {
-          Ok(store) => (
-            Queue::with_store(cfg.queue, now, Box::new(store), names),
-            None,
-            Some(opts),
-          ),
-          Err(e) => (Queue::new(cfg.queue, now), Some(e), None),
-        }
+        queue.await_store("sqlite");
+        Some(SqliteOptions::new(path, durability))
       }
     };
-    let mut queue = queue;
     queue.set_schedules_enabled(cfg.schedules_on);
     queue.set_monitor(
       cfg.monitoring,
@@ -123,16 +123,72 @@ impl Core {
     engine.set_waker(Box::new(JsWaker(tsfn)));
     Ok(Core {
       engine,
-      storage_error,
       sqlite,
+      opened: AtomicBool::new(false),
+      storage_error: Mutex::new(None),
     })
   }
 
-  fn check_storage(&self) -> napi::Result<(), Code> {
-    match &self.storage_error {
-      Some(e) => Err(js_err(e.clone())),
+  /// Opens the SQLite file the first time it is needed; a failure is kept
+  /// for the status (and returned), and the next call tries again. A
+  /// stopping or stopped service opens it only for `start()` (`starting`).
+  fn open_storage(&self, starting: bool) -> Result<(), Error> {
+    let Some(opts) = &self.sqlite else {
+      return Ok(());
+    };
+    if self.opened.load(Ordering::Acquire) {
+      return Ok(());
+    }
+    let r = self.engine.with(|q, now| {
+      if !starting && matches!(q.run_state(), RunState::Stopping | RunState::Stopped) {
+        return None;
+      }
+      Some(q.open_store(|names| {
+        SqliteStore::open(opts, names, now).map(|s| Box::new(s) as Box<dyn Store>)
+      }))
+    });
+    match r {
+      Some(r) => self.record_open(r),
       None => Ok(()),
     }
+  }
+
+  fn record_open(&self, r: Result<(), Error>) -> Result<(), Error> {
+    let mut err = self.storage_error.lock();
+    match r {
+      Ok(()) => {
+        self.opened.store(true, Ordering::Release);
+        *err = None;
+        Ok(())
+      }
+      Err(e) => {
+        *err = Some(e.clone());
+        Err(e)
+      }
+    }
+  }
+
+  fn check_storage(&self) -> napi::Result<(), Code> {
+    self.open_storage(false).map_err(js_err)
+  }
+
+  /// The storage as JSON `{ type, state, error }`: `state` is `ok` (memory),
+  /// `closed` (not opened yet, or closed by `stop()`), `open`, or `error`
+  /// (the last attempt to open it failed: `error` is why). Opens nothing.
+  #[napi]
+  pub fn storage(&self) -> String {
+    let (kind, state) = match &self.sqlite {
+      None => ("memory", "ok"),
+      Some(_) if self.storage_error.lock().is_some() => ("sqlite", "error"),
+      Some(_) if !self.opened.load(Ordering::Acquire) => ("sqlite", "closed"),
+      Some(_) if self.engine.with(|q, _| q.store().is_closed()) => ("sqlite", "closed"),
+      Some(_) => ("sqlite", "open"),
+    };
+    let error = match &*self.storage_error.lock() {
+      Some(e) => serde_json::to_string(&e.to_string()).unwrap_or_else(|_| "null".into()),
+      None => "null".into(),
+    };
+    format!("{{\"type\":\"{kind}\",\"state\":\"{state}\",\"error\":{error}}}")
   }
 
   /// Resolves once every write made before the call is committed: with
@@ -140,7 +196,7 @@ impl Core {
   /// `ERR_STORAGE`; async methods cannot carry a custom code).
   #[napi]
   pub async fn flush(&self) -> napi::Result<Option<String>> {
-    if let Some(e) = &self.storage_error {
+    if let Err(e) = self.open_storage(false) {
       return Ok(Some(e.to_string()));
     }
     let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_watch()) else {
@@ -245,16 +301,14 @@ impl Core {
   /// Starts running jobs.
   #[napi]
   pub fn start(&self) -> napi::Result<(), Code> {
-    self.check_storage()?;
+    self.open_storage(true).map_err(js_err)?;
     if let Some(opts) = &self.sqlite {
-      self
-        .engine
-        .with(|q, now| {
-          q.reopen_store(|names| {
-            SqliteStore::open(opts, names, now).map(|s| Box::new(s) as Box<dyn Store>)
-          })
+      let r = self.engine.with(|q, now| {
+        q.reopen_store(|names| {
+          SqliteStore::open(opts, names, now).map(|s| Box::new(s) as Box<dyn Store>)
         })
-        .map_err(js_err)?;
+      });
+      self.record_open(r).map_err(js_err)?;
     }
     if let Some(f) = self.engine.with(|q, _| q.store().failure()) {
       return Err(js_err(Error::Storage(f)));
@@ -303,7 +357,7 @@ impl Core {
       .engine
       .with_deferred(|q, now| {
         let (_, emit) = q.settle_with(&outcomes_json, now, emit_completed)?;
-        Ok(flags(q.active(), q.has_news()) | (emit as u32) << 1)
+        Ok(flags(q.keeps_alive(), q.has_news()) | (emit as u32) << 1)
       })
       .map_err(js_err)
   }
@@ -319,7 +373,9 @@ impl Core {
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();
-    self.engine.with(|q, _| flags(q.active(), q.has_news()))
+    self
+      .engine
+      .with(|q, _| flags(q.keeps_alive(), q.has_news()))
   }
 
   /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.
@@ -338,6 +394,7 @@ impl Core {
   /// Cancels a job; false for unknown or finished ones.
   #[napi]
   pub fn cancel(&self, id: String) -> bool {
+    let _ = self.open_storage(false);
     match JobId::parse(&id) {
       Some(id) => self.engine.with(|q, now| q.cancel(id, now)),
       None => false,
@@ -347,6 +404,7 @@ impl Core {
   /// Re-queues a failed, timed-out or cancelled job.
   #[napi]
   pub fn retry(&self, id: String) -> napi::Result<bool, Code> {
+    let _ = self.open_storage(false);
     match JobId::parse(&id) {
       Some(id) => self.engine.with(|q, now| q.retry(id, now)).map_err(js_err),
       None => Ok(false),
@@ -357,12 +415,17 @@ impl Core {
   #[napi]
   pub fn status(&self, id: String) -> Option<String> {
     let id = JobId::parse(&id)?;
+    let _ = self.open_storage(false);
     self.engine.with(|q, _| q.status_json(id))
   }
 
-  /// Queue statistics as JSON.
+  /// Queue statistics as JSON. `open: false` (the system status) does not
+  /// open the file (the counts are then those of no job).
   #[napi]
-  pub fn stats(&self) -> String {
+  pub fn stats(&self, open: Option<bool>) -> String {
+    if open != Some(false) {
+      let _ = self.open_storage(false);
+    }
     self.engine.with(|q, now| q.stats_json(now))
   }
 
@@ -409,22 +472,28 @@ impl Core {
   /// Removes a schedule; false for unknown ids.
   #[napi]
   pub fn unschedule(&self, id: String) -> bool {
+    let _ = self.open_storage(false);
     self.engine.with(|q, _| q.unschedule(&id))
   }
 
   /// Enables or disables a schedule; false for unknown ids.
   #[napi]
   pub fn set_schedule_enabled(&self, id: String, enabled: bool) -> bool {
+    let _ = self.open_storage(false);
     self
       .engine
       .with(|q, now| q.set_schedule_enabled(&id, enabled, now))
   }
 
-  /// The schedules matching a filter (JSON) as a JSON array.
+  /// The schedules matching a filter (JSON) as a JSON array (`open: false`:
+  /// see [`Core::stats`]).
   #[napi]
-  pub fn schedules(&self, filter_json: String) -> napi::Result<String, Code> {
+  pub fn schedules(&self, filter_json: String, open: Option<bool>) -> napi::Result<String, Code> {
     let v: Value = serde_json::from_str(&filter_json)
       .map_err(|e| js_err(Error::arg(format!("filter is not JSON: {e}"))))?;
+    if open != Some(false) {
+      let _ = self.open_storage(false);
+    }
     self
       .engine
       .with(|q, _| q.schedules_json(&v))

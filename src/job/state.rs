@@ -83,6 +83,7 @@ impl Status {
       (Running, TimeoutFinal) => Timeout,
       (Waiting | Pending | Running, Cancel) => Cancelled,
       (Failed | Timeout | Cancelled, Retry) => Pending,
+      (Failed | Timeout | Cancelled, RetryWaiting) => Waiting,
       _ => return None,
     })
   }
@@ -113,11 +114,13 @@ pub enum Transition {
   Cancel,
   /// `retryJob`.
   Retry,
+  /// `retryJob` of a job with dependencies: it waits for them again.
+  RetryWaiting,
 }
 
 impl Transition {
   /// Every transition.
-  pub const ALL: [Transition; 11] = [
+  pub const ALL: [Transition; 12] = [
     Transition::DependenciesDone,
     Transition::DependencyFailed,
     Transition::Claim,
@@ -129,6 +132,7 @@ impl Transition {
     Transition::Interrupt,
     Transition::Cancel,
     Transition::Retry,
+    Transition::RetryWaiting,
   ];
 }
 
@@ -151,6 +155,8 @@ mod tests {
         let n = s.next(t);
         if t == Transition::Retry && s != Status::Completed {
           assert_eq!(n, Some(Status::Pending));
+        } else if t == Transition::RetryWaiting && s != Status::Completed {
+          assert_eq!(n, Some(Status::Waiting));
         } else {
           assert_eq!(n, None, "{s:?} {t:?}");
         }

@@ -819,6 +819,54 @@ impl Alerts {
     }
   }
 
+  /// A schedule's fire was skipped because the queue held `maxQueueSize`
+  /// jobs: an alert (rule id `schedule-skipped:<schedule id>`, warning, log
+  /// channel) unless one for that schedule is still active, which is updated
+  /// instead. It resolves through `resolveAlert`. Returns the new alert.
+  pub(crate) fn schedule_skipped(
+    &mut self,
+    schedule_id: &str,
+    queued: usize,
+    max: usize,
+    now: u64,
+  ) -> Option<Alert> {
+    let rule_id = format!("schedule-skipped:{schedule_id}");
+    let v = queued as f64;
+    if let Some(a) = self.active.iter_mut().find(|a| a.rule_id == rule_id) {
+      a.last_value = v;
+      a.peak_value = a.peak_value.max(v);
+      return None;
+    }
+    self.seq += 1;
+    let alert = Alert {
+      id: format!("{rule_id}-{}", self.seq),
+      rule_id,
+      name: "Schedule fire skipped".into(),
+      metric: Metric::QueueLength,
+      operator: Operator::Gte,
+      threshold: max as f64,
+      window: 0,
+      severity: Severity::Warning,
+      calculation: None,
+      channels: vec![Channel::Log],
+      message: format!(
+        "schedule '{schedule_id}' skipped a fire: the queue holds {queued} jobs (maxQueueSize {max})"
+      ),
+      value: v,
+      last_value: v,
+      peak_value: v,
+      status: AlertStatus::Active,
+      fired_at: now,
+      acknowledged: false,
+      acknowledged_at: None,
+      acknowledged_by: None,
+      resolved_at: None,
+      resolution: None,
+    };
+    self.active.push(alert.clone());
+    Some(alert)
+  }
+
   /// Active alerts, oldest first.
   pub fn active(&self) -> &[Alert] {
     &self.active

@@ -462,6 +462,28 @@ impl Monitor {
     }
   }
 
+  /// A schedule's fire was skipped over `maxQueueSize`: the alert to send,
+  /// if a new one fired (see `Alerts::schedule_skipped`). Nothing when
+  /// `alerting.enabled` is false.
+  pub fn schedule_skipped(
+    &mut self,
+    schedule_id: &str,
+    queued: usize,
+    max: usize,
+    now: u64,
+  ) -> Option<AlertEvent> {
+    if !self.cfg.alerting_enabled {
+      return None;
+    }
+    let alert = self
+      .alerts
+      .schedule_skipped(schedule_id, queued, max, now)?;
+    Some(AlertEvent {
+      kind: AlertEventKind::Fired,
+      alert,
+    })
+  }
+
   /// Checks every rule (see [`alert`]); returns the alerts that fired or
   /// resolved themselves. Nothing when `alerting.enabled` is false.
   pub fn evaluate(&mut self, now: u64) -> Vec<AlertEvent> {

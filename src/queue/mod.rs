@@ -142,6 +142,9 @@ pub struct Queue {
   /// Sampling period (1 s; the health-check interval with a manual clock).
   sample_ms: u64,
   evaluate_ms: u64,
+  /// The kind of the durable store the queue waits for (see
+  /// [`Queue::await_store`]); `None` once it is open.
+  awaited_kind: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -204,7 +207,14 @@ impl Queue {
       next_evaluate: u64::MAX,
       sample_ms: 1_000,
       evaluate_ms: 30_000,
+      awaited_kind: None,
     }
+  }
+
+  /// The queue's store is a placeholder until a durable store of `kind` is
+  /// installed by [`Queue::open_store`]; statistics name `kind` meanwhile.
+  pub fn await_store(&mut self, kind: &'static str) {
+    self.awaited_kind = Some(kind);
   }
 
   /// Turns the monitor on (per its config) or off. With a manual clock the
@@ -305,15 +315,7 @@ impl Queue {
         .map(|m| m.evaluate(now))
         .unwrap_or_default();
       for e in events {
-        if let Some(d) = &self.alert_out {
-          d.send(&e);
-        }
-        let kind = match e.kind {
-          AlertEventKind::Fired => "alert",
-          AlertEventKind::Resolved => "alertResolved",
-        };
-        let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
-        let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
+        self.alert_event(&e);
       }
       self.next_evaluate = now.saturating_add(self.evaluate_ms);
     }
@@ -324,6 +326,19 @@ impl Queue {
         let _ = write!(self.events, "[\"alertDeliveryFailed\",null,null,0,{msg}],");
       }
     }
+  }
+
+  /// Sends a fired or resolved alert to its channels and to JavaScript.
+  fn alert_event(&mut self, e: &crate::monitor::AlertEvent) {
+    if let Some(d) = &self.alert_out {
+      d.send(e);
+    }
+    let kind = match e.kind {
+      AlertEventKind::Fired => "alert",
+      AlertEventKind::Resolved => "alertResolved",
+    };
+    let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
+    let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
   }
 
   /// The Prometheus text exposition: the monitor's metrics plus the queue's gauges.
@@ -390,7 +405,15 @@ impl Queue {
   /// [`Queue::end_batch`] without sending the writes yet: the dispatcher
   /// sends them once its handlers have started (see `Engine::with_deferred`).
   pub fn end_batch_deferred(&mut self) {
-    for id in self.store.take_changed() {
+    let changed = self.store.take_changed();
+    if !changed.is_empty() {
+      // A dependant released before its own delay passed waits in the
+      // store's delayed line: the timer must wake at its due time.
+      if let Some(t) = self.store.next_due() {
+        self.want_wake(t);
+      }
+    }
+    for id in changed {
       let Some(job) = self.store.get(id) else {
         continue;
       };
@@ -427,7 +450,19 @@ impl Queue {
     if !self.store.is_closed() {
       return Ok(());
     }
+    self.open_store(open)
+  }
+
+  /// Replaces the store by the one `open` returns (a durable store opened
+  /// for the first time: until then the queue holds no job and no schedule);
+  /// names keep their indices, registered calculations stay registered, the
+  /// schedules are the new store's.
+  pub fn open_store(
+    &mut self,
+    open: impl FnOnce(&mut Names) -> Result<Box<dyn Store>>,
+  ) -> Result<()> {
     let mut store = open(&mut self.names)?;
+    self.awaited_kind = None;
     store.set_weights(self.cfg.priority_weights);
     if let Some(max) = store.max_id() {
       self.ids.seed(max);
@@ -1117,6 +1152,18 @@ impl Queue {
     self.queued() + self.running_count()
   }
 
+  /// What keeps a started service's process alive: its active jobs, plus
+  /// one while an enabled schedule has a next run (schedules on).
+  pub fn keeps_alive(&self) -> usize {
+    let active = self.active();
+    // The schedules are looked at only when no job needs the service.
+    let scheduled = active == 0
+      && self.state == RunState::Started
+      && self.schedules_on
+      && self.scheduler.next_wake().is_some();
+    active + scheduled as usize
+  }
+
   /// Outcomes that arrived after their attempt had ended.
   pub fn late_outcomes(&self) -> u64 {
     self.late_outcomes
@@ -1145,7 +1192,7 @@ impl Queue {
       self.cfg.max_workers,
       self.cfg.max_queue_size,
       self.late_outcomes,
-      self.store.kind(),
+      self.awaited_kind.unwrap_or_else(|| self.store.kind()),
     );
     s
   }
@@ -1279,6 +1326,21 @@ impl Queue {
     let fires = self.scheduler.due(now, &|id| busy.contains(id));
     let base = self.cfg.job_defaults();
     for f in fires {
+      // maxQueueSize holds for schedules too: the fire is skipped, counted
+      // on the schedule, and alerted.
+      let queued = self.queued();
+      if queued >= self.cfg.max_queue_size {
+        self.scheduler.record_skip(&f.schedule_id);
+        let max = self.cfg.max_queue_size;
+        let e = self
+          .monitor
+          .as_deref_mut()
+          .and_then(|m| m.schedule_skipped(&f.schedule_id, queued, max, now));
+        if let Some(e) = e {
+          self.alert_event(&e);
+        }
+        continue;
+      }
       let calc = self.names.intern(&f.calc);
       while self.calcs.len() <= calc as usize {
         let n = self.calcs.len() as u32;

@@ -469,3 +469,92 @@ fn malformed_outcomes_are_refused_and_change_nothing() {
   q.settle(&ok(t[0].0, t[0].1), 3).expect("settle");
   assert_eq!(q.count(Status::Completed), 1);
 }
+
+/// The engine's timer loop: after each operation a dirty timer replans.
+fn replan(q: &mut Queue, planned: &mut u64) {
+  if q.take_timer_dirty() {
+    *planned = q.plan_wake();
+  }
+}
+
+/// Issue 17, bug 2: a job with both `delay` and `dependsOn` whose dependency
+/// completes before its delay passes must wake the timer at its due time
+/// (it stayed pending with idle workers until something else woke the timer).
+#[test]
+fn a_delayed_dependant_released_early_wakes_the_timer_at_its_due_time() {
+  let (mut q, c) = queue(2);
+  let mut planned = q.plan_wake();
+  let dep = add(&mut q, c, "1", json!({}), 0);
+  replan(&mut q, &mut planned);
+  let waiting = add(
+    &mut q,
+    c,
+    "2",
+    json!({"delay": 5_000, "dependsOn": [dep.to_string()]}),
+    0,
+  );
+  replan(&mut q, &mut planned);
+  let got = take(&mut q, 10, 1);
+  assert_eq!(got.len(), 1);
+  replan(&mut q, &mut planned);
+  q.settle(&ok(got[0].0, got[0].1), 2).expect("settle");
+  q.end_batch();
+  replan(&mut q, &mut planned);
+  assert_eq!(q.get(waiting).map(|j| j.status), Some(Status::Pending));
+  // The dependant is due at 5,000: the timer must wake by then.
+  assert!(planned <= 5_000, "timer sleeps until {planned}");
+  q.tick(planned);
+  assert!(q.has_work(planned));
+  assert_eq!(take(&mut q, 10, planned).len(), 1);
+}
+
+/// Issue 17, bug 8: schedule fires respect `maxQueueSize` (33 jobs were
+/// queued against a limit of 3): a fire that would exceed it adds no job
+/// and is counted on the schedule (`skippedFires`).
+#[test]
+fn schedule_fires_over_max_queue_size_are_skipped_and_counted() {
+  let cfg = QueueConfig {
+    max_queue_size: 3,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let c = q.register("calc", &Value::Null).expect("register");
+  q.set_monitor(
+    crate::monitor::MonitorConfig::default(),
+    ChannelsConfig::default(),
+    true,
+    0,
+  );
+  q.start(0);
+  let spec = json!({"id": "tick", "kind": "interval", "intervalMs": 100, "startAt": 100, "overlap": "queue"});
+  q.schedule(c, &spec, 0).expect("schedule");
+  for t in 1..=10 {
+    q.tick(t * 100);
+    q.end_batch();
+  }
+  assert_eq!(q.count(Status::Pending), 3, "maxQueueSize holds");
+  let list: Value =
+    serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
+  assert_eq!(list[0]["skippedFires"], json!(7));
+  let alerts: Vec<&str> = q
+    .monitor()
+    .map(|m| {
+      m.active_alerts()
+        .iter()
+        .map(|a| a.rule_id.as_str())
+        .collect()
+    })
+    .unwrap_or_default();
+  assert_eq!(
+    alerts,
+    vec!["schedule-skipped:tick"],
+    "one alert, not seven"
+  );
+  assert!(q.drain().contains("skipped a fire"));
+  // Room again: the next fire adds its job.
+  let got = take(&mut q, 1, 1_001);
+  q.settle(&ok(got[0].0, got[0].1), 1_002).expect("settle");
+  q.tick(1_100);
+  assert_eq!(q.count(Status::Pending), 3);
+  q.check_invariants().expect("invariants");
+}

@@ -59,8 +59,8 @@
 //!   latest missed time (or at the latest due time when that one is on time:
 //!   the single fire is then on time and stands for the missed ones too).
 //! - [`Misfire::Skip`]: no fire for missed times; on-time ones fire.
-//! - [`Misfire::CatchUp`]: one fire per missed time, at most `maxCatchUp`
-//!   (the most recent ones), then the on-time ones.
+//! - [`Misfire::CatchUp`]: one fire per missed time, then the on-time ones,
+//!   at most `maxCatchUp` in all (the most recent ones): a hard limit.
 //!
 //! Then `maxRuns` keeps the oldest fires that fit. Then the overlap policy:
 //! with [`Overlap::Skip`] (default), when `busy(schedule_id)` says the
@@ -282,6 +282,19 @@ impl Scheduler {
     match self.schedules.get_mut(schedule_id) {
       Some(s) => {
         s.last_job_id = Some(job_id.to_string());
+        self.changed.insert(s.id.clone());
+        true
+      }
+      None => false,
+    }
+  }
+
+  /// Records a fire that added no job (the queue was full). False for an
+  /// unknown id.
+  pub fn record_skip(&mut self, schedule_id: &str) -> bool {
+    match self.schedules.get_mut(schedule_id) {
+      Some(s) => {
+        s.skipped_fires = s.skipped_fires.saturating_add(1);
         self.changed.insert(s.id.clone());
         true
       }

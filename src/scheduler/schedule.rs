@@ -402,6 +402,10 @@ pub struct Schedule {
   /// [`super::Scheduler::record_job`].
   #[serde(default)]
   pub last_job_id: Option<String>,
+  /// Fires that added no job because the queue held `maxQueueSize` jobs
+  /// (they count in `run_count`).
+  #[serde(default)]
+  pub skipped_fires: u64,
   /// When the schedule was first upserted.
   #[serde(default)]
   pub created_at: u64,
@@ -434,6 +438,7 @@ struct PublicView<'a> {
   next_run_at: Option<u64>,
   last_job_id: Option<&'a str>,
   last_status: Option<&'a str>,
+  skipped_fires: u64,
   misfire: Misfire,
   overlap: Overlap,
 }
@@ -471,6 +476,7 @@ impl Schedule {
       last_run_at: None,
       next_run_at: None,
       last_job_id: None,
+      skipped_fires: 0,
       created_at: now,
       updated_at: now,
     };
@@ -524,8 +530,8 @@ impl Schedule {
   /// The public JSON object JavaScript sees: `{ id, name (the calculation),
   /// kind: 'once'|'interval'|'cron', expression?, tz? (cron), intervalMs?
   /// (interval), scheduledAt? (once), enabled, runCount, maxRuns, endAt,
-  /// startAt, lastRunAt, nextRunAt, lastJobId, lastStatus, misfire, overlap
-  /// }`, times as epoch ms numbers or null. `last_status` is the last job's
+  /// startAt, lastRunAt, nextRunAt, lastJobId, lastStatus, skippedFires,
+  /// misfire, overlap }`, times as epoch ms numbers or null. `last_status` is the last job's
   /// status, which the queue knows.
   pub fn to_public_json(&self, last_status: Option<&str>) -> String {
     let (expression, tz) = match &self.trigger {
@@ -555,6 +561,7 @@ impl Schedule {
       next_run_at: self.next_run_at,
       last_job_id: self.last_job_id.as_deref(),
       last_status,
+      skipped_fires: self.skipped_fires,
       misfire: self.misfire,
       overlap: self.overlap,
     };
@@ -648,6 +655,9 @@ impl Schedule {
           let keep = usize::try_from(self.max_catch_up).unwrap_or(usize::MAX);
           let mut missed = seq.last_in(first, first, missed_to, keep);
           missed.extend(on_time);
+          // A hard limit: the on-time fires count too (the most recent kept).
+          let extra = missed.len().saturating_sub(keep);
+          missed.drain(..extra);
           missed
         }
       }

@@ -549,8 +549,24 @@ fn misfire_policies_keep_an_on_time_fire() {
   assert_eq!(after_downtime(Misfire::Skip, 10, now).0, vec![10 * MIN]);
   assert_eq!(
     after_downtime(Misfire::CatchUp, 2, now).0,
-    vec![8 * MIN, 9 * MIN, 10 * MIN]
+    vec![9 * MIN, 10 * MIN]
   );
+}
+
+/// Issue 17, bug 10: `maxCatchUp` is a hard limit on the fires of one
+/// catch-up, the on-time ones (less than GRACE_MS late) included: with
+/// `maxCatchUp: 1` three fires came out.
+#[test]
+fn max_catch_up_is_a_hard_limit_with_on_time_fires_in_the_grace() {
+  let mut s = Scheduler::new();
+  let mut spec = interval("fast", 300, Some(0));
+  spec.misfire = Misfire::CatchUp;
+  spec.max_catch_up = 1;
+  add(&mut s, spec, 0);
+  assert_eq!(times(&s.due(0, &idle)), vec![0]);
+  // Down from 0 to 10 s: 9.3 s, 9.6 s and 9.9 s are in the grace.
+  let fired = times(&s.due(10_000, &idle));
+  assert_eq!(fired, vec![9_900]);
 }
 
 #[test]
@@ -761,7 +777,7 @@ fn public_json_has_the_documented_shape() {
       "id": "i", "name": "calc", "kind": "interval", "intervalMs": 250,
       "enabled": true, "runCount": 1, "maxRuns": 5, "endAt": null, "startAt": 1000,
       "lastRunAt": 1000, "nextRunAt": 1250, "lastJobId": "job-9", "lastStatus": "running",
-      "misfire": "runOnce", "overlap": "skip"
+      "skippedFires": 0, "misfire": "runOnce", "overlap": "skip"
     })
   );
   add(&mut s, once("o", 42), 0);

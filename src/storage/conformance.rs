@@ -578,6 +578,88 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   s.check_invariants().expect("invariants");
 }
 
+/// Issue 17, bug 5: retrying a job that failed with `ERR_DEPENDENCY_FAILED`
+/// puts it back to `waiting`, not in line: it runs once its dependencies
+/// complete (its failed dependency retried, before or after it), and fails
+/// again if that dependency fails again.
+fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = dependent(&mut j, &mut *s, &[a], false);
+  let unrecoverable = FailKind::Error {
+    unrecoverable: true,
+  };
+  assert_eq!(claim(&mut *s, 1, 0), vec![a]);
+  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  assert_eq!(status(&mut *s, b), Some((Status::Failed, 0)));
+  s.take_changed();
+  // The dependant first: it waits for the failed dependency.
+  assert!(s.retry(b, 2));
+  assert_eq!(status(&mut *s, b), Some((Status::Waiting, 0)));
+  assert_eq!(claim(&mut *s, 10, 2), Vec::<JobId>::new(), "b must not run");
+  s = h.reopen(s, 3);
+  assert_eq!(status(&mut *s, b), Some((Status::Waiting, 0)));
+  assert!(s.retry(a, 3));
+  assert_eq!(claim(&mut *s, 10, 3), vec![a]);
+  s.complete(a, NO_HINT, "1", 4);
+  assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
+  assert_eq!(claim(&mut *s, 10, 5), vec![b]);
+  s.complete(b, NO_HINT, "2", 6);
+  // The dependency first: the dependant retried after it completed runs.
+  let c = j.add(&mut *s, 7, Priority::Medium, 0, 0);
+  let d = dependent(&mut j, &mut *s, &[c], false);
+  assert_eq!(claim(&mut *s, 1, 7), vec![c]);
+  s.fail(c, err("boom"), unrecoverable, 8, 0.0);
+  assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
+  assert!(s.retry(c, 9));
+  assert_eq!(claim(&mut *s, 10, 9), vec![c]);
+  s.complete(c, NO_HINT, "3", 10);
+  assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
+  assert!(s.retry(d, 11));
+  assert_eq!(claim(&mut *s, 10, 11), vec![d]);
+  // A dependency that fails again fails the waiting dependant again.
+  let e = j.add(&mut *s, 12, Priority::Medium, 0, 0);
+  let f = dependent(&mut j, &mut *s, &[e], false);
+  assert_eq!(claim(&mut *s, 1, 12), vec![e]);
+  s.fail(e, err("boom"), unrecoverable, 13, 0.0);
+  assert!(s.retry(f, 14));
+  assert!(s.retry(e, 14));
+  assert_eq!(claim(&mut *s, 10, 14), vec![e]);
+  s.fail(e, err("again"), unrecoverable, 15, 0.0);
+  assert_eq!(status(&mut *s, f), Some((Status::Failed, 0)));
+  s.check_invariants().expect("invariants");
+}
+
+/// Found by the engine fuzz: a dependency whose failure the dependant
+/// ignores, retried while the dependant still waits for another, is waited
+/// for again (the dependant was left waiting for nothing, forever).
+fn an_ignored_failed_dependency_retried_is_waited_for_again(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let w = dependent(&mut j, &mut *s, &[a, b], true);
+  assert_eq!(claim(&mut *s, 1, 0), vec![a]);
+  let unrecoverable = FailKind::Error {
+    unrecoverable: true,
+  };
+  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  assert!(s.retry(a, 2));
+  assert_eq!(claim(&mut *s, 2, 2), vec![b, a]);
+  s.complete(b, NO_HINT, "1", 3);
+  assert_eq!(
+    status(&mut *s, w),
+    Some((Status::Waiting, 0)),
+    "a runs again"
+  );
+  s.check_invariants().expect("invariants");
+  s.complete(a, NO_HINT, "2", 4);
+  assert_eq!(status(&mut *s, w), Some((Status::Pending, 0)));
+  assert_eq!(claim(&mut *s, 1, 5), vec![w]);
+  s.check_invariants().expect("invariants");
+}
+
 /// Weights applied after the store is opened (as the queue does) order the
 /// jobs it already holds too: on open, a durable store loads them before it
 /// knows the configuration.
@@ -655,6 +737,14 @@ macro_rules! conformance {
       #[test]
       fn dependency_failure_propagates_unless_ignored() {
         super::dependency_failure_propagates_unless_ignored(&mut $harness);
+      }
+      #[test]
+      fn retry_of_a_dependency_failed_job_waits_for_its_dependencies() {
+        super::retry_of_a_dependency_failed_job_waits_for_its_dependencies(&mut $harness);
+      }
+      #[test]
+      fn an_ignored_failed_dependency_retried_is_waited_for_again() {
+        super::an_ignored_failed_dependency_retried_is_waited_for_again(&mut $harness);
       }
       #[test]
       fn weights_order_jobs_already_stored() {

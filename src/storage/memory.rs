@@ -640,7 +640,7 @@ impl MemoryStore {
       return None;
     }
     let deps = job.deps()?;
-    let mut all_done = true;
+    let mut open = Vec::new();
     let mut failed_dep = None;
     for d in &deps.ids {
       match self.job(d.0).map(|j| j.status) {
@@ -652,19 +652,31 @@ impl MemoryStore {
             break;
           }
         }
-        Some(_) => all_done = false,
+        Some(_) => open.push(d.0),
       }
     }
+    let all_done = open.is_empty();
     let job = self.slab.get_mut(slot)?;
     if let Some((dep, status)) = failed_dep {
       job.extra_mut().errors.push(dependency_error(dep, status));
       transition(&mut self.counts, job, Transition::DependencyFailed)?;
       job.finished_at = now;
-      self.finished.push_back((now, id));
+      // In time order: a pruned dependency settles its dependants at the
+      // prune's (earlier) cut-off time.
+      let at = self.finished.partition_point(|&(t, _)| t <= now);
+      self.finished.insert(at, (now, id));
       self.changed.push(JobId(id));
       return Some(true);
     }
     if !all_done {
+      // Filed under each dependency still open: one that finished (its
+      // failure ignored) and was retried is open again.
+      for d in open {
+        let w = self.dependants.entry(d).or_default();
+        if !w.contains(&id) {
+          w.push(id);
+        }
+      }
       return None;
     }
     transition(&mut self.counts, job, Transition::DependenciesDone)?;
@@ -686,6 +698,29 @@ impl MemoryStore {
       }
     }
     if self.settle_waiting(id, now) == Some(true) {
+      self.release_dependants(id, now);
+    }
+  }
+
+  /// Files a retried (or restored) waiting job under every dependency not
+  /// completed, a failed one included: it waits for that one's retry, and
+  /// fails again if that fails again. Settles it at once when none is left.
+  fn wait_again(&mut self, id: u128, now: u64) {
+    let Some(deps) = self.job(id).and_then(|j| j.deps().cloned()) else {
+      return;
+    };
+    let mut open = false;
+    for d in &deps.ids {
+      match self.job(d.0).map(|j| j.status) {
+        None | Some(Status::Completed) => {}
+        Some(s) if s.is_finished() && deps.ignore_failure => {}
+        Some(_) => {
+          self.dependants.entry(d.0).or_default().push(id);
+          open = true;
+        }
+      }
+    }
+    if !open && self.settle_waiting(id, now) == Some(true) {
       self.release_dependants(id, now);
     }
   }
@@ -785,7 +820,7 @@ impl MemoryStore {
       .map(|j| j.id.0)
       .collect();
     for id in waiting {
-      self.wait_for_dependencies(id, now);
+      self.wait_again(id, now);
     }
   }
 
@@ -915,14 +950,26 @@ impl Store for MemoryStore {
     let Some(job) = self.slab.get_mut(slot) else {
       return false;
     };
-    if transition(&mut self.counts, job, Transition::Retry).is_none() {
+    // A job with dependencies waits for them again (one that failed with
+    // ERR_DEPENDENCY_FAILED must not run while its dependency is failed).
+    let waits = job.deps().is_some();
+    let t = if waits {
+      Transition::RetryWaiting
+    } else {
+      Transition::Retry
+    };
+    if transition(&mut self.counts, job, t).is_none() {
       return false;
     }
     job.attempts = 0;
     job.run_at = now;
     job.finished_at = 0;
     job.gen = job.gen.wrapping_add(1);
-    self.enqueue(slot, now);
+    if waits {
+      self.wait_again(id.0, now);
+    } else {
+      self.enqueue(slot, now);
+    }
     true
   }
 
@@ -952,6 +999,7 @@ impl Store for MemoryStore {
 
   fn prune(&mut self, before: u64) -> usize {
     let mut n = 0;
+    let mut released = Vec::new();
     while let Some(&(at, id)) = self.finished.front() {
       if at > before {
         break;
@@ -963,7 +1011,15 @@ impl Store for MemoryStore {
           self.counts[j.status as usize] -= 1;
           n += 1;
         }
+        if self.dependants.contains_key(&id) {
+          released.push(id);
+        }
       }
+    }
+    // A retried dependant waiting for a pruned failed job: a pruned
+    // dependency counts as done (jobs this fails are pruned next time).
+    for id in released {
+      self.release_dependants(id, before);
     }
     n
   }

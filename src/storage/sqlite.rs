@@ -1450,6 +1450,7 @@ impl Store for SqliteStore {
     let ok = self.mem.retry(id, now);
     if ok {
       self.push_state(id, false);
+      self.journal_changed();
     }
     ok
   }
@@ -1483,6 +1484,7 @@ impl Store for SqliteStore {
       .map(key)
       .collect();
     let n = self.mem.prune(before);
+    self.journal_changed();
     if !keys.is_empty() {
       self.pending.push(Op::Delete(keys));
       self.cold.pruned = self.write_mark();
