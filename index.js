@@ -9,6 +9,7 @@
 // when its timer has something (a delayed job became due, a timeout fired).
 
 const { EventEmitter } = require('node:events')
+const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
 
 let native
 try {
@@ -107,6 +108,8 @@ function resultJson(v) {
     case 'undefined':
       return 'null'
     default:
+      // From a worker thread: JSON text already.
+      if (v instanceof RawJson) return v.json
       return toJson(v, 'the result')
   }
 }
@@ -267,6 +270,14 @@ class JobManagementService extends EventEmitter {
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
     }
+    // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
+    this._threadOptions = threadOptions(cfg.threads)
+    this._threads = null
+    this._baseDir = process.cwd()
+    if (cfg.threads !== undefined) {
+      const { threads: _omit, ...rest } = toRust
+      toRust = rest
+    }
     let json
     try {
       json = JSON.stringify(toRust, optionsReplacer)
@@ -359,6 +370,7 @@ class JobManagementService extends EventEmitter {
     const aborted = this._core.finishStop()
     this._drain()
     this._core.close()
+    if (this._threads !== null) await this._threads.close()
     this._state = 'stopped'
     this._setKeepAlive(false)
     this._stopping = null
@@ -390,16 +402,28 @@ class JobManagementService extends EventEmitter {
     }
     const name = calc.name
     if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
-    if (typeof calc.calculate !== 'function') throw invalid(`${what}.calculate must be a function`)
     const known = this._byName.get(name)
-    if (known !== undefined && known.calc === calc) return known.idx
+    const file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDir)
+    if (file === null && typeof calc.calculate !== 'function') {
+      throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
+    }
+    if (known !== undefined && known.calc === calc && known.file === file) return known.idx
     const defaults = optionsJson(
       { priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff },
       what,
     )
+    const threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
+    const handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
     const idx = this._core.register(name, defaults)
-    this._calcs[idx] = calc
-    this._byName.set(name, { calc, idx })
+    if (threaded) {
+      if (this._threads === null) this._threads = new ThreadPool(this._threadOptions)
+      const pool = this._threads
+      pool.setModule(idx, file, name)
+      this._calcs[idx] = { name, calculate: (data, context, job) => pool.run(idx, data, context, job) }
+    } else {
+      this._calcs[idx] = handler
+    }
+    this._byName.set(name, { calc, idx, file, module: calc.module })
     return idx
   }
 
@@ -429,7 +453,7 @@ class JobManagementService extends EventEmitter {
   /** The index of `calc` when this very object is registered, else -1. */
   _knownIndex(calc) {
     const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-    return known !== undefined && known.calc === calc && typeof calc.calculate === 'function' ? known.idx : -1
+    return known !== undefined && known.calc === calc && (known.file !== null || typeof calc.calculate === 'function') ? known.idx : -1
   }
 
   /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */
@@ -993,6 +1017,51 @@ function withCronField(e) {
   return e
 }
 
+/**
+ * The resolved file of `calc.module` (null without one): a relative path or a
+ * package name is resolved from `baseDir` (the Strapi app's directory, else
+ * the working directory). Checks `threads` and `isolation` too.
+ */
+function calcModule(calc, what, baseDir) {
+  const { module: request, threads, isolation } = calc
+  if (threads !== undefined && typeof threads !== 'boolean') throw invalid(`${what}.threads must be true or false`)
+  if (isolation !== undefined && isolation !== 'thread' && isolation !== 'main') throw invalid(`${what}.isolation must be 'thread' or 'main'`)
+  if (request === undefined || request === null) {
+    if (threads === true || isolation === 'thread') {
+      throw invalid(`${what}.module is required with threads: true (the file whose calculate(data, context, job) runs in the worker threads)`)
+    }
+    return null
+  }
+  if (typeof request !== 'string' || request.length === 0) throw invalid(`${what}.module must be a non-empty string (a file path)`)
+  if (typeof calc.calculate === 'function' && (threads === true || isolation === 'thread')) {
+    throw invalid(`${what}: give either calculate or module with threads: true, not both (a function cannot move to another thread)`)
+  }
+  const path = require('node:path')
+  const attempts = [request]
+  if (!request.startsWith('.') && !path.isAbsolute(request)) attempts.push(path.resolve(baseDir, request))
+  for (const r of attempts) {
+    try {
+      return require.resolve(r, { paths: [baseDir] })
+    } catch {}
+  }
+  throw invalid(`${what}.module cannot be found: '${request}' (resolved from ${baseDir})`)
+}
+
+/** A `{ name, module }` calculation run on the main thread: its module's calculate, loaded now. */
+function mainThreadModule(calc, what, file) {
+  let m
+  try {
+    m = require(file)
+  } catch (e) {
+    const err = invalid(`${what}.module could not be loaded (${file}): ${e && e.message}`)
+    err.cause = e
+    throw err
+  }
+  const target = m && typeof m.calculate === 'function' ? m : m && m.default && typeof m.default.calculate === 'function' ? m.default : null
+  if (target === null) throw invalid(`${what}.module (${file}) does not export calculate(data, context, job)`)
+  return { name: calc.name, calculate: (data, context, job) => target.calculate(data, context, job) }
+}
+
 function checkId(jobId, method) {
   if (typeof jobId !== 'string') throw invalid(`${method}(jobId): jobId must be a string, got ${jobId === null ? 'null' : typeof jobId}`)
 }
@@ -1029,6 +1098,10 @@ function getJobManagementService(strapi, config) {
   let s = services.get(key)
   if (s === undefined) {
     s = new JobManagementService(config)
+    // Calculation modules are found from the app's directory.
+    const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
+    const appDir = dirs && ((dirs.app && dirs.app.root) || dirs.root)
+    if (typeof appDir === 'string' && appDir.length > 0) s._baseDir = appDir
     services.set(key, s)
   }
   return s
