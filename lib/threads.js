@@ -103,11 +103,12 @@ class Thread {
     const options = { workerData: { calcs: pool.modules, current: this.state }, stdout: false, stderr: false }
     if (pool.resourceLimits !== undefined) options.resourceLimits = pool.resourceLimits
     this.worker = new Worker(WORKER, options)
-    // The service's keep-alive holds Node while jobs run; an idle pool never does.
-    this.worker.unref()
     this.worker.on('message', (m) => pool._onMessage(this, m))
     this.worker.on('error', (e) => pool._onDeath(this, e))
     this.worker.on('exit', (code) => pool._onDeath(this, null, code))
+    // The service's keep-alive holds Node while jobs run; an idle pool never
+    // does. (After the listeners: adding one refs the worker again.)
+    this.worker.unref()
   }
 }
 
@@ -281,8 +282,9 @@ class ThreadPool {
     if (err === null || err === undefined) {
       err = codedError('ERR_THREAD_EXITED', `the worker thread exited with code ${exitCode}`)
       err.name = 'ThreadExitedError'
-    } else if (!(err instanceof Error)) {
-      err = errorFrom({ name: 'Error', message: String(err) })
+    } else {
+      // Rebuilt here: an error from the thread's 'error' event may come from another realm.
+      err = typeof err.message === 'string' ? errorFrom({ name: String(err.name), message: err.message, stack: err.stack, code: err.code }) : errorFrom({ name: 'Error', message: String(err) })
     }
     const begun = Atomics.load(t.state, 1)
     const jobs = [...t.jobs.values()]
