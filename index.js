@@ -419,6 +419,8 @@ class JobManagementService extends EventEmitter {
       if (this._threads === null) this._threads = new ThreadPool(this._threadOptions)
       const pool = this._threads
       pool.setModule(idx, file, name)
+      // Data and context reach the pool as the JSON text the core holds.
+      this._core.setRawData(idx, true)
       this._calcs[idx] = { name, calculate: (data, context, job) => pool.run(idx, data, context, job) }
     } else {
       this._calcs[idx] = handler

@@ -170,7 +170,7 @@ describe('worker-thread pool', () => {
     expect((await waitForStatus(service, later)).status).toBe('completed')
   }, 30000)
 
-  test('stop() waits for running thread jobs, then terminates the pool; a job after stop is refused', async () => {
+  test('stop() waits for running thread jobs, then terminates the pool', async () => {
     const service = tracker.create()
     await service.start()
     const id = service.addCalculationJob(calcOf('sleep'), { mode: 'sleep', ms: 200 })

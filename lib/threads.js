@@ -135,7 +135,10 @@ class ThreadPool {
     for (const t of this.threads) t.worker.postMessage({ calc: idx, file, name })
   }
 
-  /** Runs one job in a thread; the promise settles with a RawJson result or an Error. */
+  /**
+   * Runs one job in a thread (`data` and `context` as JSON text); the promise
+   * settles with a RawJson result or an Error.
+   */
   run(idx, data, context, job) {
     if (this.closed) return Promise.reject(codedError('ERR_SERVICE_STOPPED', 'the thread pool is closed'))
     this.nextKey = this.nextKey >= 0x7ffffffe ? 1 : this.nextKey + 1
@@ -173,22 +176,17 @@ class ThreadPool {
         const room = Math.min(MAX_PER_THREAD, round === 0 ? share : MAX_PER_THREAD) - t.jobs.size
         if (room <= 0) continue
         const n = Math.min(room, queue.length - q)
-        const batch = new Array(n * 6)
+        // Data and context are JSON text from the core: spliced in, not re-serialized.
+        let batch = '['
         for (let i = 0; i < n; i++) {
           const e = queue[q + i]
           e.thread = t
           e.ord = t.sent++
           t.jobs.set(e.key, e)
-          const o = i * 6
-          batch[o] = e.key
-          batch[o + 1] = e.idx
-          batch[o + 2] = e.job.id
-          batch[o + 3] = e.job.attempt
-          batch[o + 4] = e.data
-          batch[o + 5] = e.context
+          batch += `${i === 0 ? '' : ','}${e.key},${e.idx},"${e.job.id}",${e.job.attempt},${e.data},${e.context}`
         }
         q += n
-        t.worker.postMessage(JSON.stringify(batch))
+        t.worker.postMessage(batch + ']')
       }
     }
     queue.splice(0, q)
