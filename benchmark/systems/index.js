@@ -37,11 +37,12 @@ const SYSTEMS = {
   'jobwerk-sqlite': () => require('./jobwerk')({ storage: 'sqlite', durability: 'normal' }),
   'jobwerk-sqlite-full': () => require('./jobwerk')({ storage: 'sqlite', durability: 'full' }),
   'p-queue': () => require('./p-queue'),
+  piscina: () => require('./piscina'),
   bullmq: () => require('./bullmq'),
   'pg-boss': () => require('./pg-boss'),
 }
 
-const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-threads', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'bullmq', 'pg-boss']
+const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-threads', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'piscina', 'bullmq', 'pg-boss']
 
 /**
  * Workloads a system runs when BENCH_WORKLOADS is not given (absent: all).
@@ -53,6 +54,8 @@ const DEFAULT_WORKLOADS = {
   // The handler runs in worker threads: W2/W3 time the harness's own handler,
   // W4 does not process.
   'jobwerk-threads': ['w1'],
+  // A thread pool, not a queue: W1 only, beside jobwerk-threads.
+  piscina: ['w1'],
 }
 
 function getSystem(name) {
