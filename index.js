@@ -241,6 +241,8 @@ class JobHandle {
     if (this._abortReason !== null) return
     this._abortReason = reason
     if (this._controller !== null) this._controller.abort(reason)
+    // A job in a worker thread (lib/threads.js): the abort goes there too.
+    if (this._thread !== undefined) this._thread.abort(reason)
   }
 }
 

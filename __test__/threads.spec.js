@@ -72,7 +72,7 @@ describe('worker-thread pool', () => {
   test('retries apply to a timed-out attempt in a thread', async () => {
     const service = tracker.create({ threads: { size: 1, abortGraceMs: 50 } })
     await service.start()
-    const id = service.addCalculationJob(calcOf('busy-once'), { mode: 'busy', busyAttempts: 1 }, null, { timeout: 100, retries: 1, backoff: { type: 'fixed', delayMs: 1 } })
+    const id = service.addCalculationJob(calcOf('busy-once'), { mode: 'busy', busyAttempts: 1 }, null, { timeout: 300, retries: 1, backoff: { type: 'fixed', delayMs: 1 } })
     const st = await waitForStatus(service, id, ['completed', 'failed', 'timeout'])
     expect(st).toMatchObject({ status: 'completed', attempts: 2, result: 'ok on attempt 2' })
   })

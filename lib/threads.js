@@ -86,6 +86,29 @@ function errorFrom(o) {
   return e
 }
 
+/** One job in the pool: queued, or sent to `thread`. */
+class Entry {
+  constructor(pool, key, idx, data, context, job) {
+    this.pool = pool
+    this.key = key
+    this.idx = idx
+    this.data = data
+    this.context = context
+    this.job = job
+    this.resolve = null
+    this.reject = null
+    this.thread = null
+    // The order in which its thread got it (against the thread's begun count).
+    this.ord = 0
+    this.aborted = false
+  }
+
+  /** Called by the job's handle (JobHandle._abort in index.js) on timeout, cancel or stop. */
+  abort(reason) {
+    this.pool._abort(this, reason)
+  }
+}
+
 class Thread {
   constructor(pool, id) {
     const { Worker } = require('node:worker_threads')
@@ -142,12 +165,13 @@ class ThreadPool {
   run(idx, data, context, job) {
     if (this.closed) return Promise.reject(codedError('ERR_SERVICE_STOPPED', 'the thread pool is closed'))
     this.nextKey = this.nextKey >= 0x7ffffffe ? 1 : this.nextKey + 1
-    const entry = { key: this.nextKey, idx, data, context, job, resolve: null, reject: null, thread: null, ord: 0, aborted: false }
+    const entry = new Entry(this, this.nextKey, idx, data, context, job)
     const p = new Promise((resolve, reject) => {
       entry.resolve = resolve
       entry.reject = reject
     })
-    job.signal.addEventListener('abort', () => this._abort(entry, job.signal.reason), { once: true })
+    // No AbortController per job: the handle calls entry.abort (see JobHandle._abort).
+    job._thread = entry
     this.queue.push(entry)
     if (!this.dispatchQueued) {
       this.dispatchQueued = true
@@ -166,7 +190,10 @@ class ThreadPool {
     while (this.threads.length < this.size && this.threads.length < inflight + queue.length) {
       this.threads.push(new Thread(this, this.threads.length))
     }
-    const threads = this.threads.slice().sort((a, b) => a.jobs.size - b.jobs.size)
+    // Not to a thread that has not answered an abort yet: it may be stuck
+    // (then it is replaced, and the jobs go to the new one).
+    const threads = this.threads.filter((t) => t.acked).sort((a, b) => a.jobs.size - b.jobs.size)
+    if (threads.length === 0) return
     const share = Math.ceil((inflight + queue.length) / threads.length)
     let q = 0
     for (let round = 0; round < 2 && q < queue.length; round++) {
