@@ -181,6 +181,17 @@ describe('worker-thread pool', () => {
     expect(service._threads.threads.length).toBe(0)
   })
 
+  test('start() after stop() runs thread jobs again', async () => {
+    const service = tracker.create()
+    await service.start()
+    const a = service.addCalculationJob(calcOf('echo'), { mode: 'echo', n: 1 })
+    expect((await waitForStatus(service, a)).status).toBe('completed')
+    await service.stop()
+    await service.start()
+    const b = service.addCalculationJob(calcOf('echo'), { mode: 'echo', n: 2 })
+    expect(await waitForStatus(service, b)).toMatchObject({ status: 'completed', result: { data: { n: 2 } } })
+  })
+
   test('stop() with timeoutMs 0 terminates a thread stuck in a loop', async () => {
     const service = tracker.create()
     await service.start()

@@ -325,7 +325,10 @@ class ThreadPool {
     if (!this.closed && this.queue.length > 0) this._dispatch()
   }
 
-  /** Fails what is still queued and terminates every thread. */
+  /**
+   * Fails what is still queued and terminates every thread. The pool starts
+   * threads again for the next job (after the service's start()).
+   */
   async close() {
     this.closed = true
     const stopped = codedError('ERR_SERVICE_STOPPED', 'the service stopped')
@@ -341,6 +344,7 @@ class ThreadPool {
         return t.worker.terminate().catch(() => {})
       }),
     )
+    this.closed = false
   }
 }
 
