@@ -275,7 +275,8 @@ class JobManagementService extends EventEmitter {
     // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
     this._threadOptions = threadOptions(cfg.threads)
     this._threads = null
-    this._baseDir = process.cwd()
+    // Where calculation modules are found: the Strapi app's folders, else the working directory.
+    this._baseDirs = [process.cwd()]
     if (cfg.threads !== undefined) {
       const { threads: _omit, ...rest } = toRust
       toRust = rest
@@ -405,7 +406,7 @@ class JobManagementService extends EventEmitter {
     const name = calc.name
     if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
     const known = this._byName.get(name)
-    const file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDir)
+    const file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDirs)
     if (file === null && typeof calc.calculate !== 'function') {
       throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
     }
@@ -1023,10 +1024,11 @@ function withCronField(e) {
 
 /**
  * The resolved file of `calc.module` (null without one): a relative path or a
- * package name is resolved from `baseDir` (the Strapi app's directory, else
+ * package name is resolved from each of `baseDirs` in turn (the Strapi app's
+ * directory and its build output, else
  * the working directory). Checks `threads` and `isolation` too.
  */
-function calcModule(calc, what, baseDir) {
+function calcModule(calc, what, baseDirs) {
   const { module: request, threads, isolation } = calc
   if (threads !== undefined && typeof threads !== 'boolean') throw invalid(`${what}.threads must be true or false`)
   if (isolation !== undefined && isolation !== 'thread' && isolation !== 'main') throw invalid(`${what}.isolation must be 'thread' or 'main'`)
@@ -1041,14 +1043,16 @@ function calcModule(calc, what, baseDir) {
     throw invalid(`${what}: give either calculate or module with threads: true, not both (a function cannot move to another thread)`)
   }
   const path = require('node:path')
-  const attempts = [request]
-  if (!request.startsWith('.') && !path.isAbsolute(request)) attempts.push(path.resolve(baseDir, request))
-  for (const r of attempts) {
-    try {
-      return require.resolve(r, { paths: [baseDir] })
-    } catch {}
+  for (const baseDir of baseDirs) {
+    const attempts = [request]
+    if (!request.startsWith('.') && !path.isAbsolute(request)) attempts.push(path.resolve(baseDir, request))
+    for (const r of attempts) {
+      try {
+        return require.resolve(r, { paths: [baseDir] })
+      } catch {}
+    }
   }
-  throw invalid(`${what}.module cannot be found: '${request}' (resolved from ${baseDir})`)
+  throw invalid(`${what}.module cannot be found: '${request}' (resolved from ${baseDirs.join(', ')})`)
 }
 
 /** A `{ name, module }` calculation run on the main thread: its module's calculate, loaded now. */
@@ -1102,10 +1106,12 @@ function getJobManagementService(strapi, config) {
   let s = services.get(key)
   if (s === undefined) {
     s = new JobManagementService(config)
-    // Calculation modules are found from the app's directory.
+    // Calculation modules are found from the app's directory (a TypeScript
+    // app's compiled files: from its dist directory).
     const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
-    const appDir = dirs && ((dirs.app && dirs.app.root) || dirs.root)
-    if (typeof appDir === 'string' && appDir.length > 0) s._baseDir = appDir
+    const found = dirs ? [(dirs.app && dirs.app.root) || dirs.root, dirs.dist && dirs.dist.root] : []
+    const appDirs = found.filter((d) => typeof d === 'string' && d.length > 0)
+    if (appDirs.length > 0) s._baseDirs = appDirs
     services.set(key, s)
   }
   return s

@@ -231,6 +231,16 @@ describe('worker-thread pool', () => {
     await service.start()
     const id = service.addCalculationJob({ name: 'rel', module: './calc.js', threads: true }, { mode: 'echo' })
     expect((await waitForStatus(service, id)).status).toBe('completed')
+    // not found from the working directory
+    expectCode(() => tracker.create().registerCalculation({ name: 'rel', module: './calc.js', threads: true }), 'ERR_INVALID_ARGUMENT', 'cannot be found')
+  })
+
+  test("getJobManagementService(strapi): a TypeScript app's compiled module is found from its dist directory", async () => {
+    const strapi = { dirs: { app: { root: __dirname }, dist: { root: FIXTURES } } }
+    const service = tracker.track(getJobManagementService(strapi, { storage: { type: 'memory' } }))
+    await service.start()
+    const id = service.addCalculationJob({ name: 'dist', module: './calc.js', threads: true }, { mode: 'echo' })
+    expect((await waitForStatus(service, id)).status).toBe('completed')
   })
 
   test('bad thread options get coded errors', () => {
