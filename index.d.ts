@@ -63,8 +63,9 @@ export interface AsyncCalculation<D = any, R = any> {
  * file (CommonJS or ES module). With `threads: true` (or `isolation: 'thread'`)
  * it runs in the service's worker-thread pool (`config.threads`), so the main
  * thread stays free; otherwise the module is loaded on the main thread. A
- * relative path or package name is resolved from the Strapi app's directory
- * (`getJobManagementService(strapi)`), else from the working directory.
+ * relative path or package name is resolved from the Strapi app's directory,
+ * then its `dist` directory (`getJobManagementService(strapi)`), else from the
+ * working directory.
  * In a thread, `job` has the same `id`, `name`, `attempt`, `signal` and
  * `updateProgress` as on the main thread.
  */
