@@ -1025,8 +1025,8 @@ function withCronField(e) {
 /**
  * The resolved file of `calc.module` (null without one): a relative path or a
  * package name is resolved from each of `baseDirs` in turn (the Strapi app's
- * directory and its build output, else
- * the working directory). Checks `threads` and `isolation` too.
+ * directory and its build output, else the working directory). Checks
+ * `threads` and `isolation` too.
  */
 function calcModule(calc, what, baseDirs) {
   const { module: request, threads, isolation } = calc

@@ -259,6 +259,8 @@ describe('worker-thread pool', () => {
     expectCode(() => new JobManagementService({ storage: { type: 'memory' }, threads: { resourceLimits: { maxOldGenerationSizeMb: 'big' } } }), 'ERR_INVALID_CONFIG', 'maxOldGenerationSizeMb')
     expectCode(() => new JobManagementService({ storage: { type: 'memory' }, threads: { sizes: 2 } }), 'ERR_INVALID_CONFIG', 'sizes')
     expectCode(() => new JobManagementService({ storage: { type: 'memory' }, threads: 4 }), 'ERR_INVALID_CONFIG', 'threads')
+    // null: the defaults
+    tracker.track(new JobManagementService({ storage: { type: 'memory' }, threads: null }))
   })
 
   test('a module without threads runs on the main thread', async () => {
