@@ -111,7 +111,7 @@ async function withJobwerk(threads, run) {
 }
 
 async function withBullmq(run) {
-  const { Queue, Worker, QueueEvents } = require('bullmq')
+  const { Queue, Worker } = require('bullmq')
   const connection = { host: '127.0.0.1', port: 6379 }
   const name = `jobwerk-w5-${process.pid}-${Date.now()}`
   const queue = new Queue(name, { connection })
@@ -134,7 +134,6 @@ async function withBullmq(run) {
     await worker.close()
     await queue.obliterate({ force: true }).catch(() => {})
     await queue.close()
-    void QueueEvents
   }
 }
 
