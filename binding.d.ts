@@ -31,6 +31,11 @@ export declare class Core {
   /** Registers a calculation name with its defaults (JSON); returns its index. */
   register(name: string, defaultsJson: string): number
   /**
+   * Makes `take` hand calculation `calc`'s data and context over as JSON
+   * strings (for the worker-thread pool); false for an unregistered one.
+   */
+  setRawData(calc: number, raw: boolean): boolean
+  /**
    * Adds jobs given as JSON `[[calc, data, context, options|null], ...]`,
    * all or none; returns their ids joined by commas.
    */

@@ -62,6 +62,49 @@ export interface AsyncCalculation<D = any, R = any> {
   backoff?: BackoffOptions
 }
 
+/**
+ * A calculation whose `calculate(data, context, job)` is exported by a module
+ * file (CommonJS or ES module). With `threads: true` (or `isolation: 'thread'`)
+ * it runs in the service's worker-thread pool (`config.threads`), so the main
+ * thread stays free; otherwise the module is loaded on the main thread. A
+ * relative path or package name is resolved from the Strapi app's directory,
+ * then its `dist` directory (`getJobManagementService(strapi)`), else from the
+ * working directory.
+ * In a thread, `job` has the same `id`, `name`, `attempt`, `signal` and
+ * `updateProgress` as on the main thread.
+ */
+export interface ModuleCalculation<D = any, R = any> {
+  name: string
+  /** The file that exports `calculate(data: D, context, job): R | Promise<R>`. */
+  module: string
+  threads?: boolean
+  isolation?: 'thread' | 'main'
+  priority?: Priority
+  timeout?: number
+  retries?: number
+  backoff?: BackoffOptions
+}
+
+/** What the job methods accept: a function or a module file. */
+export type Calculation<D = any, R = any> = AsyncCalculation<D, R> | ModuleCalculation<D, R>
+
+/**
+ * The worker-thread pool for calculations with `threads: true`, started by the
+ * first such job.
+ */
+export interface ThreadPoolConfig {
+  /** Threads in the pool. Default `os.availableParallelism() - 1`, at least 1. `queue.maxWorkers` still caps the jobs in flight. */
+  size?: number
+  /** Each thread's limits (`worker_threads` `resourceLimits`): a thread past them fails its jobs and is replaced. */
+  resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number; codeRangeSizeMb?: number; stackSizeMb?: number }
+  /**
+   * How long (ms, default 500) a thread may stay inside an aborted job's synchronous code (after a timeout,
+   * cancel or stop) before it is terminated and replaced. Its other jobs that had begun fail with
+   * `ERR_THREAD_TERMINATED` (retries apply); those that had not move to another thread.
+   */
+  abortGraceMs?: number
+}
+
 /** Per-job options; they override the calculation's. */
 export interface JobOptions {
   priority?: Priority
@@ -148,6 +191,8 @@ export interface JobManagementConfig {
   clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
   /** Never keep Node alive, even with work pending or a schedule with a next run. Default false. */
   unref?: boolean
+  /** The worker-thread pool for calculations with `threads: true`. */
+  threads?: ThreadPoolConfig
 }
 
 export interface JobError {
@@ -341,10 +386,10 @@ export declare class JobManagementService extends EventEmitter {
    * while stopping returns the same promise; its deadline wins when earlier.
    */
   stop(options?: { timeoutMs?: number }): Promise<StopSummary>
-  registerCalculation(calculation: AsyncCalculation): void
-  addCalculationJob<D, R>(calculation: AsyncCalculation<D, R>, data: D, context?: CalculationContext, options?: JobOptions): string
+  registerCalculation(calculation: Calculation): void
+  addCalculationJob<D, R>(calculation: Calculation<D, R>, data: D, context?: CalculationContext, options?: JobOptions): string
   addCalculationJobs(
-    jobs: Array<{ calculation: AsyncCalculation; data?: unknown; context?: CalculationContext; options?: JobOptions }>,
+    jobs: Array<{ calculation: Calculation; data?: unknown; context?: CalculationContext; options?: JobOptions }>,
   ): string[]
   flush(): Promise<void>
   getJobStatus(jobId: string): CalculationStatus | null
@@ -353,10 +398,10 @@ export declare class JobManagementService extends EventEmitter {
   retryJob(jobId: string): boolean
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */
-  scheduleCalculationJob<D>(calculation: AsyncCalculation<D>, data: D, context: CalculationContext | undefined, scheduledAt: Date | number, options?: ScheduleOptions): string
+  scheduleCalculationJob<D>(calculation: Calculation<D>, data: D, context: CalculationContext | undefined, scheduledAt: Date | number, options?: ScheduleOptions): string
   /** Runs every `intervalMs` from `startAt` (on a fixed grid: no drift). Returns the schedule's id. */
   scheduleRecurringCalculationJob<D>(
-    calculation: AsyncCalculation<D>,
+    calculation: Calculation<D>,
     data: D,
     context: CalculationContext | undefined,
     startAt: Date | number,
@@ -364,7 +409,7 @@ export declare class JobManagementService extends EventEmitter {
     options?: ScheduleOptions,
   ): string
   /** Runs at a cron expression's times (5 fields, or 6 with seconds; names, L, W, #, @daily...). Returns the schedule's id. */
-  scheduleCronCalculationJob<D>(calculation: AsyncCalculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
+  scheduleCronCalculationJob<D>(calculation: Calculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
   getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
   cancelScheduledJob(id: string): boolean
   setScheduledJobEnabled(id: string, enabled: boolean): boolean

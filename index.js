@@ -10,6 +10,7 @@
 
 const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
+const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
 
 let native
 try {
@@ -119,6 +120,8 @@ function resultJson(v) {
     case 'undefined':
       return 'null'
     default:
+      // From a worker thread: JSON text already.
+      if (v instanceof RawJson) return v.json
       return toJson(v, 'the result')
   }
 }
@@ -250,6 +253,8 @@ class JobHandle {
     if (this._abortReason !== null) return
     this._abortReason = reason
     if (this._controller !== null) this._controller.abort(reason)
+    // A job in a worker thread (lib/threads.js): the abort goes there too.
+    if (this._thread !== undefined) this._thread.abort(reason)
   }
 }
 
@@ -278,6 +283,15 @@ class JobManagementService extends EventEmitter {
       }
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
+    }
+    // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
+    this._threadOptions = threadOptions(cfg.threads)
+    this._threads = null
+    // Where calculation modules are found: the Strapi app's folders, else the working directory.
+    this._baseDirs = [process.cwd()]
+    if (cfg.threads !== undefined) {
+      const { threads: _omit, ...rest } = toRust
+      toRust = rest
     }
     let json
     try {
@@ -387,6 +401,7 @@ class JobManagementService extends EventEmitter {
     const aborted = this._core.finishStop()
     this._drain()
     this._core.close()
+    if (this._threads !== null) await this._threads.close()
     this._state = 'stopped'
     this._setKeepAlive(false)
     this._stopping = null
@@ -427,16 +442,30 @@ class JobManagementService extends EventEmitter {
     }
     const name = calc.name
     if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
-    if (typeof calc.calculate !== 'function') throw invalid(`${what}.calculate must be a function`)
     const known = this._byName.get(name)
-    if (known !== undefined && known.calc === calc) return known.idx
+    const file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDirs)
+    if (file === null && typeof calc.calculate !== 'function') {
+      throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
+    }
+    if (known !== undefined && known.calc === calc && known.file === file) return known.idx
     const defaults = optionsJson(
       { priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff },
       what,
     )
+    const threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
+    const handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
     const idx = this._core.register(name, defaults)
-    this._calcs[idx] = calc
-    this._byName.set(name, { calc, idx })
+    if (threaded) {
+      if (this._threads === null) this._threads = new ThreadPool(this._threadOptions)
+      const pool = this._threads
+      pool.setModule(idx, file, name)
+      // Data and context reach the pool as the JSON text the core holds.
+      this._core.setRawData(idx, true)
+      this._calcs[idx] = { name, calculate: (data, context, job) => pool.run(idx, data, context, job) }
+    } else {
+      this._calcs[idx] = handler
+    }
+    this._byName.set(name, { calc, idx, file, module: calc.module })
     return idx
   }
 
@@ -466,7 +495,7 @@ class JobManagementService extends EventEmitter {
   /** The index of `calc` when this very object is registered, else -1. */
   _knownIndex(calc) {
     const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-    return known !== undefined && known.calc === calc && typeof calc.calculate === 'function' ? known.idx : -1
+    return known !== undefined && known.calc === calc && (known.file !== null || typeof calc.calculate === 'function') ? known.idx : -1
   }
 
   /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */
@@ -1093,6 +1122,54 @@ function withCronField(e) {
   return e
 }
 
+/**
+ * The resolved file of `calc.module` (null without one): a relative path or a
+ * package name is resolved from each of `baseDirs` in turn (the Strapi app's
+ * directory and its build output, else the working directory). Checks
+ * `threads` and `isolation` too.
+ */
+function calcModule(calc, what, baseDirs) {
+  const { module: request, threads, isolation } = calc
+  if (threads !== undefined && typeof threads !== 'boolean') throw invalid(`${what}.threads must be true or false`)
+  if (isolation !== undefined && isolation !== 'thread' && isolation !== 'main') throw invalid(`${what}.isolation must be 'thread' or 'main'`)
+  if (request === undefined || request === null) {
+    if (threads === true || isolation === 'thread') {
+      throw invalid(`${what}.module is required with threads: true (the file whose calculate(data, context, job) runs in the worker threads)`)
+    }
+    return null
+  }
+  if (typeof request !== 'string' || request.length === 0) throw invalid(`${what}.module must be a non-empty string (a file path)`)
+  if (typeof calc.calculate === 'function' && (threads === true || isolation === 'thread')) {
+    throw invalid(`${what}: give either calculate or module with threads: true, not both (a function cannot move to another thread)`)
+  }
+  const path = require('node:path')
+  for (const baseDir of baseDirs) {
+    const attempts = [request]
+    if (!request.startsWith('.') && !path.isAbsolute(request)) attempts.push(path.resolve(baseDir, request))
+    for (const r of attempts) {
+      try {
+        return require.resolve(r, { paths: [baseDir] })
+      } catch {}
+    }
+  }
+  throw invalid(`${what}.module cannot be found: '${request}' (resolved from ${baseDirs.join(', ')})`)
+}
+
+/** A `{ name, module }` calculation run on the main thread: its module's calculate, loaded now. */
+function mainThreadModule(calc, what, file) {
+  let m
+  try {
+    m = require(file)
+  } catch (e) {
+    const err = invalid(`${what}.module could not be loaded (${file}): ${e && e.message}`)
+    err.cause = e
+    throw err
+  }
+  const target = m && typeof m.calculate === 'function' ? m : m && m.default && typeof m.default.calculate === 'function' ? m.default : null
+  if (target === null) throw invalid(`${what}.module (${file}) does not export calculate(data, context, job)`)
+  return { name: calc.name, calculate: (data, context, job) => target.calculate(data, context, job) }
+}
+
 function checkId(jobId, method) {
   if (typeof jobId !== 'string') throw invalid(`${method}(jobId): jobId must be a string, got ${jobId === null ? 'null' : typeof jobId}`)
 }
@@ -1129,6 +1206,12 @@ function getJobManagementService(strapi, config) {
   let s = services.get(key)
   if (s === undefined) {
     s = new JobManagementService(config)
+    // Calculation modules are found from the app's directory (a TypeScript
+    // app's compiled files: from its dist directory).
+    const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
+    const found = dirs ? [(dirs.app && dirs.app.root) || dirs.root, dirs.dist && dirs.dist.root] : []
+    const appDirs = found.filter((d) => typeof d === 'string' && d.length > 0)
+    if (appDirs.length > 0) s._baseDirs = appDirs
     services.set(key, s)
   }
   return s

@@ -33,14 +33,16 @@
 
 const SYSTEMS = {
   'jobwerk-memory': () => require('./jobwerk')({ storage: 'memory' }),
+  'jobwerk-threads': () => require('./jobwerk')({ storage: 'memory', threads: true }),
   'jobwerk-sqlite': () => require('./jobwerk')({ storage: 'sqlite', durability: 'normal' }),
   'jobwerk-sqlite-full': () => require('./jobwerk')({ storage: 'sqlite', durability: 'full' }),
   'p-queue': () => require('./p-queue'),
+  piscina: () => require('./piscina'),
   bullmq: () => require('./bullmq'),
   'pg-boss': () => require('./pg-boss'),
 }
 
-const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'bullmq', 'pg-boss']
+const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-threads', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'piscina', 'bullmq', 'pg-boss']
 
 /**
  * Workloads a system runs when BENCH_WORKLOADS is not given (absent: all).
@@ -49,6 +51,11 @@ const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-sqlite', 'jobwerk-sqlite-full'
  */
 const DEFAULT_WORKLOADS = {
   'jobwerk-sqlite-full': ['w1'],
+  // The handler runs in worker threads: W2/W3 time the harness's own handler,
+  // W4 does not process.
+  'jobwerk-threads': ['w1'],
+  // A thread pool, not a queue: W1 only, beside jobwerk-threads.
+  piscina: ['w1'],
 }
 
 function getSystem(name) {

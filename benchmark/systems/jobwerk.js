@@ -44,8 +44,8 @@ function fileBytes(dbPath) {
   return out
 }
 
-function jobwerkSystem({ storage = 'memory', durability = 'normal' } = {}) {
-  const name = storage === 'memory' ? 'jobwerk-memory' : durability === 'full' ? 'jobwerk-sqlite-full' : 'jobwerk-sqlite'
+function jobwerkSystem({ storage = 'memory', durability = 'normal', threads = false } = {}) {
+  const name = storage === 'memory' ? (threads ? 'jobwerk-threads' : 'jobwerk-memory') : durability === 'full' ? 'jobwerk-sqlite-full' : 'jobwerk-sqlite'
   return {
     name,
     server: null,
@@ -91,7 +91,11 @@ function jobwerkSystem({ storage = 'memory', durability = 'normal' } = {}) {
       // The harness swaps the job body in at start; the calculation object stays
       // the same so jobwerk registers it once.
       let body = (data) => data.x + 1
-      const calculation = { name: 'inc', calculate: (data) => body(data) }
+      // threads: the same body as a module in the worker-thread pool (the
+      // harness's own handler cannot move to a thread).
+      const calculation = threads
+        ? { name: 'inc', module: path.join(__dirname, '..', 'w1-threads-calc.js'), threads: true }
+        : { name: 'inc', calculate: (data) => body(data) }
       s.registerCalculation(calculation)
       const native = process.env.NAPI_RS_NATIVE_LIBRARY_PATH || null
       const adapter = {
@@ -102,7 +106,9 @@ function jobwerkSystem({ storage = 'memory', durability = 'normal' } = {}) {
           config: {
             ...config,
             storage: dbPath ? { ...config.storage, path: '<fresh temp dir>/jobwerk.db' } : config.storage,
-            handler: 'calculate: async (data) => data.x + 1',
+            handler: threads
+              ? "module benchmark/w1-threads-calc.js (async (data) => data.x + 1), threads: true, default pool size; the clock starts at start()"
+              : 'calculate: async (data) => data.x + 1',
             completions: dbPath ? "'completed' event, then await service.flush() (committed)" : "'completed' event",
           },
           js: path.relative(ROOT, path.join(jsRoot, 'index.js')),
@@ -119,6 +125,9 @@ function jobwerkSystem({ storage = 'memory', durability = 'normal' } = {}) {
         },
         async startProcessing(handler, { onCompleted }) {
           body = handler
+          // In threads the harness's handler never runs: one call marks the
+          // first start (W1 counts from there), so thread start-up is included.
+          if (threads) handler({ x: -1 })
           s.on('completed', () => onCompleted(1))
           s.on('failed', (e) => process.stderr.write(`jobwerk job failed: ${JSON.stringify(e)}\n`))
           await s.start()

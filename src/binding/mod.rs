@@ -220,6 +220,13 @@ impl Core {
       .map_err(js_err)
   }
 
+  /// Makes `take` hand calculation `calc`'s data and context over as JSON
+  /// strings (for the worker-thread pool); false for an unregistered one.
+  #[napi]
+  pub fn set_raw_data(&self, calc: u32, raw: bool) -> bool {
+    self.engine.with(|q, _| q.set_raw(calc, raw))
+  }
+
   /// Adds jobs given as JSON `[[calc, data, context, options|null], ...]`,
   /// all or none; returns their ids joined by commas.
   #[napi]

@@ -48,6 +48,9 @@ pub enum RunState {
 #[derive(Debug, Clone)]
 struct Calc {
   defaults: JobOptions,
+  /// `take` hands its data and context over as JSON strings (the worker-thread
+  /// pool passes the text on to a thread without parsing it).
+  raw: bool,
 }
 
 /// The schedules a store holds; unreadable ones are skipped.
@@ -514,11 +517,26 @@ impl Queue {
         .push(json_str(self.names.get(n).unwrap_or("")).into());
     }
     let was_known = self.calcs[i as usize].is_some();
-    self.calcs[i as usize] = Some(Calc { defaults });
+    self.calcs[i as usize] = Some(Calc {
+      defaults,
+      raw: false,
+    });
     if !was_known {
       self.store.registered(i);
     }
     Ok(i)
+  }
+
+  /// Makes `take` write the data and context of calculation `i`'s jobs as
+  /// JSON strings (`raw`) or as JSON values; false for an unregistered `i`.
+  pub fn set_raw(&mut self, i: u32, raw: bool) -> bool {
+    match self.calcs.get_mut(i as usize) {
+      Some(Some(c)) => {
+        c.raw = raw;
+        true
+      }
+      _ => false,
+    }
   }
 
   /// The name of calculation `i`.
@@ -744,9 +762,15 @@ impl Queue {
         out.push(',');
         out.push_str(num.format(job.attempts));
         out.push(',');
-        out.push_str(&job.data);
-        out.push(',');
-        out.push_str(job.context_json());
+        if matches!(calcs.get(job.name as usize), Some(Some(c)) if c.raw) {
+          out.push_str(&json_str(&job.data));
+          out.push(',');
+          out.push_str(&json_str(job.context_json()));
+        } else {
+          out.push_str(&job.data);
+          out.push(',');
+          out.push_str(job.context_json());
+        }
         out.push(',');
       },
     );

@@ -557,4 +557,24 @@ fn schedule_fires_over_max_queue_size_are_skipped_and_counted() {
   q.tick(1_100);
   assert_eq!(q.count(Status::Pending), 3);
   q.check_invariants().expect("invariants");
+#[test]
+fn take_hands_raw_calculations_data_and_context_over_as_json_text() {
+  let (mut q, calc) = queue(4);
+  let plain = q.register("plain", &Value::Null).expect("register");
+  assert!(q.set_raw(calc, true));
+  assert!(!q.set_raw(99, true));
+  add(&mut q, calc, r#"{"x":"a\"b"}"#, Value::Null, 0);
+  add(&mut q, plain, r#"{"x":1}"#, Value::Null, 0);
+  let mut out = String::new();
+  assert_eq!(q.take(4, 0, &mut out), 2);
+  let v: Vec<Value> =
+    serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+  assert_eq!(v[5], json!(r#"{"x":"a\"b"}"#));
+  assert_eq!(v[6], json!("{}"));
+  assert_eq!(v[12], json!({ "x": 1 }));
+  assert_eq!(v[13], json!({}));
+  // Registering again (new defaults) hands values over again.
+  q.register("calc", &Value::Null).expect("register");
+  add(&mut q, calc, "[1]", Value::Null, 0);
+  assert_eq!(take(&mut q, 4, 0)[0].2, "[1]");
 }
