@@ -80,7 +80,7 @@ function explainLoadFailure(cause, system, { resolve = defaultResolve, sourceChe
     )
   } else if (!SUFFIXES.includes(suffix)) {
     lines.push(
-      `jobwerk publishes binaries for ${SUFFIXES.join(', ')}; there is none for ${suffix}.`,
+      `jobwerk publishes binaries for ${SUFFIXES.join(', ')}; there is none for ${suffix} (no package ${expected}).`,
       'To use it here, build it from source: clone the repository, install a Rust toolchain (https://rustup.rs), ' +
         'run `npm install` there (it builds the addon with cargo) and depend on that checkout.',
     )
