@@ -21,7 +21,7 @@
 
 'use strict'
 
-const { execFileSync } = require('node:child_process')
+const { execFileSync, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -162,6 +162,16 @@ function rehearse(tmp) {
     assert(JSON.stringify([platformManifest.os, platformManifest.cpu, platformManifest.libc]) === '[["linux"],["x64"],["glibc"]]', 'os/cpu/libc')
     assert(platformManifest.main === BINARY, `main ${platformManifest.main}`)
     assert(JSON.stringify(platformManifest.engines) === JSON.stringify(PKG.engines), 'engines as the root')
+  })
+
+  check('npm publish --dry-run (root and platform package) prints no warning', () => {
+    for (const dir of [stage, platformDir]) {
+      const r = spawnSync('npm', ['publish', '--dry-run', '--ignore-scripts', '--offline'], { cwd: dir, encoding: 'utf8' })
+      assert(r.status === 0, r.stderr)
+      // Not logged in is expected here (nothing is published).
+      const warnings = r.stderr.split('\n').filter((l) => /npm warn/i.test(l) && !/requires you to be logged in/.test(l))
+      assert(warnings.length === 0, warnings.join('\n'))
+    }
   })
 
   const tarballs = path.join(tmp, 'tarballs')
