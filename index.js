@@ -12,19 +12,8 @@ const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
 const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
 
-let native
-try {
-  native = require('./binding.js')
-} catch (e) {
-  const err = new Error(
-    `jobwerk: the native addon could not be loaded (${e && e.message}). ` +
-      'From a git checkout run `npm install` (it builds the addon with cargo); ' +
-      'from the npm registry make sure the platform package (e.g. jobwerk-linux-x64-gnu) was installed too.',
-  )
-  err.code = 'ERR_NATIVE_ADDON'
-  err.cause = e
-  throw err
-}
+// Throws ERR_NATIVE_ADDON naming the expected platform package when no binary fits.
+const native = require('./load-binding.js').loadBinding()
 
 // The package's version (a copy of index.js without its package.json says 'unknown').
 let VERSION = 'unknown'
