@@ -24,6 +24,9 @@ const JOB_EVENTS = new Set(['completed', 'failed', 'retrying', 'timedOut', 'canc
 const MAX_TAKE = 1024
 // Batches run back to back from microtasks before yielding to the event loop.
 const BATCHES_PER_TURN = 16
+// ...or fewer when the handlers of this turn's batches already ran this long
+// (synchronous handlers): timers and I/O (Strapi's requests) come first.
+const TURN_BUDGET_MS = 10
 const KEEP_ALIVE_MS = 2 ** 31 - 1
 // The longest delay a Node timer holds (a longer one fires after 1 ms).
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -306,6 +309,7 @@ class JobManagementService extends EventEmitter {
     this._flushQueued = false
     this._pumpQueued = false
     this._batchesThisTurn = 0
+    this._turnStart = 0
     this._keepAlive = null
     this._stopWaiters = []
     // The running stop's timer, its deadline (Date.now() ms) and how it ends.
@@ -881,7 +885,10 @@ class JobManagementService extends EventEmitter {
   _pumpBatches() {
     if (this._state !== 'started') return
     for (;;) {
-      if (this._batchesThisTurn >= BATCHES_PER_TURN) {
+      if (
+        this._batchesThisTurn >= BATCHES_PER_TURN ||
+        (this._batchesThisTurn > 0 && performance.now() - this._turnStart > TURN_BUDGET_MS)
+      ) {
         // Let timers and I/O run before the next batches.
         if (!this._pumpQueued) {
           this._pumpQueued = true
@@ -892,7 +899,10 @@ class JobManagementService extends EventEmitter {
       const s = this._core.take(MAX_TAKE)
       if (s.length === 0) return
       this._batchesThisTurn++
-      if (this._batchesThisTurn === 1) setImmediate(this._newTurn)
+      if (this._batchesThisTurn === 1) {
+        this._turnStart = performance.now()
+        setImmediate(this._newTurn)
+      }
       const a = JSON.parse(s)
       SCOPE.runInAsyncScope(this._runBatch, this, a)
       // Fewer than asked: every free worker got a job or nothing more is due;
