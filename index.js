@@ -9,6 +9,7 @@
 // when its timer has something (a delayed job became due, a timeout fired).
 
 const { EventEmitter } = require('node:events')
+const { isNativeError } = require('node:util').types
 
 let native
 try {
@@ -43,6 +44,88 @@ function codedError(code, message) {
 
 function invalid(message) {
   return codedError('ERR_INVALID_ARGUMENT', message)
+}
+
+// The codes of index.d.ts's JobwerkErrorCode.
+const CODES = new Set([
+  'ERR_INVALID_ARGUMENT',
+  'ERR_INVALID_CONFIG',
+  'ERR_QUEUE_FULL',
+  'ERR_NOT_STARTED',
+  'ERR_STOPPED',
+  'ERR_NOT_SERIALIZABLE',
+  'ERR_PAYLOAD_TOO_LARGE',
+  'ERR_INVALID_CRON',
+  'ERR_INVALID_SCHEDULE',
+  'ERR_DEPENDENCY_NOT_FOUND',
+  'ERR_DEPENDENCY_CYCLE',
+  'ERR_STORAGE',
+  'ERR_NATIVE_ADDON',
+])
+
+// A caller's value in a message, without calling anything of it: String() of a
+// null-prototype object or a template of a Symbol would throw.
+function describe(v) {
+  switch (typeof v) {
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return String(v)
+    case 'bigint':
+      return `${v}n`
+    case 'string':
+      return v.length > 50 ? `a string of ${v.length} characters` : JSON.stringify(v)
+    case 'object':
+      if (v === null) return 'null'
+      try {
+        if (Array.isArray(v)) return 'an array'
+        if (v instanceof Date) return 'Invalid Date'
+      } catch {
+        return 'a revoked Proxy'
+      }
+      return 'an object'
+    default:
+      return `a ${typeof v}`
+  }
+}
+
+// What a thrown value says, whatever it is (reading it may throw again).
+function reasonOf(e) {
+  try {
+    if (isNativeError(e)) return String(e.message)
+    return describe(e)
+  } catch {
+    return 'an unreadable value was thrown'
+  }
+}
+
+// `e` when it is one of ours (coded); otherwise a `code` error saying that
+// `what` cannot be read (a getter threw, a revoked Proxy, a cycle).
+function asCoded(e, code, what) {
+  try {
+    if (isNativeError(e) && CODES.has(e.code)) return e
+  } catch {}
+  return codedError(code, `${what} cannot be read: ${reasonOf(e)}`)
+}
+
+// A non-array object (a revoked Proxy is none).
+function isRecord(v) {
+  if (v === null || typeof v !== 'object') return false
+  try {
+    return !Array.isArray(v)
+  } catch {
+    return false
+  }
+}
+
+// JSON of a filter or rule (undefined: null); a cycle or a getter that throws
+// is ERR_INVALID_ARGUMENT naming `what`.
+function argJson(v, what) {
+  try {
+    return JSON.stringify(v === undefined ? null : v, optionsReplacer)
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+  }
 }
 
 /** Thrown by a handler, fails the job at once, without retries. */
@@ -89,7 +172,7 @@ function toJson(value, what) {
   try {
     s = JSON.stringify(value, dataReplacer)
   } catch (e) {
-    throw notSerializable(what, e && e.message)
+    throw notSerializable(what, reasonOf(e))
   }
   if (s === undefined) throw notSerializable(what, `a ${typeof value}`)
   return s
@@ -135,7 +218,12 @@ function fieldAt(i, field) {
 // through toJson.
 function dataJson(v, i, field) {
   if (typeof v === 'number' && Number.isFinite(v)) return '' + v
-  return isPlain(v) ? JSON.stringify(v) : toJson(v, fieldAt(i, field))
+  try {
+    if (isPlain(v)) return JSON.stringify(v)
+  } catch {
+    // a getter or a revoked Proxy: toJson names it
+  }
+  return toJson(v, fieldAt(i, field))
 }
 
 // A finite number, a string, or a flat plain object of those: what
@@ -160,13 +248,11 @@ function isFlat(o) {
 
 function optionsJson(options, what) {
   if (options === undefined || options === null) return 'null'
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    throw invalid(`${what} must be an object, got ${typeof options}`)
-  }
+  if (!isRecord(options)) throw invalid(`${what} must be an object, got ${describe(options)}`)
   try {
     return JSON.stringify(options, optionsReplacer)
   } catch (e) {
-    throw invalid(`${what} cannot be read: ${e && e.message}`)
+    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
   }
 }
 
@@ -243,20 +329,20 @@ class JobHandle {
 
 function noop() {}
 
-class JobManagementService extends EventEmitter {
-  /**
-   * @param {object} [config] `{ queue, scheduler, monitoring, storage, clock, unref }`
-   */
-  constructor(config) {
-    super()
-    if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
-      throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${Array.isArray(config) ? 'an array' : typeof config}`)
+/**
+ * The constructor's config: its JSON for Rust (without the logger, which
+ * stays in JS: it is where the log channel writes), the logger and `unref`.
+ * Throws ERR_INVALID_CONFIG; a getter that throws or a revoked Proxy too.
+ */
+function readConfig(config) {
+  try {
+    if (config !== undefined && config !== null && !isRecord(config)) {
+      throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
     }
     const cfg = config || {}
     if (cfg.unref !== undefined && typeof cfg.unref !== 'boolean') {
       throw codedError('ERR_INVALID_CONFIG', 'config.unref must be true or false')
     }
-    // The logger (e.g. strapi.log) stays in JS: it is where the log channel writes.
     let logger = console
     let toRust = cfg
     if (cfg.monitoring && typeof cfg.monitoring === 'object' && cfg.monitoring.logger !== undefined) {
@@ -267,19 +353,26 @@ class JobManagementService extends EventEmitter {
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
     }
-    let json
-    try {
-      json = JSON.stringify(toRust, optionsReplacer)
-    } catch (e) {
-      throw codedError('ERR_INVALID_CONFIG', `config cannot be read: ${e && e.message}`)
-    }
+    return { json: JSON.stringify(toRust, optionsReplacer), logger, unref: cfg.unref === true }
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_CONFIG', 'config')
+  }
+}
+
+class JobManagementService extends EventEmitter {
+  /**
+   * @param {object} [config] `{ queue, scheduler, monitoring, storage, clock, unref }`
+   */
+  constructor(config) {
+    super()
+    const { json, logger, unref } = readConfig(config)
     this._core = new native.Core(json, () => this._onWake())
     // A durable store's writes from take/settle/add wait until the handlers
     // started (sendWrites at the end of each pump).
     this._durable = JSON.parse(this._core.stats()).storage !== 'memory'
     this._logger = logger
     this._startedAt = null
-    this._unref = cfg.unref === true
+    this._unref = unref
     this._state = 'idle'
     this._calcs = []
     this._byName = new Map()
@@ -328,10 +421,11 @@ class JobManagementService extends EventEmitter {
     let timeoutMs = 30000
     if (options !== undefined && options !== null) {
       if (typeof options !== 'object') throw invalid('stop(options): options must be an object')
-      if (options.timeoutMs !== undefined) {
-        timeoutMs = options.timeoutMs
+      const given = readKey(options, 'timeoutMs', 'stop(options): options')
+      if (given !== undefined) {
+        timeoutMs = given
         if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-          throw invalid(`stop(options): timeoutMs must be a finite number >= 0, got ${String(timeoutMs)}`)
+          throw invalid(`stop(options): timeoutMs must be a finite number >= 0, got ${describe(timeoutMs)}`)
         }
       }
     }
@@ -388,15 +482,18 @@ class JobManagementService extends EventEmitter {
     if (calc === null || (typeof calc !== 'object' && typeof calc !== 'function')) {
       throw invalid(`${what} must be an object { name, calculate }, got ${calc === null ? 'null' : typeof calc}`)
     }
-    const name = calc.name
-    if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
-    if (typeof calc.calculate !== 'function') throw invalid(`${what}.calculate must be a function`)
-    const known = this._byName.get(name)
-    if (known !== undefined && known.calc === calc) return known.idx
-    const defaults = optionsJson(
-      { priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff },
-      what,
-    )
+    let name
+    let defaults
+    try {
+      name = calc.name
+      if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
+      if (typeof calc.calculate !== 'function') throw invalid(`${what}.calculate must be a function`)
+      const known = this._byName.get(name)
+      if (known !== undefined && known.calc === calc) return known.idx
+      defaults = optionsJson({ priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff }, what)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+    }
     const idx = this._core.register(name, defaults)
     this._calcs[idx] = calc
     this._byName.set(name, { calc, idx })
@@ -410,6 +507,15 @@ class JobManagementService extends EventEmitter {
    * then goes through _jobJson, which also names what is wrong).
    */
   _plainBatch(jobs) {
+    try {
+      return this._plainBatchOf(jobs)
+    } catch {
+      // a getter or a revoked Proxy: the slow path names it
+      return null
+    }
+  }
+
+  _plainBatchOf(jobs) {
     const first = jobs[0]
     const calc = first !== null && typeof first === 'object' ? first.calculation : undefined
     const idx = this._knownIndex(calc)
@@ -428,16 +534,21 @@ class JobManagementService extends EventEmitter {
 
   /** The index of `calc` when this very object is registered, else -1. */
   _knownIndex(calc) {
-    const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-    return known !== undefined && known.calc === calc && typeof calc.calculate === 'function' ? known.idx : -1
+    if (calc === null || typeof calc !== 'object') return -1
+    try {
+      const known = this._byName.get(calc.name)
+      return known !== undefined && known.calc === calc && typeof calc.calculate === 'function' ? known.idx : -1
+    } catch {
+      return -1
+    }
   }
 
   /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */
   _jobJson(calculation, data, context, options, i) {
     const idx = this._calcIndex(calculation, i < 0 ? 'calculation' : undefined, i)
     const d = dataJson(data, i, 'data')
-    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
-      throw invalid(`${fieldAt(i, 'context')} must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    if (context !== undefined && context !== null && !isRecord(context)) {
+      throw invalid(`${fieldAt(i, 'context')} must be an object, got ${describe(context)}`)
     }
     const c = context === undefined || context === null ? '{}' : dataJson(context, i, 'context')
     const o = options === undefined || options === null ? 'null' : optionsJson(options, fieldAt(i, 'options'))
@@ -449,7 +560,13 @@ class JobManagementService extends EventEmitter {
    * @returns {string}
    */
   addCalculationJob(calculation, data, context, options) {
-    const ids = this._core.add(`[${this._jobJson(calculation, data, context, options, -1)}]`)
+    let job
+    try {
+      job = this._jobJson(calculation, data, context, options, -1)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJob: an argument')
+    }
+    const ids = this._core.add(`[${job}]`)
     this._schedulePump()
     return ids
   }
@@ -459,23 +576,42 @@ class JobManagementService extends EventEmitter {
    * @returns {string[]}
    */
   addCalculationJobs(jobs) {
-    if (!Array.isArray(jobs)) throw invalid('addCalculationJobs(jobs): jobs must be an array')
-    if (jobs.length === 0) return []
-    const plain = this._plainBatch(jobs)
-    if (plain !== null) {
-      const ids = this._core.addData(plain.idx, JSON.stringify(plain.datas)).split(',')
-      this._schedulePump()
-      return ids
+    let isList = false
+    try {
+      isList = Array.isArray(jobs)
+    } catch {}
+    if (!isList) throw invalid(`addCalculationJobs(jobs): jobs must be an array, got ${describe(jobs)}`)
+    let batch
+    try {
+      batch = this._batchJson(jobs)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJobs(jobs): jobs')
     }
+    if (batch === null) return []
+    const ids = (typeof batch === 'string' ? this._core.add(batch) : this._core.addData(batch.idx, batch.datas)).split(',')
+    this._schedulePump()
+    return ids
+  }
+
+  /**
+   * A batch as the core takes it: `{ idx, datas }` (addData) for a plain one,
+   * else the JSON of `add`; null for an empty list.
+   */
+  _batchJson(jobs) {
+    if (jobs.length === 0) return null
+    const plain = this._plainBatch(jobs)
+    if (plain !== null) return { idx: plain.idx, datas: JSON.stringify(plain.datas) }
     const parts = new Array(jobs.length)
     for (let i = 0; i < jobs.length; i++) {
       const j = jobs[i]
       if (j === null || typeof j !== 'object') throw invalid(`jobs[${i}] must be an object { calculation, data, context, options }`)
-      parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
+      try {
+        parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
+      } catch (e) {
+        throw asCoded(e, 'ERR_INVALID_ARGUMENT', `jobs[${i}]`)
+      }
     }
-    const ids = this._core.add(`[${parts.join(',')}]`).split(',')
-    this._schedulePump()
-    return ids
+    return `[${parts.join(',')}]`
   }
 
   /** Resolves once everything added (and every outcome) before it is committed to storage. */
@@ -628,14 +764,14 @@ class JobManagementService extends EventEmitter {
 
   /** Resolved and active alerts, newest first (filter: `{ ruleId, severity, calculation, status, since, until, limit }`). */
   getAlertHistory(filter) {
-    const s = this._core.alertHistory(JSON.stringify(filter === undefined ? null : filter, optionsReplacer))
+    const s = this._core.alertHistory(argJson(filter, 'getAlertHistory(filter): filter'))
     return s == null ? [] : JSON.parse(s)
   }
 
   /** Adds an alert rule `{ id?, metric, operator, threshold, window?, severity?, cooldownMs?, channels?, calculation? }`; returns its id. */
   addAlertRule(rule) {
-    if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw invalid('addAlertRule(rule): rule must be an object')
-    return this._core.addAlertRule(JSON.stringify(rule, optionsReplacer))
+    if (!isRecord(rule)) throw invalid(`addAlertRule(rule): rule must be an object, got ${describe(rule)}`)
+    return this._core.addAlertRule(argJson(rule, 'addAlertRule(rule): rule'))
   }
 
   removeAlertRule(ruleId) {
@@ -656,23 +792,27 @@ class JobManagementService extends EventEmitter {
 
   _schedule(calculation, data, context, trigger, options) {
     const calc = this._calcIndex(calculation, 'calculation')
-    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
-      throw invalid(`options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
+    if (options !== undefined && options !== null && !isRecord(options)) {
+      throw invalid(`options must be an object, got ${describe(options)}`)
     }
-    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
-      throw invalid(`context must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    if (context !== undefined && context !== null && !isRecord(context)) {
+      throw invalid(`context must be an object, got ${describe(context)}`)
     }
     const spec = { ...trigger }
     const jobOptions = {}
-    for (const [k, v] of Object.entries(options || {})) {
-      if (SCHEDULE_KEYS.has(k)) spec[k] = v
-      else jobOptions[k] = v
+    try {
+      for (const [k, v] of Object.entries(options || {})) {
+        if (SCHEDULE_KEYS.has(k)) spec[k] = v
+        else jobOptions[k] = v
+      }
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'options')
     }
     let head
     try {
       head = JSON.stringify(spec, optionsReplacer)
     } catch (e) {
-      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${e && e.message}`)
+      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${reasonOf(e)}`)
     }
     const d = toJson(data, 'data')
     const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
@@ -713,7 +853,7 @@ class JobManagementService extends EventEmitter {
 
   /** The schedules (filter: `{ kind, name, enabled }`). */
   getScheduledJobs(filter) {
-    return JSON.parse(this._core.schedules(JSON.stringify(filter === undefined ? null : filter, optionsReplacer)))
+    return JSON.parse(this._core.schedules(argJson(filter, 'getScheduledJobs(filter): filter')))
   }
 
   /** Removes a schedule (jobs it already added stay). False for an unknown id. */
@@ -978,9 +1118,12 @@ class JobManagementService extends EventEmitter {
 const SCHEDULE_KEYS = new Set(['id', 'maxRuns', 'endAt', 'startAt', 'tz', 'misfire', 'maxCatchUp', 'overlap', 'enabled'])
 
 function dateMs(v, field) {
-  const t = v instanceof Date ? v.getTime() : v
+  let t = NaN
+  try {
+    t = v instanceof Date ? v.getTime() : v
+  } catch {}
   if (typeof t !== 'number' || !Number.isFinite(t)) {
-    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${v instanceof Date ? 'Invalid Date' : String(v)}`)
+    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${describe(v)}`)
   }
   return t
 }
@@ -991,6 +1134,15 @@ function withCronField(e) {
     if (m) e.field = m[1]
   }
   return e
+}
+
+// obj[key]; a getter that throws or a revoked Proxy is ERR_INVALID_ARGUMENT naming `what`.
+function readKey(obj, key, what) {
+  try {
+    return obj[key]
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+  }
 }
 
 function checkId(jobId, method) {
@@ -1006,14 +1158,22 @@ function nextCronRuns(expression, options) {
   if (typeof expression !== 'string') throw codedError('ERR_INVALID_CRON', `nextCronRuns: expression must be a string, got ${typeof expression}`)
   const o = options === undefined || options === null ? {} : options
   if (typeof o !== 'object') throw invalid('nextCronRuns(expression, options): options must be an object { tz, from, count }')
-  const { tz, from, count = 5 } = o
+  const what = 'nextCronRuns(expression, options): options'
+  const tz = readKey(o, 'tz', what)
+  const from = readKey(o, 'from', what)
+  const given = readKey(o, 'count', what)
+  const count = given === undefined ? 5 : given
   if (tz !== undefined && tz !== null && typeof tz !== 'string') throw invalid('nextCronRuns: tz must be an IANA time zone name')
   let fromMs = Date.now()
   if (from !== undefined && from !== null) {
-    fromMs = from instanceof Date ? from.getTime() : from
-    if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid('nextCronRuns: from must be a valid Date or epoch ms')
+    try {
+      fromMs = from instanceof Date ? from.getTime() : from
+    } catch {
+      fromMs = NaN
+    }
+    if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid(`nextCronRuns: from must be a valid Date or epoch ms, got ${describe(from)}`)
   }
-  if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${String(count)}`)
+  if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${describe(count)}`)
   try {
     return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
   } catch (e) {
