@@ -121,11 +121,15 @@ function isRecord(v) {
 // JSON of a filter or rule (undefined: null); a cycle or a getter that throws
 // is ERR_INVALID_ARGUMENT naming `what`.
 function argJson(v, what) {
+  let s
   try {
-    return JSON.stringify(v === undefined ? null : v, optionsReplacer)
+    s = JSON.stringify(v === undefined ? null : v, optionsReplacer)
   } catch (e) {
     throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
   }
+  // (a toJSON that returns undefined)
+  if (s === undefined) throw invalid(`${what} must be an object, got ${describe(v)}`)
+  return s
 }
 
 /** Thrown by a handler, fails the job at once, without retries. */
@@ -249,11 +253,7 @@ function isFlat(o) {
 function optionsJson(options, what) {
   if (options === undefined || options === null) return 'null'
   if (!isRecord(options)) throw invalid(`${what} must be an object, got ${describe(options)}`)
-  try {
-    return JSON.stringify(options, optionsReplacer)
-  } catch (e) {
-    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
-  }
+  return argJson(options, what)
 }
 
 function errorOf(e) {
@@ -353,7 +353,9 @@ function readConfig(config) {
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
     }
-    return { json: JSON.stringify(toRust, optionsReplacer), logger, unref: cfg.unref === true }
+    const json = JSON.stringify(toRust, optionsReplacer)
+    if (json === undefined) throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
+    return { json, logger, unref: cfg.unref === true }
   } catch (e) {
     throw asCoded(e, 'ERR_INVALID_CONFIG', 'config')
   }
