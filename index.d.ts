@@ -393,7 +393,11 @@ export declare class UnrecoverableError extends Error {
   constructor(message?: string, options?: { cause?: unknown })
 }
 
-/** One service per Strapi instance (or per process without one). */
+/**
+ * One service per Strapi instance (or per process without one), made with `config` on the first call.
+ * A later call with a config that differs from the first one's (no config counts as `{}`; the logger is
+ * compared by identity) throws `ERR_INVALID_CONFIG` naming the key; the same config, or none, returns the service.
+ */
 export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
 
 /**

@@ -1185,15 +1185,45 @@ function nextCronRuns(expression, options) {
 
 const services = new WeakMap()
 
-/** One service per Strapi instance (or per process without one). */
+/**
+ * One service per Strapi instance (or per process without one). A later call
+ * with a config that differs from the first one's (none counts as `{}`) throws
+ * ERR_INVALID_CONFIG naming the first key that differs; an equal config or
+ * none returns the service.
+ */
 function getJobManagementService(strapi, config) {
   const key = strapi && typeof strapi === 'object' ? strapi : getJobManagementService
-  let s = services.get(key)
-  if (s === undefined) {
-    s = new JobManagementService(config)
-    services.set(key, s)
+  const known = services.get(key)
+  if (known === undefined) {
+    const service = new JobManagementService(config)
+    services.set(key, { service, config: readConfig(config) })
+    return service
   }
-  return s
+  if (config !== undefined) {
+    const given = readConfig(config)
+    const at =
+      given.logger !== known.config.logger ? 'monitoring.logger' : given.unref !== known.config.unref ? 'unref' : jsonDiff(JSON.parse(known.config.json), JSON.parse(given.json), '')
+    if (at !== null) {
+      throw codedError(
+        'ERR_INVALID_CONFIG',
+        `getJobManagementService(strapi, config): the service already exists with another config (${at || 'config'} differs); pass the same config, or none`,
+      )
+    }
+  }
+  return known.service
+}
+
+// The first path at which two JSON values differ ('' for the whole), or null.
+function jsonDiff(a, b, at) {
+  if (a === b) return null
+  const objects = a !== null && b !== null && typeof a === 'object' && typeof b === 'object'
+  if (!objects || Array.isArray(a) !== Array.isArray(b)) return at
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)])
+  for (const k of keys) {
+    const d = jsonDiff(a[k], b[k], at ? `${at}.${k}` : k)
+    if (d !== null) return d
+  }
+  return null
 }
 
 module.exports = {
