@@ -1083,7 +1083,7 @@ class JobManagementService extends EventEmitter {
 
   _alertEvent(kind, alert) {
     if (kind === 'alert' && Array.isArray(alert.channels) && alert.channels.includes('log')) {
-      const line = `jobwerk alert [${alert.severity}] ${alert.name}: ${alert.message}`
+      const line = `jobwerk alert [${alert.severity}] ${alert.title}: ${alert.message}`
       try {
         if (alert.severity === 'critical') this._logger.error(line)
         else if (alert.severity === 'warning') this._logger.warn(line)

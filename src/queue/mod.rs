@@ -562,9 +562,12 @@ impl Queue {
     if let Some(e) = self.store.failure() {
       return Err(Error::Storage(e));
     }
-    if self.queued() + batch.len() > self.cfg.max_queue_size {
+    let queued = self.queued();
+    if queued + batch.len() > self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
+        queued,
+        adding: batch.len(),
       });
     }
     let base = self.cfg.job_defaults();
@@ -580,6 +583,7 @@ impl Queue {
         return Err(Error::PayloadTooLarge {
           size,
           max: self.cfg.max_payload_bytes,
+          job: (batch.len() > 1).then_some(i),
         });
       }
       let o = nj.options.over(&calc.defaults.over(&base));
@@ -1021,9 +1025,12 @@ impl Queue {
         ) => {}
       _ => return Ok(false),
     }
-    if self.queued() >= self.cfg.max_queue_size {
+    let queued = self.queued();
+    if queued >= self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
+        queued,
+        adding: 1,
       });
     }
     Ok(self.store.retry(id, now))
@@ -1161,6 +1168,7 @@ impl Queue {
       return Err(Error::PayloadTooLarge {
         size,
         max: self.cfg.max_payload_bytes,
+        job: None,
       });
     }
     let (s, _) = self.scheduler.upsert(spec, now)?;
