@@ -351,7 +351,10 @@ export declare class JobManagementService extends EventEmitter {
     intervalMs: number,
     options?: ScheduleOptions,
   ): string
-  /** Runs at a cron expression's times (5 fields, or 6 with seconds; names, L, W, #, @daily...). Returns the schedule's id. */
+  /**
+   * Runs at a cron expression's times (5 fields, 6 with seconds, 7 with seconds and a year; names, L, W, #, +, @daily...).
+   * Returns the schedule's id. An expression no date fits (`0 0 30 2 *`) is `ERR_INVALID_CRON` (field `expression`).
+   */
   scheduleCronCalculationJob<D>(calculation: AsyncCalculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
   getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
   cancelScheduledJob(id: string): boolean

@@ -79,7 +79,10 @@ impl fmt::Display for Error {
       } => {
         let room = max.saturating_sub(*queued);
         if *adding <= 1 || room == 0 {
-          write!(f, "queue is full: {queued} jobs are waiting (maxQueueSize {max})")
+          write!(
+            f,
+            "queue is full: {queued} jobs are waiting (maxQueueSize {max})"
+          )
         } else {
           write!(
             f,
