@@ -580,7 +580,10 @@ export declare function getJobManagementService(strapi?: object, config?: JobMan
  */
 export declare function nextCronRuns(expression: string, options?: { tz?: string; from?: Date | number; count?: number }): Date[]
 
-/** Error codes thrown by jobwerk (`err.code`). */
+/**
+ * Error codes thrown by jobwerk (`err.code`): every public function either succeeds or throws (rejects with)
+ * an `Error` with one of these codes, also for hostile input (throwing getters, revoked Proxies, cycles...).
+ */
 export type JobwerkErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_INVALID_CONFIG'
