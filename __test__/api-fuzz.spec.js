@@ -169,6 +169,10 @@ const handlerKinds = ['ok', 'throw', 'unrecoverable', 'async', 'never', 'progres
 // updateProgress gets these (made from the run's recipes); what it throws uncoded is kept here.
 const progressValues = []
 const progressFaults = []
+// What the run exercised: `${name} ok|coded` -> count (checked at the end, so
+// that a generator that stops reaching a function fails the suite).
+const seen = new Map()
+const saw = (key) => seen.set(key, (seen.get(key) || 0) + 1)
 function handlerOf(kind) {
   switch (kind) {
     case 'throw':
@@ -186,6 +190,7 @@ function handlerOf(kind) {
       }
     case 'progress':
       return (d, c, job) => {
+        saw('progress handler')
         for (const v of progressValues) {
           try {
             job.updateProgress(v)
@@ -399,6 +404,7 @@ async function runCall(service, ids, alerts, [name, args, kind]) {
   if (error !== null && !isCoded(error)) {
     throw new Error(`${name} threw an uncoded error: ${describeError(error)}`)
   }
+  saw(`${name === 'readers' ? args[0] : name} ${error === null ? 'ok' : 'coded'}`)
   if (kind === 'add') {
     const total = service.getQueueStatistics().total
     const added = error === null ? (Array.isArray(result) ? result.length : 1) : 0
@@ -452,6 +458,14 @@ describe('API fuzz', () => {
       }),
       runs(1200),
     )
+    const missing = []
+    for (const name of ['addCalculationJob', 'addCalculationJobs', 'scheduleCalculationJob', 'scheduleRecurringCalculationJob', 'scheduleCronCalculationJob', 'registerCalculation', 'stop', 'advanceTime', 'getScheduledJobs', 'addAlertRule', 'retryJob', 'cancelJob']) {
+      for (const outcome of ['ok', 'coded']) if (!seen.get(`${name} ${outcome}`)) missing.push(`${name} ${outcome}`)
+    }
+    for (const name of ['start ok', 'flush ok', 'getJobStatus ok', 'setScheduledJobEnabled ok', 'getAlertHistory ok', 'removeAlertRule ok', 'acknowledgeAlert coded', 'resolveAlert coded', 'progress handler', 'getSystemHealth ok', 'getPrometheusMetrics ok']) {
+      if (!seen.get(name)) missing.push(name)
+    }
+    expect(missing).toEqual([])
   })
 
   test('nextCronRuns: Dates strictly after `from`, increasing, or a coded error', () => {

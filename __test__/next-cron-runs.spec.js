@@ -16,7 +16,7 @@ test.each([
   ['@weekly', 'UTC'],
 ])('%s in %s matches npm croner', (expression, tz) => {
   const ours = nextCronRuns(expression, { tz, from: FROM, count: 6 }).map((d) => d.toISOString())
-  const theirs = new Cron(expression, { timezone: tz, legacyMode: true }).nextRuns(6, FROM).map((d) => d.toISOString())
+  const theirs = new Cron(expression, { timezone: tz }).nextRuns(6, FROM).map((d) => d.toISOString())
   expect(ours).toEqual(theirs)
 })
 
