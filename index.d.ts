@@ -195,11 +195,30 @@ export interface JobManagementConfig {
   threads?: ThreadPoolConfig
 }
 
+/**
+ * Codes jobwerk sets on a job's error (`JobError.code`): `ERR_JOB_TIMEOUT` (the attempt timed out),
+ * `ERR_DEPENDENCY_FAILED` (a dependency failed, timed out or was cancelled), `ERR_INTERRUPTED` (the process
+ * died while the job ran and no attempts were left); `ERR_JOB_CANCELLED` and `ERR_SERVICE_STOPPED` are the
+ * codes of `job.signal.reason` (recorded when a handler rethrows it). A handler's own error keeps its `code`.
+ * A calculation in worker threads: `ERR_THREAD_EXITED` (its thread exited), `ERR_WORKER_OUT_OF_MEMORY` (its thread
+ * ran out of memory under `threads.resourceLimits`), `ERR_THREAD_TERMINATED` (its thread was terminated because another job
+ * in it ignored an abort).
+ */
+export type JobErrorCode =
+  | 'ERR_JOB_TIMEOUT'
+  | 'ERR_DEPENDENCY_FAILED'
+  | 'ERR_INTERRUPTED'
+  | 'ERR_JOB_CANCELLED'
+  | 'ERR_SERVICE_STOPPED'
+  | 'ERR_THREAD_EXITED'
+  | 'ERR_WORKER_OUT_OF_MEMORY'
+  | 'ERR_THREAD_TERMINATED'
+
 export interface JobError {
   name: string
   message: string
   stack?: string
-  code?: string
+  code?: JobErrorCode | (string & {})
   /** The attempt that failed. */
   attempt: number
 }
@@ -259,7 +278,34 @@ export interface QueueStatistics {
   /** Outcomes that arrived after their attempt had timed out or been cancelled. */
   lateOutcomes: number
   /** Queue length, throughput and utilization per second and per minute (built when read; null with monitoring disabled). */
-  readonly trends: any
+  readonly trends: QueueTrends | null
+}
+
+/** One slot of a time series; averages are null when nothing was recorded. */
+export interface TrendPoint {
+  /** The slot's start, epoch ms. */
+  t: number
+  samples: number
+  queueLength: number | null
+  queueLengthMax: number
+  oldestWaitMs: number
+  busyWorkers: number | null
+  /** Percent of maxWorkers busy. */
+  utilization: number | null
+  /** Finished attempts per second. */
+  throughput: number | null
+  completed: number
+  failed: number
+  timedOut: number
+  cancelled: number
+  avgDurationMs: number | null
+  maxDurationMs: number | null
+}
+
+/** `getQueueTrends()`: time series, oldest first (slots with nothing recorded are left out). */
+export interface QueueTrends {
+  perSecond: { intervalMs: number; points: TrendPoint[] }
+  perMinute: { intervalMs: number; points: TrendPoint[] }
 }
 
 export interface StopSummary {
@@ -291,8 +337,131 @@ export interface JobManagementEvents {
 
 export type HealthLevel = 'healthy' | 'warning' | 'critical'
 
+/** One health check: the metric, its value (null: no data) and the levels it is judged by. */
+export interface HealthCheck {
+  metric: string
+  value: number | null
+  warningAt: number | null
+  criticalAt: number | null
+  status: HealthLevel
+  /** The rule in words. */
+  rule: string
+}
+
+export interface HealthDimension {
+  status: HealthLevel
+  checks: HealthCheck[]
+}
+
+/** A failed, timed-out or cancelled attempt, newest first. */
+export interface RecentError {
+  at: number
+  calculation: string
+  outcome: 'failed' | 'timeout' | 'cancelled'
+  message: string
+}
+
+/** `getSystemHealth()`. */
+export interface SystemHealth {
+  overall: HealthLevel
+  /** The same as `overall`. */
+  status: HealthLevel
+  queue: HealthDimension
+  workers: HealthDimension
+  performance: HealthDimension
+  errors: HealthDimension & { failuresLast5m: number; recentErrors: RecentError[] }
+  checkedAt: number
+  activeAlerts: number
+}
+
+/** Webhook and e-mail deliveries so far. */
+export interface AlertDeliveryStats {
+  webhookSent: number
+  webhookFailed: number
+  emailSent: number
+  emailFailed: number
+  /** Alerts not queued for delivery (the queue was full). */
+  dropped: number
+  lastError: string | null
+}
+
+/** `getSystemStatus()`. */
+export interface SystemStatus {
+  status: 'idle' | 'started' | 'stopping' | 'stopped'
+  startedAt: number | null
+  uptimeMs: number
+  /** Opens nothing. `state`: 'closed' (SQLite not opened yet, or stopped), 'open', 'error' (the last open failed: `error`), 'ok' (memory). */
+  storage: { type: 'memory' | 'sqlite'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
+  scheduler: { schedules: number }
+  workers: { max: number; busy: number; utilization: number }
+  jobs: Record<JobStatus | 'total', number>
+  monitoring: boolean
+  activeAlerts: number
+  /** null unless a webhook or e-mail channel is configured. */
+  alertDelivery: AlertDeliveryStats | null
+  version: string
+}
+
+export interface OutcomeCounts {
+  count: number
+  completed: number
+  failed: number
+  timedOut: number
+  cancelled: number
+}
+
+/** Rates and averages are null while there is nothing to compute them from. */
+export interface WindowSummary {
+  completed: number
+  failed: number
+  timedOut: number
+  cancelled: number
+  throughput: number | null
+  /** Percent. */
+  errorRate: number | null
+  avgDurationMs: number | null
+  avgWaitMs: number | null
+}
+
+/** `getJobExecutionSummary()`. */
+export interface JobExecutionSummary {
+  since: number
+  uptimeMs: number
+  totals: OutcomeCounts & { successRate: number | null; avgDurationMs: number | null }
+  lastMinute: WindowSummary
+  lastHour: WindowSummary
+  byCalculation: Record<string, OutcomeCounts & { successRate: number | null; avgDurationMs: number | null; lastRunAt: number | null }>
+  recentErrors: RecentError[]
+}
+
+export interface CalculationPerformance extends OutcomeCounts {
+  /** Percent. */
+  successRate: number | null
+  durationMs: { count: number; min: number | null; max: number | null; avg: number | null; p50: number | null; p95: number | null; p99: number | null }
+  waitMs: { avg: number | null; p95: number | null }
+  lastRunAt: number | null
+  lastOutcome: 'completed' | 'failed' | 'timeout' | 'cancelled' | null
+  trend: {
+    direction: 'faster' | 'slower' | 'stable' | 'unknown'
+    recentAvgMs: number | null
+    baselineAvgMs: number | null
+    changePercent: number | null
+    recentRuns: number
+    baselineRuns: number
+  }
+}
+
+/** `getPerformanceMetrics()`. */
+export interface PerformanceMetrics {
+  since: number
+  overall: CalculationPerformance
+  calculations: Record<string, CalculationPerformance>
+}
+
 export interface AlertRule {
   id?: string
+  /** Shown as the alert's title (default: the id). */
+  name?: string
   metric:
     | 'errorRate' | 'timeoutRate' | 'failedCount' | 'timeoutCount' | 'completedCount' | 'throughput'
     | 'avgDurationMs' | 'maxDurationMs' | 'avgWaitMs' | 'queueLength' | 'oldestWaitMs'
@@ -308,16 +477,38 @@ export interface AlertRule {
   calculation?: string
 }
 
+/** A rule as `getAlertRules()` returns it. */
+export interface AlertRuleInfo {
+  id: string
+  name: string
+  metric: AlertRule['metric']
+  operator: AlertRule['operator']
+  threshold: number
+  window: number
+  severity: 'info' | 'warning' | 'critical'
+  cooldownMs: number
+  channels: Array<'log' | 'webhook' | 'email'>
+  calculation: string | null
+  /** One of the four default rules. */
+  builtin: boolean
+}
+
 export interface Alert {
   id: string
   ruleId: string
+  /** The rule's name. */
   name: string
+  /** What a person reads first (the rule's name, e.g. `'High error rate'`). */
+  title: string
   metric: string
   operator: string
   threshold: number
+  /** The rule's window in ms. */
+  window: number
   severity: 'info' | 'warning' | 'critical'
   calculation: string | null
   channels: string[]
+  /** What was measured, without the title (`'errorRate is 44.44 (> 10) over 300s'`). */
   message: string
   value: number
   lastValue: number
@@ -408,7 +599,10 @@ export declare class JobManagementService extends EventEmitter {
     intervalMs: number,
     options?: ScheduleOptions,
   ): string
-  /** Runs at a cron expression's times (5 fields, or 6 with seconds; names, L, W, #, @daily...). Returns the schedule's id. */
+  /**
+   * Runs at a cron expression's times (5 fields, 6 with seconds, 7 with seconds and a year; names, L, W, #, +, @daily...).
+   * Returns the schedule's id. An expression no date fits (`0 0 30 2 *`) is `ERR_INVALID_CRON` (field `expression`).
+   */
   scheduleCronCalculationJob<D>(calculation: Calculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
   getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
   cancelScheduledJob(id: string): boolean
@@ -421,31 +615,22 @@ export declare class JobManagementService extends EventEmitter {
    */
   advanceTime(ms: number, options?: { settleMs?: number }): Promise<void>
   now(): number
-  getSystemStatus(): {
-    status: 'idle' | 'started' | 'stopping' | 'stopped'
-    startedAt: number | null
-    uptimeMs: number
-    /** Opens nothing. `state`: 'closed' (SQLite not opened yet, or stopped), 'open', 'error' (the last open failed: `error`), 'ok' (memory). */
-    storage: { type: 'memory' | 'sqlite'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
-    scheduler: { schedules: number }
-    workers: { max: number; busy: number; utilization: number }
-    jobs: Record<JobStatus | 'total', number>
-    monitoring: boolean
-    activeAlerts: number
-    version: string
-  }
-  /** Each dimension with its checks (`{ metric, value, warningAt, criticalAt, status, rule }`); null when monitoring is disabled. */
-  getSystemHealth(): { overall: HealthLevel; queue: any; workers: any; performance: any; errors: any; checkedAt: number; activeAlerts: number } | null
-  getJobExecutionSummary(): any
-  getPerformanceMetrics(): any
-  getQueueTrends(): any
+  getSystemStatus(): SystemStatus
+  /** Each dimension with its checks; null when monitoring is disabled. */
+  getSystemHealth(): SystemHealth | null
+  /** null when monitoring is disabled. */
+  getJobExecutionSummary(): JobExecutionSummary | null
+  /** null when monitoring is disabled. */
+  getPerformanceMetrics(): PerformanceMetrics | null
+  /** null when monitoring is disabled. */
+  getQueueTrends(): QueueTrends | null
   getActiveAlerts(): Alert[]
   acknowledgeAlert(alertId: string, acknowledgedBy: string): boolean
   resolveAlert(alertId: string): boolean
   getAlertHistory(filter?: { ruleId?: string; severity?: string; calculation?: string; status?: string; since?: number; until?: number; limit?: number }): Alert[]
   addAlertRule(rule: AlertRule): string
   removeAlertRule(ruleId: string): boolean
-  getAlertRules(): AlertRule[]
+  getAlertRules(): AlertRuleInfo[]
   getPrometheusMetrics(): string
   on<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
   once<K extends keyof JobManagementEvents>(event: K, listener: (...args: JobManagementEvents[K]) => void): this
@@ -457,7 +642,11 @@ export declare class UnrecoverableError extends Error {
   constructor(message?: string, options?: { cause?: unknown })
 }
 
-/** One service per Strapi instance (or per process without one). */
+/**
+ * One service per Strapi instance (or per process without one), made with `config` on the first call.
+ * A later call with a config that differs from the first one's (no config counts as `{}`; the logger is
+ * compared by identity) throws `ERR_INVALID_CONFIG` naming the key; the same config, or none, returns the service.
+ */
 export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
 
 /**
@@ -466,7 +655,10 @@ export declare function getJobManagementService(strapi?: object, config?: JobMan
  */
 export declare function nextCronRuns(expression: string, options?: { tz?: string; from?: Date | number; count?: number }): Date[]
 
-/** Error codes thrown by jobwerk (`err.code`). */
+/**
+ * Error codes thrown by jobwerk (`err.code`): every public function either succeeds or throws (rejects with)
+ * an `Error` with one of these codes, also for hostile input (throwing getters, revoked Proxies, cycles...).
+ */
 export type JobwerkErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_INVALID_CONFIG'

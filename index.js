@@ -11,6 +11,7 @@
 const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
 const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
+const { isNativeError } = require('node:util').types
 
 // Throws ERR_NATIVE_ADDON naming the expected platform package when no binary fits.
 const native = require('./load-binding.js').loadBinding()
@@ -48,6 +49,92 @@ function codedError(code, message) {
 
 function invalid(message) {
   return codedError('ERR_INVALID_ARGUMENT', message)
+}
+
+// The codes of index.d.ts's JobwerkErrorCode.
+const CODES = new Set([
+  'ERR_INVALID_ARGUMENT',
+  'ERR_INVALID_CONFIG',
+  'ERR_QUEUE_FULL',
+  'ERR_NOT_STARTED',
+  'ERR_STOPPED',
+  'ERR_NOT_SERIALIZABLE',
+  'ERR_PAYLOAD_TOO_LARGE',
+  'ERR_INVALID_CRON',
+  'ERR_INVALID_SCHEDULE',
+  'ERR_DEPENDENCY_NOT_FOUND',
+  'ERR_DEPENDENCY_CYCLE',
+  'ERR_STORAGE',
+  'ERR_NATIVE_ADDON',
+])
+
+// A caller's value in a message, without calling anything of it: String() of a
+// null-prototype object or a template of a Symbol would throw.
+function describe(v) {
+  switch (typeof v) {
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return String(v)
+    case 'bigint':
+      return `${v}n`
+    case 'string':
+      return v.length > 50 ? `a string of ${v.length} characters` : JSON.stringify(v)
+    case 'object':
+      if (v === null) return 'null'
+      try {
+        if (Array.isArray(v)) return 'an array'
+        if (v instanceof Date) return 'Invalid Date'
+      } catch {
+        return 'a revoked Proxy'
+      }
+      return 'an object'
+    default:
+      return `a ${typeof v}`
+  }
+}
+
+// What a thrown value says, whatever it is (reading it may throw again).
+function reasonOf(e) {
+  try {
+    if (isNativeError(e)) return String(e.message)
+    return describe(e)
+  } catch {
+    return 'an unreadable value was thrown'
+  }
+}
+
+// `e` when it is one of ours (coded); otherwise a `code` error saying that
+// `what` cannot be read (a getter threw, a revoked Proxy, a cycle).
+function asCoded(e, code, what) {
+  try {
+    if (isNativeError(e) && CODES.has(e.code)) return e
+  } catch {}
+  return codedError(code, `${what} cannot be read: ${reasonOf(e)}`)
+}
+
+// A non-array object (a revoked Proxy is none).
+function isRecord(v) {
+  if (v === null || typeof v !== 'object') return false
+  try {
+    return !Array.isArray(v)
+  } catch {
+    return false
+  }
+}
+
+// JSON of a filter or rule (undefined: null); a cycle or a getter that throws
+// is ERR_INVALID_ARGUMENT naming `what`.
+function argJson(v, what) {
+  let s
+  try {
+    s = JSON.stringify(v === undefined ? null : v, optionsReplacer)
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+  }
+  // (a toJSON that returns undefined)
+  if (s === undefined) throw invalid(`${what} must be an object, got ${describe(v)}`)
+  return s
 }
 
 /** Thrown by a handler, fails the job at once, without retries. */
@@ -94,7 +181,7 @@ function toJson(value, what) {
   try {
     s = JSON.stringify(value, dataReplacer)
   } catch (e) {
-    throw notSerializable(what, e && e.message)
+    throw notSerializable(what, reasonOf(e))
   }
   if (s === undefined) throw notSerializable(what, `a ${typeof value}`)
   return s
@@ -142,7 +229,12 @@ function fieldAt(i, field) {
 // through toJson.
 function dataJson(v, i, field) {
   if (typeof v === 'number' && Number.isFinite(v)) return '' + v
-  return isPlain(v) ? JSON.stringify(v) : toJson(v, fieldAt(i, field))
+  try {
+    if (isPlain(v)) return JSON.stringify(v)
+  } catch {
+    // a getter or a revoked Proxy: toJson names it
+  }
+  return toJson(v, fieldAt(i, field))
 }
 
 // A finite number, a string, or a flat plain object of those: what
@@ -167,14 +259,8 @@ function isFlat(o) {
 
 function optionsJson(options, what) {
   if (options === undefined || options === null) return 'null'
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    throw invalid(`${what} must be an object, got ${typeof options}`)
-  }
-  try {
-    return JSON.stringify(options, optionsReplacer)
-  } catch (e) {
-    throw invalid(`${what} cannot be read: ${e && e.message}`)
-  }
+  if (!isRecord(options)) throw invalid(`${what} must be an object, got ${describe(options)}`)
+  return argJson(options, what)
 }
 
 function errorOf(e) {
@@ -252,20 +338,20 @@ class JobHandle {
 
 function noop() {}
 
-class JobManagementService extends EventEmitter {
-  /**
-   * @param {object} [config] `{ queue, scheduler, monitoring, storage, clock, unref }`
-   */
-  constructor(config) {
-    super()
-    if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
-      throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${Array.isArray(config) ? 'an array' : typeof config}`)
+/**
+ * The constructor's config: its JSON for Rust (without the logger, which
+ * stays in JS: it is where the log channel writes), the logger and `unref`.
+ * Throws ERR_INVALID_CONFIG; a getter that throws or a revoked Proxy too.
+ */
+function readConfig(config) {
+  try {
+    if (config !== undefined && config !== null && !isRecord(config)) {
+      throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
     }
     const cfg = config || {}
     if (cfg.unref !== undefined && typeof cfg.unref !== 'boolean') {
       throw codedError('ERR_INVALID_CONFIG', 'config.unref must be true or false')
     }
-    // The logger (e.g. strapi.log) stays in JS: it is where the log channel writes.
     let logger = console
     let toRust = cfg
     if (cfg.monitoring && typeof cfg.monitoring === 'object' && cfg.monitoring.logger !== undefined) {
@@ -276,21 +362,32 @@ class JobManagementService extends EventEmitter {
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
     }
-    // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
-    this._threadOptions = threadOptions(cfg.threads)
-    this._threads = null
-    // Where calculation modules are found: the Strapi app's folders, else the working directory.
-    this._baseDirs = [process.cwd()]
+    const threads = threadOptions(cfg.threads)
     if (cfg.threads !== undefined) {
       const { threads: _omit, ...rest } = toRust
       toRust = rest
     }
-    let json
-    try {
-      json = JSON.stringify(toRust, optionsReplacer)
-    } catch (e) {
-      throw codedError('ERR_INVALID_CONFIG', `config cannot be read: ${e && e.message}`)
-    }
+    const json = JSON.stringify(toRust, optionsReplacer)
+    if (json === undefined) throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
+    const threadsJson = cfg.threads === undefined ? undefined : JSON.stringify(cfg.threads)
+    return { json, logger, unref: cfg.unref === true, threads, threadsJson }
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_CONFIG', 'config')
+  }
+}
+
+class JobManagementService extends EventEmitter {
+  /**
+   * @param {object} [config] `{ queue, scheduler, monitoring, storage, clock, unref, threads }`
+   */
+  constructor(config) {
+    super()
+    const { json, logger, unref, threads } = readConfig(config)
+    // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
+    this._threadOptions = threads
+    this._threads = null
+    // Where calculation modules are found: the Strapi app's folders, else the working directory.
+    this._baseDirs = [process.cwd()]
     this._core = new native.Core(json, () => this._onWake())
     // A durable store's writes from take/settle/add wait until the handlers
     // started (sendWrites at the end of each pump).
@@ -298,7 +395,7 @@ class JobManagementService extends EventEmitter {
     this._durable = JSON.parse(this._core.storage()).type !== 'memory'
     this._logger = logger
     this._startedAt = null
-    this._unref = cfg.unref === true
+    this._unref = unref
     this._state = 'idle'
     this._calcs = []
     this._byName = new Map()
@@ -356,10 +453,11 @@ class JobManagementService extends EventEmitter {
     let timeoutMs = 30000
     if (options !== undefined && options !== null) {
       if (typeof options !== 'object') throw invalid('stop(options): options must be an object')
-      if (options.timeoutMs !== undefined) {
-        timeoutMs = options.timeoutMs
+      const given = readKey(options, 'timeoutMs', 'stop(options): options')
+      if (given !== undefined) {
+        timeoutMs = given
         if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {
-          throw invalid(`stop(options): timeoutMs must be a number from 0 to ${MAX_TIMER_MS} (about 24.8 days), got ${String(timeoutMs)}`)
+          throw invalid(`stop(options): timeoutMs must be a number from 0 to ${MAX_TIMER_MS} (about 24.8 days), got ${describe(timeoutMs)}`)
         }
       }
     }
@@ -433,20 +531,26 @@ class JobManagementService extends EventEmitter {
     if (calc === null || (typeof calc !== 'object' && typeof calc !== 'function')) {
       throw invalid(`${what} must be an object { name, calculate }, got ${calc === null ? 'null' : typeof calc}`)
     }
-    const name = calc.name
-    if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
-    const known = this._byName.get(name)
-    const file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDirs)
-    if (file === null && typeof calc.calculate !== 'function') {
-      throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
+    let name
+    let defaults
+    let file
+    let threaded
+    let handler
+    try {
+      name = calc.name
+      if (typeof name !== 'string' || name.length === 0) throw invalid(`${what}.name must be a non-empty string`)
+      const known = this._byName.get(name)
+      file = known !== undefined && known.calc === calc && known.module === calc.module ? known.file : calcModule(calc, what, this._baseDirs)
+      if (file === null && typeof calc.calculate !== 'function') {
+        throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
+      }
+      if (known !== undefined && known.calc === calc && known.file === file) return known.idx
+      defaults = optionsJson({ priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff }, what)
+      threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
+      handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
     }
-    if (known !== undefined && known.calc === calc && known.file === file) return known.idx
-    const defaults = optionsJson(
-      { priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff },
-      what,
-    )
-    const threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
-    const handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
     const idx = this._core.register(name, defaults)
     if (threaded) {
       if (this._threads === null) this._threads = new ThreadPool(this._threadOptions)
@@ -469,6 +573,15 @@ class JobManagementService extends EventEmitter {
    * then goes through _jobJson, which also names what is wrong).
    */
   _plainBatch(jobs) {
+    try {
+      return this._plainBatchOf(jobs)
+    } catch {
+      // a getter or a revoked Proxy: the slow path names it
+      return null
+    }
+  }
+
+  _plainBatchOf(jobs) {
     const first = jobs[0]
     const calc = first !== null && typeof first === 'object' ? first.calculation : undefined
     const idx = this._knownIndex(calc)
@@ -487,16 +600,21 @@ class JobManagementService extends EventEmitter {
 
   /** The index of `calc` when this very object is registered, else -1. */
   _knownIndex(calc) {
-    const known = calc !== null && typeof calc === 'object' ? this._byName.get(calc.name) : undefined
-    return known !== undefined && known.calc === calc && (known.file !== null || typeof calc.calculate === 'function') ? known.idx : -1
+    if (calc === null || typeof calc !== 'object') return -1
+    try {
+      const known = this._byName.get(calc.name)
+      return known !== undefined && known.calc === calc && (known.file !== null || typeof calc.calculate === 'function') ? known.idx : -1
+    } catch {
+      return -1
+    }
   }
 
   /** One job as JSON; `i` is its index in a batch (-1: a single job), named only in errors. */
   _jobJson(calculation, data, context, options, i) {
     const idx = this._calcIndex(calculation, i < 0 ? 'calculation' : undefined, i)
     const d = dataJson(data, i, 'data')
-    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
-      throw invalid(`${fieldAt(i, 'context')} must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    if (context !== undefined && context !== null && !isRecord(context)) {
+      throw invalid(`${fieldAt(i, 'context')} must be an object, got ${describe(context)}`)
     }
     const c = context === undefined || context === null ? '{}' : dataJson(context, i, 'context')
     const o = options === undefined || options === null ? 'null' : optionsJson(options, fieldAt(i, 'options'))
@@ -508,7 +626,13 @@ class JobManagementService extends EventEmitter {
    * @returns {string}
    */
   addCalculationJob(calculation, data, context, options) {
-    const ids = this._core.add(`[${this._jobJson(calculation, data, context, options, -1)}]`)
+    let job
+    try {
+      job = this._jobJson(calculation, data, context, options, -1)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJob: an argument')
+    }
+    const ids = this._core.add(`[${job}]`)
     this._schedulePump()
     return ids
   }
@@ -518,23 +642,42 @@ class JobManagementService extends EventEmitter {
    * @returns {string[]}
    */
   addCalculationJobs(jobs) {
-    if (!Array.isArray(jobs)) throw invalid('addCalculationJobs(jobs): jobs must be an array')
-    if (jobs.length === 0) return []
-    const plain = this._plainBatch(jobs)
-    if (plain !== null) {
-      const ids = this._core.addData(plain.idx, JSON.stringify(plain.datas)).split(',')
-      this._schedulePump()
-      return ids
+    let isList = false
+    try {
+      isList = Array.isArray(jobs)
+    } catch {}
+    if (!isList) throw invalid(`addCalculationJobs(jobs): jobs must be an array, got ${describe(jobs)}`)
+    let batch
+    try {
+      batch = this._batchJson(jobs)
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJobs(jobs): jobs')
     }
+    if (batch === null) return []
+    const ids = (typeof batch === 'string' ? this._core.add(batch) : this._core.addData(batch.idx, batch.datas)).split(',')
+    this._schedulePump()
+    return ids
+  }
+
+  /**
+   * A batch as the core takes it: `{ idx, datas }` (addData) for a plain one,
+   * else the JSON of `add`; null for an empty list.
+   */
+  _batchJson(jobs) {
+    if (jobs.length === 0) return null
+    const plain = this._plainBatch(jobs)
+    if (plain !== null) return { idx: plain.idx, datas: JSON.stringify(plain.datas) }
     const parts = new Array(jobs.length)
     for (let i = 0; i < jobs.length; i++) {
       const j = jobs[i]
       if (j === null || typeof j !== 'object') throw invalid(`jobs[${i}] must be an object { calculation, data, context, options }`)
-      parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
+      try {
+        parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
+      } catch (e) {
+        throw asCoded(e, 'ERR_INVALID_ARGUMENT', `jobs[${i}]`)
+      }
     }
-    const ids = this._core.add(`[${parts.join(',')}]`).split(',')
-    this._schedulePump()
-    return ids
+    return `[${parts.join(',')}]`
   }
 
   /** Resolves once everything added (and every outcome) before it is committed to storage. */
@@ -729,14 +872,14 @@ class JobManagementService extends EventEmitter {
 
   /** Resolved and active alerts, newest first (filter: `{ ruleId, severity, calculation, status, since, until, limit }`). */
   getAlertHistory(filter) {
-    const s = this._core.alertHistory(JSON.stringify(filter === undefined ? null : filter, optionsReplacer))
+    const s = this._core.alertHistory(argJson(filter, 'getAlertHistory(filter): filter'))
     return s == null ? [] : JSON.parse(s)
   }
 
   /** Adds an alert rule `{ id?, metric, operator, threshold, window?, severity?, cooldownMs?, channels?, calculation? }`; returns its id. */
   addAlertRule(rule) {
-    if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw invalid('addAlertRule(rule): rule must be an object')
-    return this._core.addAlertRule(JSON.stringify(rule, optionsReplacer))
+    if (!isRecord(rule)) throw invalid(`addAlertRule(rule): rule must be an object, got ${describe(rule)}`)
+    return this._core.addAlertRule(argJson(rule, 'addAlertRule(rule): rule'))
   }
 
   removeAlertRule(ruleId) {
@@ -757,23 +900,27 @@ class JobManagementService extends EventEmitter {
 
   _schedule(calculation, data, context, trigger, options) {
     const calc = this._calcIndex(calculation, 'calculation')
-    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
-      throw invalid(`options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
+    if (options !== undefined && options !== null && !isRecord(options)) {
+      throw invalid(`options must be an object, got ${describe(options)}`)
     }
-    if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
-      throw invalid(`context must be an object, got ${Array.isArray(context) ? 'an array' : typeof context}`)
+    if (context !== undefined && context !== null && !isRecord(context)) {
+      throw invalid(`context must be an object, got ${describe(context)}`)
     }
     const spec = { ...trigger }
     const jobOptions = {}
-    for (const [k, v] of Object.entries(options || {})) {
-      if (SCHEDULE_KEYS.has(k)) spec[k] = v
-      else jobOptions[k] = v
+    try {
+      for (const [k, v] of Object.entries(options || {})) {
+        if (SCHEDULE_KEYS.has(k)) spec[k] = v
+        else jobOptions[k] = v
+      }
+    } catch (e) {
+      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'options')
     }
     let head
     try {
       head = JSON.stringify(spec, optionsReplacer)
     } catch (e) {
-      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${e && e.message}`)
+      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${reasonOf(e)}`)
     }
     const d = toJson(data, 'data')
     const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
@@ -817,7 +964,7 @@ class JobManagementService extends EventEmitter {
 
   /** The schedules (filter: `{ kind, name, enabled }`). */
   getScheduledJobs(filter) {
-    return JSON.parse(this._core.schedules(JSON.stringify(filter === undefined ? null : filter, optionsReplacer)))
+    return JSON.parse(this._core.schedules(argJson(filter, 'getScheduledJobs(filter): filter')))
   }
 
   /** Removes a schedule (jobs it already added stay). False for an unknown id. */
@@ -1069,7 +1216,7 @@ class JobManagementService extends EventEmitter {
 
   _alertEvent(kind, alert) {
     if (kind === 'alert' && Array.isArray(alert.channels) && alert.channels.includes('log')) {
-      const line = `jobwerk alert [${alert.severity}] ${alert.name}: ${alert.message}`
+      const line = `jobwerk alert [${alert.severity}] ${alert.title}: ${alert.message}`
       try {
         if (alert.severity === 'critical') this._logger.error(line)
         else if (alert.severity === 'warning') this._logger.warn(line)
@@ -1106,9 +1253,12 @@ class JobManagementService extends EventEmitter {
 const SCHEDULE_KEYS = new Set(['id', 'maxRuns', 'endAt', 'startAt', 'tz', 'misfire', 'maxCatchUp', 'overlap', 'enabled'])
 
 function dateMs(v, field) {
-  const t = v instanceof Date ? v.getTime() : v
+  let t = NaN
+  try {
+    t = v instanceof Date ? v.getTime() : v
+  } catch {}
   if (typeof t !== 'number' || !Number.isFinite(t)) {
-    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${v instanceof Date ? 'Invalid Date' : String(v)}`)
+    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${describe(v)}`)
   }
   return t
 }
@@ -1169,6 +1319,15 @@ function mainThreadModule(calc, what, file) {
   return { name: calc.name, calculate: (data, context, job) => target.calculate(data, context, job) }
 }
 
+// obj[key]; a getter that throws or a revoked Proxy is ERR_INVALID_ARGUMENT naming `what`.
+function readKey(obj, key, what) {
+  try {
+    return obj[key]
+  } catch (e) {
+    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+  }
+}
+
 function checkId(jobId, method) {
   if (typeof jobId !== 'string') throw invalid(`${method}(jobId): jobId must be a string, got ${jobId === null ? 'null' : typeof jobId}`)
 }
@@ -1182,14 +1341,22 @@ function nextCronRuns(expression, options) {
   if (typeof expression !== 'string') throw codedError('ERR_INVALID_CRON', `nextCronRuns: expression must be a string, got ${typeof expression}`)
   const o = options === undefined || options === null ? {} : options
   if (typeof o !== 'object') throw invalid('nextCronRuns(expression, options): options must be an object { tz, from, count }')
-  const { tz, from, count = 5 } = o
+  const what = 'nextCronRuns(expression, options): options'
+  const tz = readKey(o, 'tz', what)
+  const from = readKey(o, 'from', what)
+  const given = readKey(o, 'count', what)
+  const count = given === undefined ? 5 : given
   if (tz !== undefined && tz !== null && typeof tz !== 'string') throw invalid('nextCronRuns: tz must be an IANA time zone name')
   let fromMs = Date.now()
   if (from !== undefined && from !== null) {
-    fromMs = from instanceof Date ? from.getTime() : from
-    if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid('nextCronRuns: from must be a valid Date or epoch ms')
+    try {
+      fromMs = from instanceof Date ? from.getTime() : from
+    } catch {
+      fromMs = NaN
+    }
+    if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid(`nextCronRuns: from must be a valid Date or epoch ms, got ${describe(from)}`)
   }
-  if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${String(count)}`)
+  if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${describe(count)}`)
   try {
     return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
   } catch (e) {
@@ -1199,21 +1366,57 @@ function nextCronRuns(expression, options) {
 
 const services = new WeakMap()
 
-/** One service per Strapi instance (or per process without one). */
+/**
+ * One service per Strapi instance (or per process without one). A later call
+ * with a config that differs from the first one's (none counts as `{}`) throws
+ * ERR_INVALID_CONFIG naming the first key that differs; an equal config or
+ * none returns the service.
+ */
 function getJobManagementService(strapi, config) {
   const key = strapi && typeof strapi === 'object' ? strapi : getJobManagementService
-  let s = services.get(key)
-  if (s === undefined) {
-    s = new JobManagementService(config)
+  const known = services.get(key)
+  if (known === undefined) {
+    const service = new JobManagementService(config)
     // Calculation modules are found from the app's directory (a TypeScript
     // app's compiled files: from its dist directory).
     const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
     const found = dirs ? [(dirs.app && dirs.app.root) || dirs.root, dirs.dist && dirs.dist.root] : []
     const appDirs = found.filter((d) => typeof d === 'string' && d.length > 0)
-    if (appDirs.length > 0) s._baseDirs = appDirs
-    services.set(key, s)
+    if (appDirs.length > 0) service._baseDirs = appDirs
+    services.set(key, { service, config: readConfig(config) })
+    return service
   }
-  return s
+  if (config !== undefined) {
+    const given = readConfig(config)
+    const at =
+      given.logger !== known.config.logger
+        ? 'monitoring.logger'
+        : given.unref !== known.config.unref
+          ? 'unref'
+          : given.threadsJson !== known.config.threadsJson
+            ? 'threads'
+            : jsonDiff(JSON.parse(known.config.json), JSON.parse(given.json), '')
+    if (at !== null) {
+      throw codedError(
+        'ERR_INVALID_CONFIG',
+        `getJobManagementService(strapi, config): the service already exists with another config (${at || 'config'} differs); pass the same config, or none`,
+      )
+    }
+  }
+  return known.service
+}
+
+// The first path at which two JSON values differ ('' for the whole), or null.
+function jsonDiff(a, b, at) {
+  if (a === b) return null
+  const objects = a !== null && b !== null && typeof a === 'object' && typeof b === 'object'
+  if (!objects || Array.isArray(a) !== Array.isArray(b)) return at
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)])
+  for (const k of keys) {
+    const d = jsonDiff(a[k], b[k], at ? `${at}.${k}` : k)
+    if (d !== null) return d
+  }
+  return null
 }
 
 module.exports = {

@@ -16,7 +16,7 @@ test.each([
   ['@weekly', 'UTC'],
 ])('%s in %s matches npm croner', (expression, tz) => {
   const ours = nextCronRuns(expression, { tz, from: FROM, count: 6 }).map((d) => d.toISOString())
-  const theirs = new Cron(expression, { timezone: tz, legacyMode: true }).nextRuns(6, FROM).map((d) => d.toISOString())
+  const theirs = new Cron(expression, { timezone: tz }).nextRuns(6, FROM).map((d) => d.toISOString())
   expect(ours).toEqual(theirs)
 })
 
@@ -72,4 +72,51 @@ test('bad arguments are coded errors', () => {
   expect(code(() => nextCronRuns('* * * * *', { from: NaN }))).toBe('ERR_INVALID_ARGUMENT')
   expect(code(() => nextCronRuns('* * * * *', { tz: 5 }))).toBe('ERR_INVALID_ARGUMENT')
   expect(code(() => nextCronRuns('* * * * *', 'x'))).toBe('ERR_INVALID_ARGUMENT')
+})
+
+// Issue 17, bug 13: an expression that can never fire was accepted silently;
+// croner 10's syntax (a year field, `+`) is accepted; `?` keeps meaning "no
+// specific value" (croner 10 would run `0 0 ? * MON` every day).
+describe('croner 10 and expressions that never match', () => {
+  const codeOf = (fn) => {
+    try {
+      fn()
+    } catch (e) {
+      return e
+    }
+    return null
+  }
+
+  test.each(['0 0 30 2 *', '0 0 31 4,6,9,11 *', '0 0 30W 2 *', '0 0 0 29 2 * 2027'])('%s never matches: ERR_INVALID_CRON (expression)', (expression) => {
+    const e = codeOf(() => nextCronRuns(expression, { tz: 'UTC', from: FROM }))
+    expect(e).not.toBeNull()
+    expect(e.code).toBe('ERR_INVALID_CRON')
+    expect(e.field).toBe('expression')
+    expect(e.message).toContain('never matches')
+  })
+
+  test('a schedule that would never run is refused and nothing is scheduled', () => {
+    const { JobManagementService } = require('..')
+    const s = new JobManagementService({ clock: 'manual' })
+    const e = codeOf(() => s.scheduleCronCalculationJob({ name: 'n', calculate() {} }, {}, {}, '0 0 30 2 *'))
+    expect(e && e.code).toBe('ERR_INVALID_CRON')
+    expect(e.field).toBe('expression')
+    expect(s.getScheduledJobs()).toEqual([])
+  })
+
+  test('7 fields with a year, and the + (AND) modifier, as croner 10 reads them', () => {
+    const iso = (expression) => nextCronRuns(expression, { tz: 'UTC', from: FROM, count: 3 }).map((d) => d.toISOString())
+    const croner = (expression) => new Cron(expression, { timezone: 'UTC' }).nextRuns(3, FROM).map((d) => d.toISOString())
+    for (const expression of ['0 0 0 1 1 * 2030', '0 30 9 * * MON 2027', '0 0 0 1 * * 2026-2030/2', '0 0 1 * +MON', '0 0 13 * +FRI']) {
+      expect(iso(expression)).toEqual(croner(expression))
+    }
+    expect(iso('0 0 0 1 1 * 2030')).toEqual(['2030-01-01T00:00:00.000Z'])
+  })
+
+  test('? is "no specific value": 0 0 ? * MON runs on Mondays (croner 10 runs it daily)', () => {
+    const runs = nextCronRuns('0 0 ? * MON', { tz: 'UTC', from: FROM, count: 3 })
+    expect(runs.map((d) => d.getUTCDay())).toEqual([1, 1, 1])
+    const theirs = new Cron('0 0 ? * MON', { timezone: 'UTC' }).nextRuns(3, FROM)
+    expect(theirs.map((d) => d.getUTCDay())).not.toEqual([1, 1, 1])
+  })
 })

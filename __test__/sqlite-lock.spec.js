@@ -26,7 +26,7 @@ async function runOne(service, data) {
 }
 
 describe('one service per SQLite file', () => {
-  test('a second service in the same process: start() rejects with ERR_STORAGE (in use, pid, PostgreSQL); the first keeps working', async () => {
+  test('a second service in the same process: start() rejects with ERR_STORAGE (in use, pid, storage.path); the first keeps working', async () => {
     const db = newDb()
     const first = services.open(db)
     await first.start()
@@ -35,7 +35,7 @@ describe('one service per SQLite file', () => {
 
     const second = services.open(db)
     const e = await rejected(second.start())
-    expectStorageError(e, 'in use', `pid ${process.pid}`, 'PostgreSQL', db)
+    expectStorageError(e, 'in use', `pid ${process.pid}`, 'storage.path', db)
     expect(e.message).toContain('this process')
     // the deferred error also comes from add and flush
     expectStorageError(thrown(() => second.addCalculationJob(calc, 2)), 'in use')
@@ -79,7 +79,7 @@ describe('one service per SQLite file', () => {
     expect(r.start.code).toBe('ERR_STORAGE')
     expect(r.start.message).toContain('in use')
     expect(r.start.message).toContain(`another process (pid ${process.pid})`)
-    expect(r.start.message).toContain('PostgreSQL')
+    expect(r.start.message).toContain('storage.path')
     expect(r.add.code).toBe('ERR_STORAGE')
     expect(r.flush.code).toBe('ERR_STORAGE')
 
@@ -102,7 +102,7 @@ describe('one service per SQLite file', () => {
 
     const mine = services.open(db)
     const e = await rejected(mine.start())
-    expectStorageError(e, 'in use', `another process (pid ${holder.pid})`, 'PostgreSQL')
+    expectStorageError(e, 'in use', `another process (pid ${holder.pid})`, 'storage.path')
     await mine.stop()
 
     await holder.kill('SIGKILL')

@@ -11,16 +11,26 @@ pub enum Error {
   InvalidArgument(String),
   /// The service configuration is invalid; the message names the key.
   InvalidConfig(String),
-  /// `maxQueueSize` jobs are already waiting.
-  QueueFull { max: usize },
+  /// Adding `adding` jobs to the `queued` (pending + waiting) ones would
+  /// exceed `maxQueueSize` (`max`).
+  QueueFull {
+    max: usize,
+    queued: usize,
+    adding: usize,
+  },
   /// The operation needs a started service.
   NotStarted,
   /// The service is stopping or stopped and takes no new jobs.
   Stopped,
   /// A value cannot be stored as JSON.
   NotSerializable(String),
-  /// A job's data and context together exceed `maxPayloadBytes`.
-  PayloadTooLarge { size: usize, max: usize },
+  /// A job's data and context together exceed `maxPayloadBytes`; `job` is
+  /// its index in a batch of several.
+  PayloadTooLarge {
+    size: usize,
+    max: usize,
+    job: Option<usize>,
+  },
   /// A cron expression is malformed; `field` names the offending field.
   InvalidCron { field: String, message: String },
   /// A schedule's field is invalid.
@@ -62,11 +72,32 @@ impl fmt::Display for Error {
     match self {
       Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
       Error::InvalidConfig(m) => write!(f, "invalid config: {m}"),
-      Error::QueueFull { max } => write!(f, "queue is full: maxQueueSize ({max}) jobs are waiting"),
+      Error::QueueFull {
+        max,
+        queued,
+        adding,
+      } => {
+        let room = max.saturating_sub(*queued);
+        if *adding <= 1 || room == 0 {
+          write!(
+            f,
+            "queue is full: {queued} jobs are waiting (maxQueueSize {max})"
+          )
+        } else {
+          write!(
+            f,
+            "queue is full: a batch of {adding} jobs does not fit, there is room for {room} \
+             ({queued} jobs are waiting, maxQueueSize {max}); nothing was added"
+          )
+        }
+      }
       Error::NotStarted => write!(f, "the service is not started: call start() first"),
       Error::Stopped => write!(f, "the service is stopped and takes no new jobs"),
       Error::NotSerializable(m) => write!(f, "not JSON-serializable: {m}"),
-      Error::PayloadTooLarge { size, max } => {
+      Error::PayloadTooLarge { size, max, job } => {
+        if let Some(i) = job {
+          write!(f, "jobs[{i}]: ")?;
+        }
         write!(
           f,
           "payload is {size} bytes, more than maxPayloadBytes ({max})"

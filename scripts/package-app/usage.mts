@@ -76,8 +76,8 @@ jobs.addCalculationJob(calc, { season: 2026 }, { contentType: ctx.contentType, o
 jobs.scheduleRecurringCalculationJob(calc, {}, ctx, new Date(), 86400000, { maxRuns: 365 })
 const overall: 'healthy' | 'warning' | 'critical' | undefined = jobs.getSystemHealth()?.overall
 strapi.log.info(`${overall}`)
-// TODO(issue 17 bug 15, wt-inputs adds Alert.title): the seed prints `a.title + a.message`.
-jobs.getActiveAlerts().forEach((a) => strapi.log.warn(a.name + a.message))
+// The seed's line.
+jobs.getActiveAlerts().forEach((a) => strapi.log.warn(a.title + a.message))
 
 // Manual clock (tests).
 const manual = new JobManagementService({ clock: { type: 'manual', now: Date.parse('2026-01-05T00:00:00Z') } })

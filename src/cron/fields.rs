@@ -1,8 +1,8 @@
 //! Splitting a cron expression into fields, expanding macros and names, and
 //! validating each field on its own, so an error names the field at fault.
 //!
-//! The output is a purely numeric six-field pattern (seconds first) that
-//! croner parses; croner's own errors do not say which field failed, so every
+//! The output is a purely numeric six-field pattern (seconds first), or
+//! seven with a year, that croner parses; croner's own errors do not say which field failed, so every
 //! field is also parsed alone by croner (see [`validate_with_croner`]).
 
 use croner::parser::{CronParser, Seconds, Year};
@@ -39,11 +39,12 @@ enum Kind {
   DayOfMonth,
   /// `JAN`-`DEC`.
   Month,
-  /// `SUN`-`SAT`, `n#k`, `nL`, `n#L`, `?`.
+  /// `SUN`-`SAT`, `n#k`, `nL`, `n#L`, `?`, and a leading `+` (day-of-month
+  /// AND day-of-week).
   DayOfWeek,
 }
 
-/// One field of the six-field form.
+/// One field of the seven-field form.
 #[derive(Debug, Clone, Copy)]
 struct Spec {
   /// The name errors use.
@@ -55,8 +56,8 @@ struct Spec {
   kind: Kind,
 }
 
-/// The six fields in croner's order (seconds first).
-const SPECS: [Spec; 6] = [
+/// The fields in croner's order (seconds first, the optional year last).
+const SPECS: [Spec; 7] = [
   Spec {
     name: "second",
     min: 0,
@@ -99,16 +100,23 @@ const SPECS: [Spec; 6] = [
     max_step: 7,
     kind: Kind::DayOfWeek,
   },
+  Spec {
+    name: "year",
+    min: 1,
+    max: 9999,
+    max_step: 9999,
+    kind: Kind::Plain,
+  },
 ];
 
-/// The parser every pattern goes through: exactly six fields (we add the
-/// seconds field), no year field, day-of-month OR day-of-week (Vixie cron;
-/// npm croner's `legacyMode: true`), and `5/15` / `/15` steps accepted as npm
-/// croner accepts them.
+/// The parser every pattern goes through: six fields (we add the seconds
+/// field) or seven with a year (as npm croner 10), day-of-month OR
+/// day-of-week (Vixie cron; npm croner's default) unless day-of-week starts
+/// with `+`, and `5/15` / `/15` steps accepted as npm croner 9 accepted them.
 pub fn parser() -> CronParser {
   CronParser::builder()
     .seconds(Seconds::Required)
-    .year(Year::Disallowed)
+    .year(Year::Optional)
     .dom_and_dow(false)
     .alternative_weekdays(false)
     .sloppy_ranges(true)
@@ -130,20 +138,16 @@ pub fn normalize(expr: &str) -> Result<String> {
   let raw: Vec<&str> = expanded.split_whitespace().collect();
   let offset = match raw.len() {
     5 => 1,
-    6 => 0,
-    7 => {
-      return Err(expression_error(
-        "7 fields: a year field is not supported; use 5 fields (minute hour day-of-month month day-of-week) or 6 with a leading seconds field",
-      ))
-    }
+    6 | 7 => 0,
     n => {
       return Err(expression_error(format!(
-        "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with a leading seconds field, got {n}"
+        "expected 5 fields (minute hour day-of-month month day-of-week), 6 with a leading seconds field \
+         or 7 with seconds and a trailing year, got {n}"
       )))
     }
   };
 
-  let mut fields: Vec<String> = Vec::with_capacity(6);
+  let mut fields: Vec<String> = Vec::with_capacity(7);
   if offset == 1 {
     fields.push("0".to_string());
   }
@@ -191,6 +195,14 @@ fn field_error(spec: &Spec, raw: &str, reason: impl std::fmt::Display) -> Error 
 /// the characters and the shape of its list items and steps.
 fn normalize_field(spec: &Spec, raw: &str) -> Result<String> {
   let upper = raw.to_ascii_uppercase();
+  // `+MON`: day-of-month AND day-of-week (npm croner 10, OCPS 1.4).
+  if let (Kind::DayOfWeek, Some(rest)) = (spec.kind, upper.strip_prefix('+')) {
+    return Ok(format!("+{}", normalize_upper(spec, raw, rest)?));
+  }
+  normalize_upper(spec, raw, &upper)
+}
+
+fn normalize_upper(spec: &Spec, raw: &str, upper: &str) -> Result<String> {
   if upper == "?" && matches!(spec.kind, Kind::DayOfMonth | Kind::DayOfWeek) {
     return Ok("*".to_string());
   }
@@ -295,7 +307,7 @@ fn replace_word(spec: &Spec, raw: &str, word: &str, after_dash: bool) -> Result<
 /// `index` of [`SPECS`]) of a pattern, so a croner error is known to be this
 /// field's.
 fn validate_with_croner(index: usize, raw: &str, normalized: &str) -> Result<()> {
-  let mut fields = ["*"; 6];
+  let mut fields = ["*"; 7];
   fields[index] = normalized;
   parser()
     .parse(&fields.join(" "))

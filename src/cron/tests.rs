@@ -158,8 +158,12 @@ fn rejects_malformed_expressions_naming_the_field() {
     ("* * 32 * *", "dayOfMonth"),
     ("* * * 13 *", "month"),
     ("* * * * 8", "dayOfWeek"),
-    ("0 0 0 1 1 * 2026", "expression"),
-    ("* * * * * * *", "expression"),
+    // a year field, as npm croner 10 reads it
+    ("0 0 0 1 1 * 10000", "year"),
+    ("0 0 0 1 1 * 0", "year"),
+    ("0 0 0 1 1 * abc", "year"),
+    ("0 0 0 1 1 * L", "year"),
+    ("0 0 0 1 1 * 2026-2020", "year"),
     // more of each field
     ("60 * * * * *", "second"),
     ("*/61 * * * * *", "second"),
@@ -192,7 +196,9 @@ fn rejects_malformed_expressions_naming_the_field() {
     ("0 0 * * JAN", "dayOfWeek"),
     ("0 0 * * L", "dayOfWeek"),
     ("0 0 * * 5W", "dayOfWeek"),
-    ("0 0 * * +MON", "dayOfWeek"),
+    ("0 0 * * MON+", "dayOfWeek"),
+    ("0 0 * * ++MON", "dayOfWeek"),
+    ("0 0 +1 * MON", "dayOfMonth"),
     ("0 0 * * SAT-MON", "dayOfWeek"),
     ("0 0 * * */8", "dayOfWeek"),
     ("* * * * * @", "dayOfWeek"),
@@ -218,7 +224,7 @@ fn error_messages_name_the_problem() {
   assert!(message("1,,2 * * * *").contains("empty list item"));
   assert!(message("*/0 * * * *").contains("step cannot be 0"));
   assert!(message("61 * * * *").contains("0-59"));
-  assert!(message("0 0 0 1 1 * 2026").contains("year"));
+  assert!(message("0 0 0 1 1 * 10000").contains("1-9999"));
   assert!(message("* * * *").contains("got 4"));
   assert!(message("@reboot").contains("unknown macro"));
   assert!(message("").contains("empty"));
@@ -307,15 +313,59 @@ fn next_runs_counts() {
 }
 
 #[test]
-fn schedules_that_never_fire_end() {
-  for expr in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 31 FEB *"] {
-    let cron = CronExpr::parse(expr, Some("UTC")).expect("syntactically valid");
-    assert_eq!(cron.next_after(ms("2026-01-01T00:00:00Z")), None, "{expr}");
-    assert!(
-      cron.next_runs(ms("2026-01-01T00:00:00Z"), 3).is_empty(),
-      "{expr}"
-    );
+fn expressions_that_never_match_are_rejected() {
+  for expr in [
+    "0 0 30 2 *",
+    "0 0 31 4,6,9,11 *",
+    "0 0 31 FEB *",
+    "0 0 30W 2 *",
+    "0 0 0 29 2 * 2027",
+    "0 0 0 1 1 * 1969",
+  ] {
+    assert_eq!(err_field(expr), "expression", "{expr}");
+    let Err(e) = CronExpr::parse(expr, Some("Europe/Berlin")) else {
+      panic!("{expr}: accepted");
+    };
+    assert!(e.to_string().contains("never matches"), "{expr}: {e}");
   }
+  // rare but possible: the fifth Monday of February (leap years whose 1st is a Monday)
+  assert_eq!(
+    runs("0 0 * 2 1#5", "UTC", "2026-01-01T00:00:00Z", 1),
+    utc(&["2044-02-29T00:00:00Z"])
+  );
+}
+
+#[test]
+fn a_year_field_is_accepted() {
+  let cron = CronExpr::parse("0 0 0 1 1 * 2030", Some("UTC")).expect("7 fields");
+  assert_eq!(cron.pattern(), "0 0 0 1 1 * 2030");
+  assert_eq!(
+    runs("0 0 0 1 1 * 2030", "UTC", "2026-01-01T00:00:00Z", 3),
+    utc(&["2030-01-01T00:00:00Z"])
+  );
+  assert_eq!(
+    runs(
+      "0 30 9 * * MON 2027,2029-2030/1",
+      "UTC",
+      "2026-01-01T00:00:00Z",
+      1
+    ),
+    utc(&["2027-01-04T09:30:00Z"])
+  );
+  // a year that has passed: valid, but nothing runs any more
+  assert!(runs("0 0 0 1 1 * 2020", "UTC", "2026-01-01T00:00:00Z", 3).is_empty());
+}
+
+#[test]
+fn plus_makes_day_of_month_and_day_of_week_both_required() {
+  assert_eq!(
+    runs("0 0 1 * +MON", "UTC", "2026-01-01T00:00:00Z", 3),
+    utc(&[
+      "2026-06-01T00:00:00Z",
+      "2027-02-01T00:00:00Z",
+      "2027-03-01T00:00:00Z"
+    ])
+  );
 }
 
 #[test]

@@ -481,7 +481,10 @@ pub enum Resolution {
 pub struct Alert {
   pub id: String,
   pub rule_id: String,
+  /// The rule's name.
   pub name: String,
+  /// What a person reads first: the rule's name (`"High error rate"`).
+  pub title: String,
   pub metric: Metric,
   pub operator: Operator,
   pub threshold: f64,
@@ -489,6 +492,7 @@ pub struct Alert {
   pub severity: Severity,
   pub calculation: Option<String>,
   pub channels: Vec<Channel>,
+  /// What was measured, without the title (`"errorRate is 25 (> 10) over 300s"`).
   pub message: String,
   /// The metric when fired.
   pub value: f64,
@@ -791,6 +795,7 @@ impl Alerts {
       id: format!("{}-{}", rule.id, self.seq),
       rule_id: rule.id.clone(),
       name: rule.name.clone(),
+      title: rule.name.clone(),
       metric: rule.metric,
       operator: rule.operator,
       threshold: rule.threshold,
@@ -799,8 +804,7 @@ impl Alerts {
       calculation: rule.calculation.clone(),
       channels: rule.channels.clone(),
       message: format!(
-        "{}: {} is {} ({} {}){over}{scope}",
-        rule.name,
+        "{} is {} ({} {}){over}{scope}",
         rule.metric.as_str(),
         fmt_value(v),
         rule.operator.symbol(),

@@ -17,6 +17,7 @@ fn alert(channels: Vec<Channel>) -> Alert {
     id: "alert-1".into(),
     rule_id: "highErrorRate".into(),
     name: "High error rate".into(),
+    title: "High error rate".into(),
     metric: Metric::ErrorRate,
     operator: Operator::Gt,
     threshold: 10.0,

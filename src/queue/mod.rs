@@ -614,9 +614,12 @@ impl Queue {
     if let Some(e) = self.store.failure() {
       return Err(Error::Storage(e));
     }
-    if self.queued() + batch.len() > self.cfg.max_queue_size {
+    let queued = self.queued();
+    if queued + batch.len() > self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
+        queued,
+        adding: batch.len(),
       });
     }
     let base = self.cfg.job_defaults();
@@ -632,6 +635,7 @@ impl Queue {
         return Err(Error::PayloadTooLarge {
           size,
           max: self.cfg.max_payload_bytes,
+          job: (batch.len() > 1).then_some(i),
         });
       }
       let o = nj.options.over(&calc.defaults.over(&base));
@@ -1088,9 +1092,12 @@ impl Queue {
         ) => {}
       _ => return Ok(false),
     }
-    if self.queued() >= self.cfg.max_queue_size {
+    let queued = self.queued();
+    if queued >= self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
+        queued,
+        adding: 1,
       });
     }
     Ok(self.store.retry(id, now))
@@ -1244,6 +1251,7 @@ impl Queue {
       return Err(Error::PayloadTooLarge {
         size,
         max: self.cfg.max_payload_bytes,
+        job: None,
       });
     }
     let (s, _) = self.scheduler.upsert(spec, now)?;

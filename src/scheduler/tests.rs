@@ -208,11 +208,22 @@ fn cron_start_at_delays_the_first_fire() {
 }
 
 #[test]
-fn cron_that_never_fires_is_accepted_without_next_run() {
+fn cron_that_never_fires_is_refused() {
+  match Trigger::cron("0 0 30 2 *", Some("UTC")) {
+    Err(Error::InvalidCron { field, message }) => {
+      assert_eq!(field, "expression");
+      assert!(message.contains("never matches"), "{message}");
+    }
+    other => panic!("expected never matches, got {other:?}"),
+  }
+}
+
+#[test]
+fn cron_whose_years_have_passed_is_accepted_without_next_run() {
   let mut s = Scheduler::new();
   let sched = add(
     &mut s,
-    cron("feb30", "0 0 30 2 *", "UTC"),
+    cron("y2020", "0 0 0 1 1 * 2020", "UTC"),
     ms("2024-01-01T00:00:00Z"),
   );
   assert_eq!(sched.next_run_at, None);

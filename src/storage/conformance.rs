@@ -779,7 +779,11 @@ mod sqlite_only {
       msg.contains("in use") && msg.contains(&std::process::id().to_string()),
       "{msg}"
     );
-    assert!(msg.contains("PostgreSQL"), "{msg}");
+    // names only what exists (no PostgreSQL store yet)
+    assert!(
+      msg.contains("storage.path") && !msg.contains("postgres"),
+      "{msg}"
+    );
   }
 
   #[test]

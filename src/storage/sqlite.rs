@@ -414,9 +414,8 @@ fn take_lock(path: &Path, shown: &Path) -> Result<File> {
         format!("another process (pid {pid})")
       };
       return Err(Error::Storage(format!(
-        "'{}' is in use by {who}: one process (and one service) per SQLite file. \
-         To share jobs between app instances use PostgreSQL (storage: {{ type: 'postgres' }}); \
-         otherwise give each service its own storage.path",
+        "'{}' is in use by {who}: one process (and one service) per SQLite file; \
+         give each service its own storage.path",
         shown.display()
       )));
     }

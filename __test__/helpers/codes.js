@@ -1,0 +1,13 @@
+'use strict'
+// The codes index.d.ts declares in `JobwerkErrorCode`, read from the .d.ts
+// itself so the tests and the declared type cannot drift apart.
+
+const fs = require('node:fs')
+const path = require('node:path')
+
+const dts = fs.readFileSync(path.join(__dirname, '..', '..', 'index.d.ts'), 'utf8')
+const m = /export type JobwerkErrorCode =([^;]*?)(?:\n\n|\nexport|$)/.exec(dts)
+if (!m) throw new Error('index.d.ts has no JobwerkErrorCode type')
+const JOBWERK_ERROR_CODES = [...m[1].matchAll(/'(ERR_[A-Z_]+)'/g)].map((x) => x[1])
+
+module.exports = { JOBWERK_ERROR_CODES }
