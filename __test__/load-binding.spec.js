@@ -19,6 +19,7 @@ beforeAll(() => {
   const dir = path.join(installed, 'node_modules', 'jobwerk')
   fs.mkdirSync(dir, { recursive: true })
   for (const f of ['package.json', ...PKG.files.filter((f) => f.endsWith('.js') || f.endsWith('.mjs'))]) {
+    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true })
     fs.copyFileSync(path.join(ROOT, f), path.join(dir, f))
   }
 })

@@ -846,6 +846,7 @@ impl Alerts {
       id: format!("{rule_id}-{}", self.seq),
       rule_id,
       name: "Schedule fire skipped".into(),
+      title: "Schedule fire skipped".into(),
       metric: Metric::QueueLength,
       operator: Operator::Gte,
       threshold: max as f64,
