@@ -557,6 +557,8 @@ fn schedule_fires_over_max_queue_size_are_skipped_and_counted() {
   q.tick(1_100);
   assert_eq!(q.count(Status::Pending), 3);
   q.check_invariants().expect("invariants");
+}
+
 #[test]
 fn take_hands_raw_calculations_data_and_context_over_as_json_text() {
   let (mut q, calc) = queue(4);
