@@ -70,6 +70,11 @@ export declare class Core {
   retry(id: string): boolean
   /** The job's status as JSON, or null. */
   status(id: string): string | null
+  /**
+   * One page of jobs (`getJobs`; the filter as JSON) as
+   * `{"jobs":[...],"nextCursor":...}` JSON.
+   */
+  jobs(filterJson: string): string
   /** Queue statistics as JSON. */
   stats(): string
   /** Records progress (JSON) of a running attempt; false once it ended. */

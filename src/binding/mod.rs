@@ -17,7 +17,9 @@ use serde_json::Value;
 use crate::clock::{system_now_ms, Clock};
 use crate::error::Error;
 use crate::job::JobId;
-use crate::queue::{Engine, JobOptions, NewJob, Queue, ServiceConfig, StorageConfig, Waker};
+use crate::queue::{
+  Engine, JobOptions, JobQuery, NewJob, Queue, ServiceConfig, StorageConfig, Waker,
+};
 use crate::storage::{Durability, Names, SqliteOptions, SqliteStore, Store};
 
 /// The `code` of a JavaScript error thrown from here.
@@ -358,6 +360,19 @@ impl Core {
   pub fn status(&self, id: String) -> Option<String> {
     let id = JobId::parse(&id)?;
     self.engine.with(|q, _| q.status_json(id))
+  }
+
+  /// One page of jobs (`getJobs`; the filter as JSON) as
+  /// `{"jobs":[...],"nextCursor":...}` JSON.
+  #[napi]
+  pub fn jobs(&self, filter_json: String) -> napi::Result<String, Code> {
+    let v: Value = serde_json::from_str(&filter_json).map_err(|e| {
+      js_err(Error::arg(format!(
+        "getJobs(filter): filter is not JSON: {e}"
+      )))
+    })?;
+    let q = JobQuery::parse(&v).map_err(js_err)?;
+    self.engine.with(|q2, _| q2.jobs_json(&q)).map_err(js_err)
   }
 
   /// Queue statistics as JSON.
