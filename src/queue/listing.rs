@@ -275,3 +275,121 @@ impl Queue {
     Ok(out)
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::queue::{JobOptions, NewJob, QueueConfig};
+  use serde_json::json;
+
+  fn err(v: Value) -> String {
+    match JobQuery::parse(&v) {
+      Err(Error::InvalidArgument(m)) => m,
+      other => panic!("{v}: expected ERR_INVALID_ARGUMENT, got {other:?}"),
+    }
+  }
+
+  #[test]
+  fn a_query_reads_each_field_and_names_the_bad_one() {
+    assert_eq!(JobQuery::parse(&Value::Null), Ok(JobQuery::default()));
+    let q = JobQuery::parse(&json!({
+      "status": ["failed", "timeout"], "name": "a", "since": 5, "until": 9,
+      "limit": 1000, "order": "asc", "includeData": false,
+      "cursor": "0190a000-0000-7000-8000-000000000001"
+    }))
+    .expect("query");
+    assert_eq!(
+      q.statuses,
+      1 << Status::Failed as u8 | 1 << Status::Timeout as u8
+    );
+    assert_eq!((q.since, q.until, q.limit), (Some(5), Some(9), 1000));
+    assert!(q.ascending && !q.include_data && q.cursor.is_some());
+    assert_eq!(
+      JobQuery::parse(&json!({"status": "running"})).map(|q| q.statuses),
+      Ok(4)
+    );
+    for (v, field) in [
+      (json!([]), "filter must be an object"),
+      (json!({"nope": 1}), "filter.nope"),
+      (json!({"status": "done"}), "filter.status"),
+      (json!({"status": []}), "filter.status"),
+      (json!({"name": 1}), "filter.name"),
+      (json!({"since": -1}), "filter.since"),
+      (json!({"until": 1.5}), "filter.until"),
+      (json!({"since": 9, "until": 5}), "filter.until"),
+      (json!({"limit": 0}), "filter.limit"),
+      (json!({"limit": 1001}), "filter.limit"),
+      (json!({"cursor": "x"}), "filter.cursor"),
+      (json!({"order": "up"}), "filter.order"),
+      (json!({"includeData": 1}), "filter.includeData"),
+    ] {
+      assert!(err(v.clone()).contains(field), "{v}: {}", err(v.clone()));
+    }
+  }
+
+  #[test]
+  fn pages_end_with_a_null_cursor_and_leave_data_out_when_asked() {
+    let mut q = Queue::new(QueueConfig::default(), 0);
+    let calc = q.register("calc", &Value::Null).expect("register");
+    let opts = JobOptions::default();
+    let ids = q
+      .add(
+        &(0..5)
+          .map(|_| NewJob {
+            calc,
+            data: "{\"big\":1}",
+            context: "{}",
+            options: opts.clone(),
+          })
+          .collect::<Vec<_>>(),
+        0,
+      )
+      .expect("add");
+    let page = |q: &mut Queue, query: JobQuery| -> Value {
+      serde_json::from_str(&q.jobs_json(&query).expect("jobs")).expect("json")
+    };
+    let p = page(
+      &mut q,
+      JobQuery {
+        limit: 3,
+        ..JobQuery::default()
+      },
+    );
+    let got: Vec<&str> = p["jobs"]
+      .as_array()
+      .expect("jobs")
+      .iter()
+      .map(|j| j["jobId"].as_str().unwrap_or(""))
+      .collect();
+    let want: Vec<String> = ids.iter().rev().take(3).map(|id| id.to_string()).collect();
+    assert_eq!(got, want);
+    assert_eq!(p["nextCursor"], json!(want[2]));
+    assert_eq!(p["jobs"][0]["data"], json!({"big": 1}));
+    let p = page(
+      &mut q,
+      JobQuery {
+        limit: 3,
+        cursor: Some(ids[2]),
+        include_data: false,
+        ..JobQuery::default()
+      },
+    );
+    assert_eq!(p["jobs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(p["nextCursor"], Value::Null);
+    assert!(p["jobs"][0].get("data").is_none() && p["jobs"][0].get("result").is_none());
+    let status: Value =
+      serde_json::from_str(&q.status_json(ids[1]).expect("status")).expect("json");
+    let mut listed = p["jobs"][0].clone();
+    listed["data"] = status["data"].clone();
+    listed["result"] = status["result"].clone();
+    assert_eq!(listed, status);
+    let none = JobQuery {
+      name: Some("other".into()),
+      ..JobQuery::default()
+    };
+    assert_eq!(
+      q.jobs_json(&none).expect("jobs"),
+      "{\"jobs\":[],\"nextCursor\":null}"
+    );
+  }
+}
