@@ -191,9 +191,17 @@ impl Order {
       self.ids.dedup();
       self.sorted_len = self.ids.len();
     }
+    self.compact(live);
+  }
+
+  /// Drops removed ids once they are half or more (so the index holds at
+  /// most twice the jobs stored, listed or not).
+  pub(crate) fn compact(&mut self, live: &dyn Fn(u128) -> bool) {
     if self.removed > 0 && self.removed * 2 >= self.ids.len() {
+      let sorted = self.sorted_len == self.ids.len();
       self.ids.retain(|&id| live(id));
-      self.sorted_len = self.ids.len();
+      self.ids.shrink_to(self.ids.len() * 2);
+      self.sorted_len = if sorted { self.ids.len() } else { 0 };
       self.removed = 0;
     }
   }
@@ -310,5 +318,22 @@ mod tests {
       ..f
     };
     assert_eq!(ids(o.page(&f, &find)), vec![2, 4, 5, 6]);
+  }
+
+  #[test]
+  fn removed_ids_are_dropped_once_they_are_half_without_any_listing() {
+    let mut o = Order::default();
+    for i in 1..=8u128 {
+      o.push(JobId(i << 80), i as u64);
+    }
+    for _ in 0..3 {
+      o.removed();
+    }
+    o.compact(&|id| id > 3 << 80);
+    assert_eq!(o.ids.len(), 8, "fewer than half removed: kept");
+    o.removed();
+    o.compact(&|id| id > 4 << 80);
+    assert_eq!(o.ids, (5..=8u128).map(|i| i << 80).collect::<Vec<_>>());
+    assert_eq!((o.sorted_len, o.removed), (4, 0));
   }
 }

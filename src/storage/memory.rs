@@ -970,6 +970,10 @@ impl Store for MemoryStore {
         }
       }
     }
+    if n > 0 {
+      let (slab, index) = (&self.slab, &self.index);
+      self.order.compact(&|id| index.find(id, slab).is_some());
+    }
     n
   }
 
