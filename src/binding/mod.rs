@@ -372,7 +372,10 @@ impl Core {
       )))
     })?;
     let q = JobQuery::parse(&v).map_err(js_err)?;
-    self.engine.with(|q2, _| q2.jobs_json(&q)).map_err(js_err)
+    self
+      .engine
+      .with(|queue, _| queue.jobs_json(&q))
+      .map_err(js_err)
   }
 
   /// Queue statistics as JSON.

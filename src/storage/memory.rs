@@ -11,7 +11,8 @@
 //! Per pending job this costs the [`Job`] itself (dense, no empty buckets),
 //! its 8-byte index bucket (the table is 7/16 to 7/8 full: 9 to 18 bytes a
 //! job) and an 8-byte lane entry (or a 36-byte heap entry, or a 16-byte
-//! delayed entry).
+//! delayed entry), plus its 16-byte id in the listing's id-ordered index
+//! (see [`super::listing`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -10,7 +10,8 @@
 //! not kept in memory. They run in the order of their keys, which is their
 //! (due time, id) order; a claim takes jobs from memory up to the first cold
 //! one and reads the next ones from the file when it gets there (a refill).
-//! Reading one (`get`) reads its row; changing one (`cancel`, depending on
+//! Reading one (`get`) reads its row; a listing reads the cold rows it
+//! returns (one range read on the key); changing one (`cancel`, depending on
 //! it) brings it into memory first.
 //!
 //! One process per file: a lock file (`<path>.lock`, an advisory lock that
