@@ -1115,6 +1115,16 @@ function describeValue(v) {
 // getJobs' filter, checked (each bad value is ERR_INVALID_ARGUMENT with
 // `err.field`) and sent as JSON with times as epoch ms.
 function jobsFilterJson(filter) {
+  try {
+    return readJobsFilter(filter)
+  } catch (e) {
+    if (e && e.code === 'ERR_INVALID_ARGUMENT' && typeof e.field === 'string') throw e
+    // A getter or proxy trap that throws.
+    throw badFilter('filter', `filter cannot be read: ${e && e.message}`)
+  }
+}
+
+function readJobsFilter(filter) {
   if (filter === undefined || filter === null) return 'null'
   if (typeof filter !== 'object' || Array.isArray(filter) || filter instanceof Date) {
     throw badFilter('filter', `filter must be an object { status, name, since, until, limit, cursor, order, includeData }, got ${describeValue(filter)}`)

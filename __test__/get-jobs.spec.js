@@ -193,6 +193,20 @@ describe('bad filters are ERR_INVALID_ARGUMENT naming the field', () => {
     expect(e.message).toContain(field)
   })
 
+  test('a filter whose fields cannot be read', () => {
+    const service = tracker.create({ storage: { type: 'memory' } })
+    const getter = {
+      get status() {
+        throw new Error('boom')
+      },
+    }
+    const trap = new Proxy({}, { ownKeys: () => { throw new TypeError('no keys') } })
+    for (const filter of [getter, trap]) {
+      const e = expectCode(() => service.getJobs(filter), 'ERR_INVALID_ARGUMENT', 'cannot be read')
+      expect(e.field).toBe('filter')
+    }
+  })
+
   test('null and undefined fields are the defaults', () => {
     const service = tracker.create({ storage: { type: 'memory' } })
     const id = service.addCalculationJob({ name: 'x', calculate: () => 1 }, {})

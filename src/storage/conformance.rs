@@ -1318,6 +1318,8 @@ mod cold {
     s.close();
     assert_eq!(status(&mut *s, ids[9]), Some((Status::Pending, 0)));
     assert_eq!(s.list(Some(Status::Pending), 100), ids);
+    let newest: Vec<JobId> = ids.iter().rev().copied().collect();
+    assert_eq!(listed(&mut *s, &JobFilter::default()), newest);
     let dir = h.opts.path.parent().expect("dir");
     let mut files: Vec<String> = std::fs::read_dir(dir)
       .expect("dir")
