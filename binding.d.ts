@@ -82,6 +82,11 @@ export declare class Core {
   /** The job's status as JSON, or null. */
   status(id: string): string | null
   /**
+   * One page of jobs (`getJobs`; the filter as JSON) as
+   * `{"jobs":[...],"nextCursor":...}` JSON.
+   */
+  jobs(filterJson: string): string
+  /**
    * Queue statistics as JSON. `open: false` (the system status) does not
    * open the file (the counts are then those of no job).
    */

@@ -249,6 +249,34 @@ export interface CalculationStatus<D = any, R = any> {
   context: CalculationContext
 }
 
+/** `getJobs`' filter. Absent or `null` fields take their defaults. */
+export interface JobListFilter {
+  /** One status or several (default: any). */
+  status?: JobStatus | JobStatus[] | null
+  /** The calculation's name (default: any). */
+  name?: string | null
+  /** Jobs with `createdAt >= since` (a Date or epoch ms). */
+  since?: Date | number | null
+  /** Jobs with `createdAt < until` (a Date or epoch ms; not before `since`). */
+  until?: Date | number | null
+  /** Jobs per page: 1 to 1000, default 50. */
+  limit?: number | null
+  /** The previous page's `nextCursor` (pass the same filter with it). */
+  cursor?: string | null
+  /** By creation (job id): `'desc'`, newest first (the default), or `'asc'`. */
+  order?: 'desc' | 'asc' | null
+  /** Default true; false leaves `data` and `result` out of each job. */
+  includeData?: boolean | null
+}
+
+/** One page of `getJobs`. */
+export interface JobPage<D = any, R = any> {
+  /** In the page's order; each as `getJobStatus` returns it (without `data` and `result` with `includeData: false`). */
+  jobs: Array<CalculationStatus<D, R>>
+  /** An opaque string to pass as `cursor` for the next page; `null` on the last page. */
+  nextCursor: string | null
+}
+
 export interface QueueStatistics {
   waiting: number
   pending: number
@@ -584,6 +612,12 @@ export declare class JobManagementService extends EventEmitter {
   ): string[]
   flush(): Promise<void>
   getJobStatus(jobId: string): CalculationStatus | null
+  /**
+   * One page of jobs matching `filter`, newest first, finished and pending
+   * ones alike; `nextCursor` continues it. A bad filter throws
+   * `ERR_INVALID_ARGUMENT` with `err.field` naming the field.
+   */
+  getJobs<D = any, R = any>(filter?: JobListFilter | null): JobPage<D, R>
   cancelJob(jobId: string): boolean
   /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. */
   retryJob(jobId: string): boolean

@@ -693,6 +693,15 @@ class JobManagementService extends EventEmitter {
     return s == null ? null : JSON.parse(s)
   }
 
+  /**
+   * One page of jobs, newest first (filter: `{ status, name, since, until,
+   * limit, cursor, order, includeData }`): `{ jobs, nextCursor }`; pass
+   * `nextCursor` back as `cursor` (with the same filter) for the next page.
+   */
+  getJobs(filter) {
+    return JSON.parse(this._core.jobs(jobsFilterJson(filter)))
+  }
+
   /** Cancels a waiting, pending or running job; false if unknown or finished. */
   cancelJob(jobId) {
     checkId(jobId, 'cancelJob')
@@ -1326,6 +1335,97 @@ function readKey(obj, key, what) {
   } catch (e) {
     throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
   }
+}
+
+const JOB_STATUSES = ['waiting', 'pending', 'running', 'completed', 'failed', 'timeout', 'cancelled']
+const JOBS_FILTER_KEYS = ['status', 'name', 'since', 'until', 'limit', 'cursor', 'order', 'includeData']
+const MAX_JOBS_LIMIT = 1000
+
+function badFilter(field, message) {
+  const e = invalid(`getJobs(filter): ${message}`)
+  e.field = field
+  return e
+}
+
+function describeValue(v) {
+  if (v === null) return 'null'
+  if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.toISOString() : 'Invalid Date'
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)
+  if (typeof v === 'object' || typeof v === 'function' || typeof v === 'symbol') return `a ${typeof v}`
+  return String(v)
+}
+
+// getJobs' filter, checked (each bad value is ERR_INVALID_ARGUMENT with
+// `err.field`) and sent as JSON with times as epoch ms.
+function jobsFilterJson(filter) {
+  try {
+    return readJobsFilter(filter)
+  } catch (e) {
+    if (e && e.code === 'ERR_INVALID_ARGUMENT' && typeof e.field === 'string') throw e
+    // A getter or proxy trap that throws.
+    throw badFilter('filter', `filter cannot be read: ${e && e.message}`)
+  }
+}
+
+function readJobsFilter(filter) {
+  if (filter === undefined || filter === null) return 'null'
+  if (typeof filter !== 'object' || Array.isArray(filter) || filter instanceof Date) {
+    throw badFilter('filter', `filter must be an object { status, name, since, until, limit, cursor, order, includeData }, got ${describeValue(filter)}`)
+  }
+  const out = {}
+  for (const key of Object.keys(filter)) {
+    if (!JOBS_FILTER_KEYS.includes(key)) throw badFilter(key, `filter.${key} is not a known key (known: ${JOBS_FILTER_KEYS.join(', ')})`)
+  }
+  const given = (k) => filter[k] !== undefined && filter[k] !== null
+  if (given('status')) {
+    const st = filter.status
+    const list = Array.isArray(st) ? st : [st]
+    if (list.length === 0) throw badFilter('status', 'filter.status must name at least one status, got []')
+    for (const s of list) {
+      if (typeof s !== 'string' || !JOB_STATUSES.includes(s)) {
+        throw badFilter('status', `filter.status must be a status (${JOB_STATUSES.join(', ')}) or an array of them, got ${describeValue(s)}`)
+      }
+    }
+    out.status = list
+  }
+  if (given('name')) {
+    if (typeof filter.name !== 'string') throw badFilter('name', `filter.name must be a calculation's name (a string), got ${describeValue(filter.name)}`)
+    out.name = filter.name
+  }
+  for (const k of ['since', 'until']) {
+    if (!given(k)) continue
+    const v = filter[k]
+    const t = v instanceof Date ? v.getTime() : v
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0 || t > 8.64e15) {
+      throw badFilter(k, `filter.${k} must be a Date or epoch ms (a number >= 0), got ${describeValue(v)}`)
+    }
+    out[k] = Math.ceil(t)
+  }
+  if (out.since !== undefined && out.until !== undefined && out.until < out.since) {
+    throw badFilter('until', `filter.until (${out.until}) is before filter.since (${out.since})`)
+  }
+  if (given('limit')) {
+    const l = filter.limit
+    if (!Number.isInteger(l) || l < 1 || l > MAX_JOBS_LIMIT) throw badFilter('limit', `filter.limit must be an integer from 1 to ${MAX_JOBS_LIMIT}, got ${describeValue(l)}`)
+    out.limit = l
+  }
+  if (given('cursor')) {
+    const c = filter.cursor
+    if (typeof c !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(c)) {
+      throw badFilter('cursor', `filter.cursor must be a nextCursor returned by getJobs, got ${describeValue(c)}`)
+    }
+    out.cursor = c
+  }
+  if (given('order')) {
+    if (filter.order !== 'desc' && filter.order !== 'asc') throw badFilter('order', `filter.order must be 'desc' or 'asc', got ${describeValue(filter.order)}`)
+    out.order = filter.order
+  }
+  if (given('includeData')) {
+    if (typeof filter.includeData !== 'boolean') throw badFilter('includeData', `filter.includeData must be true or false, got ${describeValue(filter.includeData)}`)
+    out.includeData = filter.includeData
+  }
+  return JSON.stringify(out)
 }
 
 function checkId(jobId, method) {

@@ -20,7 +20,7 @@ use crate::clock::{system_now_ms, Clock};
 use crate::error::Error;
 use crate::job::JobId;
 use crate::queue::{
-  Engine, JobOptions, NewJob, Queue, RunState, ServiceConfig, StorageConfig, Waker,
+  Engine, JobOptions, JobQuery, NewJob, Queue, RunState, ServiceConfig, StorageConfig, Waker,
 };
 use crate::storage::{Durability, SqliteOptions, SqliteStore, Store};
 
@@ -424,6 +424,23 @@ impl Core {
     let id = JobId::parse(&id)?;
     let _ = self.open_storage(false);
     self.engine.with(|q, _| q.status_json(id))
+  }
+
+  /// One page of jobs (`getJobs`; the filter as JSON) as
+  /// `{"jobs":[...],"nextCursor":...}` JSON.
+  #[napi]
+  pub fn jobs(&self, filter_json: String) -> napi::Result<String, Code> {
+    let v: Value = serde_json::from_str(&filter_json).map_err(|e| {
+      js_err(Error::arg(format!(
+        "getJobs(filter): filter is not JSON: {e}"
+      )))
+    })?;
+    let q = JobQuery::parse(&v).map_err(js_err)?;
+    let _ = self.open_storage(false);
+    self
+      .engine
+      .with(|queue, _| queue.jobs_json(&q))
+      .map_err(js_err)
   }
 
   /// Queue statistics as JSON. `open: false` (the system status) does not

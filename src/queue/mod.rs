@@ -9,12 +9,14 @@
 
 mod config;
 mod engine;
+mod listing;
 pub mod options;
 mod schedule_options;
 mod stats;
 
 pub use config::{QueueConfig, ServiceConfig, StorageConfig};
 pub use engine::{Engine, Waker};
+pub use listing::{JobQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use options::JobOptions;
 pub use stats::{Stats, StatsView};
 
@@ -1120,47 +1122,8 @@ impl Queue {
   /// The job's status as JSON (`CalculationStatus`), or `None`.
   pub fn status_json(&mut self, id: JobId) -> Option<String> {
     let job = self.store.get(id)?;
-    let name = self
-      .names_json
-      .get(job.name as usize)
-      .map(|s| &**s)
-      .unwrap_or("null");
-    let opt_ms = |t: u64| {
-      if t == 0 {
-        "null".to_string()
-      } else {
-        t.to_string()
-      }
-    };
-    let o = job.extra.as_deref();
-    let result = o.and_then(|o| o.result.as_deref()).unwrap_or("null");
-    let progress = o.and_then(|o| o.progress.as_deref()).unwrap_or("null");
-    let error = job
-      .last_error()
-      .and_then(|e| serde_json::to_string(e).ok())
-      .unwrap_or_else(|| "null".into());
-    let errors = o
-      .and_then(|o| serde_json::to_string(&o.errors).ok())
-      .unwrap_or_else(|| "[]".into());
-    let registered = matches!(self.calcs.get(job.name as usize), Some(Some(_)));
-    let mut s = String::with_capacity(256 + job.data.len() + result.len());
-    s.push_str("{\"jobId\":\"");
-    job.id.write_to(&mut s);
-    let _ = write!(
-      s,
-      "\",\"name\":{name},\"status\":\"{}\",\"registered\":{registered},\"priority\":{},\"attempts\":{},\"maxRetries\":{},\"timeout\":{},\"progress\":{progress},\"result\":{result},\"error\":{error},\"errors\":{errors},\"createdAt\":{},\"runAt\":{},\"startedAt\":{},\"finishedAt\":{},\"data\":{},\"context\":{}}}",
-      job.status.as_str(),
-      job.priority.to_json(),
-      job.attempts,
-      job.max_retries,
-      job.timeout_ms,
-      job.created_at,
-      job.run_at,
-      opt_ms(job.started_at),
-      opt_ms(job.finished_at),
-      job.data,
-      job.context_json(),
-    );
+    let mut s = String::new();
+    listing::write_job_json(&self.names_json, &self.calcs, job, true, &mut s);
     Some(s)
   }
 

@@ -677,6 +677,211 @@ fn weights_order_jobs_already_stored(h: &mut dyn Harness) {
   s.check_invariants().expect("invariants");
 }
 
+/// The jobs a listing must return, computed from each job as `get` reads
+/// it: a plain filter and sort, independent of the stores' ordered indexes.
+fn naive_list(s: &mut dyn Store, known: &[JobId], f: &JobFilter) -> Vec<JobId> {
+  let mut ids: Vec<JobId> = known
+    .iter()
+    .copied()
+    .filter(|id| {
+      let Some(j) = s.get(*id) else {
+        return false;
+      };
+      f.statuses & (1 << j.status as u8) != 0
+        && f.name.is_none_or(|n| n == j.name)
+        && f.since.is_none_or(|t| j.created_at >= t)
+        && f.until.is_none_or(|t| j.created_at < t)
+        && match f.after {
+          None => true,
+          Some(c) if f.ascending => *id > c,
+          Some(c) => *id < c,
+        }
+    })
+    .collect();
+  ids.sort_unstable();
+  if !f.ascending {
+    ids.reverse();
+  }
+  ids.truncate(f.limit);
+  ids
+}
+
+fn listed(s: &mut dyn Store, f: &JobFilter) -> Vec<JobId> {
+  let jobs = s.list_jobs(f, &names()).expect("list_jobs");
+  jobs.iter().map(|j| j.id).collect()
+}
+
+/// Every page of `f` with `limit` jobs each, following the cursor.
+fn all_pages(s: &mut dyn Store, f: &JobFilter, limit: usize) -> Vec<JobId> {
+  let mut out = vec![];
+  let mut f = JobFilter {
+    limit,
+    after: None,
+    ..f.clone()
+  };
+  loop {
+    let page = listed(s, &f);
+    out.extend(&page);
+    if page.len() < limit {
+      return out;
+    }
+    f.after = page.last().copied();
+  }
+}
+
+fn check_listings(s: &mut dyn Store, known: &[JobId]) {
+  let bits = |st: &[Status]| st.iter().fold(0u8, |b, s| b | 1 << *s as u8);
+  let filters = [
+    JobFilter::default(),
+    JobFilter {
+      statuses: bits(&[Status::Pending]),
+      ..JobFilter::default()
+    },
+    JobFilter {
+      statuses: bits(&[Status::Completed, Status::Failed, Status::Cancelled]),
+      ascending: true,
+      ..JobFilter::default()
+    },
+    JobFilter {
+      statuses: bits(&[Status::Waiting, Status::Running]),
+      ..JobFilter::default()
+    },
+    JobFilter {
+      name: Some(1),
+      ..JobFilter::default()
+    },
+    JobFilter {
+      name: Some(2),
+      statuses: bits(&[Status::Pending]),
+      ascending: true,
+      ..JobFilter::default()
+    },
+    JobFilter {
+      since: Some(15),
+      ..JobFilter::default()
+    },
+    JobFilter {
+      until: Some(15),
+      ascending: true,
+      ..JobFilter::default()
+    },
+    JobFilter {
+      since: Some(12),
+      until: Some(14),
+      ..JobFilter::default()
+    },
+    // The jobs whose creation time strays from their id's.
+    JobFilter {
+      until: Some(6),
+      ..JobFilter::default()
+    },
+    JobFilter {
+      since: Some(999),
+      ..JobFilter::default()
+    },
+  ];
+  for f in &filters {
+    let want = naive_list(s, known, f);
+    assert_eq!(listed(s, f), want, "{f:?}");
+    assert_eq!(all_pages(s, f, 3), want, "pages of 3, {f:?}");
+    assert_eq!(all_pages(s, f, 1), want, "pages of 1, {f:?}");
+    let first = JobFilter {
+      limit: 4,
+      ..f.clone()
+    };
+    assert_eq!(listed(s, &first), want[..want.len().min(4)].to_vec());
+  }
+  // Without data: no payload, no result; everything else as `get` has it.
+  let f = JobFilter {
+    include_data: false,
+    ..JobFilter::default()
+  };
+  for j in s.list_jobs(&f, &names()).expect("list_jobs") {
+    assert_eq!(&*j.data, "");
+    assert!(j.extra.as_ref().is_none_or(|e| e.result.is_none()));
+    let full = s.get(j.id).expect("listed job");
+    assert_eq!(
+      (
+        j.status,
+        j.attempts,
+        j.created_at,
+        j.context_json().to_string()
+      ),
+      (
+        full.status,
+        full.attempts,
+        full.created_at,
+        full.context_json().to_string()
+      )
+    );
+  }
+  let with = s.list_jobs(&JobFilter::default(), &names()).expect("list");
+  for j in &with {
+    let full = s.get(j.id).expect("listed job");
+    assert_eq!(&*j.data, &*full.data);
+    assert_eq!(
+      j.extra.as_ref().and_then(|e| e.result.clone()),
+      full.extra.as_ref().and_then(|e| e.result.clone())
+    );
+  }
+}
+
+fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let mut known = vec![];
+  for i in 0..40u64 {
+    let now = 10 + i / 4;
+    let delayed = i % 7 == 3;
+    let mut job = j.job(now, Priority::Medium, if delayed { 500 } else { now }, 1);
+    job.name = (i % 3) as u32;
+    if i % 5 == 0 {
+      job.extra = JobExtra::of(None, "{\"i\":1}");
+    }
+    known.push(job.id);
+    s.insert(vec![job], &names());
+  }
+  s.end_batch();
+  let got = claim(&mut *s, 12, 30);
+  assert_eq!(got.len(), 12);
+  for (k, id) in got.iter().enumerate() {
+    match k % 4 {
+      0 | 3 => assert!(s.complete(*id, NO_HINT, "{\"r\":2}", 31)),
+      1 => {
+        let kind = FailKind::Error {
+          unrecoverable: true,
+        };
+        assert!(s.fail(*id, err("no"), kind, 31, 0.0).is_some());
+      }
+      _ => {}
+    }
+  }
+  assert_eq!(s.cancel(known[39], 32), Some(Status::Pending));
+  known.push(dependent(&mut j, &mut *s, &[got[2]], false));
+  // Created at 5 with an id of time 100, and at 1000 with an id of 100.
+  for created in [5, 1_000] {
+    let job = Job {
+      created_at: created,
+      ..j.job(100, Priority::Medium, created, 0)
+    };
+    known.push(job.id);
+    s.insert(vec![job], &names());
+  }
+  s.end_batch();
+  s.check_invariants().expect("invariants");
+  check_listings(&mut *s, &known);
+  s = h.reopen(s, 40);
+  check_listings(&mut *s, &known);
+  // Pruned jobs are gone from the listing too.
+  assert!(s.prune(31) > 0);
+  s.end_batch();
+  check_listings(&mut *s, &known);
+  assert_eq!(
+    listed(&mut *s, &JobFilter::default()).len(),
+    s.counts().iter().sum::<usize>()
+  );
+}
+
 macro_rules! conformance {
   ($modname:ident, $harness:expr) => {
     mod $modname {
@@ -749,6 +954,10 @@ macro_rules! conformance {
       #[test]
       fn weights_order_jobs_already_stored() {
         super::weights_order_jobs_already_stored(&mut $harness);
+      }
+      #[test]
+      fn lists_jobs_by_filter_and_pages_by_cursor() {
+        super::lists_jobs_by_filter_and_pages_by_cursor(&mut $harness);
       }
       #[test]
       fn ids_stay_ordered_across_reopen() {
@@ -939,6 +1148,55 @@ mod cold {
     })
   }
 
+  /// What a listing shows of each job.
+  fn listing(
+    s: &mut dyn Store,
+    f: &JobFilter,
+  ) -> Vec<(JobId, Status, u32, String, Option<String>)> {
+    let jobs = s.list_jobs(f, &names()).expect("list_jobs");
+    jobs
+      .iter()
+      .map(|j| {
+        (
+          j.id,
+          j.status,
+          j.attempts,
+          j.data.to_string(),
+          j.extra
+            .as_ref()
+            .and_then(|e| e.result.as_deref().map(String::from)),
+        )
+      })
+      .collect()
+  }
+
+  fn random_filter(rng: &mut Rng, known: &[JobId], now: u64) -> JobFilter {
+    let mut f = JobFilter {
+      limit: 1 + rng.below(12) as usize,
+      ascending: rng.below(2) == 0,
+      include_data: rng.below(2) == 0,
+      ..JobFilter::default()
+    };
+    match rng.below(4) {
+      0 => f.statuses = 1 << Status::Pending as u8,
+      1 => f.statuses = 1 + rng.below(0x7f) as u8,
+      _ => {}
+    }
+    if rng.below(3) == 0 {
+      f.name = Some(rng.below(3) as u32);
+    }
+    if rng.below(3) == 0 {
+      f.since = Some(now.saturating_sub(rng.below(200)));
+    }
+    if rng.below(4) == 0 {
+      f.until = Some(now.saturating_sub(rng.below(100)));
+    }
+    if rng.below(2) == 0 && !known.is_empty() {
+      f.after = Some(known[rng.below(known.len() as u64) as usize]);
+    }
+    f
+  }
+
   fn run(seed: u64, hot_pending: usize, steps: usize) {
     let mut h = Sqlite::new();
     h.opts.hot_pending = hot_pending;
@@ -1023,6 +1281,12 @@ mod cold {
           seen(&mut *cold, id),
           "get at step {step}"
         );
+        let f = random_filter(&mut rng, &known, now);
+        assert_eq!(
+          listing(&mut *mem, &f),
+          listing(&mut *cold, &f),
+          "list_jobs at step {step} (seed {seed}, hot {hot_pending}): {f:?}"
+        );
       } else if what < 96 {
         let before = now.saturating_sub(rng.below(30));
         assert_eq!(
@@ -1072,6 +1336,8 @@ mod cold {
     }
     assert_eq!(mem.counts(), cold.counts());
     assert_eq!(mem.list(None, usize::MAX), cold.list(None, usize::MAX));
+    let all = JobFilter::default();
+    assert_eq!(listing(&mut *mem, &all), listing(&mut *cold, &all));
   }
 
   #[test]
@@ -1146,6 +1412,8 @@ mod cold {
     s.close();
     assert_eq!(status(&mut *s, ids[9]), Some((Status::Pending, 0)));
     assert_eq!(s.list(Some(Status::Pending), 100), ids);
+    let newest: Vec<JobId> = ids.iter().rev().copied().collect();
+    assert_eq!(listed(&mut *s, &JobFilter::default()), newest);
     let dir = h.opts.path.parent().expect("dir");
     let mut files: Vec<String> = std::fs::read_dir(dir)
       .expect("dir")

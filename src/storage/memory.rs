@@ -11,12 +11,14 @@
 //! Per pending job this costs the [`Job`] itself (dense, no empty buckets),
 //! its 8-byte index bucket (the table is 7/16 to 7/8 full: 9 to 18 bytes a
 //! job) and an 8-byte lane entry (or a 36-byte heap entry, or a 16-byte
-//! delayed entry).
+//! delayed entry), plus its 16-byte id in the listing's id-ordered index
+//! (see [`super::listing`]).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::listing::{JobFilter, Order};
 use super::{FailKind, Failed, Names, Store};
 use crate::job::{Job, JobError, JobId, Priority, Status, Transition};
 
@@ -390,6 +392,8 @@ pub struct MemoryStore {
   /// Jobs whose status changed because of their dependencies, since the
   /// last [`Store::take_changed`].
   changed: Vec<JobId>,
+  /// Ids in order, for [`Store::list_jobs`] (16 bytes a job).
+  order: Order,
 }
 
 impl MemoryStore {
@@ -434,6 +438,7 @@ impl MemoryStore {
   fn put(&mut self, job: Job) -> u32 {
     let id = job.id.0;
     debug_assert!(self.slot(id).is_none(), "job {} stored twice", job.id);
+    self.order.push(job.id, job.created_at);
     let slot = self.slab.insert(job);
     self.index.insert(id, slot);
     slot
@@ -443,6 +448,7 @@ impl MemoryStore {
   fn take_out(&mut self, id: u128) -> Option<Job> {
     let (i, slot) = self.index.find(id, &self.slab)?;
     self.index.remove_at(i);
+    self.order.removed();
     self.slab.remove(slot)
   }
 
@@ -1021,6 +1027,10 @@ impl Store for MemoryStore {
     for id in released {
       self.release_dependants(id, before);
     }
+    if n > 0 {
+      let (slab, index) = (&self.slab, &self.index);
+      self.order.compact(&|id| index.find(id, slab).is_some());
+    }
     n
   }
 
@@ -1038,6 +1048,12 @@ impl Store for MemoryStore {
     ids.sort_unstable();
     ids.truncate(limit);
     ids
+  }
+
+  fn list_jobs(&mut self, filter: &JobFilter, _names: &Names) -> crate::error::Result<Vec<Job>> {
+    let (slab, index) = (&self.slab, &self.index);
+    let find = |id: u128| index.find(id, slab).and_then(|(_, slot)| slab.get(slot));
+    Ok(self.order.page(filter, &find))
   }
 
   fn counts(&self) -> [usize; 7] {

@@ -10,6 +10,7 @@
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
 
+mod listing;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -17,6 +18,7 @@ mod sqlite;
 #[cfg(test)]
 mod conformance;
 
+pub use listing::{JobFilter, Skew, ANY_STATUS};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
@@ -51,6 +53,11 @@ impl Names {
     self.names.push(name.into());
     self.index.insert(name.into(), i);
     i
+  }
+
+  /// The index of `name`, if it has one.
+  pub fn find(&self, name: &str) -> Option<u32> {
+    self.index.get(name).copied()
   }
 
   /// The name with index `i`.
@@ -166,6 +173,13 @@ pub trait Store: Send {
 
   /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId>;
+
+  /// The jobs `filter` selects, in id order (newest first unless
+  /// `filter.ascending`), at most `filter.limit`: copies, with their data
+  /// and result only when `filter.include_data`. Jobs that `filter` does not
+  /// return are not copied (nor read from a file beyond their keys). Changes
+  /// no job. Cold and finished jobs are listed like any other.
+  fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>>;
 
   /// Jobs per status (indexed by `Status as usize`).
   fn counts(&self) -> [usize; 7];

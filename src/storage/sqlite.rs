@@ -10,7 +10,8 @@
 //! not kept in memory. They run in the order of their keys, which is their
 //! (due time, id) order; a claim takes jobs from memory up to the first cold
 //! one and reads the next ones from the file when it gets there (a refill).
-//! Reading one (`get`) reads its row; changing one (`cancel`, depending on
+//! Reading one (`get`) reads its row; a listing reads the cold rows it
+//! returns (one range read on the key); changing one (`cancel`, depending on
 //! it) brings it into memory first.
 //!
 //! One process per file: a lock file (`<path>.lock`, an advisory lock that
@@ -33,7 +34,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::watch;
 
 use super::memory::MemoryStore;
-use super::{Commit, FailKind, Failed, Names, Store};
+use super::{Commit, FailKind, Failed, JobFilter, Names, Skew, Store};
 use crate::error::{Error, Result};
 use crate::job::{
   Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status, Text,
@@ -98,6 +99,8 @@ struct Cold {
   names: HashMap<Arc<str>, u32>,
   /// Cold jobs per calculation index.
   per_calc: HashMap<u32, usize>,
+  /// How cold jobs' creation times stray from their ids' (for listing).
+  skew: Skew,
 }
 
 impl Cold {
@@ -695,6 +698,9 @@ fn load(
       && !needed.contains(&id);
     if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
       cold.push(run_at, id, name);
+      cold
+        .skew
+        .note(JobId(id), r.get::<_, i64>(9).map_err(bad)? as u64);
       if let Some(n) = names.get_shared(name) {
         cold.names.entry(n).or_insert(name);
       }
@@ -1080,6 +1086,7 @@ impl SqliteStore {
   fn push_cold(&mut self, mut job: Job, names: &Names) {
     let c = &mut self.cold;
     c.push(job.run_at, job.id.0, job.name);
+    c.skew.note(job.id, job.created_at);
     let data = std::mem::take(&mut job.data);
     let row = insert_row(&job, data, names);
     if let Op::Insert(r) = &row {
@@ -1112,13 +1119,98 @@ impl SqliteStore {
   /// Runs `read` on the reader (once closed, on a connection for this read
   /// only); an error becomes the store's failure.
   fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Option<T> {
-    let res = match &self.reader {
+    self.try_read(read).map_err(|e| self.read_failed(e)).ok()
+  }
+
+  /// Runs `read` on the reader (once closed, on a connection for this read
+  /// only).
+  fn try_read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    match &self.reader {
       Some(r) => read(r),
       None => open_reader(&self.file)
         .map_err(|e| sql_err(&self.path, "cannot open a reader of", e))
         .and_then(|r| read(&r)),
+    }
+  }
+
+  /// The cold jobs `f` selects, from the file: one range read on the key
+  /// (the cursor and the time bounds narrow it), the other conditions in
+  /// SQL, payloads read for the jobs returned only.
+  fn cold_page(&mut self, f: &JobFilter, names: &Names) -> Result<Vec<Job>> {
+    if self.cold.count == 0 || !f.admits(Status::Pending) || f.limit == 0 {
+      return Ok(Vec::new());
+    }
+    let name = match f.name {
+      Some(i) => match names.get(i) {
+        Some(n) => Some(n.to_string()),
+        None => return Ok(Vec::new()),
+      },
+      None => None,
     };
-    res.map_err(|e| self.read_failed(e)).ok()
+    if !self.cold_readable() {
+      return Err(Error::Storage(self.failure().unwrap_or_else(|| {
+        format!(
+          "cannot read the pending jobs kept in '{}'",
+          self.path.display()
+        )
+      })));
+    }
+    // Keys are the ids' upper 64 bits: the timestamp shifted by 16.
+    let (lo_ts, hi_ts) = self.cold.skew.id_times(f);
+    const MAX_TS: u64 = (i64::MAX as u64) >> 16;
+    let mut lo = ((lo_ts.min(MAX_TS) << 16) as i64).max(self.cold.cursor.saturating_add(1));
+    let mut hi = if hi_ts >= MAX_TS {
+      i64::MAX
+    } else {
+      (((hi_ts + 1) << 16) - 1) as i64
+    };
+    match f.after {
+      Some(c) if f.ascending => lo = lo.max(key(c)),
+      Some(c) => hi = hi.min(key(c)),
+      None => {}
+    }
+    if lo > hi {
+      return Ok(Vec::new());
+    }
+    let columns = if f.include_data {
+      JOB_COLUMNS.to_string()
+    } else {
+      JOB_COLUMNS
+        .replacen("data,", "NULL,", 1)
+        .replacen("result,", "NULL,", 1)
+    };
+    let sql = format!(
+      "SELECT {columns} FROM jobwerk_jobs WHERE k BETWEEN ?1 AND ?2 AND status = {} \
+       AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR created_at >= ?4) \
+       AND (?5 IS NULL OR created_at < ?5) ORDER BY k {}",
+      Status::Pending as u8,
+      if f.ascending { "ASC" } else { "DESC" }
+    );
+    let as_sql = |t: Option<u64>| t.map(|t| t.min(i64::MAX as u64) as i64);
+    let (mem, cold_names, path) = (&self.mem, &self.cold.names, &self.path);
+    self.try_read(|reader| {
+      let bad = |e: rusqlite::Error| sql_err(path, "cannot list the jobs of", e);
+      let mut stmt = reader.prepare_cached(&sql).map_err(bad)?;
+      let mut rows = stmt
+        .query(params![lo, hi, name, as_sql(f.since), as_sql(f.until)])
+        .map_err(bad)?;
+      let mut out = Vec::new();
+      while out.len() < f.limit {
+        let Some(r) = rows.next().map_err(bad)? else {
+          break;
+        };
+        let id = JobId(job_id(r.get(0).map_err(bad)?, r.get(1).map_err(bad)?));
+        if mem.contains(id) || !f.after_cursor(id) {
+          continue;
+        }
+        let mut job = read_job(r, path, cold_name(r, cold_names))?;
+        if !f.include_data {
+          job.data = Text::EMPTY;
+        }
+        out.push(job);
+      }
+      Ok(out)
+    })
   }
 
   /// Brings the next cold jobs (at least `want`) into memory; returns how many.
@@ -1507,6 +1599,12 @@ impl Store for SqliteStore {
       ids.truncate(limit);
     }
     ids
+  }
+
+  fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>> {
+    let hot = self.mem.list_jobs(filter, names)?;
+    let cold = self.cold_page(filter, names)?;
+    Ok(filter.merge(hot, cold))
   }
 
   fn counts(&self) -> [usize; 7] {
