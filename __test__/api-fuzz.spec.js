@@ -282,6 +282,25 @@ const scheduleOptionsArb = fc.oneof(
   },
 )
 const filterArb = fc.oneof(fc.constant(undefined), hostile, fc.record({ kind: maybe(fc.constantFrom('cron', 'once')), enabled: maybe(fc.boolean()), limit: maybe(fc.nat(10)) }, { requiredKeys: [] }))
+// getJobs' filter: valid keys mixed with hostile values, unknown keys and bad cursors.
+const jobsFilterArb = fc.oneof(
+  fc.constant(undefined),
+  hostile,
+  fc.record(
+    {
+      status: maybe(fc.oneof(fc.constantFrom('pending', 'completed', 'failed', 'nope'), fc.constant(['pending', 'running']), fc.constant([]))),
+      name: maybe(fc.constantFrom('alpha-ok', 'beta')),
+      since: maybe(fc.oneof(fc.nat(), fc.date({ noInvalidDate: false }))),
+      until: maybe(fc.oneof(fc.nat(), fc.date({ noInvalidDate: false }))),
+      limit: maybe(fc.integer({ min: -1, max: 1200 })),
+      cursor: maybe(fc.constantFrom('not-a-cursor', '01890000-0000-7000-8000-000000000000')),
+      order: maybe(fc.constantFrom('asc', 'desc', 'up')),
+      includeData: maybe(fc.boolean()),
+      extra: fc.constant(undefined),
+    },
+    { requiredKeys: [] },
+  ),
+)
 const ruleArb = fc.oneof(
   hostile,
   fc.record(
@@ -326,6 +345,7 @@ function callArb(ids, alerts) {
     { weight: 2, arbitrary: c('cancelJob', fc.tuple(idArb(ids))) },
     { weight: 2, arbitrary: c('retryJob', fc.tuple(idArb(ids))) },
     { weight: 1, arbitrary: c('getScheduledJobs', fc.tuple(filterArb)) },
+    { weight: 2, arbitrary: c('getJobs', fc.tuple(jobsFilterArb)) },
     { weight: 1, arbitrary: c('cancelScheduledJob', fc.tuple(idArb(['s1', 's2']))) },
     { weight: 1, arbitrary: c('setScheduledJobEnabled', fc.tuple(idArb(['s1', 's2']), maybe(fc.boolean()))) },
     { weight: 2, arbitrary: c('advanceTime', fc.tuple(maybe(fc.integer({ min: 0, max: 5000 }), 3))) },
@@ -459,7 +479,7 @@ describe('API fuzz', () => {
       runs(1200),
     )
     const missing = []
-    for (const name of ['addCalculationJob', 'addCalculationJobs', 'scheduleCalculationJob', 'scheduleRecurringCalculationJob', 'scheduleCronCalculationJob', 'registerCalculation', 'stop', 'advanceTime', 'getScheduledJobs', 'addAlertRule', 'retryJob', 'cancelJob']) {
+    for (const name of ['addCalculationJob', 'addCalculationJobs', 'scheduleCalculationJob', 'scheduleRecurringCalculationJob', 'scheduleCronCalculationJob', 'registerCalculation', 'stop', 'advanceTime', 'getScheduledJobs', 'getJobs', 'addAlertRule', 'retryJob', 'cancelJob']) {
       for (const outcome of ['ok', 'coded']) if (!seen.get(`${name} ${outcome}`)) missing.push(`${name} ${outcome}`)
     }
     for (const name of ['start ok', 'flush ok', 'getJobStatus ok', 'setScheduledJobEnabled ok', 'getAlertHistory ok', 'removeAlertRule ok', 'acknowledgeAlert coded', 'resolveAlert coded', 'progress handler', 'getSystemHealth ok', 'getPrometheusMetrics ok']) {
