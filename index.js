@@ -1131,3 +1131,6 @@ module.exports = {
   getJobManagementService,
   nextCronRuns,
 }
+// The Strapi plugin (strapi/service.js) puts its service here, so that
+// getJobManagementService(strapi) returns it. Not enumerable: not public API.
+Object.defineProperty(module.exports, '_services', { value: services })
