@@ -408,7 +408,7 @@ export declare class UnrecoverableError extends Error {
   constructor(message?: string, options?: { cause?: unknown })
 }
 
-/** One service per Strapi instance (or per process without one). */
+/** One service per Strapi instance (or per process without one); with the Strapi plugin enabled, the plugin's service (see strapi/index.d.ts). */
 export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
 
 /**

@@ -1,0 +1,314 @@
+'use strict'
+// npm run test:strapi: jobwerk as a plugin in a real Strapi 5 app
+// (examples/strapi-app), installed from `npm pack` tarballs as users get it,
+// booted with createStrapi().start() on 127.0.0.1 and driven over HTTP.
+//
+// The app's node_modules (Strapi and better-sqlite3, ~700 MB) is installed once
+// per lockfile into a cache folder (JOBWERK_STRAPI_CACHE, default
+// ~/.cache/jobwerk/strapi-app/<hash>) and hard-linked into each run's copy of
+// the app; only the jobwerk tarballs are installed per run. It uses the addon
+// the last build left in the repo's root (`npm test` leaves the release build).
+//
+// Prints "N passed, N failed" at the end; exits non-zero on a failure.
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const crypto = require('node:crypto')
+const { spawn, execFileSync } = require('node:child_process')
+
+const ROOT = path.join(__dirname, '..')
+const APP = path.join(ROOT, 'examples', 'strapi-app')
+const PORT = Number(process.env.JOBWERK_STRAPI_PORT || 41337)
+const BASE = `http://127.0.0.1:${PORT}`
+const SHUTDOWN_MS = 2000
+const UID_PATH = '/api/tabellen-eintraege'
+
+const t0 = Date.now()
+function log(line) {
+  console.log(`[test:strapi +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}`)
+}
+
+function run(cmd, args, options = {}) {
+  log(`$ ${cmd} ${args.join(' ')}${options.cwd ? `   (in ${options.cwd})` : ''}`)
+  return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...options })
+}
+
+// --- the app's dependencies, cached per lockfile ------------------------------
+
+function cacheDir() {
+  const h = crypto.createHash('sha256')
+  for (const f of ['package.json', 'package-lock.json']) h.update(fs.readFileSync(path.join(APP, f)))
+  h.update(process.version.split('.')[0])
+  const base = process.env.JOBWERK_STRAPI_CACHE || path.join(os.homedir(), '.cache', 'jobwerk', 'strapi-app')
+  return path.join(base, h.digest('hex').slice(0, 16))
+}
+
+/** The cached node_modules of the app's lockfile, installed if missing. */
+function appModules() {
+  const dir = cacheDir()
+  const modules = path.join(dir, 'node_modules')
+  if (fs.existsSync(path.join(dir, 'complete'))) {
+    log(`app dependencies from the cache ${dir}`)
+    return modules
+  }
+  const tmp = `${dir}.tmp-${process.pid}`
+  fs.rmSync(tmp, { recursive: true, force: true })
+  fs.mkdirSync(tmp, { recursive: true })
+  for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(APP, f), path.join(tmp, f))
+  const t = Date.now()
+  run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: tmp, stdio: ['ignore', 'inherit', 'inherit'] })
+  fs.writeFileSync(path.join(tmp, 'complete'), `${new Date().toISOString()}\n`)
+  fs.rmSync(dir, { recursive: true, force: true })
+  fs.renameSync(tmp, dir)
+  log(`app dependencies installed in ${((Date.now() - t) / 1000).toFixed(0)} s, cached in ${dir}`)
+  return modules
+}
+
+// --- jobwerk as users get it --------------------------------------------------
+
+/**
+ * Packs jobwerk and returns the tarballs to install. For now: the root package
+ * (npm pack, no scripts) and the linux-x64-gnu platform package with the addon
+ * of the last build in the repo's root. When the release flow builds the
+ * platform packages (npm/), only this function changes.
+ */
+function packJobwerk(outDir) {
+  const addon = path.join(ROOT, 'jobwerk.linux-x64-gnu.node')
+  if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: run npm run build first`)
+  const root = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', outDir], { cwd: ROOT }).trim().split('\n').pop()
+  const platform = path.join(outDir, 'platform')
+  fs.cpSync(path.join(ROOT, 'npm', 'linux-x64-gnu'), platform, { recursive: true })
+  fs.copyFileSync(addon, path.join(platform, 'jobwerk.linux-x64-gnu.node'))
+  const plat = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', outDir], { cwd: platform }).trim().split('\n').pop()
+  return [path.join(outDir, root), path.join(outDir, plat)]
+}
+
+/** A fresh copy of the app with the cached dependencies and jobwerk installed. */
+function prepareApp(work) {
+  const modules = appModules()
+  const app = path.join(work, 'app')
+  fs.cpSync(APP, app, { recursive: true, filter: (src) => !/[/\\](node_modules|\.tmp)$/.test(src) })
+  const t = Date.now()
+  run('cp', ['-al', modules, path.join(app, 'node_modules')])
+  const tarballs = packJobwerk(work)
+  run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs], { cwd: app })
+  log(`jobwerk installed into the app in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+  return app
+}
+
+// --- the app's process ----------------------------------------------------------
+
+class App {
+  constructor(dir, env) {
+    this.dir = dir
+    this.lines = []
+    this.exit = null
+    this.child = spawn(process.execPath, ['server.js'], {
+      cwd: dir,
+      env: { ...process.env, PORT: String(PORT), HOST: '127.0.0.1', NODE_ENV: 'production', EXAMPLE_TOKEN_FILE: path.join(dir, '.tmp', 'tokens.json'), JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal, at: Date.now() }
+        resolve(this.exit)
+      })
+    })
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      let rest = ''
+      stream.setEncoding('utf8')
+      stream.on('data', (d) => {
+        const parts = (rest + d).split('\n')
+        rest = parts.pop()
+        for (const l of parts) {
+          this.lines.push(l)
+          if (process.env.JOBWERK_STRAPI_VERBOSE || /jobwerk|\[example\]|error/i.test(l)) console.log(`    app| ${l}`)
+        }
+      })
+    }
+  }
+
+  async ready(timeout = 120000) {
+    await waitFor(async () => {
+      if (this.exit) throw new Error(`the app exited while booting (${JSON.stringify(this.exit)})`)
+      try {
+        const r = await fetch(`${BASE}/_health`)
+        return r.status === 204 || r.status === 200
+      } catch {
+        return false
+      }
+    }, timeout, 'the app to answer /_health')
+    this.tokens = JSON.parse(fs.readFileSync(path.join(this.dir, '.tmp', 'tokens.json'), 'utf8'))
+    return this
+  }
+
+  async request(method, url, body, token = this.tokens.full) {
+    const headers = { 'content-type': 'application/json' }
+    if (token) headers.authorization = `Bearer ${token}`
+    const r = await fetch(`${BASE}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    const text = await r.text()
+    let json = null
+    try {
+      json = JSON.parse(text)
+    } catch {}
+    return { status: r.status, json, text }
+  }
+
+  /** Resolves when a line of the app's output matches; returns the match. */
+  waitLine(re, timeout = 60000, from = 0) {
+    return waitFor(() => {
+      for (let i = from; i < this.lines.length; i++) {
+        const m = re.exec(this.lines[i])
+        if (m) return m
+      }
+      if (this.exit) throw new Error(`the app exited before printing ${re}`)
+      return null
+    }, timeout, `a line matching ${re}`)
+  }
+}
+
+async function waitFor(fn, timeout, what) {
+  const until = Date.now() + timeout
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+// --- the checks ---------------------------------------------------------------
+
+const results = []
+async function check(name, fn) {
+  const t = Date.now()
+  try {
+    await fn()
+    results.push([name, true])
+    log(`ok   ${name} (${Date.now() - t} ms)`)
+  } catch (e) {
+    results.push([name, false])
+    log(`FAIL ${name}: ${e && e.stack}`)
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message)
+}
+
+async function table(app, league) {
+  const r = await app.request('GET', `${UID_PATH}?filters[league][$eq]=${league}&sort=points:desc&pagination[pageSize]=100`)
+  assert(r.status === 200, `GET ${UID_PATH}: ${r.status} ${r.text}`)
+  return r.json.data
+}
+
+/** Waits until every entry of the league has the position its points give. */
+async function positionsSettle(app, league, timeout = 30000) {
+  let last
+  await waitFor(async () => {
+    last = await table(app, league)
+    const sorted = [...last].sort((a, b) => b.points - a.points || a.team.localeCompare(b.team))
+    return sorted.length > 0 && sorted.every((row, i) => row.position === i + 1)
+  }, timeout, `the positions of ${league} (last: ${JSON.stringify(last && last.map((r) => [r.team, r.points, r.position]))})`)
+  return last
+}
+
+async function main() {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-test-strapi-'))
+  let app
+  try {
+    const dir = prepareApp(work)
+
+    app = await new App(dir).ready()
+    log('the app answers')
+
+    await check('creating entries recalculates the table in a background job', async () => {
+      for (const [team, points] of [['Adler', 10], ['Bären', 30], ['Cobras', 20], ['Dachse', 5]]) {
+        const r = await app.request('POST', UID_PATH, { data: { league: 'A', team, points } })
+        assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
+      }
+      const rows = await positionsSettle(app, 'A')
+      assert(rows.find((r) => r.team === 'Bären').position === 1, 'Bären first')
+    })
+
+    await check('updating an entry moves the positions', async () => {
+      const rows = await table(app, 'A')
+      const dachse = rows.find((r) => r.team === 'Dachse')
+      const r = await app.request('PUT', `${UID_PATH}/${dachse.documentId}`, { data: { points: 50 } })
+      assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
+      const after = await positionsSettle(app, 'A')
+      assert(after.find((x) => x.team === 'Dachse').position === 1, 'Dachse first after the update')
+    })
+
+    await check('the content API refuses a request without a token', async () => {
+      const r = await app.request('GET', UID_PATH, undefined, null)
+      assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
+    })
+
+    // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
+    // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
+    let heldJob
+    await check(`SIGTERM during a job: the process exits within the shutdown timeout (${SHUTDOWN_MS} ms)`, async () => {
+      await stopApp(app)
+      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
+      const from = app.lines.length
+      const rows = await table(app, 'A')
+      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Adler').documentId}`, { data: { points: 99 } })
+      assert(r.status === 200, `PUT: ${r.status}`)
+      heldJob = (await app.waitLine(/table-recalculation (\S+) attempt 1 for A/, 30000, from))[1]
+      const sent = Date.now()
+      app.child.kill('SIGTERM')
+      const exit = await app.exited
+      const ms = exit.at - sent
+      log(`exited ${ms} ms after SIGTERM (code ${exit.code}, signal ${exit.signal})`)
+      assert(exit.code === 0, `exit code ${exit.code}, signal ${exit.signal}`)
+      assert(ms < SHUTDOWN_MS + 3000, `took ${ms} ms`)
+    })
+
+    await check('the next boot runs the job SIGTERM interrupted, and it completes', async () => {
+      app = await new App(dir).ready()
+      await app.waitLine(new RegExp(`table-recalculation ${heldJob} done`), 60000)
+      const rows = await positionsSettle(app, 'A', 5000)
+      assert(rows.find((x) => x.team === 'Adler').position === 1, 'Adler first')
+    })
+
+    await check('SIGKILL during a job: the next boot runs it again and it completes', async () => {
+      await stopApp(app)
+      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
+      const from = app.lines.length
+      const rows = await table(app, 'A')
+      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Cobras').documentId}`, { data: { points: 200 } })
+      assert(r.status === 200, `PUT: ${r.status}`)
+      const killed = (await app.waitLine(/table-recalculation (\S+) attempt 1 for A/, 30000, from))[1]
+      app.child.kill('SIGKILL')
+      await app.exited
+      app = await new App(dir).ready()
+      await app.waitLine(new RegExp(`table-recalculation ${killed} done`), 60000)
+      const after = await positionsSettle(app, 'A', 5000)
+      assert(after.find((x) => x.team === 'Cobras').position === 1, 'Cobras first')
+    })
+  } catch (e) {
+    results.push(['setup', false])
+    log(`FAIL setup: ${e && e.stack}`)
+  } finally {
+    if (app) await stopApp(app)
+    if (!process.env.JOBWERK_STRAPI_KEEP) fs.rmSync(work, { recursive: true, force: true })
+    else log(`kept ${work}`)
+  }
+  const passed = results.filter((r) => r[1]).length
+  const failed = results.length - passed
+  log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  console.log(`${passed} passed, ${failed} failed`)
+  process.exitCode = failed > 0 ? 1 : 0
+}
+
+async function stopApp(app) {
+  if (app.exit) return
+  app.child.kill('SIGTERM')
+  const timer = setTimeout(() => app.child.kill('SIGKILL'), 20000)
+  await app.exited
+  clearTimeout(timer)
+}
+
+main()
