@@ -410,3 +410,42 @@ describe('lifecycle', () => {
     expect(Date.now() - t0).toBeLessThan(15000)
   })
 })
+
+describe('content-API routes', () => {
+  function call(controller, action, params = {}) {
+    const strapi = started[started.length - 1]
+    const ctx = { params, status: 200, body: undefined, type: undefined }
+    plugin.controllers[controller]({ strapi })[action](ctx)
+    return ctx
+  }
+
+  test('read routes only, named find/findOne (read-only API tokens may call them)', () => {
+    const routes = plugin.routes['content-api']
+    expect(routes.type).toBe('content-api')
+    for (const r of routes.routes) {
+      expect(r.method).toBe('GET')
+      expect(r.handler).toMatch(/\.(find|findOne)$/)
+      const [controller, action] = r.handler.split('.')
+      expect(typeof plugin.controllers[controller]).toBe('function')
+      expect(typeof plugin.controllers[controller]({ strapi: {} })[action]).toBe('function')
+    }
+    expect(routes.routes.map((r) => r.path).sort()).toEqual(['/health', '/jobs/:id', '/metrics', '/statistics', '/status'])
+  })
+
+  test('health, status, statistics, metrics and a job by id', async () => {
+    const strapi = fakeStrapi({ pluginConfig: memory })
+    const jobs = await boot(strapi)
+    jobs.registerCalculation({ name: 'recalc', calculate: () => 7 })
+    const id = jobs.enqueue('recalc', null)
+    await waitForStatus(jobs, id)
+    expect(call('health', 'find').body.overall).toBe('healthy')
+    expect(call('status', 'find').body).toEqual(expect.objectContaining({ status: 'started', enqueue: expect.any(Object) }))
+    expect(call('statistics', 'find').body.completed).toBe(1)
+    const m = call('metrics', 'find')
+    expect(m.type).toMatch(/^text\/plain; version=0\.0\.4/)
+    expect(m.body).toMatch(/^jobwerk_enqueue_lost_total\{code="none"\} 0$/m)
+    expect(call('jobs', 'findOne', { id }).body).toEqual(expect.objectContaining({ status: 'completed', result: 7 }))
+    const missing = call('jobs', 'findOne', { id: 'nope' })
+    expect(missing.status).toBe(404)
+  })
+})

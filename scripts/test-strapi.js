@@ -246,6 +246,20 @@ async function main() {
       assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
     })
 
+    await check('jobwerk routes: health and metrics with a read-only API token, 401/403 without', async () => {
+      const health = await app.request('GET', '/api/jobwerk/health', undefined, app.tokens.read)
+      assert(health.status === 200, `health: ${health.status} ${health.text}`)
+      assert(health.json.overall === 'healthy', `health: ${health.text}`)
+      const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
+      assert(metrics.status === 200 && /^jobwerk_jobs_total\{calculation="table-recalculation",outcome="completed"\} \d+$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(0, 500)}`)
+      const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
+      assert(status.status === 200 && status.json.enqueue.lost === 0 && status.json.enqueue.deferred >= 5, `status: ${status.text}`)
+      for (const url of ['/api/jobwerk/health', '/api/jobwerk/metrics', '/api/jobwerk/status']) {
+        const r = await app.request('GET', url, undefined, null)
+        assert(r.status === 401 || r.status === 403, `${url} without a token: ${r.status}`)
+      }
+    })
+
     // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
     // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
     let heldJob
@@ -271,6 +285,8 @@ async function main() {
       await app.waitLine(new RegExp(`table-recalculation ${heldJob} done`), 60000)
       const rows = await positionsSettle(app, 'A', 5000)
       assert(rows.find((x) => x.team === 'Adler').position === 1, 'Adler first')
+      const job = await app.request('GET', `/api/jobwerk/jobs/${heldJob}`, undefined, app.tokens.read)
+      assert(job.status === 200 && job.json.status === 'completed', `job ${heldJob}: ${job.status} ${job.text}`)
     })
 
     await check('SIGKILL during a job: the next boot runs it again and it completes', async () => {

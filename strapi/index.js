@@ -14,6 +14,7 @@
 
 const config = require('./config.js')
 const { serviceFor, loadJobsDir, pluginConfig } = require('./service.js')
+const { routes, controllers } = require('./routes.js')
 
 function register({ strapi }) {
   const service = serviceFor(strapi)
@@ -44,8 +45,8 @@ module.exports = {
   destroy,
   config: { default: config.default, validator: config.validator },
   services: { jobs: ({ strapi }) => serviceFor(strapi) },
-  controllers: {},
-  routes: {},
+  controllers,
+  routes,
   contentTypes: {},
   policies: {},
   middlewares: {},
