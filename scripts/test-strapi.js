@@ -106,7 +106,7 @@ class App {
     this.exit = null
     this.child = spawn(process.execPath, ['server.js'], {
       cwd: dir,
-      env: { ...process.env, PORT: String(PORT), HOST: '127.0.0.1', NODE_ENV: 'production', EXAMPLE_TOKEN_FILE: path.join(dir, '.tmp', 'tokens.json'), JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
+      env: { ...process.env, PORT: String(PORT), HOST: '127.0.0.1', NODE_ENV: 'production', STRAPI_TELEMETRY_DISABLED: 'true', STRAPI_DISABLE_UPDATE_NOTIFICATION: 'true', EXAMPLE_TOKEN_FILE: path.join(dir, '.tmp', 'tokens.json'), JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     this.exited = new Promise((resolve) => {
@@ -239,6 +239,20 @@ async function main() {
       assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
       const after = await positionsSettle(app, 'A')
       assert(after.find((x) => x.team === 'Dachse').position === 1, 'Dachse first after the update')
+    })
+
+    await check('a hook in a transaction that rolls back adds no job (the write is a 500, nothing runs)', async () => {
+      const before = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+      const r = await app.request('POST', `${UID_PATH}/rollback`, { data: { league: 'R', team: 'Ghost', points: 1 } })
+      assert(r.status === 500, `rollback route: ${r.status} ${r.text}`)
+      assert((await table(app, 'R')).length === 0, 'the rolled-back entry is not there')
+      // A later job of another league runs; the rolled-back one never did.
+      const from = app.lines.length
+      await app.request('POST', UID_PATH, { data: { league: 'S', team: 'Later', points: 1 } })
+      await app.waitLine(/table-recalculation \S+ done: S,/, 30000, from)
+      assert(!app.lines.some((l) => / for R$/.test(l)), 'a recalculation of R ran')
+      const after = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+      assert(after.rolledBack === before.rolledBack + 1, `rolledBack ${before.rolledBack} -> ${after.rolledBack}`)
     })
 
     await check('the content API refuses a request without a token', async () => {
