@@ -449,3 +449,34 @@ describe('content-API routes', () => {
     expect(missing.status).toBe(404)
   })
 })
+
+describe('failures around the lifecycle', () => {
+  test('a service that fails to start does not stop Strapi; the error is logged and alerted; enqueue() still does not throw', async () => {
+    const strapi = fakeStrapi({ pluginConfig: memory })
+    plugin.register({ strapi })
+    started.push(strapi)
+    const jobs = strapi.plugin('jobwerk').service('jobs')
+    const alerts = []
+    jobs.on('alert', (a) => alerts.push(a))
+    const start = jobs.start
+    jobs.start = async () => {
+      const e = new Error('the storage is locked')
+      e.code = 'ERR_STORAGE'
+      throw e
+    }
+    await expect(plugin.bootstrap({ strapi })).resolves.toBeUndefined()
+    jobs.start = start
+    expect(strapi.log.lines).toContain('error: jobwerk: the service failed to start (ERR_STORAGE: the storage is locked); jobs are not run until the app restarts')
+    expect(alerts.map((a) => a.name)).toEqual(['start-failed'])
+    jobs.registerCalculation({ name: 'recalc', calculate: () => 1 })
+    expect(() => jobs.enqueue('recalc', null)).not.toThrow()
+    expect(jobs.getSystemStatus().status).toBe('idle')
+  })
+
+  test('destroy without a register (a boot that failed earlier) opens nothing', async () => {
+    const root = tmpApp()
+    const strapi = fakeStrapi({ root })
+    await plugin.destroy({ strapi })
+    expect(fs.existsSync(path.join(root, '.tmp'))).toBe(false)
+  })
+})

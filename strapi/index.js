@@ -15,6 +15,7 @@
 const config = require('./config.js')
 const { serviceFor, loadJobsDir, pluginConfig } = require('./service.js')
 const { routes, controllers } = require('./routes.js')
+const { _services } = require('../index.js')
 
 function register({ strapi }) {
   const service = serviceFor(strapi)
@@ -22,13 +23,25 @@ function register({ strapi }) {
   if (jobsDir !== false) loadJobsDir(strapi, service, jobsDir === undefined ? config.default.jobsDir : jobsDir)
 }
 
+// A service that fails to start (its storage cannot be opened, say) does not
+// stop Strapi: the error is logged and raised as an alert, enqueue() keeps
+// not throwing (jobs are added to the stopped queue or counted as lost), and
+// getSystemStatus() says 'idle'.
 async function bootstrap({ strapi }) {
   const service = serviceFor(strapi)
-  await service.start()
+  try {
+    await service.start()
+  } catch (e) {
+    service.startError = e
+    service._log('error', `jobwerk: the service failed to start (${e && e.code ? `${e.code}: ` : ''}${e && e.message}); jobs are not run until the app restarts`)
+    service._emitSafely('alert', { id: `start-failed-${Date.now()}`, ruleId: 'start-failed', name: 'start-failed', severity: 'critical', status: 'active', message: String(e && e.message), firedAt: Date.now() })
+  }
 }
 
 async function destroy({ strapi }) {
-  const service = serviceFor(strapi)
+  // Nothing to stop when register never made the service.
+  const service = _services.get(strapi)
+  if (service === undefined) return
   const { shutdownTimeoutMs } = pluginConfig(strapi)
   const timeoutMs = shutdownTimeoutMs === undefined ? config.default.shutdownTimeoutMs : shutdownTimeoutMs
   try {
