@@ -284,7 +284,7 @@ async function main() {
       const rows = await table(app, 'A')
       const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Adler').documentId}`, { data: { points: 99 } })
       assert(r.status === 200, `PUT: ${r.status}`)
-      heldJob = (await app.waitLine(/table-recalculation (\S+) attempt 1 for A/, 30000, from))[1]
+      heldJob = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
       const sent = Date.now()
       app.child.kill('SIGTERM')
       const exit = await app.exited
@@ -310,7 +310,7 @@ async function main() {
       const rows = await table(app, 'A')
       const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Cobras').documentId}`, { data: { points: 200 } })
       assert(r.status === 200, `PUT: ${r.status}`)
-      const killed = (await app.waitLine(/table-recalculation (\S+) attempt 1 for A/, 30000, from))[1]
+      const killed = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
       app.child.kill('SIGKILL')
       await app.exited
       app = await new App(dir).ready()

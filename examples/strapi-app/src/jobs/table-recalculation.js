@@ -10,7 +10,13 @@ module.exports = {
   retries: 3,
   async calculate({ league }, context, job) {
     console.log(`[example] table-recalculation ${job.id} attempt ${job.attempt} for ${league}`)
-    if (HOLD_MS > 0) await new Promise((resolve) => setTimeout(resolve, HOLD_MS))
+    if (HOLD_MS > 0) {
+      // The job is durable once the SQLite writer committed it (a few ms
+      // after it was added): only then is a crash "mid-job" for the tests.
+      await strapi.plugin('jobwerk').service('jobs').flush()
+      console.log(`[example] table-recalculation ${job.id} holding for ${HOLD_MS} ms`)
+      await new Promise((resolve) => setTimeout(resolve, HOLD_MS))
+    }
     const rows = await strapi.db.query(UID).findMany({
       where: { league },
       orderBy: [{ points: 'desc' }, { team: 'asc' }],
