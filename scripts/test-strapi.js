@@ -333,6 +333,44 @@ async function main() {
   process.exitCode = failed > 0 ? 1 : 0
 }
 
+// --latency [n]: what a create request gains from its hook adding a job. Three
+// boots of a fresh app copy: without the hook (EXAMPLE_NO_HOOK), with the hook
+// adding a job that does nothing (EXAMPLE_RECALC_SKIP: the cost of adding and
+// running a job) and with the real recalculation; n sequential creates each (after 50 to warm up), p50/p99 of the request's
+// round trip. A measurement, not a test: prints the figures only.
+async function latency(n) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-strapi-latency-'))
+  try {
+    const dir = prepareApp(work)
+    const out = {}
+    const runs = [
+      ['without hook', { EXAMPLE_NO_HOOK: '1' }],
+      ['hook adds a job that does nothing', { EXAMPLE_RECALC_SKIP: '1' }],
+      ['hook adds the recalculation', {}],
+    ]
+    for (const [label, env] of runs) {
+      fs.rmSync(path.join(dir, '.tmp'), { recursive: true, force: true })
+      const app = await new App(dir, env).ready()
+      const ms = []
+      for (let i = 0; i < n + 50; i++) {
+        const t = process.hrtime.bigint()
+        const r = await app.request('POST', UID_PATH, { data: { league: `L${i % 10}`, team: `T${i}`, points: i % 37 } })
+        const d = Number(process.hrtime.bigint() - t) / 1e6
+        if (r.status !== 201 && r.status !== 200) throw new Error(`POST: ${r.status} ${r.text}`)
+        if (i >= 50) ms.push(d)
+      }
+      await stopApp(app)
+      ms.sort((a, b) => a - b)
+      const q = (p) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]
+      out[label] = { p50: +q(0.5).toFixed(2), p99: +q(0.99).toFixed(2), mean: +(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(2) }
+      log(`${label}: ${n} creates, p50 ${out[label].p50} ms, p99 ${out[label].p99} ms, mean ${out[label].mean} ms`)
+    }
+    console.log(JSON.stringify({ requests: n, node: process.version, ...out }))
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+}
+
 async function stopApp(app) {
   if (app.exit) return
   app.child.kill('SIGTERM')
@@ -341,4 +379,5 @@ async function stopApp(app) {
   clearTimeout(timer)
 }
 
-main()
+if (process.argv[2] === '--latency') latency(Number(process.argv[3] || 500))
+else main()

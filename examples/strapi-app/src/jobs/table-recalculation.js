@@ -4,11 +4,14 @@ const UID = 'api::tabellen-eintrag.tabellen-eintrag'
 
 // For the example's crash tests only: hold the job this long before writing.
 const HOLD_MS = Number(process.env.EXAMPLE_RECALC_HOLD_MS || 0)
+// For the latency measurement only: the job does nothing.
+const SKIP = process.env.EXAMPLE_RECALC_SKIP === '1'
 
 module.exports = {
   name: 'table-recalculation',
   retries: 3,
   async calculate({ league }, context, job) {
+    if (SKIP) return { league, skipped: true }
     console.log(`[example] table-recalculation ${job.id} attempt ${job.attempt} for ${league}`)
     if (HOLD_MS > 0) {
       // The job is durable once the SQLite writer committed it (a few ms

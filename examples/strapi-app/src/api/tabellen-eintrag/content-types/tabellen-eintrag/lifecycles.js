@@ -13,7 +13,11 @@ function isPositionOnly(data) {
   return data != null && Object.keys(data).every((k) => k === 'position' || k === 'updatedAt')
 }
 
+// For the latency measurement only (test:strapi --latency): no job at all.
+const NO_HOOK = process.env.EXAMPLE_NO_HOOK === '1'
+
 function recalculate(event) {
+  if (NO_HOOK) return
   const league = event.result && event.result.league
   if (!league || isPositionOnly(event.params.data)) return
   strapi.plugin('jobwerk').service('jobs').enqueue('table-recalculation', { league })
