@@ -127,6 +127,10 @@ describe('config validator', () => {
     [{ queue: { maxWorkerz: 1 } }, /queue\.maxWorkerz is not a known key/],
     [{ monitoring: { alerting: { cooldownMs: 'x' } } }, /monitoring\.alerting\.cooldownMs/],
     [[], /must be an object/],
+    [{ cron: { daily: { rule: '0 3 * * *' } } }, /config\.cron\.daily: needs either calculation/],
+    [{ cron: { daily: { rule: '0 3 * *', calculation: 'x' } } }, /config\.cron\.daily\.rule: invalid cron expression/],
+    [{ cron: { daily: { task: () => {}, options: { rule: '0 3 * * *', tz: 'Mars/Base' } } } }, /config\.cron\.daily\.options\.rule: .*Mars\/Base/],
+    [{ cron: { daily: { task: 'run', options: { rule: '0 3 * * *' } } } }, /config\.cron\.daily\.task: must be a function/],
   ])('%j is refused naming the key', (cfg, message) => {
     let err
     try {
@@ -478,5 +482,53 @@ describe('failures around the lifecycle', () => {
     const strapi = fakeStrapi({ root })
     await plugin.destroy({ strapi })
     expect(fs.existsSync(path.join(root, '.tmp'))).toBe(false)
+  })
+})
+
+describe('cron from the plugin config', () => {
+  test("jobwerk's shape and Strapi's cron-task shape both fire once per tick; the task gets { strapi }", async () => {
+    const seen = []
+    const root = tmpApp({ 'src/jobs/table-recalculation.js': 'module.exports = { calculate: (d) => global.__cronSeen.push(["calc", d.table]) }' })
+    global.__cronSeen = seen
+    const strapi = fakeStrapi({
+      root,
+      pluginConfig: {
+        ...memory,
+        clock: { type: 'manual', now: Date.parse('2026-01-05T02:59:00Z') },
+        cron: {
+          'daily-table': { rule: '0 3 * * *', tz: 'UTC', calculation: 'table-recalculation', data: { table: 'A' } },
+          'strapi-task': { task: ({ strapi: s }) => seen.push(['task', s === strapi]), options: { rule: '30 3 * * *', tz: 'UTC' } },
+        },
+      },
+    })
+    const jobs = await boot(strapi)
+    expect(jobs.getScheduledJobs().map((s) => s.id).sort()).toEqual(['cron:daily-table', 'cron:strapi-task'])
+    await jobs.advanceTime(24 * 60 * 60 * 1000)
+    expect(seen).toEqual([['calc', 'A'], ['task', true]])
+    delete global.__cronSeen
+  })
+
+  test('schedules are persisted and reconciled at boot: one removed from the config is cancelled, none doubled', async () => {
+    const root = tmpApp()
+    const task = () => {}
+    const first = fakeStrapi({ root, pluginConfig: { cron: { a: { task, options: { rule: '0 3 * * *' } }, b: { task, options: { rule: '0 4 * * *' } } } } })
+    const jobs1 = await boot(first)
+    expect(jobs1.getScheduledJobs().map((s) => s.id).sort()).toEqual(['cron:a', 'cron:b'])
+    jobs1.scheduleRecurringCalculationJob({ name: 'mine', calculate() {} }, null, null, Date.now() + 3600000, 3600000, { id: 'app-own' })
+    await plugin.destroy({ strapi: first })
+    started.length = 0
+    const second = fakeStrapi({ root, pluginConfig: { cron: { a: { task, options: { rule: '0 5 * * *' } } } } })
+    const jobs2 = await boot(second)
+    const ids = jobs2.getScheduledJobs().map((s) => s.id).sort()
+    expect(ids).toEqual(['app-own', 'cron:a'])
+    expect(jobs2.getScheduledJobs().find((s) => s.id === 'cron:a').expression).toBe('0 5 * * *')
+    expect(second.log.lines.some((l) => /removed \(no longer in the config\): cron:b/.test(l))).toBe(true)
+  })
+
+  test('a cron entry naming an unregistered calculation stops the boot naming it', async () => {
+    const strapi = fakeStrapi({ pluginConfig: { ...memory, cron: { nightly: { rule: '0 3 * * *', calculation: 'missing-calc' } } } })
+    plugin.register({ strapi })
+    started.push(strapi)
+    await expect(plugin.bootstrap({ strapi })).rejects.toThrow(/"missing-calc"/)
   })
 })

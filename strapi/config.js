@@ -8,7 +8,7 @@
 // Keys JobManagementService reads.
 const CORE_KEYS = ['queue', 'monitoring', 'scheduler', 'storage', 'clock', 'unref']
 // Keys only the plugin reads.
-const PLUGIN_KEYS = ['shutdownTimeoutMs', 'jobsDir', 'alertCooldownMs']
+const PLUGIN_KEYS = ['shutdownTimeoutMs', 'jobsDir', 'alertCooldownMs', 'cron']
 
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -60,6 +60,7 @@ function validator(config) {
   if (d !== undefined && d !== false && (typeof d !== 'string' || d.length === 0)) {
     throw configError('jobsDir', `must be a non-empty path or false, got ${d === null ? 'null' : typeof d}`)
   }
+  validateCron(config.cron)
   const s = config.storage
   if (s !== undefined && s !== null) {
     if (!isObject(s)) throw configError('storage', `must be an object, got ${Array.isArray(s) ? 'an array' : typeof s}`)
@@ -90,6 +91,37 @@ function validator(config) {
     throw e
   }
   service._core.close()
+}
+
+/**
+ * `cron: { <name>: entry }`, an entry being jobwerk's shape
+ * `{ rule, tz?, calculation: 'registered-name', data?, context?, options? }` or
+ * Strapi's cron-task shape `{ task: ({ strapi }) => ..., options: { rule, tz? } }`.
+ */
+function validateCron(cron) {
+  if (cron === undefined || cron === null) return
+  if (!isObject(cron)) throw configError('cron', `must be an object { name: { rule, calculation } }, got ${Array.isArray(cron) ? 'an array' : typeof cron}`)
+  const { nextCronRuns } = require('../index.js')
+  for (const [name, entry] of Object.entries(cron)) {
+    const key = `cron.${name}`
+    if (!isObject(entry)) throw configError(key, `must be an object, got ${entry === null ? 'null' : typeof entry}`)
+    const hasTask = entry.task !== undefined
+    const hasCalc = entry.calculation !== undefined
+    if (hasTask === hasCalc) throw configError(key, 'needs either calculation (a registered name) or task (a function, as in Strapi cron tasks)')
+    if (hasTask && typeof entry.task !== 'function') throw configError(`${key}.task`, `must be a function ({ strapi }) => ..., got ${typeof entry.task}`)
+    if (hasCalc && (typeof entry.calculation !== 'string' || entry.calculation.length === 0)) throw configError(`${key}.calculation`, 'must be the name of a registered calculation')
+    const options = entry.options === undefined ? {} : entry.options
+    if (!isObject(options)) throw configError(`${key}.options`, 'must be an object')
+    const rule = entry.rule !== undefined ? entry.rule : options.rule
+    const ruleKey = entry.rule !== undefined ? `${key}.rule` : `${key}.options.rule`
+    if (typeof rule !== 'string') throw configError(ruleKey, `must be a cron expression, got ${rule === undefined ? 'nothing' : typeof rule}`)
+    const tz = entry.tz !== undefined ? entry.tz : options.tz
+    try {
+      nextCronRuns(rule, { tz, count: 1 })
+    } catch (e) {
+      throw configError(ruleKey, `${e && e.message}`)
+    }
+  }
 }
 
 module.exports = { default: defaults, validator, CORE_KEYS, PLUGIN_KEYS }

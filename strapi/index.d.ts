@@ -1,5 +1,5 @@
 // Types of jobwerk's Strapi 5 plugin (strapi-server.js).
-import type { AsyncCalculation, JobManagementConfig, JobManagementService, JobOptions } from '../index'
+import type { AsyncCalculation, JobManagementConfig, JobManagementService, JobOptions, ScheduleOptions } from '../index'
 
 /** `config/plugins.js` → `jobwerk: { enabled: true, config }`: the service's config plus the plugin's keys. */
 export interface JobwerkPluginConfig extends JobManagementConfig {
@@ -9,7 +9,14 @@ export interface JobwerkPluginConfig extends JobManagementConfig {
   jobsDir?: string | false
   /** At most one `enqueue-lost` alert per this many ms. Default 60000. */
   alertCooldownMs?: number
+  /** Cron schedules `cron:<name>`, reconciled with the stored ones at boot. */
+  cron?: Record<string, JobwerkCronEntry>
 }
+
+/** jobwerk's shape (a registered calculation) or Strapi's cron-task shape (a task called with `{ strapi }`). */
+export type JobwerkCronEntry =
+  | { rule: string; tz?: string; calculation: string; data?: unknown; context?: Record<string, unknown>; options?: ScheduleOptions }
+  | { task: (ctx: { strapi: any }) => unknown; options: ScheduleOptions & { rule: string; tz?: string } }
 
 /**
  * `strapi.plugin('jobwerk').service('jobs')`, also returned by `getJobManagementService(strapi)`:

@@ -6,14 +6,15 @@
 //   register:  makes the service (storage beside Strapi's database, strapi.log
 //              as logger) and loads the calculations of `src/jobs/*.js`, so
 //              the app's register/bootstrap can add more and use them by name.
-//   bootstrap: starts it. Stored jobs of a calculation the app registers only
+//   bootstrap: schedules `config.cron` (cancelling stored `cron:` schedules
+//              no longer in it), then starts the service. Stored jobs of a calculation the app registers only
 //              later (in its own bootstrap, which Strapi runs after the
 //              plugins') wait for that registration.
 //   destroy:   stops it (running jobs get `shutdownTimeoutMs`, then are
 //              aborted and run again at the next boot) and closes the storage.
 
 const config = require('./config.js')
-const { serviceFor, loadJobsDir, pluginConfig } = require('./service.js')
+const { serviceFor, loadJobsDir, pluginConfig, reconcileCron } = require('./service.js')
 const { routes, controllers } = require('./routes.js')
 const { _services } = require('../index.js')
 
@@ -29,6 +30,8 @@ function register({ strapi }) {
 // getSystemStatus() says 'idle'.
 async function bootstrap({ strapi }) {
   const service = serviceFor(strapi)
+  // A cron entry that cannot be scheduled (an unregistered calculation) stops the boot like a config error.
+  reconcileCron(strapi, service, pluginConfig(strapi).cron)
   try {
     await service.start()
   } catch (e) {

@@ -298,4 +298,46 @@ function loadJobsDir(strapi, service, dir) {
   return names
 }
 
-module.exports = { StrapiJobManagementService, chooseStorage, serviceFor, loadJobsDir, pluginConfig }
+const CRON_PREFIX = 'cron:'
+
+/**
+ * Makes the stored schedules match `config.cron`: each entry becomes (or
+ * updates) the cron schedule with id `cron:<name>`, persisted with the jobs;
+ * a stored `cron:` schedule whose entry left the config is cancelled. A
+ * Strapi-style `task` becomes the calculation `cron:<name>`, called with
+ * `{ strapi }` as Strapi's cron does. A `calculation` must be registered by
+ * then (src/jobs, or the app's register()). Returns `{ added, removed }`.
+ */
+function reconcileCron(strapi, service, cron) {
+  const wanted = new Set()
+  for (const [name, entry] of Object.entries(cron || {})) {
+    const id = `${CRON_PREFIX}${name}`
+    wanted.add(id)
+    const options = { ...(entry.options || {}) }
+    const rule = entry.rule !== undefined ? entry.rule : options.rule
+    const tz = entry.tz !== undefined ? entry.tz : options.tz
+    delete options.rule
+    delete options.tz
+    for (const k of ['start', 'end']) delete options[k]
+    let calculation = entry.calculation
+    if (typeof entry.task === 'function') {
+      const task = entry.task
+      calculation = { name: id, calculate: () => task({ strapi }) }
+      service.registerCalculation(calculation)
+    }
+    service.scheduleCronCalculationJob(calculation, entry.data === undefined ? null : entry.data, entry.context, rule, { ...options, ...(tz === undefined ? {} : { tz }), id })
+  }
+  const removed = []
+  for (const s of service.getScheduledJobs()) {
+    if (typeof s.id === 'string' && s.id.startsWith(CRON_PREFIX) && !wanted.has(s.id)) {
+      service.cancelScheduledJob(s.id)
+      removed.push(s.id)
+    }
+  }
+  if (wanted.size > 0 || removed.length > 0) {
+    service._log('info', `jobwerk: cron from the config: ${[...wanted].join(', ') || 'none'}${removed.length > 0 ? `; removed (no longer in the config): ${removed.join(', ')}` : ''}`)
+  }
+  return { added: [...wanted], removed }
+}
+
+module.exports = { StrapiJobManagementService, chooseStorage, serviceFor, loadJobsDir, pluginConfig, reconcileCron }
