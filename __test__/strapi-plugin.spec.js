@@ -525,6 +525,29 @@ describe('cron from the plugin config', () => {
     expect(second.log.lines.some((l) => /removed \(no longer in the config\): cron:b/.test(l))).toBe(true)
   })
 
+  test('a taken-over Strapi cron task whose "?" croner 10 reads as every day gets a warning naming both readings', async () => {
+    const task = () => {}
+    const strapi = fakeStrapi({
+      pluginConfig: {
+        ...memory,
+        cron: {
+          mondays: { task, options: { rule: '0 0 ? * MON', tz: 'UTC' } },
+          firsts: { task, options: { rule: '0 0 0 1 * ?', tz: 'UTC' } },
+          plain: { task, options: { rule: '0 0 * * MON', tz: 'UTC' } },
+        },
+      },
+    })
+    await boot(strapi)
+    const warnings = strapi.log.lines.filter((l) => l.startsWith('warn: jobwerk: cron.'))
+    expect(warnings).toHaveLength(2)
+    expect(warnings[0]).toMatch(/^warn: jobwerk: cron\.mondays rule "0 0 \? \* MON" is read differently: Strapi 5's cron \(croner 10\) reads "\?" as "\*" and fires it every day; jobwerk reads "\?" as "no specific value"/)
+    // The next runs named are jobwerk's: Mondays only.
+    const dates = [...warnings[0].matchAll(/\d{4}-\d\d-\d\dT[^,)]+/g)].map((m) => new Date(m[0]))
+    expect(dates).toHaveLength(3)
+    for (const d of dates) expect(d.getUTCDay()).toBe(1)
+    expect(warnings[1]).toMatch(/cron\.firsts rule "0 0 0 1 \* \?"/)
+  })
+
   test('a cron entry naming an unregistered calculation stops the boot naming it', async () => {
     const strapi = fakeStrapi({ pluginConfig: { ...memory, cron: { nightly: { rule: '0 3 * * *', calculation: 'missing-calc' } } } })
     plugin.register({ strapi })

@@ -220,6 +220,19 @@ async function main() {
   try {
     const dir = prepareApp(work)
 
+    await check("the cron rules the plugin warns about are those Strapi's own croner reads differently", async () => {
+      const { Cron } = require(require.resolve('croner', { paths: [dir] }))
+      const { nextCronRuns } = require(path.join(dir, 'node_modules', 'jobwerk'))
+      const { croner10ReadsDaily } = require(path.join(dir, 'node_modules', 'jobwerk', 'strapi', 'service.js'))
+      const from = new Date('2026-12-04T12:00:00Z')
+      for (const rule of ['0 0 ? * MON', '0 0 0 1 * ?', '0 0 0 ? * 1-5', '0 3 * * *', '0 0 * * MON', '30 9 * * MON-FRI', '0 0 1,15 * ?', '0 0 ? * ?', '0 12 ? * *']) {
+        const theirs = new Cron(rule, { timezone: 'UTC', paused: true }).nextRuns(8, from).map((d) => d.getTime())
+        const ours = nextCronRuns(rule, { tz: 'UTC', from, count: 8 }).map((d) => d.getTime())
+        const differs = theirs.join() !== ours.join()
+        assert(differs === croner10ReadsDaily(rule), `${rule}: croner ${require(require.resolve('croner/package.json', { paths: [dir] })).version} ${differs ? 'differs' : 'agrees'}, the plugin says ${croner10ReadsDaily(rule) ? 'differs' : 'agrees'}`)
+      }
+    })
+
     app = await new App(dir).ready()
     log('the app answers')
 

@@ -6,7 +6,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { JobManagementService, _services } = require('../index.js')
+const { JobManagementService, nextCronRuns, _services } = require('../index.js')
 const { CORE_KEYS } = require('./config.js')
 
 function codedError(code, message) {
@@ -301,6 +301,20 @@ function loadJobsDir(strapi, service, dir) {
 const CRON_PREFIX = 'cron:'
 
 /**
+ * True when Strapi 5.54's croner (10.x) fires `rule` on other days than
+ * jobwerk: croner 10 replaces `?` by `*` but still counts that day field as
+ * restricted, so with the other day field restricted too (OR of the two) the
+ * rule fires every day (`0 0 ? * MON`: daily there, Mondays here).
+ */
+function croner10ReadsDaily(rule) {
+  const f = rule.trim().split(/\s+/)
+  if (f.length < 5 || f.length > 7) return false
+  const [dom, dow] = f.length === 5 ? [f[2], f[4]] : [f[3], f[5]]
+  const free = (x) => x === '*' || x === '?'
+  return (dom === '?' && !free(dow)) || (dow === '?' && !free(dom))
+}
+
+/**
  * Makes the stored schedules match `config.cron`: each entry becomes (or
  * updates) the cron schedule with id `cron:<name>`, persisted with the jobs;
  * a stored `cron:` schedule whose entry left the config is cancelled. A
@@ -320,6 +334,18 @@ function reconcileCron(strapi, service, cron) {
     delete options.tz
     for (const k of ['start', 'end']) delete options[k]
     let calculation = entry.calculation
+    if (typeof entry.task === 'function' && croner10ReadsDaily(rule)) {
+      let next = ''
+      try {
+        next = nextCronRuns(rule, { tz, count: 3 })
+          .map((d) => d.toISOString())
+          .join(', ')
+      } catch {}
+      service._log(
+        'warn',
+        `jobwerk: cron.${name} rule "${rule}" is read differently: Strapi 5's cron (croner 10) reads "?" as "*" and fires it every day; jobwerk reads "?" as "no specific value" and fires it only on the days the other day field names (next: ${next})`,
+      )
+    }
     if (typeof entry.task === 'function') {
       const task = entry.task
       calculation = { name: id, calculate: () => task({ strapi }) }
@@ -340,4 +366,4 @@ function reconcileCron(strapi, service, cron) {
   return { added: [...wanted], removed }
 }
 
-module.exports = { StrapiJobManagementService, chooseStorage, serviceFor, loadJobsDir, pluginConfig, reconcileCron }
+module.exports = { StrapiJobManagementService, chooseStorage, serviceFor, loadJobsDir, pluginConfig, reconcileCron, croner10ReadsDaily }
