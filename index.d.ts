@@ -383,6 +383,16 @@ export declare class JobManagementService extends EventEmitter {
     jobs: Record<JobStatus | 'total', number>
     monitoring: boolean
     activeAlerts: number
+    /**
+     * The process's resource usage: memory in bytes (`process.memoryUsage()`), the event loop's delay in ms
+     * since the first `start()` (null before), CPU time in ms since the process started and `percent` of one
+     * core used since the previous `getSystemStatus()` call (or the service's creation).
+     */
+    resources: {
+      memory: { rss: number; heapUsed: number; heapTotal: number; external: number }
+      eventLoopDelayMs: { p50: number; p99: number; max: number; mean: number } | null
+      cpu: { userMs: number; systemMs: number; percent: number }
+    }
     version: string
   }
   /** Each dimension with its checks (`{ metric, value, warningAt, criticalAt, status, rule }`); null when monitoring is disabled. */

@@ -10,6 +10,7 @@
 
 const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
+const { monitorEventLoopDelay } = require('node:perf_hooks')
 
 let native
 try {
@@ -46,6 +47,42 @@ const SETTLE_MS = 2000
 // job, never that of the code that added the job, created the service or
 // advanced the clock (an AsyncLocalStorage store of a request stays out).
 const SCOPE = new AsyncResource('jobwerk')
+
+// The event-loop delay histogram, one per process, enabled at the first
+// start() (Node samples it on an unref'd timer: it keeps nothing alive).
+let loopDelay = null
+
+function enableLoopDelay() {
+  if (loopDelay !== null) return
+  try {
+    loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay.enable()
+  } catch {
+    loopDelay = null
+  }
+}
+
+const nsToMs = (ns) => (Number.isFinite(ns) ? Math.round(ns / 1e4) / 100 : 0)
+
+/** The process's resource usage; `cpu.percent` since `last` (updated), of one core. */
+function processResources(last) {
+  const m = process.memoryUsage()
+  const cpu = process.cpuUsage()
+  const now = process.hrtime.bigint()
+  const wallUs = Number(now - last.at) / 1000
+  const usedUs = cpu.user - last.cpu.user + (cpu.system - last.cpu.system)
+  last.at = now
+  last.cpu = cpu
+  const h = loopDelay
+  return {
+    memory: { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external },
+    eventLoopDelayMs:
+      h === null || h.count === 0
+        ? null
+        : { p50: nsToMs(h.percentile(50)), p99: nsToMs(h.percentile(99)), max: nsToMs(h.max), mean: nsToMs(h.mean) },
+    cpu: { userMs: Math.round(cpu.user / 1000), systemMs: Math.round(cpu.system / 1000), percent: wallUs > 0 ? Math.round((usedUs / wallUs) * 1000) / 10 : 0 },
+  }
+}
 
 function codedError(code, message) {
   const e = new Error(message)
@@ -291,6 +328,8 @@ class JobManagementService extends EventEmitter {
     this._durable = JSON.parse(this._core.stats()).storage !== 'memory'
     this._logger = logger
     this._startedAt = null
+    // getSystemStatus(): CPU use since the previous call.
+    this._cpuLast = { at: process.hrtime.bigint(), cpu: process.cpuUsage() }
     this._unref = cfg.unref === true
     this._state = 'idle'
     this._calcs = []
@@ -333,6 +372,7 @@ class JobManagementService extends EventEmitter {
     if (this._state === 'started') return
     if (this._state === 'stopping') throw codedError('ERR_STOPPED', 'the service is stopping; await stop() before start()')
     this._core.start()
+    enableLoopDelay()
     this._state = 'started'
     this._startedAt = Date.now()
     this._pump()
@@ -659,6 +699,7 @@ class JobManagementService extends EventEmitter {
       monitoring: alerts !== null,
       activeAlerts: alerts === null ? 0 : alerts.length,
       alertDelivery: this._monitor('delivery'),
+      resources: processResources(this._cpuLast),
       version: VERSION,
     }
   }
