@@ -404,6 +404,21 @@ export declare class JobManagementService extends EventEmitter {
   acknowledgeAlert(alertId: string, acknowledgedBy: string): boolean
   resolveAlert(alertId: string): boolean
   getAlertHistory(filter?: { ruleId?: string; severity?: string; calculation?: string; status?: string; since?: number; until?: number; limit?: number }): Alert[]
+  /**
+   * Per alert rule, over the kept alert history: how often it fired (`firedPerHour` from its first kept alert
+   * until now, at least over a minute) and how long its alerts took to resolve; the most fired first.
+   */
+  getAlertStatistics(): Array<{
+    ruleId: string
+    name: string
+    fired: number
+    active: number
+    resolved: number
+    firedPerHour: number
+    meanTimeToResolveMs: number | null
+    firstFiredAt: number
+    lastFiredAt: number
+  }>
   addAlertRule(rule: AlertRule): string
   removeAlertRule(ruleId: string): boolean
   getAlertRules(): AlertRule[]

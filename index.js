@@ -750,6 +750,41 @@ class JobManagementService extends EventEmitter {
     return s == null ? [] : JSON.parse(s)
   }
 
+  /**
+   * Per alert rule, over the alerts kept in the history (`alerting.historySize`
+   * resolved ones and the active ones): how often it fired (`fired`,
+   * `firedPerHour` from its first kept alert until now), `active`, `resolved`,
+   * `meanTimeToResolveMs` (null before one resolved), `firstFiredAt`,
+   * `lastFiredAt`; the most fired first.
+   */
+  getAlertStatistics() {
+    const now = this._core.now()
+    const byRule = new Map()
+    for (const a of this.getAlertHistory({ limit: 10000 })) {
+      let r = byRule.get(a.ruleId)
+      if (r === undefined) {
+        r = { ruleId: a.ruleId, name: a.name, fired: 0, active: 0, resolved: 0, firedPerHour: 0, meanTimeToResolveMs: null, firstFiredAt: a.firedAt, lastFiredAt: a.firedAt, resolveMs: 0 }
+        byRule.set(a.ruleId, r)
+      }
+      r.fired++
+      if (a.status === 'active') r.active++
+      else if (typeof a.resolvedAt === 'number') {
+        r.resolved++
+        r.resolveMs += a.resolvedAt - a.firedAt
+      }
+      if (a.firedAt < r.firstFiredAt) r.firstFiredAt = a.firedAt
+      if (a.firedAt > r.lastFiredAt) r.lastFiredAt = a.firedAt
+    }
+    const out = []
+    for (const { resolveMs, ...r } of byRule.values()) {
+      // At least a minute, so that one fresh alert is not "infinitely frequent".
+      r.firedPerHour = r.fired / (Math.max(now - r.firstFiredAt, 60000) / 3600000)
+      if (r.resolved > 0) r.meanTimeToResolveMs = Math.round(resolveMs / r.resolved)
+      out.push(r)
+    }
+    return out.sort((a, b) => b.fired - a.fired)
+  }
+
   /** Adds an alert rule `{ id?, metric, operator, threshold, window?, severity?, cooldownMs?, channels?, calculation? }`; returns its id. */
   addAlertRule(rule) {
     if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw invalid('addAlertRule(rule): rule must be an object')
