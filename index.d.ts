@@ -427,6 +427,16 @@ export interface SystemStatus {
   activeAlerts: number
   /** null unless a webhook or e-mail channel is configured. */
   alertDelivery: AlertDeliveryStats | null
+  /**
+   * The process's resource usage: memory in bytes (`process.memoryUsage()`), the event loop's delay in ms
+   * since the first `start()` (null before), CPU time in ms since the process started and `percent` of one
+   * core used since the previous `getSystemStatus()` call (or the service's creation).
+   */
+  resources: {
+    memory: { rss: number; heapUsed: number; heapTotal: number; external: number }
+    eventLoopDelayMs: { p50: number; p99: number; max: number; mean: number } | null
+    cpu: { userMs: number; systemMs: number; percent: number }
+  }
   version: string
 }
 
@@ -662,6 +672,21 @@ export declare class JobManagementService extends EventEmitter {
   acknowledgeAlert(alertId: string, acknowledgedBy: string): boolean
   resolveAlert(alertId: string): boolean
   getAlertHistory(filter?: { ruleId?: string; severity?: string; calculation?: string; status?: string; since?: number; until?: number; limit?: number }): Alert[]
+  /**
+   * Per alert rule, over the kept alert history: how often it fired (`firedPerHour` from its first kept alert
+   * until now, at least over a minute) and how long its alerts took to resolve; the most fired first.
+   */
+  getAlertStatistics(): Array<{
+    ruleId: string
+    name: string
+    fired: number
+    active: number
+    resolved: number
+    firedPerHour: number
+    meanTimeToResolveMs: number | null
+    firstFiredAt: number
+    lastFiredAt: number
+  }>
   addAlertRule(rule: AlertRule): string
   removeAlertRule(ruleId: string): boolean
   getAlertRules(): AlertRuleInfo[]
@@ -677,9 +702,10 @@ export declare class UnrecoverableError extends Error {
 }
 
 /**
- * One service per Strapi instance (or per process without one), made with `config` on the first call.
- * A later call with a config that differs from the first one's (no config counts as `{}`; the logger is
- * compared by identity) throws `ERR_INVALID_CONFIG` naming the key; the same config, or none, returns the service.
+ * One service per Strapi instance (or per process without one), made with `config` on the first call; with the
+ * Strapi plugin enabled, the plugin's service (see strapi/index.d.ts). A later call with a config that differs
+ * from the first one's (no config counts as `{}`; the logger is compared by identity) throws `ERR_INVALID_CONFIG`
+ * naming the key; the same config, or none, returns the service.
  */
 export declare function getJobManagementService(strapi?: object, config?: JobManagementConfig): JobManagementService
 

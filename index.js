@@ -12,6 +12,7 @@ const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
 const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
 const { isNativeError } = require('node:util').types
+const { monitorEventLoopDelay } = require('node:perf_hooks')
 
 // Throws ERR_NATIVE_ADDON naming the expected platform package when no binary fits.
 const native = require('./load-binding.js').loadBinding()
@@ -40,6 +41,42 @@ const SETTLE_MS = 2000
 // job, never that of the code that added the job, created the service or
 // advanced the clock (an AsyncLocalStorage store of a request stays out).
 const SCOPE = new AsyncResource('jobwerk')
+
+// The event-loop delay histogram, one per process, enabled at the first
+// start() (Node samples it on an unref'd timer: it keeps nothing alive).
+let loopDelay = null
+
+function enableLoopDelay() {
+  if (loopDelay !== null) return
+  try {
+    loopDelay = monitorEventLoopDelay({ resolution: 10 })
+    loopDelay.enable()
+  } catch {
+    loopDelay = null
+  }
+}
+
+const nsToMs = (ns) => (Number.isFinite(ns) ? Math.round(ns / 1e4) / 100 : 0)
+
+/** The process's resource usage; `cpu.percent` since `last` (updated), of one core. */
+function processResources(last) {
+  const m = process.memoryUsage()
+  const cpu = process.cpuUsage()
+  const now = process.hrtime.bigint()
+  const wallUs = Number(now - last.at) / 1000
+  const usedUs = cpu.user - last.cpu.user + (cpu.system - last.cpu.system)
+  last.at = now
+  last.cpu = cpu
+  const h = loopDelay
+  return {
+    memory: { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external },
+    eventLoopDelayMs:
+      h === null || h.count === 0
+        ? null
+        : { p50: nsToMs(h.percentile(50)), p99: nsToMs(h.percentile(99)), max: nsToMs(h.max), mean: nsToMs(h.mean) },
+    cpu: { userMs: Math.round(cpu.user / 1000), systemMs: Math.round(cpu.system / 1000), percent: wallUs > 0 ? Math.round((usedUs / wallUs) * 1000) / 10 : 0 },
+  }
+}
 
 function codedError(code, message) {
   const e = new Error(message)
@@ -395,6 +432,8 @@ class JobManagementService extends EventEmitter {
     this._durable = JSON.parse(this._core.storage()).type !== 'memory'
     this._logger = logger
     this._startedAt = null
+    // getSystemStatus(): CPU use since the previous call.
+    this._cpuLast = { at: process.hrtime.bigint(), cpu: process.cpuUsage() }
     this._unref = unref
     this._state = 'idle'
     this._calcs = []
@@ -438,6 +477,7 @@ class JobManagementService extends EventEmitter {
     if (this._state === 'started') return
     if (this._state === 'stopping') throw codedError('ERR_STOPPED', 'the service is stopping; await stop() before start()')
     this._core.start()
+    enableLoopDelay()
     this._state = 'started'
     this._startedAt = Date.now()
     this._pump()
@@ -835,6 +875,7 @@ class JobManagementService extends EventEmitter {
       monitoring: alerts !== null,
       activeAlerts: alerts === null ? 0 : alerts.length,
       alertDelivery: this._monitor('delivery'),
+      resources: processResources(this._cpuLast),
       version: VERSION,
     }
   }
@@ -883,6 +924,41 @@ class JobManagementService extends EventEmitter {
   getAlertHistory(filter) {
     const s = this._core.alertHistory(argJson(filter, 'getAlertHistory(filter): filter'))
     return s == null ? [] : JSON.parse(s)
+  }
+
+  /**
+   * Per alert rule, over the alerts kept in the history (`alerting.historySize`
+   * resolved ones and the active ones): how often it fired (`fired`,
+   * `firedPerHour` from its first kept alert until now), `active`, `resolved`,
+   * `meanTimeToResolveMs` (null before one resolved), `firstFiredAt`,
+   * `lastFiredAt`; the most fired first.
+   */
+  getAlertStatistics() {
+    const now = this._core.now()
+    const byRule = new Map()
+    for (const a of this.getAlertHistory({ limit: 10000 })) {
+      let r = byRule.get(a.ruleId)
+      if (r === undefined) {
+        r = { ruleId: a.ruleId, name: a.name, fired: 0, active: 0, resolved: 0, firedPerHour: 0, meanTimeToResolveMs: null, firstFiredAt: a.firedAt, lastFiredAt: a.firedAt, resolveMs: 0 }
+        byRule.set(a.ruleId, r)
+      }
+      r.fired++
+      if (a.status === 'active') r.active++
+      else if (typeof a.resolvedAt === 'number') {
+        r.resolved++
+        r.resolveMs += a.resolvedAt - a.firedAt
+      }
+      if (a.firedAt < r.firstFiredAt) r.firstFiredAt = a.firedAt
+      if (a.firedAt > r.lastFiredAt) r.lastFiredAt = a.firedAt
+    }
+    const out = []
+    for (const { resolveMs, ...r } of byRule.values()) {
+      // At least a minute, so that one fresh alert is not "infinitely frequent".
+      r.firedPerHour = r.fired / (Math.max(now - r.firstFiredAt, 60000) / 3600000)
+      if (r.resolved > 0) r.meanTimeToResolveMs = Math.round(resolveMs / r.resolved)
+      out.push(r)
+    }
+    return out.sort((a, b) => b.fired - a.fired)
   }
 
   /** Adds an alert rule `{ id?, metric, operator, threshold, window?, severity?, cooldownMs?, channels?, calculation? }`; returns its id. */
@@ -1487,6 +1563,12 @@ function getJobManagementService(strapi, config) {
     return service
   }
   if (config !== undefined) {
+    if (known.config === null) {
+      throw codedError(
+        'ERR_INVALID_CONFIG',
+        'getJobManagementService(strapi, config): the jobwerk plugin made this service from config/plugins.js; call getJobManagementService(strapi) without a config',
+      )
+    }
     const given = readConfig(config)
     const at =
       given.logger !== known.config.logger
@@ -1525,3 +1607,15 @@ module.exports = {
   getJobManagementService,
   nextCronRuns,
 }
+// The Strapi plugin (strapi/service.js) puts its service here, so that
+// getJobManagementService(strapi) returns it (its config is the plugin's: a
+// config passed to getJobManagementService is refused). Not enumerable: not public API.
+Object.defineProperty(module.exports, '_services', {
+  value: {
+    get: (strapi) => {
+      const known = services.get(strapi)
+      return known === undefined ? undefined : known.service
+    },
+    set: (strapi, service) => services.set(strapi, { service, config: null }),
+  },
+})

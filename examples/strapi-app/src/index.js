@@ -1,0 +1,18 @@
+module.exports = {
+  register() {},
+
+  // For the tests (npm run test:strapi): a full-access API token whose key is
+  // written to EXAMPLE_TOKEN_FILE, made anew at each boot.
+  async bootstrap({ strapi }) {
+    const file = process.env.EXAMPLE_TOKEN_FILE
+    if (!file) return
+    const tokens = strapi.service('admin::api-token')
+    for (const [name, type] of [['example-full', 'full-access'], ['example-read', 'read-only']]) {
+      const old = await tokens.getByName(name)
+      if (old) await tokens.revoke(old.id)
+    }
+    const full = await tokens.create({ name: 'example-full', type: 'full-access', lifespan: null, description: 'test:strapi' })
+    const read = await tokens.create({ name: 'example-read', type: 'read-only', lifespan: null, description: 'test:strapi' })
+    require('fs').writeFileSync(file, JSON.stringify({ full: full.accessKey, read: read.accessKey }))
+  },
+}

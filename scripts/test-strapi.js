@@ -1,0 +1,396 @@
+'use strict'
+// npm run test:strapi: jobwerk as a plugin in a real Strapi 5 app
+// (examples/strapi-app), installed from `npm pack` tarballs as users get it,
+// booted with createStrapi().start() on 127.0.0.1 and driven over HTTP.
+//
+// The app's node_modules (Strapi and better-sqlite3, ~700 MB) is installed once
+// per lockfile into a cache folder (JOBWERK_STRAPI_CACHE, default
+// ~/.cache/jobwerk/strapi-app/<hash>) and hard-linked into each run's copy of
+// the app; only the jobwerk tarballs are installed per run. It uses the addon
+// the last build left in the repo's root (`npm test` leaves the release build).
+//
+// Prints "N passed, N failed" at the end; exits non-zero on a failure.
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const crypto = require('node:crypto')
+const { spawn, execFileSync } = require('node:child_process')
+
+const ROOT = path.join(__dirname, '..')
+const APP = path.join(ROOT, 'examples', 'strapi-app')
+const PORT = Number(process.env.JOBWERK_STRAPI_PORT || 41337)
+const BASE = `http://127.0.0.1:${PORT}`
+const SHUTDOWN_MS = 2000
+const UID_PATH = '/api/tabellen-eintraege'
+
+const t0 = Date.now()
+function log(line) {
+  console.log(`[test:strapi +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}`)
+}
+
+function run(cmd, args, options = {}) {
+  log(`$ ${cmd} ${args.join(' ')}${options.cwd ? `   (in ${options.cwd})` : ''}`)
+  return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', ...options })
+}
+
+// --- the app's dependencies, cached per lockfile ------------------------------
+
+function cacheDir() {
+  const h = crypto.createHash('sha256')
+  for (const f of ['package.json', 'package-lock.json']) h.update(fs.readFileSync(path.join(APP, f)))
+  h.update(process.version.split('.')[0])
+  const base = process.env.JOBWERK_STRAPI_CACHE || path.join(os.homedir(), '.cache', 'jobwerk', 'strapi-app')
+  return path.join(base, h.digest('hex').slice(0, 16))
+}
+
+/** The cached node_modules of the app's lockfile, installed if missing. */
+function appModules() {
+  const dir = cacheDir()
+  const modules = path.join(dir, 'node_modules')
+  if (fs.existsSync(path.join(dir, 'complete'))) {
+    log(`app dependencies from the cache ${dir}`)
+    return modules
+  }
+  const tmp = `${dir}.tmp-${process.pid}`
+  fs.rmSync(tmp, { recursive: true, force: true })
+  fs.mkdirSync(tmp, { recursive: true })
+  for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(APP, f), path.join(tmp, f))
+  const t = Date.now()
+  run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: tmp, stdio: ['ignore', 'inherit', 'inherit'] })
+  fs.writeFileSync(path.join(tmp, 'complete'), `${new Date().toISOString()}\n`)
+  fs.rmSync(dir, { recursive: true, force: true })
+  fs.renameSync(tmp, dir)
+  log(`app dependencies installed in ${((Date.now() - t) / 1000).toFixed(0)} s, cached in ${dir}`)
+  return modules
+}
+
+// --- jobwerk as users get it --------------------------------------------------
+
+/**
+ * Packs jobwerk and returns the tarballs to install. For now: the root package
+ * (npm pack, no scripts) and the linux-x64-gnu platform package with the addon
+ * of the last build in the repo's root. When the release flow builds the
+ * platform packages (npm/), only this function changes.
+ */
+function packJobwerk(outDir) {
+  const addon = path.join(ROOT, 'jobwerk.linux-x64-gnu.node')
+  if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: run npm run build first`)
+  const root = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', outDir], { cwd: ROOT }).trim().split('\n').pop()
+  const platform = path.join(outDir, 'platform')
+  fs.cpSync(path.join(ROOT, 'npm', 'linux-x64-gnu'), platform, { recursive: true })
+  fs.copyFileSync(addon, path.join(platform, 'jobwerk.linux-x64-gnu.node'))
+  const plat = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', outDir], { cwd: platform }).trim().split('\n').pop()
+  return [path.join(outDir, root), path.join(outDir, plat)]
+}
+
+/** A fresh copy of the app with the cached dependencies and jobwerk installed. */
+function prepareApp(work) {
+  const modules = appModules()
+  const app = path.join(work, 'app')
+  fs.cpSync(APP, app, { recursive: true, filter: (src) => !/[/\\](node_modules|\.tmp)$/.test(src) })
+  const t = Date.now()
+  run('cp', ['-al', modules, path.join(app, 'node_modules')])
+  const tarballs = packJobwerk(work)
+  run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs], { cwd: app })
+  log(`jobwerk installed into the app in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+  return app
+}
+
+// --- the app's process ----------------------------------------------------------
+
+class App {
+  constructor(dir, env) {
+    this.dir = dir
+    this.lines = []
+    this.exit = null
+    this.child = spawn(process.execPath, ['server.js'], {
+      cwd: dir,
+      env: { ...process.env, PORT: String(PORT), HOST: '127.0.0.1', NODE_ENV: 'production', STRAPI_TELEMETRY_DISABLED: 'true', STRAPI_DISABLE_UPDATE_NOTIFICATION: 'true', EXAMPLE_TOKEN_FILE: path.join(dir, '.tmp', 'tokens.json'), JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exit = { code, signal, at: Date.now() }
+        resolve(this.exit)
+      })
+    })
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      let rest = ''
+      stream.setEncoding('utf8')
+      stream.on('data', (d) => {
+        const parts = (rest + d).split('\n')
+        rest = parts.pop()
+        for (const l of parts) {
+          this.lines.push(l)
+          if (process.env.JOBWERK_STRAPI_VERBOSE || /jobwerk|\[example\]|error/i.test(l)) console.log(`    app| ${l}`)
+        }
+      })
+    }
+  }
+
+  async ready(timeout = 120000) {
+    await waitFor(async () => {
+      if (this.exit) throw new Error(`the app exited while booting (${JSON.stringify(this.exit)})`)
+      try {
+        const r = await fetch(`${BASE}/_health`)
+        return r.status === 204 || r.status === 200
+      } catch {
+        return false
+      }
+    }, timeout, 'the app to answer /_health')
+    this.tokens = JSON.parse(fs.readFileSync(path.join(this.dir, '.tmp', 'tokens.json'), 'utf8'))
+    return this
+  }
+
+  async request(method, url, body, token = this.tokens.full) {
+    const headers = { 'content-type': 'application/json' }
+    if (token) headers.authorization = `Bearer ${token}`
+    const r = await fetch(`${BASE}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    const text = await r.text()
+    let json = null
+    try {
+      json = JSON.parse(text)
+    } catch {}
+    return { status: r.status, json, text }
+  }
+
+  /** Resolves when a line of the app's output matches; returns the match. */
+  waitLine(re, timeout = 60000, from = 0) {
+    return waitFor(() => {
+      for (let i = from; i < this.lines.length; i++) {
+        const m = re.exec(this.lines[i])
+        if (m) return m
+      }
+      if (this.exit) throw new Error(`the app exited before printing ${re}`)
+      return null
+    }, timeout, `a line matching ${re}`)
+  }
+}
+
+async function waitFor(fn, timeout, what) {
+  const until = Date.now() + timeout
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+// --- the checks ---------------------------------------------------------------
+
+const results = []
+async function check(name, fn) {
+  const t = Date.now()
+  try {
+    await fn()
+    results.push([name, true])
+    log(`ok   ${name} (${Date.now() - t} ms)`)
+  } catch (e) {
+    results.push([name, false])
+    log(`FAIL ${name}: ${e && e.stack}`)
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message)
+}
+
+async function table(app, league) {
+  const r = await app.request('GET', `${UID_PATH}?filters[league][$eq]=${league}&sort=points:desc&pagination[pageSize]=100`)
+  assert(r.status === 200, `GET ${UID_PATH}: ${r.status} ${r.text}`)
+  return r.json.data
+}
+
+/** Waits until every entry of the league has the position its points give. */
+async function positionsSettle(app, league, timeout = 30000) {
+  let last
+  await waitFor(async () => {
+    last = await table(app, league)
+    const sorted = [...last].sort((a, b) => b.points - a.points || a.team.localeCompare(b.team))
+    return sorted.length > 0 && sorted.every((row, i) => row.position === i + 1)
+  }, timeout, `the positions of ${league} (last: ${JSON.stringify(last && last.map((r) => [r.team, r.points, r.position]))})`)
+  return last
+}
+
+async function main() {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-test-strapi-'))
+  let app
+  try {
+    const dir = prepareApp(work)
+
+    await check("the cron rules the plugin warns about are those Strapi's own croner reads differently", async () => {
+      const { Cron } = require(require.resolve('croner', { paths: [dir] }))
+      const { nextCronRuns } = require(path.join(dir, 'node_modules', 'jobwerk'))
+      const { croner10ReadsDaily } = require(path.join(dir, 'node_modules', 'jobwerk', 'strapi', 'service.js'))
+      const from = new Date('2026-12-04T12:00:00Z')
+      for (const rule of ['0 0 ? * MON', '0 0 0 1 * ?', '0 0 0 ? * 1-5', '0 3 * * *', '0 0 * * MON', '30 9 * * MON-FRI', '0 0 1,15 * ?', '0 0 ? * ?', '0 12 ? * *']) {
+        const theirs = new Cron(rule, { timezone: 'UTC', paused: true }).nextRuns(8, from).map((d) => d.getTime())
+        const ours = nextCronRuns(rule, { tz: 'UTC', from, count: 8 }).map((d) => d.getTime())
+        const differs = theirs.join() !== ours.join()
+        assert(differs === croner10ReadsDaily(rule), `${rule}: croner ${require(require.resolve('croner/package.json', { paths: [dir] })).version} ${differs ? 'differs' : 'agrees'}, the plugin says ${croner10ReadsDaily(rule) ? 'differs' : 'agrees'}`)
+      }
+    })
+
+    app = await new App(dir).ready()
+    log('the app answers')
+
+    await check('creating entries recalculates the table in a background job', async () => {
+      for (const [team, points] of [['Adler', 10], ['Bären', 30], ['Cobras', 20], ['Dachse', 5]]) {
+        const r = await app.request('POST', UID_PATH, { data: { league: 'A', team, points } })
+        assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
+      }
+      const rows = await positionsSettle(app, 'A')
+      assert(rows.find((r) => r.team === 'Bären').position === 1, 'Bären first')
+    })
+
+    await check('updating an entry moves the positions', async () => {
+      const rows = await table(app, 'A')
+      const dachse = rows.find((r) => r.team === 'Dachse')
+      const r = await app.request('PUT', `${UID_PATH}/${dachse.documentId}`, { data: { points: 50 } })
+      assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
+      const after = await positionsSettle(app, 'A')
+      assert(after.find((x) => x.team === 'Dachse').position === 1, 'Dachse first after the update')
+    })
+
+    await check('a hook in a transaction that rolls back adds no job (the write is a 500, nothing runs)', async () => {
+      const before = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+      const r = await app.request('POST', `${UID_PATH}/rollback`, { data: { league: 'R', team: 'Ghost', points: 1 } })
+      assert(r.status === 500, `rollback route: ${r.status} ${r.text}`)
+      assert((await table(app, 'R')).length === 0, 'the rolled-back entry is not there')
+      // A later job of another league runs; the rolled-back one never did.
+      const from = app.lines.length
+      await app.request('POST', UID_PATH, { data: { league: 'S', team: 'Later', points: 1 } })
+      await app.waitLine(/table-recalculation \S+ done: S,/, 30000, from)
+      assert(!app.lines.some((l) => / for R$/.test(l)), 'a recalculation of R ran')
+      const after = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+      assert(after.rolledBack === before.rolledBack + 1, `rolledBack ${before.rolledBack} -> ${after.rolledBack}`)
+    })
+
+    await check('the content API refuses a request without a token', async () => {
+      const r = await app.request('GET', UID_PATH, undefined, null)
+      assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
+    })
+
+    await check('jobwerk routes: health and metrics with a read-only API token, 401/403 without', async () => {
+      const health = await app.request('GET', '/api/jobwerk/health', undefined, app.tokens.read)
+      assert(health.status === 200, `health: ${health.status} ${health.text}`)
+      assert(health.json.overall === 'healthy', `health: ${health.text}`)
+      const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
+      assert(metrics.status === 200 && /^jobwerk_jobs_total\{calculation="table-recalculation",outcome="completed"\} \d+$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(0, 500)}`)
+      const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
+      assert(status.status === 200 && status.json.enqueue.lost === 0 && status.json.enqueue.deferred >= 5, `status: ${status.text}`)
+      for (const url of ['/api/jobwerk/health', '/api/jobwerk/metrics', '/api/jobwerk/status']) {
+        const r = await app.request('GET', url, undefined, null)
+        assert(r.status === 401 || r.status === 403, `${url} without a token: ${r.status}`)
+      }
+    })
+
+    // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
+    // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
+    let heldJob
+    await check(`SIGTERM during a job: the process exits within the shutdown timeout (${SHUTDOWN_MS} ms)`, async () => {
+      await stopApp(app)
+      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
+      const from = app.lines.length
+      const rows = await table(app, 'A')
+      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Adler').documentId}`, { data: { points: 99 } })
+      assert(r.status === 200, `PUT: ${r.status}`)
+      heldJob = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
+      const sent = Date.now()
+      app.child.kill('SIGTERM')
+      const exit = await app.exited
+      const ms = exit.at - sent
+      log(`exited ${ms} ms after SIGTERM (code ${exit.code}, signal ${exit.signal})`)
+      assert(exit.code === 0, `exit code ${exit.code}, signal ${exit.signal}`)
+      assert(ms < SHUTDOWN_MS + 3000, `took ${ms} ms`)
+    })
+
+    await check('the next boot runs the job SIGTERM interrupted, and it completes', async () => {
+      app = await new App(dir).ready()
+      await app.waitLine(new RegExp(`table-recalculation ${heldJob} done`), 60000)
+      const rows = await positionsSettle(app, 'A', 5000)
+      assert(rows.find((x) => x.team === 'Adler').position === 1, 'Adler first')
+      const job = await app.request('GET', `/api/jobwerk/jobs/${heldJob}`, undefined, app.tokens.read)
+      assert(job.status === 200 && job.json.status === 'completed', `job ${heldJob}: ${job.status} ${job.text}`)
+    })
+
+    await check('SIGKILL during a job: the next boot runs it again and it completes', async () => {
+      await stopApp(app)
+      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
+      const from = app.lines.length
+      const rows = await table(app, 'A')
+      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Cobras').documentId}`, { data: { points: 200 } })
+      assert(r.status === 200, `PUT: ${r.status}`)
+      const killed = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
+      app.child.kill('SIGKILL')
+      await app.exited
+      app = await new App(dir).ready()
+      await app.waitLine(new RegExp(`table-recalculation ${killed} done`), 60000)
+      const after = await positionsSettle(app, 'A', 5000)
+      assert(after.find((x) => x.team === 'Cobras').position === 1, 'Cobras first')
+    })
+  } catch (e) {
+    results.push(['setup', false])
+    log(`FAIL setup: ${e && e.stack}`)
+  } finally {
+    if (app) await stopApp(app)
+    if (!process.env.JOBWERK_STRAPI_KEEP) fs.rmSync(work, { recursive: true, force: true })
+    else log(`kept ${work}`)
+  }
+  const passed = results.filter((r) => r[1]).length
+  const failed = results.length - passed
+  log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
+  console.log(`${passed} passed, ${failed} failed`)
+  process.exitCode = failed > 0 ? 1 : 0
+}
+
+// --latency [n]: what a create request gains from its hook adding a job. Three
+// boots of a fresh app copy: without the hook (EXAMPLE_NO_HOOK), with the hook
+// adding a job that does nothing (EXAMPLE_RECALC_SKIP: the cost of adding and
+// running a job) and with the real recalculation; n sequential creates each (after 50 to warm up), p50/p99 of the request's
+// round trip. A measurement, not a test: prints the figures only.
+async function latency(n) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-strapi-latency-'))
+  try {
+    const dir = prepareApp(work)
+    const out = {}
+    const runs = [
+      ['without hook', { EXAMPLE_NO_HOOK: '1' }],
+      ['hook adds a job that does nothing', { EXAMPLE_RECALC_SKIP: '1' }],
+      ['hook adds the recalculation', {}],
+    ]
+    for (const [label, env] of runs) {
+      fs.rmSync(path.join(dir, '.tmp'), { recursive: true, force: true })
+      const app = await new App(dir, env).ready()
+      const ms = []
+      for (let i = 0; i < n + 50; i++) {
+        const t = process.hrtime.bigint()
+        const r = await app.request('POST', UID_PATH, { data: { league: `L${i % 10}`, team: `T${i}`, points: i % 37 } })
+        const d = Number(process.hrtime.bigint() - t) / 1e6
+        if (r.status !== 201 && r.status !== 200) throw new Error(`POST: ${r.status} ${r.text}`)
+        if (i >= 50) ms.push(d)
+      }
+      await stopApp(app)
+      ms.sort((a, b) => a - b)
+      const q = (p) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]
+      out[label] = { p50: +q(0.5).toFixed(2), p99: +q(0.99).toFixed(2), mean: +(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(2) }
+      log(`${label}: ${n} creates, p50 ${out[label].p50} ms, p99 ${out[label].p99} ms, mean ${out[label].mean} ms`)
+    }
+    console.log(JSON.stringify({ requests: n, node: process.version, ...out }))
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+}
+
+async function stopApp(app) {
+  if (app.exit) return
+  app.child.kill('SIGTERM')
+  const timer = setTimeout(() => app.child.kill('SIGKILL'), 20000)
+  await app.exited
+  clearTimeout(timer)
+}
+
+if (process.argv[2] === '--latency') latency(Number(process.argv[3] || 500))
+else main()
