@@ -183,8 +183,14 @@ fn in_later_copy(tz: Tz, ms: u64) -> bool {
 const SCAN_LIMIT_SECS: u64 = 3 * 3600;
 
 fn check(expr: &str, zone: &str, from: u64, count: usize) -> Result<(), TestCaseError> {
-  let cron =
-    CronExpr::parse(expr, Some(zone)).map_err(|e| TestCaseError::fail(format!("{expr:?}: {e}")))?;
+  let cron = match CronExpr::parse(expr, Some(zone)) {
+    Ok(c) => c,
+    // A generated day that no generated month has (`* * 31 2 *`) is refused
+    // at parse time; which expressions never match is checked against
+    // croner 10's list (tests/cron_reference.rs) and in src/cron/tests.rs.
+    Err(e) if e.to_string().contains("never matches") => return Ok(()),
+    Err(e) => return Err(TestCaseError::fail(format!("{expr:?}: {e}"))),
+  };
   let tz = tz(zone);
   let runs = cron.next_runs(from, count);
 
