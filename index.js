@@ -1553,11 +1553,7 @@ function getJobManagementService(strapi, config) {
   const known = services.get(key)
   if (known === undefined) {
     const service = new JobManagementService(config)
-    // Calculation modules are found from the app's directory (a TypeScript
-    // app's compiled files: from its dist directory).
-    const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
-    const found = dirs ? [(dirs.app && dirs.app.root) || dirs.root, dirs.dist && dirs.dist.root] : []
-    const appDirs = found.filter((d) => typeof d === 'string' && d.length > 0)
+    const appDirs = appDirsOf(strapi)
     if (appDirs.length > 0) service._baseDirs = appDirs
     services.set(key, { service, config: readConfig(config) })
     return service
@@ -1586,6 +1582,14 @@ function getJobManagementService(strapi, config) {
     }
   }
   return known.service
+}
+
+// Where calculation modules are found in a Strapi app: its directory, then
+// (a TypeScript app's compiled files) its dist directory.
+function appDirsOf(strapi) {
+  const dirs = strapi && typeof strapi === 'object' ? strapi.dirs : undefined
+  const found = dirs ? [(dirs.app && dirs.app.root) || dirs.root, dirs.dist && dirs.dist.root] : []
+  return found.filter((d) => typeof d === 'string' && d.length > 0)
 }
 
 // The first path at which two JSON values differ ('' for the whole), or null.
@@ -1617,5 +1621,6 @@ Object.defineProperty(module.exports, '_services', {
       return known === undefined ? undefined : known.service
     },
     set: (strapi, service) => services.set(strapi, { service, config: null }),
+    appDirsOf,
   },
 })

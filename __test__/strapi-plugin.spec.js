@@ -200,6 +200,19 @@ describe('one service per Strapi instance', () => {
     expect(await boot(other)).not.toBe(jobs)
   })
 
+  test("the plugin's service finds a thread calculation's relative module from the app's directory", async () => {
+    const fs = require('node:fs')
+    const path = require('node:path')
+    const strapi = fakeStrapi({ pluginConfig: memory })
+    const root = strapi.dirs.app.root
+    fs.mkdirSync(path.join(root, 'calculations'), { recursive: true })
+    fs.writeFileSync(path.join(root, 'calculations', 'double.js'), 'exports.calculate = (data) => data.n * 2\n')
+    const jobs = await boot(strapi)
+    const id = jobs.addCalculationJob({ name: 'double', module: './calculations/double.js', threads: true }, { n: 21 })
+    await waitFor(() => ['completed', 'failed'].includes(jobs.getJobStatus(id).status), { timeout: 10000, what: 'the thread job' })
+    expect(jobs.getJobStatus(id).result).toBe(42)
+  })
+
   test('getJobManagementService(strapi, config) on the plugin\'s service refuses the config (it comes from config/plugins.js)', async () => {
     const strapi = fakeStrapi({ pluginConfig: memory })
     const jobs = await boot(strapi)

@@ -24,6 +24,9 @@ class StrapiJobManagementService extends JobManagementService {
   constructor(strapi, config, plugin) {
     super(config)
     this._strapi = strapi
+    // A calculation's `module` (worker threads) is found from the app's directory.
+    const appDirs = _services.appDirsOf(strapi)
+    if (appDirs.length > 0) this._baseDirs = appDirs
     this._alertCooldownMs = plugin.alertCooldownMs
     this._lastLossAlert = -Infinity
     // Jobs enqueue() could not add, per error code.
