@@ -43,8 +43,10 @@ describe('timeout', () => {
     expect(seen[0].reason).toBeInstanceOf(Error)
     expect(seen[0].reason.name).toBe('TimeoutError')
     expect(seen[0].reason.code).toBe('ERR_JOB_TIMEOUT')
-    // not before the timeout (small tolerance for clock granularity)
-    expect(seen[0].after).toBeGreaterThanOrEqual(45)
+    // Not before the timeout, measured on the core's own clock (the handler's
+    // Date.now() can start late when this busy machine preempts the process
+    // between the claim and the handler: CI once saw 41 ms).
+    expect(st.finishedAt - st.startedAt).toBeGreaterThanOrEqual(50)
   })
 
   test('calculation.timeout is the default for its jobs; job options override it', async () => {
