@@ -34,8 +34,9 @@ describe('stop', () => {
     const t0 = Date.now()
     const summary = await service.stop({ timeoutMs: 2000 })
     const took = Date.now() - t0
+    // It waited: the job completed rather than being aborted (how long it still
+    // had to run depends on how soon this busy machine saw it start).
     expect(summary).toEqual({ aborted: 0, pending: 0, dropped: 0 })
-    expect(took).toBeGreaterThanOrEqual(50)
     expect(took).toBeLessThan(1500)
     expect(calc.reasons).toEqual([])
     expect(service.getJobStatus(id)).toMatchObject({ status: 'completed', result: 'finished 1' })
