@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod queue;
 pub mod scheduler;
 pub mod storage;
+pub mod wire;
 
 #[cfg(feature = "napi")]
 mod binding;

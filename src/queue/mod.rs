@@ -22,7 +22,6 @@ pub use stats::{Stats, StatsView};
 
 use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -31,6 +30,8 @@ use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
+pub use crate::wire::Abort;
+use crate::wire::{self, json_str, Events, OutcomeKind, WireOutcome};
 pub use schedule_options::parse_schedule;
 
 /// Where the service is in its life.
@@ -62,18 +63,6 @@ fn load_schedules(store: &dyn Store) -> Vec<Schedule> {
     .iter()
     .filter_map(|j| serde_json::from_str(j).ok())
     .collect()
-}
-
-/// Why a running attempt is aborted (sent to JavaScript as a number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Abort {
-  /// The attempt passed its deadline.
-  Timeout = 0,
-  /// `cancelJob`.
-  Cancel = 1,
-  /// The service stopped.
-  Stop = 2,
 }
 
 /// A job a worker holds.
@@ -122,11 +111,11 @@ pub struct Queue {
   seq: u32,
   stats: Stats,
   next_cleanup: u64,
-  /// (slot, seq, [`Abort`]) of attempts JavaScript must abort.
-  aborts: Vec<(u32, u32, u8)>,
+  /// (slot, seq, why) of attempts JavaScript must abort.
+  aborts: Vec<(u32, u32, Abort)>,
   events_on: bool,
-  /// Pending events as JSON array items, each followed by a comma.
-  events: String,
+  /// Events waiting for [`Queue::drain`].
+  events: Events,
   /// Outcomes that arrived after their attempt had ended.
   late_outcomes: u64,
   /// The earliest time the timer is sleeping until; an earlier deadline sets
@@ -159,10 +148,6 @@ impl std::fmt::Debug for Queue {
       .field("store", &self.store.kind())
       .finish_non_exhaustive()
   }
-}
-
-fn json_str(s: &str) -> String {
-  serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 impl Queue {
@@ -200,7 +185,7 @@ impl Queue {
       stats: Stats::new(now),
       aborts: Vec::new(),
       events_on: false,
-      events: String::new(),
+      events: Events::default(),
       late_outcomes: 0,
       planned_wake: u64::MAX,
       timer_dirty: false,
@@ -327,8 +312,7 @@ impl Queue {
     // Failed deliveries (found on the delivery thread) go to the JS log.
     if let Some(d) = &self.alert_out {
       for msg in d.take_failures() {
-        let msg = serde_json::to_string(&msg).unwrap_or_else(|_| "\"\"".into());
-        let _ = write!(self.events, "[\"alertDeliveryFailed\",null,null,0,{msg}],");
+        self.events.service("alertDeliveryFailed", &json_str(&msg));
       }
     }
   }
@@ -343,7 +327,7 @@ impl Queue {
       AlertEventKind::Resolved => "alertResolved",
     };
     let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
-    let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
+    self.events.service(kind, &alert);
   }
 
   /// The Prometheus text exposition: the monitor's metrics plus the queue's gauges.
@@ -757,27 +741,8 @@ impl Queue {
           hint,
         });
         stats.started(now, now.saturating_sub(job.run_at));
-        let mut num = itoa::Buffer::new();
-        out.push_str(num.format(slot));
-        out.push(',');
-        out.push_str(num.format(*seq));
-        out.push_str(",\"");
-        job.id.write_to(out);
-        out.push_str("\",");
-        out.push_str(num.format(job.name));
-        out.push(',');
-        out.push_str(num.format(job.attempts));
-        out.push(',');
-        if matches!(calcs.get(job.name as usize), Some(Some(c)) if c.raw) {
-          out.push_str(&json_str(&job.data));
-          out.push(',');
-          out.push_str(&json_str(job.context_json()));
-        } else {
-          out.push_str(&job.data);
-          out.push(',');
-          out.push_str(job.context_json());
-        }
-        out.push(',');
+        let raw = matches!(calcs.get(job.name as usize), Some(Some(c)) if c.raw);
+        wire::write_taken(out, slot, *seq, job, raw);
       },
     );
     if earliest != u64::MAX {
@@ -796,7 +761,7 @@ impl Queue {
   /// attempt takes it before the old one's signal fired.
   fn abort(&mut self, slot: u32, seq: u32, why: Abort) {
     self.slots[slot as usize] = None;
-    self.aborts.push((slot, seq, why as u8));
+    self.aborts.push((slot, seq, why));
   }
 
   /// The running attempt in `slot` if it is still attempt `seq`.
@@ -810,8 +775,7 @@ impl Queue {
   }
 
   /// Applies outcomes: a flat JSON array `[slot, seq, kind, value, ...]`
-  /// (four items an outcome) where kind 1 is a result, 0 an error
-  /// `{name, message, stack}`, 2 an unrecoverable error.
+  /// whose `kind` is an [`OutcomeKind`] (see [`wire::parse_outcomes`]).
   /// An outcome for an attempt that already ended (timed out, cancelled) is
   /// counted and ignored.
   ///
@@ -830,17 +794,23 @@ impl Queue {
     now: u64,
     caller_emits_completed: bool,
   ) -> Result<(usize, bool)> {
-    let outcomes = parse_outcomes(json)?;
+    let outcomes = wire::parse_outcomes(json)?;
     let n = outcomes.len();
     let caller_emits = caller_emits_completed && self.events_on && self.all_current(&outcomes);
-    for (slot, seq, kind, value) in outcomes {
+    for WireOutcome {
+      slot,
+      seq,
+      kind,
+      value,
+    } in outcomes
+    {
       let Some(r) = self.running(slot, seq) else {
         self.late_outcomes += 1;
         continue;
       };
       self.release(slot);
       self.stats.finished(now, now.saturating_sub(r.started_at));
-      if kind == 1 {
+      if kind == OutcomeKind::Ok {
         self.record_running(&r, Outcome::Completed, now);
         if self.store.complete(r.id, r.hint, value.get(), now) && !caller_emits {
           self.event_of("completed", r.id, r.name, r.attempt, value.get());
@@ -855,7 +825,7 @@ impl Queue {
           r.id,
           err,
           FailKind::Error {
-            unrecoverable: kind == 2,
+            unrecoverable: kind == OutcomeKind::Unrecoverable,
           },
           now,
         );
@@ -865,14 +835,14 @@ impl Queue {
   }
 
   /// True when every outcome is for a running attempt, each slot once.
-  fn all_current(&self, outcomes: &[(u32, u32, u8, &RawValue)]) -> bool {
+  fn all_current(&self, outcomes: &[WireOutcome<'_>]) -> bool {
     if !outcomes
       .iter()
-      .all(|(slot, seq, ..)| self.running(*slot, *seq).is_some())
+      .all(|o| self.running(o.slot, o.seq).is_some())
     {
       return false;
     }
-    let mut slots: Vec<u32> = outcomes.iter().map(|o| o.0).collect();
+    let mut slots: Vec<u32> = outcomes.iter().map(|o| o.slot).collect();
     slots.sort_unstable();
     slots.windows(2).all(|w| w[0] != w[1])
   }
@@ -936,18 +906,7 @@ impl Queue {
       .get(name as usize)
       .map(|s| &**s)
       .unwrap_or("null");
-    let e = &mut self.events;
-    e.push_str("[\"");
-    e.push_str(kind);
-    e.push_str("\",\"");
-    id.write_to(e);
-    e.push_str("\",");
-    e.push_str(name);
-    e.push(',');
-    e.push_str(itoa::Buffer::new().format(attempt));
-    e.push(',');
-    e.push_str(extra);
-    e.push_str("],");
+    self.events.job(kind, id, name, attempt, extra);
   }
 
   /// Turns event recording on or off (off: nobody listens, nothing is built).
@@ -963,28 +922,12 @@ impl Queue {
     !self.aborts.is_empty() || !self.events.is_empty()
   }
 
-  /// Takes the pending aborts and events as JSON
-  /// `[[slot, seq, why, ...], [events]]` (`why`: an [`Abort`] as a number);
+  /// Takes the pending aborts and events as JSON (see [`wire::write_drain`]);
   /// the aborted attempts' workers are free from here on.
   pub fn drain(&mut self) -> String {
-    let mut out = String::with_capacity(16 + self.events.len());
-    out.push_str("[[");
-    for (i, (slot, seq, why)) in self.aborts.drain(..).enumerate() {
-      if i > 0 {
-        out.push(',');
-      }
-      let _ = write!(out, "{slot},{seq},{why}");
-      // JavaScript aborts that attempt now: its worker is free again.
-      self.free_slots.push(slot);
-    }
-    out.push_str("],[");
-    if !self.events.is_empty() {
-      self.events.pop();
-      out.push_str(&self.events);
-      self.events.clear();
-    }
-    out.push_str("]]");
-    out
+    // JavaScript aborts those attempts now: their workers are free again.
+    self.free_slots.extend(self.aborts.iter().map(|a| a.0));
+    wire::write_drain(self.aborts.drain(..), &mut self.events)
   }
 
   /// Advances time: delayed jobs that are due move into line, overdue
@@ -1393,28 +1336,6 @@ impl Queue {
     }
     Ok(())
   }
-}
-
-/// Outcomes from their flat JSON array (see [`Queue::settle`]).
-fn parse_outcomes(json: &str) -> Result<Vec<(u32, u32, u8, &RawValue)>> {
-  let bad = |what: &str| Error::arg(format!("malformed outcomes: {what}"));
-  let items: Vec<&RawValue> = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
-  if !items.len().is_multiple_of(4) {
-    return Err(bad("not four items an outcome"));
-  }
-  items
-    .chunks_exact(4)
-    .map(|o| {
-      let num = |v: &RawValue| v.get().parse::<u32>().map_err(|_| bad(v.get()));
-      let kind = num(o[2])?;
-      Ok((
-        num(o[0])?,
-        num(o[1])?,
-        u8::try_from(kind).map_err(|_| bad(o[2].get()))?,
-        o[3],
-      ))
-    })
-    .collect()
 }
 
 #[cfg(test)]
