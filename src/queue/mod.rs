@@ -11,6 +11,7 @@ mod config;
 mod engine;
 mod listing;
 pub mod options;
+mod registry;
 mod schedule_options;
 mod stats;
 
@@ -32,6 +33,7 @@ use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
 pub use crate::wire::Abort;
 use crate::wire::{self, json_str, Events, OutcomeKind, WireOutcome};
+use registry::Registry;
 pub use schedule_options::parse_schedule;
 
 /// Where the service is in its life.
@@ -45,15 +47,6 @@ pub enum RunState {
   Stopping,
   /// Stopped: no new jobs, none run. `start()` again resumes.
   Stopped,
-}
-
-/// A registered calculation: the job defaults it sets.
-#[derive(Debug, Clone)]
-struct Calc {
-  defaults: JobOptions,
-  /// `take` hands its data and context over as JSON strings (the worker-thread
-  /// pool passes the text on to a thread without parsing it).
-  raw: bool,
 }
 
 /// The schedules a store holds; unreadable ones are skipped.
@@ -101,11 +94,8 @@ pub struct Queue {
   state: RunState,
   ids: IdGen,
   store: Box<dyn Store>,
-  names: Names,
-  /// Registered calculations by name index.
-  calcs: Vec<Option<Calc>>,
-  /// Name index -> the name as a JSON string literal.
-  names_json: Vec<Box<str>>,
+  /// Calculation names and the registered calculations.
+  registry: Registry,
   slots: Vec<Option<Running>>,
   free_slots: Vec<u32>,
   seq: u32,
@@ -164,10 +154,6 @@ impl Queue {
     if let Some(max) = store.max_id() {
       ids.seed(max);
     }
-    let names_json = (0..names.len() as u32)
-      .map(|i| json_str(names.get(i).unwrap_or("")).into())
-      .collect();
-    let calcs = vec![None; names.len()];
     let mut scheduler = Scheduler::new();
     scheduler.restore(load_schedules(&*store));
     Queue {
@@ -176,9 +162,7 @@ impl Queue {
       state: RunState::Idle,
       ids,
       store,
-      names,
-      calcs,
-      names_json,
+      registry: Registry::new(names),
       slots: vec![None; workers],
       free_slots: (0..workers as u32).rev().collect(),
       seq: 0,
@@ -276,7 +260,7 @@ impl Queue {
     let Some(m) = self.monitor.as_deref_mut() else {
       return;
     };
-    let name = self.names.get(name).unwrap_or("");
+    let name = self.registry.name(name).unwrap_or("");
     let wait = started_at.saturating_sub(run_at);
     let run = now.saturating_sub(started_at);
     m.record_outcome(name, outcome, wait, run, now, error);
@@ -450,27 +434,19 @@ impl Queue {
     &mut self,
     open: impl FnOnce(&mut Names) -> Result<Box<dyn Store>>,
   ) -> Result<()> {
-    let mut store = open(&mut self.names)?;
+    let mut store = open(self.registry.names_mut())?;
+    self.registry.grow();
     self.awaited_kind = None;
     store.set_weights(self.cfg.priority_weights);
     if let Some(max) = store.max_id() {
       self.ids.seed(max);
     }
-    for i in 0..self.calcs.len() as u32 {
-      if self.calcs[i as usize].is_some() {
-        store.registered(i);
-      }
+    for i in self.registry.registered() {
+      store.registered(i);
     }
     self.scheduler = Scheduler::new();
     self.scheduler.restore(load_schedules(&*store));
     self.store = store;
-    while self.names_json.len() < self.names.len() {
-      let n = self.names_json.len() as u32;
-      self
-        .names_json
-        .push(json_str(self.names.get(n).unwrap_or("")).into());
-      self.calcs.push(None);
-    }
     Ok(())
   }
 
@@ -483,30 +459,9 @@ impl Queue {
   /// (JSON options or `null`); returns its index. Jobs of that name waiting
   /// for their handler become runnable.
   pub fn register(&mut self, name: &str, defaults: &Value) -> Result<u32> {
-    if name.is_empty() || name.len() > 512 {
-      return Err(Error::arg(
-        "calculation.name must be a non-empty string of at most 512 bytes",
-      ));
-    }
-    let defaults = JobOptions::parse(defaults, "calculation", self.cfg.default_backoff)?;
-    if defaults.run_at.is_some() || defaults.delay_ms.is_some() {
-      return Err(Error::arg(
-        "calculation may not set runAt or delay: pass them as job options",
-      ));
-    }
-    let i = self.names.intern(name);
-    while self.calcs.len() <= i as usize {
-      let n = self.calcs.len() as u32;
-      self.calcs.push(None);
-      self
-        .names_json
-        .push(json_str(self.names.get(n).unwrap_or("")).into());
-    }
-    let was_known = self.calcs[i as usize].is_some();
-    self.calcs[i as usize] = Some(Calc {
-      defaults,
-      raw: false,
-    });
+    let (i, was_known) = self
+      .registry
+      .register(name, defaults, self.cfg.default_backoff)?;
     if !was_known {
       self.store.registered(i);
     }
@@ -516,18 +471,12 @@ impl Queue {
   /// Makes `take` write the data and context of calculation `i`'s jobs as
   /// JSON strings (`raw`) or as JSON values; false for an unregistered `i`.
   pub fn set_raw(&mut self, i: u32, raw: bool) -> bool {
-    match self.calcs.get_mut(i as usize) {
-      Some(Some(c)) => {
-        c.raw = raw;
-        true
-      }
-      _ => false,
-    }
+    self.registry.set_raw(i, raw)
   }
 
   /// The name of calculation `i`.
   pub fn calc_name(&self, i: u32) -> Option<&str> {
-    self.names.get(i)
+    self.registry.name(i)
   }
 
   /// Starts running jobs.
@@ -612,9 +561,8 @@ impl Queue {
     let mut resolved = Vec::with_capacity(batch.len());
     for (i, nj) in batch.iter().enumerate() {
       let calc = self
-        .calcs
-        .get(nj.calc as usize)
-        .and_then(|c| c.as_ref())
+        .registry
+        .get(nj.calc)
         .ok_or_else(|| Error::arg(format!("job {i}: unknown calculation index {}", nj.calc)))?;
       let size = nj.data.len() + nj.context.len();
       if size > self.cfg.max_payload_bytes {
@@ -646,7 +594,7 @@ impl Queue {
       });
       ids.push(id);
     }
-    self.store.insert(jobs, &self.names);
+    self.store.insert(jobs, self.registry.names());
     if earliest != u64::MAX {
       self.want_wake(earliest);
     }
@@ -688,10 +636,8 @@ impl Queue {
     if self.state != RunState::Started || self.free_slots.is_empty() {
       return false;
     }
-    let calcs = &self.calcs;
-    self
-      .store
-      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))))
+    let registry = &self.registry;
+    self.store.has_due(now, &|n| registry.is_registered(n))
   }
 
   /// Hands out up to `max` due jobs to free workers, appending them to `out`
@@ -707,7 +653,7 @@ impl Queue {
     }
     let Queue {
       store,
-      calcs,
+      registry,
       slots,
       free_slots,
       seq,
@@ -718,7 +664,7 @@ impl Queue {
     let n = store.claim(
       max,
       now,
-      &|n| matches!(calcs.get(n as usize), Some(Some(_))),
+      &|n| registry.is_registered(n),
       &mut |job, hint| {
         let Some(slot) = free_slots.pop() else {
           return;
@@ -741,8 +687,7 @@ impl Queue {
           hint,
         });
         stats.started(now, now.saturating_sub(job.run_at));
-        let raw = matches!(calcs.get(job.name as usize), Some(Some(c)) if c.raw);
-        wire::write_taken(out, slot, *seq, job, raw);
+        wire::write_taken(out, slot, *seq, job, registry.is_raw(job.name));
       },
     );
     if earliest != u64::MAX {
@@ -901,11 +846,7 @@ impl Queue {
     if !self.events_on {
       return;
     }
-    let name = self
-      .names_json
-      .get(name as usize)
-      .map(|s| &**s)
-      .unwrap_or("null");
+    let name = self.registry.name_json(name);
     self.events.job(kind, id, name, attempt, extra);
   }
 
@@ -937,10 +878,8 @@ impl Queue {
     self.fire_schedules(now);
     self.monitor_tick(now);
     // Moves delayed jobs that are due into line (so `next_due` moves on).
-    let calcs = &self.calcs;
-    self
-      .store
-      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))));
+    let registry = &self.registry;
+    self.store.has_due(now, &|n| registry.is_registered(n));
     for slot in 0..self.slots.len() as u32 {
       let Some(r) = self.slots[slot as usize] else {
         continue;
@@ -1066,7 +1005,7 @@ impl Queue {
   pub fn status_json(&mut self, id: JobId) -> Option<String> {
     let job = self.store.get(id)?;
     let mut s = String::new();
-    listing::write_job_json(&self.names_json, &self.calcs, job, true, &mut s);
+    listing::write_job_json(&self.registry, job, true, &mut s);
     Some(s)
   }
 
@@ -1140,8 +1079,8 @@ impl Queue {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    let name = match self.calcs.get(calc as usize) {
-      Some(Some(_)) => self.names.get(calc).unwrap_or(""),
+    let name = match self.registry.get(calc) {
+      Some(_) => self.registry.name(calc).unwrap_or(""),
       _ => return Err(Error::arg(format!("unknown calculation index {calc}"))),
     };
     let mut fallback = String::from("sched-");
@@ -1279,18 +1218,12 @@ impl Queue {
         }
         continue;
       }
-      let calc = self.names.intern(&f.calc);
-      while self.calcs.len() <= calc as usize {
-        let n = self.calcs.len() as u32;
-        self.calcs.push(None);
-        self
-          .names_json
-          .push(json_str(self.names.get(n).unwrap_or("")).into());
-      }
+      let calc = self.registry.intern(&f.calc);
       let opts: Value = serde_json::from_str(&f.job_options).unwrap_or(Value::Null);
       let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff).unwrap_or_default();
-      let defaults = self.calcs[calc as usize]
-        .as_ref()
+      let defaults = self
+        .registry
+        .get(calc)
         .map(|c| c.defaults.clone())
         .unwrap_or_default();
       let o = o.over(&defaults.over(&base));
@@ -1308,7 +1241,7 @@ impl Queue {
         extra: JobExtra::of(deps, &f.context),
         ..o.pending_job(id, calc, now, f.fire_time.min(now), f.data.as_str().into())
       };
-      self.store.insert(vec![job], &self.names);
+      self.store.insert(vec![job], self.registry.names());
       self.scheduler.record_job(&f.schedule_id, &id.to_string());
     }
   }
