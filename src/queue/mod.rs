@@ -3,12 +3,20 @@
 //! and the [`Engine`] that runs it on a timer for JavaScript.
 //!
 //! The JavaScript bridge moves jobs in batches: [`Queue::take`] hands out up
-//! to `n` due jobs as one JSON text, [`Queue::settle`] takes many outcomes as
-//! one JSON text, [`Queue::drain`] returns the aborts and events that
-//! happened since the last call.
+//! to `n` due jobs as one JSON text (the one place a job goes from pending to
+//! running), [`Queue::settle`] takes many outcomes as one JSON text,
+//! [`Queue::drain`] returns the aborts and events that happened since the
+//! last call; their format is [`crate::wire`]'s.
+//!
+//! The parts: `insert.rs` is the one insert path of `add` and schedule
+//! fires, `registry.rs` the calculations by name, `chores/` the periodic
+//! work of [`Queue::tick`] (fire schedules, sample the monitor, promote due
+//! jobs, time out attempts, prune), `engine.rs` the timer that drives it.
 
+mod chores;
 mod config;
 mod engine;
+mod insert;
 mod listing;
 pub mod options;
 mod registry;
@@ -26,13 +34,16 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Status};
+use crate::job::{IdGen, Job, JobError, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
 pub use crate::wire::Abort;
-use crate::wire::{self, json_str, Events, OutcomeKind, WireOutcome};
+use crate::wire::{self, Events, OutcomeKind, WireOutcome};
+use chores::prune::PruneClock;
+use chores::sample::Sampling;
+use insert::Origin;
 use registry::Registry;
 pub use schedule_options::parse_schedule;
 
@@ -100,7 +111,8 @@ pub struct Queue {
   free_slots: Vec<u32>,
   seq: u32,
   stats: Stats,
-  next_cleanup: u64,
+  /// When the prune chore next runs.
+  prune_clock: PruneClock,
   /// (slot, seq, why) of attempts JavaScript must abort.
   aborts: Vec<(u32, u32, Abort)>,
   events_on: bool,
@@ -120,12 +132,8 @@ pub struct Queue {
   monitor: Option<Box<Monitor>>,
   /// Delivers fired alerts to webhooks and email on its own thread.
   alert_out: Option<Dispatcher>,
-  /// When the monitor next samples the queue and evaluates its rules.
-  next_sample: u64,
-  next_evaluate: u64,
-  /// Sampling period (1 s; the health-check interval with a manual clock).
-  sample_ms: u64,
-  evaluate_ms: u64,
+  /// When the monitor chore next samples the queue and evaluates its rules.
+  sampling: Sampling,
   /// The kind of the durable store the queue waits for (see
   /// [`Queue::await_store`]); `None` once it is open.
   awaited_kind: Option<&'static str>,
@@ -157,7 +165,7 @@ impl Queue {
     let mut scheduler = Scheduler::new();
     scheduler.restore(load_schedules(&*store));
     Queue {
-      next_cleanup: now.saturating_add(cfg.cleanup_interval_ms),
+      prune_clock: PruneClock::after(now, cfg.cleanup_interval_ms),
       cfg,
       state: RunState::Idle,
       ids,
@@ -177,10 +185,7 @@ impl Queue {
       schedules_on: true,
       monitor: None,
       alert_out: None,
-      next_sample: u64::MAX,
-      next_evaluate: u64::MAX,
-      sample_ms: 1_000,
-      evaluate_ms: 30_000,
+      sampling: Sampling::default(),
       awaited_kind: None,
     }
   }
@@ -201,9 +206,9 @@ impl Queue {
     manual_clock: bool,
     now: u64,
   ) {
-    self.evaluate_ms = cfg.health_check_interval_ms.max(1);
-    self.sample_ms = if manual_clock {
-      self.evaluate_ms
+    self.sampling.evaluate_ms = cfg.health_check_interval_ms.max(1);
+    self.sampling.sample_ms = if manual_clock {
+      self.sampling.evaluate_ms
     } else {
       1_000
     };
@@ -264,41 +269,6 @@ impl Queue {
     let wait = started_at.saturating_sub(run_at);
     let run = now.saturating_sub(started_at);
     m.record_outcome(name, outcome, wait, run, now, error);
-  }
-
-  /// Samples the queue and evaluates alert rules when due; alert events are
-  /// always recorded (the log channel needs them even with no listener).
-  fn monitor_tick(&mut self, now: u64) {
-    if self.state != RunState::Started || self.monitor.is_none() {
-      return;
-    }
-    if now >= self.next_sample {
-      let queued = self.queued();
-      let busy = self.running_count();
-      let max = self.cfg.max_workers as usize;
-      let oldest = self.store.oldest_due().map_or(0, |t| now.saturating_sub(t));
-      if let Some(m) = self.monitor.as_deref_mut() {
-        m.sample(now, queued, oldest, busy, max);
-      }
-      self.next_sample = now.saturating_add(self.sample_ms);
-    }
-    if now >= self.next_evaluate {
-      let events = self
-        .monitor
-        .as_deref_mut()
-        .map(|m| m.evaluate(now))
-        .unwrap_or_default();
-      for e in events {
-        self.alert_event(&e);
-      }
-      self.next_evaluate = now.saturating_add(self.evaluate_ms);
-    }
-    // Failed deliveries (found on the delivery thread) go to the JS log.
-    if let Some(d) = &self.alert_out {
-      for msg in d.take_failures() {
-        self.events.service("alertDeliveryFailed", &json_str(&msg));
-      }
-    }
   }
 
   /// Sends a fired or resolved alert to its channels and to JavaScript.
@@ -484,11 +454,11 @@ impl Queue {
     if self.state != RunState::Started {
       self.state = RunState::Started;
       self.stats = Stats::new(now);
-      self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
-      self.want_wake(self.next_cleanup);
+      self.prune_clock = PruneClock::after(now, self.cfg.cleanup_interval_ms);
+      self.want_wake(self.prune_clock.next);
       if self.monitor.is_some() {
-        self.next_sample = now;
-        self.next_evaluate = now.saturating_add(self.evaluate_ms);
+        self.sampling.next_sample = now;
+        self.sampling.next_evaluate = now.saturating_add(self.sampling.evaluate_ms);
         self.want_wake(now);
       }
     }
@@ -539,96 +509,6 @@ impl Queue {
   fn queued(&self) -> usize {
     let c = self.store.counts();
     c[Status::Pending as usize] + c[Status::Waiting as usize]
-  }
-
-  /// Adds jobs, all or none. Returns their ids in order.
-  pub fn add(&mut self, batch: &[NewJob<'_>], now: u64) -> Result<Vec<JobId>> {
-    if matches!(self.state, RunState::Stopping | RunState::Stopped) {
-      return Err(Error::Stopped);
-    }
-    if let Some(e) = self.store.failure() {
-      return Err(Error::Storage(e));
-    }
-    let queued = self.queued();
-    if queued + batch.len() > self.cfg.max_queue_size {
-      return Err(Error::QueueFull {
-        max: self.cfg.max_queue_size,
-        queued,
-        adding: batch.len(),
-      });
-    }
-    let base = self.cfg.job_defaults();
-    let mut resolved = Vec::with_capacity(batch.len());
-    for (i, nj) in batch.iter().enumerate() {
-      let calc = self
-        .registry
-        .get(nj.calc)
-        .ok_or_else(|| Error::arg(format!("job {i}: unknown calculation index {}", nj.calc)))?;
-      let size = nj.data.len() + nj.context.len();
-      if size > self.cfg.max_payload_bytes {
-        return Err(Error::PayloadTooLarge {
-          size,
-          max: self.cfg.max_payload_bytes,
-          job: (batch.len() > 1).then_some(i),
-        });
-      }
-      let o = nj.options.over(&calc.defaults.over(&base));
-      let deps = self.dependencies(&o, i, batch.len())?;
-      resolved.push((o, deps));
-    }
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut jobs = Vec::with_capacity(batch.len());
-    let mut earliest = u64::MAX;
-    for (nj, (o, deps)) in batch.iter().zip(resolved) {
-      let id = self.ids.next(now);
-      let run_at = o
-        .run_at
-        .unwrap_or(now)
-        .max(now.saturating_add(o.delay_ms.unwrap_or(0)));
-      if run_at > now {
-        earliest = earliest.min(run_at);
-      }
-      jobs.push(Job {
-        extra: JobExtra::of(deps, nj.context),
-        ..o.pending_job(id, nj.calc, now, run_at, nj.data.into())
-      });
-      ids.push(id);
-    }
-    self.store.insert(jobs, self.registry.names());
-    if earliest != u64::MAX {
-      self.want_wake(earliest);
-    }
-    Ok(ids)
-  }
-
-  /// Checks `dependsOn`: every id must name a job this store holds.
-  fn dependencies(&mut self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Dependencies>> {
-    if o.depends_on.is_empty() {
-      return Ok(None);
-    }
-    let at = if n > 1 {
-      format!("jobs[{i}].")
-    } else {
-      String::new()
-    };
-    let mut ids: Vec<JobId> = Vec::with_capacity(o.depends_on.len());
-    for s in &o.depends_on {
-      let id = JobId::parse(s).ok_or_else(|| {
-        Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
-      })?;
-      if self.store.get(id).is_none() {
-        return Err(Error::DependencyNotFound(format!(
-          "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
-        )));
-      }
-      if !ids.contains(&id) {
-        ids.push(id);
-      }
-    }
-    Ok(Some(Dependencies {
-      ids,
-      ignore_failure: o.ignore_dependency_failure,
-    }))
   }
 
   /// True when a job is due and a worker is free.
@@ -871,58 +751,17 @@ impl Queue {
     wire::write_drain(self.aborts.drain(..), &mut self.events)
   }
 
-  /// Advances time: delayed jobs that are due move into line, overdue
-  /// attempts time out, old finished jobs are pruned when the cleanup
-  /// interval has passed.
+  /// Advances time: runs the periodic chores (`chores/`: fire schedules,
+  /// sample the monitor, promote due jobs, time out attempts, prune).
   pub fn tick(&mut self, now: u64) {
-    self.fire_schedules(now);
-    self.monitor_tick(now);
-    // Moves delayed jobs that are due into line (so `next_due` moves on).
-    let registry = &self.registry;
-    self.store.has_due(now, &|n| registry.is_registered(n));
-    for slot in 0..self.slots.len() as u32 {
-      let Some(r) = self.slots[slot as usize] else {
-        continue;
-      };
-      if r.deadline > now {
-        continue;
-      }
-      self.abort(slot, r.seq, Abort::Timeout);
-      let Some(job) = self.store.get(r.id) else {
-        continue;
-      };
-      let (started, attempts, timeout) = (job.started_at, job.attempts, job.timeout_ms);
-      self.stats.finished(now, now.saturating_sub(started));
-      let err = JobError::system(
-        "TimeoutError",
-        "ERR_JOB_TIMEOUT",
-        format!("attempt {attempts} timed out after {timeout} ms"),
-        attempts,
-      );
-      self.fail_attempt(r.id, err, FailKind::Timeout, now);
-    }
-    if self.state == RunState::Started && now >= self.next_cleanup {
-      self.prune(now.saturating_sub(self.cfg.max_job_age_ms));
-      self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
-    }
+    chores::run_all(self, now);
   }
 
-  /// The earliest time something is due (a delayed job, a deadline, the
-  /// cleanup), and records it as the timer's plan.
+  /// The earliest time a chore has work (a delayed job, a deadline, a
+  /// schedule's fire, a sample, the cleanup), and records it as the timer's
+  /// plan.
   pub fn plan_wake(&mut self) -> u64 {
-    let mut at = self.store.next_due().unwrap_or(u64::MAX);
-    for r in self.slots.iter().flatten() {
-      at = at.min(r.deadline);
-    }
-    if self.state == RunState::Started {
-      at = at.min(self.next_cleanup);
-      if self.schedules_on {
-        at = at.min(self.scheduler.next_wake().unwrap_or(u64::MAX));
-      }
-      if self.monitor.is_some() {
-        at = at.min(self.next_sample).min(self.next_evaluate);
-      }
-    }
+    let at = chores::next_wake(self);
     self.planned_wake = at;
     self.timer_dirty = false;
     at
@@ -1088,8 +927,7 @@ impl Queue {
     let spec = parse_schedule(v, name, fallback, self.cfg.default_backoff)?;
     // dependsOn: checked now (unknown ids are refused before anything is
     // written); each job the schedule adds waits for them.
-    let opts: Value = serde_json::from_str(&spec.job_options).unwrap_or(Value::Null);
-    let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff)?;
+    let o = chores::fire::stored_options(&spec.job_options, self.cfg.default_backoff)?;
     self.dependencies(&o, 0, 1)?;
     let size = spec.data.len() + spec.context.len();
     if size > self.cfg.max_payload_bytes {
@@ -1173,77 +1011,6 @@ impl Queue {
     }
     out.push(']');
     Ok(out)
-  }
-
-  /// Adds the jobs of the schedules due at `now`.
-  fn fire_schedules(&mut self, now: u64) {
-    if self.state != RunState::Started || !self.schedules_on {
-      return;
-    }
-    if self.scheduler.next_wake().is_none_or(|t| t > now) {
-      return;
-    }
-    let busy: std::collections::HashSet<String> = self
-      .scheduler
-      .iter()
-      .filter(|s| {
-        s.last_job_id
-          .as_deref()
-          .and_then(JobId::parse)
-          .and_then(|id| self.store.get(id))
-          .is_some_and(|j| {
-            matches!(
-              j.status,
-              Status::Waiting | Status::Pending | Status::Running
-            )
-          })
-      })
-      .map(|s| s.id.clone())
-      .collect();
-    let fires = self.scheduler.due(now, &|id| busy.contains(id));
-    let base = self.cfg.job_defaults();
-    for f in fires {
-      // maxQueueSize holds for schedules too: the fire is skipped, counted
-      // on the schedule, and alerted.
-      let queued = self.queued();
-      if queued >= self.cfg.max_queue_size {
-        self.scheduler.record_skip(&f.schedule_id);
-        let max = self.cfg.max_queue_size;
-        let e = self
-          .monitor
-          .as_deref_mut()
-          .and_then(|m| m.schedule_skipped(&f.schedule_id, queued, max, now));
-        if let Some(e) = e {
-          self.alert_event(&e);
-        }
-        continue;
-      }
-      let calc = self.registry.intern(&f.calc);
-      let opts: Value = serde_json::from_str(&f.job_options).unwrap_or(Value::Null);
-      let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff).unwrap_or_default();
-      let defaults = self
-        .registry
-        .get(calc)
-        .map(|c| c.defaults.clone())
-        .unwrap_or_default();
-      let o = o.over(&defaults.over(&base));
-      // Dependencies pruned since the schedule was made count as done.
-      let deps = (!o.depends_on.is_empty()).then(|| Dependencies {
-        ids: o
-          .depends_on
-          .iter()
-          .filter_map(|s| JobId::parse(s))
-          .collect(),
-        ignore_failure: o.ignore_dependency_failure,
-      });
-      let id = self.ids.next(now);
-      let job = Job {
-        extra: JobExtra::of(deps, &f.context),
-        ..o.pending_job(id, calc, now, f.fire_time.min(now), f.data.as_str().into())
-      };
-      self.store.insert(vec![job], self.registry.names());
-      self.scheduler.record_job(&f.schedule_id, &id.to_string());
-    }
   }
 
   /// Checks the queue's and the store's invariants (used by tests).
