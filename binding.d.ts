@@ -58,8 +58,8 @@ export declare class Core {
    */
   take(max: number): string
   /**
-   * Applies outcomes (JSON `[slot, seq, kind, value, ...]`); returns
-   * `(active << 2) | (emit << 1) | news`. With `emitCompleted` the caller
+   * Applies outcomes (JSON `[slot, seq, kind, value, ...]`, `kind` from
+   * `wire().outcome`); returns the `wire().flag` bits. With `emitCompleted` the caller
    * emits the `completed` events of these outcomes itself when `emit` comes
    * back set (every outcome was current); otherwise they are drained as usual.
    */
@@ -69,7 +69,7 @@ export declare class Core {
    * handlers started (a durable store's writer thread is woken once).
    */
   sendWrites(): void
-  /** `(active << 2) | news`; also re-arms the wake-up. */
+  /** The `wire().flag` bits (never `emitCompleted`); also re-arms the wake-up. */
   poll(): number
   /** Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`. */
   drain(): string
@@ -139,3 +139,52 @@ export declare class Core {
  * computed by the scheduler's own code.
  */
 export declare function nextCronRuns(expression: string, tz: string | undefined | null, fromMs: number, count: number): Array<number>
+
+/**
+ * The bridge's numbers (abort reasons, outcome kinds, flag bits, tuple
+ * sizes) for `index.js` to read once at load. Private to `index.js`.
+ */
+export declare function wire(): Wire
+
+/** The bridge's numbers, defined once in Rust (`src/wire.rs`). */
+export interface Wire {
+  abort: WireAbort
+  outcome: WireOutcomeKind
+  flag: WireFlag
+  /** Items a job takes in `take()`'s array. */
+  takeFields: number
+  /** Items an outcome takes in `settle()`'s array. */
+  outcomeFields: number
+  /** Items an abort takes in `drain()`'s first array. */
+  abortFields: number
+}
+
+/** Why an attempt was aborted: the `why` of each abort `drain()` returns. */
+export interface WireAbort {
+  /** The attempt passed its deadline. */
+  timeout: number
+  /** `cancelJob`. */
+  cancel: number
+  /** The service stopped. */
+  stop: number
+}
+
+/** The bits of the number `settle()` and `poll()` return. */
+export interface WireFlag {
+  /** Aborts or events wait for `drain()`. */
+  news: number
+  /** (`settle` only) every outcome was current: the caller emits their `completed` events. */
+  emitCompleted: number
+  /** `flags >>> activeShift` is how many jobs and schedules still need the service. */
+  activeShift: number
+}
+
+/** The `kind` of an outcome passed to `settle()`. */
+export interface WireOutcomeKind {
+  /** The handler threw: the value is `{name, message, stack}`; retried while attempts are left. */
+  error: number
+  /** The handler returned: the value is its result. */
+  ok: number
+  /** The handler threw an `UnrecoverableError`: not retried. */
+  unrecoverable: number
+}

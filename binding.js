@@ -837,3 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Core = nativeBinding.Core
 module.exports.nextCronRuns = nativeBinding.nextCronRuns
+module.exports.wire = nativeBinding.wire

@@ -600,7 +600,11 @@ export interface ScheduledJob {
   nextRunAt: number | null
   lastJobId: string | null
   lastStatus: JobStatus | null
-  /** Fires that added no job because `maxQueueSize` jobs were queued (each raised a warning alert). */
+  /**
+   * Fires that added no job: `maxQueueSize` jobs were queued (each such fire
+   * raised a warning alert), the stored job options could not be read (a
+   * damaged file), or the storage had failed.
+   */
   skippedFires: number
   misfire: 'runOnce' | 'skip' | 'catchUp'
   overlap: 'skip' | 'queue'

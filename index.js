@@ -321,15 +321,47 @@ function isUnrecoverable(e) {
   return e instanceof UnrecoverableError || (e != null && (e.name === 'UnrecoverableError' || e.unrecoverable === true))
 }
 
-// Why Rust aborted an attempt (queue::Abort): 0 timeout, 1 cancel, 2 stop.
-const ABORTS = [
-  ['TimeoutError', 'ERR_JOB_TIMEOUT', 'the attempt timed out'],
-  ['AbortError', 'ERR_JOB_CANCELLED', 'the job was cancelled'],
-  ['AbortError', 'ERR_SERVICE_STOPPED', 'the service stopped'],
-]
+// The bridge's numbers (abort reasons, outcome kinds, flag bits, tuple sizes)
+// are defined once in Rust (src/wire.rs) and read here once, at load.
+const WIRE = native.wire()
+const ABORT = WIRE.abort
+const OUTCOME_ERROR = WIRE.outcome.error
+const OUTCOME_OK = WIRE.outcome.ok
+const OUTCOME_UNRECOVERABLE = WIRE.outcome.unrecoverable
+const FLAG_NEWS = WIRE.flag.news
+const FLAG_EMIT_COMPLETED = WIRE.flag.emitCompleted
+const FLAG_ACTIVE_SHIFT = WIRE.flag.activeShift
+const TAKE_FIELDS = WIRE.takeFields
+const ABORT_FIELDS = WIRE.abortFields
+
+// What an aborted handler's signal says, by why Rust aborted the attempt.
+const ABORTS = []
+ABORTS[ABORT.timeout] = ['TimeoutError', 'ERR_JOB_TIMEOUT', 'the attempt timed out']
+ABORTS[ABORT.cancel] = ['AbortError', 'ERR_JOB_CANCELLED', 'the job was cancelled']
+ABORTS[ABORT.stop] = ['AbortError', 'ERR_SERVICE_STOPPED', 'the service stopped']
+checkWire(WIRE)
+
+// The dispatcher below was written for this bridge: a binary that speaks
+// another (a stale build) fails at load, not on the first job.
+function checkWire(w) {
+  const bad = (what) => {
+    const e = new Error(`the native addon's bridge does not match index.js: ${what} (rebuild the addon or reinstall jobwerk)`)
+    e.code = 'ERR_NATIVE_ADDON'
+    throw e
+  }
+  const small = (v) => Number.isInteger(v) && v >= 0 && v < 32
+  const distinct = (o, keys) => keys.every((k) => small(o[k])) && new Set(keys.map((k) => o[k])).size === keys.length && Object.keys(o).length === keys.length
+  if (!distinct(w.abort, ['timeout', 'cancel', 'stop'])) bad('abort reasons')
+  if (!distinct(w.outcome, ['error', 'ok', 'unrecoverable'])) bad('outcome kinds')
+  const f = w.flag
+  const bit = (v) => small(v) && v > 0 && (v & (v - 1)) === 0
+  if (!bit(f.news) || !bit(f.emitCompleted) || f.news === f.emitCompleted || !small(f.activeShift) || (f.news | f.emitCompleted) >= 1 << f.activeShift || Object.keys(f).length !== 3) bad('flag bits')
+  // _run takes a job's fields by position, _err and _ok push four per outcome.
+  if (w.takeFields !== 7 || w.outcomeFields !== 4 || w.abortFields !== 3) bad('tuple sizes')
+}
 
 function abortReason(why) {
-  const [name, code, message] = ABORTS[why] || ABORTS[2]
+  const [name, code, message] = ABORTS[why] || ABORTS[ABORT.stop]
   const e = new Error(message)
   e.name = name
   e.code = code
@@ -1139,12 +1171,12 @@ class JobManagementService extends EventEmitter {
       SCOPE.runInAsyncScope(this._runBatch, this, a)
       // Fewer than asked: every free worker got a job or nothing more is due;
       // workers free up only when outcomes settle (which pumps again).
-      if (a.length < MAX_TAKE * 7) return
+      if (a.length < MAX_TAKE * TAKE_FIELDS) return
     }
   }
 
   _runBatch(a) {
-    for (let i = 0; i < a.length; i += 7) this._run(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6])
+    for (let i = 0; i < a.length; i += TAKE_FIELDS) this._run(a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6])
   }
 
   _run(slot, seq, id, calcIdx, attempt, data, context) {
@@ -1179,7 +1211,7 @@ class JobManagementService extends EventEmitter {
     }
     job._done = true
     if (this._slots[job._slot] === job) this._slots[job._slot] = undefined
-    this._outbox.push(job._slot, job._seq, 1, s)
+    this._outbox.push(job._slot, job._seq, OUTCOME_OK, s)
     this._okOut.push(job, value, s)
     this._queueFlush()
   }
@@ -1189,10 +1221,10 @@ class JobManagementService extends EventEmitter {
     job._done = true
     if (this._slots[job._slot] === job) this._slots[job._slot] = undefined
     // Whatever was thrown may throw again when read (a revoked Proxy, a getter).
-    let kind = 0
+    let kind = OUTCOME_ERROR
     let s
     try {
-      kind = isUnrecoverable(e) ? 2 : 0
+      kind = isUnrecoverable(e) ? OUTCOME_UNRECOVERABLE : OUTCOME_ERROR
       s = JSON.stringify(errorOf(e))
     } catch {
       s = '{"name":"Error","message":"a thrown value that cannot be read"}'
@@ -1220,7 +1252,7 @@ class JobManagementService extends EventEmitter {
     this._afterFlags(flags)
     // Rust recorded these outcomes; when they all were current it left their
     // 'completed' events to this side, which still holds id, name and result.
-    if (flags & 2) SCOPE.runInAsyncScope(this._emitCompleted, this, ok)
+    if (flags & FLAG_EMIT_COMPLETED) SCOPE.runInAsyncScope(this._emitCompleted, this, ok)
     this._pump()
     if (this._settleWaiter !== null) this._settleWaiter()
   }
@@ -1233,8 +1265,8 @@ class JobManagementService extends EventEmitter {
   }
 
   _afterFlags(flags) {
-    if (flags & 1) this._drain()
-    this._setKeepAlive(flags >>> 2 > 0 && (this._state === 'started' || this._state === 'stopping'))
+    if (flags & FLAG_NEWS) this._drain()
+    this._setKeepAlive(flags >>> FLAG_ACTIVE_SHIFT > 0 && (this._state === 'started' || this._state === 'stopping'))
     if (this._stopWaiters.length > 0 && this._core.runningCount() === 0) {
       const waiters = this._stopWaiters
       this._stopWaiters = []
@@ -1259,7 +1291,7 @@ class JobManagementService extends EventEmitter {
   }
 
   _drained(aborts, events) {
-    for (let i = 0; i < aborts.length; i += 3) {
+    for (let i = 0; i < aborts.length; i += ABORT_FIELDS) {
       const slot = aborts[i]
       const job = this._slots[slot]
       if (job !== undefined && job._seq === aborts[i + 1]) {

@@ -23,6 +23,7 @@ use crate::queue::{
   Engine, JobOptions, JobQuery, NewJob, Queue, RunState, ServiceConfig, StorageConfig, Waker,
 };
 use crate::storage::{Durability, SqliteOptions, SqliteStore, Store};
+use crate::wire;
 
 /// The `code` of a JavaScript error thrown from here.
 pub struct Code(&'static str);
@@ -67,12 +68,90 @@ pub struct Core {
   storage_error: Mutex<Option<Error>>,
 }
 
-/// `(active << 2) | news`: how many jobs (and schedules with a next run:
-/// [`Queue::keeps_alive`]) still need the service, and whether
-/// aborts or events wait for `drain()`; bit 1 is `settle`'s (the caller
-/// emits the `completed` events).
-fn flags(active: usize, news: bool) -> u32 {
-  ((active.min(u32::MAX as usize >> 2) as u32) << 2) | news as u32
+/// The flags `settle` and `poll` return (see [`wire::flag`]): how many jobs
+/// (and schedules with a next run: [`Queue::keeps_alive`]) still need the
+/// service, and whether aborts or events wait for `drain()`.
+fn flags(q: &Queue) -> u32 {
+  wire::flags(q.keeps_alive(), q.has_news())
+}
+
+/// Why an attempt was aborted: the `why` of each abort `drain()` returns.
+#[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
+pub struct WireAbort {
+  /// The attempt passed its deadline.
+  pub timeout: u32,
+  /// `cancelJob`.
+  pub cancel: u32,
+  /// The service stopped.
+  pub stop: u32,
+}
+
+/// The `kind` of an outcome passed to `settle()`.
+#[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
+pub struct WireOutcomeKind {
+  /// The handler threw: the value is `{name, message, stack}`; retried while attempts are left.
+  pub error: u32,
+  /// The handler returned: the value is its result.
+  pub ok: u32,
+  /// The handler threw an `UnrecoverableError`: not retried.
+  pub unrecoverable: u32,
+}
+
+/// The bits of the number `settle()` and `poll()` return.
+#[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
+pub struct WireFlag {
+  /// Aborts or events wait for `drain()`.
+  pub news: u32,
+  /// (`settle` only) every outcome was current: the caller emits their `completed` events.
+  pub emit_completed: u32,
+  /// `flags >>> activeShift` is how many jobs and schedules still need the service.
+  pub active_shift: u32,
+}
+
+/// The bridge's numbers, defined once in Rust (`src/wire.rs`).
+#[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
+pub struct Wire {
+  pub abort: WireAbort,
+  pub outcome: WireOutcomeKind,
+  pub flag: WireFlag,
+  /// Items a job takes in `take()`'s array.
+  pub take_fields: u32,
+  /// Items an outcome takes in `settle()`'s array.
+  pub outcome_fields: u32,
+  /// Items an abort takes in `drain()`'s first array.
+  pub abort_fields: u32,
+}
+
+/// The bridge's numbers (abort reasons, outcome kinds, flag bits, tuple
+/// sizes) for `index.js` to read once at load. Private to `index.js`.
+#[napi]
+#[cfg_attr(test, allow(dead_code))]
+pub fn wire() -> Wire {
+  use crate::wire::{Abort, OutcomeKind};
+  Wire {
+    abort: WireAbort {
+      timeout: Abort::Timeout as u32,
+      cancel: Abort::Cancel as u32,
+      stop: Abort::Stop as u32,
+    },
+    outcome: WireOutcomeKind {
+      error: OutcomeKind::Error as u32,
+      ok: OutcomeKind::Ok as u32,
+      unrecoverable: OutcomeKind::Unrecoverable as u32,
+    },
+    flag: WireFlag {
+      news: wire::flag::NEWS,
+      emit_completed: wire::flag::EMIT_COMPLETED,
+      active_shift: wire::flag::ACTIVE_SHIFT,
+    },
+    take_fields: wire::TAKE_FIELDS as u32,
+    outcome_fields: wire::OUTCOME_FIELDS as u32,
+    abort_fields: wire::ABORT_FIELDS as u32,
+  }
 }
 
 #[napi]
@@ -354,8 +433,8 @@ impl Core {
     out
   }
 
-  /// Applies outcomes (JSON `[slot, seq, kind, value, ...]`); returns
-  /// `(active << 2) | (emit << 1) | news`. With `emitCompleted` the caller
+  /// Applies outcomes (JSON `[slot, seq, kind, value, ...]`, `kind` from
+  /// `wire().outcome`); returns the `wire().flag` bits. With `emitCompleted` the caller
   /// emits the `completed` events of these outcomes itself when `emit` comes
   /// back set (every outcome was current); otherwise they are drained as usual.
   #[napi]
@@ -364,7 +443,8 @@ impl Core {
       .engine
       .with_deferred(|q, now| {
         let (_, emit) = q.settle_with(&outcomes_json, now, emit_completed)?;
-        Ok(flags(q.keeps_alive(), q.has_news()) | (emit as u32) << 1)
+        let emit = if emit { wire::flag::EMIT_COMPLETED } else { 0 };
+        Ok(flags(q) | emit)
       })
       .map_err(js_err)
   }
@@ -376,13 +456,11 @@ impl Core {
     self.engine.send_writes();
   }
 
-  /// `(active << 2) | news`; also re-arms the wake-up.
+  /// The `wire().flag` bits (never `emitCompleted`); also re-arms the wake-up.
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();
-    self
-      .engine
-      .with(|q, _| flags(q.keeps_alive(), q.has_news()))
+    self.engine.with(|q, _| flags(q))
   }
 
   /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.

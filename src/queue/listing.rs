@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::options::{describe, int, known_keys, object};
-use super::{Calc, Queue};
+use super::registry::Registry;
+use super::Queue;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, Status};
 use crate::storage::{JobFilter, ANY_STATUS};
@@ -169,17 +170,8 @@ impl JobQuery {
 
 /// Writes `job` as `CalculationStatus` JSON; without `data` and `result`
 /// unless `include_data`.
-pub(super) fn write_job_json(
-  names_json: &[Box<str>],
-  calcs: &[Option<Calc>],
-  job: &Job,
-  include_data: bool,
-  s: &mut String,
-) {
-  let name = names_json
-    .get(job.name as usize)
-    .map(|s| &**s)
-    .unwrap_or("null");
+pub(super) fn write_job_json(registry: &Registry, job: &Job, include_data: bool, s: &mut String) {
+  let name = registry.name_json(job.name);
   let opt_ms = |t: u64| {
     if t == 0 {
       "null".to_string()
@@ -197,7 +189,7 @@ pub(super) fn write_job_json(
   let errors = o
     .and_then(|o| serde_json::to_string(&o.errors).ok())
     .unwrap_or_else(|| "[]".into());
-  let registered = matches!(calcs.get(job.name as usize), Some(Some(_)));
+  let registered = registry.is_registered(job.name);
   s.reserve(256 + job.data.len() + result.len());
   s.push_str("{\"jobId\":\"");
   job.id.write_to(s);
@@ -233,7 +225,7 @@ impl Queue {
   pub fn jobs_json(&mut self, q: &JobQuery) -> Result<String> {
     let mut out = String::from("{\"jobs\":[");
     let name = match &q.name {
-      Some(n) => match self.names.find(n) {
+      Some(n) => match self.registry.names().find(n) {
         Some(i) => Some(i),
         // No job was ever added under this name.
         None => {
@@ -254,13 +246,13 @@ impl Queue {
       limit: q.limit + 1,
       include_data: q.include_data,
     };
-    let jobs = self.store.list_jobs(&filter, &self.names)?;
+    let jobs = self.store.list_jobs(&filter, self.registry.names())?;
     let shown = &jobs[..jobs.len().min(q.limit)];
     for (i, job) in shown.iter().enumerate() {
       if i > 0 {
         out.push(',');
       }
-      write_job_json(&self.names_json, &self.calcs, job, q.include_data, &mut out);
+      write_job_json(&self.registry, job, q.include_data, &mut out);
     }
     out.push_str("],\"nextCursor\":");
     match shown.last().filter(|_| jobs.len() > q.limit) {

@@ -3,14 +3,23 @@
 //! and the [`Engine`] that runs it on a timer for JavaScript.
 //!
 //! The JavaScript bridge moves jobs in batches: [`Queue::take`] hands out up
-//! to `n` due jobs as one JSON text, [`Queue::settle`] takes many outcomes as
-//! one JSON text, [`Queue::drain`] returns the aborts and events that
-//! happened since the last call.
+//! to `n` due jobs as one JSON text (the one place a job goes from pending to
+//! running), [`Queue::settle`] takes many outcomes as one JSON text,
+//! [`Queue::drain`] returns the aborts and events that happened since the
+//! last call; their format is [`crate::wire`]'s.
+//!
+//! The parts: `insert.rs` is the one insert path of `add` and schedule
+//! fires, `registry.rs` the calculations by name, `chores/` the periodic
+//! work of [`Queue::tick`] (fire schedules, sample the monitor, promote due
+//! jobs, time out attempts, prune), `engine.rs` the timer that drives it.
 
+mod chores;
 mod config;
 mod engine;
+mod insert;
 mod listing;
 pub mod options;
+mod registry;
 mod schedule_options;
 mod stats;
 
@@ -22,15 +31,20 @@ pub use stats::{Stats, StatsView};
 
 use std::fmt::Write as _;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Status};
+use crate::job::{IdGen, Job, JobError, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
 use crate::storage::{FailKind, MemoryStore, Names, Store};
+pub use crate::wire::Abort;
+use crate::wire::{self, Events, OutcomeKind, WireOutcome};
+use chores::prune::PruneClock;
+use chores::sample::Sampling;
+use insert::Origin;
+use registry::Registry;
 pub use schedule_options::parse_schedule;
 
 /// Where the service is in its life.
@@ -46,15 +60,6 @@ pub enum RunState {
   Stopped,
 }
 
-/// A registered calculation: the job defaults it sets.
-#[derive(Debug, Clone)]
-struct Calc {
-  defaults: JobOptions,
-  /// `take` hands its data and context over as JSON strings (the worker-thread
-  /// pool passes the text on to a thread without parsing it).
-  raw: bool,
-}
-
 /// The schedules a store holds; unreadable ones are skipped.
 fn load_schedules(store: &dyn Store) -> Vec<Schedule> {
   store
@@ -62,18 +67,6 @@ fn load_schedules(store: &dyn Store) -> Vec<Schedule> {
     .iter()
     .filter_map(|j| serde_json::from_str(j).ok())
     .collect()
-}
-
-/// Why a running attempt is aborted (sent to JavaScript as a number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Abort {
-  /// The attempt passed its deadline.
-  Timeout = 0,
-  /// `cancelJob`.
-  Cancel = 1,
-  /// The service stopped.
-  Stop = 2,
 }
 
 /// A job a worker holds.
@@ -112,21 +105,19 @@ pub struct Queue {
   state: RunState,
   ids: IdGen,
   store: Box<dyn Store>,
-  names: Names,
-  /// Registered calculations by name index.
-  calcs: Vec<Option<Calc>>,
-  /// Name index -> the name as a JSON string literal.
-  names_json: Vec<Box<str>>,
+  /// Calculation names and the registered calculations.
+  registry: Registry,
   slots: Vec<Option<Running>>,
   free_slots: Vec<u32>,
   seq: u32,
   stats: Stats,
-  next_cleanup: u64,
-  /// (slot, seq, [`Abort`]) of attempts JavaScript must abort.
-  aborts: Vec<(u32, u32, u8)>,
+  /// When the prune chore next runs.
+  prune_clock: PruneClock,
+  /// (slot, seq, why) of attempts JavaScript must abort.
+  aborts: Vec<(u32, u32, Abort)>,
   events_on: bool,
-  /// Pending events as JSON array items, each followed by a comma.
-  events: String,
+  /// Events waiting for [`Queue::drain`].
+  events: Events,
   /// Outcomes that arrived after their attempt had ended.
   late_outcomes: u64,
   /// The earliest time the timer is sleeping until; an earlier deadline sets
@@ -141,12 +132,8 @@ pub struct Queue {
   monitor: Option<Box<Monitor>>,
   /// Delivers fired alerts to webhooks and email on its own thread.
   alert_out: Option<Dispatcher>,
-  /// When the monitor next samples the queue and evaluates its rules.
-  next_sample: u64,
-  next_evaluate: u64,
-  /// Sampling period (1 s; the health-check interval with a manual clock).
-  sample_ms: u64,
-  evaluate_ms: u64,
+  /// When the monitor chore next samples the queue and evaluates its rules.
+  sampling: Sampling,
   /// The kind of the durable store the queue waits for (see
   /// [`Queue::await_store`]); `None` once it is open.
   awaited_kind: Option<&'static str>,
@@ -159,10 +146,6 @@ impl std::fmt::Debug for Queue {
       .field("store", &self.store.kind())
       .finish_non_exhaustive()
   }
-}
-
-fn json_str(s: &str) -> String {
-  serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 impl Queue {
@@ -179,28 +162,22 @@ impl Queue {
     if let Some(max) = store.max_id() {
       ids.seed(max);
     }
-    let names_json = (0..names.len() as u32)
-      .map(|i| json_str(names.get(i).unwrap_or("")).into())
-      .collect();
-    let calcs = vec![None; names.len()];
     let mut scheduler = Scheduler::new();
     scheduler.restore(load_schedules(&*store));
     Queue {
-      next_cleanup: now.saturating_add(cfg.cleanup_interval_ms),
+      prune_clock: PruneClock::after(now, cfg.cleanup_interval_ms),
       cfg,
       state: RunState::Idle,
       ids,
       store,
-      names,
-      calcs,
-      names_json,
+      registry: Registry::new(names),
       slots: vec![None; workers],
       free_slots: (0..workers as u32).rev().collect(),
       seq: 0,
       stats: Stats::new(now),
       aborts: Vec::new(),
       events_on: false,
-      events: String::new(),
+      events: Events::default(),
       late_outcomes: 0,
       planned_wake: u64::MAX,
       timer_dirty: false,
@@ -208,10 +185,7 @@ impl Queue {
       schedules_on: true,
       monitor: None,
       alert_out: None,
-      next_sample: u64::MAX,
-      next_evaluate: u64::MAX,
-      sample_ms: 1_000,
-      evaluate_ms: 30_000,
+      sampling: Sampling::default(),
       awaited_kind: None,
     }
   }
@@ -232,9 +206,9 @@ impl Queue {
     manual_clock: bool,
     now: u64,
   ) {
-    self.evaluate_ms = cfg.health_check_interval_ms.max(1);
-    self.sample_ms = if manual_clock {
-      self.evaluate_ms
+    self.sampling.evaluate_ms = cfg.health_check_interval_ms.max(1);
+    self.sampling.sample_ms = if manual_clock {
+      self.sampling.evaluate_ms
     } else {
       1_000
     };
@@ -291,46 +265,10 @@ impl Queue {
     let Some(m) = self.monitor.as_deref_mut() else {
       return;
     };
-    let name = self.names.get(name).unwrap_or("");
+    let name = self.registry.name(name).unwrap_or("");
     let wait = started_at.saturating_sub(run_at);
     let run = now.saturating_sub(started_at);
     m.record_outcome(name, outcome, wait, run, now, error);
-  }
-
-  /// Samples the queue and evaluates alert rules when due; alert events are
-  /// always recorded (the log channel needs them even with no listener).
-  fn monitor_tick(&mut self, now: u64) {
-    if self.state != RunState::Started || self.monitor.is_none() {
-      return;
-    }
-    if now >= self.next_sample {
-      let queued = self.queued();
-      let busy = self.running_count();
-      let max = self.cfg.max_workers as usize;
-      let oldest = self.store.oldest_due().map_or(0, |t| now.saturating_sub(t));
-      if let Some(m) = self.monitor.as_deref_mut() {
-        m.sample(now, queued, oldest, busy, max);
-      }
-      self.next_sample = now.saturating_add(self.sample_ms);
-    }
-    if now >= self.next_evaluate {
-      let events = self
-        .monitor
-        .as_deref_mut()
-        .map(|m| m.evaluate(now))
-        .unwrap_or_default();
-      for e in events {
-        self.alert_event(&e);
-      }
-      self.next_evaluate = now.saturating_add(self.evaluate_ms);
-    }
-    // Failed deliveries (found on the delivery thread) go to the JS log.
-    if let Some(d) = &self.alert_out {
-      for msg in d.take_failures() {
-        let msg = serde_json::to_string(&msg).unwrap_or_else(|_| "\"\"".into());
-        let _ = write!(self.events, "[\"alertDeliveryFailed\",null,null,0,{msg}],");
-      }
-    }
   }
 
   /// Sends a fired or resolved alert to its channels and to JavaScript.
@@ -343,7 +281,7 @@ impl Queue {
       AlertEventKind::Resolved => "alertResolved",
     };
     let alert = serde_json::to_string(&e.alert).unwrap_or_else(|_| "null".into());
-    let _ = write!(self.events, "[\"{kind}\",null,null,0,{alert}],");
+    self.events.service(kind, &alert);
   }
 
   /// The Prometheus text exposition: the monitor's metrics plus the queue's gauges.
@@ -466,27 +404,19 @@ impl Queue {
     &mut self,
     open: impl FnOnce(&mut Names) -> Result<Box<dyn Store>>,
   ) -> Result<()> {
-    let mut store = open(&mut self.names)?;
+    let mut store = open(self.registry.names_mut())?;
+    self.registry.grow();
     self.awaited_kind = None;
     store.set_weights(self.cfg.priority_weights);
     if let Some(max) = store.max_id() {
       self.ids.seed(max);
     }
-    for i in 0..self.calcs.len() as u32 {
-      if self.calcs[i as usize].is_some() {
-        store.registered(i);
-      }
+    for i in self.registry.registered() {
+      store.registered(i);
     }
     self.scheduler = Scheduler::new();
     self.scheduler.restore(load_schedules(&*store));
     self.store = store;
-    while self.names_json.len() < self.names.len() {
-      let n = self.names_json.len() as u32;
-      self
-        .names_json
-        .push(json_str(self.names.get(n).unwrap_or("")).into());
-      self.calcs.push(None);
-    }
     Ok(())
   }
 
@@ -499,30 +429,9 @@ impl Queue {
   /// (JSON options or `null`); returns its index. Jobs of that name waiting
   /// for their handler become runnable.
   pub fn register(&mut self, name: &str, defaults: &Value) -> Result<u32> {
-    if name.is_empty() || name.len() > 512 {
-      return Err(Error::arg(
-        "calculation.name must be a non-empty string of at most 512 bytes",
-      ));
-    }
-    let defaults = JobOptions::parse(defaults, "calculation", self.cfg.default_backoff)?;
-    if defaults.run_at.is_some() || defaults.delay_ms.is_some() {
-      return Err(Error::arg(
-        "calculation may not set runAt or delay: pass them as job options",
-      ));
-    }
-    let i = self.names.intern(name);
-    while self.calcs.len() <= i as usize {
-      let n = self.calcs.len() as u32;
-      self.calcs.push(None);
-      self
-        .names_json
-        .push(json_str(self.names.get(n).unwrap_or("")).into());
-    }
-    let was_known = self.calcs[i as usize].is_some();
-    self.calcs[i as usize] = Some(Calc {
-      defaults,
-      raw: false,
-    });
+    let (i, was_known) = self
+      .registry
+      .register(name, defaults, self.cfg.default_backoff)?;
     if !was_known {
       self.store.registered(i);
     }
@@ -532,18 +441,12 @@ impl Queue {
   /// Makes `take` write the data and context of calculation `i`'s jobs as
   /// JSON strings (`raw`) or as JSON values; false for an unregistered `i`.
   pub fn set_raw(&mut self, i: u32, raw: bool) -> bool {
-    match self.calcs.get_mut(i as usize) {
-      Some(Some(c)) => {
-        c.raw = raw;
-        true
-      }
-      _ => false,
-    }
+    self.registry.set_raw(i, raw)
   }
 
   /// The name of calculation `i`.
   pub fn calc_name(&self, i: u32) -> Option<&str> {
-    self.names.get(i)
+    self.registry.name(i)
   }
 
   /// Starts running jobs.
@@ -551,11 +454,11 @@ impl Queue {
     if self.state != RunState::Started {
       self.state = RunState::Started;
       self.stats = Stats::new(now);
-      self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
-      self.want_wake(self.next_cleanup);
+      self.prune_clock = PruneClock::after(now, self.cfg.cleanup_interval_ms);
+      self.want_wake(self.prune_clock.next);
       if self.monitor.is_some() {
-        self.next_sample = now;
-        self.next_evaluate = now.saturating_add(self.evaluate_ms);
+        self.sampling.next_sample = now;
+        self.sampling.next_evaluate = now.saturating_add(self.sampling.evaluate_ms);
         self.want_wake(now);
       }
     }
@@ -608,106 +511,13 @@ impl Queue {
     c[Status::Pending as usize] + c[Status::Waiting as usize]
   }
 
-  /// Adds jobs, all or none. Returns their ids in order.
-  pub fn add(&mut self, batch: &[NewJob<'_>], now: u64) -> Result<Vec<JobId>> {
-    if matches!(self.state, RunState::Stopping | RunState::Stopped) {
-      return Err(Error::Stopped);
-    }
-    if let Some(e) = self.store.failure() {
-      return Err(Error::Storage(e));
-    }
-    let queued = self.queued();
-    if queued + batch.len() > self.cfg.max_queue_size {
-      return Err(Error::QueueFull {
-        max: self.cfg.max_queue_size,
-        queued,
-        adding: batch.len(),
-      });
-    }
-    let base = self.cfg.job_defaults();
-    let mut resolved = Vec::with_capacity(batch.len());
-    for (i, nj) in batch.iter().enumerate() {
-      let calc = self
-        .calcs
-        .get(nj.calc as usize)
-        .and_then(|c| c.as_ref())
-        .ok_or_else(|| Error::arg(format!("job {i}: unknown calculation index {}", nj.calc)))?;
-      let size = nj.data.len() + nj.context.len();
-      if size > self.cfg.max_payload_bytes {
-        return Err(Error::PayloadTooLarge {
-          size,
-          max: self.cfg.max_payload_bytes,
-          job: (batch.len() > 1).then_some(i),
-        });
-      }
-      let o = nj.options.over(&calc.defaults.over(&base));
-      let deps = self.dependencies(&o, i, batch.len())?;
-      resolved.push((o, deps));
-    }
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut jobs = Vec::with_capacity(batch.len());
-    let mut earliest = u64::MAX;
-    for (nj, (o, deps)) in batch.iter().zip(resolved) {
-      let id = self.ids.next(now);
-      let run_at = o
-        .run_at
-        .unwrap_or(now)
-        .max(now.saturating_add(o.delay_ms.unwrap_or(0)));
-      if run_at > now {
-        earliest = earliest.min(run_at);
-      }
-      jobs.push(Job {
-        extra: JobExtra::of(deps, nj.context),
-        ..o.pending_job(id, nj.calc, now, run_at, nj.data.into())
-      });
-      ids.push(id);
-    }
-    self.store.insert(jobs, &self.names);
-    if earliest != u64::MAX {
-      self.want_wake(earliest);
-    }
-    Ok(ids)
-  }
-
-  /// Checks `dependsOn`: every id must name a job this store holds.
-  fn dependencies(&mut self, o: &JobOptions, i: usize, n: usize) -> Result<Option<Dependencies>> {
-    if o.depends_on.is_empty() {
-      return Ok(None);
-    }
-    let at = if n > 1 {
-      format!("jobs[{i}].")
-    } else {
-      String::new()
-    };
-    let mut ids: Vec<JobId> = Vec::with_capacity(o.depends_on.len());
-    for s in &o.depends_on {
-      let id = JobId::parse(s).ok_or_else(|| {
-        Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
-      })?;
-      if self.store.get(id).is_none() {
-        return Err(Error::DependencyNotFound(format!(
-          "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
-        )));
-      }
-      if !ids.contains(&id) {
-        ids.push(id);
-      }
-    }
-    Ok(Some(Dependencies {
-      ids,
-      ignore_failure: o.ignore_dependency_failure,
-    }))
-  }
-
   /// True when a job is due and a worker is free.
   pub fn has_work(&mut self, now: u64) -> bool {
     if self.state != RunState::Started || self.free_slots.is_empty() {
       return false;
     }
-    let calcs = &self.calcs;
-    self
-      .store
-      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))))
+    let registry = &self.registry;
+    self.store.has_due(now, &|n| registry.is_registered(n))
   }
 
   /// Hands out up to `max` due jobs to free workers, appending them to `out`
@@ -723,7 +533,7 @@ impl Queue {
     }
     let Queue {
       store,
-      calcs,
+      registry,
       slots,
       free_slots,
       seq,
@@ -734,7 +544,7 @@ impl Queue {
     let n = store.claim(
       max,
       now,
-      &|n| matches!(calcs.get(n as usize), Some(Some(_))),
+      &|n| registry.is_registered(n),
       &mut |job, hint| {
         let Some(slot) = free_slots.pop() else {
           return;
@@ -757,27 +567,7 @@ impl Queue {
           hint,
         });
         stats.started(now, now.saturating_sub(job.run_at));
-        let mut num = itoa::Buffer::new();
-        out.push_str(num.format(slot));
-        out.push(',');
-        out.push_str(num.format(*seq));
-        out.push_str(",\"");
-        job.id.write_to(out);
-        out.push_str("\",");
-        out.push_str(num.format(job.name));
-        out.push(',');
-        out.push_str(num.format(job.attempts));
-        out.push(',');
-        if matches!(calcs.get(job.name as usize), Some(Some(c)) if c.raw) {
-          out.push_str(&json_str(&job.data));
-          out.push(',');
-          out.push_str(&json_str(job.context_json()));
-        } else {
-          out.push_str(&job.data);
-          out.push(',');
-          out.push_str(job.context_json());
-        }
-        out.push(',');
+        wire::write_taken(out, slot, *seq, job, registry.is_raw(job.name));
       },
     );
     if earliest != u64::MAX {
@@ -796,7 +586,7 @@ impl Queue {
   /// attempt takes it before the old one's signal fired.
   fn abort(&mut self, slot: u32, seq: u32, why: Abort) {
     self.slots[slot as usize] = None;
-    self.aborts.push((slot, seq, why as u8));
+    self.aborts.push((slot, seq, why));
   }
 
   /// The running attempt in `slot` if it is still attempt `seq`.
@@ -810,8 +600,7 @@ impl Queue {
   }
 
   /// Applies outcomes: a flat JSON array `[slot, seq, kind, value, ...]`
-  /// (four items an outcome) where kind 1 is a result, 0 an error
-  /// `{name, message, stack}`, 2 an unrecoverable error.
+  /// whose `kind` is an [`OutcomeKind`] (see [`wire::parse_outcomes`]).
   /// An outcome for an attempt that already ended (timed out, cancelled) is
   /// counted and ignored.
   ///
@@ -830,17 +619,23 @@ impl Queue {
     now: u64,
     caller_emits_completed: bool,
   ) -> Result<(usize, bool)> {
-    let outcomes = parse_outcomes(json)?;
+    let outcomes = wire::parse_outcomes(json)?;
     let n = outcomes.len();
     let caller_emits = caller_emits_completed && self.events_on && self.all_current(&outcomes);
-    for (slot, seq, kind, value) in outcomes {
+    for WireOutcome {
+      slot,
+      seq,
+      kind,
+      value,
+    } in outcomes
+    {
       let Some(r) = self.running(slot, seq) else {
         self.late_outcomes += 1;
         continue;
       };
       self.release(slot);
       self.stats.finished(now, now.saturating_sub(r.started_at));
-      if kind == 1 {
+      if kind == OutcomeKind::Ok {
         self.record_running(&r, Outcome::Completed, now);
         if self.store.complete(r.id, r.hint, value.get(), now) && !caller_emits {
           self.event_of("completed", r.id, r.name, r.attempt, value.get());
@@ -855,7 +650,7 @@ impl Queue {
           r.id,
           err,
           FailKind::Error {
-            unrecoverable: kind == 2,
+            unrecoverable: kind == OutcomeKind::Unrecoverable,
           },
           now,
         );
@@ -865,14 +660,14 @@ impl Queue {
   }
 
   /// True when every outcome is for a running attempt, each slot once.
-  fn all_current(&self, outcomes: &[(u32, u32, u8, &RawValue)]) -> bool {
+  fn all_current(&self, outcomes: &[WireOutcome<'_>]) -> bool {
     if !outcomes
       .iter()
-      .all(|(slot, seq, ..)| self.running(*slot, *seq).is_some())
+      .all(|o| self.running(o.slot, o.seq).is_some())
     {
       return false;
     }
-    let mut slots: Vec<u32> = outcomes.iter().map(|o| o.0).collect();
+    let mut slots: Vec<u32> = outcomes.iter().map(|o| o.slot).collect();
     slots.sort_unstable();
     slots.windows(2).all(|w| w[0] != w[1])
   }
@@ -931,23 +726,8 @@ impl Queue {
     if !self.events_on {
       return;
     }
-    let name = self
-      .names_json
-      .get(name as usize)
-      .map(|s| &**s)
-      .unwrap_or("null");
-    let e = &mut self.events;
-    e.push_str("[\"");
-    e.push_str(kind);
-    e.push_str("\",\"");
-    id.write_to(e);
-    e.push_str("\",");
-    e.push_str(name);
-    e.push(',');
-    e.push_str(itoa::Buffer::new().format(attempt));
-    e.push(',');
-    e.push_str(extra);
-    e.push_str("],");
+    let name = self.registry.name_json(name);
+    self.events.job(kind, id, name, attempt, extra);
   }
 
   /// Turns event recording on or off (off: nobody listens, nothing is built).
@@ -963,84 +743,25 @@ impl Queue {
     !self.aborts.is_empty() || !self.events.is_empty()
   }
 
-  /// Takes the pending aborts and events as JSON
-  /// `[[slot, seq, why, ...], [events]]` (`why`: an [`Abort`] as a number);
+  /// Takes the pending aborts and events as JSON (see [`wire::write_drain`]);
   /// the aborted attempts' workers are free from here on.
   pub fn drain(&mut self) -> String {
-    let mut out = String::with_capacity(16 + self.events.len());
-    out.push_str("[[");
-    for (i, (slot, seq, why)) in self.aborts.drain(..).enumerate() {
-      if i > 0 {
-        out.push(',');
-      }
-      let _ = write!(out, "{slot},{seq},{why}");
-      // JavaScript aborts that attempt now: its worker is free again.
-      self.free_slots.push(slot);
-    }
-    out.push_str("],[");
-    if !self.events.is_empty() {
-      self.events.pop();
-      out.push_str(&self.events);
-      self.events.clear();
-    }
-    out.push_str("]]");
-    out
+    // JavaScript aborts those attempts now: their workers are free again.
+    self.free_slots.extend(self.aborts.iter().map(|a| a.0));
+    wire::write_drain(self.aborts.drain(..), &mut self.events)
   }
 
-  /// Advances time: delayed jobs that are due move into line, overdue
-  /// attempts time out, old finished jobs are pruned when the cleanup
-  /// interval has passed.
+  /// Advances time: runs the periodic chores (`chores/`: fire schedules,
+  /// sample the monitor, promote due jobs, time out attempts, prune).
   pub fn tick(&mut self, now: u64) {
-    self.fire_schedules(now);
-    self.monitor_tick(now);
-    // Moves delayed jobs that are due into line (so `next_due` moves on).
-    let calcs = &self.calcs;
-    self
-      .store
-      .has_due(now, &|n| matches!(calcs.get(n as usize), Some(Some(_))));
-    for slot in 0..self.slots.len() as u32 {
-      let Some(r) = self.slots[slot as usize] else {
-        continue;
-      };
-      if r.deadline > now {
-        continue;
-      }
-      self.abort(slot, r.seq, Abort::Timeout);
-      let Some(job) = self.store.get(r.id) else {
-        continue;
-      };
-      let (started, attempts, timeout) = (job.started_at, job.attempts, job.timeout_ms);
-      self.stats.finished(now, now.saturating_sub(started));
-      let err = JobError::system(
-        "TimeoutError",
-        "ERR_JOB_TIMEOUT",
-        format!("attempt {attempts} timed out after {timeout} ms"),
-        attempts,
-      );
-      self.fail_attempt(r.id, err, FailKind::Timeout, now);
-    }
-    if self.state == RunState::Started && now >= self.next_cleanup {
-      self.prune(now.saturating_sub(self.cfg.max_job_age_ms));
-      self.next_cleanup = now.saturating_add(self.cfg.cleanup_interval_ms);
-    }
+    chores::run_all(self, now);
   }
 
-  /// The earliest time something is due (a delayed job, a deadline, the
-  /// cleanup), and records it as the timer's plan.
+  /// The earliest time a chore has work (a delayed job, a deadline, a
+  /// schedule's fire, a sample, the cleanup), and records it as the timer's
+  /// plan.
   pub fn plan_wake(&mut self) -> u64 {
-    let mut at = self.store.next_due().unwrap_or(u64::MAX);
-    for r in self.slots.iter().flatten() {
-      at = at.min(r.deadline);
-    }
-    if self.state == RunState::Started {
-      at = at.min(self.next_cleanup);
-      if self.schedules_on {
-        at = at.min(self.scheduler.next_wake().unwrap_or(u64::MAX));
-      }
-      if self.monitor.is_some() {
-        at = at.min(self.next_sample).min(self.next_evaluate);
-      }
-    }
+    let at = chores::next_wake(self);
     self.planned_wake = at;
     self.timer_dirty = false;
     at
@@ -1123,7 +844,7 @@ impl Queue {
   pub fn status_json(&mut self, id: JobId) -> Option<String> {
     let job = self.store.get(id)?;
     let mut s = String::new();
-    listing::write_job_json(&self.names_json, &self.calcs, job, true, &mut s);
+    listing::write_job_json(&self.registry, job, true, &mut s);
     Some(s)
   }
 
@@ -1197,8 +918,8 @@ impl Queue {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    let name = match self.calcs.get(calc as usize) {
-      Some(Some(_)) => self.names.get(calc).unwrap_or(""),
+    let name = match self.registry.get(calc) {
+      Some(_) => self.registry.name(calc).unwrap_or(""),
       _ => return Err(Error::arg(format!("unknown calculation index {calc}"))),
     };
     let mut fallback = String::from("sched-");
@@ -1206,8 +927,7 @@ impl Queue {
     let spec = parse_schedule(v, name, fallback, self.cfg.default_backoff)?;
     // dependsOn: checked now (unknown ids are refused before anything is
     // written); each job the schedule adds waits for them.
-    let opts: Value = serde_json::from_str(&spec.job_options).unwrap_or(Value::Null);
-    let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff)?;
+    let o = chores::fire::stored_options(&spec.job_options, self.cfg.default_backoff)?;
     self.dependencies(&o, 0, 1)?;
     let size = spec.data.len() + spec.context.len();
     if size > self.cfg.max_payload_bytes {
@@ -1293,83 +1013,6 @@ impl Queue {
     Ok(out)
   }
 
-  /// Adds the jobs of the schedules due at `now`.
-  fn fire_schedules(&mut self, now: u64) {
-    if self.state != RunState::Started || !self.schedules_on {
-      return;
-    }
-    if self.scheduler.next_wake().is_none_or(|t| t > now) {
-      return;
-    }
-    let busy: std::collections::HashSet<String> = self
-      .scheduler
-      .iter()
-      .filter(|s| {
-        s.last_job_id
-          .as_deref()
-          .and_then(JobId::parse)
-          .and_then(|id| self.store.get(id))
-          .is_some_and(|j| {
-            matches!(
-              j.status,
-              Status::Waiting | Status::Pending | Status::Running
-            )
-          })
-      })
-      .map(|s| s.id.clone())
-      .collect();
-    let fires = self.scheduler.due(now, &|id| busy.contains(id));
-    let base = self.cfg.job_defaults();
-    for f in fires {
-      // maxQueueSize holds for schedules too: the fire is skipped, counted
-      // on the schedule, and alerted.
-      let queued = self.queued();
-      if queued >= self.cfg.max_queue_size {
-        self.scheduler.record_skip(&f.schedule_id);
-        let max = self.cfg.max_queue_size;
-        let e = self
-          .monitor
-          .as_deref_mut()
-          .and_then(|m| m.schedule_skipped(&f.schedule_id, queued, max, now));
-        if let Some(e) = e {
-          self.alert_event(&e);
-        }
-        continue;
-      }
-      let calc = self.names.intern(&f.calc);
-      while self.calcs.len() <= calc as usize {
-        let n = self.calcs.len() as u32;
-        self.calcs.push(None);
-        self
-          .names_json
-          .push(json_str(self.names.get(n).unwrap_or("")).into());
-      }
-      let opts: Value = serde_json::from_str(&f.job_options).unwrap_or(Value::Null);
-      let o = JobOptions::parse(&opts, "options", self.cfg.default_backoff).unwrap_or_default();
-      let defaults = self.calcs[calc as usize]
-        .as_ref()
-        .map(|c| c.defaults.clone())
-        .unwrap_or_default();
-      let o = o.over(&defaults.over(&base));
-      // Dependencies pruned since the schedule was made count as done.
-      let deps = (!o.depends_on.is_empty()).then(|| Dependencies {
-        ids: o
-          .depends_on
-          .iter()
-          .filter_map(|s| JobId::parse(s))
-          .collect(),
-        ignore_failure: o.ignore_dependency_failure,
-      });
-      let id = self.ids.next(now);
-      let job = Job {
-        extra: JobExtra::of(deps, &f.context),
-        ..o.pending_job(id, calc, now, f.fire_time.min(now), f.data.as_str().into())
-      };
-      self.store.insert(vec![job], &self.names);
-      self.scheduler.record_job(&f.schedule_id, &id.to_string());
-    }
-  }
-
   /// Checks the queue's and the store's invariants (used by tests).
   pub fn check_invariants(&mut self) -> std::result::Result<(), String> {
     self.store.check_invariants()?;
@@ -1393,28 +1036,6 @@ impl Queue {
     }
     Ok(())
   }
-}
-
-/// Outcomes from their flat JSON array (see [`Queue::settle`]).
-fn parse_outcomes(json: &str) -> Result<Vec<(u32, u32, u8, &RawValue)>> {
-  let bad = |what: &str| Error::arg(format!("malformed outcomes: {what}"));
-  let items: Vec<&RawValue> = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
-  if !items.len().is_multiple_of(4) {
-    return Err(bad("not four items an outcome"));
-  }
-  items
-    .chunks_exact(4)
-    .map(|o| {
-      let num = |v: &RawValue| v.get().parse::<u32>().map_err(|_| bad(v.get()));
-      let kind = num(o[2])?;
-      Ok((
-        num(o[0])?,
-        num(o[1])?,
-        u8::try_from(kind).map_err(|_| bad(o[2].get()))?,
-        o[3],
-      ))
-    })
-    .collect()
 }
 
 #[cfg(test)]

@@ -580,3 +580,56 @@ fn take_hands_raw_calculations_data_and_context_over_as_json_text() {
   add(&mut q, calc, "[1]", Value::Null, 0);
   assert_eq!(take(&mut q, 4, 0)[0].2, "[1]");
 }
+
+/// Issue 11 point 4: a fire goes through the same insert path as `add`. A
+/// stored schedule whose job options cannot be read (a damaged file) used to
+/// add its job with default options (no retries, no timeout, no
+/// dependencies) as if nothing was wrong; now the fire adds no job and is
+/// counted in `skippedFires`, like a fire over `maxQueueSize`.
+#[test]
+fn a_fire_whose_stored_options_cannot_be_read_adds_no_job_and_is_counted() {
+  for bad in [
+    json!("not json"),
+    json!(r#"{"retries":"many"}"#),
+    json!(r#"{"nope":1}"#),
+    json!(r#"{"delay":5}"#),
+  ] {
+    let (mut q, c) = queue(1);
+    let spec = json!({"id": "s", "kind": "interval", "intervalMs": 100, "startAt": 100,
+      "overlap": "queue", "jobOptions": {"retries": 2}});
+    q.schedule(c, &spec, 0).expect("schedule");
+    // Damage the stored options, then restore the schedule as a restart would.
+    let mut stored: Value =
+      serde_json::to_value(q.scheduler.get("s").expect("schedule")).expect("json");
+    stored["jobOptions"] = bad.clone();
+    let damaged: Schedule = serde_json::from_value(stored).expect("schedule");
+    q.scheduler = Scheduler::new();
+    q.scheduler.restore(vec![damaged]);
+    q.tick(100);
+    q.end_batch();
+    assert_eq!(
+      q.count(Status::Pending),
+      0,
+      "{bad}: no job with made-up options"
+    );
+    let list: Value =
+      serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
+    assert_eq!(list[0]["skippedFires"], json!(1), "{bad}");
+    q.check_invariants().expect("invariants");
+  }
+  // The same schedule with readable options adds its job with them.
+  let (mut q, c) = queue(1);
+  let spec = json!({"id": "s", "kind": "interval", "intervalMs": 100, "startAt": 100,
+    "overlap": "queue", "jobOptions": {"retries": 2}});
+  q.schedule(c, &spec, 0).expect("schedule");
+  q.tick(100);
+  q.end_batch();
+  assert_eq!(q.count(Status::Pending), 1);
+  let id = q
+    .scheduler
+    .get("s")
+    .and_then(|s| s.last_job_id.as_deref())
+    .and_then(JobId::parse)
+    .expect("the fire's job");
+  assert_eq!(q.get(id).map(|j| j.max_retries), Some(2));
+}
