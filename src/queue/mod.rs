@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, IdGen, Job, JobError, JobExtra, JobId, Status};
+use crate::job::{Dependencies, IdGen, Job, JobError, JobErrorCode, JobExtra, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
@@ -577,7 +577,7 @@ impl Queue {
         self.abort(slot, r.seq, Abort::Stop);
         let err = JobError::system(
           "InterruptedError",
-          "ERR_INTERRUPTED",
+          JobErrorCode::ServiceStopped,
           "the service stopped while the job ran".into(),
           0,
         );
@@ -1013,7 +1013,7 @@ impl Queue {
       self.stats.finished(now, now.saturating_sub(started));
       let err = JobError::system(
         "TimeoutError",
-        "ERR_JOB_TIMEOUT",
+        JobErrorCode::JobTimeout,
         format!("attempt {attempts} timed out after {timeout} ms"),
         attempts,
       );
