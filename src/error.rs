@@ -108,6 +108,24 @@ macro_rules! code_enum {
 
 api_codes!(code_enum);
 job_codes!(code_enum);
+
+/// Job errors that files written by 0.1.0 hold under an old code, read back
+/// with today's: `(old code, error name, message, today's code)`. Only the
+/// system's own errors match (that name and message, no stack).
+pub const LEGACY_JOB_CODES: &[(&str, &str, &str, JobErrorCode)] = &[
+  (
+    "ERR_CANCELLED",
+    "CancelledError",
+    "the job was cancelled",
+    JobErrorCode::JobCancelled,
+  ),
+  (
+    "ERR_INTERRUPTED",
+    "InterruptedError",
+    "the service stopped while the job ran",
+    JobErrorCode::ServiceStopped,
+  ),
+];
 #[allow(unused_imports)]
 pub(crate) use {api_codes, job_codes};
 

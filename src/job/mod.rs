@@ -16,6 +16,7 @@ pub use text::Text;
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::JobErrorCode;
+use crate::error::LEGACY_JOB_CODES;
 
 /// A job's priority: one of the three named levels, weighted by the
 /// configured `priorityWeights`, or an explicit weight (lower runs first).
@@ -100,10 +101,11 @@ impl JobError {
 }
 
 /// A [`JobError`] as stored (JSON), before the codes of files written by
-/// 0.1.0 are read as today's: a cancel stored `ERR_CANCELLED` (now
-/// `ERR_JOB_CANCELLED`) and a stop `ERR_INTERRUPTED` (now
-/// `ERR_SERVICE_STOPPED`, as the handler's signal said). Only the system's
-/// own errors (their exact name and message) are renamed, never a handler's.
+/// 0.1.0 are read as today's ([`LEGACY_JOB_CODES`]): a cancel stored
+/// `ERR_CANCELLED` (now `ERR_JOB_CANCELLED`) and a stop `ERR_INTERRUPTED`
+/// (now `ERR_SERVICE_STOPPED`, as the handler's signal said). Only the
+/// system's own errors (their exact name and message) are renamed, never a
+/// handler's.
 #[derive(Deserialize)]
 struct StoredJobError {
   #[serde(default)]
@@ -122,17 +124,12 @@ impl From<StoredJobError> for JobError {
   fn from(e: StoredJobError) -> JobError {
     let mut code = e.code;
     if e.stack.is_none() {
-      let renamed = match (code.as_deref(), e.name.as_str(), e.message.as_str()) {
-        (Some("ERR_CANCELLED"), "CancelledError", "the job was cancelled") => {
-          Some(JobErrorCode::JobCancelled)
-        }
-        (Some("ERR_INTERRUPTED"), "InterruptedError", "the service stopped while the job ran") => {
-          Some(JobErrorCode::ServiceStopped)
-        }
-        _ => None,
-      };
-      if let Some(c) = renamed {
-        code = Some(c.as_str().into());
+      let old = code.as_deref();
+      let renamed = LEGACY_JOB_CODES
+        .iter()
+        .find(|(c, name, message, _)| old == Some(*c) && e.name == *name && e.message == *message);
+      if let Some((_, _, _, today)) = renamed {
+        code = Some(today.as_str().into());
       }
     }
     JobError {
