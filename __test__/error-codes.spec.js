@@ -198,7 +198,7 @@ const JOB_PRODUCERS = {
     await s.start()
     const id = s.addCalculationJob(w.calc, 1, null, { timeout: 100, retries: 0 })
     await w.started.promise
-    await s.advanceTime(100)
+    await s.advanceTime(100, { settleMs: 0 })
     return { stored: (await waitForStatus(s, id)).error, signal: w.reasons[0] }
   },
   ERR_JOB_CANCELLED: async () => {
