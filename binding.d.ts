@@ -133,6 +133,52 @@ export declare class Core {
   close(): void
 }
 
+/** Codes of the errors jobwerk throws to JavaScript (`err.code`). */
+export declare const enum ErrorCode {
+  /** A call's argument is malformed; the message (and `err.field`, where set) names it. */
+  InvalidArgument = 'ERR_INVALID_ARGUMENT',
+  /** The service configuration is invalid; the message names the key. */
+  InvalidConfig = 'ERR_INVALID_CONFIG',
+  /** Adding the jobs would exceed `maxQueueSize` pending + waiting jobs; nothing was added. */
+  QueueFull = 'ERR_QUEUE_FULL',
+  /** The service is stopping or stopped and takes no new jobs. */
+  Stopped = 'ERR_STOPPED',
+  /** A value (data, context, options, progress) cannot be stored as JSON. */
+  NotSerializable = 'ERR_NOT_SERIALIZABLE',
+  /** A job's data and context together exceed `maxPayloadBytes`. */
+  PayloadTooLarge = 'ERR_PAYLOAD_TOO_LARGE',
+  /** A cron expression or its time zone is malformed; `err.field` names the field. */
+  InvalidCron = 'ERR_INVALID_CRON',
+  /** A schedule's field (a date, `intervalMs`, `maxRuns`, ...) is invalid; the message names it. */
+  InvalidSchedule = 'ERR_INVALID_SCHEDULE',
+  /** A `dependsOn` id names no job; nothing was added. */
+  DependencyNotFound = 'ERR_DEPENDENCY_NOT_FOUND',
+  /** The storage failed (the SQLite file cannot be opened, is locked or corrupt, or a write failed). */
+  Storage = 'ERR_STORAGE',
+  /** No native binary fits this system (thrown by `load-binding.js` before the binary is loaded, so it is a JavaScript literal there). */
+  NativeAddon = 'ERR_NATIVE_ADDON',
+}
+
+/** Codes jobwerk sets on a job's error (`JobError.code`) and on the reason of a handler's `job.signal`. A handler's own error keeps its own code. */
+export declare const enum JobErrorCode {
+  /** The attempt ran longer than its `timeout` (the signal's reason and the stored error). */
+  JobTimeout = 'ERR_JOB_TIMEOUT',
+  /** The job was cancelled by `cancelJob` (the signal's reason and the stored error; files of 0.1.0 stored `ERR_CANCELLED`, read as this). */
+  JobCancelled = 'ERR_JOB_CANCELLED',
+  /** The service stopped while the attempt ran: `stop()`'s deadline passed (the signal's reason, and the error stored on the job, which goes back to pending). */
+  ServiceStopped = 'ERR_SERVICE_STOPPED',
+  /** The process died while the job ran (found at the next start); stored when no attempts were left. */
+  Interrupted = 'ERR_INTERRUPTED',
+  /** A dependency failed, timed out or was cancelled (with `onDependencyFailure: 'fail'`). */
+  DependencyFailed = 'ERR_DEPENDENCY_FAILED',
+  /** The worker thread running the job exited. */
+  ThreadExited = 'ERR_THREAD_EXITED',
+  /** The worker thread running the job ran out of memory under `threads.resourceLimits` (Node's own code, passed on). */
+  WorkerOutOfMemory = 'ERR_WORKER_OUT_OF_MEMORY',
+  /** The worker thread running the job was terminated because another job in it ignored its abort. */
+  ThreadTerminated = 'ERR_THREAD_TERMINATED',
+}
+
 /**
  * The next `count` fire times (epoch ms) of a cron expression strictly
  * after `from_ms`, in time zone `tz` (IANA; the process's zone if absent),

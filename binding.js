@@ -836,5 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Core = nativeBinding.Core
+module.exports.ErrorCode = nativeBinding.ErrorCode
+module.exports.JobErrorCode = nativeBinding.JobErrorCode
 module.exports.nextCronRuns = nativeBinding.nextCronRuns
 module.exports.wire = nativeBinding.wire

@@ -196,20 +196,25 @@ export interface JobManagementConfig {
 }
 
 /**
- * Codes jobwerk sets on a job's error (`JobError.code`): `ERR_JOB_TIMEOUT` (the attempt timed out),
- * `ERR_DEPENDENCY_FAILED` (a dependency failed, timed out or was cancelled), `ERR_INTERRUPTED` (the process
- * died while the job ran and no attempts were left); `ERR_JOB_CANCELLED` and `ERR_SERVICE_STOPPED` are the
- * codes of `job.signal.reason` (recorded when a handler rethrows it). A handler's own error keeps its `code`.
- * A calculation in worker threads: `ERR_THREAD_EXITED` (its thread exited), `ERR_WORKER_OUT_OF_MEMORY` (its thread
- * ran out of memory under `threads.resourceLimits`), `ERR_THREAD_TERMINATED` (its thread was terminated because another job
- * in it ignored an abort).
+ * Codes jobwerk sets on a job's error (`JobError.code`), defined once in Rust (`src/error.rs`; the binding
+ * exports the table as `JobErrorCode`). One code per cause: an aborted handler's `job.signal.reason` carries the
+ * same code as the error stored on the job. A handler's own error keeps its own `code`.
+ * - `ERR_JOB_TIMEOUT`: the attempt ran longer than its `timeout`.
+ * - `ERR_JOB_CANCELLED`: `cancelJob` (files written by 0.1.0 stored `ERR_CANCELLED`; they read back as this).
+ * - `ERR_SERVICE_STOPPED`: `stop()`'s deadline passed while the attempt ran; the job goes back to pending with
+ *   this error in `errors` (0.1.0 stored `ERR_INTERRUPTED`; it reads back as this).
+ * - `ERR_INTERRUPTED`: the process died while the job ran (found at the next start).
+ * - `ERR_DEPENDENCY_FAILED`: a dependency failed, timed out or was cancelled.
+ * - A calculation in worker threads: `ERR_THREAD_EXITED` (its thread exited), `ERR_WORKER_OUT_OF_MEMORY` (its
+ *   thread ran out of memory under `threads.resourceLimits`; Node's code, passed on), `ERR_THREAD_TERMINATED` (its
+ *   thread was terminated because another job in it ignored an abort).
  */
 export type JobErrorCode =
   | 'ERR_JOB_TIMEOUT'
-  | 'ERR_DEPENDENCY_FAILED'
-  | 'ERR_INTERRUPTED'
   | 'ERR_JOB_CANCELLED'
   | 'ERR_SERVICE_STOPPED'
+  | 'ERR_INTERRUPTED'
+  | 'ERR_DEPENDENCY_FAILED'
   | 'ERR_THREAD_EXITED'
   | 'ERR_WORKER_OUT_OF_MEMORY'
   | 'ERR_THREAD_TERMINATED'
@@ -722,18 +727,18 @@ export declare function nextCronRuns(expression: string, options?: { tz?: string
 /**
  * Error codes thrown by jobwerk (`err.code`): every public function either succeeds or throws (rejects with)
  * an `Error` with one of these codes, also for hostile input (throwing getters, revoked Proxies, cycles...).
+ * Defined once in Rust (`src/error.rs`; the binding exports the table as `ErrorCode`); `ERR_NATIVE_ADDON`
+ * is thrown before the binary loads. `ERR_INVALID_CRON` carries `err.field` (`'minute'`, `'tz'`, `'expression'`, ...).
  */
 export type JobwerkErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_INVALID_CONFIG'
   | 'ERR_QUEUE_FULL'
-  | 'ERR_NOT_STARTED'
   | 'ERR_STOPPED'
   | 'ERR_NOT_SERIALIZABLE'
   | 'ERR_PAYLOAD_TOO_LARGE'
   | 'ERR_INVALID_CRON'
   | 'ERR_INVALID_SCHEDULE'
   | 'ERR_DEPENDENCY_NOT_FOUND'
-  | 'ERR_DEPENDENCY_CYCLE'
   | 'ERR_STORAGE'
   | 'ERR_NATIVE_ADDON'

@@ -13,6 +13,8 @@ const { AsyncResource } = require('node:async_hooks')
 const { ThreadPool, RawJson, threadOptions } = require('./lib/threads.js')
 const { isNativeError } = require('node:util').types
 const { monitorEventLoopDelay } = require('node:perf_hooks')
+// Every code, from the binding (src/error.rs): API.InvalidArgument, JOB.JobTimeout, ...
+const { API, JOB, CODES, codedError } = require('./lib/errors.js')
 
 // Throws ERR_NATIVE_ADDON naming the expected platform package when no binary fits.
 const native = require('./load-binding.js').loadBinding()
@@ -78,32 +80,9 @@ function processResources(last) {
   }
 }
 
-function codedError(code, message) {
-  const e = new Error(message)
-  e.code = code
-  return e
-}
-
 function invalid(message) {
-  return codedError('ERR_INVALID_ARGUMENT', message)
+  return codedError(API.InvalidArgument, message)
 }
-
-// The codes of index.d.ts's JobwerkErrorCode.
-const CODES = new Set([
-  'ERR_INVALID_ARGUMENT',
-  'ERR_INVALID_CONFIG',
-  'ERR_QUEUE_FULL',
-  'ERR_NOT_STARTED',
-  'ERR_STOPPED',
-  'ERR_NOT_SERIALIZABLE',
-  'ERR_PAYLOAD_TOO_LARGE',
-  'ERR_INVALID_CRON',
-  'ERR_INVALID_SCHEDULE',
-  'ERR_DEPENDENCY_NOT_FOUND',
-  'ERR_DEPENDENCY_CYCLE',
-  'ERR_STORAGE',
-  'ERR_NATIVE_ADDON',
-])
 
 // A caller's value in a message, without calling anything of it: String() of a
 // null-prototype object or a template of a Symbol would throw.
@@ -167,7 +146,7 @@ function argJson(v, what) {
   try {
     s = JSON.stringify(v === undefined ? null : v, optionsReplacer)
   } catch (e) {
-    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+    throw asCoded(e, API.InvalidArgument, what)
   }
   // (a toJSON that returns undefined)
   if (s === undefined) throw invalid(`${what} must be an object, got ${describe(v)}`)
@@ -198,7 +177,7 @@ function optionsReplacer(key, value) {
 }
 
 function notSerializable(what, detail) {
-  return codedError('ERR_NOT_SERIALIZABLE', `${what} is not JSON-serializable: ${detail}`)
+  return codedError(API.NotSerializable, `${what} is not JSON-serializable: ${detail}`)
 }
 
 // Data, context, results and progress: functions and symbols are refused
@@ -336,9 +315,9 @@ const ABORT_FIELDS = WIRE.abortFields
 
 // What an aborted handler's signal says, by why Rust aborted the attempt.
 const ABORTS = []
-ABORTS[ABORT.timeout] = ['TimeoutError', 'ERR_JOB_TIMEOUT', 'the attempt timed out']
-ABORTS[ABORT.cancel] = ['AbortError', 'ERR_JOB_CANCELLED', 'the job was cancelled']
-ABORTS[ABORT.stop] = ['AbortError', 'ERR_SERVICE_STOPPED', 'the service stopped']
+ABORTS[ABORT.timeout] = ['TimeoutError', JOB.JobTimeout, 'the attempt timed out']
+ABORTS[ABORT.cancel] = ['AbortError', JOB.JobCancelled, 'the job was cancelled']
+ABORTS[ABORT.stop] = ['AbortError', JOB.ServiceStopped, 'the service stopped']
 checkWire(WIRE)
 
 // The dispatcher below was written for this bridge: a binary that speaks
@@ -346,7 +325,7 @@ checkWire(WIRE)
 function checkWire(w) {
   const bad = (what) => {
     const e = new Error(`the native addon's bridge does not match index.js: ${what} (rebuild the addon or reinstall jobwerk)`)
-    e.code = 'ERR_NATIVE_ADDON'
+    e.code = API.NativeAddon
     throw e
   }
   const small = (v) => Number.isInteger(v) && v >= 0 && v < 32
@@ -415,18 +394,18 @@ function noop() {}
 function readConfig(config) {
   try {
     if (config !== undefined && config !== null && !isRecord(config)) {
-      throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
+      throw codedError(API.InvalidConfig, `config must be an object, got ${describe(config)}`)
     }
     const cfg = config || {}
     if (cfg.unref !== undefined && typeof cfg.unref !== 'boolean') {
-      throw codedError('ERR_INVALID_CONFIG', 'config.unref must be true or false')
+      throw codedError(API.InvalidConfig, 'config.unref must be true or false')
     }
     let logger = console
     let toRust = cfg
     if (cfg.monitoring && typeof cfg.monitoring === 'object' && cfg.monitoring.logger !== undefined) {
       logger = cfg.monitoring.logger
       if (logger === null || typeof logger !== 'object' || ['info', 'warn', 'error'].some((k) => typeof logger[k] !== 'function')) {
-        throw codedError('ERR_INVALID_CONFIG', 'monitoring.logger must be an object with info, warn and error functions (e.g. strapi.log)')
+        throw codedError(API.InvalidConfig, 'monitoring.logger must be an object with info, warn and error functions (e.g. strapi.log)')
       }
       const { logger: _omit, ...monitoring } = cfg.monitoring
       toRust = { ...cfg, monitoring }
@@ -437,11 +416,11 @@ function readConfig(config) {
       toRust = rest
     }
     const json = JSON.stringify(toRust, optionsReplacer)
-    if (json === undefined) throw codedError('ERR_INVALID_CONFIG', `config must be an object, got ${describe(config)}`)
+    if (json === undefined) throw codedError(API.InvalidConfig, `config must be an object, got ${describe(config)}`)
     const threadsJson = cfg.threads === undefined ? undefined : JSON.stringify(cfg.threads)
     return { json, logger, unref: cfg.unref === true, threads, threadsJson }
   } catch (e) {
-    throw asCoded(e, 'ERR_INVALID_CONFIG', 'config')
+    throw asCoded(e, API.InvalidConfig, 'config')
   }
 }
 
@@ -507,7 +486,7 @@ class JobManagementService extends EventEmitter {
   /** Starts running jobs. */
   async start() {
     if (this._state === 'started') return
-    if (this._state === 'stopping') throw codedError('ERR_STOPPED', 'the service is stopping; await stop() before start()')
+    if (this._state === 'stopping') throw codedError(API.Stopped, 'the service is stopping; await stop() before start()')
     this._core.start()
     enableLoopDelay()
     this._state = 'started'
@@ -621,7 +600,7 @@ class JobManagementService extends EventEmitter {
       threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
       handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
     } catch (e) {
-      throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+      throw asCoded(e, API.InvalidArgument, what)
     }
     const idx = this._core.register(name, defaults)
     if (threaded) {
@@ -702,7 +681,7 @@ class JobManagementService extends EventEmitter {
     try {
       job = this._jobJson(calculation, data, context, options, -1)
     } catch (e) {
-      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJob: an argument')
+      throw asCoded(e, API.InvalidArgument, 'addCalculationJob: an argument')
     }
     const ids = this._core.add(`[${job}]`)
     this._schedulePump()
@@ -723,7 +702,7 @@ class JobManagementService extends EventEmitter {
     try {
       batch = this._batchJson(jobs)
     } catch (e) {
-      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'addCalculationJobs(jobs): jobs')
+      throw asCoded(e, API.InvalidArgument, 'addCalculationJobs(jobs): jobs')
     }
     if (batch === null) return []
     const ids = (typeof batch === 'string' ? this._core.add(batch) : this._core.addData(batch.idx, batch.datas)).split(',')
@@ -746,7 +725,7 @@ class JobManagementService extends EventEmitter {
       try {
         parts[i] = this._jobJson(j.calculation, j.data, j.context, j.options, i)
       } catch (e) {
-        throw asCoded(e, 'ERR_INVALID_ARGUMENT', `jobs[${i}]`)
+        throw asCoded(e, API.InvalidArgument, `jobs[${i}]`)
       }
     }
     return `[${parts.join(',')}]`
@@ -755,7 +734,7 @@ class JobManagementService extends EventEmitter {
   /** Resolves once everything added (and every outcome) before it is committed to storage. */
   async flush() {
     const error = await this._core.flush()
-    if (error != null) throw codedError('ERR_STORAGE', error)
+    if (error != null) throw codedError(API.Storage, error)
   }
 
   /** The job's status, or null for an unknown id. */
@@ -1031,13 +1010,13 @@ class JobManagementService extends EventEmitter {
         else jobOptions[k] = v
       }
     } catch (e) {
-      throw asCoded(e, 'ERR_INVALID_ARGUMENT', 'options')
+      throw asCoded(e, API.InvalidArgument, 'options')
     }
     let head
     try {
       head = JSON.stringify(spec, optionsReplacer)
     } catch (e) {
-      throw codedError('ERR_INVALID_SCHEDULE', `the schedule cannot be read: ${reasonOf(e)}`)
+      throw codedError(API.InvalidSchedule, `the schedule cannot be read: ${reasonOf(e)}`)
     }
     const d = toJson(data, 'data')
     const c = context === undefined || context === null ? '{}' : toJson(context, 'context')
@@ -1061,22 +1040,18 @@ class JobManagementService extends EventEmitter {
   scheduleRecurringCalculationJob(calculation, data, context, startAt, intervalMs, options) {
     const trigger = { kind: 'interval', intervalMs }
     if (startAt !== undefined && startAt !== null) trigger.startAt = dateMs(startAt, 'startAt')
-    if (typeof intervalMs !== 'number') throw codedError('ERR_INVALID_SCHEDULE', `intervalMs must be a number > 0, got ${typeof intervalMs}`)
+    if (typeof intervalMs !== 'number') throw codedError(API.InvalidSchedule, `intervalMs must be a number > 0, got ${typeof intervalMs}`)
     return this._schedule(calculation, data, context, trigger, options)
   }
 
   /** Runs the calculation at a cron expression's times (`options.tz`: IANA zone). Returns the schedule's id. */
   scheduleCronCalculationJob(calculation, data, context, expression, options) {
     if (typeof expression !== 'string') {
-      const e = codedError('ERR_INVALID_CRON', `invalid cron expression (expression): must be a string, got ${typeof expression}`)
+      const e = codedError(API.InvalidCron, `invalid cron expression (expression): must be a string, got ${typeof expression}`)
       e.field = 'expression'
       throw e
     }
-    try {
-      return this._schedule(calculation, data, context, { kind: 'cron', expression }, options)
-    } catch (e) {
-      throw withCronField(e)
-    }
+    return this._schedule(calculation, data, context, { kind: 'cron', expression }, options)
   }
 
   /** The schedules (filter: `{ kind, name, enabled }`). */
@@ -1375,17 +1350,9 @@ function dateMs(v, field) {
     t = v instanceof Date ? v.getTime() : v
   } catch {}
   if (typeof t !== 'number' || !Number.isFinite(t)) {
-    throw codedError('ERR_INVALID_SCHEDULE', `${field} must be a valid date (a Date or epoch ms), got ${describe(v)}`)
+    throw codedError(API.InvalidSchedule, `${field} must be a valid date (a Date or epoch ms), got ${describe(v)}`)
   }
   return t
-}
-
-function withCronField(e) {
-  if (e && e.code === 'ERR_INVALID_CRON' && e.field === undefined) {
-    const m = /\(([A-Za-z]+)\)/.exec(e.message)
-    if (m) e.field = m[1]
-  }
-  return e
 }
 
 /**
@@ -1441,7 +1408,7 @@ function readKey(obj, key, what) {
   try {
     return obj[key]
   } catch (e) {
-    throw asCoded(e, 'ERR_INVALID_ARGUMENT', what)
+    throw asCoded(e, API.InvalidArgument, what)
   }
 }
 
@@ -1470,7 +1437,7 @@ function jobsFilterJson(filter) {
   try {
     return readJobsFilter(filter)
   } catch (e) {
-    if (e && e.code === 'ERR_INVALID_ARGUMENT' && typeof e.field === 'string') throw e
+    if (e && e.code === API.InvalidArgument && typeof e.field === 'string') throw e
     // A getter or proxy trap that throws.
     throw badFilter('filter', `filter cannot be read: ${e && e.message}`)
   }
@@ -1546,7 +1513,11 @@ function checkId(jobId, method) {
  * Dates. A malformed expression throws ERR_INVALID_CRON with `err.field`.
  */
 function nextCronRuns(expression, options) {
-  if (typeof expression !== 'string') throw codedError('ERR_INVALID_CRON', `nextCronRuns: expression must be a string, got ${typeof expression}`)
+  if (typeof expression !== 'string') {
+    const e = codedError(API.InvalidCron, `nextCronRuns: expression must be a string, got ${typeof expression}`)
+    e.field = 'expression'
+    throw e
+  }
   const o = options === undefined || options === null ? {} : options
   if (typeof o !== 'object') throw invalid('nextCronRuns(expression, options): options must be an object { tz, from, count }')
   const what = 'nextCronRuns(expression, options): options'
@@ -1565,11 +1536,7 @@ function nextCronRuns(expression, options) {
     if (typeof fromMs !== 'number' || !Number.isFinite(fromMs)) throw invalid(`nextCronRuns: from must be a valid Date or epoch ms, got ${describe(from)}`)
   }
   if (!Number.isInteger(count) || count < 1 || count > 10000) throw invalid(`nextCronRuns: count must be an integer from 1 to 10000, got ${describe(count)}`)
-  try {
-    return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
-  } catch (e) {
-    throw withCronField(e)
-  }
+  return native.nextCronRuns(expression, tz == null ? undefined : tz, fromMs, count).map((t) => new Date(t))
 }
 
 const services = new WeakMap()
@@ -1593,7 +1560,7 @@ function getJobManagementService(strapi, config) {
   if (config !== undefined) {
     if (known.config === null) {
       throw codedError(
-        'ERR_INVALID_CONFIG',
+        API.InvalidConfig,
         'getJobManagementService(strapi, config): the jobwerk plugin made this service from config/plugins.js; call getJobManagementService(strapi) without a config',
       )
     }
@@ -1608,7 +1575,7 @@ function getJobManagementService(strapi, config) {
             : jsonDiff(JSON.parse(known.config.json), JSON.parse(given.json), '')
     if (at !== null) {
       throw codedError(
-        'ERR_INVALID_CONFIG',
+        API.InvalidConfig,
         `getJobManagementService(strapi, config): the service already exists with another config (${at || 'config'} differs); pass the same config, or none`,
       )
     }

@@ -27,7 +27,7 @@ test('10,000 pending jobs are counted, read, cancelled, depended on and run in o
   expect(s.getJobStatus(ids[N - 1])).toMatchObject({ jobId: ids[N - 1], name: 'rec', status: 'pending', attempts: 0, data: { i: N - 1 } })
 
   expect(s.cancelJob(ids[9000])).toBe(true)
-  expect(s.getJobStatus(ids[9000])).toMatchObject({ status: 'cancelled', error: { code: 'ERR_CANCELLED' } })
+  expect(s.getJobStatus(ids[9000])).toMatchObject({ status: 'cancelled', error: { code: 'ERR_JOB_CANCELLED' } })
   const last = s.addCalculationJob(calc, { i: -1 }, null, { dependsOn: [ids[N - 1]] })
   expect(s.getJobStatus(last).status).toBe('waiting')
   expect(s.getQueueStatistics()).toMatchObject({ pending: N - 1, waiting: 1, cancelled: 1 })

@@ -69,7 +69,7 @@ describe('restart keeps finished, pending and retry-waiting jobs as they were', 
     expect(failed.error).toEqual(failed.errors[1])
     expect(get('unrecoverable')).toMatchObject({ status: 'failed', attempts: 1, error: { name: 'UnrecoverableError', message: 'fatal!' } })
     expect(get('timedOut')).toMatchObject({ status: 'timeout', attempts: 1, timeout: 50, error: { code: 'ERR_JOB_TIMEOUT' } })
-    expect(get('cancelled')).toMatchObject({ status: 'cancelled', error: { code: 'ERR_CANCELLED' } })
+    expect(get('cancelled')).toMatchObject({ status: 'cancelled', error: { code: 'ERR_JOB_CANCELLED' } })
 
     const now = Date.now()
     const waiting = get('retryWaiting')

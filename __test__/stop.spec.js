@@ -70,7 +70,8 @@ describe('stop', () => {
     expect(st.status).toBe('pending')
     // a graceful stop does not count the aborted attempt against the retries
     expect(st.attempts).toBe(0)
-    expect(st.error).toMatchObject({ name: 'InterruptedError', code: 'ERR_INTERRUPTED', attempt: 1 })
+    // one code per cause: what the handler's signal said is what is stored
+    expect(st.error).toMatchObject({ name: 'InterruptedError', code: 'ERR_SERVICE_STOPPED', attempt: 1 })
     // the aborted handler's late 'aborted' result is ignored
     await waitFor(() => service.getQueueStatistics().lateOutcomes === 1)
     expect(service.getJobStatus(id).status).toBe('pending')

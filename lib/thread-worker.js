@@ -14,6 +14,8 @@ const { parentPort, workerData } = require('node:worker_threads')
 const { performance } = require('node:perf_hooks')
 
 const calcs = workerData.calcs.slice()
+// The error codes (lib/errors.js's API, from the binding), without loading the addon here.
+const API = workerData.codes
 const fns = []
 const state = workerData.current
 const jobs = new Map()
@@ -59,9 +61,9 @@ class ThreadJob {
   /** Records progress (a number or a JSON-serializable object). */
   updateProgress(progress) {
     if (typeof progress === 'number') {
-      if (!Number.isFinite(progress)) throw codedError('ERR_INVALID_ARGUMENT', `updateProgress: progress must be finite, got ${progress}`)
+      if (!Number.isFinite(progress)) throw codedError(API.InvalidArgument, `updateProgress: progress must be finite, got ${progress}`)
     } else if (progress === null || typeof progress !== 'object') {
-      throw codedError('ERR_INVALID_ARGUMENT', `updateProgress: progress must be a number or an object, got ${progress === null ? 'null' : typeof progress}`)
+      throw codedError(API.InvalidArgument, `updateProgress: progress must be a number or an object, got ${progress === null ? 'null' : typeof progress}`)
     }
     const s = toJson(progress, 'progress')
     if (this._done || this._abortReason !== null) return
@@ -83,9 +85,9 @@ function toJson(value, what) {
   try {
     s = JSON.stringify(value, dataReplacer)
   } catch (e) {
-    throw codedError('ERR_NOT_SERIALIZABLE', `${what} is not JSON-serializable: ${e && e.message}`)
+    throw codedError(API.NotSerializable, `${what} is not JSON-serializable: ${e && e.message}`)
   }
-  if (s === undefined) throw codedError('ERR_NOT_SERIALIZABLE', `${what} is not JSON-serializable: a ${typeof value}`)
+  if (s === undefined) throw codedError(API.NotSerializable, `${what} is not JSON-serializable: a ${typeof value}`)
   return s
 }
 
@@ -177,13 +179,13 @@ function pick(m, c) {
           : m && typeof m.default === 'function'
             ? m.default
             : undefined
-  if (f === undefined) throw codedError('ERR_INVALID_ARGUMENT', `${c.file} does not export calculate(data, context, job)`)
+  if (f === undefined) throw codedError(API.InvalidArgument, `${c.file} does not export calculate(data, context, job)`)
   return f
 }
 
 function load(idx) {
   const c = calcs[idx]
-  if (c === undefined) throw codedError('ERR_INVALID_ARGUMENT', `no module is registered for calculation ${idx}`)
+  if (c === undefined) throw codedError(API.InvalidArgument, `no module is registered for calculation ${idx}`)
   let m
   try {
     m = require(c.file)

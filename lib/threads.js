@@ -18,6 +18,7 @@
 
 const os = require('node:os')
 const path = require('node:path')
+const { API, JOB, codedError } = require('./errors.js')
 
 const WORKER = path.join(__dirname, 'thread-worker.js')
 // Jobs handed to one thread at a time, at most (more wait in the pool's queue).
@@ -32,14 +33,8 @@ class RawJson {
   }
 }
 
-function codedError(code, message) {
-  const e = new Error(message)
-  e.code = code
-  return e
-}
-
 function invalidConfig(message) {
-  return codedError('ERR_INVALID_CONFIG', message)
+  return codedError(API.InvalidConfig, message)
 }
 
 function defaultSize() {
@@ -123,7 +118,7 @@ class Thread {
     this.graceTimer = null
     this.aborted = []
     this.acked = true
-    const options = { workerData: { calcs: pool.modules, current: this.state }, stdout: false, stderr: false }
+    const options = { workerData: { calcs: pool.modules, current: this.state, codes: API }, stdout: false, stderr: false }
     if (pool.resourceLimits !== undefined) options.resourceLimits = pool.resourceLimits
     this.worker = new Worker(WORKER, options)
     this.worker.on('message', (m) => pool._onMessage(this, m))
@@ -163,7 +158,7 @@ class ThreadPool {
    * settles with a RawJson result or an Error.
    */
   run(idx, data, context, job) {
-    if (this.closed) return Promise.reject(codedError('ERR_SERVICE_STOPPED', 'the thread pool is closed'))
+    if (this.closed) return Promise.reject(codedError(JOB.ServiceStopped, 'the thread pool is closed'))
     this.nextKey = this.nextKey >= 0x7ffffffe ? 1 : this.nextKey + 1
     const entry = new Entry(this, this.nextKey, idx, data, context, job)
     const p = new Promise((resolve, reject) => {
@@ -276,7 +271,7 @@ class ThreadPool {
     if (stuck !== undefined || (!t.acked && cur === 0)) {
       const e = t.jobs.get(stuck !== undefined ? stuck : aborted[0])
       const err = codedError(
-        'ERR_THREAD_TERMINATED',
+        JOB.ThreadTerminated,
         `the worker thread was terminated: job ${e.job.id} (${e.job.name}) did not return within ${this.abortGraceMs} ms of its abort`,
       )
       err.name = 'ThreadTerminatedError'
@@ -305,7 +300,7 @@ class ThreadPool {
     const i = this.threads.indexOf(t)
     if (i >= 0) this.threads.splice(i, 1)
     if (err === null || err === undefined) {
-      err = codedError('ERR_THREAD_EXITED', `the worker thread exited with code ${exitCode}`)
+      err = codedError(JOB.ThreadExited, `the worker thread exited with code ${exitCode}`)
       err.name = 'ThreadExitedError'
     } else {
       // Rebuilt here: an error from the thread's 'error' event may come from another realm.
@@ -331,7 +326,7 @@ class ThreadPool {
    */
   async close() {
     this.closed = true
-    const stopped = codedError('ERR_SERVICE_STOPPED', 'the service stopped')
+    const stopped = codedError(JOB.ServiceStopped, 'the service stopped')
     stopped.name = 'AbortError'
     for (const e of this.queue.splice(0)) e.reject(stopped)
     const threads = this.threads.splice(0)

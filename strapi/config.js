@@ -4,9 +4,10 @@
 // Strapi merges the user's config onto `default` (user values win), then calls
 // `validator(merged)`; a throw stops the boot with "Error regarding jobwerk
 // config: <message>".
+const { API } = require('../lib/errors.js')
 
 // Keys JobManagementService reads.
-const CORE_KEYS = ['queue', 'monitoring', 'scheduler', 'storage', 'clock', 'unref']
+const CORE_KEYS = ['queue', 'monitoring', 'scheduler', 'storage', 'clock', 'unref', 'threads']
 // Keys only the plugin reads.
 const PLUGIN_KEYS = ['shutdownTimeoutMs', 'jobsDir', 'alertCooldownMs', 'cron']
 
@@ -26,7 +27,7 @@ const defaults = {
 
 function configError(key, message) {
   const e = new Error(`jobwerk config.${key}: ${message}`)
-  e.code = 'ERR_INVALID_CONFIG'
+  e.code = API.InvalidConfig
   e.key = key
   return e
 }
@@ -82,9 +83,9 @@ function validator(config) {
   try {
     service = new JobManagementService(probe)
   } catch (e) {
-    if (e && e.code === 'ERR_INVALID_CONFIG') {
+    if (e && e.code === API.InvalidConfig) {
       const err = new Error(`jobwerk config: ${e.message}`)
-      err.code = 'ERR_INVALID_CONFIG'
+      err.code = API.InvalidConfig
       err.cause = e
       throw err
     }

@@ -9,11 +9,7 @@ const path = require('node:path')
 const { JobManagementService, nextCronRuns, _services } = require('../index.js')
 const { CORE_KEYS } = require('./config.js')
 
-function codedError(code, message) {
-  const e = new Error(message)
-  e.code = code
-  return e
-}
+const { API, codedError } = require('../lib/errors.js')
 
 class StrapiJobManagementService extends JobManagementService {
   /**
@@ -44,7 +40,7 @@ class StrapiJobManagementService extends JobManagementService {
     if (known === undefined) {
       const names = [...this._byName.keys()]
       throw codedError(
-        'ERR_INVALID_ARGUMENT',
+        API.InvalidArgument,
         `no calculation named "${calculation}" is registered (registered: ${names.length > 0 ? names.join(', ') : 'none'})`,
       )
     }
@@ -202,7 +198,7 @@ function chooseStorage(strapi, configured) {
     if (configured.type === 'memory') return { storage: { ...configured }, reason: 'configured (memory: nothing survives the process)' }
     const file = path.resolve(root, configured.path || '.tmp/jobwerk.db')
     if (strapiFile !== null && file === strapiFile) {
-      throw codedError('ERR_INVALID_CONFIG', `jobwerk config.storage.path: ${file} is Strapi's own database file; jobwerk needs a file of its own (two SQLite libraries must not share a file)`)
+      throw codedError(API.InvalidConfig, `jobwerk config.storage.path: ${file} is Strapi's own database file; jobwerk needs a file of its own (two SQLite libraries must not share a file)`)
     }
     return { storage: { ...configured, type: 'sqlite', path: file }, reason: 'configured' }
   }
@@ -230,7 +226,7 @@ function readConfig(strapi, key) {
 function appRoot(strapi) {
   const root = strapi && strapi.dirs && strapi.dirs.app && strapi.dirs.app.root
   if (typeof root !== 'string' || root.length === 0) {
-    throw codedError('ERR_INVALID_CONFIG', "jobwerk: strapi.dirs.app.root is not set; the plugin resolves its files from the app's root")
+    throw codedError(API.InvalidConfig, "jobwerk: strapi.dirs.app.root is not set; the plugin resolves its files from the app's root")
   }
   return root
 }
@@ -283,7 +279,7 @@ function loadJobsDir(strapi, service, dir) {
       service._log('debug' in service._logger ? 'debug' : 'info', `jobwerk: no ${abs} folder, no calculations loaded from files`)
       return []
     }
-    throw codedError('ERR_INVALID_CONFIG', `jobwerk config.jobsDir: ${abs} cannot be read (${e && e.message})`)
+    throw codedError(API.InvalidConfig, `jobwerk config.jobsDir: ${abs} cannot be read (${e && e.message})`)
   }
   const names = []
   for (const f of files) {
@@ -291,7 +287,7 @@ function loadJobsDir(strapi, service, dir) {
     let mod = require(file)
     if (mod && mod.__esModule && mod.default !== undefined) mod = mod.default
     if (mod === null || typeof mod !== 'object' || typeof mod.calculate !== 'function') {
-      throw codedError('ERR_INVALID_ARGUMENT', `jobwerk: ${file} must export a calculation { name?, calculate(data, context, job) }`)
+      throw codedError(API.InvalidArgument, `jobwerk: ${file} must export a calculation { name?, calculate(data, context, job) }`)
     }
     const calc = typeof mod.name === 'string' && mod.name.length > 0 ? mod : { ...mod, name: path.basename(f, '.js') }
     service.registerCalculation(calc)

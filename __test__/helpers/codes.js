@@ -11,3 +11,10 @@ if (!m) throw new Error('index.d.ts has no JobwerkErrorCode type')
 const JOBWERK_ERROR_CODES = [...m[1].matchAll(/'(ERR_[A-Z_]+)'/g)].map((x) => x[1])
 
 module.exports = { JOBWERK_ERROR_CODES }
+
+// The same for `JobErrorCode` (the codes set on a job's error).
+const j = /export type JobErrorCode =([^;]*?)(?:\n\n|\nexport|$)/.exec(dts)
+if (!j) throw new Error('index.d.ts has no JobErrorCode type')
+const JOB_ERROR_CODES = [...j[1].matchAll(/'(ERR_[A-Z_]+)'/g)].map((x) => x[1])
+
+module.exports.JOB_ERROR_CODES = JOB_ERROR_CODES

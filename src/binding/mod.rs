@@ -5,19 +5,21 @@
 //! Data crosses as JSON text in both directions (one `JSON.parse` per batch
 //! on the JS side beats building objects through N-API).
 
+mod codes;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::{Env, Status};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::clock::{system_now_ms, Clock};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::job::JobId;
 use crate::queue::{
   Engine, JobOptions, JobQuery, NewJob, Queue, RunState, ServiceConfig, StorageConfig, Waker,
@@ -34,14 +36,37 @@ impl AsRef<str> for Code {
   }
 }
 
+/// A failed N-API call of our own (only making the wake-up function can
+/// fail, when its argument is not a usable function): `ERR_INVALID_ARGUMENT`.
 impl From<Status> for Code {
   fn from(_: Status) -> Self {
-    Code("ERR_INTERNAL")
+    Code(ErrorCode::InvalidArgument.as_str())
   }
 }
 
 fn js_err(e: Error) -> napi::Error<Code> {
   napi::Error::new(Code(e.code()), e.to_string())
+}
+
+/// Throws `e` as a JavaScript `Error` with its `code` and, for a cron
+/// error, the `field` it names (`err.field`); returns the error napi-rs
+/// then leaves alone (an exception is pending: it is not thrown twice).
+/// Falls back to [`js_err`] (without `field`) if the object cannot be made.
+fn throw_err(env: &Env, e: Error) -> napi::Error<Code> {
+  let thrown = env
+    .create_error(napi::Error::from_reason(e.to_string()))
+    .and_then(|mut obj| {
+      obj.set("code", e.code())?;
+      if let Some(field) = e.field() {
+        obj.set("field", field)?;
+      }
+      env.throw(obj)
+    });
+  match thrown {
+    // napi-rs skips throwing an error whose status reads PendingException.
+    Ok(()) => napi::Error::new(Code("PendingException"), String::new()),
+    Err(_) => js_err(e),
+  }
 }
 
 /// Wakes the JavaScript dispatcher through a weak threadsafe function: it
@@ -175,7 +200,7 @@ impl Core {
       .weak::<true>()
       .callee_handled::<false>()
       .build()
-      .map_err(|e| napi::Error::new(Code("ERR_INTERNAL"), e.reason.clone()))?;
+      .map_err(|e| napi::Error::new(Code::from(e.status), e.reason.clone()))?;
     let now = clock.now();
     let mut queue = Queue::new(cfg.queue, now);
     let sqlite = match cfg.storage {
@@ -561,14 +586,14 @@ impl Core {
 
   /// Adds or updates a schedule (JSON) for calculation `calc`; returns its public JSON.
   #[napi]
-  pub fn schedule(&self, calc: u32, json: String) -> napi::Result<String, Code> {
+  pub fn schedule(&self, env: &Env, calc: u32, json: String) -> napi::Result<String, Code> {
     self.check_storage()?;
     let v: Value = serde_json::from_str(&json)
       .map_err(|e| js_err(Error::InvalidSchedule(format!("schedule is not JSON: {e}"))))?;
     self
       .engine
       .with(|q, now| q.schedule(calc, &v, now))
-      .map_err(js_err)
+      .map_err(|e| throw_err(env, e))
   }
 
   /// Removes a schedule; false for unknown ids.
@@ -710,6 +735,7 @@ impl Drop for Core {
 #[napi]
 #[cfg_attr(test, allow(dead_code))]
 pub fn next_cron_runs(
+  env: &Env,
   expression: String,
   tz: Option<String>,
   from_ms: f64,
@@ -720,7 +746,8 @@ pub fn next_cron_runs(
       "nextCronRuns: from must be a valid date, got {from_ms}"
     ))));
   }
-  let cron = crate::cron::CronExpr::parse(&expression, tz.as_deref()).map_err(js_err)?;
+  let cron =
+    crate::cron::CronExpr::parse(&expression, tz.as_deref()).map_err(|e| throw_err(env, e))?;
   Ok(
     cron
       .next_runs(from_ms as u64, count.min(10_000) as usize)

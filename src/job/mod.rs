@@ -15,6 +15,9 @@ pub use text::Text;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::JobErrorCode;
+use crate::error::LEGACY_JOB_CODES;
+
 /// A job's priority: one of the three named levels, weighted by the
 /// configured `priorityWeights`, or an explicit weight (lower runs first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl Priority {
 /// A failed attempt as recorded on the job: what the handler threw (or the
 /// system decided: timeout, cancel, interruption).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "StoredJobError")]
 pub struct JobError {
   /// The error's class name (`Error`, `TypeError`, `TimeoutError`, ...).
   #[serde(default)]
@@ -74,7 +78,8 @@ pub struct JobError {
   /// The JavaScript stack, when there was one.
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub stack: Option<String>,
-  /// A code such as `ERR_JOB_TIMEOUT`, when there was one.
+  /// A code such as `ERR_JOB_TIMEOUT` (see [`JobErrorCode`]), or the
+  /// handler's own error's code, when there was one.
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub code: Option<String>,
   /// The attempt (1-based) that failed.
@@ -84,13 +89,55 @@ pub struct JobError {
 
 impl JobError {
   /// An error the system decided (not thrown by the handler).
-  pub fn system(name: &str, code: &str, message: String, attempt: u32) -> JobError {
+  pub fn system(name: &str, code: JobErrorCode, message: String, attempt: u32) -> JobError {
     JobError {
       name: name.into(),
       message,
       stack: None,
-      code: Some(code.into()),
+      code: Some(code.as_str().into()),
       attempt,
+    }
+  }
+}
+
+/// A [`JobError`] as stored (JSON), before the codes of files written by
+/// 0.1.0 are read as today's ([`LEGACY_JOB_CODES`]): a cancel stored
+/// `ERR_CANCELLED` (now `ERR_JOB_CANCELLED`) and a stop `ERR_INTERRUPTED`
+/// (now `ERR_SERVICE_STOPPED`, as the handler's signal said). Only the
+/// system's own errors (their exact name and message) are renamed, never a
+/// handler's.
+#[derive(Deserialize)]
+struct StoredJobError {
+  #[serde(default)]
+  name: String,
+  #[serde(default)]
+  message: String,
+  #[serde(default)]
+  stack: Option<String>,
+  #[serde(default)]
+  code: Option<String>,
+  #[serde(default)]
+  attempt: u32,
+}
+
+impl From<StoredJobError> for JobError {
+  fn from(e: StoredJobError) -> JobError {
+    let mut code = e.code;
+    if e.stack.is_none() {
+      let old = code.as_deref();
+      let renamed = LEGACY_JOB_CODES
+        .iter()
+        .find(|(c, name, message, _)| old == Some(*c) && e.name == *name && e.message == *message);
+      if let Some((_, _, _, today)) = renamed {
+        code = Some(today.as_str().into());
+      }
+    }
+    JobError {
+      name: e.name,
+      message: e.message,
+      stack: e.stack,
+      code,
+      attempt: e.attempt,
     }
   }
 }
@@ -214,5 +261,53 @@ impl Job {
       .as_ref()
       .and_then(|e| e.context.as_deref())
       .unwrap_or("{}")
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn read(json: &str) -> JobError {
+    serde_json::from_str(json).expect("a stored error")
+  }
+
+  /// Files written by 0.1.0 stored a cancel as `ERR_CANCELLED` and a stop as
+  /// `ERR_INTERRUPTED`; they read back with today's codes.
+  #[test]
+  fn errors_stored_by_0_1_0_read_with_todays_codes() {
+    let cancelled = read(
+      r#"{"name":"CancelledError","message":"the job was cancelled","code":"ERR_CANCELLED","attempt":2}"#,
+    );
+    assert_eq!(cancelled.code.as_deref(), Some("ERR_JOB_CANCELLED"));
+    assert_eq!(cancelled.attempt, 2);
+    let stopped = read(
+      r#"{"name":"InterruptedError","message":"the service stopped while the job ran","code":"ERR_INTERRUPTED","attempt":1}"#,
+    );
+    assert_eq!(stopped.code.as_deref(), Some("ERR_SERVICE_STOPPED"));
+    // A crash found at start stays ERR_INTERRUPTED.
+    let crashed = read(
+      r#"{"name":"InterruptedError","message":"the process stopped while the job ran","code":"ERR_INTERRUPTED","attempt":0}"#,
+    );
+    assert_eq!(crashed.code.as_deref(), Some("ERR_INTERRUPTED"));
+  }
+
+  /// A handler's own error keeps its code, even one named like an old code.
+  #[test]
+  fn a_handlers_own_code_is_kept() {
+    let own = read(
+      r#"{"name":"CancelledError","message":"the job was cancelled","stack":"at x","code":"ERR_CANCELLED","attempt":1}"#,
+    );
+    assert_eq!(own.code.as_deref(), Some("ERR_CANCELLED"));
+    let other = read(r#"{"name":"Error","message":"boom","code":"ERR_CANCELLED","attempt":1}"#);
+    assert_eq!(other.code.as_deref(), Some("ERR_CANCELLED"));
+    // What is written reads back the same.
+    let e = JobError::system(
+      "CancelledError",
+      JobErrorCode::JobCancelled,
+      "the job was cancelled".into(),
+      1,
+    );
+    assert_eq!(read(&serde_json::to_string(&e).unwrap()), e);
   }
 }

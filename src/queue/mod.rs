@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::job::{IdGen, Job, JobError, JobId, Status};
+use crate::job::{IdGen, Job, JobError, JobErrorCode, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
@@ -480,7 +480,7 @@ impl Queue {
         self.abort(slot, r.seq, Abort::Stop);
         let err = JobError::system(
           "InterruptedError",
-          "ERR_INTERRUPTED",
+          JobErrorCode::ServiceStopped,
           "the service stopped while the job ran".into(),
           0,
         );

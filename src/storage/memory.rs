@@ -20,13 +20,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::listing::{JobFilter, Order};
 use super::{FailKind, Failed, Names, Store};
-use crate::job::{Job, JobError, JobId, Priority, Status, Transition};
+use crate::job::{Job, JobError, JobErrorCode, JobId, Priority, Status, Transition};
 
 /// Why a dependant failed.
 fn dependency_error(dep: JobId, status: Status) -> JobError {
   JobError::system(
     "DependencyError",
-    "ERR_DEPENDENCY_FAILED",
+    JobErrorCode::DependencyFailed,
     format!("dependency {dep} ended {}", status.as_str()),
     0,
   )
@@ -941,7 +941,7 @@ impl Store for MemoryStore {
     let attempt = job.attempts;
     job.extra_mut().errors.push(JobError::system(
       "CancelledError",
-      "ERR_CANCELLED",
+      JobErrorCode::JobCancelled,
       "the job was cancelled".into(),
       attempt,
     ));
@@ -994,7 +994,7 @@ impl Store for MemoryStore {
     for id in &running {
       let err = JobError::system(
         "InterruptedError",
-        "ERR_INTERRUPTED",
+        JobErrorCode::Interrupted,
         "the process stopped while the job ran".into(),
         0,
       );

@@ -3,7 +3,7 @@
 //! (retried while attempts are left, else the job ends as `timeout`).
 
 use super::Chore;
-use crate::job::JobError;
+use crate::job::{JobError, JobErrorCode};
 use crate::queue::{Abort, Queue};
 use crate::storage::FailKind;
 
@@ -27,7 +27,7 @@ impl Chore for TimeOut {
       q.stats.finished(now, now.saturating_sub(started));
       let err = JobError::system(
         "TimeoutError",
-        "ERR_JOB_TIMEOUT",
+        JobErrorCode::JobTimeout,
         format!("attempt {attempts} timed out after {timeout} ms"),
         attempts,
       );
