@@ -1,8 +1,8 @@
 // Types of jobwerk's Strapi 5 plugin (strapi-server.js).
-import type { AsyncCalculation, JobManagementConfig, JobManagementService, JobOptions, ScheduleOptions } from '../index'
+import type { Calculation, JobManagementConfig, JobManagementService, JobOptions, ScheduleOptions } from '../index'
 
 /** `config/plugins.js` → `jobwerk: { enabled: true, config }`: the service's config plus the plugin's keys. */
-export interface JobwerkPluginConfig extends JobManagementConfig {
+interface JobwerkPluginConfig extends JobManagementConfig {
   /** destroy(): how long running jobs may finish before they are aborted (ms). Default 8000. */
   shutdownTimeoutMs?: number
   /** Folder (from the app's root) whose `.js` files each export a calculation; false: none. Default 'src/jobs'. */
@@ -14,7 +14,7 @@ export interface JobwerkPluginConfig extends JobManagementConfig {
 }
 
 /** jobwerk's shape (a registered calculation) or Strapi's cron-task shape (a task called with `{ strapi }`). */
-export type JobwerkCronEntry =
+type JobwerkCronEntry =
   | { rule: string; tz?: string; calculation: string; data?: unknown; context?: Record<string, unknown>; options?: ScheduleOptions }
   | { task: (ctx: { strapi: any }) => unknown; options: ScheduleOptions & { rule: string; tz?: string } }
 
@@ -22,14 +22,14 @@ export type JobwerkCronEntry =
  * `strapi.plugin('jobwerk').service('jobs')`, also returned by `getJobManagementService(strapi)`:
  * a JobManagementService whose calculations may be given by their registered name.
  */
-export interface StrapiJobManagementService extends JobManagementService {
-  addCalculationJob<D = any>(calculation: AsyncCalculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string
+interface StrapiJobManagementService extends JobManagementService {
+  addCalculationJob<D = any>(calculation: Calculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string
   /**
    * For lifecycle hooks: never throws. Inside a Strapi database transaction the job is added when it commits
    * (never if it rolls back) and `null` is returned; otherwise the job's id. A job that cannot be added is
    * logged, counted (`getSystemStatus().enqueue`, `jobwerk_enqueue_lost_total`) and raises an `enqueue-lost` alert; `null`.
    */
-  enqueue<D = any>(calculation: AsyncCalculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string | null
+  enqueue<D = any>(calculation: Calculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string | null
   getSystemStatus(): ReturnType<JobManagementService['getSystemStatus']> & {
     enqueue: { lost: number; lostByCode: Record<string, number>; deferred: number; rolledBack: number }
   }
@@ -42,4 +42,8 @@ declare const plugin: {
   config: { default: JobwerkPluginConfig; validator(config: unknown): void }
   services: { jobs(ctx: { strapi: any }): StrapiJobManagementService }
 }
-export default plugin
+// strapi-server.js is CommonJS (`module.exports = plugin`): the types say so.
+declare namespace plugin {
+  export { JobwerkPluginConfig, JobwerkCronEntry, StrapiJobManagementService }
+}
+export = plugin
