@@ -55,15 +55,23 @@ async function destroy({ strapi }) {
   }
 }
 
+// Each property a plain name, so Node's CommonJS lexer sees them all (named
+// ESM imports of jobwerk/strapi-server work as the types say).
+const configEntry = { default: config.default, validator: config.validator }
+const services = { jobs: ({ strapi }) => serviceFor(strapi) }
+const contentTypes = {}
+const policies = {}
+const middlewares = {}
+
 module.exports = {
   register,
   bootstrap,
   destroy,
-  config: { default: config.default, validator: config.validator },
-  services: { jobs: ({ strapi }) => serviceFor(strapi) },
+  config: configEntry,
+  services,
   controllers,
   routes,
-  contentTypes: {},
-  policies: {},
-  middlewares: {},
+  contentTypes,
+  policies,
+  middlewares,
 }
