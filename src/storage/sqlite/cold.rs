@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
-use super::codec::{
-  cold_name, job_id, key, parse_backoff, read_cold_row, read_job, COLD_COLUMNS, JOB_COLUMNS,
-};
+use super::codec::{col, cold_name, job_id, key, read_cold_row, read_job, RowReader, JOB_COLUMNS};
 use super::writer::{insert_row, Op, Row};
 use super::{sql_err, SqliteStore};
 use crate::error::{Error, Result};
@@ -164,10 +162,9 @@ impl SqliteStore {
         .replacen("result,", "NULL,", 1)
     };
     let sql = format!(
-      "SELECT {columns} FROM jobwerk_jobs WHERE k BETWEEN ?1 AND ?2 AND status = {} \
+      "SELECT {columns} FROM jobwerk_jobs WHERE k BETWEEN ?1 AND ?2 AND status = 'pending' \
        AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR created_at >= ?4) \
        AND (?5 IS NULL OR created_at < ?5) ORDER BY k {}",
-      Status::Pending as u8,
       if f.ascending { "ASC" } else { "DESC" }
     );
     let as_sql = |t: Option<u64>| t.map(|t| t.min(i64::MAX as u64) as i64);
@@ -183,7 +180,10 @@ impl SqliteStore {
         let Some(r) = rows.next().map_err(bad)? else {
           break;
         };
-        let id = JobId(job_id(r.get(0).map_err(bad)?, r.get(1).map_err(bad)?));
+        let id = JobId(job_id(
+          r.get(col::K).map_err(bad)?,
+          r.get(col::LO).map_err(bad)?,
+        ));
         if mem.contains(id) || !f.after_cursor(id) {
           continue;
         }
@@ -212,23 +212,22 @@ impl SqliteStore {
       let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
       let mut stmt = reader
         .prepare_cached(&format!(
-          "SELECT {COLD_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
+          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
         ))
         .map_err(bad)?;
       let mut rows = stmt.query([cursor]).map_err(bad)?;
-      let mut backoff = (String::new(), parse_backoff(""));
+      let mut backoff = None;
       while let Some(r) = rows.next().map_err(bad)? {
-        let k: i64 = r.get(0).map_err(bad)?;
-        let id = JobId(job_id(k, r.get(1).map_err(bad)?));
-        if mem.contains(id) || r.get::<_, u8>(4).map_err(bad)? != Status::Pending as u8 {
+        let row = RowReader::new(r, path)?;
+        if mem.contains(row.id) || row.status_text()? != Status::Pending.as_str() {
           continue;
         }
         if loaded.len() == want {
-          next = Some((r.get::<_, i64>(9).map_err(bad)? as u64, id.0));
+          next = Some((row.time(col::RUN_AT)?, row.id.0));
           break;
         }
         loaded.push(read_cold_row(r, path, cold_name(r, names), &mut backoff)?);
-        cursor = k;
+        cursor = key(row.id);
       }
       Ok((loaded, next, cursor))
     });
@@ -275,7 +274,7 @@ impl SqliteStore {
     for op in self.pending.iter().rev() {
       match op {
         Op::Insert(r) if r.k == k => {
-          return (r.lo == id.0 as u64 as i64 && r.status == Status::Pending as u8)
+          return (r.lo == id.0 as u64 as i64 && r.status == Status::Pending)
             .then(|| self.job_of_row(id, r));
         }
         // Pruned since the last send: the file may still hold it.
@@ -349,7 +348,7 @@ impl SqliteStore {
       .read(|reader| {
         let ids = (|| -> rusqlite::Result<Vec<JobId>> {
           let mut stmt = reader.prepare_cached(
-            "SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 1 ORDER BY k",
+            "SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 'pending' ORDER BY k",
           )?;
           let mut rows = stmt.query([cursor])?;
           let mut ids = Vec::new();
@@ -357,7 +356,7 @@ impl SqliteStore {
             let Some(r) = rows.next()? else {
               break;
             };
-            let id = JobId(job_id(r.get(0)?, r.get(1)?));
+            let id = JobId(job_id(r.get(col::K)?, r.get(col::LO)?));
             if !mem.contains(id) {
               ids.push(id);
             }

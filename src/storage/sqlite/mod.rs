@@ -14,12 +14,20 @@
 //! returns (one range read on the key); changing one (`cancel`, depending on
 //! it) brings it into memory first.
 //!
-//! One process per file: a lock file (`<path>.lock`, an advisory lock that
-//! the OS drops with the process) holds the owner's pid.
+//! The parts:
 //!
-//! Schema versions are `PRAGMA user_version`; a file written by a newer
-//! schema is refused, never rewritten. Nothing is written to a file that is
-//! not already a jobwerk database or empty.
+//! - [`schema`]: the tables, their migrations (`PRAGMA user_version`) and
+//!   opening a file (a file of a newer schema or of another program is
+//!   refused and left untouched);
+//! - [`codec`]: a job's row, column by column, with the stored form of each
+//!   (statuses as TypeScript names them, priorities, backoffs, dependencies)
+//!   and the `ERR_STORAGE` a corrupt value is, naming the job;
+//! - [`writer`]: the writer thread and the writes it applies;
+//! - [`lock`]: one process per file (`<path>.lock`, an advisory lock that
+//!   the OS drops with the process, holding the owner's pid);
+//! - [`cold`]: the pending jobs kept in the file only;
+//! - this module: [`SqliteStore`], loading a file and the [`Store`]
+//!   transitions, each applied to the memory store and queued to the writer.
 
 mod codec;
 mod cold;
@@ -39,7 +47,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use self::codec::{job_id, key, parse_deps, read_job, JOB_COLUMNS};
+use self::codec::{col, key, read_job, RowReader, JOB_COLUMNS};
 use self::cold::Cold;
 use self::lock::{canonical_path, take_lock};
 use self::schema::{load_schedules, open_connection, open_reader};
@@ -132,18 +140,19 @@ fn load(
   now: u64,
   hot_pending: usize,
 ) -> Result<Cold> {
-  let bad = |e: rusqlite::Error| sql_err(path, "cannot read a job from", e);
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read the jobs of", e);
   // Jobs that waiting jobs depend on stay in memory (their dependants are
   // filed under them).
   let mut needed: std::collections::HashSet<u128> = std::collections::HashSet::new();
   {
     let mut stmt = conn
-      .prepare("SELECT deps FROM jobwerk_jobs WHERE status = 0 AND deps IS NOT NULL")
-      .map_err(|e| sql_err(path, "cannot read", e))?;
+      .prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE status = 'waiting' AND deps IS NOT NULL"
+      ))
+      .map_err(bad)?;
     let mut rows = stmt.query([]).map_err(bad)?;
     while let Some(r) = rows.next().map_err(bad)? {
-      let deps: String = r.get(0).map_err(bad)?;
-      if let Some(d) = parse_deps(&deps) {
+      if let Some(d) = RowReader::new(r, path)?.deps()? {
         needed.extend(d.ids.iter().map(|id| id.0));
       }
     }
@@ -152,26 +161,20 @@ fn load(
     .prepare(&format!(
       "SELECT {JOB_COLUMNS} FROM jobwerk_jobs ORDER BY k"
     ))
-    .map_err(|e| sql_err(path, "cannot read", e))?;
-  let mut rows = stmt
-    .query([])
-    .map_err(|e| sql_err(path, "cannot read", e))?;
+    .map_err(bad)?;
+  let mut rows = stmt.query([]).map_err(bad)?;
   let mut cold = Cold::default();
   while let Some(r) = rows.next().map_err(bad)? {
-    let name = {
-      let n = r.get_ref(2).map_err(bad)?;
-      let n = n
-        .as_str()
-        .map_err(|e| sql_err(path, "cannot read a job from", e))?;
-      names.intern(n)
-    };
-    let k: i64 = r.get(0).map_err(bad)?;
-    let id = job_id(k, r.get(1).map_err(bad)?);
-    let run_at = r.get::<_, i64>(10).map_err(bad)? as u64;
-    let plain = r.get::<_, u8>(4).map_err(bad)? == Status::Pending as u8
-      && r.get::<_, u32>(5).map_err(bad)? == 0
-      && r.get_ref(3).map_err(bad)?.as_str().ok() == Some("\"medium\"")
-      && [15, 16, 17, 18]
+    let row = RowReader::new(r, path)?;
+    let name = names.intern(row.required(col::NAME)?);
+    let id = row.id.0;
+    let run_at = row.time(col::RUN_AT)?;
+    // Plain pending jobs are read by their columns' stored forms here; the
+    // rest of a cold job's row is checked when it is read back.
+    let plain = row.status_text()? == Status::Pending.as_str()
+      && row.int::<u32>(col::ATTEMPTS)? == 0
+      && row.text(col::PRIORITY)? == Some("medium")
+      && [col::RESULT, col::PROGRESS, col::ERRORS, col::DEPS]
         .iter()
         .all(|&c| matches!(r.get_ref(c), Ok(rusqlite::types::ValueRef::Null)))
       && run_at <= now
@@ -179,9 +182,7 @@ fn load(
       && !needed.contains(&id);
     if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
       cold.push(run_at, id, name);
-      cold
-        .skew
-        .note(JobId(id), r.get::<_, i64>(9).map_err(bad)? as u64);
+      cold.skew.note(row.id, row.time(col::CREATED_AT)?);
       if let Some(n) = names.get_shared(name) {
         cold.names.entry(n).or_insert(name);
       }
@@ -644,3 +645,6 @@ impl Store for SqliteStore {
     self.mem.check_invariants()
   }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,10 +11,12 @@ use super::{sql_err, Durability, SqliteOptions};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-/// Migrations, one per version, applied in order in one transaction.
-const MIGRATIONS: &[&str] = &[
+/// Migrations, one per version, applied in order in one transaction (a
+/// new file runs them all). The forms the columns hold are in the docs of
+/// [`super::codec`].
+pub(super) const MIGRATIONS: &[&str] = &[
   // 1: jobs. `k` is the id's upper 64 bits (time + counter: unique and
   // ordered within one file), `lo` its lower 64.
   "CREATE TABLE jobwerk_jobs (
@@ -42,6 +44,47 @@ const MIGRATIONS: &[&str] = &[
   // 3: schedules, one JSON text each. A fire and the job it creates commit
   // in one transaction, so a crash neither loses nor doubles it.
   "CREATE TABLE jobwerk_schedules (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+  // 4: status as TypeScript names it (was its index, 0 = waiting ...),
+  // priority without JSON quotes (was `"high"`), backoff type spelled out
+  // (was `e,` / `f,`). Any other value is carried over as it is and read
+  // as corrupt, naming the job. SQLite cannot change a column's type: the
+  // table is copied.
+  "CREATE TABLE jobwerk_jobs_v4 (
+     k INTEGER PRIMARY KEY,
+     lo INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     priority TEXT NOT NULL,
+     status TEXT NOT NULL,
+     attempts INTEGER NOT NULL,
+     max_retries INTEGER NOT NULL,
+     timeout_ms INTEGER NOT NULL,
+     backoff TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     run_at INTEGER NOT NULL,
+     started_at INTEGER NOT NULL,
+     finished_at INTEGER NOT NULL,
+     data TEXT NOT NULL,
+     context TEXT NOT NULL,
+     result TEXT,
+     progress TEXT,
+     errors TEXT,
+     deps TEXT
+   );
+   INSERT INTO jobwerk_jobs_v4 (k, lo, name, priority, status, attempts, max_retries, timeout_ms,
+     backoff, created_at, run_at, started_at, finished_at, data, context, result, progress, errors, deps)
+   SELECT k, lo, name,
+     CASE priority WHEN '\"high\"' THEN 'high' WHEN '\"medium\"' THEN 'medium'
+       WHEN '\"low\"' THEN 'low' ELSE priority END,
+     CASE status WHEN 0 THEN 'waiting' WHEN 1 THEN 'pending' WHEN 2 THEN 'running'
+       WHEN 3 THEN 'completed' WHEN 4 THEN 'failed' WHEN 5 THEN 'timeout' WHEN 6 THEN 'cancelled'
+       ELSE CAST(status AS TEXT) END,
+     attempts, max_retries, timeout_ms,
+     CASE substr(backoff, 1, 2) WHEN 'e,' THEN 'exponential' || substr(backoff, 2)
+       WHEN 'f,' THEN 'fixed' || substr(backoff, 2) ELSE backoff END,
+     created_at, run_at, started_at, finished_at, data, context, result, progress, errors, deps
+   FROM jobwerk_jobs;
+   DROP TABLE jobwerk_jobs;
+   ALTER TABLE jobwerk_jobs_v4 RENAME TO jobwerk_jobs;",
 ];
 
 /// Opens (creating if needed) and migrates the database.

@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 use tokio::sync::watch;
 
-use super::codec::{backoff_text, deps_text, key};
-use crate::job::{Backoff, Job, Priority, Text};
+use super::codec::{backoff_text, deps_text, key, priority_text};
+use crate::job::{Backoff, Job, Priority, Status, Text};
 use crate::storage::{Commit, Names};
 
 /// One write, as the writer thread applies it.
@@ -52,7 +52,7 @@ pub(super) struct Row {
   pub(super) lo: i64,
   pub(super) name: Arc<str>,
   pub(super) priority: Priority,
-  pub(super) status: u8,
+  pub(super) status: Status,
   pub(super) attempts: u32,
   pub(super) max_retries: u32,
   pub(super) timeout_ms: u32,
@@ -68,7 +68,7 @@ pub(super) struct Row {
 #[derive(Debug)]
 pub(super) struct StateRow {
   pub(super) k: i64,
-  pub(super) status: u8,
+  pub(super) status: Status,
   pub(super) attempts: u32,
   pub(super) run_at: u64,
   pub(super) started_at: u64,
@@ -82,7 +82,7 @@ pub(super) fn state_row(job: &Job, errors: bool) -> Op {
   let o = job.extra.as_deref();
   Op::State(Box::new(StateRow {
     k: key(job.id),
-    status: job.status as u8,
+    status: job.status,
     attempts: job.attempts,
     run_at: job.run_at,
     started_at: job.started_at,
@@ -102,7 +102,7 @@ pub(super) fn insert_row(job: &Job, data: Text, names: &Names) -> Op {
     lo: job.id.0 as u64 as i64,
     name: names.get_shared(job.name).unwrap_or_else(|| Arc::from("")),
     priority: job.priority,
-    status: job.status as u8,
+    status: job.status,
     attempts: job.attempts,
     max_retries: job.max_retries,
     timeout_ms: job.timeout_ms,
@@ -128,8 +128,8 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
           r.k,
           r.lo,
           &*r.name,
-          r.priority.to_json(),
-          r.status,
+          &*priority_text(r.priority),
+          r.status.as_str(),
           r.attempts,
           r.max_retries,
           r.timeout_ms,
@@ -148,7 +148,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
     } => {
       conn
         .prepare_cached(
-          "UPDATE jobwerk_jobs SET status = 2, attempts = ?2, started_at = ?3 WHERE k = ?1",
+          "UPDATE jobwerk_jobs SET status = 'running', attempts = ?2, started_at = ?3 WHERE k = ?1",
         )?
         .execute(params![k, attempts, *started_at as i64])?;
     }
@@ -160,7 +160,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
         )?
         .execute(params![
           s.k,
-          s.status,
+          s.status.as_str(),
           s.attempts,
           s.run_at as i64,
           s.started_at as i64,
@@ -177,7 +177,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
     } => {
       conn
         .prepare_cached(
-          "UPDATE jobwerk_jobs SET status = 3, attempts = ?2, started_at = ?3, finished_at = ?4, result = ?5
+          "UPDATE jobwerk_jobs SET status = 'completed', attempts = ?2, started_at = ?3, finished_at = ?4, result = ?5
            WHERE k = ?1",
         )?
         .execute(params![
