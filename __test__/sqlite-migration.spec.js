@@ -6,7 +6,7 @@
 // (tests/fixtures/sqlite-v3.expected.json), and keeps working.
 const fs = require('node:fs')
 const path = require('node:path')
-const { tempDirs, sqliteTracker } = require('./helpers/sqlite')
+const { tempDirs, sqliteTracker, rejected, expectStorageError } = require('./helpers/sqlite')
 
 const FIXTURES = path.join(__dirname, '..', 'tests', 'fixtures')
 const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'sqlite-v3.expected.json'), 'utf8'))
@@ -67,4 +67,15 @@ test('a migrated file keeps working: its pending jobs run, dependants follow, a 
   const again = open(db)
   expect(again.getJobStatus(ids.plain3)).toMatchObject({ status: 'completed', result: 'plain ran', attempts: 1 })
   expect(again.getJobStatus(ids.failed)).toEqual(expect.objectContaining(expected.jobs.failed))
+})
+
+test('a corrupt stored value is ERR_STORAGE naming the job and the column, not a default', async () => {
+  // tests/fixtures/sqlite-corrupt-status.db: two jobs written by this schema,
+  // the second's status then set to 'finished' with the sqlite3 shell.
+  const db = path.join(dirs.make(), 'jobs.db')
+  fs.copyFileSync(path.join(FIXTURES, 'sqlite-corrupt-status.db'), db)
+  const service = services.open(db)
+  const e = await rejected(service.start())
+  expectStorageError(e, '01a2428c-112a-7001-bf2e-09814befdd81', 'status', '"finished"')
+  expect(service.getSystemStatus().storage).toMatchObject({ type: 'sqlite', state: 'error', error: expect.stringContaining('01a2428c-112a-7001-bf2e-09814befdd81') })
 })
