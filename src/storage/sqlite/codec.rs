@@ -9,7 +9,7 @@
 //! | `k`, `lo`  | the id's upper and lower 64 bits (`k`: time + counter, unique and ordered in one file) |
 //! | `status`   | the status as TypeScript names it: `'waiting'`, `'pending'`, `'running'`, `'completed'`, `'failed'`, `'timeout'`, `'cancelled'` |
 //! | `priority` | `'high'`, `'medium'`, `'low'`, or an explicit weight as a decimal integer (`'7'`, `'-3'`) |
-//! | `backoff`  | `<type>,<delayMs>,<maxDelayMs>,<jitter>`: type `exponential` or `fixed`, delays as unsigned 32-bit integers (max delay 0: none), jitter a decimal in [0, 1] (`'exponential,1000,60000,0'`) |
+//! | `backoff`  | `<type>,<delayMs>,<maxDelayMs>,<jitter>`: type `e` (exponential) or `f` (fixed), delays as unsigned 32-bit integers (max delay 0: none), jitter a decimal in [0, 1] (`'e,1000,60000,0'`; short: every row has one) |
 //! | `deps`     | `f|<id>,<id>...` (a failed dependency fails the job) or `i|...` (it runs anyway); NULL without dependencies |
 //! | `errors`   | a JSON array of the failed attempts; NULL when none |
 //! | `data`, `context`, `result`, `progress` | JSON text as it came from JavaScript (`context` `'{}'` when none; `result`, `progress` NULL when none) |
@@ -119,8 +119,8 @@ pub(super) fn parse_priority(s: &str) -> Option<Priority> {
 /// The stored form of a backoff (see the module docs).
 pub(super) fn backoff_text(b: &Backoff) -> String {
   let kind = match b.kind {
-    BackoffKind::Exponential => "exponential",
-    BackoffKind::Fixed => "fixed",
+    BackoffKind::Exponential => "e",
+    BackoffKind::Fixed => "f",
   };
   format!("{kind},{},{},{}", b.delay_ms, b.max_delay_ms, b.jitter)
 }
@@ -129,8 +129,8 @@ pub(super) fn backoff_text(b: &Backoff) -> String {
 pub(super) fn parse_backoff(s: &str) -> Option<Backoff> {
   let mut p = s.split(',');
   let kind = match p.next()? {
-    "exponential" => BackoffKind::Exponential,
-    "fixed" => BackoffKind::Fixed,
+    "e" => BackoffKind::Exponential,
+    "f" => BackoffKind::Fixed,
     _ => return None,
   };
   let delay_ms = p.next()?.parse::<u32>().ok()?;

@@ -45,9 +45,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
   // in one transaction, so a crash neither loses nor doubles it.
   "CREATE TABLE jobwerk_schedules (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
   // 4: status as TypeScript names it (was its index, 0 = waiting ...),
-  // priority without JSON quotes (was `"high"`), backoff type spelled out
-  // (was `e,` / `f,`). Any other value is carried over as it is and read
-  // as corrupt, naming the job. SQLite cannot change a column's type: the
+  // priority without JSON quotes (was `"high"`); backoffs keep their form.
+  // Any other value is carried over as it is and read as corrupt, naming
+  // the job. SQLite cannot change a column's type: the
   // table is copied.
   "CREATE TABLE jobwerk_jobs_v4 (
      k INTEGER PRIMARY KEY,
@@ -79,8 +79,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
        WHEN 3 THEN 'completed' WHEN 4 THEN 'failed' WHEN 5 THEN 'timeout' WHEN 6 THEN 'cancelled'
        ELSE CAST(status AS TEXT) END,
      attempts, max_retries, timeout_ms,
-     CASE substr(backoff, 1, 2) WHEN 'e,' THEN 'exponential' || substr(backoff, 2)
-       WHEN 'f,' THEN 'fixed' || substr(backoff, 2) ELSE backoff END,
+     backoff,
      created_at, run_at, started_at, finished_at, data, context, result, progress, errors, deps
    FROM jobwerk_jobs;
    DROP TABLE jobwerk_jobs;
