@@ -357,16 +357,20 @@ pub(super) fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<
   })
 }
 
-/// A cold job (pending, never attempted, no outcome, no dependencies) from
-/// a row of [`JOB_COLUMNS`]; `backoff` is the last row's (see
-/// [`RowReader::backoff`]).
+/// The columns a refill reads, at the places of [`JOB_COLUMNS`]: those a
+/// cold job (pending, never attempted, no outcome, no dependencies) does not
+/// need are NULL, so SQLite does not decode them.
+pub(super) const COLD_COLUMNS: &str =
+  "k, lo, name, priority, status, NULL, max_retries, timeout_ms, backoff, created_at, \
+  run_at, NULL, NULL, data, context, NULL, NULL, NULL, NULL";
+
+/// A cold job from a row of [`COLD_COLUMNS`]; `backoff` is the last row's
+/// (see [`RowReader::backoff`]).
 pub(super) fn read_cold_row(
-  r: &rusqlite::Row<'_>,
-  path: &Path,
+  r: &RowReader<'_, '_>,
   name: u32,
   backoff: &mut Option<(String, Backoff)>,
 ) -> Result<Job> {
-  let r = RowReader::new(r, path)?;
   Ok(Job {
     priority: r.priority()?,
     max_retries: r.int(col::MAX_RETRIES)?,

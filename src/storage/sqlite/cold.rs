@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use rusqlite::params;
 
-use super::codec::{col, cold_name, job_id, key, read_cold_row, read_job, RowReader, JOB_COLUMNS};
+use super::codec::{
+  col, cold_name, job_id, key, read_cold_row, read_job, RowReader, COLD_COLUMNS, JOB_COLUMNS,
+};
 use super::writer::{insert_row, Op, Row};
 use super::{sql_err, SqliteStore};
 use crate::error::{Error, Result};
@@ -212,7 +214,7 @@ impl SqliteStore {
       let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
       let mut stmt = reader
         .prepare_cached(&format!(
-          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
+          "SELECT {COLD_COLUMNS} FROM jobwerk_jobs WHERE k > ?1 ORDER BY k"
         ))
         .map_err(bad)?;
       let mut rows = stmt.query([cursor]).map_err(bad)?;
@@ -226,7 +228,7 @@ impl SqliteStore {
           next = Some((row.time(col::RUN_AT)?, row.id.0));
           break;
         }
-        loaded.push(read_cold_row(r, path, cold_name(r, names), &mut backoff)?);
+        loaded.push(read_cold_row(&row, cold_name(r, names), &mut backoff)?);
         cursor = key(row.id);
       }
       Ok((loaded, next, cursor))

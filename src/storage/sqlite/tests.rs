@@ -369,13 +369,20 @@ fn priorities_and_backoffs_round_trip_in_their_documented_forms() {
 fn the_column_constants_name_the_columns_in_order() {
   let listed: Vec<&str> = codec::JOB_COLUMNS.split(',').map(str::trim).collect();
   assert_eq!(listed, codec::COLUMN_NAMES);
+  let cold: Vec<&str> = codec::COLD_COLUMNS.split(',').map(str::trim).collect();
+  assert_eq!(cold.len(), codec::COLUMN_NAMES.len());
+  for (c, name) in cold.iter().zip(codec::COLUMN_NAMES) {
+    assert!(*c == "NULL" || *c == name, "{c} at the place of {name}");
+  }
   let c = Connection::open_in_memory().expect("memory db");
   for m in schema::MIGRATIONS {
     c.execute_batch(m).expect("migration");
   }
-  let mut stmt = c
-    .prepare(&format!("SELECT {} FROM jobwerk_jobs", codec::JOB_COLUMNS))
-    .expect("every column exists");
-  assert_eq!(stmt.column_count(), codec::COLUMN_NAMES.len());
-  let _ = stmt.query([]).expect("query");
+  for columns in [codec::JOB_COLUMNS, codec::COLD_COLUMNS] {
+    let mut stmt = c
+      .prepare(&format!("SELECT {columns} FROM jobwerk_jobs"))
+      .expect("every column exists");
+    assert_eq!(stmt.column_count(), codec::COLUMN_NAMES.len());
+    let _ = stmt.query([]).expect("query");
+  }
 }
