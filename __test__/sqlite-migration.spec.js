@@ -76,6 +76,6 @@ test('a corrupt stored value is ERR_STORAGE naming the job and the column, not a
   fs.copyFileSync(path.join(FIXTURES, 'sqlite-corrupt-status.db'), db)
   const service = services.open(db)
   const e = await rejected(service.start())
-  expectStorageError(e, '01a2428c-112a-7001-bf2e-09814befdd81', 'status', '"finished"')
-  expect(service.getSystemStatus().storage).toMatchObject({ type: 'sqlite', state: 'error', error: expect.stringContaining('01a2428c-112a-7001-bf2e-09814befdd81') })
+  expectStorageError(e, '01a242a2-d075-7000-97e0-663ba31180a8', 'status', '"finished"')
+  expect(service.getSystemStatus().storage).toMatchObject({ type: 'sqlite', state: 'error', error: expect.stringContaining('01a242a2-d075-7000-97e0-663ba31180a8') })
 })
