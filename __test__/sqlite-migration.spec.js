@@ -1,0 +1,81 @@
+'use strict'
+// A file written by the release of SQLite schema 3 (tests/fixtures/sqlite-v3.db,
+// made by tests/fixtures/make-sqlite-v3.js) opens with this build: it is
+// migrated to the current schema with every job, result, error, progress,
+// dependency and schedule intact, read back as that release read it
+// (tests/fixtures/sqlite-v3.expected.json), and keeps working.
+const fs = require('node:fs')
+const path = require('node:path')
+const { tempDirs, sqliteTracker, rejected, expectStorageError } = require('./helpers/sqlite')
+
+const FIXTURES = path.join(__dirname, '..', 'tests', 'fixtures')
+const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'sqlite-v3.expected.json'), 'utf8'))
+
+const dirs = tempDirs('jobwerk-migration-')
+const services = sqliteTracker()
+afterEach(() => services.stopAll())
+afterAll(() => dirs.cleanup())
+
+function copyOfV3() {
+  const db = path.join(dirs.make(), 'jobs.db')
+  fs.copyFileSync(path.join(FIXTURES, 'sqlite-v3.db'), db)
+  return db
+}
+
+const open = (db) => services.open(db, { clock: { type: 'manual', now: expected.readAt } })
+
+test('every job and schedule of a schema-3 file reads as that release read it', async () => {
+  const db = copyOfV3()
+  const service = open(db)
+  for (const [k, id] of Object.entries(expected.ids)) {
+    expect({ k, job: service.getJobStatus(id) }).toEqual({ k, job: expect.objectContaining(expected.jobs[k]) })
+  }
+  expect(service.getJobs({ limit: 1000 }).jobs.map((j) => j.jobId)).toEqual(expected.listed)
+  expect(service.getScheduledJobs()).toEqual(expected.scheduled.map((s) => expect.objectContaining(s)))
+  expect(service.getQueueStatistics()).toMatchObject(
+    Object.fromEntries(['waiting', 'pending', 'running', 'completed', 'failed', 'timeout', 'cancelled', 'total'].map((s) => [s, expected.stats[s]])),
+  )
+  await service.stop()
+
+  // Migrated once: the next open reads the same.
+  const again = open(db)
+  for (const [k, id] of Object.entries(expected.ids)) {
+    expect({ k, job: again.getJobStatus(id) }).toEqual({ k, job: expect.objectContaining(expected.jobs[k]) })
+  }
+})
+
+test('a migrated file keeps working: its pending jobs run, dependants follow, a finished job retries', async () => {
+  const db = copyOfV3()
+  const service = open(db)
+  const ran = []
+  const calc = (name) => ({ name, calculate: (d) => (ran.push([name, d]), `${name} ran`) })
+  for (const name of ['later', 'plain', 'hang', 'waiter']) service.registerCalculation(calc(name))
+  await service.start()
+  await service.advanceTime(1000)
+  const ids = expected.ids
+  for (const k of ['delayed', 'weighted', 'negative', 'retryWaiting', 'runningRetries', 'waitingFail', 'waitingIgnore', 'plain0', 'plain11']) {
+    expect({ k, status: service.getJobStatus(ids[k]).status }).toEqual({ k, status: 'completed' })
+  }
+  expect(service.getJobStatus(ids.plain3).result).toBe('plain ran')
+  expect(service.getJobStatus(ids.plain3).context).toEqual({ i: 3 })
+  expect(service.retryJob(ids.cancelled)).toBe(true)
+  await service.advanceTime(1000)
+  expect(service.getJobStatus(ids.cancelled).status).toBe('completed')
+  const stats = service.getQueueStatistics()
+  expect(stats.pending + stats.running + stats.waiting).toBe(0)
+  await service.stop()
+  const again = open(db)
+  expect(again.getJobStatus(ids.plain3)).toMatchObject({ status: 'completed', result: 'plain ran', attempts: 1 })
+  expect(again.getJobStatus(ids.failed)).toEqual(expect.objectContaining(expected.jobs.failed))
+})
+
+test('a corrupt stored value is ERR_STORAGE naming the job and the column, not a default', async () => {
+  // tests/fixtures/sqlite-corrupt-status.db: two jobs written by this schema,
+  // the second's status then set to 'finished' with the sqlite3 shell.
+  const db = path.join(dirs.make(), 'jobs.db')
+  fs.copyFileSync(path.join(FIXTURES, 'sqlite-corrupt-status.db'), db)
+  const service = services.open(db)
+  const e = await rejected(service.start())
+  expectStorageError(e, '01a242a2-d075-7000-97e0-663ba31180a8', 'status', '"finished"')
+  expect(service.getSystemStatus().storage).toMatchObject({ type: 'sqlite', state: 'error', error: expect.stringContaining('01a242a2-d075-7000-97e0-663ba31180a8') })
+})

@@ -1,0 +1,650 @@
+//! [`SqliteStore`]: the embedded default. The live state is a
+//! [`MemoryStore`] rebuilt from the file on open; every transition is also
+//! queued to one writer thread, which commits whatever queued up while the
+//! previous commit ran in one transaction (group commit). Payloads stay JSON
+//! text, as they came from JavaScript.
+//!
+//! Pending jobs beyond the first [`HOT_PENDING`] live in the file only
+//! ("cold"): plain jobs (priority `medium`, due when added, never attempted,
+//! no dependencies) whose inserts are journaled like any other but which are
+//! not kept in memory. They run in the order of their keys, which is their
+//! (due time, id) order; a claim takes jobs from memory up to the first cold
+//! one and reads the next ones from the file when it gets there (a refill).
+//! Reading one (`get`) reads its row; a listing reads the cold rows it
+//! returns (one range read on the key); changing one (`cancel`, depending on
+//! it) brings it into memory first.
+//!
+//! The parts:
+//!
+//! - [`schema`]: the tables, their migrations (`PRAGMA user_version`) and
+//!   opening a file (a file of a newer schema or of another program is
+//!   refused and left untouched);
+//! - [`codec`]: a job's row, column by column, with the stored form of each
+//!   (statuses as TypeScript names them, priorities, backoffs, dependencies)
+//!   and the `ERR_STORAGE` a corrupt value is, naming the job;
+//! - [`writer`]: the writer thread and the writes it applies;
+//! - [`lock`]: one process per file (`<path>.lock`, an advisory lock that
+//!   the OS drops with the process, holding the owner's pid);
+//! - [`cold`]: the pending jobs kept in the file only;
+//! - this module: [`SqliteStore`], loading a file and the [`Store`]
+//!   transitions, each applied to the memory store and queued to the writer.
+
+mod codec;
+mod cold;
+mod lock;
+mod schema;
+mod writer;
+
+pub use schema::SCHEMA_VERSION;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use self::codec::{col, key, read_job, RowReader, JOB_COLUMNS};
+use self::cold::Cold;
+use self::lock::{canonical_path, take_lock};
+use self::schema::{load_schedules, open_connection, open_reader};
+use self::writer::{insert_row, state_row, Op};
+use super::memory::MemoryStore;
+use super::{Commit, FailKind, Failed, JobFilter, Names, Store};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobError, JobId, Priority, Status};
+
+/// What `synchronous` the file runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+  /// `synchronous=NORMAL` in WAL: survives a process crash; a power cut can
+  /// lose the last commits.
+  Normal,
+  /// `synchronous=FULL`: every commit is on disk.
+  Full,
+}
+
+/// Where and how to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+  pub path: PathBuf,
+  pub durability: Durability,
+  /// Pending jobs kept in memory before new plain ones stay in the file only
+  /// (see the module docs); at least 1.
+  pub hot_pending: usize,
+}
+
+impl SqliteOptions {
+  /// The file at `path`, with [`HOT_PENDING`] pending jobs in memory.
+  pub fn new(path: impl Into<PathBuf>, durability: Durability) -> SqliteOptions {
+    SqliteOptions {
+      path: path.into(),
+      durability,
+      hot_pending: HOT_PENDING,
+    }
+  }
+}
+
+/// How many pending jobs stay in memory by default (see the module docs).
+pub const HOT_PENDING: usize = 2048;
+
+fn sql_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+  Error::Storage(format!("{what} '{}': {e}", path.display()))
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+  mem: MemoryStore,
+  path: PathBuf,
+  /// Writes made since the last send.
+  pending: Vec<Op>,
+  /// Sequence number of the last batch sent.
+  sent: u64,
+  tx: Option<Sender<(u64, Vec<Op>)>>,
+  commits: watch::Receiver<Commit>,
+  writer: Option<JoinHandle<()>>,
+  lock: Option<File>,
+  failure: Arc<Mutex<Option<String>>>,
+  /// See [`Store::take_changed`].
+  changed: Vec<JobId>,
+  /// The schedules read on open.
+  schedules: Vec<String>,
+  /// See [`Cold`]; reads go through `reader`.
+  cold: Cold,
+  hot_pending: usize,
+  reader: Option<Connection>,
+  /// The file's canonical path (the reader's).
+  file: PathBuf,
+  /// The last cold job `get` read from the file.
+  peeked: Option<Box<Job>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("SqliteStore")
+      .field("path", &self.path)
+      .finish_non_exhaustive()
+  }
+}
+
+/// Reads the jobs into `mem`, leaving plain pending jobs beyond
+/// `hot_pending` in the file (returned as the cold set).
+fn load(
+  conn: &Connection,
+  path: &Path,
+  mem: &mut MemoryStore,
+  names: &mut Names,
+  now: u64,
+  hot_pending: usize,
+) -> Result<Cold> {
+  let bad = |e: rusqlite::Error| sql_err(path, "cannot read the jobs of", e);
+  // Jobs that waiting jobs depend on stay in memory (their dependants are
+  // filed under them).
+  let mut needed: std::collections::HashSet<u128> = std::collections::HashSet::new();
+  {
+    let mut stmt = conn
+      .prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE status = 'waiting' AND deps IS NOT NULL"
+      ))
+      .map_err(bad)?;
+    let mut rows = stmt.query([]).map_err(bad)?;
+    while let Some(r) = rows.next().map_err(bad)? {
+      if let Some(d) = RowReader::new(r, path)?.deps()? {
+        needed.extend(d.ids.iter().map(|id| id.0));
+      }
+    }
+  }
+  let mut stmt = conn
+    .prepare(&format!(
+      "SELECT {JOB_COLUMNS} FROM jobwerk_jobs ORDER BY k"
+    ))
+    .map_err(bad)?;
+  let mut rows = stmt.query([]).map_err(bad)?;
+  let mut cold = Cold::default();
+  while let Some(r) = rows.next().map_err(bad)? {
+    let row = RowReader::new(r, path)?;
+    let name = names.intern(row.required(col::NAME)?);
+    let id = row.id.0;
+    let run_at = row.time(col::RUN_AT)?;
+    // Plain pending jobs are read by their columns' stored forms here; the
+    // rest of a cold job's row is checked when it is read back.
+    let plain = row.status_text()? == Status::Pending.as_str()
+      && row.int::<u32>(col::ATTEMPTS)? == 0
+      && row.text(col::PRIORITY)? == Some("medium")
+      && [col::RESULT, col::PROGRESS, col::ERRORS, col::DEPS]
+        .iter()
+        .all(|&c| matches!(r.get_ref(c), Ok(rusqlite::types::ValueRef::Null)))
+      && run_at <= now
+      && (run_at, id) >= cold.last
+      && !needed.contains(&id);
+    if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
+      cold.push(run_at, id, name);
+      cold.skew.note(row.id, row.time(col::CREATED_AT)?);
+      if let Some(n) = names.get_shared(name) {
+        cold.names.entry(n).or_insert(name);
+      }
+      continue;
+    }
+    mem.restore(read_job(r, path, name)?, now);
+  }
+  mem.restored();
+  mem.restore_waiting(now);
+  Ok(cold)
+}
+
+impl SqliteStore {
+  /// Opens the file (creating the directory and the file if needed), takes
+  /// its lock, loads its jobs and recovers those a dead process left running.
+  pub fn open(opts: &SqliteOptions, names: &mut Names, now: u64) -> Result<SqliteStore> {
+    if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+      fs::create_dir_all(dir).map_err(|e| sql_err(dir, "cannot create the directory", e))?;
+    }
+    if opts.path.is_dir() {
+      return Err(Error::Storage(format!(
+        "'{}' is a directory; storage.path must name a file",
+        opts.path.display()
+      )));
+    }
+    // One lock per file, however the path is spelled (links, `..`).
+    let canonical = canonical_path(&opts.path);
+    let lock = take_lock(&canonical, &opts.path)?;
+    let conn = open_connection(opts, &canonical)?;
+    let mut mem = MemoryStore::new();
+    let hot_pending = opts.hot_pending.max(1);
+    let cold = load(&conn, &opts.path, &mut mem, names, now, hot_pending)?;
+    let reader =
+      open_reader(&canonical).map_err(|e| sql_err(&opts.path, "cannot open a reader of", e))?;
+    let schedules = load_schedules(&conn, &opts.path)?;
+    let (commit_tx, commits) = watch::channel(Commit::default());
+    let (tx, rx) = mpsc::channel();
+    let failure = Arc::new(Mutex::new(None));
+    let f2 = failure.clone();
+    let writer = std::thread::Builder::new()
+      .name("jobwerk-sqlite".into())
+      .spawn(move || writer::writer(conn, rx, commit_tx, f2))
+      .map_err(|e| Error::Storage(format!("cannot start the SQLite writer: {e}")))?;
+    let mut store = SqliteStore {
+      mem,
+      path: opts.path.clone(),
+      pending: Vec::new(),
+      sent: 0,
+      tx: Some(tx),
+      commits,
+      writer: Some(writer),
+      lock: Some(lock),
+      failure,
+      changed: Vec::new(),
+      schedules,
+      cold,
+      hot_pending,
+      reader: Some(reader),
+      file: canonical,
+      peeked: None,
+    };
+    store.journal_changed();
+    store.recover_interrupted(now);
+    store.send();
+    Ok(store)
+  }
+
+  /// The file.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Sends the writes made since the last call to the writer.
+  fn send(&mut self) {
+    if self.pending.is_empty() {
+      return;
+    }
+    let ops = std::mem::take(&mut self.pending);
+    if let Some(tx) = &self.tx {
+      self.sent += 1;
+      if tx.send((self.sent, ops)).is_err() {
+        let mut f = self.failure.lock();
+        if f.is_none() {
+          *f = Some("the SQLite writer has stopped".into());
+        }
+      }
+    }
+  }
+
+  /// Journals the jobs the memory store changed through their dependencies
+  /// and keeps them for [`Store::take_changed`].
+  fn journal_changed(&mut self) {
+    for id in self.mem.take_changed() {
+      self.push_state(id, true);
+      self.changed.push(id);
+    }
+  }
+
+  fn push_state(&mut self, id: JobId, errors: bool) {
+    if let Some(job) = self.mem.get(id) {
+      self.pending.push(state_row(job, errors));
+    }
+  }
+
+  /// Records a read error as the store's failure.
+  fn read_failed(&self, e: impl std::fmt::Display) {
+    let mut f = self.failure.lock();
+    if f.is_none() {
+      *f = Some(format!(
+        "cannot read pending jobs back from '{}': {e}",
+        self.path.display()
+      ));
+    }
+  }
+
+  /// Runs `read` on the reader (once closed, on a connection for this read
+  /// only); an error becomes the store's failure.
+  fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Option<T> {
+    self.try_read(read).map_err(|e| self.read_failed(e)).ok()
+  }
+
+  /// Runs `read` on the reader (once closed, on a connection for this read
+  /// only).
+  fn try_read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    match &self.reader {
+      Some(r) => read(r),
+      None => open_reader(&self.file)
+        .map_err(|e| sql_err(&self.path, "cannot open a reader of", e))
+        .and_then(|r| read(&r)),
+    }
+  }
+  /// Blocks until the writer has committed batch `mark` (what was sent by
+  /// then; nothing is sent here).
+  fn wait_for(&mut self, mark: u64) -> Result<()> {
+    let mut rx = self.commits.clone();
+    loop {
+      let c = rx.borrow_and_update().clone();
+      if let Some(e) = c.error {
+        return Err(Error::Storage(e));
+      }
+      if c.seq >= mark || self.writer.is_none() {
+        return Ok(());
+      }
+      if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+        return Err(Error::Storage("the SQLite writer has stopped".into()));
+      }
+      // Blocking wait without a runtime: short sleeps until the writer catches up.
+      std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+  }
+
+  /// A receiver of commit progress and the mark to wait for: everything
+  /// written so far is durable once `seq >= mark`.
+  pub fn flush_handle(&mut self) -> (u64, watch::Receiver<Commit>) {
+    self.send();
+    (self.sent, self.commits.clone())
+  }
+}
+
+impl Drop for SqliteStore {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+impl Store for SqliteStore {
+  fn kind(&self) -> &'static str {
+    "sqlite"
+  }
+
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
+    // What new jobs depend on is in memory (they are filed under it).
+    let mut needed = Vec::new();
+    for job in &jobs {
+      for id in job.deps().map(|d| &d.ids[..]).unwrap_or(&[]) {
+        self.warm(*id);
+        needed.push(*id);
+      }
+    }
+    let mut hot = Vec::with_capacity(jobs.len());
+    let mut hot_pending = self.mem.counts()[Status::Pending as usize];
+    let mut cold = false;
+    for job in jobs {
+      if self.goes_cold(&job, hot_pending) && !needed.contains(&job.id) {
+        self.push_cold(job, names);
+        cold = true;
+      } else {
+        hot_pending += 1;
+        hot.push(job);
+      }
+    }
+    if cold {
+      self.cold.mark = self.write_mark();
+    }
+    let pending = &mut self.pending;
+    self.mem.insert_with(hot, &mut |job| {
+      pending.push(insert_row(job, job.data.clone(), names));
+    });
+    self.journal_changed();
+  }
+
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, u32),
+  ) -> usize {
+    if self.cold.stale {
+      self.refill(0);
+    }
+    let mut n = 0;
+    loop {
+      // The cold jobs bound the claim while one of them can run (jobs of
+      // calculations not registered wait, as in memory, without holding
+      // others back).
+      let medium = self.mem.weight(Priority::Medium);
+      let bound = self
+        .cold
+        .head
+        .filter(|_| self.cold.runnable(runnable))
+        .map(|(run_at, id)| (medium, run_at, id));
+      let pending = &mut self.pending;
+      n += self
+        .mem
+        .claim_until(max - n, now, bound, runnable, &mut |job, hint| {
+          pending.push(Op::Claim {
+            k: key(job.id),
+            attempts: job.attempts,
+            started_at: job.started_at,
+          });
+          visit(job, hint)
+        });
+      if n >= max || !self.cold.runnable(runnable) || self.refill(max - n) == 0 {
+        return n;
+      }
+    }
+  }
+
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.mem.has_due(now, runnable) || self.cold.runnable(runnable)
+  }
+
+  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
+    let ok = self.mem.complete(id, hint, result, now);
+    if ok {
+      if let Some(job) = self.mem.get_hinted(id, hint) {
+        let result = job.extra.as_ref().and_then(|e| e.result.clone());
+        self.pending.push(Op::Completed {
+          k: key(job.id),
+          attempts: job.attempts,
+          started_at: job.started_at,
+          finished_at: job.finished_at,
+          result: result.unwrap_or_else(|| Arc::from("null")),
+        });
+      }
+      self.journal_changed();
+    }
+    ok
+  }
+
+  fn fail(
+    &mut self,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed> {
+    let f = self.mem.fail(id, err, kind, now, rand)?;
+    self.push_state(id, true);
+    self.journal_changed();
+    Some(f)
+  }
+
+  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+    self.warm(id);
+    let was = self.mem.cancel(id, now)?;
+    self.push_state(id, true);
+    self.journal_changed();
+    Some(was)
+  }
+
+  fn retry(&mut self, id: JobId, now: u64) -> bool {
+    let ok = self.mem.retry(id, now);
+    if ok {
+      self.push_state(id, false);
+      self.journal_changed();
+    }
+    ok
+  }
+
+  fn progress(&mut self, id: JobId, json: &str) -> bool {
+    let ok = self.mem.progress(id, json);
+    if ok {
+      self.pending.push(Op::Progress {
+        k: key(id),
+        json: json.into(),
+      });
+    }
+    ok
+  }
+
+  fn recover_interrupted(&mut self, now: u64) -> usize {
+    let running = self.mem.ids_with(Status::Running);
+    let n = self.mem.recover_interrupted(now);
+    for id in running {
+      self.push_state(id, true);
+    }
+    self.journal_changed();
+    n
+  }
+
+  fn prune(&mut self, before: u64) -> usize {
+    let keys: Vec<i64> = self
+      .mem
+      .finished_before(before)
+      .into_iter()
+      .map(key)
+      .collect();
+    let n = self.mem.prune(before);
+    self.journal_changed();
+    if !keys.is_empty() {
+      self.pending.push(Op::Delete(keys));
+      self.cold.pruned = self.write_mark();
+    }
+    n
+  }
+
+  fn get(&mut self, id: JobId) -> Option<&Job> {
+    if self.mem.contains(id) {
+      return self.mem.get(id);
+    }
+    self.peeked = self.read_cold(id).map(Box::new);
+    self.peeked.as_deref()
+  }
+
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    let mut ids = self.mem.list(status, limit);
+    if self.cold.count > 0 && matches!(status, None | Some(Status::Pending)) {
+      ids.extend(self.cold_ids(limit));
+      ids.sort_unstable();
+      ids.truncate(limit);
+    }
+    ids
+  }
+
+  fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>> {
+    let hot = self.mem.list_jobs(filter, names)?;
+    let cold = self.cold_page(filter, names)?;
+    Ok(filter.merge(hot, cold))
+  }
+
+  fn counts(&self) -> [usize; 7] {
+    let mut c = self.mem.counts();
+    c[Status::Pending as usize] += self.cold.count;
+    c
+  }
+
+  fn unregistered(&self) -> usize {
+    self.mem.unregistered()
+  }
+
+  fn registered(&mut self, name: u32) {
+    self.mem.registered(name)
+  }
+
+  fn oldest_due(&self) -> Option<u64> {
+    let cold = self.cold.head.map(|(run_at, _)| run_at);
+    match (self.mem.oldest_due(), cold) {
+      (Some(a), Some(b)) => Some(a.min(b)),
+      (a, b) => a.or(b),
+    }
+  }
+
+  fn next_due(&self) -> Option<u64> {
+    self.mem.next_due()
+  }
+
+  fn take_changed(&mut self) -> Vec<JobId> {
+    std::mem::take(&mut self.changed)
+  }
+
+  fn save_schedule(&mut self, id: &str, json: &str) {
+    self.pending.push(Op::SaveSchedule {
+      id: id.into(),
+      json: json.into(),
+    });
+  }
+
+  fn delete_schedule(&mut self, id: &str) {
+    self.pending.push(Op::DeleteSchedule(id.into()));
+  }
+
+  fn schedules(&self) -> Vec<String> {
+    self.schedules.clone()
+  }
+
+  fn max_id(&self) -> Option<JobId> {
+    let cold = (self.cold.count > 0).then_some(JobId(self.cold.last.1));
+    self.mem.max_id().max(cold)
+  }
+
+  fn set_weights(&mut self, weights: [i32; 3]) {
+    self.mem.set_weights(weights)
+  }
+
+  fn end_batch(&mut self) {
+    self.send();
+  }
+
+  fn write_mark(&self) -> u64 {
+    self.sent + u64::from(!self.pending.is_empty())
+  }
+
+  fn committed(&self) -> u64 {
+    self.commits.borrow().seq
+  }
+
+  fn sync(&mut self) -> Result<()> {
+    let (mark, _) = self.flush_handle();
+    self.wait_for(mark)
+  }
+
+  fn failure(&self) -> Option<String> {
+    self.failure.lock().clone()
+  }
+
+  fn flush_watch(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
+    Some(self.flush_handle())
+  }
+
+  fn close(&mut self) {
+    self.send();
+    self.tx = None;
+    // Before the writer closes, so that the writer's close, the last one,
+    // removes the WAL. (Reads after this open a connection each.)
+    self.reader = None;
+    if let Some(w) = self.writer.take() {
+      let _ = w.join();
+    }
+    self.lock = None;
+  }
+
+  fn is_closed(&self) -> bool {
+    self.tx.is_none()
+  }
+
+  fn is_durable(&self) -> bool {
+    true
+  }
+
+  fn check_invariants(&self) -> std::result::Result<(), String> {
+    if (self.cold.count > 0) != self.cold.head.is_some() {
+      return Err(format!(
+        "{} cold jobs, first {:?}",
+        self.cold.count, self.cold.head
+      ));
+    }
+    self.mem.check_invariants()
+  }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+//! The file format: a file of the previous schema migrates with everything
+//! in it, and a corrupt stored value is an error naming the job.
+
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::*;
+use crate::job::{Backoff, BackoffKind, IdGen, JobId, Priority, Status};
+
+/// A directory of its own, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+  fn new(what: &str) -> Dir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+      "jobwerk-sqlite-{what}-{}-{}",
+      std::process::id(),
+      N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    Dir(dir)
+  }
+  fn file(&self, name: &str) -> PathBuf {
+    self.0.join(name)
+  }
+}
+
+impl Drop for Dir {
+  fn drop(&mut self) {
+    let _ = fs::remove_dir_all(&self.0);
+  }
+}
+
+fn fixture(name: &str) -> PathBuf {
+  PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    .join("tests")
+    .join("fixtures")
+    .join(name)
+}
+
+fn open(path: &Path, hot_pending: usize, now: u64) -> (Result<SqliteStore>, Names) {
+  let mut opts = SqliteOptions::new(path, Durability::Normal);
+  opts.hot_pending = hot_pending;
+  let mut names = Names::default();
+  (SqliteStore::open(&opts, &mut names, now), names)
+}
+
+fn json(text: Option<&str>) -> Value {
+  text.map_or(Value::Null, |t| {
+    serde_json::from_str(t).expect("stored JSON")
+  })
+}
+
+/// `tests/fixtures/sqlite-v3.db` was written by the release of schema 3
+/// (tests/fixtures/make-sqlite-v3.js, with the commit before the split);
+/// `sqlite-v3.expected.json` is how that release read it back.
+#[test]
+fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedules() {
+  let expected: Value = serde_json::from_str(
+    &fs::read_to_string(fixture("sqlite-v3.expected.json")).expect("expected reading"),
+  )
+  .expect("expected JSON");
+  let now = expected["readAt"].as_u64().expect("readAt");
+  let ids = expected["ids"].as_object().expect("ids");
+  // Every job in memory, then every plain pending one left in the file.
+  for hot in [HOT_PENDING, 1] {
+    let dir = Dir::new("v3");
+    let db = dir.file("jobs.db");
+    fs::copy(fixture("sqlite-v3.db"), &db).expect("copy");
+    let (store, names) = open(&db, hot, now);
+    let mut store = store.expect("the v3 file opens");
+    for (k, id) in ids {
+      let want = &expected["jobs"][k];
+      let id = JobId::parse(id.as_str().expect("id")).expect("id");
+      let job = store
+        .get(id)
+        .unwrap_or_else(|| panic!("{k} {id} missing"))
+        .clone();
+      let extra = job.extra.as_deref();
+      let got = serde_json::json!({
+        "name": names.get(job.name),
+        "status": job.status.as_str(),
+        "priority": serde_json::from_str::<Value>(&job.priority.to_json()).expect("priority"),
+        "attempts": job.attempts,
+        "maxRetries": job.max_retries,
+        "timeout": job.timeout_ms,
+        "createdAt": job.created_at,
+        "runAt": job.run_at,
+        "startedAt": (job.started_at > 0).then_some(job.started_at),
+        "finishedAt": (job.finished_at > 0).then_some(job.finished_at),
+        "data": json(Some(&job.data)),
+        "context": json(Some(job.context_json())),
+        "result": json(extra.and_then(|e| e.result.as_deref())),
+        "progress": json(extra.and_then(|e| e.progress.as_deref())),
+        "errors": extra.map_or(vec![], |e| {
+          e.errors.iter().map(|e| (e.message.clone(), e.attempt)).collect::<Vec<_>>()
+        }),
+      });
+      let mut want_errors = vec![];
+      for e in want["errors"].as_array().expect("errors") {
+        want_errors.push((
+          e["message"].as_str().expect("message").to_string(),
+          e["attempt"].as_u64().expect("attempt") as u32,
+        ));
+      }
+      let want = serde_json::json!({
+        "name": want["name"], "status": want["status"], "priority": want["priority"],
+        "attempts": want["attempts"], "maxRetries": want["maxRetries"], "timeout": want["timeout"],
+        "createdAt": want["createdAt"], "runAt": want["runAt"], "startedAt": want["startedAt"],
+        "finishedAt": want["finishedAt"], "data": want["data"], "context": want["context"],
+        "result": want["result"], "progress": want["progress"], "errors": want_errors,
+      });
+      assert_eq!(got, want, "job {k} (hot {hot})");
+    }
+    // Dependencies came along.
+    let dep = |k: &str| JobId::parse(ids[k].as_str().expect("id")).expect("id");
+    let waiting = store.get(dep("waitingFail")).expect("waitingFail").clone();
+    let deps = waiting.deps().expect("deps");
+    assert_eq!(deps.ids, vec![dep("delayed"), dep("weighted")]);
+    assert!(!deps.ignore_failure);
+    let ignoring = store
+      .get(dep("waitingIgnore"))
+      .expect("waitingIgnore")
+      .clone();
+    assert!(ignoring.deps().expect("deps").ignore_failure);
+    // Backoffs, which the reading does not show.
+    let b = store.get(dep("weighted")).expect("weighted").backoff;
+    assert_eq!(
+      (b.kind, b.delay_ms, b.max_delay_ms, b.jitter),
+      (BackoffKind::Fixed, 400, 300, 0.25)
+    );
+    let b = store
+      .get(dep("retryWaiting"))
+      .expect("retryWaiting")
+      .backoff;
+    assert_eq!(
+      (b.kind, b.delay_ms, b.max_delay_ms),
+      (BackoffKind::Exponential, 60_000, 600_000)
+    );
+    // Counts per status.
+    let counts = store.counts();
+    for st in Status::ALL {
+      assert_eq!(
+        counts[st as usize] as u64,
+        expected["stats"][st.as_str()].as_u64().expect("count"),
+        "{} (hot {hot})",
+        st.as_str()
+      );
+    }
+    // Schedules, byte for byte.
+    let mut schedules: Vec<String> = store
+      .schedules()
+      .iter()
+      .map(|s| {
+        let v: Value = serde_json::from_str(s).expect("schedule JSON");
+        v["id"].as_str().expect("schedule id").to_string()
+      })
+      .collect();
+    schedules.sort();
+    let mut want: Vec<String> = expected["schedules"]
+      .as_object()
+      .expect("schedules")
+      .values()
+      .map(|v| v.as_str().expect("id").to_string())
+      .collect();
+    want.sort();
+    assert_eq!(schedules, want);
+    // Every pending job is claimable (from the file when cold).
+    let mut claimed = 0;
+    store.claim(100, now, &|_| true, &mut |_, _| claimed += 1);
+    assert_eq!(
+      claimed as u64,
+      expected["stats"]["pending"].as_u64().expect("pending")
+    );
+    store.close();
+    drop(store);
+
+    // The file is of this schema now, in the documented forms.
+    let c = Connection::open(&db).expect("raw open");
+    let version: i64 = c
+      .query_row("PRAGMA user_version", [], |r| r.get(0))
+      .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 4);
+    let rows: Vec<(String, String, String)> = c
+      .prepare("SELECT status, priority, backoff FROM jobwerk_jobs")
+      .expect("select")
+      .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+      .expect("rows")
+      .collect::<rusqlite::Result<_>>()
+      .expect("rows");
+    assert_eq!(rows.len(), ids.len());
+    for (status, priority, backoff) in rows {
+      assert!(Status::parse(&status).is_some(), "status {status:?}");
+      assert!(
+        ["high", "medium", "low"].contains(&&*priority) || priority.parse::<i32>().is_ok(),
+        "priority {priority:?}"
+      );
+      assert!(
+        codec::parse_backoff(&backoff).is_some(),
+        "backoff {backoff:?}"
+      );
+    }
+  }
+}
+
+/// A file of this schema with three due plain jobs (the last two cold when
+/// one pending job is kept in memory); returns their ids.
+fn three_jobs(db: &Path) -> Vec<JobId> {
+  let (store, mut names) = open(db, HOT_PENDING, 1_000);
+  let mut store = store.expect("open");
+  let calc = names.intern("calc");
+  let mut gen = IdGen::default();
+  let jobs: Vec<Job> = (0..3)
+    .map(|i| Job {
+      backoff: Backoff {
+        kind: BackoffKind::Fixed,
+        delay_ms: 5,
+        max_delay_ms: 0,
+        jitter: 0.0,
+      },
+      ..Job::new(
+        gen.next(1_000),
+        calc,
+        1_000,
+        1_000,
+        format!("{{\"i\":{i}}}").into(),
+      )
+    })
+    .collect();
+  let ids = jobs.iter().map(|j| j.id).collect();
+  store.insert(jobs, &names);
+  store.sync().expect("sync");
+  store.close();
+  ids
+}
+
+fn set(db: &Path, id: JobId, column: &str, value: &dyn rusqlite::ToSql) {
+  let c = Connection::open(db).expect("raw open");
+  let n = c
+    .execute(
+      &format!("UPDATE jobwerk_jobs SET {column} = ?2 WHERE k = ?1"),
+      rusqlite::params![codec::key(id), value],
+    )
+    .expect("update");
+  assert_eq!(n, 1);
+}
+
+/// Values a file can hold but no jobwerk writes: each is an ERR_STORAGE
+/// that names the job and the column, never a default.
+const CORRUPT: &[(&str, &str)] = &[
+  ("status", "finished"),
+  ("status", "3"),
+  ("priority", "urgent"),
+  ("priority", "\"high\""),
+  ("priority", "1.5"),
+  ("backoff", "exponential,1000,60000,0"),
+  ("backoff", "e,1000"),
+  ("backoff", "linear,1,2,0"),
+  ("backoff", "f,-1,0,0"),
+  ("backoff", "f,1,0,2"),
+  ("backoff", "f,1,0,0,"),
+  ("errors", "[{\"name\":"),
+  ("errors", "{}"),
+  ("deps", "f|not-an-id"),
+  ("deps", "x|01a24282-c69c-7000-8e17-dc77008213ff"),
+  ("deps", "f|"),
+  ("context", "{oops"),
+  ("result", "nope{"),
+  ("progress", "{"),
+];
+
+#[test]
+fn a_corrupt_stored_value_is_a_storage_error_naming_the_job() {
+  for (column, value) in CORRUPT {
+    let dir = Dir::new("corrupt");
+    let db = dir.file("jobs.db");
+    let ids = three_jobs(&db);
+    set(&db, ids[0], column, value);
+    let (store, _) = open(&db, HOT_PENDING, 2_000);
+    let err = store.expect_err(&format!("{column} = {value:?} opens"));
+    assert_eq!(err.code(), "ERR_STORAGE", "{column} = {value:?}");
+    let msg = err.to_string();
+    assert!(
+      msg.contains(&ids[0].to_string()) && msg.contains(column),
+      "{column} = {value:?}: {msg}"
+    );
+  }
+}
+
+#[test]
+fn a_corrupt_value_in_a_cold_job_fails_the_store_naming_the_job() {
+  for (column, value) in [
+    ("backoff", "x,5,0,0"),
+    ("backoff", "f,5,0"),
+    ("context", "{"),
+  ] {
+    let dir = Dir::new("cold-corrupt");
+    let db = dir.file("jobs.db");
+    let ids = three_jobs(&db);
+    // The last job stays in the file on open (one pending job in memory).
+    set(&db, ids[2], column, &value);
+    let (store, _) = open(&db, 1, 2_000);
+    let mut store = store.expect("opens: the cold job is read when it is needed");
+    let mut claimed = vec![];
+    store.claim(10, 2_000, &|_| true, &mut |j, _| claimed.push(j.id));
+    assert!(!claimed.contains(&ids[2]), "{column} = {value:?}");
+    let failure = store.failure().unwrap_or_default();
+    assert!(
+      failure.contains(&ids[2].to_string()) && failure.contains(column),
+      "{column} = {value:?}: {failure:?}"
+    );
+  }
+}
+
+#[test]
+fn priorities_and_backoffs_round_trip_in_their_documented_forms() {
+  for p in [
+    Priority::High,
+    Priority::Medium,
+    Priority::Low,
+    Priority::Weight(7),
+    Priority::Weight(-3),
+    Priority::Weight(i32::MIN),
+  ] {
+    assert_eq!(codec::parse_priority(&codec::priority_text(p)), Some(p));
+  }
+  assert_eq!(codec::priority_text(Priority::High), "high");
+  assert_eq!(codec::priority_text(Priority::Weight(-3)), "-3");
+  for b in [
+    Backoff {
+      kind: BackoffKind::Exponential,
+      delay_ms: 1000,
+      max_delay_ms: 60_000,
+      jitter: 0.0,
+    },
+    Backoff {
+      kind: BackoffKind::Fixed,
+      delay_ms: u32::MAX,
+      max_delay_ms: 0,
+      jitter: 0.125,
+    },
+  ] {
+    let text = codec::backoff_text(&b);
+    let back = codec::parse_backoff(&text).expect("parses");
+    assert_eq!(
+      (back.kind, back.delay_ms, back.max_delay_ms, back.jitter),
+      (b.kind, b.delay_ms, b.max_delay_ms, b.jitter),
+      "{text}"
+    );
+  }
+  assert_eq!(
+    codec::backoff_text(&Backoff {
+      kind: BackoffKind::Exponential,
+      delay_ms: 1000,
+      max_delay_ms: 60_000,
+      jitter: 0.25,
+    }),
+    "e,1000,60000,0.25"
+  );
+}
+
+#[test]
+fn the_column_constants_name_the_columns_in_order() {
+  let listed: Vec<&str> = codec::JOB_COLUMNS.split(',').map(str::trim).collect();
+  assert_eq!(listed, codec::COLUMN_NAMES);
+  let cold: Vec<&str> = codec::COLD_COLUMNS.split(',').map(str::trim).collect();
+  assert_eq!(cold.len(), codec::COLUMN_NAMES.len());
+  for (c, name) in cold.iter().zip(codec::COLUMN_NAMES) {
+    assert!(*c == "NULL" || *c == name, "{c} at the place of {name}");
+  }
+  let c = Connection::open_in_memory().expect("memory db");
+  for m in schema::MIGRATIONS {
+    c.execute_batch(m).expect("migration");
+  }
+  for columns in [codec::JOB_COLUMNS, codec::COLD_COLUMNS] {
+    let mut stmt = c
+      .prepare(&format!("SELECT {columns} FROM jobwerk_jobs"))
+      .expect("every column exists");
+    assert_eq!(stmt.column_count(), codec::COLUMN_NAMES.len());
+    let _ = stmt.query([]).expect("query");
+  }
+}
