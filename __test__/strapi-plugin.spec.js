@@ -153,7 +153,10 @@ describe('config validator', () => {
   test('the package is a Strapi plugin with a .js server entry', () => {
     const pkg = require(path.join(ROOT, 'package.json'))
     expect(pkg.strapi).toEqual(expect.objectContaining({ kind: 'plugin', name: 'jobwerk' }))
-    expect(pkg.files).toEqual(expect.arrayContaining(['strapi-server.js', 'strapi/']))
+    // Every file of the plugin ships (package.json lists them one by one).
+    const shipped = fs.readdirSync(path.join(ROOT, 'strapi')).map((f) => `strapi/${f}`)
+    expect(pkg.files).toEqual(expect.arrayContaining(['strapi-server.js', 'strapi-server.d.ts', ...shipped]))
+    expect(pkg.exports['./strapi-server']).toEqual({ types: './strapi-server.d.ts', default: './strapi-server.js' })
     for (const hook of ['register', 'bootstrap', 'destroy']) expect(typeof plugin[hook]).toBe('function')
   })
 })
