@@ -239,9 +239,9 @@
 
   async function jobs(params) {
     const q = new URLSearchParams(params)
+    q.delete('trail')
     const data = await get(`/jobs?${q}`)
     const cursors = (params.get('trail') || '').split(',').filter(Boolean)
-    q.delete('trail')
     const form = h(
       'form',
       {
