@@ -217,3 +217,50 @@ test('schedules list the next 5 runs; the event stream sends hello and closes wi
   ac.abort()
   expect(handler).toBeDefined()
 })
+
+test('startDashboard listens on loopback and refuses another host without a token', async () => {
+  await expect(service.startDashboard({ host: '0.0.0.0' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'host' })
+  await expect(service.startDashboard({ port: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'port' })
+  await expect(service.startDashboard({ token: 'short' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', field: 'token' })
+  const dash = await service.startDashboard({ token: 'a-long-enough-token' })
+  try {
+    expect(dash.host).toBe('127.0.0.1')
+    expect((await fetch(`${dash.url}api/overview`)).status).toBe(401)
+    expect((await fetch(`${dash.url}api/overview`, { headers: { authorization: 'Bearer a-long-enough-token' } })).status).toBe(200)
+  } finally {
+    await dash.close()
+  }
+})
+
+test('npx jobwerk dashboard serves a SQLite file; a non-loopback host without a token exits 2', async () => {
+  const { spawn, spawnSync } = require('node:child_process')
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const path = require('node:path')
+  const cli = path.join(__dirname, '..', 'dashboard', 'cli.js')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-cli-'))
+  const file = path.join(dir, 'jobs.db')
+  const refused = spawnSync(process.execPath, [cli, 'dashboard', '--storage', file, '--host', '0.0.0.0'], { encoding: 'utf8' })
+  expect(refused.status).toBe(2)
+  expect(refused.stderr).toMatch(/without a token/)
+  expect(fs.existsSync(file)).toBe(false)
+  const child = spawn(process.execPath, [cli, 'dashboard', '--storage', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let out = ''
+      child.stdout.on('data', (c) => {
+        out += c
+        const m = /(http:\/\/\S+)/.exec(out)
+        if (m) resolve(m[1])
+      })
+      child.on('exit', (code) => reject(new Error(`exited ${code}`)))
+    })
+    const r = await fetch(`${url}api/overview`)
+    expect(r.status).toBe(200)
+    expect((await r.json()).system.storage.type).toBe('sqlite')
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((r) => child.once('exit', r))
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})

@@ -157,7 +157,7 @@
     const st = o.stats
     const counts = h(
       'div',
-      { class: 'grid', id: 'counts' },
+      { class: 'grid counts', id: 'counts' },
       STATUSES.map((k) =>
         h('a', { class: 'card', href: `#/jobs?status=${k}`, 'data-status': k }, h('div', { class: 'mut' }, badge(k)), h('div', { class: 'num' }, st[k])),
       ),
@@ -203,7 +203,7 @@
       h(
         'div',
         { class: 'grid' },
-        chart('Throughput per second (last points)', sec.slice(-120), [['throughput', 'jobs/s', '#2454a6'], ['failed', 'failed', '#b42318']]),
+        chart('Throughput per second', sec.slice(-120), [['throughput', 'jobs/s', '#2454a6'], ['failed', 'failed', '#b42318']]),
         chart('Queue length per second', sec.slice(-120), [['queueLength', 'queued', '#9a6100'], ['busyWorkers', 'busy', '#1e7a3c']]),
         chart('Throughput per minute', min.slice(-60), [['throughput', 'jobs/s', '#2454a6'], ['failed', 'failed', '#b42318']]),
         chart('Queue length per minute', min.slice(-60), [['queueLengthMax', 'max queued', '#9a6100'], ['busyWorkers', 'busy', '#1e7a3c']]),
@@ -356,7 +356,7 @@
           ]),
         ),
       ),
-      j.error ? [h('h2', null, 'Error'), h('p', { class: 'err', id: 'error-message' }, `${j.error.name}: ${j.error.message}`), json(j.error.stack || '')] : null,
+      j.error ? [h('h2', null, 'Error'), h('p', { class: 'err', id: 'error-message' }, `${j.error.name}: ${j.error.message}`), h('pre', { class: 'stack' }, j.error.stack || '(no stack)')] : null,
       h('h2', null, 'Data'),
       h('div', { id: 'data' }, json(j.data)),
       h('h2', null, 'Context'),
@@ -375,7 +375,7 @@
               h(
                 'tbody',
                 null,
-                j.errors.map((e) => h('tr', null, h('td', null, e.attempt), h('td', { class: 'err' }, `${e.name}: ${e.message}`), h('td', null, h('details', null, h('summary', null, 'stack'), json(e.stack || ''))))),
+                j.errors.map((e) => h('tr', null, h('td', null, e.attempt), h('td', { class: 'err' }, `${e.name}: ${e.message}`), h('td', null, h('details', null, h('summary', null, 'stack'), h('pre', null, e.stack || '(no stack)'))))),
               ),
             ),
           )
@@ -433,7 +433,7 @@
   }
 
   function alertTable(list, history) {
-    if (list.length === 0) return h('p', { class: 'mut' }, history ? 'No alerts yet.' : 'No active alerts.')
+    if (list.length === 0) return h('p', { class: 'mut' }, history ? 'No resolved alerts yet.' : 'No active alerts.')
     return h(
       'div',
       { class: 'tablewrap' },
