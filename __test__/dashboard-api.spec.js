@@ -264,3 +264,50 @@ test('npx jobwerk dashboard serves a SQLite file; a non-loopback host without a 
     fs.rmSync(dir, { recursive: true, force: true })
   }
 })
+
+// The README's mounts: Express (app.use with a path) and Koa (ctx.respond = false).
+test('mounted in Express and in Koa, pages, API and POST actions work under the base path', async () => {
+  const express = require('express')
+  const Koa = require('koa')
+  const listen = async (server) => {
+    await new Promise((r) => server.listen(0, '127.0.0.1', r))
+    servers.push({ server, handler: { close() {} } })
+    return `http://127.0.0.1:${server.address().port}`
+  }
+  const e = createDashboard(service, { basePath: '/admin/jobs' })
+  const app = express()
+  app.use(express.json())
+  app.use('/admin/jobs', e)
+  app.get('/hello', (req, res) => res.send('app route'))
+  const koa = new Koa()
+  const k = createDashboard(service, { basePath: '/admin/jobs' })
+  koa.use(async (ctx, next) => {
+    if (!ctx.path.startsWith('/admin/jobs')) return next()
+    ctx.respond = false
+    k(ctx.req, ctx.res)
+  })
+  koa.use((ctx) => {
+    ctx.body = 'app route'
+  })
+  for (const [base, handler] of [[await listen(require('node:http').createServer(app)), e], [await listen(require('node:http').createServer(koa.callback())), k]]) {
+    expect(await (await fetch(`${base}/hello`)).text()).toBe('app route')
+    const page = await fetch(`${base}/admin/jobs/`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('/admin/jobs/assets/app.js')
+    expect((await fetch(`${base}/admin/jobs/assets/app.css`)).status).toBe(200)
+    expect((await fetch(`${base}/admin/jobs/api/jobs?limit=2`)).status).toBe(200)
+    expect((await fetch(`${base}/admin/jobs/api/jobs?limit=-2`)).status).toBe(400)
+    const rule = service.addAlertRule({ metric: 'failedCount', operator: '>=', threshold: 0, severity: 'info' })
+    await service.advanceTime(60000)
+    const alert = service.getActiveAlerts().find((a) => a.ruleId === rule)
+    expect(alert).toBeDefined()
+    const ack = await fetch(`${base}/admin/jobs/api/alerts/${alert.id}/acknowledge`, {
+      method: 'POST',
+      headers: { 'x-csrf-token': handler.csrfToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ by: 'Mounted' }),
+    })
+    expect(ack.status).toBe(200)
+    expect(service.getActiveAlerts().find((a) => a.id === alert.id).acknowledgedBy).toBe('Mounted')
+    service.removeAlertRule(rule)
+  }
+})
