@@ -110,6 +110,8 @@ test('bad query parameters are 400 with a message naming the field', async () =>
     ['order=sideways', 'order'],
     ['colour=red', 'colour'],
   ]
+  // A malformed id in the path is 400 too (not a 500).
+  expect((await fetch(`${base}/api/jobs/%E0%A4%A`)).status).toBe(400)
   for (const [q, field] of cases) {
     const r = await fetch(`${base}/api/jobs?${q}`)
     expect([q, r.status]).toEqual([q, 400])

@@ -370,6 +370,7 @@ function createDashboard(service, options) {
 
   function fail(res, e) {
     if (e instanceof HttpError) return json(res, e.status, { error: { message: e.message, field: e.field } })
+    if (e instanceof URIError) return json(res, 400, { error: { message: 'malformed percent-encoding in the path' } })
     const code = e && typeof e.code === 'string' ? e.code : undefined
     const message = e && typeof e.message === 'string' ? e.message : String(e)
     if (code === 'ERR_INVALID_ARGUMENT' || code === 'ERR_INVALID_CRON' || code === 'ERR_INVALID_SCHEDULE') {
