@@ -313,3 +313,12 @@ test('mounted in Express and in Koa, pages, API and POST actions work under the 
     service.removeAlertRule(rule)
   }
 })
+
+test("a job's detail names the schedule that added it", async () => {
+  const { base } = await serve()
+  await service.advanceTime(300000)
+  const five = service.getScheduledJobs().find((s) => s.id === 'five')
+  expect(five.lastJobId).toEqual(expect.any(String))
+  const detail = await (await fetch(`${base}/api/jobs/${five.lastJobId}`)).json()
+  expect(detail.schedule).toMatchObject({ id: 'five', kind: 'cron' })
+})

@@ -281,7 +281,9 @@ function createDashboard(service, options) {
       if (job === null) throw new HttpError(404, `no job with id ${JSON.stringify(id)}`)
       let schedule = null
       const sid = job.scheduleId
-      if (typeof sid === 'string') schedule = service.getScheduledJobs().find((s) => s.id === sid) || null
+      // getJobStatus names no schedule yet: the schedule whose last job this is, else none.
+      const all = service.getScheduledJobs()
+      schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
       const deps = Array.isArray(job.dependsOn)
         ? job.dependsOn.map((d) => {
             const s = service.getJobStatus(d)
