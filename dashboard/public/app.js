@@ -130,7 +130,9 @@
         const y = H - pad - ((Number(p[k]) || 0) / max) * (H - 2 * pad)
         return `${x.toFixed(1)},${y.toFixed(1)}`
       })
-      svg.appendChild(s('polyline', { points: xy.join(' '), fill: 'none', stroke: color, 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' }))
+      // One point is a short level line (a polyline of one point draws nothing).
+      const pts = n === 1 ? [`0,${xy[0].split(',')[1]}`, `${W},${xy[0].split(',')[1]}`] : xy
+      svg.appendChild(s('polyline', { points: pts.join(' '), fill: 'none', stroke: color, 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke' }))
     }
     const last = n > 0 ? points[n - 1] : null
     return h(
@@ -194,7 +196,7 @@
         { class: 'mut' },
         `Service ${o.system.status}, storage ${o.system.storage.type}, version ${o.system.version}. Workers busy: `,
         h('strong', { id: 'busy' }, `${st.activeWorkers} / ${st.maxWorkers}`),
-        `. Throughput ${st.throughput} jobs/s, average wait ${dur(st.averageWaitTime)}, run ${dur(st.averageRunTime)}.`,
+        `. Throughput ${+Number(st.throughput).toFixed(1)} jobs/s, average wait ${dur(st.averageWaitTime)}, run ${dur(st.averageRunTime)}.`,
       ),
       counts,
       h('h2', null, 'Health'),
