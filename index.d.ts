@@ -668,6 +668,11 @@ export declare class JobManagementService extends EventEmitter {
    */
   advanceTime(ms: number, options?: { settleMs?: number }): Promise<void>
   now(): number
+  /**
+   * Serves the dashboard on its own HTTP server. Listens on `127.0.0.1` by
+   * default; any other (non-loopback) host needs `token`. See the README's Dashboard.
+   */
+  startDashboard(options?: StartDashboardOptions): Promise<DashboardServer>
   getSystemStatus(): SystemStatus
   /** Each dimension with its checks; null when monitoring is disabled. */
   getSystemHealth(): SystemHealth | null
@@ -722,6 +727,52 @@ export declare function getJobManagementService(strapi?: object, config?: JobMan
  * The next `count` (default 5) fire times of a cron expression strictly after `from` (default now),
  * in `tz` (IANA name; default the process's zone). Throws `ERR_INVALID_CRON` with `err.field` naming the field.
  */
+/** Options of `createDashboard`. */
+export interface DashboardOptions {
+  /** Where the dashboard is mounted ('/' by default), e.g. `'/admin/jobs'`. */
+  basePath?: string
+  /** A function deciding per request (a throw or rejection is a 500), or a bearer token. */
+  auth?: ((req: import('node:http').IncomingMessage) => boolean | Promise<boolean>) | string
+  /** Hides the action buttons and refuses every POST with 403. */
+  readOnly?: boolean
+  /** Keys (any depth, case-insensitive) whose values are shown as `'[redacted]'` in data, context and results. */
+  redact?: string[]
+  /** The page title (default 'jobwerk'). */
+  title?: string
+  /** How often (ms, 50 to 60000, default 1000) open pages are told that counts or alerts changed. */
+  liveIntervalMs?: number
+}
+
+/** A Node request handler serving the dashboard page and its JSON API under `basePath`. */
+export interface DashboardHandler {
+  (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, next?: () => void): void
+  /** The token the page sends in `x-csrf-token` with every action. */
+  readonly csrfToken: string
+  /** Ends the open live-update streams. */
+  close(): void
+}
+
+/** Options of `startDashboard`: the dashboard's, plus where to listen. */
+export interface StartDashboardOptions extends DashboardOptions {
+  /** 0 (default) picks a free port. */
+  port?: number
+  /** Default `'127.0.0.1'`; a non-loopback host needs `token` (or `auth`). */
+  host?: string
+  /** A bearer token (at least 8 characters); in a browser open `url?token=...` once. */
+  token?: string
+}
+
+export interface DashboardServer {
+  url: string
+  port: number
+  host: string
+  server: import('node:http').Server
+  close(): Promise<void>
+}
+
+/** The dashboard as a Node `(req, res, next?)` handler, for `http`, Express, Koa, Fastify or Strapi. */
+export declare function createDashboard(service: JobManagementService, options?: DashboardOptions): DashboardHandler
+
 export declare function nextCronRuns(expression: string, options?: { tz?: string; from?: Date | number; count?: number }): Date[]
 
 /**

@@ -1076,6 +1076,14 @@ class JobManagementService extends EventEmitter {
     return ok
   }
 
+  /**
+   * Serves the dashboard on its own HTTP server (loopback unless `host` is
+   * given, which needs `token`): resolves `{ url, port, host, server, close() }`.
+   */
+  startDashboard(options) {
+    return require('./dashboard/server.js').startDashboard(this, options)
+  }
+
   /** The service's current time (epoch ms): the manual clock's when there is one. */
   now() {
     return this._core.now()
@@ -1607,6 +1615,7 @@ function jsonDiff(a, b, at) {
 module.exports = {
   JobManagementService,
   UnrecoverableError,
+  createDashboard: (service, options) => require('./dashboard/index.js').createDashboard(service, options),
   getJobManagementService,
   nextCronRuns,
 }

@@ -7,5 +7,5 @@ import { createRequire } from 'node:module'
 
 const jobwerk = createRequire(import.meta.url)('./index.js')
 
-export const { JobManagementService, UnrecoverableError, getJobManagementService, nextCronRuns } = jobwerk
+export const { JobManagementService, UnrecoverableError, getJobManagementService, nextCronRuns, createDashboard } = jobwerk
 export default jobwerk
