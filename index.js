@@ -100,7 +100,7 @@ function describe(v) {
       if (v === null) return 'null'
       try {
         if (Array.isArray(v)) return 'an array'
-        if (v instanceof Date) return 'Invalid Date'
+        if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.toISOString() : 'Invalid Date'
       } catch {
         return 'a revoked Proxy'
       }
@@ -1430,15 +1430,6 @@ function badFilter(field, message) {
   return e
 }
 
-function describeValue(v) {
-  if (v === null) return 'null'
-  if (v instanceof Date) return Number.isFinite(v.getTime()) ? v.toISOString() : 'Invalid Date'
-  if (Array.isArray(v)) return 'an array'
-  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)
-  if (typeof v === 'object' || typeof v === 'function' || typeof v === 'symbol') return `a ${typeof v}`
-  return String(v)
-}
-
 // getJobs' filter, checked (each bad value is ERR_INVALID_ARGUMENT with
 // `err.field`) and sent as JSON with times as epoch ms.
 function jobsFilterJson(filter) {
@@ -1454,7 +1445,7 @@ function jobsFilterJson(filter) {
 function readJobsFilter(filter) {
   if (filter === undefined || filter === null) return 'null'
   if (typeof filter !== 'object' || Array.isArray(filter) || filter instanceof Date) {
-    throw badFilter('filter', `filter must be an object { status, name, since, until, limit, cursor, order, includeData }, got ${describeValue(filter)}`)
+    throw badFilter('filter', `filter must be an object { status, name, since, until, limit, cursor, order, includeData }, got ${describe(filter)}`)
   }
   const out = {}
   for (const key of Object.keys(filter)) {
@@ -1467,13 +1458,13 @@ function readJobsFilter(filter) {
     if (list.length === 0) throw badFilter('status', 'filter.status must name at least one status, got []')
     for (const s of list) {
       if (typeof s !== 'string' || !JOB_STATUSES.includes(s)) {
-        throw badFilter('status', `filter.status must be a status (${JOB_STATUSES.join(', ')}) or an array of them, got ${describeValue(s)}`)
+        throw badFilter('status', `filter.status must be a status (${JOB_STATUSES.join(', ')}) or an array of them, got ${describe(s)}`)
       }
     }
     out.status = list
   }
   if (given('name')) {
-    if (typeof filter.name !== 'string') throw badFilter('name', `filter.name must be a calculation's name (a string), got ${describeValue(filter.name)}`)
+    if (typeof filter.name !== 'string') throw badFilter('name', `filter.name must be a calculation's name (a string), got ${describe(filter.name)}`)
     out.name = filter.name
   }
   for (const k of ['since', 'until']) {
@@ -1481,7 +1472,7 @@ function readJobsFilter(filter) {
     const v = filter[k]
     const t = v instanceof Date ? v.getTime() : v
     if (typeof t !== 'number' || !Number.isFinite(t) || t < 0 || t > 8.64e15) {
-      throw badFilter(k, `filter.${k} must be a Date or epoch ms (a number >= 0), got ${describeValue(v)}`)
+      throw badFilter(k, `filter.${k} must be a Date or epoch ms (a number >= 0), got ${describe(v)}`)
     }
     out[k] = Math.ceil(t)
   }
@@ -1490,22 +1481,22 @@ function readJobsFilter(filter) {
   }
   if (given('limit')) {
     const l = filter.limit
-    if (!Number.isInteger(l) || l < 1 || l > MAX_JOBS_LIMIT) throw badFilter('limit', `filter.limit must be an integer from 1 to ${MAX_JOBS_LIMIT}, got ${describeValue(l)}`)
+    if (!Number.isInteger(l) || l < 1 || l > MAX_JOBS_LIMIT) throw badFilter('limit', `filter.limit must be an integer from 1 to ${MAX_JOBS_LIMIT}, got ${describe(l)}`)
     out.limit = l
   }
   if (given('cursor')) {
     const c = filter.cursor
     if (typeof c !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(c)) {
-      throw badFilter('cursor', `filter.cursor must be a nextCursor returned by getJobs, got ${describeValue(c)}`)
+      throw badFilter('cursor', `filter.cursor must be a nextCursor returned by getJobs, got ${describe(c)}`)
     }
     out.cursor = c
   }
   if (given('order')) {
-    if (filter.order !== 'desc' && filter.order !== 'asc') throw badFilter('order', `filter.order must be 'desc' or 'asc', got ${describeValue(filter.order)}`)
+    if (filter.order !== 'desc' && filter.order !== 'asc') throw badFilter('order', `filter.order must be 'desc' or 'asc', got ${describe(filter.order)}`)
     out.order = filter.order
   }
   if (given('includeData')) {
-    if (typeof filter.includeData !== 'boolean') throw badFilter('includeData', `filter.includeData must be true or false, got ${describeValue(filter.includeData)}`)
+    if (typeof filter.includeData !== 'boolean') throw badFilter('includeData', `filter.includeData must be true or false, got ${describe(filter.includeData)}`)
     out.includeData = filter.includeData
   }
   return JSON.stringify(out)

@@ -509,6 +509,36 @@ pub struct Alert {
   pub resolution: Option<Resolution>,
 }
 
+impl Alert {
+  /// A new active alert of `rule` (its `seq`-th), measured `v` at `now`.
+  fn active(rule: &Rule, seq: u64, v: f64, now: u64, message: String) -> Alert {
+    Alert {
+      id: format!("{}-{seq}", rule.id),
+      rule_id: rule.id.clone(),
+      name: rule.name.clone(),
+      title: rule.name.clone(),
+      metric: rule.metric,
+      operator: rule.operator,
+      threshold: rule.threshold,
+      window: rule.window,
+      severity: rule.severity,
+      calculation: rule.calculation.clone(),
+      channels: rule.channels.clone(),
+      message,
+      value: v,
+      last_value: v,
+      peak_value: v,
+      status: AlertStatus::Active,
+      fired_at: now,
+      acknowledged: false,
+      acknowledged_at: None,
+      acknowledged_by: None,
+      resolved_at: None,
+      resolution: None,
+    }
+  }
+}
+
 /// What [`Monitor::evaluate`](super::Monitor::evaluate) reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -791,36 +821,14 @@ impl Alerts {
     } else {
       format!(" over {}s", fmt_value(rule.window as f64 / 1000.0))
     };
-    Alert {
-      id: format!("{}-{}", rule.id, self.seq),
-      rule_id: rule.id.clone(),
-      name: rule.name.clone(),
-      title: rule.name.clone(),
-      metric: rule.metric,
-      operator: rule.operator,
-      threshold: rule.threshold,
-      window: rule.window,
-      severity: rule.severity,
-      calculation: rule.calculation.clone(),
-      channels: rule.channels.clone(),
-      message: format!(
-        "{} is {} ({} {}){over}{scope}",
-        rule.metric.as_str(),
-        fmt_value(v),
-        rule.operator.symbol(),
-        fmt_value(rule.threshold)
-      ),
-      value: v,
-      last_value: v,
-      peak_value: v,
-      status: AlertStatus::Active,
-      fired_at: now,
-      acknowledged: false,
-      acknowledged_at: None,
-      acknowledged_by: None,
-      resolved_at: None,
-      resolution: None,
-    }
+    let message = format!(
+      "{} is {} ({} {}){over}{scope}",
+      rule.metric.as_str(),
+      fmt_value(v),
+      rule.operator.symbol(),
+      fmt_value(rule.threshold)
+    );
+    Alert::active(rule, self.seq, v, now, message)
   }
 
   /// A schedule's fire was skipped because the queue held `maxQueueSize`
@@ -842,32 +850,23 @@ impl Alerts {
       return None;
     }
     self.seq += 1;
-    let alert = Alert {
-      id: format!("{rule_id}-{}", self.seq),
-      rule_id,
+    let rule = Rule {
+      id: rule_id,
       name: "Schedule fire skipped".into(),
-      title: "Schedule fire skipped".into(),
       metric: Metric::QueueLength,
       operator: Operator::Gte,
       threshold: max as f64,
       window: 0,
       severity: Severity::Warning,
-      calculation: None,
+      cooldown_ms: 0,
       channels: vec![Channel::Log],
-      message: format!(
-        "schedule '{schedule_id}' skipped a fire: the queue holds {queued} jobs (maxQueueSize {max})"
-      ),
-      value: v,
-      last_value: v,
-      peak_value: v,
-      status: AlertStatus::Active,
-      fired_at: now,
-      acknowledged: false,
-      acknowledged_at: None,
-      acknowledged_by: None,
-      resolved_at: None,
-      resolution: None,
+      calculation: None,
+      builtin: false,
     };
+    let message = format!(
+      "schedule '{schedule_id}' skipped a fire: the queue holds {queued} jobs (maxQueueSize {max})"
+    );
+    let alert = Alert::active(&rule, self.seq, v, now, message);
     self.active.push(alert.clone());
     Some(alert)
   }
