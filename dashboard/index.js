@@ -279,11 +279,11 @@ function createDashboard(service, options) {
     job(id) {
       const job = service.getJobStatus(id)
       if (job === null) throw new HttpError(404, `no job with id ${JSON.stringify(id)}`)
-      let schedule = null
       const sid = job.scheduleId
-      // getJobStatus names no schedule yet: the schedule whose last job this is, else none.
+      // The schedule that added the job: by the job's scheduleId when getJobStatus
+      // gives one, else the schedule whose last job this is (null: none, or removed).
       const all = service.getScheduledJobs()
-      schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
+      const schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
       const deps = Array.isArray(job.dependsOn)
         ? job.dependsOn.map((d) => {
             const s = service.getJobStatus(d)
