@@ -322,3 +322,19 @@ test("a job's detail names the schedule that added it", async () => {
   const detail = await (await fetch(`${base}/api/jobs/${five.lastJobId}`)).json()
   expect(detail.schedule).toMatchObject({ id: 'five', kind: 'cron' })
 })
+
+test("a job's detail lists its dependencies with their name and status", async () => {
+  const { base } = await serve()
+  const first = service.addCalculationJob(ok, { n: 100 }, {}, { delay: 3600000 })
+  const second = service.addCalculationJob(ok, { n: 101 }, {}, { dependsOn: [first], onDependencyFailure: 'ignore' })
+  const detail = await (await fetch(`${base}/api/jobs/${second}`)).json()
+  expect(detail.job).toMatchObject({ status: 'waiting', dependsOn: [first], onDependencyFailure: 'ignore' })
+  expect(detail.dependencies).toEqual([{ jobId: first, name: 'ok', status: 'pending' }])
+  const none = await (await fetch(`${base}/api/jobs/${first}`)).json()
+  expect(none.job.dependsOn).toEqual([])
+  expect(none.dependencies).toEqual([])
+  // The listing carries them too (without payloads).
+  const page = await (await fetch(`${base}/api/jobs?status=waiting`)).json()
+  expect(page.jobs.find((j) => j.jobId === second).dependsOn).toEqual([first])
+  expect(service.cancelJob(second) && service.cancelJob(first)).toBe(true)
+})
