@@ -186,7 +186,11 @@ test('auth: a bearer token (401 without it or with a wrong one) and a function',
   expect(link.status).toBe(303)
   const cookie = link.headers.get('set-cookie').split(';')[0]
   expect(link.headers.get('set-cookie')).toMatch(/HttpOnly/)
+  expect(link.headers.get('set-cookie')).not.toMatch(/Secure/)
   expect((await fetch(`${base}/api/overview`, { headers: { cookie } })).status).toBe(200)
+  // Behind a TLS-terminating proxy the cookie is Secure.
+  const proxied = await fetch(`${base}/?token=right-token-123`, { redirect: 'manual', headers: { 'x-forwarded-proto': 'https' } })
+  expect(proxied.headers.get('set-cookie')).toMatch(/; Secure$/)
 
   const fn = await serve({ auth: async (req) => req.headers['x-user'] === 'admin' })
   expect((await fetch(`${fn.base}/api/overview`)).status).toBe(401)
