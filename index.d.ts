@@ -250,6 +250,10 @@ export interface CalculationStatus<D = any, R = any> {
   runAt: number
   startedAt: number | null
   finishedAt: number | null
+  /** The ids of the jobs that must complete first (the `dependsOn` option); `[]` when none. */
+  dependsOn: string[]
+  /** What a failed, timed-out or cancelled dependency does to this job (the `onDependencyFailure` option; `'fail'` when it has no dependencies). */
+  onDependencyFailure: 'fail' | 'ignore'
   data: D
   context: CalculationContext
 }

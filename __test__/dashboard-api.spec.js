@@ -186,7 +186,11 @@ test('auth: a bearer token (401 without it or with a wrong one) and a function',
   expect(link.status).toBe(303)
   const cookie = link.headers.get('set-cookie').split(';')[0]
   expect(link.headers.get('set-cookie')).toMatch(/HttpOnly/)
+  expect(link.headers.get('set-cookie')).not.toMatch(/Secure/)
   expect((await fetch(`${base}/api/overview`, { headers: { cookie } })).status).toBe(200)
+  // Behind a TLS-terminating proxy the cookie is Secure.
+  const proxied = await fetch(`${base}/?token=right-token-123`, { redirect: 'manual', headers: { 'x-forwarded-proto': 'https' } })
+  expect(proxied.headers.get('set-cookie')).toMatch(/; Secure$/)
 
   const fn = await serve({ auth: async (req) => req.headers['x-user'] === 'admin' })
   expect((await fetch(`${fn.base}/api/overview`)).status).toBe(401)
@@ -321,4 +325,20 @@ test("a job's detail names the schedule that added it", async () => {
   expect(five.lastJobId).toEqual(expect.any(String))
   const detail = await (await fetch(`${base}/api/jobs/${five.lastJobId}`)).json()
   expect(detail.schedule).toMatchObject({ id: 'five', kind: 'cron' })
+})
+
+test("a job's detail lists its dependencies with their name and status", async () => {
+  const { base } = await serve()
+  const first = service.addCalculationJob(ok, { n: 100 }, {}, { delay: 3600000 })
+  const second = service.addCalculationJob(ok, { n: 101 }, {}, { dependsOn: [first], onDependencyFailure: 'ignore' })
+  const detail = await (await fetch(`${base}/api/jobs/${second}`)).json()
+  expect(detail.job).toMatchObject({ status: 'waiting', dependsOn: [first], onDependencyFailure: 'ignore' })
+  expect(detail.dependencies).toEqual([{ jobId: first, name: 'ok', status: 'pending' }])
+  const none = await (await fetch(`${base}/api/jobs/${first}`)).json()
+  expect(none.job.dependsOn).toEqual([])
+  expect(none.dependencies).toEqual([])
+  // The listing carries them too (without payloads).
+  const page = await (await fetch(`${base}/api/jobs?status=waiting`)).json()
+  expect(page.jobs.find((j) => j.jobId === second).dependsOn).toEqual([first])
+  expect(service.cancelJob(second) && service.cancelJob(first)).toBe(true)
 })

@@ -22,6 +22,8 @@ const STATUS_KEYS = [
   'runAt',
   'startedAt',
   'finishedAt',
+  'dependsOn',
+  'onDependencyFailure',
   'data',
   'context',
 ]
@@ -101,6 +103,8 @@ describe('adding jobs and reading their status', () => {
       runAt: st.createdAt,
       startedAt: null,
       finishedAt: null,
+      dependsOn: [],
+      onDependencyFailure: 'fail',
       data: { x: [1, 2] },
       context: { contentType: 'api::a.a' },
     })

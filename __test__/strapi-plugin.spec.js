@@ -131,6 +131,16 @@ describe('config validator', () => {
     [{ cron: { daily: { rule: '0 3 * *', calculation: 'x' } } }, /config\.cron\.daily\.rule: invalid cron expression/],
     [{ cron: { daily: { task: () => {}, options: { rule: '0 3 * * *', tz: 'Mars/Base' } } } }, /config\.cron\.daily\.options\.rule: .*Mars\/Base/],
     [{ cron: { daily: { task: 'run', options: { rule: '0 3 * * *' } } } }, /config\.cron\.daily\.task: must be a function/],
+    [{ dashboard: { enabled: true } }, /config\.dashboard\.token: the dashboard is enabled without a gate/],
+    [{ dashboard: { enabled: true, token: 'short' } }, /config\.dashboard\.token: must be a secret of at least 16 characters/],
+    [{ dashboard: { enabled: true, token: 'a-long-enough-secret', auth: () => true } }, /config\.dashboard\.token: give token or auth, not both/],
+    [{ dashboard: { enabled: 'yes' } }, /config\.dashboard\.enabled: must be true or false/],
+    [{ dashboard: { tokn: 'a-long-enough-secret' } }, /config\.dashboard\.tokn: unknown key/],
+    [{ dashboard: { path: '/api/jobs' } }, /config\.dashboard\.path: "\/api\/jobs" is Strapi's own/],
+    [{ dashboard: { path: '/admin' } }, /config\.dashboard\.path/],
+    [{ dashboard: { path: 'admin/jobs' } }, /config\.dashboard\.path: must be a path/],
+    [{ dashboard: { redact: 'password' } }, /config\.dashboard\.redact/],
+    [{ dashboard: [] }, /config\.dashboard: must be an object/],
   ])('%j is refused naming the key', (cfg, message) => {
     let err
     try {
@@ -474,6 +484,106 @@ describe('content-API routes', () => {
     expect(call('jobs', 'findOne', { id }).body).toEqual(expect.objectContaining({ status: 'completed', result: 7 }))
     const missing = call('jobs', 'findOne', { id: 'nope' })
     expect(missing.status).toBe(404)
+  })
+})
+
+describe('the dashboard under an admin path', () => {
+  const TOKEN = 'dashboard-token-0123456789'
+  const servers = []
+  afterEach(async () => {
+    for (const server of servers.splice(0)) {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
+  })
+
+  // Strapi's server as the plugin sees it at register: a Koa app (Strapi 5's
+  // server is one) whose later middlewares stand for Strapi's own routes.
+  async function withServer(strapi) {
+    const Koa = require('koa')
+    const koa = new Koa()
+    const used = []
+    strapi.server = {
+      use(fn) {
+        used.push(fn)
+        koa.use(fn)
+        return this
+      },
+    }
+    const jobs = await boot(strapi)
+    koa.use((ctx) => {
+      ctx.body = `strapi route ${ctx.path}`
+    })
+    const server = require('node:http').createServer(koa.callback())
+    await new Promise((r) => server.listen(0, '127.0.0.1', r))
+    servers.push(server)
+    return { jobs, used, base: `http://127.0.0.1:${server.address().port}` }
+  }
+  const bearer = (token) => ({ authorization: `Bearer ${token}` })
+
+  test('off by default: nothing is mounted', async () => {
+    const { used, base } = await withServer(fakeStrapi({ pluginConfig: memory }))
+    expect(used).toEqual([])
+    expect(await (await fetch(`${base}/admin/jobwerk/`)).text()).toBe('strapi route /admin/jobwerk/')
+  })
+
+  test('enabled: the page and its API behind the token (401 without it or with a wrong one); other paths go on to Strapi', async () => {
+    const strapi = fakeStrapi({ pluginConfig: { ...memory, dashboard: { enabled: true, token: TOKEN } } })
+    const { jobs, used, base } = await withServer(strapi)
+    expect(used).toHaveLength(1)
+    expect(strapi.log.lines).toContain('info: jobwerk: dashboard at /admin/jobwerk/ (gate: bearer token)')
+    jobs.registerCalculation({ name: 'recalc', retries: 0, calculate: () => { throw new Error('no table') } })
+    const id = jobs.enqueue('recalc', { league: 'A' })
+    await waitForStatus(jobs, id)
+    for (const url of ['/admin/jobwerk/', '/admin/jobwerk/api/overview', `/admin/jobwerk/api/jobs/${id}`]) {
+      expect([url, (await fetch(`${base}${url}`)).status]).toEqual([url, 401])
+      expect([url, (await fetch(`${base}${url}`, { headers: bearer('wrong-token-0123456789') })).status]).toEqual([url, 401])
+    }
+    const page = await fetch(`${base}/admin/jobwerk/`, { headers: bearer(TOKEN) })
+    expect(page.status).toBe(200)
+    const html = await page.text()
+    expect(html).toContain('/admin/jobwerk/assets/app.js')
+    const csrf = /name="jobwerk-csrf" content="([^"]+)"/.exec(html)[1]
+    const detail = await (await fetch(`${base}/admin/jobwerk/api/jobs/${id}`, { headers: bearer(TOKEN) })).json()
+    expect(detail.job).toMatchObject({ jobId: id, status: 'failed', data: { league: 'A' } })
+    expect(await (await fetch(`${base}/admin/jobwerk-not/`)).text()).toBe('strapi route /admin/jobwerk-not/')
+    expect(await (await fetch(`${base}/api/jobwerk/health`)).text()).toBe('strapi route /api/jobwerk/health')
+    // A browser's link with ?token= gets a cookie for the path.
+    const link = await fetch(`${base}/admin/jobwerk/?token=${TOKEN}`, { redirect: 'manual' })
+    expect(link.status).toBe(303)
+    const cookie = link.headers.get('set-cookie')
+    expect(cookie).toMatch(/HttpOnly/)
+    expect(cookie).toMatch(/Path=\/admin\/jobwerk/)
+    expect((await fetch(`${base}/admin/jobwerk/api/overview`, { headers: { cookie: cookie.split(';')[0] } })).status).toBe(200)
+    // Actions: the token and the page's CSRF token.
+    const retry = (headers) => fetch(`${base}/admin/jobwerk/api/jobs/${id}/retry`, { method: 'POST', headers })
+    expect((await retry({ 'x-csrf-token': csrf })).status).toBe(401)
+    expect((await retry(bearer(TOKEN))).status).toBe(403)
+    expect((await retry({ ...bearer(TOKEN), 'x-csrf-token': csrf })).status).toBe(200)
+  })
+
+  test('readOnly refuses actions; an auth function gates instead of a token; destroy ends the live streams', async () => {
+    const strapi = fakeStrapi({ pluginConfig: { ...memory, dashboard: { enabled: true, path: '/ops/jobs/', auth: (req) => req.headers['x-admin'] === 'yes', readOnly: true, redact: ['secret'] } } })
+    const { jobs, base } = await withServer(strapi)
+    expect(strapi.log.lines).toContain('info: jobwerk: dashboard at /ops/jobs/ (gate: auth function, read-only)')
+    const admin = { 'x-admin': 'yes' }
+    expect((await fetch(`${base}/ops/jobs/`)).status).toBe(401)
+    const html = await (await fetch(`${base}/ops/jobs/`, { headers: admin })).text()
+    const csrf = /name="jobwerk-csrf" content="([^"]+)"/.exec(html)[1]
+    jobs.registerCalculation({ name: 'hold', calculate: () => new Promise(() => {}) })
+    const id = jobs.addCalculationJob('hold', { secret: 'do-not-show' }, {}, { delay: 60000 })
+    const body = await (await fetch(`${base}/ops/jobs/api/jobs/${id}`, { headers: admin })).text()
+    expect(body).not.toContain('do-not-show')
+    const cancel = await fetch(`${base}/ops/jobs/api/jobs/${id}/cancel`, { method: 'POST', headers: { ...admin, 'x-csrf-token': csrf } })
+    expect(cancel.status).toBe(403)
+    expect((await cancel.json()).error.code).toBe('ERR_READ_ONLY')
+    // An open live stream ends when Strapi destroys the plugin.
+    const res = await new Promise((resolve, reject) => require('node:http').get(`${base}/ops/jobs/api/events`, { headers: admin }, resolve).on('error', reject))
+    expect(res.statusCode).toBe(200)
+    const ended = new Promise((r) => res.on('end', r).resume())
+    await plugin.destroy({ strapi })
+    started.splice(started.indexOf(strapi), 1)
+    await ended
   })
 })
 

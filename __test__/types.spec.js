@@ -215,6 +215,8 @@ describe('runtime shapes match index.d.ts', () => {
     // What the check must have seen for it to mean something.
     expect(new Set(runtime.getJobStatus.filter(Boolean).map((s) => s.status))).toEqual(new Set(['completed', 'failed', 'pending', 'timeout', 'cancelled', 'waiting']))
     expect(runtime.getAlertHistory[0].some((a) => a.status === 'resolved')).toBe(true)
+    expect(service.getJobStatus(ids.waiting)).toMatchObject({ dependsOn: [ids.pending], onDependencyFailure: 'fail' })
+    expect(service.getJobStatus(ids.completed).dependsOn).toEqual([])
     expect(runtime.getSystemStatus[0].alertDelivery).not.toBeNull()
     for (const e of Object.keys(events)) expect(`${e}: ${events[e].length}`).not.toBe(`${e}: 0`)
     // the non-enumerable trends getter

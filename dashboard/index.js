@@ -111,6 +111,13 @@ function cookieOf(req, name) {
   return null
 }
 
+// HTTPS, directly or behind a proxy that says so: the cookie is then Secure.
+function overTls(req) {
+  if (req.socket && req.socket.encrypted) return true
+  const proto = req.headers['x-forwarded-proto']
+  return typeof proto === 'string' && proto.split(',')[0].trim().toLowerCase() === 'https'
+}
+
 function send(res, status, type, body, extra) {
   if (res.headersSent) return
   res.statusCode = status
@@ -279,11 +286,11 @@ function createDashboard(service, options) {
     job(id) {
       const job = service.getJobStatus(id)
       if (job === null) throw new HttpError(404, `no job with id ${JSON.stringify(id)}`)
-      let schedule = null
       const sid = job.scheduleId
-      // getJobStatus names no schedule yet: the schedule whose last job this is, else none.
+      // The schedule that added the job: by the job's scheduleId when getJobStatus
+      // gives one, else the schedule whose last job this is (null: none, or removed).
       const all = service.getScheduledJobs()
-      schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
+      const schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
       const deps = Array.isArray(job.dependsOn)
         ? job.dependsOn.map((d) => {
             const s = service.getJobStatus(d)
@@ -327,7 +334,7 @@ function createDashboard(service, options) {
         if (opts.auth !== null && typeof opts.auth === 'string' && query.has('token') && safeEqual(query.get('token'), opts.auth)) {
           // A link with ?token= sets a cookie (the page's own requests then carry it) and drops the token from the address.
           return send(res, 303, 'text/plain; charset=utf-8', 'see the dashboard', {
-            'Set-Cookie': `${cookieName}=${encodeURIComponent(opts.auth)}; Path=${opts.base || '/'}; HttpOnly; SameSite=Strict`,
+            'Set-Cookie': `${cookieName}=${encodeURIComponent(opts.auth)}; Path=${opts.base || '/'}; HttpOnly; SameSite=Strict${overTls(req) ? '; Secure' : ''}`,
             Location: `${opts.base}/`,
           })
         }

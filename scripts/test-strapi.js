@@ -23,6 +23,10 @@ const PORT = Number(process.env.JOBWERK_STRAPI_PORT || 41337)
 const BASE = `http://127.0.0.1:${PORT}`
 const SHUTDOWN_MS = 2000
 const UID_PATH = '/api/tabellen-eintraege'
+// The example app mounts jobwerk's dashboard at /admin/jobwerk when this is set (config/plugins.js).
+const DASHBOARD = '/admin/jobwerk'
+const DASHBOARD_TOKEN = 'test-strapi-dashboard-token-0123'
+process.env.JOBWERK_DASHBOARD_TOKEN = DASHBOARD_TOKEN
 
 const t0 = Date.now()
 function log(line) {
@@ -214,6 +218,69 @@ async function positionsSettle(app, league, timeout = 30000) {
   return last
 }
 
+// The dashboard the example app mounts at /admin/jobwerk (plugin config
+// dashboard: { enabled, path, token }), through the running Strapi.
+async function dashboardChecks(app) {
+  await check(`the dashboard at ${DASHBOARD}/ through Strapi: page and JSON API with its token, 401 without it or with an API token`, async () => {
+    const get = (url, headers = {}) => fetch(`${BASE}${url}`, { headers, redirect: 'manual' })
+    const bearer = { authorization: `Bearer ${DASHBOARD_TOKEN}` }
+    for (const url of [`${DASHBOARD}/`, `${DASHBOARD}/api/overview`, `${DASHBOARD}/api/jobs`]) {
+      assert((await get(url)).status === 401, `${url} without a token`)
+      assert((await get(url, { authorization: 'Bearer wrong-token-0123456789' })).status === 401, `${url} with a wrong token`)
+      // Strapi's API tokens are not the dashboard's.
+      assert((await get(url, { authorization: `Bearer ${app.tokens.full}` })).status === 401, `${url} with a full-access API token`)
+    }
+    const page = await get(`${DASHBOARD}/`, bearer)
+    const html = await page.text()
+    assert(page.status === 200 && html.includes(`${DASHBOARD}/assets/app.js`), `page: ${page.status} ${html.slice(0, 300)}`)
+    assert(/script-src 'self'/.test(page.headers.get('content-security-policy') || ''), `CSP: ${page.headers.get('content-security-policy')}`)
+    assert((await get(`${DASHBOARD}/assets/app.js`)).status === 200, 'app.js')
+    const overview = await (await get(`${DASHBOARD}/api/overview`, bearer)).json()
+    assert(overview.stats.completed >= 2 && overview.system.status === 'started', `overview: ${JSON.stringify(overview.stats)}`)
+    const listed = await (await get(`${DASHBOARD}/api/jobs?status=completed&name=table-recalculation&limit=5`, bearer)).json()
+    assert(listed.jobs.length > 0 && listed.jobs.every((j) => j.name === 'table-recalculation' && j.data === undefined), `jobs: ${JSON.stringify(listed).slice(0, 300)}`)
+    const id = listed.jobs[0].jobId
+    const detail = await (await get(`${DASHBOARD}/api/jobs/${id}`, bearer)).json()
+    assert(detail.job.jobId === id && detail.job.status === 'completed' && typeof detail.job.data.league === 'string' && Array.isArray(detail.job.dependsOn), `detail: ${JSON.stringify(detail).slice(0, 300)}`)
+    const bad = await get(`${DASHBOARD}/api/jobs?limit=0`, bearer)
+    assert(bad.status === 400, `limit=0: ${bad.status}`)
+    // A browser's link with ?token= sets an HttpOnly cookie for the path.
+    const link = await get(`${DASHBOARD}/?token=${DASHBOARD_TOKEN}`)
+    const cookie = (link.headers.get('set-cookie') || '').split(';')[0]
+    assert(link.status === 303 && /HttpOnly/.test(link.headers.get('set-cookie')), `?token=: ${link.status} ${link.headers.get('set-cookie')}`)
+    assert((await get(`${DASHBOARD}/api/overview`, { cookie })).status === 200, 'the cookie opens the API')
+    // The dashboard's token is not an API token either.
+    const api = await get('/api/jobwerk/health', bearer)
+    assert(api.status === 401 || api.status === 403, `/api/jobwerk/health with the dashboard token: ${api.status}`)
+    // Without a dashboard path, Strapi answers as before.
+    assert((await get('/admin/jobwerk-other')).status === 404, '/admin/jobwerk-other')
+  })
+
+  await check('dashboard actions through Strapi: POST needs the token and the CSRF token; its JSON body gets through', async () => {
+    const bearer = { authorization: `Bearer ${DASHBOARD_TOKEN}` }
+    const html = await (await fetch(`${BASE}${DASHBOARD}/`, { headers: bearer })).text()
+    const csrf = /name="jobwerk-csrf" content="([^"]+)"/.exec(html)[1]
+    const post = async (url, headers, body) => {
+      const r = await fetch(`${BASE}${DASHBOARD}${url}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
+      return { status: r.status, json: await r.json().catch(() => null) }
+    }
+    const ack = '/api/alerts/no-such-alert/acknowledge'
+    assert((await post(ack, { 'x-csrf-token': csrf }, { by: 'Ann' })).status === 401, 'without the token')
+    assert((await post(ack, bearer, { by: 'Ann' })).status === 403, 'without the CSRF token')
+    const noBody = await post(ack, { ...bearer, 'x-csrf-token': csrf })
+    assert(noBody.status === 400 && noBody.json.error.field === 'by', `without a body: ${JSON.stringify(noBody)}`)
+    const withBody = await post(ack, { ...bearer, 'x-csrf-token': csrf }, { by: 'Ann' })
+    assert(withBody.status === 409, `with { by }: ${JSON.stringify(withBody)}`)
+    // The live stream answers through Strapi (no buffering) and closes with the client.
+    const ctl = new AbortController()
+    const events = await fetch(`${BASE}${DASHBOARD}/api/events`, { headers: bearer, signal: ctl.signal })
+    assert(events.status === 200 && /text\/event-stream/.test(events.headers.get('content-type')), `events: ${events.status}`)
+    const first = await events.body.getReader().read()
+    assert(/event: hello/.test(Buffer.from(first.value).toString('utf8')), 'the hello event')
+    ctl.abort()
+  })
+}
+
 async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-test-strapi-'))
   let app
@@ -272,6 +339,8 @@ async function main() {
       const r = await app.request('GET', UID_PATH, undefined, null)
       assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
     })
+
+    await dashboardChecks(app)
 
     await check('jobwerk routes: health and metrics with a read-only API token, 401/403 without', async () => {
       const health = await app.request('GET', '/api/jobwerk/health', undefined, app.tokens.read)

@@ -5,11 +5,12 @@
 // `validator(merged)`; a throw stops the boot with "Error regarding jobwerk
 // config: <message>".
 const { API } = require('../lib/errors.js')
+const { validateDashboard, DEFAULT_PATH } = require('./dashboard.js')
 
 // Keys JobManagementService reads.
 const CORE_KEYS = ['queue', 'monitoring', 'scheduler', 'storage', 'clock', 'unref', 'threads']
 // Keys only the plugin reads.
-const PLUGIN_KEYS = ['shutdownTimeoutMs', 'jobsDir', 'alertCooldownMs', 'cron']
+const PLUGIN_KEYS = ['shutdownTimeoutMs', 'jobsDir', 'alertCooldownMs', 'cron', 'dashboard']
 
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -23,6 +24,8 @@ const defaults = {
   // A Strapi app's hooks can add many jobs at once (a bulk update); the
   // library's default of 100 is for a bounded in-process queue.
   queue: { maxQueueSize: 100000 },
+  // The dashboard under an admin path, behind its own token (strapi/dashboard.js); off by default.
+  dashboard: { enabled: false, path: DEFAULT_PATH, readOnly: false },
 }
 
 function configError(key, message) {
@@ -62,6 +65,7 @@ function validator(config) {
     throw configError('jobsDir', `must be a non-empty path or false, got ${d === null ? 'null' : typeof d}`)
   }
   validateCron(config.cron)
+  validateDashboard(config.dashboard, configError)
   const s = config.storage
   if (s !== undefined && s !== null) {
     if (!isObject(s)) throw configError('storage', `must be an object, got ${Array.isArray(s) ? 'an array' : typeof s}`)

@@ -11,6 +11,24 @@ interface JobwerkPluginConfig extends JobManagementConfig {
   alertCooldownMs?: number
   /** Cron schedules `cron:<name>`, reconciled with the stored ones at boot. */
   cron?: Record<string, JobwerkCronEntry>
+  /** The dashboard on Strapi's server under an admin path, behind its own gate. Off by default. */
+  dashboard?: JobwerkDashboardConfig
+}
+
+/** `config.dashboard`: enabled needs a gate, `token` or `auth` (not both). */
+interface JobwerkDashboardConfig {
+  /** Default false. */
+  enabled?: boolean
+  /** Where the page and its JSON API are served. Default '/admin/jobwerk' (not '/api', '/admin', '/_health', '/uploads'). */
+  path?: string
+  /** A bearer token of at least 16 characters (e.g. `env('JOBWERK_DASHBOARD_TOKEN')`); a browser opens `<path>/?token=...` once, which sets an HttpOnly cookie. */
+  token?: string
+  /** Instead of a token: decides each request (the Node request). */
+  auth?: (req: import('node:http').IncomingMessage) => boolean | Promise<boolean>
+  /** No buttons; every action is refused (403). Default false. */
+  readOnly?: boolean
+  /** Keys masked in data, context and results, at any depth. */
+  redact?: string[]
 }
 
 /** jobwerk's shape (a registered calculation) or Strapi's cron-task shape (a task called with `{ strapi }`). */
@@ -44,6 +62,6 @@ declare const plugin: {
 }
 // strapi-server.js is CommonJS (`module.exports = plugin`): the types say so.
 declare namespace plugin {
-  export { JobwerkPluginConfig, JobwerkCronEntry, StrapiJobManagementService }
+  export { JobwerkPluginConfig, JobwerkCronEntry, JobwerkDashboardConfig, StrapiJobManagementService }
 }
 export = plugin

@@ -5,7 +5,8 @@
 //
 //   register:  makes the service (storage beside Strapi's database, strapi.log
 //              as logger) and loads the calculations of `src/jobs/*.js`, so
-//              the app's register/bootstrap can add more and use them by name.
+//              the app's register/bootstrap can add more and use them by name;
+//              mounts the dashboard when `dashboard.enabled` (strapi/dashboard.js).
 //   bootstrap: schedules `config.cron` (cancelling stored `cron:` schedules
 //              no longer in it), then starts the service. Stored jobs of a calculation the app registers only
 //              later (in its own bootstrap, which Strapi runs after the
@@ -17,11 +18,13 @@ const config = require('./config.js')
 const { serviceFor, loadJobsDir, pluginConfig, reconcileCron } = require('./service.js')
 const { routes, controllers } = require('./routes.js')
 const { _services } = require('../index.js')
+const { mountDashboard, closeDashboard } = require('./dashboard.js')
 
 function register({ strapi }) {
   const service = serviceFor(strapi)
-  const { jobsDir } = pluginConfig(strapi)
+  const { jobsDir, dashboard } = pluginConfig(strapi)
   if (jobsDir !== false) loadJobsDir(strapi, service, jobsDir === undefined ? config.default.jobsDir : jobsDir)
+  mountDashboard(strapi, service, dashboard)
 }
 
 // A service that fails to start (its storage cannot be opened, say) does not
@@ -42,6 +45,7 @@ async function bootstrap({ strapi }) {
 }
 
 async function destroy({ strapi }) {
+  closeDashboard(strapi)
   // Nothing to stop when register never made the service.
   const service = _services.get(strapi)
   if (service === undefined) return

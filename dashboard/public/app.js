@@ -312,6 +312,39 @@
     return h('pre', null, v === undefined || v === null ? 'null' : JSON.stringify(v, null, 2))
   }
 
+  // Where the job came from: the schedule that added it and the jobs it waits for.
+  function origin(j, schedule, dependencies) {
+    const sid = typeof j.scheduleId === 'string' ? j.scheduleId : schedule ? schedule.id : null
+    const deps = dependencies || []
+    return h(
+      'div',
+      { class: 'card', id: 'origin' },
+      h('h3', null, 'Origin'),
+      sid === null
+        ? // Without a scheduleId in the job (an older jobwerk), only a schedule's last job is known.
+          h('p', { class: 'mut', id: 'created-by' }, 'scheduleId' in j ? 'Not added by a schedule.' : 'Not the last job of any schedule.')
+        : h(
+            'p',
+            { id: 'created-by' },
+            'Created by schedule ',
+            h('a', { href: `#/schedules?id=${encodeURIComponent(sid)}`, 'data-schedule-link': sid }, sid),
+            schedule ? h('span', { class: 'mut small' }, ` (${schedule.kind}${schedule.enabled ? '' : ', disabled'})`) : h('span', { class: 'mut small' }, ' (no longer scheduled)'),
+          ),
+      deps.length === 0
+        ? h('p', { class: 'mut', id: 'depends-on' }, 'No dependencies.')
+        : [
+            h('p', null, `Depends on ${deps.length} job${deps.length === 1 ? '' : 's'}`, h('span', { class: 'mut small' }, j.onDependencyFailure === 'ignore' ? ' (runs even if one fails)' : ' (fails if one fails)')),
+            h(
+              'ul',
+              { class: 'deps', id: 'depends-on' },
+              deps.map((d) =>
+                h('li', { 'data-dependency': d.jobId }, badge(d.status), ' ', h('a', { href: `#/jobs/${encodeURIComponent(d.jobId)}`, class: 'id' }, d.jobId), d.name ? h('span', { class: 'mut small' }, ` ${d.name}`) : null),
+              ),
+            ),
+          ],
+    )
+  }
+
   async function jobDetail(id) {
     const { job: j, schedule, dependencies } = await get(`/jobs/${encodeURIComponent(id)}`)
     const kv = (pairs) => h('dl', { class: 'kv' }, pairs.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]))
@@ -348,15 +381,7 @@
             ['Ran', j.finishedAt && j.startedAt ? dur(j.finishedAt - j.startedAt) : '-'],
           ]),
         ),
-        h(
-          'div',
-          { class: 'card' },
-          h('h3', null, 'Origin'),
-          kv([
-            ['Schedule', schedule ? h('a', { href: '#/schedules' }, `${schedule.id} (${schedule.kind})`) : j.scheduleId || '-'],
-            ['Depends on', dependencies.length ? dependencies.map((d) => h('div', null, h('a', { href: `#/jobs/${encodeURIComponent(d.jobId)}` }, d.jobId), ' ', badge(d.status))) : '-'],
-          ]),
-        ),
+        origin(j, schedule, dependencies),
       ),
       j.error ? [h('h2', null, 'Error'), h('p', { class: 'err', id: 'error-message' }, `${j.error.name}: ${j.error.message}`), h('pre', { class: 'stack' }, j.error.stack || '(no stack)')] : null,
       h('h2', null, 'Data'),
@@ -385,8 +410,9 @@
     ]
   }
 
-  async function schedules() {
+  async function schedules(params) {
     const { schedules: list } = await get('/schedules')
+    const focus = params.get('id')
     return [
       h('h1', null, `Schedules (${list.length})`),
       h(
@@ -404,7 +430,7 @@
               : list.map((x) =>
                   h(
                     'tr',
-                    { 'data-schedule': x.id },
+                    { 'data-schedule': x.id, class: x.id === focus ? 'focus' : null, 'aria-current': x.id === focus ? 'true' : null },
                     h('td', { class: 'id' }, x.id),
                     h('td', null, x.name),
                     h('td', null, x.kind),
@@ -508,7 +534,7 @@
     try {
       if (page === 'jobs' && parts[1]) content = await jobDetail(decodeURIComponent(parts[1]))
       else if (page === 'jobs') content = await jobs(params)
-      else if (page === 'schedules') content = await schedules()
+      else if (page === 'schedules') content = await schedules(params)
       else if (page === 'alerts') content = await alerts()
       else content = await overview()
     } catch (e) {
@@ -526,7 +552,12 @@
   let navigated = false
   window.addEventListener('hashchange', () => {
     navigated = true
-    render().then(() => main.focus())
+    render().then(() => {
+      main.focus()
+      // A link to one schedule (from a job's detail): show its row.
+      const marked = main.querySelector('tr.focus')
+      if (marked) marked.scrollIntoView({ block: 'center' })
+    })
   })
 
   // One stream per open page; the server sends `change` when counts or alerts

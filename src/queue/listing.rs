@@ -213,10 +213,32 @@ pub(super) fn write_job_json(registry: &Registry, job: &Job, include_data: bool,
     opt_ms(job.started_at),
     opt_ms(job.finished_at),
   );
+  write_deps(job, s);
   if include_data {
     let _ = write!(s, "\"data\":{},", job.data);
   }
   let _ = write!(s, "\"context\":{}}}", job.context_json());
+}
+
+/// `"dependsOn":[ids],"onDependencyFailure":"fail"|"ignore",`: the jobs that
+/// must complete first (`[]` for none) and what a failed one does to this job.
+fn write_deps(job: &Job, s: &mut String) {
+  let deps = job.deps();
+  s.push_str("\"dependsOn\":[");
+  for (i, id) in deps.map(|d| &d.ids[..]).unwrap_or(&[]).iter().enumerate() {
+    if i > 0 {
+      s.push(',');
+    }
+    s.push('"');
+    id.write_to(s);
+    s.push('"');
+  }
+  let ignore = deps.is_some_and(|d| d.ignore_failure);
+  let _ = write!(
+    s,
+    "],\"onDependencyFailure\":\"{}\",",
+    if ignore { "ignore" } else { "fail" }
+  );
 }
 
 impl Queue {
@@ -382,6 +404,67 @@ mod tests {
     assert_eq!(
       q.jobs_json(&none).expect("jobs"),
       "{\"jobs\":[],\"nextCursor\":null}"
+    );
+  }
+
+  #[test]
+  fn a_job_lists_its_dependencies_and_what_a_failed_one_does() {
+    let mut q = Queue::new(QueueConfig::default(), 0);
+    let calc = q.register("calc", &Value::Null).expect("register");
+    let job = |options: JobOptions| NewJob {
+      calc,
+      data: "1",
+      context: "{}",
+      options,
+    };
+    let a = q.add(&[job(JobOptions::default())], 0).expect("add")[0];
+    let b = q.add(&[job(JobOptions::default())], 0).expect("add")[0];
+    let waits = q
+      .add(
+        &[job(JobOptions {
+          depends_on: vec![a.to_string(), b.to_string()],
+          ..JobOptions::default()
+        })],
+        0,
+      )
+      .expect("add")[0];
+    let ignores = q
+      .add(
+        &[job(JobOptions {
+          depends_on: vec![b.to_string()],
+          ignore_dependency_failure: true,
+          ..JobOptions::default()
+        })],
+        0,
+      )
+      .expect("add")[0];
+    let status = |q: &mut Queue, id: JobId| -> Value {
+      serde_json::from_str(&q.status_json(id).expect("status")).expect("json")
+    };
+    let s = status(&mut q, waits);
+    assert_eq!(s["status"], json!("waiting"));
+    assert_eq!(s["dependsOn"], json!([a.to_string(), b.to_string()]));
+    assert_eq!(s["onDependencyFailure"], json!("fail"));
+    let s = status(&mut q, ignores);
+    assert_eq!(s["dependsOn"], json!([b.to_string()]));
+    assert_eq!(s["onDependencyFailure"], json!("ignore"));
+    let s = status(&mut q, a);
+    assert_eq!(s["dependsOn"], json!([]));
+    assert_eq!(s["onDependencyFailure"], json!("fail"));
+    // getJobs lists them too, with or without the payloads.
+    let page: Value = serde_json::from_str(
+      &q.jobs_json(&JobQuery {
+        include_data: false,
+        ..JobQuery::default()
+      })
+      .expect("jobs"),
+    )
+    .expect("json");
+    assert_eq!(page["jobs"][0]["jobId"], json!(ignores.to_string()));
+    assert_eq!(page["jobs"][0]["dependsOn"], json!([b.to_string()]));
+    assert_eq!(
+      page["jobs"][1]["dependsOn"],
+      json!([a.to_string(), b.to_string()])
     );
   }
 }
