@@ -61,19 +61,34 @@ fn json(text: Option<&str>) -> Value {
 /// `sqlite-v3.expected.json` is how that release read it back.
 #[test]
 fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedules() {
+  migrates_with_everything_in_it("v3");
+}
+
+/// `tests/fixtures/sqlite-v4.db` was written by the build of schema 4
+/// (tests/fixtures/make-sqlite-v4.js, the same jobs as the v3 file);
+/// `sqlite-v4.expected.json` is how that build read it back. Its jobs have
+/// no key, concurrency key or schedule id.
+#[test]
+fn a_file_of_schema_4_migrates_with_its_jobs_results_errors_progress_and_schedules() {
+  migrates_with_everything_in_it("v4");
+}
+
+/// Opens a copy of `tests/fixtures/sqlite-<v>.db` and checks it reads as
+/// `sqlite-<v>.expected.json` says, then that the file is of this schema.
+fn migrates_with_everything_in_it(v: &str) {
   let expected: Value = serde_json::from_str(
-    &fs::read_to_string(fixture("sqlite-v3.expected.json")).expect("expected reading"),
+    &fs::read_to_string(fixture(&format!("sqlite-{v}.expected.json"))).expect("expected reading"),
   )
   .expect("expected JSON");
   let now = expected["readAt"].as_u64().expect("readAt");
   let ids = expected["ids"].as_object().expect("ids");
   // Every job in memory, then every plain pending one left in the file.
   for hot in [HOT_PENDING, 1] {
-    let dir = Dir::new("v3");
+    let dir = Dir::new(v);
     let db = dir.file("jobs.db");
-    fs::copy(fixture("sqlite-v3.db"), &db).expect("copy");
+    fs::copy(fixture(&format!("sqlite-{v}.db")), &db).expect("copy");
     let (store, names) = open(&db, hot, now);
-    let mut store = store.expect("the v3 file opens");
+    let mut store = store.expect("the old file opens");
     for (k, id) in ids {
       let want = &expected["jobs"][k];
       let id = JobId::parse(id.as_str().expect("id")).expect("id");
@@ -81,6 +96,7 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
         .get(id)
         .unwrap_or_else(|| panic!("{k} {id} missing"))
         .clone();
+      assert_eq!(job.keys(), None, "{k}: no key after the migration");
       let extra = job.extra.as_deref();
       let got = serde_json::json!({
         "name": names.get(job.name),
@@ -186,9 +202,12 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
       .query_row("PRAGMA user_version", [], |r| r.get(0))
       .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let rows: Vec<(String, String, String)> = c
-      .prepare("SELECT status, priority, backoff FROM jobwerk_jobs")
+      .prepare(
+        "SELECT status, priority, backoff FROM jobwerk_jobs
+         WHERE job_key IS NULL AND concurrency_key IS NULL AND schedule_id IS NULL",
+      )
       .expect("select")
       .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
       .expect("rows")
