@@ -24,6 +24,9 @@ const STATUS_KEYS = [
   'finishedAt',
   'data',
   'context',
+  'key',
+  'concurrencyKey',
+  'scheduleId',
 ]
 
 describe('adding jobs and reading their status', () => {
