@@ -106,6 +106,9 @@ describe('adding jobs and reading their status', () => {
       finishedAt: null,
       data: { x: [1, 2] },
       context: { contentType: 'api::a.a' },
+      key: null,
+      concurrencyKey: null,
+      scheduleId: null,
     })
     expect(st.createdAt).toBeGreaterThanOrEqual(before - 1)
     expect(st.createdAt).toBeLessThanOrEqual(Date.now() + 1)
