@@ -648,7 +648,11 @@ fn fired_jobs_carry_their_schedule_id_and_keys_dedupe_fires() {
     q.tick(t * 100);
     q.end_batch();
   }
-  assert_eq!(q.count(Status::Pending), 2, "one fired job for three fires, one added");
+  assert_eq!(
+    q.count(Status::Pending),
+    2,
+    "one fired job for three fires, one added"
+  );
   let page: Value = serde_json::from_str(
     &q.jobs_json(&JobQuery {
       ascending: true,
@@ -660,7 +664,11 @@ fn fired_jobs_carry_their_schedule_id_and_keys_dedupe_fires() {
   let jobs = page["jobs"].as_array().expect("jobs");
   assert_eq!(jobs[0]["jobId"], json!(added.to_string()));
   assert_eq!(
-    (&jobs[0]["scheduleId"], &jobs[0]["key"], &jobs[0]["concurrencyKey"]),
+    (
+      &jobs[0]["scheduleId"],
+      &jobs[0]["key"],
+      &jobs[0]["concurrencyKey"]
+    ),
     (&Value::Null, &Value::Null, &Value::Null)
   );
   assert_eq!(jobs[1]["scheduleId"], json!("nightly"));
@@ -686,7 +694,8 @@ fn duplicates_in_one_batch_and_the_queue_limit() {
   };
   let mut q = Queue::new(cfg, 0);
   let c = q.register("calc", &Value::Null).expect("register");
-  let opts = |v: Value| JobOptions::parse(&v, "options", crate::job::Backoff::default()).expect("options");
+  let opts =
+    |v: Value| JobOptions::parse(&v, "options", crate::job::Backoff::default()).expect("options");
   let job = |data: &'static str, o: Value| NewJob {
     calc: c,
     data,
@@ -698,17 +707,30 @@ fn duplicates_in_one_batch_and_the_queue_limit() {
     .map(|i| job(if i < 49 { "1" } else { "2" }, r.clone()))
     .chain([job("3", json!({}))])
     .collect();
-  let ids = q.add(&batch, 0).expect("50 duplicates and one more fit in 2");
+  let ids = q
+    .add(&batch, 0)
+    .expect("50 duplicates and one more fit in 2");
   assert!(ids[..50].iter().all(|id| *id == ids[0]));
   assert_ne!(ids[50], ids[0]);
   assert_eq!(q.get(ids[0]).map(|j| j.data.to_string()), Some("2".into()));
   // Full now; a duplicate still returns its job.
-  assert_eq!(q.add(&[job("4", r.clone())], 0).expect("duplicate"), vec![ids[0]]);
-  let e = q.add(&[job("5", json!({"key": "new"}))], 0).expect_err("full");
+  assert_eq!(
+    q.add(&[job("4", r.clone())], 0).expect("duplicate"),
+    vec![ids[0]]
+  );
+  let e = q
+    .add(&[job("5", json!({"key": "new"}))], 0)
+    .expect_err("full");
   assert_eq!(e.code(), "ERR_QUEUE_FULL");
   // All or nothing: a bad job leaves the keyed one as it was.
   let e = q
-    .add(&[job("6", r.clone()), job("7", json!({"dependsOn": ["nope"]}))], 0)
+    .add(
+      &[
+        job("6", r.clone()),
+        job("7", json!({"dependsOn": ["nope"]})),
+      ],
+      0,
+    )
     .expect_err("bad");
   assert_eq!(e.code(), "ERR_DEPENDENCY_NOT_FOUND");
   assert_eq!(q.get(ids[0]).map(|j| j.data.to_string()), Some("4".into()));

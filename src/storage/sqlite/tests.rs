@@ -405,3 +405,48 @@ fn the_column_constants_name_the_columns_in_order() {
     let _ = stmt.query([]).expect("query");
   }
 }
+
+/// Jobs with a unique key, a concurrency key or a schedule id never stay in
+/// the file only: the key index and the concurrency gate work on memory. A
+/// plain job beside them does, when it is added and when the file is opened.
+#[test]
+fn keyed_jobs_are_never_cold() {
+  use crate::job::JobKeys;
+  let dir = Dir::new("keyed-cold");
+  let db = dir.file("jobs.db");
+  let (store, mut names) = open(&db, 1, 1_000);
+  let mut store = store.expect("open");
+  let calc = names.intern("calc");
+  let mut gen = IdGen::default();
+  let mut job = |keys: Option<Box<JobKeys>>| {
+    let mut j = Job::new(gen.next(1_000), calc, 1_000, 1_000, "1".into());
+    j.set_keys(keys);
+    j
+  };
+  let plain = [job(None), job(None)];
+  let keyed = [
+    job(JobKeys::of(Some("k"), None, None)),
+    job(JobKeys::of(None, Some("c"), None)),
+    job(JobKeys::of(None, None, Some("sched"))),
+  ];
+  let keyed_ids: Vec<JobId> = keyed.iter().map(|j| j.id).collect();
+  store.insert(plain.into_iter().chain(keyed).collect(), &names);
+  assert_eq!(store.cold.count, 1, "only the second plain job is cold");
+  for id in &keyed_ids {
+    assert!(store.mem.contains(*id), "keyed job {id} is in memory");
+  }
+  store.sync().expect("sync");
+  store.close();
+  drop(store);
+  let (store, _) = open(&db, 1, 1_000);
+  let mut store = store.expect("reopen");
+  assert_eq!(store.cold.count, 1, "after a reopen too");
+  for id in &keyed_ids {
+    assert!(
+      store.mem.contains(*id),
+      "keyed job {id} is in memory after a reopen"
+    );
+  }
+  assert_eq!(store.keyed("k"), Some(keyed_ids[0]));
+  assert_eq!(store.counts()[Status::Pending as usize], 5);
+}
