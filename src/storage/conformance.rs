@@ -1001,6 +1001,16 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   q.end_batch();
   let after = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
   assert_ne!(after, next);
+  // Retried, a finished job holds its key again.
+  assert!(q.cancel(after, 3));
+  q.end_batch();
+  let fresh = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
+  assert_ne!(fresh, after);
+  assert!(q.cancel(fresh, 3));
+  q.end_batch();
+  assert!(q.retry(after, 3).expect("retry"));
+  q.end_batch();
+  assert_eq!(add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3), after);
   let mut q = restart(h, q, 4);
   assert_eq!(add_opts(&mut q, "8", "{}", json!({"key": "k"}), 4), after);
   q.check_invariants().expect("invariants");

@@ -1047,6 +1047,8 @@ impl Store for MemoryStore {
     job.run_at = now;
     job.finished_at = 0;
     job.gen = job.gen.wrapping_add(1);
+    // Unfinished again: it holds its key again.
+    self.keys.added(job);
     if waits {
       self.wait_again(id.0, now);
     } else {
