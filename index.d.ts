@@ -60,6 +60,8 @@ export interface AsyncCalculation<D = any, R = any> {
   /** Retries after the first attempt. */
   retries?: number
   backoff?: BackoffOptions
+  /** The default `concurrencyKey` of its jobs (a job's own wins): e.g. the calculation's name, to run one at a time. */
+  concurrencyKey?: string
 }
 
 /**
@@ -83,6 +85,8 @@ export interface ModuleCalculation<D = any, R = any> {
   timeout?: number
   retries?: number
   backoff?: BackoffOptions
+  /** The default `concurrencyKey` of its jobs (a job's own wins). */
+  concurrencyKey?: string
 }
 
 /** What the job methods accept: a function or a module file. */

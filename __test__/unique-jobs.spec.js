@@ -252,3 +252,29 @@ describe('bad options are ERR_INVALID_ARGUMENT naming the field', () => {
     expect(service.getQueueStatistics().total).toBe(0)
   })
 })
+
+describe('a calculation-wide concurrencyKey', () => {
+  test("a calculation's concurrencyKey is its jobs' default; a job's own wins; a bad one names calculation.concurrencyKey", async () => {
+    const service = tracker.create({ clock: { type: 'manual', now: T0 }, queue: { maxWorkers: 3 } })
+    const calc = gated('one-at-a-time')
+    calc.concurrencyKey = 'singleton'
+    const a = service.addCalculationJob(calc, { table: 's', n: 1 })
+    const b = service.addCalculationJob(calc, { table: 's', n: 2 })
+    const own = service.addCalculationJob(calc, { table: 'o', n: 3 }, null, { concurrencyKey: 'own' })
+    expect(service.getJobStatus(b).concurrencyKey).toBe('singleton')
+    await service.start()
+    await waitForStatus(service, own, 'running')
+    await waitForStatus(service, a, 'running')
+    expect(service.getJobStatus(b).status).toBe('pending')
+    calc.release.get(1)()
+    await waitForStatus(service, b, 'running')
+    calc.release.get(2)()
+    calc.release.get(3)()
+    await waitForStatus(service, b)
+    expect(calc.maxPerKey.get('s')).toBe(1)
+    const bad = { name: 'bad-key', calculate: () => 1, concurrencyKey: '' }
+    expect(() => service.addCalculationJob(bad, 1)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('calculation.concurrencyKey') }),
+    )
+  })
+})

@@ -736,3 +736,20 @@ fn duplicates_in_one_batch_and_the_queue_limit() {
   assert_eq!(q.get(ids[0]).map(|j| j.data.to_string()), Some("4".into()));
   q.check_invariants().expect("invariants");
 }
+
+/// A calculation may give its jobs a default concurrency key, never a
+/// unique key or a debounce (they are per job).
+#[test]
+fn a_calculation_may_not_set_per_job_keys() {
+  let mut q = Queue::new(QueueConfig::default(), 0);
+  for defaults in [json!({"key": "k"}), json!({"key": "k", "debounceMs": 5})] {
+    let e = q.register("calc", &defaults).expect_err("per job");
+    assert_eq!(e.code(), "ERR_INVALID_ARGUMENT");
+    assert!(e.to_string().contains("per job"), "{e}");
+  }
+  let c = q
+    .register("calc", &json!({"concurrencyKey": "one"}))
+    .expect("a default concurrency key");
+  let id = add(&mut q, c, "1", json!({}), 0);
+  assert_eq!(q.get(id).and_then(|j| j.concurrency_key()), Some("one"));
+}
