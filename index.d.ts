@@ -60,6 +60,8 @@ export interface AsyncCalculation<D = any, R = any> {
   /** Retries after the first attempt. */
   retries?: number
   backoff?: BackoffOptions
+  /** The default `concurrencyKey` of its jobs (a job's own wins): e.g. the calculation's name, to run one at a time. */
+  concurrencyKey?: string
 }
 
 /**
@@ -83,6 +85,8 @@ export interface ModuleCalculation<D = any, R = any> {
   timeout?: number
   retries?: number
   backoff?: BackoffOptions
+  /** The default `concurrencyKey` of its jobs (a job's own wins). */
+  concurrencyKey?: string
 }
 
 /** What the job methods accept: a function or a module file. */
@@ -119,6 +123,29 @@ export interface JobOptions {
   dependsOn?: string[]
   /** `'fail'` (default): a failed, timed-out or cancelled dependency fails this job with `ERR_DEPENDENCY_FAILED`; `'ignore'`: run anyway. */
   onDependencyFailure?: 'fail' | 'ignore'
+  /**
+   * A unique key (1 to 512 bytes): while a job with this key is waiting, pending or running, adding another
+   * returns the existing job's id and adds nothing (see `onDuplicate`). Durable on SQLite.
+   */
+  key?: string
+  /**
+   * What an add whose `key` an unfinished job holds does. `'skip'` (the default without `debounceMs`): nothing.
+   * `'replace'` (the default with `debounceMs`): a job that has not started takes the new data and context
+   * (its other options stay); a running job cannot, so a new job is added behind it and holds the key from then on.
+   * Needs `key`.
+   */
+  onDuplicate?: 'skip' | 'replace'
+  /**
+   * The job runs this many ms after the LAST add with its `key`: each add moves the waiting job's due time
+   * (and, with the default `onDuplicate: 'replace'`, gives it the newest data and context). Needs `key`;
+   * not with `runAt` or `delay`, nor on schedules.
+   */
+  debounceMs?: number
+  /**
+   * At most one job per concurrency key (1 to 512 bytes) runs at a time; the others stay pending, in order,
+   * until it finishes, while jobs without it or with another key run in parallel.
+   */
+  concurrencyKey?: string
 }
 
 export interface QueueConfig {
@@ -256,6 +283,12 @@ export interface CalculationStatus<D = any, R = any> {
   onDependencyFailure: 'fail' | 'ignore'
   data: D
   context: CalculationContext
+  /** `options.key`, or null. */
+  key: string | null
+  /** `options.concurrencyKey`, or null. */
+  concurrencyKey: string | null
+  /** The schedule whose fire added the job, or null for a job added directly. */
+  scheduleId: string | null
 }
 
 /** `getJobs`' filter. Absent or `null` fields take their defaults. */

@@ -596,7 +596,7 @@ class JobManagementService extends EventEmitter {
         throw invalid(`${what}.calculate must be a function (or ${what}.module a file that exports one)`)
       }
       if (known !== undefined && known.calc === calc && known.file === file) return known.idx
-      defaults = optionsJson({ priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff }, what)
+      defaults = optionsJson({ priority: calc.priority, timeout: calc.timeout, retries: calc.retries, backoff: calc.backoff, concurrencyKey: calc.concurrencyKey }, what)
       threaded = file !== null && (calc.threads === true || calc.isolation === 'thread')
       handler = threaded ? null : file === null ? calc : mainThreadModule(calc, what, file)
     } catch (e) {

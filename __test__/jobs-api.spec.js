@@ -26,6 +26,9 @@ const STATUS_KEYS = [
   'onDependencyFailure',
   'data',
   'context',
+  'key',
+  'concurrencyKey',
+  'scheduleId',
 ]
 
 describe('adding jobs and reading their status', () => {
@@ -107,6 +110,9 @@ describe('adding jobs and reading their status', () => {
       onDependencyFailure: 'fail',
       data: { x: [1, 2] },
       context: { contentType: 'api::a.a' },
+      key: null,
+      concurrencyKey: null,
+      scheduleId: null,
     })
     expect(st.createdAt).toBeGreaterThanOrEqual(before - 1)
     expect(st.createdAt).toBeLessThanOrEqual(Date.now() + 1)

@@ -85,6 +85,27 @@ test('a migrated file keeps working: its pending jobs run, dependants follow, a 
   expect(again.getJobStatus(ids.failed)).toEqual(expect.objectContaining(expected.jobs.failed))
 })
 
+test('a schema-4 file (tests/fixtures/sqlite-v4.db, the same jobs) reads as the schema-4 build read it, with no keys', async () => {
+  const v4 = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'sqlite-v4.expected.json'), 'utf8'))
+  const db = path.join(dirs.make(), 'jobs.db')
+  fs.copyFileSync(path.join(FIXTURES, 'sqlite-v4.db'), db)
+  const service = services.open(db, { clock: { type: 'manual', now: v4.readAt } })
+  for (const [k, id] of Object.entries(v4.ids)) {
+    const job = service.getJobStatus(id)
+    expect({ k, job }).toEqual({ k, job: expect.objectContaining(v4.jobs[k]) })
+    expect({ k, keys: [job.key, job.concurrencyKey, job.scheduleId] }).toEqual({ k, keys: [null, null, null] })
+  }
+  expect(service.getJobs({ limit: 1000 }).jobs.map((j) => j.jobId)).toEqual(v4.listed)
+  expect(service.getScheduledJobs()).toEqual(v4.scheduled.map((s) => expect.objectContaining(s)))
+  // It keeps working: a keyed job next to the migrated ones.
+  const later = { name: 'later', calculate: () => 'ran' }
+  const id = service.addCalculationJob(later, 1, null, { key: 'after-migration', concurrencyKey: 'c' })
+  expect(service.addCalculationJob(later, 2, null, { key: 'after-migration' })).toBe(id)
+  await service.stop()
+  const again = services.open(db, { clock: { type: 'manual', now: v4.readAt } })
+  expect(again.getJobStatus(id)).toMatchObject({ key: 'after-migration', concurrencyKey: 'c', data: 1 })
+})
+
 test('a corrupt stored value is ERR_STORAGE naming the job and the column, not a default', async () => {
   // tests/fixtures/sqlite-corrupt-status.db: two jobs written by this schema,
   // the second's status then set to 'finished' with the sqlite3 shell.

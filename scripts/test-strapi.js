@@ -356,6 +356,8 @@ async function main() {
       }
     })
 
+    app = await uniqueJobChecks(app, dir)
+
     // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
     // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
     let heldJob
@@ -413,6 +415,78 @@ async function main() {
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   console.log(`${passed} passed, ${failed} failed`)
   process.exitCode = failed > 0 ? 1 : 0
+}
+
+// --- unique, debounced and one-at-a-time jobs ---------------------------------
+// The example's hook adds each league's recalculation with key, debounceMs and
+// concurrencyKey (EXAMPLE_DEBOUNCE_MS sets the debounce). Boots the app twice
+// with its own settings and returns a normal app again.
+
+/** The recalculations of `league` in the app's output from line `from`: [{ id, start, done }] by line index. */
+function recalculations(app, league, from = 0) {
+  const runs = new Map()
+  for (let i = from; i < app.lines.length; i++) {
+    const start = / table-recalculation (\S+) attempt \d+ for (\S+)$/.exec(app.lines[i])
+    if (start && start[2] === league) runs.set(start[1], { id: start[1], start: i, done: null })
+    const done = / table-recalculation (\S+) done: ([^,]+),/.exec(app.lines[i])
+    if (done && done[2] === league && runs.has(done[1])) runs.get(done[1]).done = i
+  }
+  return [...runs.values()]
+}
+
+async function uniqueJobChecks(app, dir) {
+  const DEBOUNCE = 3000
+  await stopApp(app)
+  app = await new App(dir, { EXAMPLE_DEBOUNCE_MS: String(DEBOUNCE) }).ready()
+  await check('200 bulk updates of one league give ONE recalculation, after the last one', async () => {
+    for (const [team, points] of [['Uhu', 1], ['Unke', 2], ['Ur', 3], ['Uakari', 4], ['Urmel', 5]]) {
+      const r = await app.request('POST', UID_PATH, { data: { league: 'U', team, points } })
+      assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
+    }
+    await positionsSettle(app, 'U')
+    await waitFor(() => recalculations(app, 'U').every((r) => r.done !== null), 30000, 'the creates\' recalculation')
+    const from = app.lines.length
+    const rows = await table(app, 'U')
+    for (let i = 0; i < 200; i++) {
+      const row = rows[i % rows.length]
+      const r = await app.request('PUT', `${UID_PATH}/${row.documentId}`, { data: { points: 10 + i } })
+      assert(r.status === 200, `PUT ${i}: ${r.status} ${r.text}`)
+    }
+    const lastPut = Date.now()
+    const settled = await positionsSettle(app, 'U')
+    assert(settled.find((x) => x.points === 209).position === 1, 'the last update counts')
+    // Nothing else is due: wait out one more debounce, then count.
+    await new Promise((r) => setTimeout(r, Math.max(0, lastPut + DEBOUNCE + 1000 - Date.now())))
+    const runs = recalculations(app, 'U', from)
+    assert(runs.length === 1 && runs[0].done !== null, `${runs.length} recalculations of U for 200 updates: ${JSON.stringify(runs)}`)
+  })
+  await stopApp(app)
+  app = await new App(dir, { EXAMPLE_DEBOUNCE_MS: '0', EXAMPLE_RECALC_HOLD_MS: '3000' }).ready()
+  await check('overlapping writes of one league never run two recalculations at once; another league runs alongside', async () => {
+    const from = app.lines.length
+    const post = async (league, team, points) => {
+      const r = await app.request('POST', UID_PATH, { data: { league, team, points } })
+      assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
+      return r.json.data
+    }
+    const first = await post('V', 'Vogel', 1)
+    await app.waitLine(/table-recalculation \S+ holding/, 30000, from)
+    // While V's recalculation runs (held 3 s): two more writes of V, one of W.
+    await post('V', 'Viper', 2)
+    const r = await app.request('PUT', `${UID_PATH}/${first.documentId}`, { data: { points: 7 } })
+    assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
+    await post('W', 'Wal', 1)
+    await positionsSettle(app, 'V', 60000)
+    await positionsSettle(app, 'W', 60000)
+    await waitFor(() => recalculations(app, 'V', from).every((x) => x.done !== null), 60000, 'V done')
+    const v = recalculations(app, 'V', from)
+    const w = recalculations(app, 'W', from)
+    assert(v.length === 2, `V ran ${v.length} times (want 2: the first, and one for both writes during it): ${JSON.stringify(v)}`)
+    assert(v[1].start > v[0].done, `V's second recalculation started (line ${v[1].start}) before the first finished (line ${v[0].done})`)
+    assert(w.length === 1 && w[0].start < v[0].done, `W did not run alongside V: ${JSON.stringify({ v, w })}`)
+  })
+  await stopApp(app)
+  return new App(dir).ready()
 }
 
 // --latency [n]: what a create request gains from its hook adding a job. Three

@@ -128,3 +128,21 @@ test('the table is recalculated every weekday morning', async () => {
   expect(service.getJobStatus(id)?.status).toBe('completed')
   await service.stop()
 })
+
+// The README's unique, debounced and one-at-a-time jobs.
+export function uniqueJobs(service: JobManagementService): string | null {
+  const tableRecalculation: AsyncCalculation<{ table: string }> = {
+    name: 'table-recalculation',
+    concurrencyKey: 'tables',
+    calculate: async ({ table }) => table,
+  }
+  const id: string = service.addCalculationJob(tableRecalculation, { table: 'A' }, undefined, {
+    key: 'table:A',
+    debounceMs: 500,
+    concurrencyKey: 'table:A',
+  })
+  service.addCalculationJob(tableRecalculation, { table: 'A' }, {}, { key: 'table:A', onDuplicate: 'replace' })
+  const st: CalculationStatus | null = service.getJobStatus(id)
+  const names: Array<string | null> = st ? [st.key, st.concurrencyKey, st.scheduleId] : []
+  return names[0] ?? null
+}

@@ -158,6 +158,37 @@ pub struct JobExtra {
   pub deps: Option<Dependencies>,
   /// The job's context as JSON text (`None`: `{}`).
   pub context: Option<Box<str>>,
+  /// Its unique key, concurrency key and schedule, when it has any.
+  pub keys: Option<Box<JobKeys>>,
+}
+
+/// The names a job may carry beyond its calculation: `options.key` (at most
+/// one unfinished job holds it, see [`crate::storage::keys`]),
+/// `options.concurrencyKey` (at most one running job holds it) and the id of
+/// the schedule whose fire added it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobKeys {
+  pub key: Option<Box<str>>,
+  pub concurrency_key: Option<Box<str>>,
+  pub schedule_id: Option<Box<str>>,
+}
+
+impl JobKeys {
+  /// `None` when all three are absent.
+  pub fn of(
+    key: Option<&str>,
+    concurrency_key: Option<&str>,
+    schedule_id: Option<&str>,
+  ) -> Option<Box<JobKeys>> {
+    if key.is_none() && concurrency_key.is_none() && schedule_id.is_none() {
+      return None;
+    }
+    Some(Box::new(JobKeys {
+      key: key.map(Into::into),
+      concurrency_key: concurrency_key.map(Into::into),
+      schedule_id: schedule_id.map(Into::into),
+    }))
+  }
 }
 
 impl JobExtra {
@@ -252,6 +283,50 @@ impl Job {
   /// The jobs that must complete first, if any.
   pub fn deps(&self) -> Option<&Dependencies> {
     self.extra.as_ref().and_then(|o| o.deps.as_ref())
+  }
+
+  /// Takes new data, context (JSON text; `{}` or empty: none) and due
+  /// time, each when given (a duplicate add; the store keeps its lines).
+  pub fn change(&mut self, data: Option<&str>, context: Option<&str>, run_at: Option<u64>) {
+    if let Some(d) = data {
+      self.data = Text::from(d);
+    }
+    if let Some(c) = context {
+      let c = (!c.is_empty() && c != "{}").then(|| Box::from(c));
+      if c.is_some() || self.extra.is_some() {
+        self.extra_mut().context = c;
+      }
+    }
+    if let Some(t) = run_at {
+      self.run_at = t;
+    }
+  }
+
+  /// The names it carries (key, concurrency key, schedule), if any.
+  pub fn keys(&self) -> Option<&JobKeys> {
+    self.extra.as_ref().and_then(|e| e.keys.as_deref())
+  }
+
+  /// Its unique key (`options.key`).
+  pub fn key(&self) -> Option<&str> {
+    self.keys().and_then(|k| k.key.as_deref())
+  }
+
+  /// Its concurrency key (`options.concurrencyKey`).
+  pub fn concurrency_key(&self) -> Option<&str> {
+    self.keys().and_then(|k| k.concurrency_key.as_deref())
+  }
+
+  /// The schedule whose fire added it.
+  pub fn schedule_id(&self) -> Option<&str> {
+    self.keys().and_then(|k| k.schedule_id.as_deref())
+  }
+
+  /// Sets the names it carries (none: `None`).
+  pub fn set_keys(&mut self, keys: Option<Box<JobKeys>>) {
+    if keys.is_some() || self.extra.is_some() {
+      self.extra_mut().keys = keys;
+    }
   }
 
   /// The context as JSON text.

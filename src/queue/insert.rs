@@ -14,20 +14,55 @@
 //! What differs is the [`Origin`]: an added job names a registered
 //! calculation, is due at `runAt`/`delay` (else now), and every `dependsOn`
 //! id must name a job the store holds; a fired job may name a calculation
-//! with no handler yet (it waits for one), is due at its fire time, and a
-//! dependency pruned since the schedule was made counts as done.
+//! with no handler yet (it waits for one), is due at its fire time, records
+//! its schedule's id, and a dependency pruned since the schedule was made
+//! counts as done.
+//!
+//! Unique jobs (`options.key`): while a job holding the key is waiting,
+//! pending or running ([`Store::keyed`]), an add with that key adds nothing
+//! and returns that job's id. What it does besides ([`OnDuplicate`]):
+//!
+//! - `skip` (the default): nothing;
+//! - `replace` (the default with `debounceMs`): a job that has not started
+//!   takes the new data and context (its other options stay); a running
+//!   job cannot, so the new job is added behind it and holds the key from
+//!   then on (a second add replaces into that one). Nothing added after a
+//!   running job read its data is lost; `concurrencyKey` keeps the two from
+//!   running at once;
+//! - `debounceMs`: the job is due `debounceMs` after the last add with its
+//!   key: each duplicate moves the unstarted job's due time to
+//!   now + `debounceMs` (with `skip` too, keeping the first data).
+//!
+//! Duplicates within one batch behave as if added one after the other. A
+//! duplicate adds no job, so it does not count against `maxQueueSize`.
+//!
+//! [`Store::keyed`]: crate::storage::Store::keyed
 
+use std::collections::HashMap;
+
+use super::options::OnDuplicate;
 use super::{JobOptions, NewJob, Queue, RunState};
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, Job, JobExtra, JobId};
+use crate::job::{Dependencies, Job, JobExtra, JobId, JobKeys, Status};
+use crate::storage::Unstarted;
 
 /// Where jobs to insert come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Origin {
+pub(super) enum Origin<'a> {
   /// `addCalculationJob` and friends.
   Add,
-  /// A schedule's fire for fire time `at` (epoch ms).
-  Fire { at: u64 },
+  /// Schedule `schedule`'s fire for fire time `at` (epoch ms).
+  Fire { at: u64, schedule: &'a str },
+}
+
+/// What one job of a batch comes to.
+enum Plan<'b> {
+  /// A new job.
+  New(Job),
+  /// A job holding its key already: nothing changes.
+  Existing(JobId),
+  /// A job holding its key already, not started: it changes.
+  Update(JobId, Unstarted<'b>),
 }
 
 impl Queue {
@@ -37,11 +72,11 @@ impl Queue {
   }
 
   /// Inserts jobs from `origin`, all or none (see the module docs). Returns
-  /// their ids in order.
+  /// their ids in order (a duplicate's: the job holding its key).
   pub(super) fn insert(
     &mut self,
     batch: &[NewJob<'_>],
-    origin: Origin,
+    origin: Origin<'_>,
     now: u64,
   ) -> Result<Vec<JobId>> {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
@@ -50,8 +85,10 @@ impl Queue {
     if let Some(e) = self.store.failure() {
       return Err(Error::Storage(e));
     }
+    let keyed = batch.iter().any(|nj| nj.options.key.is_some());
     let queued = self.queued();
-    if queued + batch.len() > self.cfg.max_queue_size {
+    // Without keys every job is new: the cheap check first.
+    if !keyed && queued + batch.len() > self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
         queued,
@@ -87,29 +124,102 @@ impl Queue {
       };
       resolved.push((o, deps));
     }
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut jobs = Vec::with_capacity(batch.len());
-    let mut earliest = u64::MAX;
-    for (nj, (o, deps)) in batch.iter().zip(resolved) {
-      let id = self.ids.next(now);
-      let run_at = match origin {
-        Origin::Add => o
+    let schedule = match origin {
+      Origin::Add => None,
+      Origin::Fire { schedule, .. } => Some(schedule),
+    };
+    // The plan: nothing changes until every job is known to fit.
+    let mut plans: Vec<Plan<'_>> = Vec::with_capacity(batch.len());
+    // Keys held by new jobs of this batch -> their place in `plans`.
+    let mut in_batch: HashMap<&str, usize> = HashMap::new();
+    let mut adding = 0;
+    for (nj, (o, deps)) in batch.iter().zip(&resolved) {
+      let run_at = match (origin, o.debounce_ms) {
+        (Origin::Add, Some(d)) => now.saturating_add(d),
+        (Origin::Add, None) => o
           .run_at
           .unwrap_or(now)
           .max(now.saturating_add(o.delay_ms.unwrap_or(0))),
         // A late fire keeps its fire time: it goes before jobs added since.
-        Origin::Fire { at } => at.min(now),
+        (Origin::Fire { at, .. }, _) => at.min(now),
       };
-      if run_at > now {
-        earliest = earliest.min(run_at);
+      if let Some(key) = o.key.as_deref() {
+        let replace = o.on_duplicate() == OnDuplicate::Replace;
+        let change = Unstarted {
+          data: replace.then_some(nj.data),
+          context: replace.then_some(nj.context),
+          run_at: o.debounce_ms.map(|_| run_at),
+        };
+        if let Some(&at) = in_batch.get(key) {
+          if let Plan::New(job) = &mut plans[at] {
+            job.change(change.data, change.context, change.run_at);
+            let id = job.id;
+            plans.push(Plan::Existing(id));
+            continue;
+          }
+        }
+        if let Some(id) = self.store.keyed(key) {
+          let status = self.store.get(id).map(|j| j.status);
+          let started = status == Some(Status::Running);
+          if !started || !replace {
+            let nothing = change == Unstarted::default();
+            plans.push(if started || nothing {
+              Plan::Existing(id)
+            } else {
+              Plan::Update(id, change)
+            });
+            continue;
+          }
+          // Replacing a running job: a new one goes behind it.
+        }
+        in_batch.insert(key, plans.len());
       }
-      jobs.push(Job {
-        extra: JobExtra::of(deps, nj.context),
+      let id = self.ids.next(now);
+      let mut job = Job {
+        extra: JobExtra::of(deps.clone(), nj.context),
         ..o.pending_job(id, nj.calc, now, run_at, nj.data.into())
-      });
-      ids.push(id);
+      };
+      job.set_keys(JobKeys::of(
+        o.key.as_deref(),
+        o.concurrency_key.as_deref(),
+        schedule,
+      ));
+      plans.push(Plan::New(job));
+      adding += 1;
     }
-    self.store.insert(jobs, self.registry.names());
+    if keyed && queued + adding > self.cfg.max_queue_size {
+      return Err(Error::QueueFull {
+        max: self.cfg.max_queue_size,
+        queued,
+        adding,
+      });
+    }
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut jobs = Vec::with_capacity(adding);
+    let mut earliest = u64::MAX;
+    for plan in plans {
+      match plan {
+        Plan::New(job) => {
+          if job.run_at > now {
+            earliest = earliest.min(job.run_at);
+          }
+          ids.push(job.id);
+          jobs.push(job);
+        }
+        Plan::Existing(id) => ids.push(id),
+        Plan::Update(id, change) => {
+          if self.store.update_unstarted(id, &change, now) {
+            if let Some(t) = change.run_at.filter(|&t| t > now) {
+              earliest = earliest.min(t);
+            }
+          }
+          ids.push(id);
+        }
+      }
+    }
+    if !jobs.is_empty() {
+      self.store.insert(jobs, self.registry.names());
+    }
     if earliest != u64::MAX {
       self.want_wake(earliest);
     }

@@ -217,7 +217,18 @@ pub(super) fn write_job_json(registry: &Registry, job: &Job, include_data: bool,
   if include_data {
     let _ = write!(s, "\"data\":{},", job.data);
   }
-  let _ = write!(s, "\"context\":{}}}", job.context_json());
+  let _ = write!(s, "\"context\":{},", job.context_json());
+  let text = |t: Option<&str>| {
+    t.and_then(|t| serde_json::to_string(t).ok())
+      .unwrap_or_else(|| "null".into())
+  };
+  let _ = write!(
+    s,
+    "\"key\":{},\"concurrencyKey\":{},\"scheduleId\":{}}}",
+    text(job.key()),
+    text(job.concurrency_key()),
+    text(job.schedule_id()),
+  );
 }
 
 /// `"dependsOn":[ids],"onDependencyFailure":"fail"|"ignore",`: the jobs that

@@ -190,6 +190,12 @@ impl Queue {
     }
   }
 
+  /// The store, taken out (tests reopen it as a new process would).
+  #[cfg(test)]
+  pub(crate) fn into_store(self) -> Box<dyn Store> {
+    self.store
+  }
+
   /// The queue's store is a placeholder until a durable store of `kind` is
   /// installed by [`Queue::open_store`]; statistics name `kind` meanwhile.
   pub fn await_store(&mut self, kind: &'static str) {

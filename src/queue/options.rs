@@ -171,6 +171,43 @@ pub struct JobOptions {
   pub depends_on: Vec<String>,
   /// `onDependencyFailure: 'ignore'`: run even if a dependency failed.
   pub ignore_dependency_failure: bool,
+  /// `key`: while a job with this key is waiting, pending or running, adding
+  /// another adds nothing (see [`OnDuplicate`]).
+  pub key: Option<String>,
+  /// `onDuplicate`, as given (`None`: [`JobOptions::on_duplicate`] decides).
+  pub on_duplicate: Option<OnDuplicate>,
+  /// `debounceMs`: the job runs this long after the last add with its key.
+  pub debounce_ms: Option<u64>,
+  /// `concurrencyKey`: at most one running job per concurrency key.
+  pub concurrency_key: Option<String>,
+}
+
+/// What adding a job whose `key` an unfinished job holds does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+  /// Nothing: the existing job's id is returned (the default).
+  Skip,
+  /// The existing job takes the new data and context if it has not started;
+  /// if it is running, the new job is added behind it (its successor).
+  Replace,
+}
+
+/// The longest `key` or `concurrencyKey`, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// A key: a non-empty string of at most [`MAX_KEY_BYTES`] bytes.
+fn key_string(v: &Value, field: &str, mk: Mk) -> Result<String> {
+  match v.as_str() {
+    Some(s) if !s.is_empty() && s.len() <= MAX_KEY_BYTES => Ok(s.to_string()),
+    Some(s) if !s.is_empty() => Err(mk(format!(
+      "{field} must be at most {MAX_KEY_BYTES} bytes long, got {} bytes",
+      s.len()
+    ))),
+    _ => Err(mk(format!(
+      "{field} must be a non-empty string (at most {MAX_KEY_BYTES} bytes), got {}",
+      describe(v)
+    ))),
+  }
 }
 
 impl JobOptions {
@@ -203,6 +240,10 @@ impl JobOptions {
         "delay",
         "dependsOn",
         "onDependencyFailure",
+        "key",
+        "onDuplicate",
+        "debounceMs",
+        "concurrencyKey",
       ],
       mk,
     )?;
@@ -253,11 +294,58 @@ impl JobOptions {
         }
       };
     }
+    if let Some(k) = m.get("key").filter(|v| !v.is_null()) {
+      o.key = Some(key_string(k, &format!("{field}.key"), mk)?);
+    }
+    if let Some(k) = m.get("concurrencyKey").filter(|v| !v.is_null()) {
+      o.concurrency_key = Some(key_string(k, &format!("{field}.concurrencyKey"), mk)?);
+    }
+    if let Some(p) = m.get("onDuplicate").filter(|v| !v.is_null()) {
+      o.on_duplicate = Some(match p.as_str() {
+        Some("skip") => OnDuplicate::Skip,
+        Some("replace") => OnDuplicate::Replace,
+        _ => {
+          return Err(mk(format!(
+            "{field}.onDuplicate must be 'skip' or 'replace', got {}",
+            describe(p)
+          )))
+        }
+      });
+      if o.key.is_none() {
+        return Err(mk(format!(
+          "{field}.onDuplicate needs {field}.key (the key that makes a job a duplicate)"
+        )));
+      }
+    }
+    if let Some(d) = m.get("debounceMs").filter(|v| !v.is_null()) {
+      o.debounce_ms = Some(int(d, &format!("{field}.debounceMs"), 0, MAX_MS, mk)? as u64);
+      if o.key.is_none() {
+        return Err(mk(format!(
+          "{field}.debounceMs needs {field}.key (the jobs it debounces share a key)"
+        )));
+      }
+      if o.run_at.is_some() || o.delay_ms.is_some() {
+        return Err(mk(format!(
+          "{field}.debounceMs sets the job's due time: it cannot be combined with {field}.runAt or {field}.delay"
+        )));
+      }
+    }
     Ok(o)
   }
 
-  /// These options over `base`: each field set here wins (dependencies are
-  /// per job: they come from `self` only).
+  /// What a duplicate add does: as given, else `replace` with `debounceMs`
+  /// (the job runs with the last add's data), else `skip`.
+  pub fn on_duplicate(&self) -> OnDuplicate {
+    self.on_duplicate.unwrap_or(if self.debounce_ms.is_some() {
+      OnDuplicate::Replace
+    } else {
+      OnDuplicate::Skip
+    })
+  }
+
+  /// These options over `base`: each field set here wins (dependencies,
+  /// `key`, `onDuplicate` and `debounceMs` are per job: they come from
+  /// `self` only; a `concurrencyKey` may come from the calculation).
   pub fn over(&self, base: &JobOptions) -> JobOptions {
     JobOptions {
       priority: self.priority.or(base.priority),
@@ -268,6 +356,13 @@ impl JobOptions {
       delay_ms: self.delay_ms.or(base.delay_ms),
       depends_on: self.depends_on.clone(),
       ignore_dependency_failure: self.ignore_dependency_failure,
+      key: self.key.clone(),
+      on_duplicate: self.on_duplicate,
+      debounce_ms: self.debounce_ms,
+      concurrency_key: self
+        .concurrency_key
+        .clone()
+        .or_else(|| base.concurrency_key.clone()),
     }
   }
 }
@@ -297,6 +392,32 @@ mod tests {
   }
 
   #[test]
+  fn parses_keys_and_picks_what_a_duplicate_does() {
+    let parse = |v| JobOptions::parse(&v, "options", Backoff::default()).expect("valid");
+    let o = parse(json!({"key": "table:1", "concurrencyKey": "table"}));
+    assert_eq!(o.key.as_deref(), Some("table:1"));
+    assert_eq!(o.concurrency_key.as_deref(), Some("table"));
+    assert_eq!(o.on_duplicate(), OnDuplicate::Skip);
+    let o = parse(json!({"key": "k", "debounceMs": 250}));
+    assert_eq!(
+      (o.debounce_ms, o.on_duplicate()),
+      (Some(250), OnDuplicate::Replace)
+    );
+    let o = parse(json!({"key": "k", "debounceMs": 250, "onDuplicate": "skip"}));
+    assert_eq!(o.on_duplicate(), OnDuplicate::Skip);
+    let o = parse(json!({"key": "k", "onDuplicate": "replace"}));
+    assert_eq!(o.on_duplicate(), OnDuplicate::Replace);
+    // A concurrency key may come from the calculation; a key may not.
+    let base = parse(json!({"concurrencyKey": "c"}));
+    assert_eq!(
+      parse(json!({})).over(&base).concurrency_key.as_deref(),
+      Some("c")
+    );
+    let base = parse(json!({"key": "k"}));
+    assert_eq!(parse(json!({})).over(&base).key, None);
+  }
+
+  #[test]
   fn names_the_bad_field() {
     let cases = [
       (json!({"timeout": "NaN"}), "options.timeout"),
@@ -311,6 +432,22 @@ mod tests {
       (json!({"runAt": "Infinity"}), "options.runAt"),
       (json!({"attempts": 3}), "options.attempts"),
       (json!(5), "options"),
+      (json!({"key": ""}), "options.key"),
+      (json!({"key": 7}), "options.key"),
+      (json!({"key": "k".repeat(513)}), "options.key"),
+      (json!({"concurrencyKey": ""}), "options.concurrencyKey"),
+      (json!({"concurrencyKey": ["a"]}), "options.concurrencyKey"),
+      (
+        json!({"key": "k", "onDuplicate": "merge"}),
+        "options.onDuplicate",
+      ),
+      (json!({"onDuplicate": "skip"}), "options.onDuplicate"),
+      (json!({"debounceMs": 100}), "options.debounceMs"),
+      (json!({"key": "k", "debounceMs": -1}), "options.debounceMs"),
+      (
+        json!({"key": "k", "debounceMs": 5, "delay": 5}),
+        "options.debounceMs",
+      ),
     ];
     for (v, field) in cases {
       let e = JobOptions::parse(&v, "options", Backoff::default()).expect_err("invalid");

@@ -84,6 +84,11 @@ impl Registry {
         "calculation may not set runAt or delay: pass them as job options",
       ));
     }
+    if defaults.key.is_some() || defaults.debounce_ms.is_some() {
+      return Err(Error::arg(
+        "calculation may not set key, onDuplicate or debounceMs: they are per job, pass them as job options",
+      ));
+    }
     let i = self.intern(name);
     let was_known = self.calcs[i as usize].is_some();
     self.calcs[i as usize] = Some(Calc {

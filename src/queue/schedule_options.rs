@@ -145,9 +145,9 @@ pub fn parse_schedule(
   };
   if let Some(o) = opt(m, "jobOptions") {
     let parsed = JobOptions::parse(o, "options", backoff)?;
-    if parsed.run_at.is_some() || parsed.delay_ms.is_some() {
+    if parsed.run_at.is_some() || parsed.delay_ms.is_some() || parsed.debounce_ms.is_some() {
       return Err(Error::arg(
-        "options.runAt and options.delay do not apply to scheduled jobs: the schedule sets their time",
+        "options.runAt, options.delay and options.debounceMs do not apply to scheduled jobs: the schedule sets their time",
       ));
     }
     spec.job_options = o.to_string();

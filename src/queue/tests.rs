@@ -633,3 +633,123 @@ fn a_fire_whose_stored_options_cannot_be_read_adds_no_job_and_is_counted() {
     .expect("the fire's job");
   assert_eq!(q.get(id).map(|j| j.max_retries), Some(2));
 }
+
+/// A fired job remembers its schedule (`scheduleId`); an added one has none.
+/// A fire whose job options hold a key adds nothing while its last job
+/// still holds it, even with `overlap: 'queue'`.
+#[test]
+fn fired_jobs_carry_their_schedule_id_and_keys_dedupe_fires() {
+  let (mut q, c) = queue(1);
+  let spec = json!({"id": "nightly", "kind": "interval", "intervalMs": 100, "startAt": 100,
+    "overlap": "queue", "jobOptions": {"key": "nightly-run", "concurrencyKey": "tables"}});
+  q.schedule(c, &spec, 0).expect("schedule");
+  let added = add(&mut q, c, "1", json!({}), 0);
+  for t in 1..=3 {
+    q.tick(t * 100);
+    q.end_batch();
+  }
+  assert_eq!(
+    q.count(Status::Pending),
+    2,
+    "one fired job for three fires, one added"
+  );
+  let page: Value = serde_json::from_str(
+    &q.jobs_json(&JobQuery {
+      ascending: true,
+      ..JobQuery::default()
+    })
+    .expect("jobs"),
+  )
+  .expect("json");
+  let jobs = page["jobs"].as_array().expect("jobs");
+  assert_eq!(jobs[0]["jobId"], json!(added.to_string()));
+  assert_eq!(
+    (
+      &jobs[0]["scheduleId"],
+      &jobs[0]["key"],
+      &jobs[0]["concurrencyKey"]
+    ),
+    (&Value::Null, &Value::Null, &Value::Null)
+  );
+  assert_eq!(jobs[1]["scheduleId"], json!("nightly"));
+  assert_eq!(jobs[1]["key"], json!("nightly-run"));
+  assert_eq!(jobs[1]["concurrencyKey"], json!("tables"));
+  let id = JobId::parse(jobs[1]["jobId"].as_str().expect("id")).expect("id");
+  let status: Value = serde_json::from_str(&q.status_json(id).expect("status")).expect("json");
+  assert_eq!(status["scheduleId"], json!("nightly"));
+  let list: Value =
+    serde_json::from_str(&q.schedules_json(&Value::Null).expect("list")).expect("json");
+  assert_eq!(list[0]["lastJobId"], json!(id.to_string()));
+  q.check_invariants().expect("invariants");
+}
+
+/// Duplicates within one batch behave as if added one after the other, and
+/// count nothing against `maxQueueSize`; a batch with a bad job changes no
+/// job that holds a key.
+#[test]
+fn duplicates_in_one_batch_and_the_queue_limit() {
+  let cfg = QueueConfig {
+    max_queue_size: 2,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::new(cfg, 0);
+  let c = q.register("calc", &Value::Null).expect("register");
+  let opts =
+    |v: Value| JobOptions::parse(&v, "options", crate::job::Backoff::default()).expect("options");
+  let job = |data: &'static str, o: Value| NewJob {
+    calc: c,
+    data,
+    context: "{}",
+    options: opts(o),
+  };
+  let r = json!({"key": "k", "onDuplicate": "replace"});
+  let batch: Vec<NewJob<'_>> = (0..50)
+    .map(|i| job(if i < 49 { "1" } else { "2" }, r.clone()))
+    .chain([job("3", json!({}))])
+    .collect();
+  let ids = q
+    .add(&batch, 0)
+    .expect("50 duplicates and one more fit in 2");
+  assert!(ids[..50].iter().all(|id| *id == ids[0]));
+  assert_ne!(ids[50], ids[0]);
+  assert_eq!(q.get(ids[0]).map(|j| j.data.to_string()), Some("2".into()));
+  // Full now; a duplicate still returns its job.
+  assert_eq!(
+    q.add(&[job("4", r.clone())], 0).expect("duplicate"),
+    vec![ids[0]]
+  );
+  let e = q
+    .add(&[job("5", json!({"key": "new"}))], 0)
+    .expect_err("full");
+  assert_eq!(e.code(), "ERR_QUEUE_FULL");
+  // All or nothing: a bad job leaves the keyed one as it was.
+  let e = q
+    .add(
+      &[
+        job("6", r.clone()),
+        job("7", json!({"dependsOn": ["nope"]})),
+      ],
+      0,
+    )
+    .expect_err("bad");
+  assert_eq!(e.code(), "ERR_DEPENDENCY_NOT_FOUND");
+  assert_eq!(q.get(ids[0]).map(|j| j.data.to_string()), Some("4".into()));
+  q.check_invariants().expect("invariants");
+}
+
+/// A calculation may give its jobs a default concurrency key, never a
+/// unique key or a debounce (they are per job).
+#[test]
+fn a_calculation_may_not_set_per_job_keys() {
+  let mut q = Queue::new(QueueConfig::default(), 0);
+  for defaults in [json!({"key": "k"}), json!({"key": "k", "debounceMs": 5})] {
+    let e = q.register("calc", &defaults).expect_err("per job");
+    assert_eq!(e.code(), "ERR_INVALID_ARGUMENT");
+    assert!(e.to_string().contains("per job"), "{e}");
+  }
+  let c = q
+    .register("calc", &json!({"concurrencyKey": "one"}))
+    .expect("a default concurrency key");
+  let id = add(&mut q, c, "1", json!({}), 0);
+  assert_eq!(q.get(id).and_then(|j| j.concurrency_key()), Some("one"));
+}

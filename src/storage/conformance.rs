@@ -882,6 +882,332 @@ fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
   );
 }
 
+// --- unique keys, debounce, concurrency keys (through the queue's insert
+// path, over each store) --------------------------------------------------
+
+/// A started queue over `store` with calculation `a` (index 0) registered.
+fn keyed_queue(store: Box<dyn Store>, now: u64) -> crate::queue::Queue {
+  use crate::queue::{Queue, QueueConfig};
+  let cfg = QueueConfig {
+    max_workers: 4,
+    max_queue_size: 1_000,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::with_store(cfg, now, store, names());
+  assert_eq!(
+    q.register("a", &serde_json::Value::Null).expect("register"),
+    0
+  );
+  q.start(now);
+  q
+}
+
+/// The queue as a new process would find it (SQLite: its file reopened).
+fn restart(h: &mut dyn Harness, q: crate::queue::Queue, now: u64) -> crate::queue::Queue {
+  let mut store = q.into_store();
+  store.end_batch();
+  let mut store = h.reopen(store, now);
+  // Memory: the same store; what a new process finds running died with
+  // the old one (SQLite recovers it on open already).
+  store.recover_interrupted(now);
+  keyed_queue(store, now)
+}
+
+/// Adds one job of `a`; returns its id.
+fn add_opts(
+  q: &mut crate::queue::Queue,
+  data: &str,
+  context: &str,
+  options: serde_json::Value,
+  now: u64,
+) -> JobId {
+  use crate::queue::{JobOptions, NewJob};
+  let options = JobOptions::parse(&options, "options", Backoff::default()).expect("options");
+  let ids = q
+    .add(
+      &[NewJob {
+        calc: 0,
+        data,
+        context,
+        options,
+      }],
+      now,
+    )
+    .expect("add");
+  q.end_batch();
+  ids[0]
+}
+
+/// Takes up to `n` jobs: (slot, seq, id, data) of each.
+fn take_jobs(q: &mut crate::queue::Queue, n: usize, now: u64) -> Vec<(u32, u32, JobId, String)> {
+  let mut out = String::new();
+  let k = q.take(n, now, &mut out);
+  q.end_batch();
+  let v: Vec<serde_json::Value> =
+    serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("taken JSON");
+  assert_eq!(v.len(), k * 7);
+  v.chunks(7)
+    .map(|c| {
+      (
+        c[0].as_u64().unwrap_or(0) as u32,
+        c[1].as_u64().unwrap_or(0) as u32,
+        JobId::parse(c[2].as_str().unwrap_or("")).expect("id"),
+        c[5].to_string(),
+      )
+    })
+    .collect()
+}
+
+fn settle_ok(q: &mut crate::queue::Queue, slot: u32, seq: u32, now: u64) {
+  q.settle(&format!("[{slot},{seq},1,\"done\"]"), now)
+    .expect("settle");
+  q.end_batch();
+}
+
+fn job_of(q: &mut crate::queue::Queue, id: JobId) -> Job {
+  q.get(id).cloned().expect("the job")
+}
+
+fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
+  use serde_json::json;
+  let mut q = keyed_queue(h.open(), 0);
+  let first = add_opts(&mut q, "1", "{\"v\":1}", json!({"key": "k"}), 0);
+  for d in ["2", "3"] {
+    assert_eq!(add_opts(&mut q, d, "{}", json!({"key": "k"}), 0), first);
+  }
+  let other = add_opts(&mut q, "9", "{}", json!({"key": "other"}), 0);
+  assert_ne!(other, first);
+  assert_eq!(q.count(Status::Pending), 2, "duplicates add nothing");
+  let j = job_of(&mut q, first);
+  assert_eq!(
+    (&*j.data, j.context_json()),
+    ("1", "{\"v\":1}"),
+    "skip keeps the first data"
+  );
+  // The key is held across a restart too (the index is rebuilt).
+  let mut q = restart(h, q, 0);
+  assert_eq!(add_opts(&mut q, "4", "{}", json!({"key": "k"}), 0), first);
+  assert_eq!(job_of(&mut q, first).key(), Some("k"));
+  // While it runs, a skip returns it.
+  let taken = take_jobs(&mut q, 1, 1);
+  assert_eq!(taken[0].2, first);
+  assert_eq!(add_opts(&mut q, "5", "{}", json!({"key": "k"}), 1), first);
+  // Finished, it holds the key no more.
+  settle_ok(&mut q, taken[0].0, taken[0].1, 2);
+  let next = add_opts(&mut q, "6", "{}", json!({"key": "k"}), 2);
+  assert_ne!(next, first);
+  // A cancelled job frees its key.
+  assert!(q.cancel(next, 3));
+  q.end_batch();
+  let after = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
+  assert_ne!(after, next);
+  // Retried, a finished job holds its key again.
+  assert!(q.cancel(after, 3));
+  q.end_batch();
+  let fresh = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
+  assert_ne!(fresh, after);
+  assert!(q.cancel(fresh, 3));
+  q.end_batch();
+  assert!(q.retry(after, 3).expect("retry"));
+  q.end_batch();
+  assert_eq!(add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3), after);
+  let mut q = restart(h, q, 4);
+  assert_eq!(add_opts(&mut q, "8", "{}", json!({"key": "k"}), 4), after);
+  q.check_invariants().expect("invariants");
+}
+
+fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn Harness) {
+  use serde_json::json;
+  let mut q = keyed_queue(h.open(), 0);
+  let r = json!({"key": "k", "onDuplicate": "replace"});
+  let first = add_opts(&mut q, "1", "{\"v\":1}", r.clone(), 0);
+  assert_eq!(add_opts(&mut q, "2", "{\"v\":2}", r.clone(), 0), first);
+  assert_eq!(add_opts(&mut q, "3", "{}", r.clone(), 0), first);
+  let j = job_of(&mut q, first);
+  assert_eq!((&*j.data, j.context_json()), ("3", "{}"));
+  assert_eq!(q.count(Status::Pending), 1);
+  let mut q = restart(h, q, 0);
+  let j = job_of(&mut q, first);
+  assert_eq!(
+    (&*j.data, j.context_json()),
+    ("3", "{}"),
+    "the replacement is durable"
+  );
+  let taken = take_jobs(&mut q, 1, 1);
+  assert_eq!((taken[0].2, taken[0].3.as_str()), (first, "3"));
+  // Running: a replace cannot change it; a new job goes behind it.
+  let second = add_opts(&mut q, "4", "{\"v\":4}", r.clone(), 1);
+  assert_ne!(second, first);
+  assert_eq!(add_opts(&mut q, "5", "{\"v\":5}", r.clone(), 1), second);
+  assert_eq!(
+    add_opts(&mut q, "6", "{}", json!({"key": "k"}), 1),
+    second,
+    "a skip returns the newest"
+  );
+  let j = job_of(&mut q, second);
+  assert_eq!((&*j.data, j.context_json()), ("5", "{\"v\":5}"));
+  assert_eq!(job_of(&mut q, first).status, Status::Running);
+  let mut q = restart(h, q, 2);
+  let j = job_of(&mut q, second);
+  assert_eq!((&*j.data, j.status), ("5", Status::Pending));
+  assert_eq!(add_opts(&mut q, "7", "{}", r, 2), second);
+  q.check_invariants().expect("invariants");
+}
+
+fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
+  use serde_json::json;
+  let mut q = keyed_queue(h.open(), 0);
+  let d = json!({"key": "t", "debounceMs": 100});
+  let id = add_opts(&mut q, "0", "{}", d.clone(), 0);
+  assert_eq!(job_of(&mut q, id).run_at, 100);
+  for t in 1..=50u64 {
+    assert_eq!(
+      add_opts(
+        &mut q,
+        &t.to_string(),
+        &format!("{{\"t\":{t}}}"),
+        d.clone(),
+        t
+      ),
+      id
+    );
+  }
+  let j = job_of(&mut q, id);
+  assert_eq!((j.run_at, &*j.data), (150, "50"));
+  assert!(
+    take_jobs(&mut q, 4, 149).is_empty(),
+    "not before 100 ms after the last add"
+  );
+  // Durable: after a restart the debounced job is there, once.
+  let mut q = restart(h, q, 149);
+  assert_eq!(q.count(Status::Pending), 1);
+  let j = job_of(&mut q, id);
+  assert_eq!(
+    (j.run_at, &*j.data, j.context_json()),
+    (150, "50", "{\"t\":50}")
+  );
+  assert!(take_jobs(&mut q, 4, 149).is_empty());
+  // One more add after the restart still moves it.
+  assert_eq!(add_opts(&mut q, "51", "{}", d.clone(), 149), id);
+  assert!(take_jobs(&mut q, 4, 248).is_empty());
+  let taken = take_jobs(&mut q, 4, 249);
+  assert_eq!(taken.len(), 1);
+  assert_eq!((taken[0].2, taken[0].3.as_str()), (id, "51"));
+  // `skip` with a debounce keeps the first data but still moves the time.
+  let s = json!({"key": "s", "debounceMs": 10, "onDuplicate": "skip"});
+  let sid = add_opts(&mut q, "\"first\"", "{}", s.clone(), 250);
+  assert_eq!(add_opts(&mut q, "\"second\"", "{}", s, 255), sid);
+  let j = job_of(&mut q, sid);
+  assert_eq!((j.run_at, &*j.data), (265, "\"first\""));
+  q.check_invariants().expect("invariants");
+}
+
+fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
+  use serde_json::json;
+  let mut q = keyed_queue(h.open(), 0);
+  let t = json!({"concurrencyKey": "table"});
+  let t1 = add_opts(&mut q, "1", "{}", t.clone(), 0);
+  let t2 = add_opts(&mut q, "2", "{}", t.clone(), 0);
+  let t3 = add_opts(
+    &mut q,
+    "3",
+    "{}",
+    json!({"concurrencyKey": "table", "priority": "high"}),
+    0,
+  );
+  let u1 = add_opts(&mut q, "4", "{}", json!({"concurrencyKey": "other"}), 0);
+  let plain = add_opts(&mut q, "5", "{}", json!({}), 0);
+  let taken = take_jobs(&mut q, 4, 1);
+  let ids: Vec<JobId> = taken.iter().map(|t| t.2).collect();
+  // t3 first (high), then one job per key and the plain one; t1 and t2 wait
+  // (pending, not failed) with a worker free.
+  assert_eq!(ids, vec![t3, u1, plain]);
+  assert_eq!(job_of(&mut q, t1).status, Status::Pending);
+  assert_eq!(job_of(&mut q, t1).concurrency_key(), Some("table"));
+  assert!(
+    !q.has_work(1),
+    "the waiting jobs are not due while their key runs"
+  );
+  // t3 done: the next of its key, in order.
+  settle_ok(&mut q, taken[0].0, taken[0].1, 2);
+  let next = take_jobs(&mut q, 4, 2);
+  assert_eq!(next.iter().map(|t| t.2).collect::<Vec<_>>(), vec![t1]);
+  // A restart while t1 runs: it goes back in line (the attempt counted),
+  // behind t2 (due earlier), and the key is free again, for one of them.
+  let mut q = restart(h, q, 3);
+  let again = take_jobs(&mut q, 4, 3);
+  assert_eq!(
+    again.iter().map(|t| t.2).collect::<Vec<_>>(),
+    vec![t2, u1, plain]
+  );
+  assert_eq!(job_of(&mut q, t1).attempts, 1);
+  assert_eq!(job_of(&mut q, t1).status, Status::Pending);
+  // A failed attempt frees the key too: t2 retries later, t1 runs.
+  q.settle(
+    &format!(
+      "[{},{},0,{{\"name\":\"Error\",\"message\":\"x\"}}]",
+      again[0].0, again[0].1
+    ),
+    4,
+  )
+  .expect("settle");
+  q.end_batch();
+  assert_eq!(
+    job_of(&mut q, t2).status,
+    Status::Pending,
+    "t2 retries later"
+  );
+  let last = take_jobs(&mut q, 4, 4);
+  assert_eq!(last.iter().map(|t| t.2).collect::<Vec<_>>(), vec![t1]);
+  // Cancelling the running one frees the key: a new job of the key takes
+  // it, and t2's retry waits behind that one when due.
+  assert!(q.cancel(t1, 5));
+  q.end_batch();
+  q.drain();
+  let t4 = add_opts(&mut q, "6", "{}", t, 5);
+  let retry_at = job_of(&mut q, t2).run_at;
+  assert!(retry_at > 5);
+  assert_eq!(
+    take_jobs(&mut q, 4, 5)
+      .iter()
+      .map(|t| t.2)
+      .collect::<Vec<_>>(),
+    vec![t4]
+  );
+  assert!(
+    take_jobs(&mut q, 4, retry_at).is_empty(),
+    "t4 holds the key"
+  );
+  q.check_invariants().expect("invariants");
+}
+
+fn keys_and_schedule_ids_survive_a_restart(h: &mut dyn Harness) {
+  use crate::job::JobKeys;
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  // Plain jobs around it (cold on SQLite with one hot job): it stays in memory.
+  let before = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let mut job = j.job(0, Priority::Medium, 0, 0);
+  job.set_keys(JobKeys::of(Some("k"), Some("c"), Some("sched-1")));
+  let id = job.id;
+  s.insert(vec![job], &names());
+  let after = j.add(&mut *s, 0, Priority::Medium, 0, 0);
+  let mut s = h.reopen(s, 0);
+  let got = s.get(id).expect("stored").clone();
+  assert_eq!(
+    got.keys(),
+    Some(&JobKeys {
+      key: Some("k".into()),
+      concurrency_key: Some("c".into()),
+      schedule_id: Some("sched-1".into()),
+    })
+  );
+  assert_eq!(s.keyed("k"), Some(id));
+  assert_eq!(s.keyed("c"), None, "a concurrency key is not a unique key");
+  assert_eq!(claim(&mut *s, 3, 0), vec![before, id, after]);
+  s.check_invariants().expect("invariants");
+}
+
 macro_rules! conformance {
   ($modname:ident, $harness:expr) => {
     mod $modname {
@@ -962,6 +1288,26 @@ macro_rules! conformance {
       #[test]
       fn ids_stay_ordered_across_reopen() {
         super::ids_stay_ordered_across_reopen(&mut $harness);
+      }
+      #[test]
+      fn unique_key_skips_while_a_job_holds_it() {
+        super::unique_key_skips_while_a_job_holds_it(&mut $harness);
+      }
+      #[test]
+      fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one() {
+        super::replace_updates_an_unstarted_job_and_queues_behind_a_running_one(&mut $harness);
+      }
+      #[test]
+      fn debounce_runs_once_after_the_last_add() {
+        super::debounce_runs_once_after_the_last_add(&mut $harness);
+      }
+      #[test]
+      fn a_concurrency_key_runs_one_job_at_a_time() {
+        super::a_concurrency_key_runs_one_job_at_a_time(&mut $harness);
+      }
+      #[test]
+      fn keys_and_schedule_ids_survive_a_restart() {
+        super::keys_and_schedule_ids_survive_a_restart(&mut $harness);
       }
     }
   };

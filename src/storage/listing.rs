@@ -86,6 +86,7 @@ impl JobFilter {
         errors: e.errors.clone(),
         deps: e.deps.clone(),
         context: e.context.clone(),
+        keys: e.keys.clone(),
       })
     });
     Job {

@@ -18,8 +18,9 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::keys::{ConcurrencyGate, KeyIndex};
 use super::listing::{JobFilter, Order};
-use super::{FailKind, Failed, Names, Store};
+use super::{FailKind, Failed, Names, Store, Unstarted};
 use crate::job::{Job, JobError, JobErrorCode, JobId, Priority, Status, Transition};
 
 /// Why a dependant failed.
@@ -394,6 +395,10 @@ pub struct MemoryStore {
   changed: Vec<JobId>,
   /// Ids in order, for [`Store::list_jobs`] (16 bytes a job).
   order: Order,
+  /// `options.key` -> the unfinished jobs holding it.
+  keys: KeyIndex,
+  /// `options.concurrencyKey` -> the running job, and due jobs set aside.
+  gate: ConcurrencyGate<ReadyKey>,
 }
 
 impl MemoryStore {
@@ -439,6 +444,7 @@ impl MemoryStore {
     let id = job.id.0;
     debug_assert!(self.slot(id).is_none(), "job {} stored twice", job.id);
     self.order.push(job.id, job.created_at);
+    self.keys.added(&job);
     let slot = self.slab.insert(job);
     self.index.insert(id, slot);
     slot
@@ -449,7 +455,22 @@ impl MemoryStore {
     let (i, slot) = self.index.find(id, &self.slab)?;
     self.index.remove_at(i);
     self.order.removed();
-    self.slab.remove(slot)
+    let job = self.slab.remove(slot)?;
+    self.keys.removed(&job);
+    Some(job)
+  }
+
+  /// The job in `slot` stopped running: the concurrency key it held is
+  /// free, and the jobs set aside for it go back in line.
+  fn left_running(&mut self, slot: u32) {
+    let Some(job) = self.slab.get(slot) else {
+      return;
+    };
+    let Some(key) = job.concurrency_key() else {
+      return;
+    };
+    let back = self.gate.leave(key, job.id.0);
+    self.ready.extend(back);
   }
 
   /// Puts a due job's entry in line: at the end of its weight's lane when it
@@ -595,11 +616,23 @@ impl MemoryStore {
   fn settle_top(&mut self, runnable: &dyn Fn(u32) -> bool) -> Option<(Src, ReadyKey)> {
     loop {
       let (src, key) = self.top()?;
-      let name = self.slab.get(key.slot).map(|j| j.name).unwrap_or(0);
+      let Some(job) = self.slab.get(key.slot) else {
+        return Some((src, key));
+      };
+      let name = job.name;
       if !runnable(name) {
         self.pop(src);
         self.parked.entry(name).or_default().push(key);
         continue;
+      }
+      // Another job with its concurrency key runs: it waits for that one.
+      if let Some(ck) = job.concurrency_key() {
+        if self.gate.busy(ck, job.id.0) {
+          let ck: Box<str> = ck.into();
+          self.pop(src);
+          self.gate.block(&ck, key);
+          continue;
+        }
       }
       return Some((src, key));
     }
@@ -759,6 +792,9 @@ impl MemoryStore {
       transition(&mut self.counts, job, Transition::Claim);
       job.attempts += 1;
       job.started_at = now;
+      if let Some(ck) = job.concurrency_key() {
+        self.gate.enter(ck, job.id.0);
+      }
       visit(job, slot);
       n += 1;
     }
@@ -806,6 +842,11 @@ impl MemoryStore {
     let id = job.id.0;
     let status = job.status;
     let finished_at = job.finished_at;
+    if status == Status::Running {
+      if let Some(ck) = job.concurrency_key() {
+        self.gate.enter(ck, id);
+      }
+    }
     self.counts[status as usize] += 1;
     let slot = self.put(job);
     if status == Status::Pending {
@@ -894,6 +935,7 @@ impl Store for MemoryStore {
       return false;
     }
     job.extra_mut().result = Some(result.into());
+    self.left_running(slot);
     self.finish(slot, now);
     true
   }
@@ -918,18 +960,49 @@ impl Store for MemoryStore {
       job.attempts -= 1;
     }
     let status = transition(&mut self.counts, job, t)?;
+    if let Some(d) = delay {
+      job.run_at = now + d;
+      job.gen = job.gen.wrapping_add(1);
+    }
+    self.left_running(slot);
     match delay {
-      Some(d) => {
-        job.run_at = now + d;
-        job.gen = job.gen.wrapping_add(1);
-        self.enqueue(slot, now);
-      }
+      Some(_) => self.enqueue(slot, now),
       None => self.finish(slot, now),
     }
     Some(Failed {
       status,
       retry_delay: delay,
     })
+  }
+
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    let (slab, index) = (&self.slab, &self.index);
+    let status = |id: u128| {
+      let (_, slot) = index.find(id, slab)?;
+      slab.get(slot).map(|j| j.status)
+    };
+    self.keys.newest(key, status).map(JobId)
+  }
+
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
+    let Some(slot) = self.slot(id.0) else {
+      return false;
+    };
+    let Some(job) = self.slab.get_mut(slot) else {
+      return false;
+    };
+    if !matches!(job.status, Status::Pending | Status::Waiting) {
+      return false;
+    }
+    job.change(change.data, change.context, change.run_at);
+    if change.run_at.is_some() {
+      // A waiting job's due time applies once its dependencies are done.
+      if job.status == Status::Pending {
+        job.gen = job.gen.wrapping_add(1);
+        self.enqueue(slot, now);
+      }
+    }
+    true
   }
 
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
@@ -945,6 +1018,9 @@ impl Store for MemoryStore {
       "the job was cancelled".into(),
       attempt,
     ));
+    if was == Status::Running {
+      self.left_running(slot);
+    }
     self.finish(slot, now);
     Some(was)
   }
@@ -971,6 +1047,8 @@ impl Store for MemoryStore {
     job.run_at = now;
     job.finished_at = 0;
     job.gen = job.gen.wrapping_add(1);
+    // Unfinished again: it holds its key again.
+    self.keys.added(job);
     if waits {
       self.wait_again(id.0, now);
     } else {
@@ -1107,6 +1185,11 @@ impl Store for MemoryStore {
       .drain()
       .flat_map(|(name, keys)| keys.into_iter().map(move |k| (name, k)))
       .collect();
+    // Jobs set aside for a concurrency key go back in line: the next claim
+    // sets them aside again, in their new order.
+    for (_, keys) in self.gate.drain_blocked() {
+      entries.extend(keys.into_iter().map(|k| (k.slot, k.gen)));
+    }
     for (slot, gen) in entries {
       if let Some(k) = self.ready_key(slot, gen) {
         self.push_ready(k);
@@ -1174,6 +1257,7 @@ impl Store for MemoryStore {
       let queued = self.ready.iter().any(has)
         || self.lanes.iter().any(|l| l.q.contains(&(slot, j.gen)))
         || self.parked.values().flatten().any(has)
+        || self.gate.blocked().any(has)
         || self
           .delayed
           .iter()

@@ -10,6 +10,7 @@
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
 
+pub(crate) mod keys;
 mod listing;
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -109,6 +110,19 @@ pub struct Failed {
   pub retry_delay: Option<u64>,
 }
 
+/// A change to a job that has not started (`waiting` or `pending`): what an
+/// add whose `key` the job holds does with `onDuplicate: 'replace'` or
+/// `debounceMs` (see `queue/insert.rs`). `None` fields stay as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unstarted<'a> {
+  /// New data (JSON text).
+  pub data: Option<&'a str>,
+  /// New context (JSON text; `{}` or empty for none).
+  pub context: Option<&'a str>,
+  /// New due time (epoch ms).
+  pub run_at: Option<u64>,
+}
+
 /// Where jobs live. All methods are synchronous and cheap: a durable backend
 /// applies the transition to its in-memory state and queues the write.
 pub trait Store: Send {
@@ -149,6 +163,15 @@ pub trait Store: Send {
     now: u64,
     rand: f64,
   ) -> Option<Failed>;
+
+  /// The newest job holding unique key `key` (`options.key`) that has not
+  /// finished (waiting, pending or running), if any.
+  fn keyed(&mut self, key: &str) -> Option<JobId>;
+
+  /// Changes a job that has not started (waiting or pending): its data,
+  /// context, due time. False (nothing changed) for other states or
+  /// unknown ids.
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool;
 
   /// Cancels a waiting, pending or running job; returns its previous status.
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status>;

@@ -4,7 +4,10 @@
 //! defaults). A fire that cannot add its job (the queue is full, or its
 //! stored job options cannot be read) adds nothing and is counted in the
 //! schedule's `skippedFires`; a full queue also raises the "Schedule fire
-//! skipped" alert.
+//! skipped" alert. Each job remembers its schedule (`scheduleId`). A fire
+//! whose job options carry a `key` held by an unfinished job adds nothing
+//! (or updates that job, with `onDuplicate: 'replace'`), as an add would;
+//! the schedule records that job as its last.
 
 use std::collections::HashSet;
 
@@ -70,7 +73,14 @@ fn fire(q: &mut Queue, f: &Fire, now: u64) {
       context: &f.context,
       options,
     };
-    q.insert(&[job], Origin::Fire { at: f.fire_time }, now)
+    q.insert(
+      &[job],
+      Origin::Fire {
+        at: f.fire_time,
+        schedule: &f.schedule_id,
+      },
+      now,
+    )
   });
   match added {
     Ok(ids) => {
@@ -100,9 +110,9 @@ pub(in crate::queue) fn stored_options(text: &str, backoff: Backoff) -> Result<J
   let v: Value = serde_json::from_str(text)
     .map_err(|e| Error::InvalidSchedule(format!("stored job options are not JSON: {e}")))?;
   let o = JobOptions::parse(&v, "options", backoff)?;
-  if o.run_at.is_some() || o.delay_ms.is_some() {
+  if o.run_at.is_some() || o.delay_ms.is_some() || o.debounce_ms.is_some() {
     return Err(Error::arg(
-      "options.runAt and options.delay do not apply to scheduled jobs: the schedule sets their time",
+      "options.runAt, options.delay and options.debounceMs do not apply to scheduled jobs: the schedule sets their time",
     ));
   }
   Ok(o)

@@ -2,7 +2,7 @@
 //! back. Columns are named by the constants of [`col`], which are also their
 //! indices in a row selected with [`JOB_COLUMNS`].
 //!
-//! Stored forms (schema version 4):
+//! Stored forms (schema version 5):
 //!
 //! | column     | form |
 //! |------------|------|
@@ -12,6 +12,8 @@
 //! | `backoff`  | `<type>,<delayMs>,<maxDelayMs>,<jitter>`: type `e` (exponential) or `f` (fixed), delays as unsigned 32-bit integers (max delay 0: none), jitter a decimal in [0, 1] (`'e,1000,60000,0'`; short: every row has one) |
 //! | `deps`     | `f|<id>,<id>...` (a failed dependency fails the job) or `i|...` (it runs anyway); NULL without dependencies |
 //! | `errors`   | a JSON array of the failed attempts; NULL when none |
+//! | `job_key`, `concurrency_key` | `options.key`, `options.concurrencyKey` as given (1 to 512 bytes); NULL when none |
+//! | `schedule_id` | the id of the schedule whose fire added the job; NULL otherwise |
 //! | `data`, `context`, `result`, `progress` | JSON text as it came from JavaScript (`context` `'{}'` when none; `result`, `progress` NULL when none) |
 //! | times      | milliseconds since the epoch; 0 for "not yet" (`started_at`, `finished_at`) |
 //!
@@ -30,7 +32,7 @@ use serde::de::IgnoredAny;
 use super::sql_err;
 use crate::error::{Error, Result};
 use crate::job::{
-  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status,
+  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, JobKeys, Priority, Status,
 };
 
 /// The columns of a job, in the order of [`JOB_COLUMNS`]: each constant is
@@ -55,10 +57,13 @@ pub(super) mod col {
   pub(in crate::storage::sqlite) const PROGRESS: usize = 16;
   pub(in crate::storage::sqlite) const ERRORS: usize = 17;
   pub(in crate::storage::sqlite) const DEPS: usize = 18;
+  pub(in crate::storage::sqlite) const JOB_KEY: usize = 19;
+  pub(in crate::storage::sqlite) const CONCURRENCY_KEY: usize = 20;
+  pub(in crate::storage::sqlite) const SCHEDULE_ID: usize = 21;
 }
 
 /// The names of the columns of [`col`], in its order.
-pub(super) const COLUMN_NAMES: [&str; 19] = [
+pub(super) const COLUMN_NAMES: [&str; 22] = [
   "k",
   "lo",
   "name",
@@ -78,12 +83,16 @@ pub(super) const COLUMN_NAMES: [&str; 19] = [
   "progress",
   "errors",
   "deps",
+  "job_key",
+  "concurrency_key",
+  "schedule_id",
 ];
 
 /// The columns of a job, for `SELECT`: [`COLUMN_NAMES`] joined.
 pub(super) const JOB_COLUMNS: &str =
   "k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff, created_at, \
-  run_at, started_at, finished_at, data, context, result, progress, errors, deps";
+  run_at, started_at, finished_at, data, context, result, progress, errors, deps, job_key, \
+  concurrency_key, schedule_id";
 
 /// The key of a job's row: its id's upper 64 bits.
 pub(super) fn key(id: JobId) -> i64 {
@@ -310,6 +319,21 @@ impl<'a, 'r> RowReader<'a, 'r> {
     }
   }
 
+  /// The unique key, concurrency key and schedule id (`None`: all NULL).
+  pub(super) fn keys(&self) -> Result<Option<Box<JobKeys>>> {
+    let key = |c: usize| -> Result<Option<&'a str>> {
+      match self.text(c)? {
+        Some("") => Err(corrupt(self.path, self.id, c, "")),
+        t => Ok(t),
+      }
+    };
+    Ok(JobKeys::of(
+      key(col::JOB_KEY)?,
+      key(col::CONCURRENCY_KEY)?,
+      key(col::SCHEDULE_ID)?,
+    ))
+  }
+
   /// The context: JSON, `'{}'` when none.
   pub(super) fn context(&self) -> Result<&'a str> {
     let s = self.required(col::CONTEXT)?;
@@ -329,8 +353,10 @@ pub(super) fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<
   let progress = r.json(col::PROGRESS)?;
   let errors = r.errors()?;
   let extra = JobExtra::of(r.deps()?, r.context()?);
-  let extra = if result.is_some() || progress.is_some() || !errors.is_empty() {
+  let keys = r.keys()?;
+  let extra = if result.is_some() || progress.is_some() || !errors.is_empty() || keys.is_some() {
     let mut e = extra.unwrap_or_default();
+    e.keys = keys;
     e.result = result.map(Into::into);
     e.progress = progress.map(Into::into);
     e.errors = errors;
@@ -362,7 +388,7 @@ pub(super) fn read_job(r: &rusqlite::Row<'_>, path: &Path, name: u32) -> Result<
 /// need are NULL, so SQLite does not decode them.
 pub(super) const COLD_COLUMNS: &str =
   "k, lo, name, priority, status, NULL, max_retries, timeout_ms, backoff, created_at, \
-  run_at, NULL, NULL, data, context, NULL, NULL, NULL, NULL";
+  run_at, NULL, NULL, data, context, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
 
 /// A cold job from a row of [`COLD_COLUMNS`]; `backoff` is the last row's
 /// (see [`RowReader::backoff`]).

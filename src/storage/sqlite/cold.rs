@@ -87,8 +87,14 @@ impl SqliteStore {
       && job.priority == Priority::Medium
       && job.attempts == 0
       && job.run_at <= job.created_at
+      // Keyed jobs stay in memory: the key index and the concurrency gate
+      // are there (and a fired job's schedule id is not a cold row's).
       && job.extra.as_deref().is_none_or(|e| {
-        e.deps.is_none() && e.result.is_none() && e.progress.is_none() && e.errors.is_empty()
+        e.deps.is_none()
+          && e.result.is_none()
+          && e.progress.is_none()
+          && e.errors.is_empty()
+          && e.keys.is_none()
       })
       && (c.count == 0 || (job.run_at, job.id.0) >= c.last)
       && (c.count > 0 || hot_pending >= self.hot_pending)

@@ -7,7 +7,8 @@
 //! Pending jobs beyond the first [`HOT_PENDING`] live in the file only
 //! ("cold"): plain jobs (priority `medium`, due when added, never attempted,
 //! no dependencies) whose inserts are journaled like any other but which are
-//! not kept in memory. They run in the order of their keys, which is their
+//! not kept in memory. Jobs with a unique key, a concurrency key or a
+//! schedule id are never cold: [`super::keys`] works on memory only. They run in the order of their keys, which is their
 //! (due time, id) order; a claim takes jobs from memory up to the first cold
 //! one and reads the next ones from the file when it gets there (a refill).
 //! Reading one (`get`) reads its row; a listing reads the cold rows it
@@ -51,9 +52,9 @@ use self::codec::{col, key, read_job, RowReader, JOB_COLUMNS};
 use self::cold::Cold;
 use self::lock::{canonical_path, take_lock};
 use self::schema::{load_schedules, open_connection, open_reader};
-use self::writer::{insert_row, state_row, Op};
+use self::writer::{insert_row, state_row, Op, UpdateRow};
 use super::memory::MemoryStore;
-use super::{Commit, FailKind, Failed, JobFilter, Names, Store};
+use super::{Commit, FailKind, Failed, JobFilter, Names, Store, Unstarted};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobError, JobId, Priority, Status};
 
@@ -174,9 +175,17 @@ fn load(
     let plain = row.status_text()? == Status::Pending.as_str()
       && row.int::<u32>(col::ATTEMPTS)? == 0
       && row.text(col::PRIORITY)? == Some("medium")
-      && [col::RESULT, col::PROGRESS, col::ERRORS, col::DEPS]
-        .iter()
-        .all(|&c| matches!(r.get_ref(c), Ok(rusqlite::types::ValueRef::Null)))
+      && [
+        col::RESULT,
+        col::PROGRESS,
+        col::ERRORS,
+        col::DEPS,
+        col::JOB_KEY,
+        col::CONCURRENCY_KEY,
+        col::SCHEDULE_ID,
+      ]
+      .iter()
+      .all(|&c| matches!(r.get_ref(c), Ok(rusqlite::types::ValueRef::Null)))
       && run_at <= now
       && (run_at, id) >= cold.last
       && !needed.contains(&id);
@@ -456,6 +465,28 @@ impl Store for SqliteStore {
     self.push_state(id, true);
     self.journal_changed();
     Some(f)
+  }
+
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    // Keyed jobs are never cold: memory knows them all.
+    self.mem.keyed(key)
+  }
+
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
+    self.warm(id);
+    if !self.mem.update_unstarted(id, change, now) {
+      return false;
+    }
+    let context = change
+      .context
+      .map(|c| Box::from(if c.is_empty() { "{}" } else { c }));
+    self.pending.push(Op::Update(Box::new(UpdateRow {
+      k: key(id),
+      data: change.data.map(Into::into),
+      context,
+      run_at: change.run_at,
+    })));
+    true
   }
 
   fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {

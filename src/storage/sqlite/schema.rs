@@ -11,7 +11,7 @@ use super::{sql_err, Durability, SqliteOptions};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes (and the newest it reads).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations, one per version, applied in order in one transaction (a
 /// new file runs them all). The forms the columns hold are in the docs of
@@ -84,6 +84,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
    FROM jobwerk_jobs;
    DROP TABLE jobwerk_jobs;
    ALTER TABLE jobwerk_jobs_v4 RENAME TO jobwerk_jobs;",
+  // 5: unique key (`options.key`), concurrency key and the schedule whose
+  // fire added the job; NULL when none (every job of an older file). The
+  // key index is built in memory on open (keyed jobs are never cold), so
+  // the file needs no index of its own.
+  "ALTER TABLE jobwerk_jobs ADD COLUMN job_key TEXT;
+   ALTER TABLE jobwerk_jobs ADD COLUMN concurrency_key TEXT;
+   ALTER TABLE jobwerk_jobs ADD COLUMN schedule_id TEXT;",
 ];
 
 /// Opens (creating if needed) and migrates the database.

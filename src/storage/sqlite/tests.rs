@@ -61,19 +61,34 @@ fn json(text: Option<&str>) -> Value {
 /// `sqlite-v3.expected.json` is how that release read it back.
 #[test]
 fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedules() {
+  migrates_with_everything_in_it("v3");
+}
+
+/// `tests/fixtures/sqlite-v4.db` was written by the build of schema 4
+/// (tests/fixtures/make-sqlite-v4.js, the same jobs as the v3 file);
+/// `sqlite-v4.expected.json` is how that build read it back. Its jobs have
+/// no key, concurrency key or schedule id.
+#[test]
+fn a_file_of_schema_4_migrates_with_its_jobs_results_errors_progress_and_schedules() {
+  migrates_with_everything_in_it("v4");
+}
+
+/// Opens a copy of `tests/fixtures/sqlite-<v>.db` and checks it reads as
+/// `sqlite-<v>.expected.json` says, then that the file is of this schema.
+fn migrates_with_everything_in_it(v: &str) {
   let expected: Value = serde_json::from_str(
-    &fs::read_to_string(fixture("sqlite-v3.expected.json")).expect("expected reading"),
+    &fs::read_to_string(fixture(&format!("sqlite-{v}.expected.json"))).expect("expected reading"),
   )
   .expect("expected JSON");
   let now = expected["readAt"].as_u64().expect("readAt");
   let ids = expected["ids"].as_object().expect("ids");
   // Every job in memory, then every plain pending one left in the file.
   for hot in [HOT_PENDING, 1] {
-    let dir = Dir::new("v3");
+    let dir = Dir::new(v);
     let db = dir.file("jobs.db");
-    fs::copy(fixture("sqlite-v3.db"), &db).expect("copy");
+    fs::copy(fixture(&format!("sqlite-{v}.db")), &db).expect("copy");
     let (store, names) = open(&db, hot, now);
-    let mut store = store.expect("the v3 file opens");
+    let mut store = store.expect("the old file opens");
     for (k, id) in ids {
       let want = &expected["jobs"][k];
       let id = JobId::parse(id.as_str().expect("id")).expect("id");
@@ -81,6 +96,7 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
         .get(id)
         .unwrap_or_else(|| panic!("{k} {id} missing"))
         .clone();
+      assert_eq!(job.keys(), None, "{k}: no key after the migration");
       let extra = job.extra.as_deref();
       let got = serde_json::json!({
         "name": names.get(job.name),
@@ -186,9 +202,12 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
       .query_row("PRAGMA user_version", [], |r| r.get(0))
       .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let rows: Vec<(String, String, String)> = c
-      .prepare("SELECT status, priority, backoff FROM jobwerk_jobs")
+      .prepare(
+        "SELECT status, priority, backoff FROM jobwerk_jobs
+         WHERE job_key IS NULL AND concurrency_key IS NULL AND schedule_id IS NULL",
+      )
       .expect("select")
       .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
       .expect("rows")
@@ -385,4 +404,49 @@ fn the_column_constants_name_the_columns_in_order() {
     assert_eq!(stmt.column_count(), codec::COLUMN_NAMES.len());
     let _ = stmt.query([]).expect("query");
   }
+}
+
+/// Jobs with a unique key, a concurrency key or a schedule id never stay in
+/// the file only: the key index and the concurrency gate work on memory. A
+/// plain job beside them does, when it is added and when the file is opened.
+#[test]
+fn keyed_jobs_are_never_cold() {
+  use crate::job::JobKeys;
+  let dir = Dir::new("keyed-cold");
+  let db = dir.file("jobs.db");
+  let (store, mut names) = open(&db, 1, 1_000);
+  let mut store = store.expect("open");
+  let calc = names.intern("calc");
+  let mut gen = IdGen::default();
+  let mut job = |keys: Option<Box<JobKeys>>| {
+    let mut j = Job::new(gen.next(1_000), calc, 1_000, 1_000, "1".into());
+    j.set_keys(keys);
+    j
+  };
+  let plain = [job(None), job(None)];
+  let keyed = [
+    job(JobKeys::of(Some("k"), None, None)),
+    job(JobKeys::of(None, Some("c"), None)),
+    job(JobKeys::of(None, None, Some("sched"))),
+  ];
+  let keyed_ids: Vec<JobId> = keyed.iter().map(|j| j.id).collect();
+  store.insert(plain.into_iter().chain(keyed).collect(), &names);
+  assert_eq!(store.cold.count, 1, "only the second plain job is cold");
+  for id in &keyed_ids {
+    assert!(store.mem.contains(*id), "keyed job {id} is in memory");
+  }
+  store.sync().expect("sync");
+  store.close();
+  drop(store);
+  let (store, _) = open(&db, 1, 1_000);
+  let mut store = store.expect("reopen");
+  assert_eq!(store.cold.count, 1, "after a reopen too");
+  for id in &keyed_ids {
+    assert!(
+      store.mem.contains(*id),
+      "keyed job {id} is in memory after a reopen"
+    );
+  }
+  assert_eq!(store.keyed("k"), Some(keyed_ids[0]));
+  assert_eq!(store.counts()[Status::Pending as usize], 5);
 }

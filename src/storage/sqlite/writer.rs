@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::watch;
 
 use super::codec::{backoff_text, deps_text, key, priority_text};
-use crate::job::{Backoff, Job, Priority, Status, Text};
+use crate::job::{Backoff, Job, JobKeys, Priority, Status, Text};
 use crate::storage::{Commit, Names};
 
 /// One write, as the writer thread applies it.
@@ -36,6 +36,9 @@ pub(super) enum Op {
     k: i64,
     json: Box<str>,
   },
+  /// A job not started took new data, context or due time (a duplicate
+  /// add: `onDuplicate: 'replace'`, `debounceMs`).
+  Update(Box<UpdateRow>),
   Delete(Vec<i64>),
   SaveSchedule {
     id: Box<str>,
@@ -63,6 +66,17 @@ pub(super) struct Row {
   /// `None`: `{}`.
   pub(super) context: Option<Box<str>>,
   pub(super) deps: Option<String>,
+  /// Unique key, concurrency key, schedule id.
+  pub(super) keys: Option<Box<JobKeys>>,
+}
+
+#[derive(Debug)]
+pub(super) struct UpdateRow {
+  pub(super) k: i64,
+  pub(super) data: Option<Text>,
+  /// `Some("{}")` for none.
+  pub(super) context: Option<Box<str>>,
+  pub(super) run_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -112,6 +126,7 @@ pub(super) fn insert_row(job: &Job, data: Text, names: &Names) -> Op {
     data,
     context: job.extra.as_ref().and_then(|e| e.context.clone()),
     deps: job.deps().map(deps_text),
+    keys: job.keys().map(|k| Box::new(k.clone())),
   }))
 }
 
@@ -121,8 +136,8 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
       conn
         .prepare_cached(
           "INSERT INTO jobwerk_jobs (k, lo, name, priority, status, attempts, max_retries, timeout_ms, backoff,
-             created_at, run_at, started_at, finished_at, data, context, deps)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, ?12, ?13, ?14)",
+             created_at, run_at, started_at, finished_at, data, context, deps, job_key, concurrency_key, schedule_id)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
           r.k,
@@ -139,6 +154,22 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
           &*r.data,
           r.context.as_deref().unwrap_or("{}"),
           r.deps.as_deref(),
+          r.keys.as_ref().and_then(|k| k.key.as_deref()),
+          r.keys.as_ref().and_then(|k| k.concurrency_key.as_deref()),
+          r.keys.as_ref().and_then(|k| k.schedule_id.as_deref()),
+        ])?;
+    }
+    Op::Update(u) => {
+      conn
+        .prepare_cached(
+          "UPDATE jobwerk_jobs SET data = coalesce(?2, data), context = coalesce(?3, context),
+             run_at = coalesce(?4, run_at) WHERE k = ?1",
+        )?
+        .execute(params![
+          u.k,
+          u.data.as_deref(),
+          u.context.as_deref(),
+          u.run_at.map(|t| t as i64),
         ])?;
     }
     Op::Claim {
