@@ -136,7 +136,7 @@ impl Queue {
       let id = JobId::parse(s).ok_or_else(|| {
         Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
       })?;
-      if self.store.get(id).is_none() {
+      if self.store.get(id)?.is_none() {
         return Err(Error::DependencyNotFound(format!(
           "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
         )));

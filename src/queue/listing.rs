@@ -370,7 +370,7 @@ mod tests {
     assert_eq!(p["nextCursor"], Value::Null);
     assert!(p["jobs"][0].get("data").is_none() && p["jobs"][0].get("result").is_none());
     let status: Value =
-      serde_json::from_str(&q.status_json(ids[1]).expect("status")).expect("json");
+      serde_json::from_str(&q.status_json(ids[1]).expect("read").expect("status")).expect("json");
     let mut listed = p["jobs"][0].clone();
     listed["data"] = status["data"].clone();
     listed["result"] = status["result"].clone();

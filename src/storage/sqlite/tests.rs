@@ -79,8 +79,8 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
       let id = JobId::parse(id.as_str().expect("id")).expect("id");
       let job = store
         .get(id)
-        .unwrap_or_else(|| panic!("{k} {id} missing"))
-        .clone();
+        .expect("read")
+        .unwrap_or_else(|| panic!("{k} {id} missing"));
       let extra = job.extra.as_deref();
       let got = serde_json::json!({
         "name": names.get(job.name),
@@ -119,23 +119,31 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
     }
     // Dependencies came along.
     let dep = |k: &str| JobId::parse(ids[k].as_str().expect("id")).expect("id");
-    let waiting = store.get(dep("waitingFail")).expect("waitingFail").clone();
+    let waiting = store
+      .get(dep("waitingFail"))
+      .expect("read")
+      .expect("waitingFail");
     let deps = waiting.deps().expect("deps");
     assert_eq!(deps.ids, vec![dep("delayed"), dep("weighted")]);
     assert!(!deps.ignore_failure);
     let ignoring = store
       .get(dep("waitingIgnore"))
-      .expect("waitingIgnore")
-      .clone();
+      .expect("read")
+      .expect("waitingIgnore");
     assert!(ignoring.deps().expect("deps").ignore_failure);
     // Backoffs, which the reading does not show.
-    let b = store.get(dep("weighted")).expect("weighted").backoff;
+    let b = store
+      .get(dep("weighted"))
+      .expect("read")
+      .expect("weighted")
+      .backoff;
     assert_eq!(
       (b.kind, b.delay_ms, b.max_delay_ms, b.jitter),
       (BackoffKind::Fixed, 400, 300, 0.25)
     );
     let b = store
       .get(dep("retryWaiting"))
+      .expect("read")
       .expect("retryWaiting")
       .backoff;
     assert_eq!(

@@ -36,7 +36,9 @@ pub(super) enum Op {
     k: i64,
     json: Box<str>,
   },
-  Delete(Vec<i64>),
+  /// Deletes the finished jobs that finished at or before this time,
+  /// adding how many of each status to [`Pruned`].
+  Prune(u64),
   SaveSchedule {
     id: Box<str>,
     json: Box<str>,
@@ -115,7 +117,14 @@ pub(super) fn insert_row(job: &Job, data: Text, names: &Names) -> Op {
   }))
 }
 
-fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
+/// Jobs deleted by [`Op::Prune`] so far, per status (`Status as usize`),
+/// shared with the store, which reads it once the prune is committed.
+pub(super) type Pruned = Arc<Mutex<[u64; 7]>>;
+
+/// The finished statuses as stored, for SQL: `'completed', ...`.
+pub(super) const FINISHED_SQL: &str = "'completed', 'failed', 'timeout', 'cancelled'";
+
+fn apply(conn: &Connection, op: &Op, pruned: &mut [u64; 7]) -> rusqlite::Result<()> {
   match op {
     Op::Insert(r) => {
       conn
@@ -203,10 +212,17 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
         .prepare_cached("DELETE FROM jobwerk_schedules WHERE id = ?1")?
         .execute([&**id])?;
     }
-    Op::Delete(keys) => {
-      let mut stmt = conn.prepare_cached("DELETE FROM jobwerk_jobs WHERE k = ?1")?;
-      for k in keys {
-        stmt.execute([k])?;
+    Op::Prune(before) => {
+      // The partial index on finished rows (see schema.rs) makes this a
+      // range read of the rows it deletes.
+      let mut stmt = conn.prepare_cached(&format!(
+        "DELETE FROM jobwerk_jobs WHERE status IN ({FINISHED_SQL}) AND finished_at <= ?1 RETURNING status"
+      ))?;
+      let mut rows = stmt.query([(*before).min(i64::MAX as u64) as i64])?;
+      while let Some(r) = rows.next()? {
+        if let Some(s) = r.get_ref(0)?.as_str().ok().and_then(Status::parse) {
+          pruned[s as usize] += 1;
+        }
       }
     }
   }
@@ -240,6 +256,7 @@ pub(super) fn writer(
   rx: Receiver<(u64, Vec<Op>)>,
   commits: watch::Sender<Commit>,
   failure: Arc<Mutex<Option<String>>>,
+  pruned_total: Pruned,
 ) {
   const MAX_BATCH: usize = 20_000;
   // Writes applied since memory was last handed back (see trim_freed_memory).
@@ -266,6 +283,7 @@ pub(super) fn writer(
     }
     since_trim += n;
     let mut vacuum = false;
+    let mut pruned = [0u64; 7];
     // A claim whose job's state is written later in the same transaction
     // (it completed or failed meanwhile) is overwritten by that write: skip it.
     let mut last_state: HashMap<i64, usize> = HashMap::new();
@@ -288,13 +306,19 @@ pub(super) fn writer(
             continue;
           }
         }
-        vacuum |= matches!(op, Op::Delete(_));
-        apply(&conn, op)?;
+        vacuum |= matches!(op, Op::Prune(_));
+        apply(&conn, op, &mut pruned)?;
       }
       conn.execute_batch("COMMIT")
     })();
     let error = match res {
       Ok(()) => {
+        if pruned.iter().any(|&n| n > 0) {
+          let mut total = pruned_total.lock();
+          for (t, n) in total.iter_mut().zip(pruned) {
+            *t += n;
+          }
+        }
         if vacuum {
           // Each step of the pragma frees one page: run it to the end.
           let _ = conn
