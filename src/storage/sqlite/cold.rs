@@ -410,8 +410,9 @@ impl SqliteStore {
             };
             let k: i64 = r.get(0)?;
             let id = JobId(job_id(k, r.get(1)?));
-            let pending = r.get_ref(2)?.as_str().ok() == Some("pending");
-            if !mem.contains(id) && !(pending && k <= cursor) {
+            // A pending row at or before the cursor is a job in memory.
+            let refilled = k <= cursor && r.get_ref(2)?.as_str().ok() == Some("pending");
+            if !refilled && !mem.contains(id) {
               ids.push(id);
             }
           }
