@@ -106,10 +106,13 @@ impl SqliteOptions {
 /// How many pending jobs stay in memory by default (see the module docs).
 pub const HOT_PENDING: usize = 2048;
 
-/// Finished jobs waiting in memory for their final write to be committed
-/// beyond which an operation waits for the writer (back-pressure: memory
-/// stays bounded when jobs finish faster than the file takes them).
-const MAX_UNCOMMITTED_FINISHED: usize = 32_768;
+/// Writes sent to the writer and not committed yet beyond which an
+/// operation waits for the writer (back-pressure): the writes in flight,
+/// and the finished jobs that stay in memory until theirs are committed,
+/// stay bounded when jobs are added or finish faster than the file takes
+/// them (~200 B a write: ~10 MB). The writer commits up to 20,000 a
+/// transaction, so it always has the next ones queued.
+const MAX_WRITES_IN_FLIGHT: usize = 50_000;
 
 fn sql_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
   Error::Storage(format!("{what} '{}': {e}", path.display()))
@@ -123,6 +126,10 @@ pub struct SqliteStore {
   pending: Vec<Op>,
   /// Sequence number of the last batch sent.
   sent: u64,
+  /// Batches sent and not known to be committed: (sequence number, writes).
+  in_flight: VecDeque<(u64, usize)>,
+  /// The writes in them.
+  in_flight_writes: usize,
   tx: Option<Sender<(u64, Vec<Op>)>>,
   commits: watch::Receiver<Commit>,
   writer: Option<JoinHandle<()>>,
@@ -346,6 +353,8 @@ impl SqliteStore {
       path: opts.path.clone(),
       pending: Vec::new(),
       sent: 0,
+      in_flight: VecDeque::new(),
+      in_flight_writes: 0,
       tx: Some(tx),
       commits,
       writer: Some(writer),
@@ -385,6 +394,8 @@ impl SqliteStore {
     let ops = std::mem::take(&mut self.pending);
     if let Some(tx) = &self.tx {
       self.sent += 1;
+      self.in_flight.push_back((self.sent, ops.len()));
+      self.in_flight_writes += ops.len();
       if tx.send((self.sent, ops)).is_err() {
         let mut f = self.failure.lock();
         if f.is_none() {
@@ -434,6 +445,17 @@ impl SqliteStore {
     }
     if any {
       self.mem.evicted();
+    }
+  }
+
+  /// Drops the batches committed by `committed` from those in flight.
+  fn forget_committed(&mut self, committed: u64) {
+    while let Some(&(seq, n)) = self.in_flight.front() {
+      if seq > committed {
+        break;
+      }
+      self.in_flight.pop_front();
+      self.in_flight_writes -= n;
     }
   }
 
@@ -813,16 +835,25 @@ impl Store for SqliteStore {
   }
 
   fn end_batch(&mut self) {
-    self.evict();
     self.send();
-    let n = self.finishing.len();
-    if n > MAX_UNCOMMITTED_FINISHED {
-      // Back-pressure: wait until half of them are committed.
-      let mark = self.finishing[n - MAX_UNCOMMITTED_FINISHED / 2].0;
+    let committed = self.committed();
+    self.forget_committed(committed);
+    if self.in_flight_writes > MAX_WRITES_IN_FLIGHT {
+      // Back-pressure: wait until at most half of them are left.
+      let mut left = self.in_flight_writes;
+      let mut mark = committed;
+      for &(seq, n) in &self.in_flight {
+        if left <= MAX_WRITES_IN_FLIGHT / 2 {
+          break;
+        }
+        left -= n;
+        mark = seq;
+      }
       if self.wait_for(mark).is_ok() {
-        self.evict();
+        self.forget_committed(mark);
       }
     }
+    self.evict();
   }
 
   fn write_mark(&self) -> u64 {
@@ -868,7 +899,10 @@ impl Store for SqliteStore {
   }
 
   fn check_invariants(&self) -> std::result::Result<(), String> {
-    if self.finishing.len() > 2 * MAX_UNCOMMITTED_FINISHED {
+    if self.in_flight_writes > 2 * MAX_WRITES_IN_FLIGHT {
+      return Err(format!("{} writes in flight", self.in_flight_writes));
+    }
+    if self.finishing.len() > self.in_flight_writes + MAX_WRITES_IN_FLIGHT {
       return Err(format!(
         "{} finished jobs wait for their writes",
         self.finishing.len()
