@@ -110,8 +110,13 @@ pub struct Failed {
   pub retry_delay: Option<u64>,
 }
 
-/// Where jobs live. All methods are synchronous and cheap: a durable backend
-/// applies the transition to its in-memory state and queues the write.
+/// Where jobs live. All methods are synchronous: a durable backend applies
+/// a transition to its in-memory state of the live jobs and queues the
+/// write. Jobs it keeps in its file only (SQLite: finished jobs, and pending
+/// ones beyond a window) are read back where a method needs them (`get`,
+/// `retry`, `list_jobs`, a dependency's outcome); a `prune` waits for its
+/// delete; and an operation may wait for the writer when too many writes are
+/// in flight (back-pressure).
 pub trait Store: Send {
   /// The backend's name: `memory`, `sqlite`.
   fn kind(&self) -> &'static str;

@@ -86,11 +86,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
    ALTER TABLE jobwerk_jobs_v4 RENAME TO jobwerk_jobs;",
 ];
 
-/// The index of finished jobs by finish time, made on open when missing
-/// (after the migrations: it names the columns of the current schema).
-pub(super) const FINISHED_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobwerk_jobs_finished \
-  ON jobwerk_jobs (finished_at) WHERE status IN ('completed', 'failed', 'timeout', 'cancelled');";
-
 /// Opens (creating if needed) and migrates the database.
 pub(super) fn open_connection(opts: &SqliteOptions, open_path: &Path) -> Result<Connection> {
   let path = &opts.path;
@@ -177,12 +172,6 @@ pub(super) fn open_connection(opts: &SqliteOptions, open_path: &Path) -> Result<
       return Err(sql_err(path, "cannot create the schema in", e));
     }
   }
-  // Finished jobs by finish time, for pruning (a range read of the rows a
-  // prune deletes). Not a schema version: an index changes no row, and a
-  // build that does not know it still keeps it up to date.
-  conn
-    .execute_batch(FINISHED_INDEX)
-    .map_err(|e| sql_err(path, "cannot index", e))?;
   Ok(conn)
 }
 

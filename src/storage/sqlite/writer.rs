@@ -36,9 +36,17 @@ pub(super) enum Op {
     k: i64,
     json: Box<str>,
   },
-  /// Deletes the finished jobs that finished at or before this time,
-  /// adding how many of each status to [`Pruned`].
-  Prune(u64),
+  /// Deletes the finished jobs that finished at or before `before`, adding
+  /// how many of each status to [`Pruned`]. They were all created by then,
+  /// so their keys are at most `last_key` (see [`SqliteStore::prune`]): the
+  /// delete reads the rows up to it only, which a previous prune left few
+  /// of besides those it deletes.
+  ///
+  /// [`SqliteStore::prune`]: super::SqliteStore
+  Prune {
+    before: u64,
+    last_key: i64,
+  },
   SaveSchedule {
     id: Box<str>,
     json: Box<str>,
@@ -212,13 +220,12 @@ fn apply(conn: &Connection, op: &Op, pruned: &mut [u64; 7]) -> rusqlite::Result<
         .prepare_cached("DELETE FROM jobwerk_schedules WHERE id = ?1")?
         .execute([&**id])?;
     }
-    Op::Prune(before) => {
-      // The partial index on finished rows (see schema.rs) makes this a
-      // range read of the rows it deletes.
+    Op::Prune { before, last_key } => {
       let mut stmt = conn.prepare_cached(&format!(
-        "DELETE FROM jobwerk_jobs WHERE status IN ({FINISHED_SQL}) AND finished_at <= ?1 RETURNING status"
+        "DELETE FROM jobwerk_jobs WHERE k <= ?2 AND status IN ({FINISHED_SQL}) AND finished_at <= ?1 \
+         RETURNING status"
       ))?;
-      let mut rows = stmt.query([(*before).min(i64::MAX as u64) as i64])?;
+      let mut rows = stmt.query(params![(*before).min(i64::MAX as u64) as i64, last_key])?;
       while let Some(r) = rows.next()? {
         if let Some(s) = r.get_ref(0)?.as_str().ok().and_then(Status::parse) {
           pruned[s as usize] += 1;
@@ -306,7 +313,7 @@ pub(super) fn writer(
             continue;
           }
         }
-        vacuum |= matches!(op, Op::Prune(_));
+        vacuum |= matches!(op, Op::Prune { .. });
         apply(&conn, op, &mut pruned)?;
       }
       conn.execute_batch("COMMIT")
