@@ -705,3 +705,30 @@ fn a_prune_reads_the_rows_up_to_a_key_only() {
     "{plan:?}"
   );
 }
+
+#[test]
+fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
+  let mut f = Finished::new(HOT_PENDING);
+  for reopen in [false, true] {
+    // As after the clock went back: the id's timestamp is 500 ms ahead.
+    let id = JobId((((f.now + 500) as u128) << 80) | 1);
+    let job = Job::new(id, 0, f.now, f.now, "1".into());
+    f.store.insert(vec![job], &f.names);
+    f.store.end_batch();
+    if reopen {
+      f.reopen();
+    }
+    assert_eq!(f.claim(1), vec![id]);
+    f.store
+      .complete(id, crate::storage::NO_HINT, "1", f.now + 1);
+    f.settle();
+    if reopen {
+      // The skew is read back from the file.
+      f.reopen();
+    }
+    assert_eq!(f.store.prune(f.now + 1), 1, "reopened: {reopen}");
+    assert_eq!(f.status(id), None);
+    assert_eq!(f.store.counts(), [0; 7]);
+    f.now += 1_000;
+  }
+}
