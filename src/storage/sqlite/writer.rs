@@ -326,16 +326,6 @@ pub(super) fn writer(
             *t += n;
           }
         }
-        if vacuum {
-          // Each step of the pragma frees one page: run it to the end.
-          let _ = conn
-            .prepare("PRAGMA incremental_vacuum")
-            .and_then(|mut st| {
-              let mut rows = st.query([])?;
-              while rows.next()?.is_some() {}
-              Ok(())
-            });
-        }
         None
       }
       Err(e) => {
@@ -376,12 +366,25 @@ pub(super) fn writer(
       let _ = conn.execute_batch("PRAGMA shrink_memory");
       trim_freed_memory();
     }
+    let vacuum = vacuum && error.is_none();
     commits.send_modify(|c| {
       c.seq = last;
       if c.error.is_none() {
         c.error = error;
       }
     });
+    if vacuum {
+      // After saying the prune is committed (a prune waits for that, not
+      // for this): each step of the pragma frees one page; run it to the
+      // end.
+      let _ = conn
+        .prepare("PRAGMA incremental_vacuum")
+        .and_then(|mut st| {
+          let mut rows = st.query([])?;
+          while rows.next()?.is_some() {}
+          Ok(())
+        });
+    }
   }
   let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
