@@ -687,12 +687,10 @@ impl Store for SqliteStore {
   }
 
   fn retry(&mut self, id: JobId, now: u64) -> bool {
-    match self.warm_finished(id) {
-      Ok(_) => {}
-      Err(e) => {
-        self.read_failed(e);
-        return false;
-      }
+    // (A row that cannot be read is not retried; the queue reads the job
+    // first and reports that error to the caller.)
+    if self.warm_finished(id).is_err() {
+      return false;
     }
     // A job with dependencies waits for them again: their outcomes.
     let deps: Vec<JobId> = match self.mem.job_ref(id) {

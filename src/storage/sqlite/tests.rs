@@ -732,3 +732,27 @@ fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
     f.now += 1_000;
   }
 }
+
+#[test]
+fn a_corrupt_finished_job_is_a_storage_error_naming_it_and_the_store_goes_on() {
+  let mut f = Finished::new(HOT_PENDING);
+  let ids = f.add(2, None);
+  f.claim(2);
+  for id in &ids {
+    f.store.complete(*id, crate::storage::NO_HINT, "1", f.now);
+  }
+  f.settle();
+  assert_eq!(f.store.resident(), 0);
+  set(&f.db, ids[0], "result", &"nope{");
+  let err = f.store.get(ids[0]).expect_err("a corrupt result");
+  assert_eq!(err.code(), "ERR_STORAGE");
+  let msg = err.to_string();
+  assert!(
+    msg.contains(&ids[0].to_string()) && msg.contains("result"),
+    "{msg}"
+  );
+  assert!(f.store.list_jobs(&JobFilter::default(), &f.names).is_err());
+  assert_eq!(f.store.failure(), None, "the store goes on");
+  assert_eq!(f.status(ids[1]), Some(Status::Completed));
+  assert_eq!(f.add(1, None).len(), 1);
+}
