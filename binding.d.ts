@@ -79,7 +79,10 @@ export declare class Core {
   cancel(id: string): boolean
   /** Re-queues a failed, timed-out or cancelled job. */
   retry(id: string): boolean
-  /** The job's status as JSON, or null. */
+  /**
+   * The job's status as JSON, or null (`ERR_STORAGE` when its stored
+   * row cannot be read).
+   */
   status(id: string): string | null
   /**
    * One page of jobs (`getJobs`; the filter as JSON) as

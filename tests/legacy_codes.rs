@@ -22,7 +22,8 @@ fn open(opts: &SqliteOptions) -> Queue {
 }
 
 fn error_code(q: &mut Queue, id: jobwerk::job::JobId) -> String {
-  let status: Value = serde_json::from_str(&q.status_json(id).expect("the job")).expect("json");
+  let status: Value =
+    serde_json::from_str(&q.status_json(id).expect("read").expect("the job")).expect("json");
   status["error"]["code"]
     .as_str()
     .expect("a code")

@@ -521,12 +521,15 @@ impl Core {
     }
   }
 
-  /// The job's status as JSON, or null.
+  /// The job's status as JSON, or null (`ERR_STORAGE` when its stored
+  /// row cannot be read).
   #[napi]
-  pub fn status(&self, id: String) -> Option<String> {
-    let id = JobId::parse(&id)?;
+  pub fn status(&self, id: String) -> napi::Result<Option<String>, Code> {
+    let Some(id) = JobId::parse(&id) else {
+      return Ok(None);
+    };
     let _ = self.open_storage(false);
-    self.engine.with(|q, _| q.status_json(id))
+    self.engine.with(|q, _| q.status_json(id)).map_err(js_err)
   }
 
   /// One page of jobs (`getJobs`; the filter as JSON) as

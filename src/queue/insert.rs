@@ -159,7 +159,7 @@ impl Queue {
           }
         }
         if let Some(id) = self.store.keyed(key) {
-          let status = self.store.get(id).map(|j| j.status);
+          let status = self.store.get(id)?.map(|j| j.status);
           let started = status == Some(Status::Running);
           if !started || !replace {
             let nothing = change == Unstarted::default();
@@ -246,7 +246,7 @@ impl Queue {
       let id = JobId::parse(s).ok_or_else(|| {
         Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
       })?;
-      if self.store.get(id).is_none() {
+      if self.store.get(id)?.is_none() {
         return Err(Error::DependencyNotFound(format!(
           "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
         )));

@@ -403,7 +403,7 @@ mod tests {
     assert_eq!(p["nextCursor"], Value::Null);
     assert!(p["jobs"][0].get("data").is_none() && p["jobs"][0].get("result").is_none());
     let status: Value =
-      serde_json::from_str(&q.status_json(ids[1]).expect("status")).expect("json");
+      serde_json::from_str(&q.status_json(ids[1]).expect("read").expect("status")).expect("json");
     let mut listed = p["jobs"][0].clone();
     listed["data"] = status["data"].clone();
     listed["result"] = status["result"].clone();
@@ -450,7 +450,7 @@ mod tests {
       )
       .expect("add")[0];
     let status = |q: &mut Queue, id: JobId| -> Value {
-      serde_json::from_str(&q.status_json(id).expect("status")).expect("json")
+      serde_json::from_str(&q.status_json(id).expect("read").expect("status")).expect("json")
     };
     let s = status(&mut q, waits);
     assert_eq!(s["status"], json!("waiting"));

@@ -250,7 +250,7 @@ impl Queue {
     if self.monitor.is_none() {
       return;
     }
-    let Some(job) = self.store.get(id) else {
+    let Some(job) = self.job(id) else {
       return;
     };
     let (name, run_at, started_at) = (job.name, job.run_at, job.started_at);
@@ -363,7 +363,7 @@ impl Queue {
       }
     }
     for id in changed {
-      let Some(job) = self.store.get(id) else {
+      let Some(job) = self.job(id) else {
         continue;
       };
       if job.status == Status::Failed {
@@ -683,7 +683,7 @@ impl Queue {
   fn fail_attempt(&mut self, id: JobId, err: JobError, kind: FailKind, now: u64) {
     let err_json = if self.events_on {
       let mut e = err.clone();
-      e.attempt = self.store.get(id).map(|j| j.attempts).unwrap_or(0);
+      e.attempt = self.job(id).map(|j| j.attempts).unwrap_or(0);
       serde_json::to_string(&e).unwrap_or_default()
     } else {
       String::new()
@@ -720,7 +720,7 @@ impl Queue {
     if !self.events_on {
       return;
     }
-    let Some(job) = self.store.get(id) else {
+    let Some(job) = self.job(id) else {
       return;
     };
     let (name, attempt) = (job.name, job.attempts);
@@ -781,11 +781,8 @@ impl Queue {
   /// Cancels a waiting, pending or running job (running: its signal fires
   /// and a late outcome is ignored). False for unknown or finished jobs.
   pub fn cancel(&mut self, id: JobId, now: u64) -> bool {
-    if self
-      .store
-      .get(id)
-      .is_some_and(|j| j.status == Status::Running)
-    {
+    let before = self.job(id);
+    if before.as_ref().is_some_and(|j| j.status == Status::Running) {
       self.record(id, Outcome::Cancelled, now, None);
     }
     let Some(was) = self.store.cancel(id, now) else {
@@ -799,7 +796,7 @@ impl Queue {
       if let Some(slot) = found {
         let seq = self.slots[slot].map(|r| r.seq).unwrap_or(0);
         self.abort(slot as u32, seq, Abort::Cancel);
-        let started = self.store.get(id).map(|j| j.started_at).unwrap_or(now);
+        let started = before.map_or(now, |j| j.started_at);
         self.stats.finished(now, now.saturating_sub(started));
       }
     }
@@ -813,7 +810,7 @@ impl Queue {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    match self.store.get(id) {
+    match self.store.get(id)? {
       Some(j)
         if matches!(
           j.status,
@@ -841,17 +838,27 @@ impl Queue {
     }
   }
 
-  /// The job with this id.
-  pub fn get(&mut self, id: JobId) -> Option<&Job> {
-    self.store.get(id)
+  /// A copy of the job with this id (`None` too when reading it failed:
+  /// see [`Queue::status_json`] for the error).
+  pub fn get(&mut self, id: JobId) -> Option<Job> {
+    self.job(id)
   }
 
-  /// The job's status as JSON (`CalculationStatus`), or `None`.
-  pub fn status_json(&mut self, id: JobId) -> Option<String> {
-    let job = self.store.get(id)?;
+  /// The job for the queue's own bookkeeping (events, the monitor): a read
+  /// error counts as no job (the store reports its failure itself).
+  fn job(&mut self, id: JobId) -> Option<Job> {
+    self.store.get(id).ok().flatten()
+  }
+
+  /// The job's status as JSON (`CalculationStatus`), or `None`; `Err` when
+  /// it cannot be read (`ERR_STORAGE`).
+  pub fn status_json(&mut self, id: JobId) -> Result<Option<String>> {
+    let Some(job) = self.store.get(id)? else {
+      return Ok(None);
+    };
     let mut s = String::new();
-    listing::write_job_json(&self.registry, job, true, &mut s);
-    Some(s)
+    listing::write_job_json(&self.registry, &job, true, &mut s);
+    Ok(Some(s))
   }
 
   /// Jobs per status.
@@ -1011,7 +1018,7 @@ impl Queue {
         .last_job_id
         .as_deref()
         .and_then(JobId::parse)
-        .and_then(|id| self.store.get(id))
+        .and_then(|id| self.store.get(id).ok().flatten())
         .map(|j| j.status.as_str());
       out.push_str(&s.to_public_json(status));
     }
@@ -1033,7 +1040,7 @@ impl Queue {
     }
     for id in &running {
       match self.store.get(*id) {
-        Some(j) if j.status == Status::Running => {}
+        Ok(Some(j)) if j.status == Status::Running => {}
         _ => return Err("a slot holds a job that is not running".into()),
       }
     }

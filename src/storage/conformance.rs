@@ -90,6 +90,11 @@ fn names() -> Names {
   n
 }
 
+/// The job with this id (a read error fails the test).
+fn job_of(s: &mut dyn Store, id: JobId) -> Option<Job> {
+  s.get(id).expect("get")
+}
+
 fn all(_: u32) -> bool {
   true
 }
@@ -139,7 +144,7 @@ fn claim(s: &mut dyn Store, max: usize, now: u64) -> Vec<JobId> {
 }
 
 fn status(s: &mut dyn Store, id: JobId) -> Option<(Status, u32)> {
-  s.get(id).map(|j| (j.status, j.attempts))
+  job_of(&mut *s, id).map(|j| (j.status, j.attempts))
 }
 
 fn err(msg: &str) -> JobError {
@@ -209,7 +214,7 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   assert_eq!(claim(&mut *s, 5, 1), vec![with_context]);
   assert!(s.complete(with_context, NO_HINT, "7", 2));
   s = h.reopen(s, 10);
-  let ctx = |s: &mut dyn Store, id| s.get(id).map(|j| j.context_json().to_string());
+  let ctx = |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| j.context_json().to_string());
   assert_eq!(ctx(&mut *s, plain).as_deref(), Some("{}"));
   assert_eq!(
     ctx(&mut *s, with_context).as_deref(),
@@ -219,16 +224,18 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
     ctx(&mut *s, dependant).as_deref(),
     Some("{\"tenant\":\"t2\"}")
   );
-  let done = s.get(with_context).expect("job");
+  let done = job_of(&mut *s, with_context).expect("job");
   assert_eq!(
     done.extra.as_deref().and_then(|e| e.result.as_deref()),
     Some("7")
   );
   assert!(
-    s.get(plain).map(|j| j.extra.is_none()).unwrap_or(false),
+    job_of(&mut *s, plain)
+      .map(|j| j.extra.is_none())
+      .unwrap_or(false),
     "nothing extra to keep"
   );
-  let d = s.get(dependant).expect("job");
+  let d = job_of(&mut *s, dependant).expect("job");
   assert_eq!(d.status, Status::Pending, "its dependency completed");
   assert_eq!(d.deps().map(|d| d.ids.clone()), Some(vec![with_context]));
 }
@@ -248,12 +255,12 @@ fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
     s.complete(a, hint_b, "\"a\"", 2),
     "b's hint: a is found by id"
   );
-  assert_eq!(s.get(b).map(|j| j.status), Some(Status::Running));
+  assert_eq!(job_of(&mut *s, b).map(|j| j.status), Some(Status::Running));
   assert!(!s.complete(a, hint_a, "1", 3), "a finished already");
   assert!(s.complete(b, hint_b, "\"b\"", 4));
   s = h.reopen(s, 10);
   for (id, result) in [(a, "\"a\""), (b, "\"b\"")] {
-    let job = s.get(id).expect("job");
+    let job = job_of(&mut *s, id).expect("job");
     assert_eq!(job.status, Status::Completed);
     let o = job.extra.as_deref().expect("outcome");
     assert_eq!(o.result.as_deref(), Some(result));
@@ -270,7 +277,7 @@ fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
   assert!(s.complete(id, NO_HINT, "{\"table\":[1,2]}", 5));
   assert!(!s.complete(id, NO_HINT, "1", 6), "only once");
   s = h.reopen(s, 10);
-  let job = s.get(id).expect("job");
+  let job = job_of(&mut *s, id).expect("job");
   assert_eq!(
     (job.status, job.attempts, job.started_at, job.finished_at),
     (Status::Completed, 1, 1, 5)
@@ -303,7 +310,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
     })
   );
   s = h.reopen(s, 20);
-  assert_eq!(s.get(id).map(|j| j.run_at), Some(110));
+  assert_eq!(job_of(&mut *s, id).map(|j| j.run_at), Some(110));
   assert!(claim(&mut *s, 1, 109).is_empty());
   assert_eq!(claim(&mut *s, 1, 110), vec![id]);
   let f = s.fail(
@@ -323,7 +330,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
     })
   );
   s = h.reopen(s, 130);
-  let job = s.get(id).expect("job");
+  let job = job_of(&mut *s, id).expect("job");
   assert_eq!(
     (job.status, job.attempts, job.finished_at),
     (Status::Failed, 2, 120)
@@ -413,9 +420,9 @@ fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
   s.complete(young, NO_HINT, "2", 50);
   assert_eq!(s.prune(20), 1);
   s = h.reopen(s, 60);
-  assert!(s.get(old).is_none());
-  assert!(s.get(young).is_some());
-  assert!(s.get(waiting).is_some());
+  assert!(job_of(&mut *s, old).is_none());
+  assert!(job_of(&mut *s, young).is_some());
+  assert!(job_of(&mut *s, waiting).is_some());
   assert_eq!(s.prune(100), 1);
   s = h.reopen(s, 110);
   assert_eq!(s.list(None, 10), vec![waiting]);
@@ -454,6 +461,7 @@ fn recovery_requeues_or_fails_interrupted_jobs(h: &mut dyn Harness) {
   assert_eq!(status(&mut *s, last_try), Some((Status::Failed, 1)));
   let e = s
     .get(last_try)
+    .expect("read")
     .and_then(|j| j.last_error().cloned())
     .expect("error");
   assert_eq!(e.code.as_deref(), Some("ERR_INTERRUPTED"));
@@ -557,6 +565,7 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   );
   let e = s
     .get(c)
+    .expect("read")
     .and_then(|j| j.last_error().cloned())
     .expect("error");
   assert_eq!(e.code.as_deref(), Some("ERR_DEPENDENCY_FAILED"));
@@ -684,7 +693,7 @@ fn naive_list(s: &mut dyn Store, known: &[JobId], f: &JobFilter) -> Vec<JobId> {
     .iter()
     .copied()
     .filter(|id| {
-      let Some(j) = s.get(*id) else {
+      let Some(j) = job_of(&mut *s, *id) else {
         return false;
       };
       f.statuses & (1 << j.status as u8) != 0
@@ -799,7 +808,7 @@ fn check_listings(s: &mut dyn Store, known: &[JobId]) {
   for j in s.list_jobs(&f, &names()).expect("list_jobs") {
     assert_eq!(&*j.data, "");
     assert!(j.extra.as_ref().is_none_or(|e| e.result.is_none()));
-    let full = s.get(j.id).expect("listed job");
+    let full = job_of(&mut *s, j.id).expect("listed job");
     assert_eq!(
       (
         j.status,
@@ -817,7 +826,7 @@ fn check_listings(s: &mut dyn Store, known: &[JobId]) {
   }
   let with = s.list_jobs(&JobFilter::default(), &names()).expect("list");
   for j in &with {
-    let full = s.get(j.id).expect("listed job");
+    let full = job_of(&mut *s, j.id).expect("listed job");
     assert_eq!(&*j.data, &*full.data);
     assert_eq!(
       j.extra.as_ref().and_then(|e| e.result.clone()),
@@ -964,8 +973,8 @@ fn settle_ok(q: &mut crate::queue::Queue, slot: u32, seq: u32, now: u64) {
   q.end_batch();
 }
 
-fn job_of(q: &mut crate::queue::Queue, id: JobId) -> Job {
-  q.get(id).cloned().expect("the job")
+fn queued_job(q: &mut crate::queue::Queue, id: JobId) -> Job {
+  q.get(id).expect("the job")
 }
 
 fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
@@ -978,7 +987,7 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   let other = add_opts(&mut q, "9", "{}", json!({"key": "other"}), 0);
   assert_ne!(other, first);
   assert_eq!(q.count(Status::Pending), 2, "duplicates add nothing");
-  let j = job_of(&mut q, first);
+  let j = queued_job(&mut q, first);
   assert_eq!(
     (&*j.data, j.context_json()),
     ("1", "{\"v\":1}"),
@@ -987,7 +996,7 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   // The key is held across a restart too (the index is rebuilt).
   let mut q = restart(h, q, 0);
   assert_eq!(add_opts(&mut q, "4", "{}", json!({"key": "k"}), 0), first);
-  assert_eq!(job_of(&mut q, first).key(), Some("k"));
+  assert_eq!(queued_job(&mut q, first).key(), Some("k"));
   // While it runs, a skip returns it.
   let taken = take_jobs(&mut q, 1, 1);
   assert_eq!(taken[0].2, first);
@@ -1023,11 +1032,11 @@ fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn 
   let first = add_opts(&mut q, "1", "{\"v\":1}", r.clone(), 0);
   assert_eq!(add_opts(&mut q, "2", "{\"v\":2}", r.clone(), 0), first);
   assert_eq!(add_opts(&mut q, "3", "{}", r.clone(), 0), first);
-  let j = job_of(&mut q, first);
+  let j = queued_job(&mut q, first);
   assert_eq!((&*j.data, j.context_json()), ("3", "{}"));
   assert_eq!(q.count(Status::Pending), 1);
   let mut q = restart(h, q, 0);
-  let j = job_of(&mut q, first);
+  let j = queued_job(&mut q, first);
   assert_eq!(
     (&*j.data, j.context_json()),
     ("3", "{}"),
@@ -1044,11 +1053,11 @@ fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn 
     second,
     "a skip returns the newest"
   );
-  let j = job_of(&mut q, second);
+  let j = queued_job(&mut q, second);
   assert_eq!((&*j.data, j.context_json()), ("5", "{\"v\":5}"));
-  assert_eq!(job_of(&mut q, first).status, Status::Running);
+  assert_eq!(queued_job(&mut q, first).status, Status::Running);
   let mut q = restart(h, q, 2);
-  let j = job_of(&mut q, second);
+  let j = queued_job(&mut q, second);
   assert_eq!((&*j.data, j.status), ("5", Status::Pending));
   assert_eq!(add_opts(&mut q, "7", "{}", r, 2), second);
   q.check_invariants().expect("invariants");
@@ -1059,7 +1068,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   let mut q = keyed_queue(h.open(), 0);
   let d = json!({"key": "t", "debounceMs": 100});
   let id = add_opts(&mut q, "0", "{}", d.clone(), 0);
-  assert_eq!(job_of(&mut q, id).run_at, 100);
+  assert_eq!(queued_job(&mut q, id).run_at, 100);
   for t in 1..=50u64 {
     assert_eq!(
       add_opts(
@@ -1072,7 +1081,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
       id
     );
   }
-  let j = job_of(&mut q, id);
+  let j = queued_job(&mut q, id);
   assert_eq!((j.run_at, &*j.data), (150, "50"));
   assert!(
     take_jobs(&mut q, 4, 149).is_empty(),
@@ -1081,7 +1090,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   // Durable: after a restart the debounced job is there, once.
   let mut q = restart(h, q, 149);
   assert_eq!(q.count(Status::Pending), 1);
-  let j = job_of(&mut q, id);
+  let j = queued_job(&mut q, id);
   assert_eq!(
     (j.run_at, &*j.data, j.context_json()),
     (150, "50", "{\"t\":50}")
@@ -1097,7 +1106,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   let s = json!({"key": "s", "debounceMs": 10, "onDuplicate": "skip"});
   let sid = add_opts(&mut q, "\"first\"", "{}", s.clone(), 250);
   assert_eq!(add_opts(&mut q, "\"second\"", "{}", s, 255), sid);
-  let j = job_of(&mut q, sid);
+  let j = queued_job(&mut q, sid);
   assert_eq!((j.run_at, &*j.data), (265, "\"first\""));
   q.check_invariants().expect("invariants");
 }
@@ -1122,8 +1131,8 @@ fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
   // t3 first (high), then one job per key and the plain one; t1 and t2 wait
   // (pending, not failed) with a worker free.
   assert_eq!(ids, vec![t3, u1, plain]);
-  assert_eq!(job_of(&mut q, t1).status, Status::Pending);
-  assert_eq!(job_of(&mut q, t1).concurrency_key(), Some("table"));
+  assert_eq!(queued_job(&mut q, t1).status, Status::Pending);
+  assert_eq!(queued_job(&mut q, t1).concurrency_key(), Some("table"));
   assert!(
     !q.has_work(1),
     "the waiting jobs are not due while their key runs"
@@ -1140,8 +1149,8 @@ fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
     again.iter().map(|t| t.2).collect::<Vec<_>>(),
     vec![t2, u1, plain]
   );
-  assert_eq!(job_of(&mut q, t1).attempts, 1);
-  assert_eq!(job_of(&mut q, t1).status, Status::Pending);
+  assert_eq!(queued_job(&mut q, t1).attempts, 1);
+  assert_eq!(queued_job(&mut q, t1).status, Status::Pending);
   // A failed attempt frees the key too: t2 retries later, t1 runs.
   q.settle(
     &format!(
@@ -1153,7 +1162,7 @@ fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
   .expect("settle");
   q.end_batch();
   assert_eq!(
-    job_of(&mut q, t2).status,
+    queued_job(&mut q, t2).status,
     Status::Pending,
     "t2 retries later"
   );
@@ -1165,7 +1174,7 @@ fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
   q.end_batch();
   q.drain();
   let t4 = add_opts(&mut q, "6", "{}", t, 5);
-  let retry_at = job_of(&mut q, t2).run_at;
+  let retry_at = queued_job(&mut q, t2).run_at;
   assert!(retry_at > 5);
   assert_eq!(
     take_jobs(&mut q, 4, 5)
@@ -1193,7 +1202,7 @@ fn keys_and_schedule_ids_survive_a_restart(h: &mut dyn Harness) {
   s.insert(vec![job], &names());
   let after = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let mut s = h.reopen(s, 0);
-  let got = s.get(id).expect("stored").clone();
+  let got = s.get(id).expect("read").expect("stored");
   assert_eq!(
     got.keys(),
     Some(&JobKeys {
@@ -1414,7 +1423,8 @@ mod sqlite_only {
     s.end_batch();
     s.sync().expect("sync");
     s = h.reopen(s, 501);
-    let get = |s: &mut dyn Store, id| s.get(id).map(|j| (j.status, j.attempts, j.started_at));
+    let get =
+      |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| (j.status, j.attempts, j.started_at));
     assert_eq!(get(&mut *s, done), Some((Status::Completed, 1, 1)));
     // Both were running when the store closed, which recovery reads from
     // their claims on file: the attempt counted, then pending again with
@@ -1483,7 +1493,7 @@ mod cold {
   }
 
   fn seen(s: &mut dyn Store, id: JobId) -> Option<(Status, u32, u64, String, String)> {
-    s.get(id).map(|j| {
+    job_of(&mut *s, id).map(|j| {
       (
         j.status,
         j.attempts,
@@ -1712,7 +1722,7 @@ mod cold {
     let mut h = Sqlite::new();
     let (mut s, ids) = ten_plain(&mut h);
     assert_eq!(s.counts()[Status::Pending as usize], 10);
-    let j = s.get(ids[9]).expect("the last job, read from the file");
+    let j = job_of(&mut *s, ids[9]).expect("the last job, read from the file");
     assert_eq!(
       (j.status, j.attempts, &*j.data),
       (Status::Pending, 0, "{\"x\":1}")
@@ -1721,7 +1731,10 @@ mod cold {
     assert_eq!(s.list(None, 4), ids[..4].to_vec());
     assert_eq!(s.oldest_due(), Some(5));
     assert_eq!(s.max_id(), Some(ids[9]));
-    assert!(s.get(JobId(ids[9].0 + 1)).is_none(), "an id no job has");
+    assert!(
+      job_of(&mut *s, JobId(ids[9].0 + 1)).is_none(),
+      "an id no job has"
+    );
   }
 
   #[test]
@@ -1780,7 +1793,7 @@ mod cold {
     assert_eq!(claim(&mut *s, 1, 6), vec![high]);
     assert!(s.complete(high, NO_HINT, "1", 6));
     assert_eq!(s.prune(6), 1);
-    assert!(s.get(high).is_none());
+    assert!(job_of(&mut *s, high).is_none());
     assert_eq!(claim(&mut *s, 10, 7), vec![a, b]);
   }
 

@@ -385,8 +385,18 @@ pub struct MemoryStore {
   /// Due jobs of calculations not registered yet, by calculation.
   parked: HashMap<u32, Vec<ReadyKey>>,
   counts: [usize; 7],
-  /// Finished jobs in the order they finished, for pruning.
+  /// Finished jobs in the order they finished, for pruning (not kept when
+  /// a durable store evicts them: see [`MemoryStore::for_durable`]).
   finished: VecDeque<(u64, u128)>,
+  /// Durable store only: finished jobs keep no place in `finished`; each
+  /// finish is logged here as (id, generation) for the durable store to
+  /// evict once its final write is committed ([`MemoryStore::take_finish_log`]).
+  evicting: bool,
+  finish_log: Vec<(u128, u32)>,
+  /// Durable store only: the status and finish time of evicted jobs that
+  /// waiting jobs here are filed under (a dependency's outcome, known
+  /// without reading it back).
+  gone: IdMap<(Status, u64)>,
   weights: [i32; 3],
   /// Dependency id -> waiting jobs that depend on it.
   dependants: IdMap<Vec<u128>>,
@@ -407,6 +417,37 @@ impl MemoryStore {
     MemoryStore {
       weights: [1, 2, 3],
       ..MemoryStore::default()
+    }
+  }
+
+  /// An empty store for a durable store's live jobs: finished jobs are not
+  /// kept for pruning but logged for [`MemoryStore::evict`] (the durable
+  /// store keeps them in its file).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn for_durable() -> MemoryStore {
+    MemoryStore {
+      evicting: true,
+      ..MemoryStore::new()
+    }
+  }
+
+  /// Records that the job with this id finished at `at` (see `finished`).
+  fn log_finish(&mut self, id: u128, gen: u32, at: u64) {
+    if self.evicting {
+      self.finish_log.push((id, gen));
+    } else if self.finished.back().is_none_or(|&(t, _)| t <= at) {
+      self.finished.push_back((at, id));
+    } else {
+      let i = self.finished.partition_point(|&(t, _)| t <= at);
+      self.finished.insert(i, (at, id));
+    }
+  }
+
+  /// The status of a dependency: the job's here, else an evicted one's.
+  fn dep_status(&self, id: u128) -> Option<Status> {
+    match self.job(id) {
+      Some(j) => Some(j.status),
+      None => self.gone.get(&id).map(|g| g.0),
     }
   }
 
@@ -642,9 +683,9 @@ impl MemoryStore {
     let Some(job) = self.slab.get_mut(slot) else {
       return;
     };
-    let id = job.id.0;
+    let (id, gen) = (job.id.0, job.gen);
     job.finished_at = now;
-    self.finished.push_back((now, id));
+    self.log_finish(id, gen, now);
     self.release_dependants(id, now);
   }
 
@@ -658,6 +699,7 @@ impl MemoryStore {
       let Some(waiting) = self.dependants.remove(&done) else {
         continue;
       };
+      self.gone.remove(&done);
       for w in waiting {
         if let Some(failed) = self.settle_waiting(w, now) {
           if failed {
@@ -682,7 +724,7 @@ impl MemoryStore {
     let mut open = Vec::new();
     let mut failed_dep = None;
     for d in &deps.ids {
-      match self.job(d.0).map(|j| j.status) {
+      match self.dep_status(d.0) {
         // Pruned: it finished long ago.
         None | Some(Status::Completed) => {}
         Some(s) if s.is_finished() => {
@@ -700,10 +742,10 @@ impl MemoryStore {
       job.extra_mut().errors.push(dependency_error(dep, status));
       transition(&mut self.counts, job, Transition::DependencyFailed)?;
       job.finished_at = now;
+      let gen = job.gen;
       // In time order: a pruned dependency settles its dependants at the
       // prune's (earlier) cut-off time.
-      let at = self.finished.partition_point(|&(t, _)| t <= now);
-      self.finished.insert(at, (now, id));
+      self.log_finish(id, gen, now);
       self.changed.push(JobId(id));
       return Some(true);
     }
@@ -750,7 +792,7 @@ impl MemoryStore {
     };
     let mut open = false;
     for d in &deps.ids {
-      match self.job(d.0).map(|j| j.status) {
+      match self.dep_status(d.0) {
         None | Some(Status::Completed) => {}
         Some(s) if s.is_finished() && deps.ignore_failure => {}
         Some(_) => {
@@ -848,11 +890,17 @@ impl MemoryStore {
       }
     }
     self.counts[status as usize] += 1;
+    self.gone.remove(&id);
     let slot = self.put(job);
     if status == Status::Pending {
       self.enqueue(slot, now);
     } else if status.is_finished() {
-      self.finished.push_back((finished_at, id));
+      let gen = self.slab.get(slot).map_or(0, |j| j.gen);
+      if self.evicting {
+        self.finish_log.push((id, gen));
+      } else {
+        self.finished.push_back((finished_at, id));
+      }
     }
   }
 
@@ -877,16 +925,69 @@ impl MemoryStore {
     self.finished.make_contiguous().sort_unstable();
   }
 
-  /// Ids of finished jobs that [`Store::prune`] at `before` would remove.
+  /// The jobs that finished since the last call, as (id, generation)
+  /// (a durable store's, see [`MemoryStore::for_durable`]).
   #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-  pub(crate) fn finished_before(&self, before: u64) -> Vec<JobId> {
-    self
-      .finished
+  pub(crate) fn take_finish_log(&mut self) -> std::vec::Drain<'_, (u128, u32)> {
+    self.finish_log.drain(..)
+  }
+
+  /// Removes the job with this id if it is still the finished job of
+  /// generation `gen` (a durable store's file holds it now); returns its
+  /// status. A waiting job filed under it keeps its outcome (`gone`).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn evict(&mut self, id: u128, gen: u32) -> Option<Status> {
+    let (i, slot) = self.index.find(id, &self.slab)?;
+    let job = self.slab.get(slot)?;
+    if job.gen != gen || !job.status.is_finished() {
+      return None;
+    }
+    let (status, at) = (job.status, job.finished_at);
+    if self.dependants.contains_key(&id) {
+      self.gone.insert(id, (status, at));
+    }
+    self.index.remove_at(i);
+    self.order.removed();
+    self.slab.remove(slot);
+    self.counts[status as usize] -= 1;
+    Some(status)
+  }
+
+  /// After evictions: drops the evicted ids from the listing's index once
+  /// they are half of it.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn evicted(&mut self) {
+    let (slab, index) = (&self.slab, &self.index);
+    self.order.compact(&|id| index.find(id, slab).is_some());
+  }
+
+  /// A durable store pruned its file at `before`: waiting jobs filed under
+  /// evicted dependencies that finished by then go on (a pruned dependency
+  /// counts as done, as in [`Store::prune`]).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn pruned(&mut self, before: u64) {
+    let old: Vec<u128> = self
+      .gone
       .iter()
-      .take_while(|(at, _)| *at <= before)
-      .filter(|(at, id)| matches!(self.job(*id), Some(j) if j.status.is_finished() && j.finished_at == *at))
-      .map(|(_, id)| JobId(*id))
-      .collect()
+      .filter(|(_, g)| g.1 <= before)
+      .map(|(id, _)| *id)
+      .collect();
+    for id in old {
+      self.gone.remove(&id);
+      self.release_dependants(id, before);
+    }
+  }
+
+  /// How many jobs are here (a durable store's resident ones).
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn len(&self) -> usize {
+    self.index.len
+  }
+
+  /// The job with this id, borrowed.
+  #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+  pub(crate) fn job_ref(&self, id: JobId) -> Option<&Job> {
+    self.job(id.0)
   }
 
   /// Ids of jobs in `status`.
@@ -1112,8 +1213,8 @@ impl Store for MemoryStore {
     n
   }
 
-  fn get(&mut self, id: JobId) -> Option<&Job> {
-    self.job(id.0)
+  fn get(&mut self, id: JobId) -> crate::error::Result<Option<Job>> {
+    Ok(self.job(id.0).cloned())
   }
 
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
@@ -1328,10 +1429,10 @@ mod tests {
       s.check_invariants().expect("invariants");
     }
     for id in &live {
-      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+      assert_eq!(s.get(*id).expect("get").map(|j| j.id), Some(*id));
     }
     for id in &gone {
-      assert!(s.get(*id).is_none());
+      assert!(s.get(*id).expect("get").is_none());
     }
     assert_eq!(s.counts()[Status::Pending as usize], live.len());
   }
@@ -1370,7 +1471,7 @@ mod tests {
       &names,
     );
     for id in &ids {
-      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+      assert_eq!(s.get(*id).expect("get").map(|j| j.id), Some(*id));
     }
     s.check_invariants().expect("invariants");
     for id in &ids[..25] {
@@ -1378,10 +1479,10 @@ mod tests {
     }
     assert_eq!(s.prune(1), 25);
     for id in &ids[..25] {
-      assert!(s.get(*id).is_none());
+      assert!(s.get(*id).expect("get").is_none());
     }
     for id in &ids[25..] {
-      assert_eq!(s.get(*id).map(|j| j.id), Some(*id));
+      assert_eq!(s.get(*id).expect("get").map(|j| j.id), Some(*id));
     }
     s.check_invariants().expect("invariants");
   }
@@ -1413,7 +1514,7 @@ mod tests {
               } else {
                 g.next(now)
               };
-              if s.get(id).is_some() {
+              if s.get(id).expect("get").is_some() {
                 continue;
               }
               let p = match rng.u32(0..5) {

@@ -3,9 +3,10 @@
 //!
 //! [`Store`] is what the queue talks to. [`MemoryStore`] is the reference
 //! implementation (nothing survives the process); [`SqliteStore`] keeps the
-//! same state in memory and journals every transition to an SQLite file
-//! through one writer thread with group commit, and rebuilds itself from the
-//! file on open. Both pass the same conformance suite (`conformance.rs`).
+//! live jobs in memory (waiting, running, a window of pending ones),
+//! journals every transition to an SQLite file through one writer thread
+//! with group commit, keeps finished jobs in the file only, and rebuilds
+//! itself from the file on open. Both pass the same conformance suite (`conformance.rs`).
 //!
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
@@ -123,8 +124,13 @@ pub struct Unstarted<'a> {
   pub run_at: Option<u64>,
 }
 
-/// Where jobs live. All methods are synchronous and cheap: a durable backend
-/// applies the transition to its in-memory state and queues the write.
+/// Where jobs live. All methods are synchronous: a durable backend applies
+/// a transition to its in-memory state of the live jobs and queues the
+/// write. Jobs it keeps in its file only (SQLite: finished jobs, and pending
+/// ones beyond a window) are read back where a method needs them (`get`,
+/// `retry`, `list_jobs`, a dependency's outcome); a `prune` waits for its
+/// delete; and an operation may wait for the writer when too many writes are
+/// in flight (back-pressure).
 pub trait Store: Send {
   /// The backend's name: `memory`, `sqlite`.
   fn kind(&self) -> &'static str;
@@ -187,12 +193,16 @@ pub trait Store: Send {
   /// attempt counted) or, out of attempts, to failed. Returns how many.
   fn recover_interrupted(&mut self, now: u64) -> usize;
 
-  /// Removes finished jobs that finished at or before `before`.
+  /// Removes finished jobs that finished at or before `before`; returns how
+  /// many. (SQLite deletes them in its file, waiting for that write.)
   fn prune(&mut self, before: u64) -> usize;
 
-  /// The job with this id. (`&mut`: a durable store may read it from its
-  /// file.)
-  fn get(&mut self, id: JobId) -> Option<&Job>;
+  /// A copy of the job with this id, whatever its status (`None`: no such
+  /// job, or pruned). Changes no job. A durable store may read it from its
+  /// file (SQLite keeps finished jobs there only): `Err` is a read that
+  /// failed or a stored value that is corrupt (`ERR_STORAGE`, naming the
+  /// job).
+  fn get(&mut self, id: JobId) -> Result<Option<Job>>;
 
   /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId>;
@@ -204,7 +214,8 @@ pub trait Store: Send {
   /// no job. Cold and finished jobs are listed like any other.
   fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>>;
 
-  /// Jobs per status (indexed by `Status as usize`).
+  /// Jobs per status (indexed by `Status as usize`), finished ones kept in
+  /// a file included.
   fn counts(&self) -> [usize; 7];
 
   /// Due jobs held back because their calculation is not registered.

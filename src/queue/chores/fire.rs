@@ -38,7 +38,7 @@ impl Chore for FireSchedules {
         s.last_job_id
           .as_deref()
           .and_then(JobId::parse)
-          .and_then(|id| q.store.get(id))
+          .and_then(|id| q.store.get(id).ok().flatten())
           .is_some_and(|j| {
             matches!(
               j.status,

@@ -20,7 +20,7 @@ impl Chore for TimeOut {
         continue;
       }
       q.abort(slot, r.seq, Abort::Timeout);
-      let Some(job) = q.store.get(r.id) else {
+      let Some(job) = q.job(r.id) else {
         continue;
       };
       let (started, attempts, timeout) = (job.started_at, job.attempts, job.timeout_ms);

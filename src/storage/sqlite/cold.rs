@@ -1,5 +1,5 @@
 //! The cold tier: pending jobs kept in the file only (see the module docs
-//! of [`super`]), and how they are read back.
+//! of [`super`]), and how they and finished jobs are read back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::writer::{insert_row, Op, Row};
 use super::{sql_err, SqliteStore};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobExtra, JobId, Priority, Status, Text};
-use crate::storage::{JobFilter, Names, Skew, Store};
+use crate::storage::{JobFilter, Names, Store};
 
 /// Pending jobs kept in the file only (see the module docs).
 #[derive(Debug, Default)]
@@ -33,15 +33,11 @@ pub(super) struct Cold {
   /// The write mark after the newest cold job's insert: the file holds
   /// every cold job once the writer has committed it.
   pub(super) mark: u64,
-  /// The write mark after the newest prune: until it is committed, the file
-  /// may still hold pruned jobs as pending, which a read would take for cold.
-  pub(super) pruned: u64,
-  /// Calculation name -> index, for reading rows back.
+  /// Calculation name -> index, for reading rows back (every name in the
+  /// file or added since it opened).
   pub(super) names: HashMap<Arc<str>, u32>,
   /// Cold jobs per calculation index.
   pub(super) per_calc: HashMap<u32, usize>,
-  /// How cold jobs' creation times stray from their ids' (for listing).
-  pub(super) skew: Skew,
 }
 
 impl Cold {
@@ -104,7 +100,6 @@ impl SqliteStore {
   pub(super) fn push_cold(&mut self, mut job: Job, names: &Names) {
     let c = &mut self.cold;
     c.push(job.run_at, job.id.0, job.name);
-    c.skew.note(job.id, job.created_at);
     let data = std::mem::take(&mut job.data);
     let row = insert_row(&job, data, names);
     if let Op::Insert(r) = &row {
@@ -115,19 +110,31 @@ impl SqliteStore {
     self.pending.push(row);
   }
 
-  /// Makes sure the file holds every cold job and no pruned one (waits for
-  /// the writer if it has not committed them yet). False if it cannot.
+  /// Makes sure the file holds every cold job (waits for the writer if it
+  /// has not committed them yet). False if it cannot.
   pub(super) fn cold_readable(&mut self) -> bool {
     // After a failed write the file may lack cold jobs: nothing is read.
-    self.failure.lock().is_none()
-      && (self.committed() >= self.cold.mark.max(self.cold.pruned) || self.sync().is_ok())
+    self.failure.lock().is_none() && (self.committed() >= self.cold.mark || self.sync().is_ok())
   }
 
-  /// The cold jobs `f` selects, from the file: one range read on the key
-  /// (the cursor and the time bounds narrow it), the other conditions in
-  /// SQL, payloads read for the jobs returned only.
-  pub(super) fn cold_page(&mut self, f: &JobFilter, names: &Names) -> Result<Vec<Job>> {
-    if self.cold.count == 0 || !f.admits(Status::Pending) || f.limit == 0 {
+  /// True when the file may hold jobs that are not in memory: cold ones
+  /// with `pending`, finished ones with `finished`.
+  fn has_stored(&self, pending: bool, finished: bool) -> bool {
+    (pending && self.cold.count > 0) || (finished && self.stored.iter().any(|&n| n > 0))
+  }
+
+  /// The jobs `f` selects that are in the file only (cold and finished
+  /// ones): one range read on the key (the cursor and the time bounds narrow
+  /// it), the other conditions in SQL, payloads read for the jobs returned
+  /// only. (A row of a job in memory is skipped: memory has its state.)
+  pub(super) fn file_page(&mut self, f: &JobFilter, names: &Names) -> Result<Vec<Job>> {
+    let pending = self.cold.count > 0 && f.admits(Status::Pending);
+    let finished: Vec<&str> = Status::ALL
+      .iter()
+      .filter(|s| s.is_finished() && f.admits(**s) && self.stored[**s as usize] > 0)
+      .map(|s| s.as_str())
+      .collect();
+    if (!pending && finished.is_empty()) || f.limit == 0 {
       return Ok(Vec::new());
     }
     let name = match f.name {
@@ -137,7 +144,7 @@ impl SqliteStore {
       },
       None => None,
     };
-    if !self.cold_readable() {
+    if pending && !self.cold_readable() {
       return Err(Error::Storage(self.failure().unwrap_or_else(|| {
         format!(
           "cannot read the pending jobs kept in '{}'",
@@ -146,9 +153,12 @@ impl SqliteStore {
       })));
     }
     // Keys are the ids' upper 64 bits: the timestamp shifted by 16.
-    let (lo_ts, hi_ts) = self.cold.skew.id_times(f);
+    let (lo_ts, hi_ts) = self.skew.id_times(f);
     const MAX_TS: u64 = (i64::MAX as u64) >> 16;
-    let mut lo = ((lo_ts.min(MAX_TS) << 16) as i64).max(self.cold.cursor.saturating_add(1));
+    let mut lo = (lo_ts.min(MAX_TS) << 16) as i64;
+    if finished.is_empty() {
+      lo = lo.max(self.cold.cursor.saturating_add(1));
+    }
     let mut hi = if hi_ts >= MAX_TS {
       i64::MAX
     } else {
@@ -169,14 +179,19 @@ impl SqliteStore {
         .replacen("data,", "NULL,", 1)
         .replacen("result,", "NULL,", 1)
     };
+    let mut statuses: Vec<String> = finished.iter().map(|s| format!("'{s}'")).collect();
+    if pending {
+      statuses.push("'pending'".into());
+    }
     let sql = format!(
-      "SELECT {columns} FROM jobwerk_jobs WHERE k BETWEEN ?1 AND ?2 AND status = 'pending' \
+      "SELECT {columns} FROM jobwerk_jobs WHERE k BETWEEN ?1 AND ?2 AND status IN ({}) \
        AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR created_at >= ?4) \
        AND (?5 IS NULL OR created_at < ?5) ORDER BY k {}",
+      statuses.join(", "),
       if f.ascending { "ASC" } else { "DESC" }
     );
     let as_sql = |t: Option<u64>| t.map(|t| t.min(i64::MAX as u64) as i64);
-    let (mem, cold_names, path) = (&self.mem, &self.cold.names, &self.path);
+    let (mem, known, path, cursor) = (&self.mem, &self.cold.names, &self.path, self.cold.cursor);
     self.try_read(|reader| {
       let bad = |e: rusqlite::Error| sql_err(path, "cannot list the jobs of", e);
       let mut stmt = reader.prepare_cached(&sql).map_err(bad)?;
@@ -188,14 +203,15 @@ impl SqliteStore {
         let Some(r) = rows.next().map_err(bad)? else {
           break;
         };
-        let id = JobId(job_id(
-          r.get(col::K).map_err(bad)?,
-          r.get(col::LO).map_err(bad)?,
-        ));
+        let k: i64 = r.get(col::K).map_err(bad)?;
+        let id = JobId(job_id(k, r.get(col::LO).map_err(bad)?));
         if mem.contains(id) || !f.after_cursor(id) {
           continue;
         }
-        let mut job = read_job(r, path, cold_name(r, cold_names))?;
+        let mut job = read_job(r, path, cold_name(r, known))?;
+        if job.status == Status::Pending && k <= cursor {
+          continue;
+        }
         if !f.include_data {
           job.data = Text::EMPTY;
         }
@@ -265,51 +281,72 @@ impl SqliteStore {
     n
   }
 
-  /// The cold job with this id: from its insert when that is not sent to
-  /// the writer yet, else from the file once what was sent is committed.
-  /// Sends nothing: an operation's writes (a schedule's fire and the job it
-  /// adds) still reach the writer together.
-  pub(super) fn read_cold(&mut self, id: JobId) -> Option<Job> {
-    let k = key(id);
-    if self.cold.count == 0
-      || k <= self.cold.cursor
-      || id.0 > self.cold.last.1
-      || self.mem.contains(id)
-      || self.failure.lock().is_some()
-    {
-      return None;
+  /// The job with this id kept in the file only (cold or finished): a cold
+  /// one from its insert when that is not sent to the writer yet, else from
+  /// the file once the cold jobs sent are committed. Sends nothing: an
+  /// operation's writes (a schedule's fire and the job it adds) still reach
+  /// the writer together. `None` for a job in memory or none at all.
+  pub(super) fn read_stored(&mut self, id: JobId) -> Result<Option<Job>> {
+    if self.top.is_none_or(|t| id > t) || self.mem.contains(id) {
+      return Ok(None);
     }
-    for op in self.pending.iter().rev() {
-      match op {
-        Op::Insert(r) if r.k == k => {
-          return (r.lo == id.0 as u64 as i64 && r.status == Status::Pending)
-            .then(|| self.job_of_row(id, r));
+    let k = key(id);
+    let cold = self.cold.count > 0 && k > self.cold.cursor && id.0 <= self.cold.last.1;
+    if cold {
+      for op in self.pending.iter().rev() {
+        if let Op::Insert(r) = op {
+          if r.k == k {
+            return Ok(
+              (r.lo == id.0 as u64 as i64 && r.status == Status::Pending)
+                .then(|| self.job_of_row(id, r)),
+            );
+          }
         }
-        // Pruned since the last send: the file may still hold it.
-        Op::Delete(keys) if keys.contains(&k) => return None,
-        _ => {}
       }
     }
-    if self.wait_for(self.sent).is_err() {
+    if !self.has_stored(cold, true) {
+      return Ok(None);
+    }
+    // A cold job sent but not committed yet: wait for it. (A finished job
+    // in the file only is committed: it left memory after that.)
+    let cold = cold && self.cold_readable();
+    let (names, path) = (&self.cold.names, &self.path);
+    self.try_read(|reader| {
+      let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
+      let mut stmt = reader
+        .prepare_cached(&format!(
+          "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1"
+        ))
+        .map_err(bad)?;
+      let mut rows = stmt.query([k]).map_err(bad)?;
+      let Some(r) = rows.next().map_err(bad)? else {
+        return Ok(None);
+      };
+      let row = RowReader::new(r, path)?;
+      if row.id != id {
+        return Ok(None);
+      }
+      let status = row.status()?;
+      if !(status.is_finished() || (cold && status == Status::Pending)) {
+        return Ok(None);
+      }
+      read_job(r, path, cold_name(r, names)).map(Some)
+    })
+  }
+
+  /// The cold job with this id (see [`SqliteStore::read_stored`]); a read
+  /// error is the store's failure.
+  pub(super) fn read_cold(&mut self, id: JobId) -> Option<Job> {
+    if self.cold.count == 0 || self.failure.lock().is_some() {
       return None;
     }
-    let (names, path) = (&self.cold.names, &self.path);
-    self
-      .read(|reader| {
-        let bad = |e: rusqlite::Error| sql_err(path, "cannot read", e);
-        let mut stmt = reader
-          .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1"
-          ))
-          .map_err(bad)?;
-        let mut rows = stmt.query([k]).map_err(bad)?;
-        let Some(r) = rows.next().map_err(bad)? else {
-          return Ok(None);
-        };
-        let job = read_job(r, path, cold_name(r, names))?;
-        Ok((job.id == id && job.status == Status::Pending).then_some(job))
-      })
-      .flatten()
+    match self.read_stored(id) {
+      Ok(job) => job.filter(|j| j.status == Status::Pending),
+      Err(e) => {
+        self.read_failed(e);
+        None
+      }
+    }
   }
 
   /// A cold job as its (unsent) insert describes it.
@@ -346,26 +383,42 @@ impl SqliteStore {
     }
   }
 
-  /// Ids of cold jobs, oldest first, at most `limit`.
-  pub(super) fn cold_ids(&mut self, limit: usize) -> Vec<JobId> {
-    if self.cold.count == 0 || !self.cold_readable() {
+  /// Ids of jobs in the file only (cold or finished) with this status (any
+  /// if `None`), oldest first, at most `limit`.
+  pub(super) fn stored_ids(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    let pending = status.is_none_or(|s| s == Status::Pending);
+    let finished: Vec<String> = Status::ALL
+      .iter()
+      .filter(|s| s.is_finished() && status.is_none_or(|w| w == **s))
+      .map(|s| format!("'{}'", s.as_str()))
+      .collect();
+    if !self.has_stored(pending, !finished.is_empty()) || (pending && !self.cold_readable()) {
       return Vec::new();
     }
+    let mut statuses = finished;
+    if pending && self.cold.count > 0 {
+      statuses.push("'pending'".into());
+    }
     let (mem, path, cursor) = (&self.mem, &self.path, self.cold.cursor);
+    let sql = format!(
+      "SELECT k, lo, status FROM jobwerk_jobs WHERE status IN ({}) ORDER BY k",
+      statuses.join(", ")
+    );
     self
       .read(|reader| {
         let ids = (|| -> rusqlite::Result<Vec<JobId>> {
-          let mut stmt = reader.prepare_cached(
-            "SELECT k, lo FROM jobwerk_jobs WHERE k > ?1 AND status = 'pending' ORDER BY k",
-          )?;
-          let mut rows = stmt.query([cursor])?;
+          let mut stmt = reader.prepare_cached(&sql)?;
+          let mut rows = stmt.query([])?;
           let mut ids = Vec::new();
           while ids.len() < limit {
             let Some(r) = rows.next()? else {
               break;
             };
-            let id = JobId(job_id(r.get(col::K)?, r.get(col::LO)?));
-            if !mem.contains(id) {
+            let k: i64 = r.get(0)?;
+            let id = JobId(job_id(k, r.get(1)?));
+            // A pending row at or before the cursor is a job in memory.
+            let refilled = k <= cursor && r.get_ref(2)?.as_str().ok() == Some("pending");
+            if !refilled && !mem.contains(id) {
               ids.push(id);
             }
           }

@@ -1,8 +1,22 @@
-//! [`SqliteStore`]: the embedded default. The live state is a
-//! [`MemoryStore`] rebuilt from the file on open; every transition is also
-//! queued to one writer thread, which commits whatever queued up while the
-//! previous commit ran in one transaction (group commit). Payloads stay JSON
-//! text, as they came from JavaScript.
+//! [`SqliteStore`]: the embedded default. The live jobs (waiting, running,
+//! a window of pending ones) are a [`MemoryStore`] rebuilt from the file on
+//! open; every transition is also queued to one writer thread, which commits
+//! whatever queued up while the previous commit ran in one transaction
+//! (group commit). Payloads stay JSON text, as they came from JavaScript.
+//!
+//! Finished jobs (completed, failed, timed out, cancelled) live in the file
+//! only: a job that finishes stays in memory until the writer has committed
+//! its final row (reads see it there meanwhile), then leaves it
+//! ([`MemoryStore::evict`], at the end of the next operation). So memory
+//! holds the live jobs plus the finished ones of the writes in flight,
+//! whatever the number of jobs processed or kept. Reading a finished job
+//! (`get`, a listing) reads its row; retrying one brings it back into memory
+//! as pending; a job added with `dependsOn` a finished one, or a retried
+//! one whose dependencies finished, gets their outcome from the file.
+//! [`Store::counts`] counts them with per-status counters (a `GROUP BY` on
+//! open), and a prune is one `DELETE` in the writer, reading the rows up to
+//! the last key a job created by then can have (no index: one would cost
+//! every completion a write; measured, half the throughput).
 //!
 //! Pending jobs beyond the first [`HOT_PENDING`] live in the file only
 //! ("cold"): plain jobs (priority `medium`, due when added, never attempted,
@@ -26,7 +40,8 @@
 //! - [`writer`]: the writer thread and the writes it applies;
 //! - [`lock`]: one process per file (`<path>.lock`, an advisory lock that
 //!   the OS drops with the process, holding the owner's pid);
-//! - [`cold`]: the pending jobs kept in the file only;
+//! - [`cold`]: the pending jobs kept in the file only, and reading jobs
+//!   (cold or finished) back from the file;
 //! - this module: [`SqliteStore`], loading a file and the [`Store`]
 //!   transitions, each applied to the memory store and queued to the writer.
 
@@ -38,6 +53,7 @@ mod writer;
 
 pub use schema::SCHEMA_VERSION;
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
@@ -48,13 +64,13 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use self::codec::{col, key, read_job, RowReader, JOB_COLUMNS};
+use self::codec::{col, job_id, key, read_job, RowReader, JOB_COLUMNS};
 use self::cold::Cold;
 use self::lock::{canonical_path, take_lock};
 use self::schema::{load_schedules, open_connection, open_reader};
-use self::writer::{insert_row, state_row, Op, UpdateRow};
+use self::writer::{insert_row, state_row, Op, Pruned, UpdateRow, FINISHED_SQL};
 use super::memory::MemoryStore;
-use super::{Commit, FailKind, Failed, JobFilter, Names, Store, Unstarted};
+use super::{Commit, FailKind, Failed, JobFilter, Names, Skew, Store, Unstarted};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobError, JobId, Priority, Status};
 
@@ -92,6 +108,14 @@ impl SqliteOptions {
 /// How many pending jobs stay in memory by default (see the module docs).
 pub const HOT_PENDING: usize = 2048;
 
+/// Writes sent to the writer and not committed yet beyond which an
+/// operation waits for the writer (back-pressure): the writes in flight,
+/// and the finished jobs that stay in memory until theirs are committed,
+/// stay bounded when jobs are added or finish faster than the file takes
+/// them (~200 B a write: ~10 MB). The writer commits up to 20,000 a
+/// transaction, so it always has the next ones queued.
+const MAX_WRITES_IN_FLIGHT: usize = 50_000;
+
 fn sql_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
   Error::Storage(format!("{what} '{}': {e}", path.display()))
 }
@@ -104,6 +128,10 @@ pub struct SqliteStore {
   pending: Vec<Op>,
   /// Sequence number of the last batch sent.
   sent: u64,
+  /// Batches sent and not known to be committed: (sequence number, writes).
+  in_flight: VecDeque<(u64, usize)>,
+  /// The writes in them.
+  in_flight_writes: usize,
   tx: Option<Sender<(u64, Vec<Op>)>>,
   commits: watch::Receiver<Commit>,
   writer: Option<JoinHandle<()>>,
@@ -119,8 +147,19 @@ pub struct SqliteStore {
   reader: Option<Connection>,
   /// The file's canonical path (the reader's).
   file: PathBuf,
-  /// The last cold job `get` read from the file.
-  peeked: Option<Box<Job>>,
+  /// Finished jobs still in memory, in the order they finished: (the write
+  /// mark that makes their final row durable, id, generation). Each leaves
+  /// memory once that mark is committed (see the module docs).
+  finishing: VecDeque<(u64, u128, u32)>,
+  /// Finished jobs in the file only, per status.
+  stored: [usize; 7],
+  /// The newest id stored.
+  top: Option<JobId>,
+  /// How jobs' creation times stray from their ids' (for listing the file).
+  skew: Skew,
+  /// Jobs the writer's prunes deleted, per status; and as last read.
+  pruned: Pruned,
+  pruned_seen: [u64; 7],
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -131,8 +170,20 @@ impl std::fmt::Debug for SqliteStore {
   }
 }
 
-/// Reads the jobs into `mem`, leaving plain pending jobs beyond
-/// `hot_pending` in the file (returned as the cold set).
+/// What [`load`] found besides the live jobs.
+struct Loaded {
+  cold: Cold,
+  /// Finished jobs per status.
+  stored: [usize; 7],
+  top: Option<JobId>,
+  skew: Skew,
+}
+
+/// Reads the live jobs (waiting, pending, running) into `mem`, leaving plain
+/// pending jobs beyond `hot_pending` in the file (the cold set); finished
+/// jobs stay in the file, counted per status (those a waiting job depends on
+/// are read too, for their outcome, and leave memory again once filed).
+/// Every calculation name in the file is interned.
 fn load(
   conn: &Connection,
   path: &Path,
@@ -140,8 +191,56 @@ fn load(
   names: &mut Names,
   now: u64,
   hot_pending: usize,
-) -> Result<Cold> {
+) -> Result<Loaded> {
   let bad = |e: rusqlite::Error| sql_err(path, "cannot read the jobs of", e);
+  let mut cold = Cold::default();
+  let mut stored = [0usize; 7];
+  let mut skew = Skew::default();
+  {
+    // One pass over the keys, names and statuses: the counts, the names,
+    // and how far creation times stray from the ids' (an id's timestamp
+    // is its key shifted by 16).
+    let mut stmt = conn
+      .prepare(
+        "SELECT name, status, count(*), min(created_at - (k >> 16)), max(created_at - (k >> 16)) \
+         FROM jobwerk_jobs GROUP BY name, status",
+      )
+      .map_err(bad)?;
+    let mut rows = stmt.query([]).map_err(bad)?;
+    while let Some(r) = rows.next().map_err(bad)? {
+      let name: String = r.get(0).map_err(bad)?;
+      let i = names.intern(&name);
+      if let Some(n) = names.get_shared(i) {
+        cold.names.entry(n).or_insert(i);
+      }
+      let count: i64 = r.get(2).map_err(bad)?;
+      // Other statuses are read (and a corrupt one reported, naming its
+      // job) with the live jobs.
+      if let Some(s) = r
+        .get_ref(1)
+        .ok()
+        .and_then(|v| v.as_str().ok())
+        .and_then(Status::parse)
+        .filter(|s| s.is_finished())
+      {
+        stored[s as usize] += count.max(0) as usize;
+      }
+      let (lo, hi): (i64, i64) = (r.get(3).map_err(bad)?, r.get(4).map_err(bad)?);
+      skew.ahead = skew.ahead.max(lo.min(0).unsigned_abs());
+      skew.behind = skew.behind.max(hi.max(0) as u64);
+    }
+  }
+  let top = conn
+    .query_row(
+      "SELECT k, lo FROM jobwerk_jobs ORDER BY k DESC LIMIT 1",
+      [],
+      |r| Ok(JobId(job_id(r.get(0)?, r.get(1)?))),
+    )
+    .map(Some)
+    .or_else(|e| match e {
+      rusqlite::Error::QueryReturnedNoRows => Ok(None),
+      e => Err(bad(e)),
+    })?;
   // Jobs that waiting jobs depend on stay in memory (their dependants are
   // filed under them).
   let mut needed: std::collections::HashSet<u128> = std::collections::HashSet::new();
@@ -160,11 +259,10 @@ fn load(
   }
   let mut stmt = conn
     .prepare(&format!(
-      "SELECT {JOB_COLUMNS} FROM jobwerk_jobs ORDER BY k"
+      "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE status NOT IN ({FINISHED_SQL}) ORDER BY k"
     ))
     .map_err(bad)?;
   let mut rows = stmt.query([]).map_err(bad)?;
-  let mut cold = Cold::default();
   while let Some(r) = rows.next().map_err(bad)? {
     let row = RowReader::new(r, path)?;
     let name = names.intern(row.required(col::NAME)?);
@@ -191,17 +289,40 @@ fn load(
       && !needed.contains(&id);
     if plain && (cold.count > 0 || mem.counts()[Status::Pending as usize] >= hot_pending) {
       cold.push(run_at, id, name);
-      cold.skew.note(row.id, row.time(col::CREATED_AT)?);
-      if let Some(n) = names.get_shared(name) {
-        cold.names.entry(n).or_insert(name);
-      }
       continue;
     }
     mem.restore(read_job(r, path, name)?, now);
   }
+  drop(rows);
+  drop(stmt);
+  // The finished jobs waiting jobs depend on: their outcomes.
+  let mut stmt = conn
+    .prepare(&format!(
+      "SELECT {JOB_COLUMNS} FROM jobwerk_jobs WHERE k = ?1 AND status IN ({FINISHED_SQL})"
+    ))
+    .map_err(bad)?;
+  for id in needed {
+    if mem.contains(JobId(id)) {
+      continue;
+    }
+    let mut rows = stmt.query([key(JobId(id))]).map_err(bad)?;
+    if let Some(r) = rows.next().map_err(bad)? {
+      let name = names.intern(RowReader::new(r, path)?.required(col::NAME)?);
+      let job = read_job(r, path, name)?;
+      if job.id.0 == id {
+        stored[job.status as usize] = stored[job.status as usize].saturating_sub(1);
+        mem.restore(job, now);
+      }
+    }
+  }
   mem.restored();
   mem.restore_waiting(now);
-  Ok(cold)
+  Ok(Loaded {
+    cold,
+    stored,
+    top,
+    skew,
+  })
 }
 
 impl SqliteStore {
@@ -221,9 +342,9 @@ impl SqliteStore {
     let canonical = canonical_path(&opts.path);
     let lock = take_lock(&canonical, &opts.path)?;
     let conn = open_connection(opts, &canonical)?;
-    let mut mem = MemoryStore::new();
+    let mut mem = MemoryStore::for_durable();
     let hot_pending = opts.hot_pending.max(1);
-    let cold = load(&conn, &opts.path, &mut mem, names, now, hot_pending)?;
+    let loaded = load(&conn, &opts.path, &mut mem, names, now, hot_pending)?;
     let reader =
       open_reader(&canonical).map_err(|e| sql_err(&opts.path, "cannot open a reader of", e))?;
     let schedules = load_schedules(&conn, &opts.path)?;
@@ -231,15 +352,19 @@ impl SqliteStore {
     let (tx, rx) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
     let f2 = failure.clone();
+    let pruned: Pruned = Arc::default();
+    let p2 = pruned.clone();
     let writer = std::thread::Builder::new()
       .name("jobwerk-sqlite".into())
-      .spawn(move || writer::writer(conn, rx, commit_tx, f2))
+      .spawn(move || writer::writer(conn, rx, commit_tx, f2, p2))
       .map_err(|e| Error::Storage(format!("cannot start the SQLite writer: {e}")))?;
     let mut store = SqliteStore {
       mem,
       path: opts.path.clone(),
       pending: Vec::new(),
       sent: 0,
+      in_flight: VecDeque::new(),
+      in_flight_writes: 0,
       tx: Some(tx),
       commits,
       writer: Some(writer),
@@ -247,13 +372,20 @@ impl SqliteStore {
       failure,
       changed: Vec::new(),
       schedules,
-      cold,
+      cold: loaded.cold,
       hot_pending,
       reader: Some(reader),
       file: canonical,
-      peeked: None,
+      finishing: VecDeque::new(),
+      stored: loaded.stored,
+      top: loaded.top,
+      skew: loaded.skew,
+      pruned,
+      pruned_seen: [0; 7],
     };
     store.journal_changed();
+    // The finished dependencies read on load are filed: they leave memory.
+    store.evict();
     store.recover_interrupted(now);
     store.send();
     Ok(store)
@@ -272,6 +404,8 @@ impl SqliteStore {
     let ops = std::mem::take(&mut self.pending);
     if let Some(tx) = &self.tx {
       self.sent += 1;
+      self.in_flight.push_back((self.sent, ops.len()));
+      self.in_flight_writes += ops.len();
       if tx.send((self.sent, ops)).is_err() {
         let mut f = self.failure.lock();
         if f.is_none() {
@@ -282,17 +416,92 @@ impl SqliteStore {
   }
 
   /// Journals the jobs the memory store changed through their dependencies
-  /// and keeps them for [`Store::take_changed`].
+  /// and keeps them for [`Store::take_changed`]; then notes the jobs that
+  /// finished, to leave memory once their final rows are committed.
   fn journal_changed(&mut self) {
     for id in self.mem.take_changed() {
       self.push_state(id, true);
       self.changed.push(id);
     }
+    let mark = self.write_mark();
+    for (id, gen) in self.mem.take_finish_log() {
+      self.finishing.push_back((mark, id, gen));
+    }
   }
 
   fn push_state(&mut self, id: JobId, errors: bool) {
-    if let Some(job) = self.mem.get(id) {
+    if let Some(job) = self.mem.job_ref(id) {
       self.pending.push(state_row(job, errors));
+    }
+  }
+
+  /// Finished jobs whose final rows are committed leave memory (not after
+  /// a failed write: the file may lack them).
+  fn evict(&mut self) {
+    if self.finishing.is_empty() || self.failure.lock().is_some() {
+      return;
+    }
+    let committed = self.committed();
+    let mut any = false;
+    while let Some(&(mark, id, gen)) = self.finishing.front() {
+      if mark > committed {
+        break;
+      }
+      self.finishing.pop_front();
+      if let Some(s) = self.mem.evict(id, gen) {
+        self.stored[s as usize] += 1;
+        any = true;
+      }
+    }
+    if any {
+      self.mem.evicted();
+    }
+  }
+
+  /// Drops the batches committed by `committed` from those in flight.
+  fn forget_committed(&mut self, committed: u64) {
+    while let Some(&(seq, n)) = self.in_flight.front() {
+      if seq > committed {
+        break;
+      }
+      self.in_flight.pop_front();
+      self.in_flight_writes -= n;
+    }
+  }
+
+  /// How many jobs are in memory (the rest are in the file).
+  pub fn resident(&self) -> usize {
+    self.mem.len()
+  }
+
+  /// Brings the finished job with this id into memory (for a retry, or as a
+  /// dependency's outcome); it leaves again like any finished job. False if
+  /// it is not a finished job in the file.
+  fn warm_finished(&mut self, id: JobId) -> Result<bool> {
+    if self.mem.contains(id) {
+      return Ok(false);
+    }
+    let Some(job) = self.read_stored(id)? else {
+      return Ok(false);
+    };
+    if !job.status.is_finished() {
+      return Ok(false);
+    }
+    let (s, at) = (job.status as usize, job.run_at);
+    self.stored[s] = self.stored[s].saturating_sub(1);
+    self.mem.restore(job, at);
+    self.journal_changed();
+    Ok(true)
+  }
+
+  /// What a retried job (`id`) or a new job depends on is in memory: cold
+  /// jobs warmed, finished ones read back for their outcomes.
+  fn warm_dependencies(&mut self, deps: &[JobId]) {
+    for d in deps {
+      self.warm(*d);
+      if let Err(e) = self.warm_finished(*d) {
+        self.read_failed(e);
+      }
     }
   }
 
@@ -363,13 +572,18 @@ impl Store for SqliteStore {
   }
 
   fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
-    // What new jobs depend on is in memory (they are filed under it).
+    // What new jobs depend on is in memory (they are filed under it, or
+    // see its outcome).
     let mut needed = Vec::new();
     for job in &jobs {
-      for id in job.deps().map(|d| &d.ids[..]).unwrap_or(&[]) {
-        self.warm(*id);
-        needed.push(*id);
+      if let Some(d) = job.deps() {
+        needed.extend_from_slice(&d.ids);
       }
+      self.skew.note(job.id, job.created_at);
+      self.top = self.top.max(Some(job.id));
+    }
+    if !needed.is_empty() {
+      self.warm_dependencies(&needed);
     }
     let mut hot = Vec::with_capacity(jobs.len());
     let mut hot_pending = self.mem.counts()[Status::Pending as usize];
@@ -386,9 +600,15 @@ impl Store for SqliteStore {
     if cold {
       self.cold.mark = self.write_mark();
     }
-    let pending = &mut self.pending;
+    let (pending, known) = (&mut self.pending, &mut self.cold.names);
     self.mem.insert_with(hot, &mut |job| {
-      pending.push(insert_row(job, job.data.clone(), names));
+      let row = insert_row(job, job.data.clone(), names);
+      if let Op::Insert(r) = &row {
+        if !known.contains_key(&*r.name) {
+          known.insert(r.name.clone(), job.name);
+        }
+      }
+      pending.push(row);
     });
     self.journal_changed();
   }
@@ -498,6 +718,19 @@ impl Store for SqliteStore {
   }
 
   fn retry(&mut self, id: JobId, now: u64) -> bool {
+    // (A row that cannot be read is not retried; the queue reads the job
+    // first and reports that error to the caller.)
+    if self.warm_finished(id).is_err() {
+      return false;
+    }
+    // A job with dependencies waits for them again: their outcomes.
+    let deps: Vec<JobId> = match self.mem.job_ref(id) {
+      Some(j) if j.status.is_finished() => j.deps().map(|d| d.ids.clone()).unwrap_or_default(),
+      _ => return false,
+    };
+    if !deps.is_empty() {
+      self.warm_dependencies(&deps);
+    }
     let ok = self.mem.retry(id, now);
     if ok {
       self.push_state(id, false);
@@ -528,48 +761,69 @@ impl Store for SqliteStore {
   }
 
   fn prune(&mut self, before: u64) -> usize {
-    let keys: Vec<i64> = self
-      .mem
-      .finished_before(before)
-      .into_iter()
-      .map(key)
-      .collect();
-    let n = self.mem.prune(before);
-    self.journal_changed();
-    if !keys.is_empty() {
-      self.pending.push(Op::Delete(keys));
-      self.cold.pruned = self.write_mark();
+    // Every write so far committed and every finished job out of memory:
+    // the file holds them all, and one DELETE removes the old ones. The
+    // prune waits for it (it runs every `cleanupInterval`, about as long as
+    // the rows it deletes take).
+    if self.sync().is_err() {
+      return 0;
     }
+    self.evict();
+    // Jobs that finished by `before` were created by then: their ids'
+    // timestamps are at most `before` plus how far ids ran ahead of
+    // creation times (keys: timestamps shifted by 16).
+    const MAX_TS: u64 = (i64::MAX as u64) >> 16;
+    let ts = before.saturating_add(self.skew.ahead);
+    let last_key = if ts >= MAX_TS {
+      i64::MAX
+    } else {
+      (((ts + 1) << 16) - 1) as i64
+    };
+    self.pending.push(Op::Prune { before, last_key });
+    if self.is_closed() || self.sync().is_err() {
+      return 0;
+    }
+    let total = *self.pruned.lock();
+    let mut n = 0;
+    for (s, (t, seen)) in total.iter().zip(self.pruned_seen.iter_mut()).enumerate() {
+      let d = (t - *seen) as usize;
+      *seen = *t;
+      self.stored[s] = self.stored[s].saturating_sub(d);
+      n += d;
+    }
+    // Waiting jobs filed under pruned dependencies go on.
+    self.mem.pruned(before);
+    self.journal_changed();
     n
   }
 
-  fn get(&mut self, id: JobId) -> Option<&Job> {
-    if self.mem.contains(id) {
-      return self.mem.get(id);
+  fn get(&mut self, id: JobId) -> Result<Option<Job>> {
+    if let Some(job) = self.mem.job_ref(id) {
+      return Ok(Some(job.clone()));
     }
-    self.peeked = self.read_cold(id).map(Box::new);
-    self.peeked.as_deref()
+    self.read_stored(id)
   }
 
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
     let mut ids = self.mem.list(status, limit);
-    if self.cold.count > 0 && matches!(status, None | Some(Status::Pending)) {
-      ids.extend(self.cold_ids(limit));
-      ids.sort_unstable();
-      ids.truncate(limit);
-    }
+    ids.extend(self.stored_ids(status, limit));
+    ids.sort_unstable();
+    ids.truncate(limit);
     ids
   }
 
   fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>> {
     let hot = self.mem.list_jobs(filter, names)?;
-    let cold = self.cold_page(filter, names)?;
-    Ok(filter.merge(hot, cold))
+    let stored = self.file_page(filter, names)?;
+    Ok(filter.merge(hot, stored))
   }
 
   fn counts(&self) -> [usize; 7] {
     let mut c = self.mem.counts();
     c[Status::Pending as usize] += self.cold.count;
+    for (c, s) in c.iter_mut().zip(self.stored) {
+      *c += s;
+    }
     c
   }
 
@@ -613,8 +867,7 @@ impl Store for SqliteStore {
   }
 
   fn max_id(&self) -> Option<JobId> {
-    let cold = (self.cold.count > 0).then_some(JobId(self.cold.last.1));
-    self.mem.max_id().max(cold)
+    self.top
   }
 
   fn set_weights(&mut self, weights: [i32; 3]) {
@@ -623,6 +876,24 @@ impl Store for SqliteStore {
 
   fn end_batch(&mut self) {
     self.send();
+    let committed = self.committed();
+    self.forget_committed(committed);
+    if self.in_flight_writes > MAX_WRITES_IN_FLIGHT {
+      // Back-pressure: wait until at most half of them are left.
+      let mut left = self.in_flight_writes;
+      let mut mark = committed;
+      for &(seq, n) in &self.in_flight {
+        if left <= MAX_WRITES_IN_FLIGHT / 2 {
+          break;
+        }
+        left -= n;
+        mark = seq;
+      }
+      if self.wait_for(mark).is_ok() {
+        self.forget_committed(mark);
+      }
+    }
+    self.evict();
   }
 
   fn write_mark(&self) -> u64 {
@@ -656,6 +927,7 @@ impl Store for SqliteStore {
       let _ = w.join();
     }
     self.lock = None;
+    self.evict();
   }
 
   fn is_closed(&self) -> bool {
@@ -667,6 +939,15 @@ impl Store for SqliteStore {
   }
 
   fn check_invariants(&self) -> std::result::Result<(), String> {
+    if self.in_flight_writes > 2 * MAX_WRITES_IN_FLIGHT {
+      return Err(format!("{} writes in flight", self.in_flight_writes));
+    }
+    if self.finishing.len() > self.in_flight_writes + MAX_WRITES_IN_FLIGHT {
+      return Err(format!(
+        "{} finished jobs wait for their writes",
+        self.finishing.len()
+      ));
+    }
     if (self.cold.count > 0) != self.cold.head.is_some() {
       return Err(format!(
         "{} cold jobs, first {:?}",

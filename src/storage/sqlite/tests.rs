@@ -94,8 +94,8 @@ fn migrates_with_everything_in_it(v: &str) {
       let id = JobId::parse(id.as_str().expect("id")).expect("id");
       let job = store
         .get(id)
-        .unwrap_or_else(|| panic!("{k} {id} missing"))
-        .clone();
+        .expect("read")
+        .unwrap_or_else(|| panic!("{k} {id} missing"));
       assert_eq!(job.keys(), None, "{k}: no key after the migration");
       let extra = job.extra.as_deref();
       let got = serde_json::json!({
@@ -135,23 +135,31 @@ fn migrates_with_everything_in_it(v: &str) {
     }
     // Dependencies came along.
     let dep = |k: &str| JobId::parse(ids[k].as_str().expect("id")).expect("id");
-    let waiting = store.get(dep("waitingFail")).expect("waitingFail").clone();
+    let waiting = store
+      .get(dep("waitingFail"))
+      .expect("read")
+      .expect("waitingFail");
     let deps = waiting.deps().expect("deps");
     assert_eq!(deps.ids, vec![dep("delayed"), dep("weighted")]);
     assert!(!deps.ignore_failure);
     let ignoring = store
       .get(dep("waitingIgnore"))
-      .expect("waitingIgnore")
-      .clone();
+      .expect("read")
+      .expect("waitingIgnore");
     assert!(ignoring.deps().expect("deps").ignore_failure);
     // Backoffs, which the reading does not show.
-    let b = store.get(dep("weighted")).expect("weighted").backoff;
+    let b = store
+      .get(dep("weighted"))
+      .expect("read")
+      .expect("weighted")
+      .backoff;
     assert_eq!(
       (b.kind, b.delay_ms, b.max_delay_ms, b.jitter),
       (BackoffKind::Fixed, 400, 300, 0.25)
     );
     let b = store
       .get(dep("retryWaiting"))
+      .expect("read")
       .expect("retryWaiting")
       .backoff;
     assert_eq!(
@@ -449,4 +457,366 @@ fn keyed_jobs_are_never_cold() {
   }
   assert_eq!(store.keyed("k"), Some(keyed_ids[0]));
   assert_eq!(store.counts()[Status::Pending as usize], 5);
+}
+
+/// A store of its own for the tests of finished jobs kept in the file.
+struct Finished {
+  _dir: Dir,
+  db: PathBuf,
+  store: SqliteStore,
+  names: Names,
+  ids: IdGen,
+  now: u64,
+}
+
+impl Finished {
+  fn new(hot_pending: usize) -> Finished {
+    let dir = Dir::new("finished");
+    let db = dir.file("jobs.db");
+    let (store, mut names) = open(&db, hot_pending, 1_000);
+    names.intern("calc");
+    Finished {
+      _dir: dir,
+      db,
+      store: store.expect("open"),
+      names,
+      ids: IdGen::default(),
+      now: 1_000,
+    }
+  }
+
+  /// Adds `n` plain jobs (with `deps` when given); returns their ids.
+  fn add(&mut self, n: usize, deps: Option<(Vec<JobId>, bool)>) -> Vec<JobId> {
+    let jobs: Vec<Job> = (0..n)
+      .map(|i| Job {
+        extra: deps.clone().and_then(|(ids, ignore_failure)| {
+          crate::job::JobExtra::of(
+            Some(crate::job::Dependencies {
+              ids,
+              ignore_failure,
+            }),
+            "",
+          )
+        }),
+        ..Job::new(
+          self.ids.next(self.now),
+          0,
+          self.now,
+          self.now,
+          format!("{{\"i\":{i}}}").into(),
+        )
+      })
+      .collect();
+    let ids = jobs.iter().map(|j| j.id).collect();
+    self.store.insert(jobs, &self.names);
+    self.store.end_batch();
+    ids
+  }
+
+  /// Claims up to `n` due jobs.
+  fn claim(&mut self, n: usize) -> Vec<JobId> {
+    let mut got = Vec::new();
+    self
+      .store
+      .claim(n, self.now, &|_| true, &mut |j, _| got.push(j.id));
+    got
+  }
+
+  /// Everything written, and the finished jobs out of memory.
+  fn settle(&mut self) {
+    self.store.sync().expect("sync");
+    self.store.end_batch();
+    self.store.check_invariants().expect("invariants");
+  }
+
+  fn status(&mut self, id: JobId) -> Option<Status> {
+    self.store.get(id).expect("read").map(|j| j.status)
+  }
+
+  fn reopen(&mut self) {
+    self.store.sync().expect("sync");
+    self.store.close();
+    let (store, names) = open(&self.db, self.store.hot_pending, self.now);
+    self.store = store.expect("reopen");
+    self.names = names;
+  }
+}
+
+fn fail(msg: &str) -> JobError {
+  JobError {
+    name: "Error".into(),
+    message: msg.into(),
+    ..JobError::default()
+  }
+}
+
+const UNRECOVERABLE: FailKind = FailKind::Error {
+  unrecoverable: true,
+};
+
+#[test]
+fn memory_holds_the_live_jobs_whatever_the_number_finished() {
+  let mut f = Finished::new(64);
+  let mut done = 0;
+  for round in 0..40 {
+    f.add(250, None);
+    for id in f.claim(250) {
+      assert!(f.store.complete(id, crate::storage::NO_HINT, "1", f.now));
+      done += 1;
+    }
+    f.now += 1;
+    f.settle();
+    assert_eq!(f.store.resident(), 0, "round {round}: no live job is left");
+  }
+  assert_eq!(f.store.counts()[Status::Completed as usize], done);
+  // With jobs left pending, those in memory are the hot window only.
+  f.add(1_000, None);
+  f.settle();
+  assert_eq!(f.store.resident(), 64);
+  assert_eq!(f.store.counts()[Status::Pending as usize], 1_000);
+  // Until their rows are committed, finished jobs are read from memory.
+  let ids = f.claim(10);
+  for id in &ids {
+    f.store.complete(*id, crate::storage::NO_HINT, "2", f.now);
+  }
+  for id in &ids {
+    let j = f.store.get(*id).expect("read").expect("the job");
+    assert_eq!(j.status, Status::Completed);
+    assert_eq!(
+      j.extra.as_ref().and_then(|e| e.result.as_deref()),
+      Some("2")
+    );
+  }
+  f.settle();
+  assert_eq!(
+    f.store.resident(),
+    64 - 10,
+    "the pending window, no finished job"
+  );
+  assert_eq!(f.store.counts()[Status::Completed as usize], done + 10);
+}
+
+#[test]
+fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
+  let mut f = Finished::new(HOT_PENDING);
+  let ids = f.add(6, None);
+  assert_eq!(f.claim(6), ids);
+  f.store
+    .complete(ids[0], crate::storage::NO_HINT, "{\"r\":0}", f.now);
+  f.store
+    .complete(ids[1], crate::storage::NO_HINT, "{\"r\":1}", f.now);
+  let failed = f
+    .store
+    .fail(ids[2], fail("boom"), UNRECOVERABLE, f.now, 0.0);
+  assert_eq!(failed.map(|x| x.status), Some(Status::Failed));
+  f.store
+    .fail(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
+  assert_eq!(f.store.cancel(ids[4], f.now), Some(Status::Running));
+  f.now += 10;
+  f.store
+    .complete(ids[5], crate::storage::NO_HINT, "5", f.now);
+  f.settle();
+  assert_eq!(f.store.resident(), 0, "all of them are in the file only");
+  for round in 0..2 {
+    let c = f.store.counts();
+    assert_eq!(
+      (c[Status::Completed as usize], c[Status::Failed as usize]),
+      (3, 1),
+      "round {round}"
+    );
+    assert_eq!(
+      (c[Status::Timeout as usize], c[Status::Cancelled as usize]),
+      (1, 1)
+    );
+    let j = f.store.get(ids[1]).expect("read").expect("job 1");
+    assert_eq!(
+      (j.status, j.attempts, j.started_at, j.finished_at),
+      (Status::Completed, 1, 1_000, 1_000)
+    );
+    assert_eq!(
+      j.extra.as_ref().and_then(|e| e.result.as_deref()),
+      Some("{\"r\":1}")
+    );
+    assert_eq!(&*j.data, "{\"i\":1}");
+    let j = f.store.get(ids[2]).expect("read").expect("job 2");
+    assert_eq!(j.last_error().map(|e| e.message.as_str()), Some("boom"));
+    assert_eq!(f.status(ids[4]), Some(Status::Cancelled));
+    // Listing: by status, newest first, from the file.
+    let done = f
+      .store
+      .list_jobs(
+        &JobFilter {
+          statuses: 1 << Status::Completed as u8,
+          ..JobFilter::default()
+        },
+        &f.names,
+      )
+      .expect("list");
+    let listed: Vec<JobId> = done.iter().map(|j| j.id).collect();
+    assert_eq!(listed, vec![ids[5], ids[1], ids[0]]);
+    assert_eq!(
+      f.store.list(None, usize::MAX),
+      ids.clone(),
+      "every id, oldest first"
+    );
+    // Cancelling a finished job changes nothing.
+    assert_eq!(f.store.cancel(ids[0], f.now), None);
+    f.reopen();
+  }
+  // A retry brings the failed job back as pending, and it runs again.
+  assert!(f.store.retry(ids[2], f.now));
+  assert!(
+    !f.store.retry(ids[0], f.now),
+    "a completed job is not retried"
+  );
+  assert_eq!(f.status(ids[2]), Some(Status::Pending));
+  assert_eq!(f.store.counts()[Status::Failed as usize], 0);
+  assert_eq!(f.claim(5), vec![ids[2]]);
+  f.store
+    .complete(ids[2], crate::storage::NO_HINT, "2", f.now);
+  f.settle();
+  assert_eq!(f.store.resident(), 0);
+  assert_eq!(f.store.counts()[Status::Completed as usize], 4);
+  // Prune: those that finished at 1,000 go, from the file.
+  assert_eq!(f.store.prune(1_000), 4);
+  for id in &ids[..5] {
+    if *id != ids[2] {
+      assert_eq!(f.status(*id), None, "pruned");
+    }
+  }
+  assert_eq!(f.status(ids[5]), Some(Status::Completed));
+  assert_eq!(f.status(ids[2]), Some(Status::Completed));
+  let c = f.store.counts();
+  assert_eq!(c.iter().sum::<usize>(), 2);
+  f.reopen();
+  assert_eq!(f.store.counts(), c);
+  assert_eq!(f.store.prune(f.now), 2);
+  assert_eq!(f.store.counts(), [0; 7]);
+}
+
+#[test]
+fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
+  let mut f = Finished::new(HOT_PENDING);
+  let ids = f.add(2, None);
+  let (ok, bad) = (ids[0], ids[1]);
+  f.claim(2);
+  f.store.complete(ok, crate::storage::NO_HINT, "1", f.now);
+  f.store.fail(bad, fail("no"), UNRECOVERABLE, f.now, 0.0);
+  f.settle();
+  assert_eq!(f.store.resident(), 0);
+  // On a completed one: runs; on a failed one: fails, unless ignored.
+  let runs = f.add(1, Some((vec![ok], false)))[0];
+  let fails = f.add(1, Some((vec![ok, bad], false)))[0];
+  let ignores = f.add(1, Some((vec![bad], true)))[0];
+  assert_eq!(f.status(runs), Some(Status::Pending));
+  assert_eq!(f.status(fails), Some(Status::Failed));
+  assert_eq!(f.status(ignores), Some(Status::Pending));
+  assert_eq!(f.claim(5), vec![runs, ignores]);
+  f.store.complete(runs, crate::storage::NO_HINT, "1", f.now);
+  f.store
+    .complete(ignores, crate::storage::NO_HINT, "1", f.now);
+  f.settle();
+  assert_eq!(f.store.resident(), 0);
+  // Retried, the failed dependant waits for its failed dependency again,
+  // across a restart, and runs once that one is retried and completes.
+  assert!(f.store.retry(fails, f.now));
+  assert_eq!(f.status(fails), Some(Status::Waiting));
+  f.settle();
+  f.reopen();
+  assert_eq!(f.status(fails), Some(Status::Waiting));
+  assert_eq!(f.store.resident(), 1, "the waiting job only");
+  assert!(f.store.retry(bad, f.now));
+  assert_eq!(f.claim(5), vec![bad]);
+  f.store.complete(bad, crate::storage::NO_HINT, "1", f.now);
+  assert_eq!(f.status(fails), Some(Status::Pending));
+  assert_eq!(f.claim(5), vec![fails]);
+  // A waiting job whose failed dependency is pruned goes on (a pruned
+  // dependency counts as done, as in memory).
+  f.store.complete(fails, crate::storage::NO_HINT, "1", f.now);
+  let ids = f.add(1, None);
+  f.claim(1);
+  f.store.fail(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
+  let w = f.add(1, Some((vec![ids[0]], false)))[0];
+  assert_eq!(f.status(w), Some(Status::Failed));
+  assert!(f.store.retry(w, f.now));
+  f.settle();
+  assert_eq!(f.status(w), Some(Status::Waiting));
+  f.now += 1;
+  assert!(f.store.prune(f.now) > 0);
+  assert_eq!(f.status(ids[0]), None);
+  assert_eq!(f.status(w), Some(Status::Pending));
+  f.store.check_invariants().expect("invariants");
+}
+
+#[test]
+fn a_prune_reads_the_rows_up_to_a_key_only() {
+  let dir = Dir::new("plan");
+  let db = dir.file("jobs.db");
+  three_jobs(&db);
+  let c = Connection::open(&db).expect("raw open");
+  let plan: Vec<String> = c
+    .prepare(&format!(
+      "EXPLAIN QUERY PLAN DELETE FROM jobwerk_jobs WHERE k <= ?2 AND status IN ({}) AND finished_at <= ?1",
+      writer::FINISHED_SQL
+    ))
+    .expect("plan")
+    .query_map([0, 1], |r| r.get::<_, String>(3))
+    .expect("plan")
+    .collect::<rusqlite::Result<_>>()
+    .expect("plan");
+  assert!(
+    plan.iter().any(|p| p.contains("PRIMARY KEY (rowid<?)")),
+    "{plan:?}"
+  );
+}
+
+#[test]
+fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
+  let mut f = Finished::new(HOT_PENDING);
+  for reopen in [false, true] {
+    // As after the clock went back: the id's timestamp is 500 ms ahead.
+    let id = JobId((((f.now + 500) as u128) << 80) | 1);
+    let job = Job::new(id, 0, f.now, f.now, "1".into());
+    f.store.insert(vec![job], &f.names);
+    f.store.end_batch();
+    if reopen {
+      f.reopen();
+    }
+    assert_eq!(f.claim(1), vec![id]);
+    f.store
+      .complete(id, crate::storage::NO_HINT, "1", f.now + 1);
+    f.settle();
+    if reopen {
+      // The skew is read back from the file.
+      f.reopen();
+    }
+    assert_eq!(f.store.prune(f.now + 1), 1, "reopened: {reopen}");
+    assert_eq!(f.status(id), None);
+    assert_eq!(f.store.counts(), [0; 7]);
+    f.now += 1_000;
+  }
+}
+
+#[test]
+fn a_corrupt_finished_job_is_a_storage_error_naming_it_and_the_store_goes_on() {
+  let mut f = Finished::new(HOT_PENDING);
+  let ids = f.add(2, None);
+  f.claim(2);
+  for id in &ids {
+    f.store.complete(*id, crate::storage::NO_HINT, "1", f.now);
+  }
+  f.settle();
+  assert_eq!(f.store.resident(), 0);
+  set(&f.db, ids[0], "result", &"nope{");
+  let err = f.store.get(ids[0]).expect_err("a corrupt result");
+  assert_eq!(err.code(), "ERR_STORAGE");
+  let msg = err.to_string();
+  assert!(
+    msg.contains(&ids[0].to_string()) && msg.contains("result"),
+    "{msg}"
+  );
+  assert!(f.store.list_jobs(&JobFilter::default(), &f.names).is_err());
+  assert_eq!(f.store.failure(), None, "the store goes on");
+  assert_eq!(f.status(ids[1]), Some(Status::Completed));
+  assert_eq!(f.add(1, None).len(), 1);
 }

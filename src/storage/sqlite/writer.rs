@@ -39,7 +39,17 @@ pub(super) enum Op {
   /// A job not started took new data, context or due time (a duplicate
   /// add: `onDuplicate: 'replace'`, `debounceMs`).
   Update(Box<UpdateRow>),
-  Delete(Vec<i64>),
+  /// Deletes the finished jobs that finished at or before `before`, adding
+  /// how many of each status to [`Pruned`]. They were all created by then,
+  /// so their keys are at most `last_key` (see [`SqliteStore::prune`]): the
+  /// delete reads the rows up to it only, which a previous prune left few
+  /// of besides those it deletes.
+  ///
+  /// [`SqliteStore::prune`]: super::SqliteStore
+  Prune {
+    before: u64,
+    last_key: i64,
+  },
   SaveSchedule {
     id: Box<str>,
     json: Box<str>,
@@ -130,7 +140,14 @@ pub(super) fn insert_row(job: &Job, data: Text, names: &Names) -> Op {
   }))
 }
 
-fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
+/// Jobs deleted by [`Op::Prune`] so far, per status (`Status as usize`),
+/// shared with the store, which reads it once the prune is committed.
+pub(super) type Pruned = Arc<Mutex<[u64; 7]>>;
+
+/// The finished statuses as stored, for SQL: `'completed', ...`.
+pub(super) const FINISHED_SQL: &str = "'completed', 'failed', 'timeout', 'cancelled'";
+
+fn apply(conn: &Connection, op: &Op, pruned: &mut [u64; 7]) -> rusqlite::Result<()> {
   match op {
     Op::Insert(r) => {
       conn
@@ -234,10 +251,16 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<()> {
         .prepare_cached("DELETE FROM jobwerk_schedules WHERE id = ?1")?
         .execute([&**id])?;
     }
-    Op::Delete(keys) => {
-      let mut stmt = conn.prepare_cached("DELETE FROM jobwerk_jobs WHERE k = ?1")?;
-      for k in keys {
-        stmt.execute([k])?;
+    Op::Prune { before, last_key } => {
+      let mut stmt = conn.prepare_cached(&format!(
+        "DELETE FROM jobwerk_jobs WHERE k <= ?2 AND status IN ({FINISHED_SQL}) AND finished_at <= ?1 \
+         RETURNING status"
+      ))?;
+      let mut rows = stmt.query(params![(*before).min(i64::MAX as u64) as i64, last_key])?;
+      while let Some(r) = rows.next()? {
+        if let Some(s) = r.get_ref(0)?.as_str().ok().and_then(Status::parse) {
+          pruned[s as usize] += 1;
+        }
       }
     }
   }
@@ -271,6 +294,7 @@ pub(super) fn writer(
   rx: Receiver<(u64, Vec<Op>)>,
   commits: watch::Sender<Commit>,
   failure: Arc<Mutex<Option<String>>>,
+  pruned_total: Pruned,
 ) {
   const MAX_BATCH: usize = 20_000;
   // Writes applied since memory was last handed back (see trim_freed_memory).
@@ -297,6 +321,7 @@ pub(super) fn writer(
     }
     since_trim += n;
     let mut vacuum = false;
+    let mut pruned = [0u64; 7];
     // A claim whose job's state is written later in the same transaction
     // (it completed or failed meanwhile) is overwritten by that write: skip it.
     let mut last_state: HashMap<i64, usize> = HashMap::new();
@@ -319,22 +344,18 @@ pub(super) fn writer(
             continue;
           }
         }
-        vacuum |= matches!(op, Op::Delete(_));
-        apply(&conn, op)?;
+        vacuum |= matches!(op, Op::Prune { .. });
+        apply(&conn, op, &mut pruned)?;
       }
       conn.execute_batch("COMMIT")
     })();
     let error = match res {
       Ok(()) => {
-        if vacuum {
-          // Each step of the pragma frees one page: run it to the end.
-          let _ = conn
-            .prepare("PRAGMA incremental_vacuum")
-            .and_then(|mut st| {
-              let mut rows = st.query([])?;
-              while rows.next()?.is_some() {}
-              Ok(())
-            });
+        if pruned.iter().any(|&n| n > 0) {
+          let mut total = pruned_total.lock();
+          for (t, n) in total.iter_mut().zip(pruned) {
+            *t += n;
+          }
         }
         None
       }
@@ -376,12 +397,25 @@ pub(super) fn writer(
       let _ = conn.execute_batch("PRAGMA shrink_memory");
       trim_freed_memory();
     }
+    let vacuum = vacuum && error.is_none();
     commits.send_modify(|c| {
       c.seq = last;
       if c.error.is_none() {
         c.error = error;
       }
     });
+    if vacuum {
+      // After saying the prune is committed (a prune waits for that, not
+      // for this): each step of the pragma frees one page; run it to the
+      // end.
+      let _ = conn
+        .prepare("PRAGMA incremental_vacuum")
+        .and_then(|mut st| {
+          let mut rows = st.query([])?;
+          while rows.next()?.is_some() {}
+          Ok(())
+        });
+    }
   }
   let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
