@@ -104,7 +104,8 @@ impl PgStore {
           "UPDATE {s}.job j SET state = 1, attempts = j.attempts - 1, owner = NULL, \
              lease_until = NULL \
            FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS i(id, owner, attempt) \
-           WHERE j.id = i.id AND j.state = 2 AND j.owner = i.owner AND j.attempts = i.attempt"
+           WHERE j.id = i.id AND j.state::int = 2 AND j.owner = i.owner \
+             AND j.attempts = i.attempt"
         ),
         &[&ids, &owners, &attempts],
       )

@@ -35,7 +35,10 @@ pub struct PgConfig {
 impl std::fmt::Debug for PgConfig {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("PgConfig")
-      .field("connection_string", &self.connection_string.as_ref().map(|_| "<set>"))
+      .field(
+        "connection_string",
+        &self.connection_string.as_ref().map(|_| "<set>"),
+      )
       .field("host", &self.host)
       .field("port", &self.port)
       .field("database", &self.database)
@@ -142,8 +145,10 @@ impl PgConfig {
       Some(Value::String(t)) if t == "postgres" => {}
       Some(t) => return Err(bad("type", format!("must be 'postgres', got {t}"))),
     }
-    let mut c = PgConfig::default();
-    c.connection_string = string(o, "connectionString")?;
+    let mut c = PgConfig {
+      connection_string: string(o, "connectionString")?,
+      ..PgConfig::default()
+    };
     if c.connection_string.is_some() {
       if let Some(k) = ["host", "port", "database", "user"]
         .into_iter()
@@ -174,7 +179,12 @@ impl PgConfig {
         return Err(bad("password", "must not contain NUL"))
       }
       Some(Value::String(s)) => Some(s.clone()),
-      Some(v) => return Err(bad("password", format!("must be a string, got {}", kind(v)))),
+      Some(v) => {
+        return Err(bad(
+          "password",
+          format!("must be a string, got {}", kind(v)),
+        ))
+      }
     };
     c.ssl = match o.get("ssl") {
       None | Some(Value::Null) => false,
@@ -185,7 +195,10 @@ impl PgConfig {
       if s.len() > MAX_IDENT {
         return Err(bad(
           "schema",
-          format!("is {} bytes; PostgreSQL names hold at most {MAX_IDENT}", s.len()),
+          format!(
+            "is {} bytes; PostgreSQL names hold at most {MAX_IDENT}",
+            s.len()
+          ),
         ));
       }
       c.schema = s;
@@ -317,13 +330,21 @@ mod tests {
     }))
     .unwrap();
     assert_eq!(
-      (c.host.as_str(), c.port, c.database.as_str(), c.user.as_str()),
+      (
+        c.host.as_str(),
+        c.port,
+        c.database.as_str(),
+        c.user.as_str()
+      ),
       ("db", 6543, "app", "app")
     );
     assert_eq!((c.schema.as_str(), c.pool_size, c.ssl), ("q\"s", 4, true));
     assert_eq!(c.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.target(), "db:6543/app");
-    assert!(!format!("{c:?}").contains("pw"), "the password is not printed");
+    assert!(
+      !format!("{c:?}").contains("pw"),
+      "the password is not printed"
+    );
     let c = PgConfig::from_json(&json!({ "connectionString": "postgres://u@h:7/d" })).unwrap();
     assert_eq!(c.target(), "h:7/d");
     assert_eq!(c.user_name(), "u");
@@ -332,23 +353,35 @@ mod tests {
   #[test]
   fn each_error_names_its_key() {
     assert!(err(json!(3)).starts_with("storage must be an object"));
-    assert!(err(json!({ "hots": "x" })).starts_with("storage.hots is not a PostgreSQL storage option"));
+    assert!(
+      err(json!({ "hots": "x" })).starts_with("storage.hots is not a PostgreSQL storage option")
+    );
     assert!(err(json!({ "type": "mysql" })).starts_with("storage.type must be 'postgres'"));
-    assert!(err(json!({ "port": 0 })).starts_with("storage.port must be an integer from 1 to 65535"));
-    assert!(err(json!({ "port": "5432" })).starts_with("storage.port must be an integer, got a string"));
+    assert!(
+      err(json!({ "port": 0 })).starts_with("storage.port must be an integer from 1 to 65535")
+    );
+    assert!(
+      err(json!({ "port": "5432" })).starts_with("storage.port must be an integer, got a string")
+    );
     assert!(err(json!({ "host": "" })).starts_with("storage.host must not be empty"));
     assert!(err(json!({ "database": 5 })).starts_with("storage.database must be a string"));
     assert!(err(json!({ "password": 5 })).starts_with("storage.password must be a string"));
     assert!(err(json!({ "ssl": "yes" })).starts_with("storage.ssl must be a boolean"));
-    assert!(err(json!({ "poolSize": 0 })).starts_with("storage.poolSize must be an integer from 1 to 100"));
+    assert!(err(json!({ "poolSize": 0 }))
+      .starts_with("storage.poolSize must be an integer from 1 to 100"));
     assert!(err(json!({ "poolSize": 2.5 })).starts_with("storage.poolSize must be an integer"));
     assert!(err(json!({ "connectTimeoutMs": -1 })).starts_with("storage.connectTimeoutMs"));
     assert!(err(json!({ "schema": "x".repeat(64) })).starts_with("storage.schema is 64 bytes"));
     assert!(err(json!({ "schema": "a\u{0}b" })).starts_with("storage.schema must not contain NUL"));
-    assert!(err(json!({ "connectionString": "postgres://h", "host": "h" }))
-      .starts_with("storage.host cannot be given with storage.connectionString"));
+    assert!(
+      err(json!({ "connectionString": "postgres://h", "host": "h" }))
+        .starts_with("storage.host cannot be given with storage.connectionString")
+    );
     let m = err(json!({ "connectionString": "postgres://u:secret@h:notaport/d" }));
-    assert!(m.starts_with("storage.connectionString is not a PostgreSQL connection string"), "{m}");
+    assert!(
+      m.starts_with("storage.connectionString is not a PostgreSQL connection string"),
+      "{m}"
+    );
     assert!(!m.contains("secret"), "{m}");
   }
 
@@ -356,6 +389,9 @@ mod tests {
   fn identifiers_are_quoted() {
     assert_eq!(quote_ident("jobwerk"), "\"jobwerk\"");
     assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    assert_eq!(quote_ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+    assert_eq!(
+      quote_ident("x\"; DROP TABLE t; --"),
+      "\"x\"\"; DROP TABLE t; --\""
+    );
   }
 }

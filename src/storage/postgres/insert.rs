@@ -203,7 +203,9 @@ impl Columns {
     self.deps_left.push(deps_left as i32);
     self.key.push(j.key.clone());
     self.concurrency_key.push(j.concurrency_key.clone());
-    self.schedule_id.push(j.schedule.as_ref().map(|s| s.0.clone()));
+    self
+      .schedule_id
+      .push(j.schedule.as_ref().map(|s| s.0.clone()));
     self.fire_at.push(j.schedule.as_ref().map(|s| big(s.1)));
   }
 

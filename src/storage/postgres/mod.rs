@@ -93,7 +93,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 pub use claim::ClaimOptions;
-pub use complete::{Applied, Committer, Outcome, OutcomeKind};
+pub use complete::{Applied, CommitStats, Committer, Outcome, OutcomeKind};
 pub use config::{quote_ident, PgConfig};
 pub use insert::{Inserted, NewJob};
 pub use lease::Rescued;
@@ -466,23 +466,20 @@ pub(crate) fn decode(r: &tokio_postgres::Row) -> Result<PgJob> {
     .ok_or_else(|| Error::Storage(format!("job {}: unknown state {status}", id.0)))?;
   let errors: Option<String> = r.get("errors");
   let errors: Vec<JobError> = match errors {
-    Some(e) => serde_json::from_str(&e)
-      .map_err(|e| Error::Storage(format!("job {}: errors: {e}", id.0)))?,
+    Some(e) => {
+      serde_json::from_str(&e).map_err(|e| Error::Storage(format!("job {}: errors: {e}", id.0)))?
+    }
     None => Vec::new(),
   };
   let deps: Option<String> = r.get("deps");
-  let deps = match deps {
-    Some(d) => Some(Dependencies {
-      ids: d.split(',').filter_map(JobId::parse).collect(),
-      ignore_failure: r.get("deps_ignore_failure"),
-    }),
-    None => None,
-  };
+  let deps = deps.map(|d| Dependencies {
+    ids: d.split(',').filter_map(JobId::parse).collect(),
+    ignore_failure: r.get("deps_ignore_failure"),
+  });
   let result: Option<String> = r.get("result");
   let progress: Option<String> = r.get("progress");
   let context: Option<String> = r.get("context");
-  let extra = if result.is_some() || progress.is_some() || !errors.is_empty() || deps.is_some()
-  {
+  let extra = if result.is_some() || progress.is_some() || !errors.is_empty() || deps.is_some() {
     Some(Box::new(JobExtra {
       result: result.map(|s| s.into()),
       progress: progress.map(|s| s.into()),

@@ -90,13 +90,11 @@ impl PgStore {
         "PostgreSQL: LISTEN over TLS is not wired yet; the engine polls".into(),
       ));
     }
-    let (client, mut conn) = tokio::time::timeout(
-      self.cfg.connect_timeout,
-      pc.connect(tokio_postgres::NoTls),
-    )
-    .await
-    .map_err(|_| Error::Storage("PostgreSQL: LISTEN connection timed out".into()))?
-    .map_err(pg_err("LISTEN connection"))?;
+    let (client, mut conn) =
+      tokio::time::timeout(self.cfg.connect_timeout, pc.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| Error::Storage("PostgreSQL: LISTEN connection timed out".into()))?
+        .map_err(pg_err("LISTEN connection"))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let channel = self.channel.clone();
     let task = tokio::spawn(async move {

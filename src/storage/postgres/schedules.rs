@@ -110,10 +110,7 @@ impl PgStore {
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = cols.params().to_vec();
     params.push(&fire);
     params.push(&id);
-    let row = tx
-      .query_one(&st, &params)
-      .await
-      .map_err(pg_err("fire"))?;
+    let row = tx.query_one(&st, &params).await.map_err(pg_err("fire"))?;
     let won: i64 = row.get(0);
     let added: Option<PgId> = row.get(1);
     let out = match (won, added) {

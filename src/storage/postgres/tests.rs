@@ -97,7 +97,9 @@ async fn fx(tag: &str) -> Option<Fx> {
 
 /// Another store (another "process") on the fixture's schema.
 async fn peer(fx: &Fx) -> PgStore {
-  PgStore::connect(&cfg(&fx.schema)).await.expect("connect peer")
+  PgStore::connect(&cfg(&fx.schema))
+    .await
+    .expect("connect peer")
 }
 
 fn ids(n: usize, now: u64) -> Vec<JobId> {
@@ -202,7 +204,9 @@ async fn a_refused_password_is_named() {
     msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
     msg.extend_from_slice(&body);
     s.write_all(&msg).expect("error");
-    String::from_utf8_lossy(&pw).trim_end_matches('\0').to_string()
+    String::from_utf8_lossy(&pw)
+      .trim_end_matches('\0')
+      .to_string()
   });
   let mut c = cfg("jobwerk");
   c.port = port;
@@ -226,7 +230,10 @@ async fn a_missing_database_is_named() {
   c.database = format!("jobwerk_no_such_db_{}", std::process::id());
   let m = storage_msg(PgStore::connect(&c).await);
   assert!(
-    m.contains(&format!("has no database '{}' (storage.database)", c.database)),
+    m.contains(&format!(
+      "has no database '{}' (storage.database)",
+      c.database
+    )),
     "{m}"
   );
 }
@@ -344,7 +351,10 @@ async fn a_batch_is_added_and_notified_after_commit() {
   // Resending the batch (a commit whose answer was lost) adds nothing.
   let again = fx.store.insert(&js[..3], T0).await.expect("again");
   assert!(again.iter().all(|o| !o.added));
-  assert_eq!(fx.store.counts().await.expect("counts")[Status::Pending as usize], 500);
+  assert_eq!(
+    fx.store.counts().await.expect("counts")[Status::Pending as usize],
+    500
+  );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,15 +463,26 @@ async fn claims_go_by_priority_then_due_time_then_id_and_lease() {
   // Only calculations asked for.
   let mut o2 = ClaimOptions::new(42, 10);
   o2.names = Some(vec!["other".into()]);
-  assert!(fx.store.claim(&o2, T0 + 2_000).await.expect("claim").is_empty());
+  assert!(fx
+    .store
+    .claim(&o2, T0 + 2_000)
+    .await
+    .expect("claim")
+    .is_empty());
   o2.names = Some(vec!["c".into()]);
-  assert_eq!(fx.store.claim(&o2, T0 + 2_000).await.expect("claim").len(), 1);
+  assert_eq!(
+    fx.store.claim(&o2, T0 + 2_000).await.expect("claim").len(),
+    1
+  );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_claimers_never_share_a_job() {
   let Some(fx) = fx("skip").await else { return };
-  fx.store.insert(&jobs(2_000, "s", T0), T0).await.expect("insert");
+  fx.store
+    .insert(&jobs(2_000, "s", T0), T0)
+    .await
+    .expect("insert");
   let mut tasks = Vec::new();
   for owner in 1..=4 {
     let s = peer(&fx).await;
@@ -510,7 +531,9 @@ async fn handed_back_jobs_are_pending_again_with_the_attempt_uncounted() {
     .await
     .expect("claim");
   assert_eq!(again.len(), 2);
-  assert!(again.iter().all(|j| j.job.attempts == 1 && j.owner == Some(9)));
+  assert!(again
+    .iter()
+    .all(|j| j.job.attempts == 1 && j.owner == Some(9)));
   // The old owner's outcome is fenced.
   let a = fx
     .store
@@ -551,8 +574,24 @@ async fn one_group_commit_applies_completions_retries_and_failures() {
   let l = |i: usize| by[&js[i].id].lease().expect("lease");
   let outs = vec![
     Outcome::completed(l(0), "{\"ok\":true}"),
-    Outcome::failed(by[&js[1].id], err("again"), FailKind::Error { unrecoverable: false }, T0, 0.0),
-    Outcome::failed(by[&js[2].id], err("boom"), FailKind::Error { unrecoverable: false }, T0, 0.0),
+    Outcome::failed(
+      by[&js[1].id],
+      err("again"),
+      FailKind::Error {
+        unrecoverable: false,
+      },
+      T0,
+      0.0,
+    ),
+    Outcome::failed(
+      by[&js[2].id],
+      err("boom"),
+      FailKind::Error {
+        unrecoverable: false,
+      },
+      T0,
+      0.0,
+    ),
     Outcome::failed(by[&js[3].id], err("slow"), FailKind::Timeout, T0, 0.0),
   ];
   let a = fx.store.apply(&outs, T0 + 10).await.expect("apply");
@@ -569,14 +608,23 @@ async fn one_group_commit_applies_completions_retries_and_failures() {
     Some("{\"ok\":true}")
   );
   let r = fx.store.get(js[1].id).await.expect("get").expect("there");
-  assert_eq!((r.job.status, r.job.run_at, r.job.attempts), (Status::Pending, T0 + 500, 1));
-  assert_eq!(r.job.last_error().map(|e| e.message.as_str()), Some("again"));
+  assert_eq!(
+    (r.job.status, r.job.run_at, r.job.attempts),
+    (Status::Pending, T0 + 500, 1)
+  );
+  assert_eq!(
+    r.job.last_error().map(|e| e.message.as_str()),
+    Some("again")
+  );
   let t = fx.store.get(js[3].id).await.expect("get").expect("there");
   assert_eq!(t.job.status, Status::Timeout);
   // The hot table holds only the retried job.
   let c = fx.store.client().await.expect("client");
   let n: i64 = c
-    .query_one(&format!("SELECT count(*) FROM {}.job", quote_ident(&fx.schema)), &[])
+    .query_one(
+      &format!("SELECT count(*) FROM {}.job", quote_ident(&fx.schema)),
+      &[],
+    )
     .await
     .expect("count")
     .get(0);
@@ -599,18 +647,34 @@ async fn a_late_outcome_of_a_cancelled_job_is_fenced_and_its_process_told() {
     .claim(&ClaimOptions::new(1, 1), T0)
     .await
     .expect("claim");
-  assert_eq!(fx.store.cancel(got[0].job.id, T0).await.expect("cancel"), Some(Status::Running));
-  let n = tokio::time::timeout(Duration::from_secs(10), l.recv()).await.expect("notice");
+  assert_eq!(
+    fx.store.cancel(got[0].job.id, T0).await.expect("cancel"),
+    Some(Status::Running)
+  );
+  let n = tokio::time::timeout(Duration::from_secs(10), l.recv())
+    .await
+    .expect("notice");
   assert_eq!(n, Some(Notice::Cancelled(got[0].job.id)));
-  assert_eq!(fx.store.cancel(js[1].id, T0).await.expect("cancel"), Some(Status::Pending));
+  assert_eq!(
+    fx.store.cancel(js[1].id, T0).await.expect("cancel"),
+    Some(Status::Pending)
+  );
   assert_eq!(fx.store.cancel(js[1].id, T0).await.expect("cancel"), None);
   let a = fx
     .store
-    .apply(&[Outcome::completed(got[0].lease().expect("lease"), "1")], T0)
+    .apply(
+      &[Outcome::completed(got[0].lease().expect("lease"), "1")],
+      T0,
+    )
     .await
     .expect("apply");
   assert_eq!((a.fenced.len(), a.completed.len()), (1, 0));
-  let j = fx.store.get(got[0].job.id).await.expect("get").expect("there");
+  let j = fx
+    .store
+    .get(got[0].job.id)
+    .await
+    .expect("get")
+    .expect("there");
   assert_eq!(j.job.status, Status::Cancelled);
   assert_eq!(
     j.job.last_error().and_then(|e| e.code.as_deref()),
@@ -666,7 +730,10 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
   // 0 completes: 2 still waits for 1.
   let a = fx
     .store
-    .apply(&[Outcome::completed(by[&g[0]].lease().expect("l"), "0")], T0 + 1)
+    .apply(
+      &[Outcome::completed(by[&g[0]].lease().expect("l"), "0")],
+      T0 + 1,
+    )
     .await
     .expect("apply");
   assert!(a.released.is_empty());
@@ -674,7 +741,15 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
   let a = fx
     .store
     .apply(
-      &[Outcome::failed(by[&g[1]], err("x"), FailKind::Error { unrecoverable: true }, T0 + 2, 0.0)],
+      &[Outcome::failed(
+        by[&g[1]],
+        err("x"),
+        FailKind::Error {
+          unrecoverable: true,
+        },
+        T0 + 2,
+        0.0,
+      )],
       T0 + 2,
     )
     .await
@@ -724,7 +799,10 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
     }),
     ..NewJob::new(ids(1, T0 + 13)[0], "d", "{}", T0 + 13)
   };
-  fx.store.insert(&[c.clone()], T0 + 13).await.expect("insert");
+  fx.store
+    .insert(std::slice::from_ref(&c), T0 + 13)
+    .await
+    .expect("insert");
   let got = fx
     .store
     .claim(&ClaimOptions::new(1, 1), T0 + 14)
@@ -733,7 +811,10 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
   assert_eq!(got[0].job.id, g[4]);
   let a = fx
     .store
-    .apply(&[Outcome::completed(got[0].lease().expect("l"), "4")], T0 + 15)
+    .apply(
+      &[Outcome::completed(got[0].lease().expect("l"), "4")],
+      T0 + 15,
+    )
     .await
     .expect("apply");
   assert_eq!(a.released, vec![c.id]);
@@ -743,7 +824,10 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_committer_groups_outcomes_and_says_which_were_fenced() {
   let Some(fx) = fx("comm").await else { return };
-  fx.store.insert(&jobs(300, "g", T0), T0).await.expect("insert");
+  fx.store
+    .insert(&jobs(300, "g", T0), T0)
+    .await
+    .expect("insert");
   let got = fx
     .store
     .claim(&ClaimOptions::new(3, 300), T0)
@@ -762,14 +846,19 @@ async fn the_committer_groups_outcomes_and_says_which_were_fenced() {
       lease.attempt += 1; // stale
     }
     let c = committer.clone();
-    tasks.push(tokio::spawn(async move { c.send(Outcome::completed(lease, "1")).await }));
+    tasks.push(tokio::spawn(async move {
+      c.send(Outcome::completed(lease, "1")).await
+    }));
   }
   let mut applied = 0;
   for t in tasks {
     applied += t.await.expect("task").expect("send") as usize;
   }
   assert_eq!(applied, 297);
-  assert_eq!(fx.store.counts().await.expect("counts")[Status::Completed as usize], 297);
+  assert_eq!(
+    fx.store.counts().await.expect("counts")[Status::Completed as usize],
+    297
+  );
 }
 
 // ---------------------------------------------------------------- rescue
@@ -863,7 +952,11 @@ async fn each_fire_time_yields_one_job_however_many_processes_fire() {
   }
   let mut ticks: Vec<u64> = fired.lock().iter().map(|f| f.0).collect();
   ticks.sort_unstable();
-  assert_eq!(ticks, (0..60).collect::<Vec<_>>(), "each tick fired exactly once");
+  assert_eq!(
+    ticks,
+    (0..60).collect::<Vec<_>>(),
+    "each tick fired exactly once"
+  );
   assert_eq!(fx.store.counts().await.expect("counts")[1], 60);
   let st = fx.store.schedules().await.expect("schedules");
   assert_eq!(st[0].last_fire, Some(T0 + 59_000));
@@ -876,10 +969,19 @@ async fn each_fire_time_yields_one_job_however_many_processes_fire() {
   .await
   .expect("reset");
   let j = NewJob::new(ids(1, T0 + 99_000)[0], "tick", "{}", T0);
-  assert_eq!(fx.store.fire("tick", T0 + 59_000, &j).await.expect("fire"), Fire::Skipped);
-  assert_eq!(fx.store.fire("gone", T0, &j).await.expect("fire"), Fire::Lost);
+  assert_eq!(
+    fx.store.fire("tick", T0 + 59_000, &j).await.expect("fire"),
+    Fire::Skipped
+  );
+  assert_eq!(
+    fx.store.fire("gone", T0, &j).await.expect("fire"),
+    Fire::Lost
+  );
   // Saving again keeps the cluster's last fire.
-  fx.store.save_schedule("tick", "{}", T0).await.expect("save");
+  fx.store
+    .save_schedule("tick", "{}", T0)
+    .await
+    .expect("save");
   assert_eq!(
     fx.store.schedules().await.expect("schedules")[0].last_fire,
     Some(T0 + 59_000)
@@ -900,7 +1002,12 @@ async fn listing_follows_the_filter_and_cursor_over_live_and_finished_jobs() {
   let b = names.intern("b");
   let mut all = Vec::new();
   for i in 0..10u64 {
-    let mut j = NewJob::new(ids(1, T0 + i)[0], if i % 2 == 0 { "a" } else { "b" }, "{\"d\":1}", T0 + i);
+    let mut j = NewJob::new(
+      ids(1, T0 + i)[0],
+      if i % 2 == 0 { "a" } else { "b" },
+      "{\"d\":1}",
+      T0 + i,
+    );
     j.created_at = T0 + i;
     all.push(j);
   }
@@ -928,7 +1035,10 @@ async fn listing_follows_the_filter_and_cursor_over_live_and_finished_jobs() {
         .collect::<Vec<_>>()
     }
   };
-  assert_eq!(page(JobFilter::default()).await, (0..10).rev().collect::<Vec<_>>());
+  assert_eq!(
+    page(JobFilter::default()).await,
+    (0..10).rev().collect::<Vec<_>>()
+  );
   let first = JobFilter {
     limit: 4,
     ..JobFilter::default()
@@ -972,7 +1082,12 @@ async fn listing_follows_the_filter_and_cursor_over_live_and_finished_jobs() {
   };
   let j = fx.store.list(&lean, &names).await.expect("list");
   assert_eq!(&*j[0].job.data, "");
-  assert!(j[0].job.extra.as_ref().and_then(|e| e.result.as_ref()).is_none());
+  assert!(j[0]
+    .job
+    .extra
+    .as_ref()
+    .and_then(|e| e.result.as_ref())
+    .is_none());
   let unknown = JobFilter {
     name: Some(99),
     ..JobFilter::default()
@@ -1010,12 +1125,24 @@ async fn throughput_probe() {
   let inflight = env("JOBWERK_PG_INFLIGHT", 512);
   let c = fx.store.client().await.expect("client");
   let mut settings = Vec::new();
-  for k in ["fsync", "synchronous_commit", "autovacuum", "shared_buffers"] {
-    let v: String = c.query_one(&format!("SHOW {k}"), &[]).await.expect("show").get(0);
+  for k in [
+    "fsync",
+    "synchronous_commit",
+    "autovacuum",
+    "shared_buffers",
+  ] {
+    let v: String = c
+      .query_one(&format!("SHOW {k}"), &[])
+      .await
+      .expect("show")
+      .get(0);
     settings.push(format!("{k}={v}"));
   }
   drop(c);
-  eprintln!("probe: N={n} procs={procs} claim={claim} inflight/proc={inflight}; server {}", settings.join(" "));
+  eprintln!(
+    "probe: N={n} procs={procs} claim={claim} inflight/proc={inflight}; server {}",
+    settings.join(" ")
+  );
   let now = T0;
   let t = std::time::Instant::now();
   let mut g = IdGen::default();
@@ -1040,7 +1167,12 @@ async fn throughput_probe() {
       .await
       .expect("vacuum");
   }
-  let stats = Arc::new(parking_lot::Mutex::new((Duration::ZERO, 0usize, Duration::ZERO, 0usize)));
+  let stats = Arc::new(parking_lot::Mutex::new((
+    Duration::ZERO,
+    0usize,
+    Duration::ZERO,
+    0usize,
+  )));
   let t = std::time::Instant::now();
   let mut tasks = Vec::new();
   for p in 0..procs {
@@ -1050,15 +1182,27 @@ async fn throughput_probe() {
     let owner = s.register("probe", p as u32, now).await.expect("register");
     let stats = stats.clone();
     tasks.push(tokio::spawn(async move {
-      let committer = Committer::start(s.clone(), 128, Duration::from_millis(2), Arc::new(move || now + 1));
+      let committer = Committer::start(
+        s.clone(),
+        128,
+        Duration::from_millis(2),
+        Arc::new(move || now + 1),
+      );
       let sem = Arc::new(tokio::sync::Semaphore::new(inflight));
       let mut done = 0usize;
       let mut pending = Vec::new();
       loop {
         let want = claim.min(sem.available_permits().max(1));
-        let permits = sem.clone().acquire_many_owned(want as u32).await.expect("permits");
+        let permits = sem
+          .clone()
+          .acquire_many_owned(want as u32)
+          .await
+          .expect("permits");
         let ct = std::time::Instant::now();
-        let got = s.claim(&ClaimOptions::new(owner, want), now).await.expect("claim");
+        let got = s
+          .claim(&ClaimOptions::new(owner, want), now)
+          .await
+          .expect("claim");
         {
           let mut st = stats.lock();
           st.0 += ct.elapsed();
@@ -1079,7 +1223,10 @@ async fn throughput_probe() {
           let permit = permits.split(1);
           let lease = j.lease().expect("lease");
           pending.push(tokio::spawn(async move {
-            let ok = c.send(Outcome::completed(lease, "null")).await.expect("complete");
+            let ok = c
+              .send(Outcome::completed(lease, "null"))
+              .await
+              .expect("complete");
             drop(permit);
             ok
           }));
@@ -1099,6 +1246,13 @@ async fn throughput_probe() {
       for h in pending {
         assert!(h.await.expect("task"));
       }
+      let cs = committer.stats();
+      eprintln!(
+        "process {p}: {done} jobs; {} group commits of {:.0} on average, mean apply {:.2} ms",
+        cs.commits,
+        cs.outcomes as f64 / cs.commits.max(1) as f64,
+        cs.busy.as_secs_f64() * 1e3 / cs.commits.max(1) as f64
+      );
       s.close();
       done
     }));
