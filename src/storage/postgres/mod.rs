@@ -72,6 +72,29 @@
 //! cancel of a running job notifies its id. One LISTEN connection per
 //! process ([`Listener`]); polling is the fallback (and what works behind a
 //! transaction-mode PgBouncer).
+//!
+//! # Throughput
+//!
+//! `tests::throughput_probe` (ignored; `cargo test --release
+//! --no-default-features --features sqlite,postgres throughput_probe --
+//! --ignored --nocapture`) burns down 200,000 jobs with 2-4 "processes"
+//! (own pool, owner and committer each): claims of 128-256, group commits
+//! of <= 128 / 2 ms, fsync and `synchronous_commit` on. On the project's
+//! 2-vCPU VM, shared with other work, it measured 25,000-37,000 jobs/s
+//! (inserts: 57,000-117,000 jobs/s in batches of 5,000). Each claim
+//! (~10-16 ms for 128-256 jobs, including its commit) and each group
+//! commit (~2 ms in PostgreSQL, 8-12 ms end to end under load) is one
+//! round trip and one WAL flush; the time goes to the two fsyncs per batch
+//! and to CPU shared with PostgreSQL.
+//!
+//! # Not here yet
+//!
+//! Connection-loss retry (outcomes are retried only on deadlock or
+//! serialization failure), `onDuplicate: 'replace'` and `debounceMs`,
+//! retrying a finished job (`retryJob`), the leader lease, the advisory-lock
+//! fast path for dead processes, history partitioning (prune deletes in
+//! batches) and LISTEN over TLS. The engine's integration (ready buffer,
+//! outbox, insert buffer) is the lead's.
 
 pub mod claim;
 pub mod complete;
