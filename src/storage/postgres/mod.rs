@@ -246,7 +246,6 @@ impl PgStore {
       recycling_method: RecyclingMethod::Fast,
     };
     let mgr = if cfg.ssl {
-      let _ = rustls::crypto::ring::default_provider().install_default();
       let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
       };
