@@ -641,7 +641,10 @@ async fn a_late_outcome_of_a_cancelled_job_is_fenced_and_its_process_told() {
   let mut l = fx.store.listen().await.expect("listen");
   let js = jobs(2, "x", T0);
   fx.store.insert(&js, T0).await.expect("insert");
-  assert!(matches!(l.recv().await, Some(Notice::Inserted { .. })));
+  let first = tokio::time::timeout(Duration::from_secs(10), l.recv())
+    .await
+    .expect("a notice");
+  assert!(matches!(first, Some(Notice::Inserted { .. })));
   let got = fx
     .store
     .claim(&ClaimOptions::new(1, 1), T0)
