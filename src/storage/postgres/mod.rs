@@ -80,12 +80,15 @@
 //! --ignored --nocapture`) burns down 200,000 jobs with 2-4 "processes"
 //! (own pool, owner and committer each): claims of 128-256, group commits
 //! of <= 128 / 2 ms, fsync and `synchronous_commit` on. On the project's
-//! 2-vCPU VM, shared with other work, it measured 25,000-37,000 jobs/s
-//! (inserts: 57,000-117,000 jobs/s in batches of 5,000). Each claim
-//! (~10-16 ms for 128-256 jobs, including its commit) and each group
-//! commit (~2 ms in PostgreSQL, 8-12 ms end to end under load) is one
-//! round trip and one WAL flush; the time goes to the two fsyncs per batch
-//! and to CPU shared with PostgreSQL.
+//! 2-vCPU VM, shared with other work (load average 6-9), ten runs
+//! measured 18,600-36,700 jobs/s: 2 processes claiming 128,
+//! 18,600-25,000; claiming 256, 22,700-31,600; 4 processes,
+//! 31,000-36,700 (inserts: 51,000-117,000 jobs/s in batches of 5,000). A process claims serially, so its rate is capped at
+//! batch / claim latency (128 / ~10-15 ms, the claim's commit included):
+//! more claim loops per process, or larger batches, lift it. A group
+//! commit of 128 costs ~2 ms inside PostgreSQL (`EXPLAIN ANALYZE`) and
+//! 8-15 ms end to end under that load; the rest is the two WAL flushes per
+//! batch and CPU shared with PostgreSQL.
 //!
 //! # Not here yet
 //!
