@@ -14,6 +14,8 @@
 pub(crate) mod keys;
 mod listing;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
