@@ -129,7 +129,7 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
 use crate::job::{
-  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, Priority, Status,
+  Backoff, BackoffKind, Dependencies, Job, JobError, JobExtra, JobId, JobKeys, Priority, Status,
 };
 
 /// A job id as PostgreSQL's `uuid` (16 bytes, big-endian: the same order
@@ -511,12 +511,13 @@ pub(crate) fn decode(r: &tokio_postgres::Row) -> Result<PgJob> {
       errors,
       deps,
       context: context.map(|s| s.into()),
+      keys: None,
     }))
   } else {
     JobExtra::of(None, context.as_deref().unwrap_or(""))
   };
   let data: String = r.get("data");
-  let job = Job {
+  let mut job = Job {
     id: id.0,
     name: 0,
     priority: priority_of(r.get("priority_name"), r.get("priority")),
@@ -542,13 +543,21 @@ pub(crate) fn decode(r: &tokio_postgres::Row) -> Result<PgJob> {
     data: data.into(),
     extra,
   };
+  let key: Option<String> = r.get("key");
+  let concurrency_key: Option<String> = r.get("concurrency_key");
+  let schedule_id: Option<String> = r.get("schedule_id");
+  job.set_keys(JobKeys::of(
+    key.as_deref(),
+    concurrency_key.as_deref(),
+    schedule_id.as_deref(),
+  ));
   Ok(PgJob {
     job,
     name: r.get("name"),
     weight: r.get("priority"),
-    key: r.get("key"),
-    concurrency_key: r.get("concurrency_key"),
-    schedule_id: r.get("schedule_id"),
+    key,
+    concurrency_key,
+    schedule_id,
     fire_at: r.get::<_, Option<i64>>("fire_at").map(u64_of),
     owner: r.get("owner"),
     lease_until: r.get::<_, Option<i64>>("lease_until").map(u64_of),
