@@ -661,6 +661,7 @@ describe('failures around the lifecycle', () => {
     await plugin.bootstrap({ strapi })
     expect(jobs.startError.code).toBe('ERR_STORAGE')
     expect(strapi.log.lines.some((l) => /^error: jobwerk: the service failed to start \(ERR_STORAGE: .*in use by another jobwerk service/.test(l))).toBe(true)
+    expect(strapi.log.lines.some((l) => /^error: jobwerk: several instances of this app\? Each needs its own SQLite file \(config storage\.path/.test(l))).toBe(true)
     // A hook after it, and one inside a transaction that commits.
     expect(jobs.enqueue('recalc', 'after')).toBeNull()
     await strapi.db.transaction(async () => {
