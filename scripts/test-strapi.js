@@ -390,6 +390,7 @@ async function main() {
     })
 
     app = await uniqueJobChecks(app, dir)
+    app = await fullQueueCheck(app, dir)
 
     // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
     // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
@@ -563,6 +564,39 @@ async function uniqueJobChecks(app, dir) {
     const retriggered = app.lines.slice(from).filter((l) => /\[example\] hook \(no guard\) enqueues for a position-only write of N$/.test(l)).length
     assert(retriggered > 0, "the job's writes did not run the hook")
     assert(runs.length >= 2 && runs[0] > 0 && runs[runs.length - 1] === 0, `positions changed per run of N: ${JSON.stringify(runs)}`)
+  })
+  await stopApp(app)
+  return new App(dir).ready()
+}
+
+// --- a full queue ---------------------------------------------------------------
+// maxQueueSize 2, one job per create (no key), each held 4 s by two workers:
+// the creates past the queue's room are still 201s, and each job that did not
+// fit is logged, counted (status, Prometheus) and alerted.
+
+async function fullQueueCheck(app, dir) {
+  await stopApp(app)
+  app = await new App(dir, { EXAMPLE_NO_KEY: '1', JOBWERK_MAX_QUEUE_SIZE: '2', EXAMPLE_RECALC_HOLD_MS: '4000' }).ready()
+  await check('a full queue never turns a write into a 500: every create is a 201; each job that did not fit is logged, counted and alerted', async () => {
+    const from = app.lines.length
+    const before = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json
+    const creates = 8
+    for (let i = 0; i < creates; i++) {
+      const r = await app.request('POST', UID_PATH, { data: { league: 'Q', team: `Quokka ${i}`, points: i } })
+      assert(r.status === 201 || r.status === 200, `POST ${i}: ${r.status} ${r.text}`)
+    }
+    const status = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json
+    const lost = status.enqueue.lost
+    const added = status.jobs.total - before.jobs.total
+    // Two run (held), two wait: the rest did not fit (fewer only if the creates took longer than a hold).
+    assert(lost >= 1 && lost === status.enqueue.lostByCode.ERR_QUEUE_FULL && lost + added === creates, `${creates} creates: ${added} jobs added, ${JSON.stringify(status.enqueue)}`)
+    const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
+    assert(new RegExp(`^jobwerk_enqueue_lost_total\\{code="ERR_QUEUE_FULL"\\} ${lost}$`, 'm').test(metrics.text), `metrics: ${metrics.text.slice(-300)}`)
+    const lines = app.lines.slice(from)
+    assert(lines.filter((l) => /jobwerk: a job of "table-recalculation" was not added \(ERR_QUEUE_FULL/.test(l)).length === lost, 'a log line per lost job')
+    assert(lines.filter((l) => /jobwerk alert \[critical\] enqueue-lost: /.test(l)).length === 1, 'one alert (alertCooldownMs)')
+    // The jobs that fit run; none is left for the next boot.
+    await waitFor(async () => (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.jobs.completed === before.jobs.completed + added, 60000, 'the added jobs to complete')
   })
   await stopApp(app)
   return new App(dir).ready()
