@@ -56,7 +56,9 @@ async function destroy({ strapi }) {
   const { shutdownTimeoutMs } = pluginConfig(strapi)
   const timeoutMs = shutdownTimeoutMs === undefined ? config.default.shutdownTimeoutMs : shutdownTimeoutMs
   try {
-    const summary = await service.stop({ timeoutMs })
+    const stopping = service.stop({ timeoutMs })
+    service._log('info', `jobwerk: stopping (running jobs get up to ${timeoutMs} ms; jobs added from now on are lost, and counted)`)
+    const summary = await stopping
     service._log('info', `jobwerk: stopped (${summary.aborted} running job(s) aborted, ${summary.pending} pending kept)`)
   } catch (e) {
     service._log('error', `jobwerk: stop failed: ${e && e.message}`)
