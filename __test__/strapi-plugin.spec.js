@@ -325,21 +325,51 @@ describe('enqueue() from hooks never throws', () => {
     expect(jobs.getSystemStatus().enqueue.lostByCode).toEqual({ ERR_INVALID_ARGUMENT: 1, ERR_NOT_SERIALIZABLE: 1 })
   })
 
-  test('while stopping and after destroy, enqueue() returns null instead of throwing', async () => {
+  test('while stopping and after destroy: enqueue() returns null; each loss is logged, counted in status and Prometheus, and alerted', async () => {
     const strapi = fakeStrapi({ pluginConfig: { ...memory, shutdownTimeoutMs: 200 } })
     const jobs = await boot(strapi)
+    const alerts = []
+    jobs.on('alert', (a) => alerts.push(a))
     let release
     jobs.registerCalculation({ name: 'slow', calculate: () => new Promise((r) => (release = r)) })
     jobs.enqueue('slow', null)
     await waitFor(() => release)
+    // A hook's transaction that commits only once destroy began.
+    let commit
+    const committed = strapi.db.transaction(async () => {
+      expect(jobs.enqueue('slow', 'in a transaction')).toBeNull()
+      await new Promise((r) => (commit = r))
+    })
     const destroying = plugin.destroy({ strapi })
-    expect(jobs.enqueue('slow', null)).toBeNull()
+    expect(jobs.enqueue('slow', 'while stopping')).toBeNull()
+    commit()
+    await committed
     release(1)
     await destroying
     started.length = 0
     expect(jobs.getSystemStatus().status).toBe('stopped')
-    expect(jobs.enqueue('slow', null)).toBeNull()
-    expect(jobs.getSystemStatus().enqueue.lost).toBe(2)
+    expect(jobs.enqueue('slow', 'after destroy')).toBeNull()
+    const status = jobs.getSystemStatus()
+    expect(status.enqueue).toEqual({ lost: 3, lostByCode: { ERR_STOPPED: 3 }, deferred: 1, rolledBack: 0 })
+    expect(jobs.getPrometheusMetrics()).toMatch(/^jobwerk_enqueue_lost_total\{code="ERR_STOPPED"\} 3$/m)
+    const lost = strapi.log.lines.filter((l) => l.startsWith('error: jobwerk: a job of "slow" was not added (ERR_STOPPED'))
+    expect(lost).toHaveLength(3)
+    expect(lost[2]).toMatch(/3 lost so far$/)
+    // One alert for the three (alertCooldownMs), in the log too.
+    expect(alerts).toHaveLength(1)
+    expect(alerts[0]).toEqual(expect.objectContaining({ name: 'enqueue-lost', severity: 'critical', status: 'active', calculation: 'slow', value: 1 }))
+    expect(strapi.log.lines.filter((l) => l.startsWith('error: jobwerk alert [critical] enqueue-lost:'))).toHaveLength(1)
+  })
+
+  test('alertCooldownMs: 0 raises an alert for every lost job', async () => {
+    const strapi = fakeStrapi({ pluginConfig: { ...memory, alertCooldownMs: 0 } })
+    const jobs = await boot(strapi)
+    const alerts = []
+    jobs.on('alert', (a) => alerts.push(a.value))
+    await plugin.destroy({ strapi })
+    started.length = 0
+    for (let i = 0; i < 3; i++) expect(jobs.enqueue('nope', i)).toBeNull()
+    expect(alerts).toEqual([1, 2, 3])
   })
 })
 
@@ -588,13 +618,13 @@ describe('the dashboard under an admin path', () => {
 })
 
 describe('failures around the lifecycle', () => {
-  test('a service that fails to start does not stop Strapi; the error is logged and alerted; enqueue() still does not throw', async () => {
+  test('a service that fails to start does not stop Strapi; the error is logged and alerted; enqueue() counts its jobs as lost (memory storage)', async () => {
     const strapi = fakeStrapi({ pluginConfig: memory })
     plugin.register({ strapi })
     started.push(strapi)
     const jobs = strapi.plugin('jobwerk').service('jobs')
     const alerts = []
-    jobs.on('alert', (a) => alerts.push(a))
+    jobs.on('alert', (a) => alerts.push(a.name))
     const start = jobs.start
     jobs.start = async () => {
       const e = new Error('the storage is locked')
@@ -604,10 +634,47 @@ describe('failures around the lifecycle', () => {
     await expect(plugin.bootstrap({ strapi })).resolves.toBeUndefined()
     jobs.start = start
     expect(strapi.log.lines).toContain('error: jobwerk: the service failed to start (ERR_STORAGE: the storage is locked); jobs are not run until the app restarts')
-    expect(alerts.map((a) => a.name)).toEqual(['start-failed'])
+    expect(jobs.startError.code).toBe('ERR_STORAGE')
     jobs.registerCalculation({ name: 'recalc', calculate: () => 1 })
-    expect(() => jobs.enqueue('recalc', null)).not.toThrow()
-    expect(jobs.getSystemStatus().status).toBe('idle')
+    // Nothing would run it, and memory keeps nothing for the next boot.
+    expect(jobs.enqueue('recalc', null)).toBeNull()
+    expect(jobs.getSystemStatus()).toEqual(expect.objectContaining({ status: 'idle', enqueue: expect.objectContaining({ lost: 1, lostByCode: { ERR_STOPPED: 1 } }) }))
+    expect(jobs.getQueueStatistics().total).toBe(0)
+    expect(jobs.getPrometheusMetrics()).toMatch(/^jobwerk_enqueue_lost_total\{code="ERR_STOPPED"\} 1$/m)
+    expect(strapi.log.lines.some((l) => l.startsWith('error: jobwerk: a job of "recalc" was not added (ERR_STOPPED: the service failed to start (ERR_STORAGE: the storage is locked)'))).toBe(true)
+    expect(alerts).toEqual(['start-failed', 'enqueue-lost'])
+  })
+
+  test("a SQLite file another service holds: the start fails; every enqueue(), before and after, is logged, counted, in Prometheus and alerted", async () => {
+    const root = tmpApp()
+    const first = fakeStrapi({ root })
+    await boot(first)
+    const strapi = fakeStrapi({ root })
+    plugin.register({ strapi })
+    started.push(strapi)
+    const jobs = strapi.plugin('jobwerk').service('jobs')
+    const alerts = []
+    jobs.on('alert', (a) => alerts.push(a.name))
+    jobs.registerCalculation({ name: 'recalc', calculate: () => 1 })
+    // A hook before the start (the app's own bootstrap writing, say).
+    expect(jobs.enqueue('recalc', 'before')).toBeNull()
+    await plugin.bootstrap({ strapi })
+    expect(jobs.startError.code).toBe('ERR_STORAGE')
+    expect(strapi.log.lines.some((l) => /^error: jobwerk: the service failed to start \(ERR_STORAGE: .*in use by another jobwerk service/.test(l))).toBe(true)
+    expect(strapi.log.lines.some((l) => /^error: jobwerk: several instances of this app\? Each needs its own SQLite file \(config storage\.path/.test(l))).toBe(true)
+    // A hook after it, and one inside a transaction that commits.
+    expect(jobs.enqueue('recalc', 'after')).toBeNull()
+    await strapi.db.transaction(async () => {
+      expect(jobs.enqueue('recalc', 'committed')).toBeNull()
+    })
+    expect(jobs.getSystemStatus()).toEqual(expect.objectContaining({ status: 'idle', enqueue: { lost: 3, lostByCode: { ERR_STORAGE: 3 }, deferred: 1, rolledBack: 0 } }))
+    expect(jobs.getPrometheusMetrics()).toMatch(/^jobwerk_enqueue_lost_total\{code="ERR_STORAGE"\} 3$/m)
+    expect(strapi.log.lines.filter((l) => l.startsWith('error: jobwerk: a job of "recalc" was not added (ERR_STORAGE'))).toHaveLength(3)
+    expect(alerts).toEqual(['enqueue-lost', 'start-failed'])
+    // The service that holds the file is untouched.
+    const holder = first.plugin('jobwerk').service('jobs')
+    holder.registerCalculation({ name: 'recalc', calculate: (d) => d })
+    expect((await waitForStatus(holder, holder.enqueue('recalc', 'fine'))).result).toBe('fine')
   })
 
   test('destroy without a register (a boot that failed earlier) opens nothing', async () => {

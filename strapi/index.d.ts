@@ -48,6 +48,10 @@ interface StrapiJobManagementService extends JobManagementService {
    * logged, counted (`getSystemStatus().enqueue`, `jobwerk_enqueue_lost_total`) and raises an `enqueue-lost` alert; `null`.
    */
   enqueue<D = any>(calculation: Calculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string | null
+  /** Why the plugin chose its storage (also logged at register). */
+  readonly storageReason: string
+  /** The error of a start that failed at the plugin's bootstrap (logged and alerted; Strapi boots on). */
+  readonly startError?: Error
   getSystemStatus(): ReturnType<JobManagementService['getSystemStatus']> & {
     enqueue: { lost: number; lostByCode: Record<string, number>; deferred: number; rolledBack: number }
   }

@@ -40,6 +40,10 @@ async function bootstrap({ strapi }) {
   } catch (e) {
     service.startError = e
     service._log('error', `jobwerk: the service failed to start (${e && e.code ? `${e.code}: ` : ''}${e && e.message}); jobs are not run until the app restarts`)
+    // Several instances of one app (PM2 cluster mode, replicas on one volume) on the default file.
+    if (e && e.code === 'ERR_STORAGE' && /in use by/.test(String(e.message))) {
+      service._log('error', "jobwerk: several instances of this app? Each needs its own SQLite file (config storage.path, e.g. `.tmp/jobwerk-${process.env.NODE_APP_INSTANCE}.db`) until PostgreSQL storage lands; see the README's Strapi section (Clusters)")
+    }
     service._emitSafely('alert', { id: `start-failed-${Date.now()}`, ruleId: 'start-failed', name: 'start-failed', severity: 'critical', status: 'active', message: String(e && e.message), firedAt: Date.now() })
   }
 }
@@ -52,7 +56,9 @@ async function destroy({ strapi }) {
   const { shutdownTimeoutMs } = pluginConfig(strapi)
   const timeoutMs = shutdownTimeoutMs === undefined ? config.default.shutdownTimeoutMs : shutdownTimeoutMs
   try {
-    const summary = await service.stop({ timeoutMs })
+    const stopping = service.stop({ timeoutMs })
+    service._log('info', `jobwerk: stopping (running jobs get up to ${timeoutMs} ms; jobs added from now on are lost, and counted)`)
+    const summary = await stopping
     service._log('info', `jobwerk: stopped (${summary.aborted} running job(s) aborted, ${summary.pending} pending kept)`)
   } catch (e) {
     service._log('error', `jobwerk: stop failed: ${e && e.message}`)

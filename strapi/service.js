@@ -118,6 +118,12 @@ class StrapiJobManagementService extends JobManagementService {
 
   _enqueueNow(calculation, data, context, options) {
     try {
+      // A service that failed to start never runs a job, and memory storage
+      // keeps none for the next boot: such a job is lost, and counted so.
+      if (this.startError !== undefined && this._state !== 'started' && !this._durable) {
+        const why = this.startError
+        throw codedError(API.Stopped, `the service failed to start (${why && why.code ? `${why.code}: ` : ''}${why && why.message}) and its storage is memory: the job would never run`)
+      }
       return this.addCalculationJob(calculation, data, context, options)
     } catch (e) {
       this._lose(calculation, e)

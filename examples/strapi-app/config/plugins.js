@@ -5,7 +5,8 @@ module.exports = ({ env }) => ({
     enabled: true,
     config: {
       shutdownTimeoutMs: env.int('JOBWERK_SHUTDOWN_TIMEOUT_MS', 8000),
-      queue: { maxWorkers: 2, defaultTimeout: 60000 },
+      // JOBWERK_MAX_QUEUE_SIZE: for the tests (a full queue); the plugin's default is 100000.
+      queue: { maxWorkers: 2, defaultTimeout: 60000, ...(env('JOBWERK_MAX_QUEUE_SIZE') ? { maxQueueSize: env.int('JOBWERK_MAX_QUEUE_SIZE') } : {}) },
       // The dashboard at /admin/jobwerk/ when a token is set (open /admin/jobwerk/?token=<token> once in a browser).
       dashboard: { enabled: Boolean(env('JOBWERK_DASHBOARD_TOKEN')), path: '/admin/jobwerk', token: env('JOBWERK_DASHBOARD_TOKEN') },
     },

@@ -4,6 +4,8 @@ module.exports = {
   // For the tests (npm run test:strapi): a full-access API token whose key is
   // written to EXAMPLE_TOKEN_FILE, made anew at each boot.
   async bootstrap({ strapi }) {
+    // test:strapi tells the processes of a `strapi develop` reload apart by it.
+    console.log(`[example] booted, pid ${process.pid}`)
     const file = process.env.EXAMPLE_TOKEN_FILE
     if (!file) return
     const tokens = strapi.service('admin::api-token')

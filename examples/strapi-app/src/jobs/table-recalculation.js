@@ -1,5 +1,9 @@
 // Loaded by the jobwerk plugin (every src/jobs/*.js exports a calculation).
-// Sorts a league by points and writes each entry's position.
+// Sorts a league by points and writes each entry's position: only the
+// positions that changed, so a run right after another writes nothing (and
+// its writes cannot trigger yet another run: see lifecycles.js).
+const { setTimeout: sleep } = require('node:timers/promises')
+
 const UID = 'api::tabellen-eintrag.tabellen-eintrag'
 
 // For the example's crash tests only: hold the job this long before writing.
@@ -18,7 +22,8 @@ module.exports = {
       // after it was added): only then is a crash "mid-job" for the tests.
       await strapi.plugin('jobwerk').service('jobs').flush()
       console.log(`[example] table-recalculation ${job.id} holding for ${HOLD_MS} ms`)
-      await new Promise((resolve) => setTimeout(resolve, HOLD_MS))
+      // Ends early when jobwerk aborts the attempt (shutdownTimeoutMs passed at a stop or reload).
+      await sleep(HOLD_MS, undefined, { signal: job.signal })
     }
     const rows = await strapi.db.query(UID).findMany({
       where: { league },
