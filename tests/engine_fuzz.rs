@@ -840,7 +840,7 @@ impl Harness {
       return;
     };
     let now = self.now;
-    self.q.store_mut().sync().expect("sync");
+    jobwerk::storage::wait_flushed(self.q.store_mut()).expect("sync");
     let mut names = Names::default();
     let fresh = Queue::with_store(
       self.cfg.clone(),

@@ -50,7 +50,7 @@ fn a_cancel_stored_by_0_1_0_reads_as_err_job_cancelled() {
     .expect("add");
   assert!(q.cancel(ids[0], NOW));
   q.end_batch();
-  q.store_mut().sync().expect("sync");
+  jobwerk::storage::wait_flushed(q.store_mut()).expect("sync");
   assert_eq!(
     error_code(&mut q, ids[0]),
     JobErrorCode::JobCancelled.as_str()

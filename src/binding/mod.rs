@@ -303,7 +303,7 @@ impl Core {
     if let Err(e) = self.open_storage(false) {
       return Ok(Some(e.to_string()));
     }
-    let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_watch()) else {
+    let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_mark()) else {
       return Ok(None);
     };
     let res = rx.wait_for(|c| c.seq >= mark || c.error.is_some()).await;

@@ -71,7 +71,7 @@ impl Harness for Sqlite {
     Box::new(SqliteStore::open(&self.opts, &mut names, 0).expect("open"))
   }
   fn reopen(&mut self, mut store: Box<dyn Store>, now: u64) -> Box<dyn Store> {
-    store.sync().expect("sync");
+    wait_flushed(&mut *store).expect("sync");
     store.close();
     drop(store);
     let mut names = names();
@@ -1421,7 +1421,7 @@ mod sqlite_only {
     );
     assert_eq!(claim(&mut *s, 1, 500), vec![retried], "claimed again");
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     s = h.reopen(s, 501);
     let get =
       |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| (j.status, j.attempts, j.started_at));
@@ -1453,7 +1453,7 @@ mod sqlite_only {
     }
     j.add(&mut *s, 0, Priority::High, 0, 0);
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     s = h.reopen(s, 1);
     assert_eq!(s.counts()[Status::Pending as usize], 40_001);
   }
@@ -1467,8 +1467,9 @@ mod sqlite_only {
       j.add(&mut *s, 0, Priority::Medium, 0, 0);
       s.end_batch();
     }
-    s.sync().expect("sync");
-    assert!(s.committed() >= s.write_mark());
+    wait_flushed(&mut *s).expect("sync");
+    let (mark, rx) = s.flush_mark().expect("a durable store has a mark");
+    assert!(rx.borrow().seq >= mark);
     s = h.reopen(s, 1);
     assert_eq!(s.counts()[Status::Pending as usize], 2_000);
   }
@@ -1789,7 +1790,7 @@ mod cold {
     let (_h, mut s, mut j, a, b) = one_in_memory_one_in_the_file();
     let high = j.add(&mut *s, 5, Priority::High, 5, 0);
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     assert_eq!(claim(&mut *s, 1, 6), vec![high]);
     assert!(s.complete(high, NO_HINT, "1", 6));
     assert_eq!(s.prune(6), 1);
@@ -1811,7 +1812,13 @@ mod cold {
 
   #[test]
   fn a_cold_job_added_just_now_is_read_without_sending_anything() {
-    let (_h, mut s, _, a, b) = one_in_memory_one_in_the_file();
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = 1;
+    let mut s = SqliteStore::open(&h.opts, &mut names(), 0).expect("open");
+    let mut j = Jobs::new();
+    let a = j.add(&mut s, 5, Priority::Medium, 5, 0);
+    let b = j.add(&mut s, 5, Priority::Medium, 5, 0);
+    let s = &mut s;
     // No end_batch: the insert is still with the store, and stays there
     // (an operation's writes reach the writer together).
     let mark = s.write_mark();

@@ -25,6 +25,31 @@ pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
+/// Blocks until everything `store` did so far is durable (see
+/// [`Store::flush_mark`]); `Err` (`ERR_STORAGE`) when a commit failed or
+/// the writer stopped first.
+pub fn wait_flushed(store: &mut dyn Store) -> Result<()> {
+  let Some((mark, mut rx)) = store.flush_mark() else {
+    return Ok(());
+  };
+  loop {
+    let c = rx.borrow_and_update().clone();
+    if let Some(e) = c.error {
+      return Err(crate::error::Error::Storage(e));
+    }
+    if c.seq >= mark {
+      return Ok(());
+    }
+    if rx.has_changed().is_err() {
+      return Err(crate::error::Error::Storage(
+        "the writer stopped before the flush".into(),
+      ));
+    }
+    // Blocking wait without a runtime: short sleeps until the writer catches up.
+    std::thread::sleep(std::time::Duration::from_micros(200));
+  }
+}
+
 /// How far a durable store's writer got: the last write batch committed, and
 /// the first error if a commit failed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -261,25 +286,15 @@ pub trait Store: Send {
   /// collected to its writer.
   fn end_batch(&mut self) {}
 
-  /// A number that [`Store::committed`] reaches once every transition made
-  /// so far is durable.
-  fn write_mark(&self) -> u64 {
-    0
-  }
-
-  /// How far writes are durable (see [`Store::write_mark`]).
-  fn committed(&self) -> u64 {
-    0
-  }
-
-  /// Blocks until everything written so far is durable.
-  fn sync(&mut self) -> Result<()> {
-    Ok(())
-  }
-
-  /// For waiting without blocking: the mark to reach and a receiver of the
-  /// writer's progress. `None` when every write is durable at once (memory).
-  fn flush_watch(&mut self) -> Option<(u64, tokio::sync::watch::Receiver<Commit>)> {
+  /// Durability, the one capability a backend that commits later than it
+  /// answers has: sends what it collected to its writer and returns the
+  /// mark that covers every transition made so far, with a receiver of the
+  /// writer's progress ([`Commit::seq`] reaches the mark once all of it is
+  /// durable; [`Commit::error`] is the first failed commit). `None` when
+  /// every transition is durable at once, or never (memory). Changes no job.
+  /// `add`'s and `flush()`'s promises wait on it; [`wait_flushed`] blocks
+  /// on it (tests, `close`).
+  fn flush_mark(&mut self) -> Option<(u64, tokio::sync::watch::Receiver<Commit>)> {
     None
   }
 

@@ -552,6 +552,23 @@ impl SqliteStore {
     }
   }
 
+  /// A number that [`SqliteStore::committed`] reaches once every
+  /// transition made so far is durable (without sending anything).
+  pub(crate) fn write_mark(&self) -> u64 {
+    self.sent + u64::from(!self.pending.is_empty())
+  }
+
+  /// How far writes are durable (see [`SqliteStore::write_mark`]).
+  pub(crate) fn committed(&self) -> u64 {
+    self.commits.borrow().seq
+  }
+
+  /// Blocks until everything written so far is durable.
+  pub fn sync(&mut self) -> Result<()> {
+    let (mark, _) = self.flush_handle();
+    self.wait_for(mark)
+  }
+
   /// A receiver of commit progress and the mark to wait for: everything
   /// written so far is durable once `seq >= mark`.
   pub fn flush_handle(&mut self) -> (u64, watch::Receiver<Commit>) {
@@ -896,24 +913,11 @@ impl Store for SqliteStore {
     self.evict();
   }
 
-  fn write_mark(&self) -> u64 {
-    self.sent + u64::from(!self.pending.is_empty())
-  }
-
-  fn committed(&self) -> u64 {
-    self.commits.borrow().seq
-  }
-
-  fn sync(&mut self) -> Result<()> {
-    let (mark, _) = self.flush_handle();
-    self.wait_for(mark)
-  }
-
   fn failure(&self) -> Option<String> {
     self.failure.lock().clone()
   }
 
-  fn flush_watch(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
+  fn flush_mark(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
     Some(self.flush_handle())
   }
 
