@@ -38,7 +38,7 @@ use crate::job::{IdGen, Job, JobError, JobErrorCode, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
-use crate::storage::{FailKind, MemoryStore, Names, Store};
+use crate::storage::{FailKind, Lease, MemoryStore, Names, Settled, Store};
 pub use crate::wire::Abort;
 use crate::wire::{self, Events, OutcomeKind, WireOutcome};
 use chores::prune::PruneClock;
@@ -82,8 +82,8 @@ struct Running {
   run_at: u64,
   name: u32,
   attempt: u32,
-  /// The store's hint for finding the job again.
-  hint: u32,
+  /// The store's lease of the attempt: its outcome is fenced by it.
+  lease: Lease,
 }
 
 /// One job to add.
@@ -118,7 +118,8 @@ pub struct Queue {
   events_on: bool,
   /// Events waiting for [`Queue::drain`].
   events: Events,
-  /// Outcomes that arrived after their attempt had ended.
+  /// Outcomes that arrived after their attempt had ended: caught by the
+  /// slot fence (`running`), or fenced by the store's lease.
   late_outcomes: u64,
   /// The earliest time the timer is sleeping until; an earlier deadline sets
   /// `timer_dirty`.
@@ -490,7 +491,10 @@ impl Queue {
           "the service stopped while the job ran".into(),
           0,
         );
-        self.store.fail(r.id, err, FailKind::Stop, now, 0.0);
+        // Fenced only if the store moved the job on meanwhile: nothing to undo.
+        let _ = self
+          .store
+          .fail(r.lease, r.id, err, FailKind::Stop, now, 0.0);
         n += 1;
       }
     }
@@ -551,7 +555,7 @@ impl Queue {
       max,
       now,
       &|n| registry.is_registered(n),
-      &mut |job, hint| {
+      &mut |job, lease| {
         let Some(slot) = free_slots.pop() else {
           return;
         };
@@ -570,7 +574,7 @@ impl Queue {
           run_at: job.run_at,
           name: job.name,
           attempt: job.attempts,
-          hint,
+          lease,
         });
         stats.started(now, now.saturating_sub(job.run_at));
         wire::write_taken(out, slot, *seq, job, registry.is_raw(job.name));
@@ -643,8 +647,12 @@ impl Queue {
       self.stats.finished(now, now.saturating_sub(r.started_at));
       if kind == OutcomeKind::Ok {
         self.record_running(&r, Outcome::Completed, now);
-        if self.store.complete(r.id, r.hint, value.get(), now) && !caller_emits {
-          self.event_of("completed", r.id, r.name, r.attempt, value.get());
+        match self.store.complete(r.lease, r.id, value.get(), now) {
+          Settled::Applied(()) if !caller_emits => {
+            self.event_of("completed", r.id, r.name, r.attempt, value.get())
+          }
+          Settled::Applied(()) => {}
+          Settled::Fenced => self.late_outcomes += 1,
         }
       } else {
         let err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
@@ -653,7 +661,7 @@ impl Queue {
           ..JobError::default()
         });
         self.fail_attempt(
-          r.id,
+          &r,
           err,
           FailKind::Error {
             unrecoverable: kind == OutcomeKind::Unrecoverable,
@@ -680,7 +688,8 @@ impl Queue {
 
   /// A failed or timed-out attempt: the store retries or finishes it; this
   /// records the events and the timer.
-  fn fail_attempt(&mut self, id: JobId, err: JobError, kind: FailKind, now: u64) {
+  fn fail_attempt(&mut self, r: &Running, err: JobError, kind: FailKind, now: u64) {
+    let id = r.id;
     let err_json = if self.events_on {
       let mut e = err.clone();
       e.attempt = self.job(id).map(|j| j.attempts).unwrap_or(0);
@@ -693,8 +702,15 @@ impl Queue {
       FailKind::Timeout => self.record(id, Outcome::TimedOut, now, Some(&err.message)),
       FailKind::Interrupt | FailKind::Stop => {}
     }
-    let Some(f) = self.store.fail(id, err, kind, now, fastrand::f64()) else {
-      return;
+    let f = match self
+      .store
+      .fail(r.lease, id, err, kind, now, fastrand::f64())
+    {
+      Settled::Applied(f) => f,
+      Settled::Fenced => {
+        self.late_outcomes += 1;
+        return;
+      }
     };
     let timed_out = kind == FailKind::Timeout;
     if timed_out {

@@ -212,7 +212,7 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   s.insert(vec![job], &names());
   let plain = j.add(&mut *s, 0, Priority::Medium, 5, 0);
   assert_eq!(claim(&mut *s, 5, 1), vec![with_context]);
-  assert!(s.complete(with_context, NO_HINT, "7", 2));
+  assert!(s.complete_current(with_context, "7", 2));
   s = h.reopen(s, 10);
   let ctx = |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| j.context_json().to_string());
   assert_eq!(ctx(&mut *s, plain).as_deref(), Some("{}"));
@@ -240,6 +240,100 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   assert_eq!(d.deps().map(|d| d.ids.clone()), Some(vec![with_context]));
 }
 
+/// An outcome under a lease that is no longer current changes nothing:
+/// after a cancel, a retry and a new claim (same attempt number), a
+/// timeout's retry, a stop, under another owner, or for an unknown id.
+fn late_outcomes_are_fenced_by_their_lease(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let c = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let mut leases = Vec::new();
+  s.claim(3, 1, &all, &mut |job, lease| leases.push((job.id, lease)));
+  assert_eq!(
+    leases.iter().map(|l| l.0).collect::<Vec<_>>(),
+    vec![a, b, c]
+  );
+  let (la, lb, lc) = (leases[0].1, leases[1].1, leases[2].1);
+  assert_eq!((la.owner, la.attempt), (s.owner(), 1));
+  // Another owner's lease of a running job: fenced, the job runs on.
+  let foreign = Lease {
+    owner: la.owner.wrapping_add(1),
+    ..la
+  };
+  assert_eq!(s.complete(foreign, a, "1", 2), Settled::Fenced);
+  assert_eq!(
+    s.fail(foreign, a, err("x"), FailKind::Timeout, 2, 0.0),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, a), Some((Status::Running, 1)));
+  // Cancelled, retried and claimed again: attempt 1 again, a new claim.
+  assert_eq!(s.cancel(a, 3), Some(Status::Running));
+  assert_eq!(s.complete(la, a, "1", 4), Settled::Fenced);
+  assert_eq!(status(&mut *s, a), Some((Status::Cancelled, 1)));
+  assert!(s.retry(a, 5));
+  let mut again = Vec::new();
+  s.claim(1, 6, &all, &mut |job, lease| again.push((job.id, lease)));
+  assert_eq!(again.len(), 1);
+  let (id, la2) = again[0];
+  assert_eq!((id, la2.attempt), (a, 1));
+  assert_ne!(la2, la, "a new claim, a new lease");
+  assert_eq!(s.complete(la, a, "\"late\"", 7), Settled::Fenced);
+  assert_eq!(
+    s.fail(
+      la,
+      a,
+      err("late"),
+      FailKind::Error {
+        unrecoverable: true
+      },
+      7,
+      0.0
+    ),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, a), Some((Status::Running, 1)));
+  assert_eq!(s.complete(la2, a, "\"now\"", 8), Settled::Applied(()));
+  // Timed out and retried: the late outcome of the first attempt is fenced
+  // though the job is pending (and then running again).
+  let f = s.fail(lb, b, err("slow"), FailKind::Timeout, 9, 0.0);
+  assert!(matches!(
+    f,
+    Settled::Applied(Failed {
+      status: Status::Pending,
+      ..
+    })
+  ));
+  assert_eq!(s.complete(lb, b, "1", 10), Settled::Fenced);
+  assert_eq!(status(&mut *s, b).map(|s| s.0), Some(Status::Pending));
+  // Stopped (the attempt not counted), claimed again at attempt 1.
+  let f = s.fail(lc, c, err("stop"), FailKind::Stop, 11, 0.0);
+  assert!(f.is_applied());
+  let mut third = Vec::new();
+  s.claim(5, 10_000, &all, &mut |job, lease| {
+    third.push((job.id, lease))
+  });
+  let lc2 = third
+    .iter()
+    .find(|t| t.0 == c)
+    .map(|t| t.1)
+    .expect("c again");
+  assert_eq!(lc2.attempt, lc.attempt);
+  assert_eq!(s.complete(lc, c, "1", 10_001), Settled::Fenced);
+  assert_eq!(status(&mut *s, c), Some((Status::Running, 1)));
+  // Unknown id.
+  let ghost = j.job(0, Priority::Medium, 0, 0).id;
+  assert_eq!(s.complete(lc2, ghost, "1", 10_002), Settled::Fenced);
+  assert!(s.complete(lc2, c, "2", 10_003).is_applied());
+  s.end_batch();
+  s = h.reopen(s, 10_004);
+  let done = |s: &mut dyn Store, id| job_of(s, id).and_then(|j| j.extra.and_then(|e| e.result));
+  assert_eq!(done(&mut *s, a).as_deref(), Some("\"now\""));
+  assert_eq!(done(&mut *s, c).as_deref(), Some("2"));
+  s.check_invariants().expect("invariants");
+}
+
 /// The hint a claim hands out finds the job; a stale or wrong hint still
 /// completes the job named by its id, never another one.
 fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
@@ -248,16 +342,25 @@ fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
   let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let b = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let mut got = Vec::new();
-  s.claim(2, 1, &all, &mut |job, hint| got.push((job.id, hint)));
+  s.claim(2, 1, &all, &mut |job, lease| got.push((job.id, lease)));
   assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![a, b]);
-  let (hint_a, hint_b) = (got[0].1, got[1].1);
-  assert!(
-    s.complete(a, hint_b, "\"a\"", 2),
+  let (lease_a, lease_b) = (got[0].1, got[1].1);
+  let wrong_hint = Lease {
+    hint: lease_b.hint,
+    ..lease_a
+  };
+  assert_eq!(
+    s.complete(wrong_hint, a, "\"a\"", 2),
+    Settled::Applied(()),
     "b's hint: a is found by id"
   );
   assert_eq!(job_of(&mut *s, b).map(|j| j.status), Some(Status::Running));
-  assert!(!s.complete(a, hint_a, "1", 3), "a finished already");
-  assert!(s.complete(b, hint_b, "\"b\"", 4));
+  assert_eq!(
+    s.complete(lease_a, a, "1", 3),
+    Settled::Fenced,
+    "a finished already"
+  );
+  assert!(s.complete(lease_b, b, "\"b\"", 4).is_applied());
   s = h.reopen(s, 10);
   for (id, result) in [(a, "\"a\""), (b, "\"b\"")] {
     let job = job_of(&mut *s, id).expect("job");
@@ -274,8 +377,8 @@ fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
   assert!(!s.progress(id, "5"), "not running yet");
   claim(&mut *s, 1, 1);
   assert!(s.progress(id, "{\"p\":50}"));
-  assert!(s.complete(id, NO_HINT, "{\"table\":[1,2]}", 5));
-  assert!(!s.complete(id, NO_HINT, "1", 6), "only once");
+  assert!(s.complete_current(id, "{\"table\":[1,2]}", 5));
+  assert!(!s.complete_current(id, "1", 6), "only once");
   s = h.reopen(s, 10);
   let job = job_of(&mut *s, id).expect("job");
   assert_eq!(
@@ -293,7 +396,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
   let mut j = Jobs::new();
   let id = j.add(&mut *s, 0, Priority::Medium, 0, 1);
   claim(&mut *s, 1, 0);
-  let f = s.fail(
+  let f = s.fail_current(
     id,
     err("one"),
     FailKind::Error {
@@ -313,7 +416,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
   assert_eq!(job_of(&mut *s, id).map(|j| j.run_at), Some(110));
   assert!(claim(&mut *s, 1, 109).is_empty());
   assert_eq!(claim(&mut *s, 1, 110), vec![id]);
-  let f = s.fail(
+  let f = s.fail_current(
     id,
     err("two"),
     FailKind::Error {
@@ -353,7 +456,7 @@ fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
   let b = j.add(&mut *s, 0, Priority::Medium, 0, 1);
   claim(&mut *s, 2, 0);
   assert_eq!(
-    s.fail(
+    s.fail_current(
       a,
       err("fatal"),
       FailKind::Error {
@@ -366,18 +469,18 @@ fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
     Some(Status::Failed)
   );
   assert_eq!(
-    s.fail(b, err("slow"), FailKind::Timeout, 1, 0.0)
+    s.fail_current(b, err("slow"), FailKind::Timeout, 1, 0.0)
       .map(|f| f.status),
     Some(Status::Pending)
   );
   claim(&mut *s, 1, 200);
   assert_eq!(
-    s.fail(b, err("slow"), FailKind::Timeout, 201, 0.0)
+    s.fail_current(b, err("slow"), FailKind::Timeout, 201, 0.0)
       .map(|f| f.status),
     Some(Status::Timeout)
   );
   assert_eq!(
-    s.fail(b, err("again"), FailKind::Timeout, 202, 0.0),
+    s.fail_current(b, err("again"), FailKind::Timeout, 202, 0.0),
     None,
     "not running"
   );
@@ -416,8 +519,8 @@ fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
   let young = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let waiting = j.add(&mut *s, 0, Priority::Medium, 10_000, 0);
   claim(&mut *s, 2, 0);
-  s.complete(old, NO_HINT, "1", 10);
-  s.complete(young, NO_HINT, "2", 50);
+  s.complete_current(old, "1", 10);
+  s.complete_current(young, "2", 50);
   assert_eq!(s.prune(20), 1);
   s = h.reopen(s, 60);
   assert!(job_of(&mut *s, old).is_none());
@@ -476,7 +579,7 @@ fn graceful_stop_does_not_count_the_attempt(h: &mut dyn Harness) {
   let mut j = Jobs::new();
   let id = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   claim(&mut *s, 1, 0);
-  let f = s.fail(id, err("stopped"), FailKind::Stop, 5, 0.0);
+  let f = s.fail_current(id, err("stopped"), FailKind::Stop, 5, 0.0);
   assert_eq!(f.map(|f| f.status), Some(Status::Pending));
   s = h.reopen(s, 10);
   assert_eq!(status(&mut *s, id), Some((Status::Pending, 0)));
@@ -520,7 +623,7 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(s.counts()[Status::Waiting as usize], 3);
   s = h.reopen(s, 1);
   assert_eq!(claim(&mut *s, 10, 1), vec![a], "only the root runs");
-  s.complete(a, NO_HINT, "1", 2);
+  s.complete_current(a, "1", 2);
   let mut changed = s.take_changed();
   changed.sort();
   assert_eq!(changed, vec![b, c]);
@@ -528,13 +631,13 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
   assert_eq!(status(&mut *s, d), Some((Status::Waiting, 0)));
   assert_eq!(claim(&mut *s, 10, 3), vec![b, c]);
-  s.complete(b, NO_HINT, "2", 4);
+  s.complete_current(b, "2", 4);
   assert_eq!(
     status(&mut *s, d),
     Some((Status::Waiting, 0)),
     "c still runs"
   );
-  s.complete(c, NO_HINT, "3", 5);
+  s.complete_current(c, "3", 5);
   assert_eq!(claim(&mut *s, 10, 6), vec![d]);
   s.check_invariants().expect("invariants");
 }
@@ -547,7 +650,7 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   let c = dependent(&mut j, &mut *s, &[b], false);
   let ignoring = dependent(&mut j, &mut *s, &[a], true);
   claim(&mut *s, 1, 0);
-  s.fail(
+  s.fail_current(
     a,
     err("boom"),
     FailKind::Error {
@@ -600,7 +703,7 @@ fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harne
     unrecoverable: true,
   };
   assert_eq!(claim(&mut *s, 1, 0), vec![a]);
-  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  s.fail_current(a, err("boom"), unrecoverable, 1, 0.0);
   assert_eq!(status(&mut *s, b), Some((Status::Failed, 0)));
   s.take_changed();
   // The dependant first: it waits for the failed dependency.
@@ -611,19 +714,19 @@ fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harne
   assert_eq!(status(&mut *s, b), Some((Status::Waiting, 0)));
   assert!(s.retry(a, 3));
   assert_eq!(claim(&mut *s, 10, 3), vec![a]);
-  s.complete(a, NO_HINT, "1", 4);
+  s.complete_current(a, "1", 4);
   assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 10, 5), vec![b]);
-  s.complete(b, NO_HINT, "2", 6);
+  s.complete_current(b, "2", 6);
   // The dependency first: the dependant retried after it completed runs.
   let c = j.add(&mut *s, 7, Priority::Medium, 0, 0);
   let d = dependent(&mut j, &mut *s, &[c], false);
   assert_eq!(claim(&mut *s, 1, 7), vec![c]);
-  s.fail(c, err("boom"), unrecoverable, 8, 0.0);
+  s.fail_current(c, err("boom"), unrecoverable, 8, 0.0);
   assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
   assert!(s.retry(c, 9));
   assert_eq!(claim(&mut *s, 10, 9), vec![c]);
-  s.complete(c, NO_HINT, "3", 10);
+  s.complete_current(c, "3", 10);
   assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
   assert!(s.retry(d, 11));
   assert_eq!(claim(&mut *s, 10, 11), vec![d]);
@@ -631,11 +734,11 @@ fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harne
   let e = j.add(&mut *s, 12, Priority::Medium, 0, 0);
   let f = dependent(&mut j, &mut *s, &[e], false);
   assert_eq!(claim(&mut *s, 1, 12), vec![e]);
-  s.fail(e, err("boom"), unrecoverable, 13, 0.0);
+  s.fail_current(e, err("boom"), unrecoverable, 13, 0.0);
   assert!(s.retry(f, 14));
   assert!(s.retry(e, 14));
   assert_eq!(claim(&mut *s, 10, 14), vec![e]);
-  s.fail(e, err("again"), unrecoverable, 15, 0.0);
+  s.fail_current(e, err("again"), unrecoverable, 15, 0.0);
   assert_eq!(status(&mut *s, f), Some((Status::Failed, 0)));
   s.check_invariants().expect("invariants");
 }
@@ -653,17 +756,17 @@ fn an_ignored_failed_dependency_retried_is_waited_for_again(h: &mut dyn Harness)
   let unrecoverable = FailKind::Error {
     unrecoverable: true,
   };
-  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  s.fail_current(a, err("boom"), unrecoverable, 1, 0.0);
   assert!(s.retry(a, 2));
   assert_eq!(claim(&mut *s, 2, 2), vec![b, a]);
-  s.complete(b, NO_HINT, "1", 3);
+  s.complete_current(b, "1", 3);
   assert_eq!(
     status(&mut *s, w),
     Some((Status::Waiting, 0)),
     "a runs again"
   );
   s.check_invariants().expect("invariants");
-  s.complete(a, NO_HINT, "2", 4);
+  s.complete_current(a, "2", 4);
   assert_eq!(status(&mut *s, w), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 1, 5), vec![w]);
   s.check_invariants().expect("invariants");
@@ -855,12 +958,12 @@ fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
   assert_eq!(got.len(), 12);
   for (k, id) in got.iter().enumerate() {
     match k % 4 {
-      0 | 3 => assert!(s.complete(*id, NO_HINT, "{\"r\":2}", 31)),
+      0 | 3 => assert!(s.complete_current(*id, "{\"r\":2}", 31)),
       1 => {
         let kind = FailKind::Error {
           unrecoverable: true,
         };
-        assert!(s.fail(*id, err("no"), kind, 31, 0.0).is_some());
+        assert!(s.fail_current(*id, err("no"), kind, 31, 0.0).is_some());
       }
       _ => {}
     }
@@ -1235,6 +1338,10 @@ macro_rules! conformance {
         super::context_survives_with_outcome_and_dependencies(&mut $harness);
       }
       #[test]
+      fn late_outcomes_are_fenced_by_their_lease() {
+        super::late_outcomes_are_fenced_by_their_lease(&mut $harness);
+      }
+      #[test]
       fn complete_hints_never_complete_the_wrong_job() {
         super::complete_hints_never_complete_the_wrong_job(&mut $harness);
       }
@@ -1404,13 +1511,13 @@ mod sqlite_only {
     let retried = j.add(&mut *s, 0, Priority::Medium, 0, 2);
     let running = j.add(&mut *s, 0, Priority::Medium, 0, 0);
     assert_eq!(claim(&mut *s, 3, 1), vec![done, retried, running]);
-    assert!(s.complete(done, NO_HINT, "\"ok\"", 2));
+    assert!(s.complete_current(done, "\"ok\"", 2));
     let boom = JobError {
       name: "Error".into(),
       message: "boom".into(),
       ..JobError::default()
     };
-    s.fail(
+    s.fail_current(
       retried,
       boom,
       FailKind::Error {
@@ -1617,11 +1724,15 @@ mod cold {
           let kind = FailKind::Error {
             unrecoverable: false,
           };
-          let a = mem.fail(id, err("x"), kind, now, 0.0);
-          assert_eq!(a, cold.fail(id, err("x"), kind, now, 0.0), "step {step}");
+          let a = mem.fail_current(id, err("x"), kind, now, 0.0);
+          assert_eq!(
+            a,
+            cold.fail_current(id, err("x"), kind, now, 0.0),
+            "step {step}"
+          );
         } else {
-          let a = mem.complete(id, NO_HINT, "1", now);
-          assert_eq!(a, cold.complete(id, NO_HINT, "1", now), "step {step}");
+          let a = mem.complete_current(id, "1", now);
+          assert_eq!(a, cold.complete_current(id, "1", now), "step {step}");
         }
       } else if what < 85 && !known.is_empty() {
         let id = known[rng.below(known.len() as u64) as usize];
@@ -1687,8 +1798,8 @@ mod cold {
         break;
       }
       for id in a {
-        mem.complete(id, NO_HINT, "1", now);
-        cold.complete(id, NO_HINT, "1", now);
+        mem.complete_current(id, "1", now);
+        cold.complete_current(id, "1", now);
       }
     }
     assert_eq!(mem.counts(), cold.counts());
@@ -1749,7 +1860,7 @@ mod cold {
     assert_eq!(status(&mut *s, waits), Some((Status::Waiting, 0)));
     let order: Vec<JobId> = ids.iter().copied().filter(|&id| id != ids[6]).collect();
     assert_eq!(claim(&mut *s, 20, 7), order);
-    assert!(s.complete(ids[8], NO_HINT, "1", 8));
+    assert!(s.complete_current(ids[8], "1", 8));
     assert_eq!(status(&mut *s, waits), Some((Status::Pending, 0)));
     assert_eq!(s.counts()[Status::Cancelled as usize], 1);
   }
@@ -1792,7 +1903,7 @@ mod cold {
     s.end_batch();
     wait_flushed(&mut *s).expect("sync");
     assert_eq!(claim(&mut *s, 1, 6), vec![high]);
-    assert!(s.complete(high, NO_HINT, "1", 6));
+    assert!(s.complete_current(high, "1", 6));
     assert_eq!(s.prune(6), 1);
     assert!(job_of(&mut *s, high).is_none());
     assert_eq!(claim(&mut *s, 10, 7), vec![a, b]);

@@ -50,6 +50,52 @@ pub fn wait_flushed(store: &mut dyn Store) -> Result<()> {
   }
 }
 
+/// Tests drive outcomes without holding the claim's lease: these look up the
+/// job's current lease first (so they are never fenced by their own doing).
+#[cfg(test)]
+pub(crate) trait StoreExt: Store {
+  /// The lease of the job's current claim (one that fences if it is not running).
+  fn current_lease(&mut self, id: JobId) -> Lease {
+    let owner = self.owner();
+    match self.get(id) {
+      Ok(Some(j)) => Lease {
+        owner,
+        attempt: j.attempts,
+        hint: NO_HINT,
+        claim: j.gen,
+      },
+      _ => Lease {
+        owner,
+        attempt: 0,
+        hint: NO_HINT,
+        claim: 0,
+      },
+    }
+  }
+
+  /// [`Store::complete`] under the current lease; true when applied.
+  fn complete_current(&mut self, id: JobId, result: &str, now: u64) -> bool {
+    let lease = self.current_lease(id);
+    self.complete(lease, id, result, now).is_applied()
+  }
+
+  /// [`Store::fail`] under the current lease; `None` when fenced.
+  fn fail_current(
+    &mut self,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed> {
+    let lease = self.current_lease(id);
+    self.fail(lease, id, err, kind, now, rand).applied()
+  }
+}
+
+#[cfg(test)]
+impl<S: Store + ?Sized> StoreExt for S {}
+
 /// How far a durable store's writer got: the last write batch committed, and
 /// the first error if a commit failed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,8 +154,54 @@ impl Names {
   }
 }
 
-/// No hint: the store looks the job up by id (see [`Store::claim`]).
+/// No hint: the store looks the job up by id (see [`Lease::hint`]).
 pub const NO_HINT: u32 = u32::MAX;
+
+/// The fencing token of one claimed attempt, handed out by [`Store::claim`]
+/// with the job and passed back with its outcome ([`Store::complete`],
+/// [`Store::fail`]). An outcome whose lease is no longer current (the job
+/// was cancelled, timed out, rescued, retried, or claimed again since)
+/// changes nothing: [`Settled::Fenced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+  /// The claiming process's instance id ([`Store::owner`]: memory and
+  /// SQLite draw one at random each time the store is opened).
+  pub owner: u64,
+  /// The attempt the claim started (the job's `attempts` after the claim).
+  pub attempt: u32,
+  /// The store's own handle for the job (memory and SQLite: its slot), so
+  /// an outcome finds it without a lookup; [`NO_HINT`] for none.
+  pub hint: u32,
+  /// The store's number for this claim of the job: `attempt` alone repeats
+  /// (a retried job starts again at attempt 1; a stopped attempt is not
+  /// counted), so two claims of one job differ here. Memory and SQLite: the
+  /// job's generation, which every requeue moves on.
+  pub claim: u32,
+}
+
+/// What an outcome did (see [`Lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled<T = ()> {
+  /// The lease was current: the outcome is applied.
+  Applied(T),
+  /// The lease was not current (or the job is unknown): nothing changed.
+  Fenced,
+}
+
+impl<T> Settled<T> {
+  /// The applied outcome, `None` when fenced.
+  pub fn applied(self) -> Option<T> {
+    match self {
+      Settled::Applied(t) => Some(t),
+      Settled::Fenced => None,
+    }
+  }
+
+  /// True when applied.
+  pub fn is_applied(&self) -> bool {
+    matches!(self, Settled::Applied(_))
+  }
+}
 
 /// Why an attempt ended without a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,34 +258,43 @@ pub trait Store: Send {
   /// Claims up to `max` due jobs in order (priority weight, then due time,
   /// then insertion), skipping jobs whose calculation `runnable` refuses (they
   /// wait, counted by [`Store::unregistered`], until [`Store::registered`]).
-  /// Each claimed job is `running` with its attempt counted when `visit`
-  /// sees it, with a hint: the store's own handle for the job (a slot), to
-  /// pass back to [`Store::complete`] so it finds the job without a lookup.
+  /// Each claimed job goes `pending` -> `running` with its attempt counted
+  /// and `started_at = now` when `visit` sees it, with its [`Lease`]. The
+  /// visitor borrows the job (no copy on the hot path). Returns how many.
   fn claim(
     &mut self,
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
+    visit: &mut dyn FnMut(&Job, Lease),
   ) -> usize;
 
-  /// True when a claim at `now` would find a job.
+  /// True when a claim at `now` would find a job. Changes no job.
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool;
 
-  /// A running job finished with `result` (JSON). False if it is not running.
-  /// `hint` is what [`Store::claim`] handed out with the job, or [`NO_HINT`].
-  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool;
+  /// The instance id this store claims as ([`Lease::owner`]).
+  fn owner(&self) -> u64;
 
-  /// A running job's attempt failed: retried with backoff when attempts are
-  /// left (and the failure allows it), finished otherwise.
+  /// The attempt `lease` finished with `result` (JSON): `running` ->
+  /// `completed`, `finished_at = now`; waiting dependants are released.
+  /// A lease that is not current (the job is not running, or running under
+  /// another claim) or an unknown id: nothing changes, [`Settled::Fenced`].
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled;
+
+  /// The attempt `lease` failed: `running` -> `pending` due after the
+  /// backoff when attempts are left and `kind` allows a retry (a
+  /// [`FailKind::Stop`] is not counted as an attempt), else -> `failed`
+  /// (`timeout` for [`FailKind::Timeout`]) with dependants failed in turn.
+  /// `err` is appended to the job's errors. Fenced like [`Store::complete`].
   fn fail(
     &mut self,
+    lease: Lease,
     id: JobId,
     err: JobError,
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Option<Failed>;
+  ) -> Settled<Failed>;
 
   /// The newest job holding unique key `key` (`options.key`) that has not
   /// finished (waiting, pending or running), if any.

@@ -70,7 +70,7 @@ use self::lock::{canonical_path, take_lock};
 use self::schema::{load_schedules, open_connection, open_reader};
 use self::writer::{insert_row, state_row, Op, Pruned, UpdateRow, FINISHED_SQL};
 use super::memory::MemoryStore;
-use super::{Commit, FailKind, Failed, JobFilter, Names, Skew, Store, Unstarted};
+use super::{Commit, FailKind, Failed, JobFilter, Lease, Names, Settled, Skew, Store, Unstarted};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobError, JobId, Priority, Status};
 
@@ -635,7 +635,7 @@ impl Store for SqliteStore {
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
+    visit: &mut dyn FnMut(&Job, Lease),
   ) -> usize {
     if self.cold.stale {
       self.refill(0);
@@ -654,13 +654,13 @@ impl Store for SqliteStore {
       let pending = &mut self.pending;
       n += self
         .mem
-        .claim_until(max - n, now, bound, runnable, &mut |job, hint| {
+        .claim_until(max - n, now, bound, runnable, &mut |job, lease| {
           pending.push(Op::Claim {
             k: key(job.id),
             attempts: job.attempts,
             started_at: job.started_at,
           });
-          visit(job, hint)
+          visit(job, lease)
         });
       if n >= max || !self.cold.runnable(runnable) || self.refill(max - n) == 0 {
         return n;
@@ -672,10 +672,14 @@ impl Store for SqliteStore {
     self.mem.has_due(now, runnable) || self.cold.runnable(runnable)
   }
 
-  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
-    let ok = self.mem.complete(id, hint, result, now);
-    if ok {
-      if let Some(job) = self.mem.get_hinted(id, hint) {
+  fn owner(&self) -> u64 {
+    self.mem.owner()
+  }
+
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled {
+    let done = self.mem.complete(lease, id, result, now);
+    if done.is_applied() {
+      if let Some(job) = self.mem.get_hinted(id, lease.hint) {
         let result = job.extra.as_ref().and_then(|e| e.result.clone());
         self.pending.push(Op::Completed {
           k: key(job.id),
@@ -687,21 +691,24 @@ impl Store for SqliteStore {
       }
       self.journal_changed();
     }
-    ok
+    done
   }
 
   fn fail(
     &mut self,
+    lease: Lease,
     id: JobId,
     err: JobError,
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Option<Failed> {
-    let f = self.mem.fail(id, err, kind, now, rand)?;
-    self.push_state(id, true);
-    self.journal_changed();
-    Some(f)
+  ) -> Settled<Failed> {
+    let f = self.mem.fail(lease, id, err, kind, now, rand);
+    if f.is_applied() {
+      self.push_state(id, true);
+      self.journal_changed();
+    }
+    f
   }
 
   fn keyed(&mut self, key: &str) -> Option<JobId> {

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::job::{Backoff, BackoffKind, IdGen, JobId, Priority, Status};
+use crate::storage::StoreExt;
 
 /// A directory of its own, removed on drop.
 struct Dir(PathBuf);
@@ -561,7 +562,7 @@ fn memory_holds_the_live_jobs_whatever_the_number_finished() {
   for round in 0..40 {
     f.add(250, None);
     for id in f.claim(250) {
-      assert!(f.store.complete(id, crate::storage::NO_HINT, "1", f.now));
+      assert!(f.store.complete_current(id, "1", f.now));
       done += 1;
     }
     f.now += 1;
@@ -577,7 +578,7 @@ fn memory_holds_the_live_jobs_whatever_the_number_finished() {
   // Until their rows are committed, finished jobs are read from memory.
   let ids = f.claim(10);
   for id in &ids {
-    f.store.complete(*id, crate::storage::NO_HINT, "2", f.now);
+    f.store.complete_current(*id, "2", f.now);
   }
   for id in &ids {
     let j = f.store.get(*id).expect("read").expect("the job");
@@ -601,20 +602,17 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   let mut f = Finished::new(HOT_PENDING);
   let ids = f.add(6, None);
   assert_eq!(f.claim(6), ids);
-  f.store
-    .complete(ids[0], crate::storage::NO_HINT, "{\"r\":0}", f.now);
-  f.store
-    .complete(ids[1], crate::storage::NO_HINT, "{\"r\":1}", f.now);
+  f.store.complete_current(ids[0], "{\"r\":0}", f.now);
+  f.store.complete_current(ids[1], "{\"r\":1}", f.now);
   let failed = f
     .store
-    .fail(ids[2], fail("boom"), UNRECOVERABLE, f.now, 0.0);
+    .fail_current(ids[2], fail("boom"), UNRECOVERABLE, f.now, 0.0);
   assert_eq!(failed.map(|x| x.status), Some(Status::Failed));
   f.store
-    .fail(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
+    .fail_current(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
   assert_eq!(f.store.cancel(ids[4], f.now), Some(Status::Running));
   f.now += 10;
-  f.store
-    .complete(ids[5], crate::storage::NO_HINT, "5", f.now);
+  f.store.complete_current(ids[5], "5", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0, "all of them are in the file only");
   for round in 0..2 {
@@ -672,8 +670,7 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   assert_eq!(f.status(ids[2]), Some(Status::Pending));
   assert_eq!(f.store.counts()[Status::Failed as usize], 0);
   assert_eq!(f.claim(5), vec![ids[2]]);
-  f.store
-    .complete(ids[2], crate::storage::NO_HINT, "2", f.now);
+  f.store.complete_current(ids[2], "2", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   assert_eq!(f.store.counts()[Status::Completed as usize], 4);
@@ -700,8 +697,9 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   let ids = f.add(2, None);
   let (ok, bad) = (ids[0], ids[1]);
   f.claim(2);
-  f.store.complete(ok, crate::storage::NO_HINT, "1", f.now);
-  f.store.fail(bad, fail("no"), UNRECOVERABLE, f.now, 0.0);
+  f.store.complete_current(ok, "1", f.now);
+  f.store
+    .fail_current(bad, fail("no"), UNRECOVERABLE, f.now, 0.0);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   // On a completed one: runs; on a failed one: fails, unless ignored.
@@ -712,9 +710,8 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   assert_eq!(f.status(fails), Some(Status::Failed));
   assert_eq!(f.status(ignores), Some(Status::Pending));
   assert_eq!(f.claim(5), vec![runs, ignores]);
-  f.store.complete(runs, crate::storage::NO_HINT, "1", f.now);
-  f.store
-    .complete(ignores, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(runs, "1", f.now);
+  f.store.complete_current(ignores, "1", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   // Retried, the failed dependant waits for its failed dependency again,
@@ -727,15 +724,16 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   assert_eq!(f.store.resident(), 1, "the waiting job only");
   assert!(f.store.retry(bad, f.now));
   assert_eq!(f.claim(5), vec![bad]);
-  f.store.complete(bad, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(bad, "1", f.now);
   assert_eq!(f.status(fails), Some(Status::Pending));
   assert_eq!(f.claim(5), vec![fails]);
   // A waiting job whose failed dependency is pruned goes on (a pruned
   // dependency counts as done, as in memory).
-  f.store.complete(fails, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(fails, "1", f.now);
   let ids = f.add(1, None);
   f.claim(1);
-  f.store.fail(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
+  f.store
+    .fail_current(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
   let w = f.add(1, Some((vec![ids[0]], false)))[0];
   assert_eq!(f.status(w), Some(Status::Failed));
   assert!(f.store.retry(w, f.now));
@@ -783,8 +781,7 @@ fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
       f.reopen();
     }
     assert_eq!(f.claim(1), vec![id]);
-    f.store
-      .complete(id, crate::storage::NO_HINT, "1", f.now + 1);
+    f.store.complete_current(id, "1", f.now + 1);
     f.settle();
     if reopen {
       // The skew is read back from the file.
@@ -803,7 +800,7 @@ fn a_corrupt_finished_job_is_a_storage_error_naming_it_and_the_store_goes_on() {
   let ids = f.add(2, None);
   f.claim(2);
   for id in &ids {
-    f.store.complete(*id, crate::storage::NO_HINT, "1", f.now);
+    f.store.complete_current(*id, "1", f.now);
   }
   f.settle();
   assert_eq!(f.store.resident(), 0);
