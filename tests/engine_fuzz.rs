@@ -652,7 +652,7 @@ impl Harness {
         }
         let j = pick % self.jobs.len();
         let now = self.now;
-        let got = self.q.cancel(self.jobs[j].id, now);
+        let got = self.q.cancel(self.jobs[j].id, now).expect("cancel");
         let job = &self.jobs[j];
         let want = !job.pruned
           && matches!(

@@ -48,7 +48,7 @@ fn a_cancel_stored_by_0_1_0_reads_as_err_job_cancelled() {
       NOW,
     )
     .expect("add");
-  assert!(q.cancel(ids[0], NOW));
+  assert!(q.cancel(ids[0], NOW).expect("cancel"));
   q.end_batch();
   jobwerk::storage::wait_flushed(q.store_mut()).expect("sync");
   assert_eq!(

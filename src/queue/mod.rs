@@ -118,6 +118,9 @@ pub struct Queue {
   events_on: bool,
   /// Events waiting for [`Queue::drain`].
   events: Events,
+  /// The first storage error of a transition no caller waited for (a
+  /// timer chore, an outcome, a claim): see [`Queue::store_failure`].
+  store_error: Option<String>,
   /// Outcomes that arrived after their attempt had ended: caught by the
   /// slot fence (`running`), or fenced by the store's lease.
   late_outcomes: u64,
@@ -180,6 +183,7 @@ impl Queue {
       events_on: false,
       events: Events::default(),
       late_outcomes: 0,
+      store_error: None,
       planned_wake: u64::MAX,
       timer_dirty: false,
       scheduler,
@@ -381,9 +385,30 @@ impl Queue {
         .get(&id)
         .and_then(|s| serde_json::to_string(s).ok())
       {
-        self.store.save_schedule(&id, &json);
+        if let Err(e) = self.store.save_schedule(&id, &json) {
+          self.store_failed(e);
+        }
       }
     }
+  }
+
+  /// Records a storage error of a transition whose caller cannot be told
+  /// (a chore, an outcome, a claim); the first one is kept, and
+  /// [`Queue::store_failure`] reports it (`add` refuses with it, `start`
+  /// too).
+  fn store_failed(&mut self, e: Error) {
+    if self.store_error.is_none() {
+      self.store_error = Some(match e {
+        Error::Storage(m) => m,
+        other => other.to_string(),
+      });
+    }
+  }
+
+  /// The store's first failure (a write that failed), or the first error
+  /// of a transition no caller waited for.
+  pub fn store_failure(&self) -> Option<String> {
+    self.store.failure().or_else(|| self.store_error.clone())
   }
 
   /// True while started (jobs are being handed out).
@@ -492,9 +517,12 @@ impl Queue {
           0,
         );
         // Fenced only if the store moved the job on meanwhile: nothing to undo.
-        let _ = self
+        if let Err(e) = self
           .store
-          .fail(r.lease, r.id, err, FailKind::Stop, now, 0.0);
+          .fail(r.lease, r.id, err, FailKind::Stop, now, 0.0)
+        {
+          self.store_failed(e);
+        }
         n += 1;
       }
     }
@@ -551,7 +579,8 @@ impl Queue {
       ..
     } = self;
     let mut earliest = u64::MAX;
-    let n = store.claim(
+    let mut handed = 0;
+    let claimed = store.claim(
       max,
       now,
       &|n| registry.is_registered(n),
@@ -578,12 +607,17 @@ impl Queue {
         });
         stats.started(now, now.saturating_sub(job.run_at));
         wire::write_taken(out, slot, *seq, job, registry.is_raw(job.name));
+        handed += 1;
       },
     );
+    if let Err(e) = claimed {
+      // The jobs handed out before the error run; the rest stay pending.
+      self.store_failed(e);
+    }
     if earliest != u64::MAX {
       self.want_wake(earliest);
     }
-    n
+    handed
   }
 
   fn release(&mut self, slot: u32) {
@@ -648,11 +682,12 @@ impl Queue {
       if kind == OutcomeKind::Ok {
         self.record_running(&r, Outcome::Completed, now);
         match self.store.complete(r.lease, r.id, value.get(), now) {
-          Settled::Applied(()) if !caller_emits => {
+          Ok(Settled::Applied(())) if !caller_emits => {
             self.event_of("completed", r.id, r.name, r.attempt, value.get())
           }
-          Settled::Applied(()) => {}
-          Settled::Fenced => self.late_outcomes += 1,
+          Ok(Settled::Applied(())) => {}
+          Ok(Settled::Fenced) => self.late_outcomes += 1,
+          Err(e) => self.store_failed(e),
         }
       } else {
         let err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
@@ -706,9 +741,13 @@ impl Queue {
       .store
       .fail(r.lease, id, err, kind, now, fastrand::f64())
     {
-      Settled::Applied(f) => f,
-      Settled::Fenced => {
+      Ok(Settled::Applied(f)) => f,
+      Ok(Settled::Fenced) => {
         self.late_outcomes += 1;
+        return;
+      }
+      Err(e) => {
+        self.store_failed(e);
         return;
       }
     };
@@ -790,19 +829,20 @@ impl Queue {
   }
 
   /// Removes finished jobs that finished at or before `before`. Returns how many.
-  pub fn prune(&mut self, before: u64) -> usize {
+  pub fn prune(&mut self, before: u64) -> Result<usize> {
     self.store.prune(before)
   }
 
   /// Cancels a waiting, pending or running job (running: its signal fires
-  /// and a late outcome is ignored). False for unknown or finished jobs.
-  pub fn cancel(&mut self, id: JobId, now: u64) -> bool {
+  /// and a late outcome is ignored). False for unknown or finished jobs;
+  /// `Err` (`ERR_STORAGE`) when the store could not do it.
+  pub fn cancel(&mut self, id: JobId, now: u64) -> Result<bool> {
     let before = self.job(id);
     if before.as_ref().is_some_and(|j| j.status == Status::Running) {
       self.record(id, Outcome::Cancelled, now, None);
     }
-    let Some(was) = self.store.cancel(id, now) else {
-      return false;
+    let Some(was) = self.store.cancel(id, now)? else {
+      return Ok(false);
     };
     if was == Status::Running {
       let found = self
@@ -817,7 +857,7 @@ impl Queue {
       }
     }
     self.event("cancelled", id, "null");
-    true
+    Ok(true)
   }
 
   /// Puts a failed, timed-out or cancelled job back in line with its
@@ -842,14 +882,20 @@ impl Queue {
         adding: 1,
       });
     }
-    Ok(self.store.retry(id, now))
+    self.store.retry(id, now)
   }
 
   /// Records progress (JSON) of the attempt in `slot`/`seq`; false when that
   /// attempt has ended.
   pub fn progress(&mut self, slot: u32, seq: u32, json: &str) -> bool {
     match self.running(slot, seq) {
-      Some(r) => self.store.progress(r.id, json),
+      Some(r) => match self.store.progress(r.id, json) {
+        Ok(done) => done,
+        Err(e) => {
+          self.store_failed(e);
+          false
+        }
+      },
       None => false,
     }
   }
@@ -978,7 +1024,9 @@ impl Queue {
   pub fn unschedule(&mut self, id: &str) -> bool {
     let gone = self.scheduler.remove(id).is_some();
     if gone {
-      self.store.delete_schedule(id);
+      if let Err(e) = self.store.delete_schedule(id) {
+        self.store_failed(e);
+      }
     }
     gone
   }

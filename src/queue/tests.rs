@@ -155,9 +155,9 @@ fn cancel_pending_and_running_then_retry() {
   let a = add(&mut q, c, "1", Value::Null, 0);
   let b = add(&mut q, c, "2", Value::Null, 0);
   let running = take(&mut q, 1, 0);
-  assert!(q.cancel(b, 1));
-  assert!(q.cancel(a, 1));
-  assert!(!q.cancel(a, 1), "already cancelled");
+  assert!(q.cancel(b, 1).expect("cancel"));
+  assert!(q.cancel(a, 1).expect("cancel"));
+  assert!(!q.cancel(a, 1).expect("cancel"), "already cancelled");
   assert!(q.has_news(), "the running one must be aborted");
   assert_eq!(q.count(Status::Cancelled), 2);
   q.settle(&ok(running[0].0, running[0].1), 2)
@@ -231,7 +231,7 @@ fn prune_removes_only_old_finished_jobs() {
   let t = take(&mut q, 2, 0);
   q.settle(&ok(t[0].0, t[0].1), 10).expect("settle");
   q.settle(&ok(t[1].0, t[1].1), 20).expect("settle");
-  assert_eq!(q.prune(15), 1);
+  assert_eq!(q.prune(15).expect("prune"), 1);
   assert!(q.get(a).is_none());
   assert!(q.get(b).is_some());
   q.check_invariants().expect("invariants");
@@ -251,7 +251,7 @@ fn aborted_slot_is_reused_only_after_drain() {
   assert_eq!(t.len(), 2);
   q.tick(50);
   assert_eq!(q.get(a).map(|j| j.status), Some(Status::Timeout));
-  assert!(q.cancel(b, 51));
+  assert!(q.cancel(b, 51).expect("cancel"));
   assert!(
     take(&mut q, 2, 52).is_empty(),
     "slots reused before their aborts were drained"
@@ -342,9 +342,9 @@ proptest! {
         }
         Op::Late(seq) => { q.settle(&ok(0, seq + 10_000), now).expect("settle"); }
         Op::Tick(dt) => { now += dt; q.tick(now); }
-        Op::Cancel(i) if i < ids.len() => { q.cancel(ids[i], now); }
+        Op::Cancel(i) if i < ids.len() => { q.cancel(ids[i], now).expect("cancel"); }
         Op::Retry(i) if i < ids.len() => { let _ = q.retry(ids[i], now); }
-        Op::Prune => { q.prune(now.saturating_sub(20)); }
+        Op::Prune => { q.prune(now.saturating_sub(20)).expect("prune"); }
         _ => {}
       }
       q.drain();

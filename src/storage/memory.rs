@@ -21,6 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::keys::{ConcurrencyGate, KeyIndex};
 use super::listing::{JobFilter, Order};
 use super::{FailKind, Failed, Lease, Names, Settled, Store, Unstarted};
+use crate::error::Result;
 use crate::job::{Job, JobError, JobErrorCode, JobId, Priority, Status, Transition};
 
 /// Why a dependant failed.
@@ -1059,16 +1060,13 @@ impl MemoryStore {
   }
 }
 
-impl Store for MemoryStore {
-  fn kind(&self) -> &'static str {
-    "memory"
-  }
-
-  fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
+/// The transitions, infallible in memory ([`Store`] wraps them in `Ok`).
+impl MemoryStore {
+  pub(crate) fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
     self.insert_with(jobs, &mut |_| {});
   }
 
-  fn claim(
+  pub(crate) fn claim(
     &mut self,
     max: usize,
     now: u64,
@@ -1078,16 +1076,7 @@ impl Store for MemoryStore {
     self.claim_until(max, now, None, runnable, visit)
   }
 
-  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
-    self.promote_due(now);
-    self.settle_top(runnable).is_some()
-  }
-
-  fn owner(&self) -> u64 {
-    self.owner
-  }
-
-  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled {
+  pub(crate) fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled {
     let Some(slot) = self.leased(&lease, id.0) else {
       return Settled::Fenced;
     };
@@ -1103,7 +1092,7 @@ impl Store for MemoryStore {
     Settled::Applied(())
   }
 
-  fn fail(
+  pub(crate) fn fail(
     &mut self,
     lease: Lease,
     id: JobId,
@@ -1121,16 +1110,7 @@ impl Store for MemoryStore {
     }
   }
 
-  fn keyed(&mut self, key: &str) -> Option<JobId> {
-    let (slab, index) = (&self.slab, &self.index);
-    let status = |id: u128| {
-      let (_, slot) = index.find(id, slab)?;
-      slab.get(slot).map(|j| j.status)
-    };
-    self.keys.newest(key, status).map(JobId)
-  }
-
-  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
+  pub(crate) fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
     let Some(slot) = self.slot(id.0) else {
       return false;
     };
@@ -1151,7 +1131,7 @@ impl Store for MemoryStore {
     true
   }
 
-  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+  pub(crate) fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
     let slot = self.slot(id.0)?;
     let job = self.slab.get_mut(slot)?;
     let was = job.status;
@@ -1171,7 +1151,7 @@ impl Store for MemoryStore {
     Some(was)
   }
 
-  fn retry(&mut self, id: JobId, now: u64) -> bool {
+  pub(crate) fn retry(&mut self, id: JobId, now: u64) -> bool {
     let Some(slot) = self.slot(id.0) else {
       return false;
     };
@@ -1203,7 +1183,7 @@ impl Store for MemoryStore {
     true
   }
 
-  fn progress(&mut self, id: JobId, json: &str) -> bool {
+  pub(crate) fn progress(&mut self, id: JobId, json: &str) -> bool {
     match self.job_mut(id.0) {
       Some(job) if job.status == Status::Running => {
         job.extra_mut().progress = Some(json.into());
@@ -1213,7 +1193,7 @@ impl Store for MemoryStore {
     }
   }
 
-  fn recover_interrupted(&mut self, now: u64) -> usize {
+  pub(crate) fn recover_interrupted(&mut self, now: u64) -> usize {
     let running = self.ids_with(Status::Running);
     for id in &running {
       let err = JobError::system(
@@ -1229,7 +1209,7 @@ impl Store for MemoryStore {
     running.len()
   }
 
-  fn prune(&mut self, before: u64) -> usize {
+  pub(crate) fn prune(&mut self, before: u64) -> usize {
     let mut n = 0;
     let mut released = Vec::new();
     while let Some(&(at, id)) = self.finished.front() {
@@ -1258,6 +1238,85 @@ impl Store for MemoryStore {
       self.order.compact(&|id| index.find(id, slab).is_some());
     }
     n
+  }
+}
+
+impl Store for MemoryStore {
+  fn kind(&self) -> &'static str {
+    "memory"
+  }
+
+  fn insert(&mut self, jobs: Vec<Job>, _names: &Names) -> Result<()> {
+    MemoryStore::insert(self, jobs, _names);
+    Ok(())
+  }
+
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize> {
+    Ok(MemoryStore::claim(self, max, now, runnable, visit))
+  }
+
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.promote_due(now);
+    self.settle_top(runnable).is_some()
+  }
+
+  fn owner(&self) -> u64 {
+    self.owner
+  }
+
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    Ok(MemoryStore::complete(self, lease, id, result, now))
+  }
+
+  fn fail(
+    &mut self,
+    lease: Lease,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Result<Settled<Failed>> {
+    Ok(MemoryStore::fail(self, lease, id, err, kind, now, rand))
+  }
+
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    let (slab, index) = (&self.slab, &self.index);
+    let status = |id: u128| {
+      let (_, slot) = index.find(id, slab)?;
+      slab.get(slot).map(|j| j.status)
+    };
+    self.keys.newest(key, status).map(JobId)
+  }
+
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool> {
+    Ok(MemoryStore::update_unstarted(self, id, change, now))
+  }
+
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>> {
+    Ok(MemoryStore::cancel(self, id, now))
+  }
+
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    Ok(MemoryStore::retry(self, id, now))
+  }
+
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
+    Ok(MemoryStore::progress(self, id, json))
+  }
+
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize> {
+    Ok(MemoryStore::recover_interrupted(self, now))
+  }
+
+  fn prune(&mut self, before: u64) -> Result<usize> {
+    Ok(MemoryStore::prune(self, before))
   }
 
   fn get(&mut self, id: JobId) -> crate::error::Result<Option<Job>> {

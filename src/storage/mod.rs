@@ -76,7 +76,10 @@ pub(crate) trait StoreExt: Store {
   /// [`Store::complete`] under the current lease; true when applied.
   fn complete_current(&mut self, id: JobId, result: &str, now: u64) -> bool {
     let lease = self.current_lease(id);
-    self.complete(lease, id, result, now).is_applied()
+    self
+      .complete(lease, id, result, now)
+      .expect("complete")
+      .is_applied()
   }
 
   /// [`Store::fail`] under the current lease; `None` when fenced.
@@ -89,7 +92,10 @@ pub(crate) trait StoreExt: Store {
     rand: f64,
   ) -> Option<Failed> {
     let lease = self.current_lease(id);
-    self.fail(lease, id, err, kind, now, rand).applied()
+    self
+      .fail(lease, id, err, kind, now, rand)
+      .expect("fail")
+      .applied()
   }
 }
 
@@ -253,7 +259,7 @@ pub trait Store: Send {
   fn kind(&self) -> &'static str;
 
   /// Adds validated jobs (status `pending`).
-  fn insert(&mut self, jobs: Vec<Job>, names: &Names);
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()>;
 
   /// Claims up to `max` due jobs in order (priority weight, then due time,
   /// then insertion), skipping jobs whose calculation `runnable` refuses (they
@@ -267,7 +273,7 @@ pub trait Store: Send {
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, Lease),
-  ) -> usize;
+  ) -> Result<usize>;
 
   /// True when a claim at `now` would find a job. Changes no job.
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool;
@@ -279,7 +285,7 @@ pub trait Store: Send {
   /// `completed`, `finished_at = now`; waiting dependants are released.
   /// A lease that is not current (the job is not running, or running under
   /// another claim) or an unknown id: nothing changes, [`Settled::Fenced`].
-  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled;
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled>;
 
   /// The attempt `lease` failed: `running` -> `pending` due after the
   /// backoff when attempts are left and `kind` allows a retry (a
@@ -294,7 +300,7 @@ pub trait Store: Send {
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Settled<Failed>;
+  ) -> Result<Settled<Failed>>;
 
   /// The newest job holding unique key `key` (`options.key`) that has not
   /// finished (waiting, pending or running), if any.
@@ -303,25 +309,25 @@ pub trait Store: Send {
   /// Changes a job that has not started (waiting or pending): its data,
   /// context, due time. False (nothing changed) for other states or
   /// unknown ids.
-  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool;
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool>;
 
   /// Cancels a waiting, pending or running job; returns its previous status.
-  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status>;
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>>;
 
   /// Puts a failed, timed-out or cancelled job back to pending with its
   /// attempts reset. False for other states or unknown ids.
-  fn retry(&mut self, id: JobId, now: u64) -> bool;
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool>;
 
   /// Records a running job's progress (JSON).
-  fn progress(&mut self, id: JobId, json: &str) -> bool;
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool>;
 
   /// Jobs left running by a process that died go back to pending (the
   /// attempt counted) or, out of attempts, to failed. Returns how many.
-  fn recover_interrupted(&mut self, now: u64) -> usize;
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize>;
 
   /// Removes finished jobs that finished at or before `before`; returns how
   /// many. (SQLite deletes them in its file, waiting for that write.)
-  fn prune(&mut self, before: u64) -> usize;
+  fn prune(&mut self, before: u64) -> Result<usize>;
 
   /// A copy of the job with this id, whatever its status (`None`: no such
   /// job, or pruned). Changes no job. A durable store may read it from its
@@ -358,10 +364,14 @@ pub trait Store: Send {
 
   /// Stores a schedule (JSON of [`crate::scheduler::Schedule`]), replacing
   /// the one with the same id. Memory: nothing to do (the scheduler holds it).
-  fn save_schedule(&mut self, _id: &str, _json: &str) {}
+  fn save_schedule(&mut self, _id: &str, _json: &str) -> Result<()> {
+    Ok(())
+  }
 
   /// Deletes a stored schedule.
-  fn delete_schedule(&mut self, _id: &str) {}
+  fn delete_schedule(&mut self, _id: &str) -> Result<()> {
+    Ok(())
+  }
 
   /// The schedules stored when the store was opened (JSON each).
   fn schedules(&self) -> Vec<String> {

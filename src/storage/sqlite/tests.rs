@@ -197,7 +197,9 @@ fn migrates_with_everything_in_it(v: &str) {
     assert_eq!(schedules, want);
     // Every pending job is claimable (from the file when cold).
     let mut claimed = 0;
-    store.claim(100, now, &|_| true, &mut |_, _| claimed += 1);
+    store
+      .claim(100, now, &|_| true, &mut |_, _| claimed += 1)
+      .expect("claim");
     assert_eq!(
       claimed as u64,
       expected["stats"]["pending"].as_u64().expect("pending")
@@ -262,7 +264,7 @@ fn three_jobs(db: &Path) -> Vec<JobId> {
     })
     .collect();
   let ids = jobs.iter().map(|j| j.id).collect();
-  store.insert(jobs, &names);
+  store.insert(jobs, &names).expect("insert");
   store.sync().expect("sync");
   store.close();
   ids
@@ -336,7 +338,9 @@ fn a_corrupt_value_in_a_cold_job_fails_the_store_naming_the_job() {
     let (store, _) = open(&db, 1, 2_000);
     let mut store = store.expect("opens: the cold job is read when it is needed");
     let mut claimed = vec![];
-    store.claim(10, 2_000, &|_| true, &mut |j, _| claimed.push(j.id));
+    store
+      .claim(10, 2_000, &|_| true, &mut |j, _| claimed.push(j.id))
+      .expect("claim");
     assert!(!claimed.contains(&ids[2]), "{column} = {value:?}");
     let failure = store.failure().unwrap_or_default();
     assert!(
@@ -439,7 +443,9 @@ fn keyed_jobs_are_never_cold() {
     job(JobKeys::of(None, None, Some("sched"))),
   ];
   let keyed_ids: Vec<JobId> = keyed.iter().map(|j| j.id).collect();
-  store.insert(plain.into_iter().chain(keyed).collect(), &names);
+  store
+    .insert(plain.into_iter().chain(keyed).collect(), &names)
+    .expect("insert");
   assert_eq!(store.cold.count, 1, "only the second plain job is cold");
   for id in &keyed_ids {
     assert!(store.mem.contains(*id), "keyed job {id} is in memory");
@@ -509,7 +515,7 @@ impl Finished {
       })
       .collect();
     let ids = jobs.iter().map(|j| j.id).collect();
-    self.store.insert(jobs, &self.names);
+    self.store.insert(jobs, &self.names).expect("insert");
     self.store.end_batch();
     ids
   }
@@ -519,7 +525,8 @@ impl Finished {
     let mut got = Vec::new();
     self
       .store
-      .claim(n, self.now, &|_| true, &mut |j, _| got.push(j.id));
+      .claim(n, self.now, &|_| true, &mut |j, _| got.push(j.id))
+      .expect("claim");
     got
   }
 
@@ -610,7 +617,10 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   assert_eq!(failed.map(|x| x.status), Some(Status::Failed));
   f.store
     .fail_current(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
-  assert_eq!(f.store.cancel(ids[4], f.now), Some(Status::Running));
+  assert_eq!(
+    f.store.cancel(ids[4], f.now).expect("cancel"),
+    Some(Status::Running)
+  );
   f.now += 10;
   f.store.complete_current(ids[5], "5", f.now);
   f.settle();
@@ -658,13 +668,13 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
       "every id, oldest first"
     );
     // Cancelling a finished job changes nothing.
-    assert_eq!(f.store.cancel(ids[0], f.now), None);
+    assert_eq!(f.store.cancel(ids[0], f.now).expect("cancel"), None);
     f.reopen();
   }
   // A retry brings the failed job back as pending, and it runs again.
-  assert!(f.store.retry(ids[2], f.now));
+  assert!(f.store.retry(ids[2], f.now).expect("retry"));
   assert!(
-    !f.store.retry(ids[0], f.now),
+    !f.store.retry(ids[0], f.now).expect("retry"),
     "a completed job is not retried"
   );
   assert_eq!(f.status(ids[2]), Some(Status::Pending));
@@ -675,7 +685,7 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   assert_eq!(f.store.resident(), 0);
   assert_eq!(f.store.counts()[Status::Completed as usize], 4);
   // Prune: those that finished at 1,000 go, from the file.
-  assert_eq!(f.store.prune(1_000), 4);
+  assert_eq!(f.store.prune(1_000).expect("prune"), 4);
   for id in &ids[..5] {
     if *id != ids[2] {
       assert_eq!(f.status(*id), None, "pruned");
@@ -687,7 +697,7 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   assert_eq!(c.iter().sum::<usize>(), 2);
   f.reopen();
   assert_eq!(f.store.counts(), c);
-  assert_eq!(f.store.prune(f.now), 2);
+  assert_eq!(f.store.prune(f.now).expect("prune"), 2);
   assert_eq!(f.store.counts(), [0; 7]);
 }
 
@@ -716,13 +726,13 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   assert_eq!(f.store.resident(), 0);
   // Retried, the failed dependant waits for its failed dependency again,
   // across a restart, and runs once that one is retried and completes.
-  assert!(f.store.retry(fails, f.now));
+  assert!(f.store.retry(fails, f.now).expect("retry"));
   assert_eq!(f.status(fails), Some(Status::Waiting));
   f.settle();
   f.reopen();
   assert_eq!(f.status(fails), Some(Status::Waiting));
   assert_eq!(f.store.resident(), 1, "the waiting job only");
-  assert!(f.store.retry(bad, f.now));
+  assert!(f.store.retry(bad, f.now).expect("retry"));
   assert_eq!(f.claim(5), vec![bad]);
   f.store.complete_current(bad, "1", f.now);
   assert_eq!(f.status(fails), Some(Status::Pending));
@@ -736,11 +746,11 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
     .fail_current(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
   let w = f.add(1, Some((vec![ids[0]], false)))[0];
   assert_eq!(f.status(w), Some(Status::Failed));
-  assert!(f.store.retry(w, f.now));
+  assert!(f.store.retry(w, f.now).expect("retry"));
   f.settle();
   assert_eq!(f.status(w), Some(Status::Waiting));
   f.now += 1;
-  assert!(f.store.prune(f.now) > 0);
+  assert!(f.store.prune(f.now).expect("prune") > 0);
   assert_eq!(f.status(ids[0]), None);
   assert_eq!(f.status(w), Some(Status::Pending));
   f.store.check_invariants().expect("invariants");
@@ -775,7 +785,7 @@ fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
     // As after the clock went back: the id's timestamp is 500 ms ahead.
     let id = JobId((((f.now + 500) as u128) << 80) | 1);
     let job = Job::new(id, 0, f.now, f.now, "1".into());
-    f.store.insert(vec![job], &f.names);
+    f.store.insert(vec![job], &f.names).expect("insert");
     f.store.end_batch();
     if reopen {
       f.reopen();
@@ -787,7 +797,11 @@ fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
       // The skew is read back from the file.
       f.reopen();
     }
-    assert_eq!(f.store.prune(f.now + 1), 1, "reopened: {reopen}");
+    assert_eq!(
+      f.store.prune(f.now + 1).expect("prune"),
+      1,
+      "reopened: {reopen}"
+    );
     assert_eq!(f.status(id), None);
     assert_eq!(f.store.counts(), [0; 7]);
     f.now += 1_000;
