@@ -19,6 +19,8 @@ mod sqlite;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod differential;
 
 pub use listing::{JobFilter, Skew, ANY_STATUS};
 pub use memory::MemoryStore;
