@@ -1,12 +1,16 @@
 //! Job storage, named in transitions (`insert`, `claim`, `complete`, `fail`,
 //! `cancel`, `retry`, `recover_interrupted`, `prune`, ...), never in SQL.
+//! The design (a backend, not a replica; leases and fencing; where the JS
+//! thread may wait) is docs/design/storage.md.
 //!
 //! [`Store`] is what the queue talks to. [`MemoryStore`] is the reference
 //! implementation (nothing survives the process); [`SqliteStore`] keeps the
 //! live jobs in memory (waiting, running, a window of pending ones),
 //! journals every transition to an SQLite file through one writer thread
 //! with group commit, keeps finished jobs in the file only, and rebuilds
-//! itself from the file on open. Both pass the same conformance suite (`conformance.rs`).
+//! itself from the file on open. Both pass the same conformance suite
+//! (`conformance.rs`) and agree with a naive model in a differential
+//! property test (`differential.rs`).
 //!
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
@@ -249,18 +253,40 @@ pub struct Unstarted<'a> {
   pub run_at: Option<u64>,
 }
 
-/// Where jobs live. All methods are synchronous: a durable backend applies
-/// a transition to its in-memory state of the live jobs and queues the
-/// write. Jobs it keeps in its file only (SQLite: finished jobs, and pending
-/// ones beyond a window) are read back where a method needs them (`get`,
-/// `retry`, `list_jobs`, a dependency's outcome); a `prune` waits for its
-/// delete; and an operation may wait for the writer when too many writes are
-/// in flight (back-pressure).
+/// Where jobs live: a backend, named in transitions.
+///
+/// A job is in one of these states (`Status`): `waiting` (for its
+/// dependencies), `pending` (in line; due at `run_at`), `running` (claimed,
+/// under a [`Lease`]), or finished: `completed`, `failed`, `timeout`,
+/// `cancelled`. Each method says below which states it moves a job between
+/// and what it does with a job in another state or an unknown id (always:
+/// nothing, with an answer that says so, never a panic).
+///
+/// Transitions are fallible: `Err` is the backend's failure
+/// (`Error::Storage`, `ERR_STORAGE`), and then the transition did not
+/// happen. Reads that cannot fail in a backend holding them in memory
+/// (`counts`, `next_due`, ...) are infallible here; the PostgreSQL backend
+/// answers them from its own snapshot (docs/design/storage.md).
+///
+/// All methods are synchronous: a durable backend applies a transition to
+/// its in-memory state of the live jobs and queues the write (see
+/// [`Store::flush_mark`] for when it is durable). Jobs it keeps in its file
+/// only (SQLite: finished jobs, and pending ones beyond a window) are read
+/// back where a method needs them (`get`, `retry`, `list_jobs`, a
+/// dependency's outcome); a `prune` waits for its delete; and an operation
+/// may wait for the writer when too many writes are in flight
+/// (back-pressure). The job goes from `pending` to `running` in one place:
+/// [`Store::claim`], called by `Queue::take`.
 pub trait Store: Send {
   /// The backend's name: `memory`, `sqlite`.
   fn kind(&self) -> &'static str;
 
-  /// Adds validated jobs (status `pending`).
+  /// Adds validated jobs with new ids: -> `waiting` when a dependency has
+  /// not finished, -> `failed` (`ERR_DEPENDENCY_FAILED`) at once when one
+  /// ended otherwise than completed (unless its failure is ignored), else
+  /// -> `pending` due at their `run_at`. Unique keys are not checked here
+  /// (the queue asks [`Store::keyed`] first); a job with a key holds it
+  /// until it finishes.
   fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()>;
 
   /// Claims up to `max` due jobs in order (priority weight, then due time,
@@ -305,30 +331,45 @@ pub trait Store: Send {
   ) -> Result<Settled<Failed>>;
 
   /// The newest job holding unique key `key` (`options.key`) that has not
-  /// finished (waiting, pending or running), if any.
+  /// finished (waiting, pending or running), if any. Changes no job.
   fn keyed(&mut self, key: &str) -> Option<JobId>;
 
-  /// Changes a job that has not started (waiting or pending): its data,
-  /// context, due time. False (nothing changed) for other states or
-  /// unknown ids.
+  /// Changes a job that has not started (`waiting` or `pending`, which it
+  /// stays): its data, context, due time (a pending job moves in line).
+  /// False (nothing changed) for `running` or finished jobs and unknown ids.
   fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool>;
 
-  /// Cancels a waiting, pending or running job; returns its previous status.
+  /// `waiting`/`pending`/`running` -> `cancelled` (an error
+  /// `ERR_JOB_CANCELLED` appended, `finished_at = now`); a running job's
+  /// lease is no longer current, so its late outcome is fenced; waiting
+  /// dependants fail in turn (unless they ignore failures). Returns the
+  /// previous status; `None` (nothing changed) for finished jobs and
+  /// unknown ids.
   fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>>;
 
-  /// Puts a failed, timed-out or cancelled job back to pending with its
-  /// attempts reset. False for other states or unknown ids.
+  /// `failed`/`timeout`/`cancelled` -> `pending` due now with its attempts
+  /// reset (-> `waiting` again when it has dependencies: it waits for
+  /// those not completed, a failed one's retry included); it holds its key
+  /// again. False (nothing changed) for other states or unknown ids. A
+  /// durable store reads a finished job back from its file: `Err` when that
+  /// read fails.
   fn retry(&mut self, id: JobId, now: u64) -> Result<bool>;
 
-  /// Records a running job's progress (JSON).
+  /// Records a `running` job's progress (JSON); its state is unchanged.
+  /// False (nothing recorded) for other states or unknown ids.
   fn progress(&mut self, id: JobId, json: &str) -> Result<bool>;
 
-  /// Jobs left running by a process that died go back to pending (the
-  /// attempt counted) or, out of attempts, to failed. Returns how many.
+  /// Jobs left `running` by a process that died (memory and SQLite: every
+  /// running job, called once at open) -> `pending` due now, the attempt
+  /// counted, or out of attempts -> `failed` with `ERR_INTERRUPTED`. Their
+  /// leases are no longer current. Returns how many.
   fn recover_interrupted(&mut self, now: u64) -> Result<usize>;
 
-  /// Removes finished jobs that finished at or before `before`; returns how
-  /// many. (SQLite deletes them in its file, waiting for that write.)
+  /// Deletes finished jobs (`completed`, `failed`, `timeout`, `cancelled`)
+  /// that finished at or before `before`; afterwards [`Store::get`] says
+  /// `None` for them, and a waiting job that depended on one counts it as
+  /// done long ago. Other states are untouched. Returns how many. (SQLite
+  /// deletes them in its file, waiting for that write.)
   fn prune(&mut self, before: u64) -> Result<usize>;
 
   /// A copy of the job with this id, whatever its status (`None`: no such
@@ -338,7 +379,8 @@ pub trait Store: Send {
   /// job).
   fn get(&mut self, id: JobId) -> Result<Option<Job>>;
 
-  /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
+  /// Ids of jobs with this status (any if `None`), oldest first, at most
+  /// `limit`. Changes no job.
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId>;
 
   /// The jobs `filter` selects, in id order (newest first unless
@@ -349,33 +391,38 @@ pub trait Store: Send {
   fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>>;
 
   /// Jobs per status (indexed by `Status as usize`), finished ones kept in
-  /// a file included.
+  /// a file included. Changes no job.
   fn counts(&self) -> [usize; 7];
 
-  /// Due jobs held back because their calculation is not registered.
+  /// Due `pending` jobs held back because their calculation is not
+  /// registered (still `pending`).
   fn unregistered(&self) -> usize;
 
-  /// Calculation `name` can run now: its held-back jobs go back in line.
+  /// Calculation `name` can run now: its held-back `pending` jobs go back
+  /// in line (in their order).
   fn registered(&mut self, name: u32);
 
-  /// Jobs whose status changed because of their dependencies (became
-  /// pending, or failed with `ERR_DEPENDENCY_FAILED`) since the last call.
+  /// Jobs whose status changed because of their dependencies (`waiting` ->
+  /// `pending`, or -> `failed` with `ERR_DEPENDENCY_FAILED`) since the last
+  /// call, for the queue's events. Changes no job.
   fn take_changed(&mut self) -> Vec<JobId> {
     Vec::new()
   }
 
   /// Stores a schedule (JSON of [`crate::scheduler::Schedule`]), replacing
-  /// the one with the same id. Memory: nothing to do (the scheduler holds it).
+  /// the one with the same id. No job changes. Memory: nothing to do (the
+  /// scheduler holds it).
   fn save_schedule(&mut self, _id: &str, _json: &str) -> Result<()> {
     Ok(())
   }
 
-  /// Deletes a stored schedule.
+  /// Deletes a stored schedule (its jobs already added stay as they are).
   fn delete_schedule(&mut self, _id: &str) -> Result<()> {
     Ok(())
   }
 
-  /// The schedules stored when the store was opened (JSON each).
+  /// The schedules stored when the store was opened (JSON each). Changes
+  /// nothing.
   fn schedules(&self) -> Vec<String> {
     Vec::new()
   }
@@ -386,17 +433,21 @@ pub trait Store: Send {
     None
   }
 
-  /// The earliest due time of a job not yet due.
+  /// The earliest due time of a `pending` job not yet due (the timer's
+  /// next wake-up for it). Changes no job.
   fn next_due(&self) -> Option<u64>;
 
-  /// The newest id stored (so ids stay ordered across restarts).
+  /// The newest id stored (so ids stay ordered across restarts). Changes
+  /// no job.
   fn max_id(&self) -> Option<JobId>;
 
-  /// Sets the priority weights used for ordering (`[high, medium, low]`).
+  /// Sets the priority weights used for ordering (`[high, medium, low]`):
+  /// the `pending` jobs in line are ordered again; no state changes.
   fn set_weights(&mut self, weights: [i32; 3]);
 
   /// The end of one queue operation: a durable store sends the writes it
-  /// collected to its writer.
+  /// collected to its writer (and, SQLite, lets finished jobs whose rows
+  /// are committed leave memory). No state changes.
   fn end_batch(&mut self) {}
 
   /// Durability, the one capability a backend that commits later than it
@@ -411,13 +462,15 @@ pub trait Store: Send {
     None
   }
 
-  /// The first write error, if the backend failed.
+  /// The first write error, if the backend failed (the queue then refuses
+  /// `add` and `start` with it). Changes nothing.
   fn failure(&self) -> Option<String> {
     None
   }
 
   /// Makes everything durable and releases the backend (its file lock);
-  /// the in-memory state stays readable.
+  /// the in-memory state stays readable. `running` jobs stay `running` in
+  /// the file: the next open recovers them ([`Store::recover_interrupted`]).
   fn close(&mut self) {}
 
   /// True after [`Store::close`].
