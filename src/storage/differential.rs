@@ -7,7 +7,9 @@
 //! ordering bug in a production store cannot pass by agreeing with itself.
 //!
 //! Fixed seed; `JOBWERK_DIFF_CASES=<n>` runs more cases,
-//! `JOBWERK_DIFF_SEED=<n>` other ones.
+//! `JOBWERK_DIFF_SEED=<n>` other ones. Without the `sqlite` feature the
+//! model is compared with the memory store alone.
+#![cfg_attr(not(feature = "sqlite"), allow(unused_mut, clippy::clone_on_copy))]
 
 use std::collections::HashMap;
 
@@ -195,11 +197,16 @@ fn names() -> Names {
   n
 }
 
+#[cfg(feature = "sqlite")]
+type Durable = SqliteOptions;
+#[cfg(not(feature = "sqlite"))]
+type Durable = ();
+
 /// The stores under test, each with every lease it handed out per job.
 struct Stores {
   stores: Vec<Box<dyn Store>>,
   /// Options of the durable ones (`None`: memory).
-  opts: Vec<Option<SqliteOptions>>,
+  opts: Vec<Option<Durable>>,
   leases: Vec<HashMap<JobId, Vec<Lease>>>,
   dir: std::path::PathBuf,
 }
