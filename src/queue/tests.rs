@@ -950,3 +950,33 @@ fn storage_errors_reach_the_caller_or_are_recorded() {
   );
   assert_eq!(again.map_err(code).err(), Some("ERR_STORAGE"));
 }
+
+/// An outcome the queue still takes for current but whose lease the store
+/// no longer honours (another process cancelled the job: here, the store
+/// directly) changes nothing and is counted in `lateOutcomes`.
+#[test]
+fn outcomes_fenced_by_the_store_count_as_late() {
+  let (mut q, calc) = queue(2);
+  let a = add(&mut q, calc, "1", Value::Null, 0);
+  let b = add(&mut q, calc, "2", json!({ "retries": 3 }), 0);
+  let taken = take(&mut q, 2, 1);
+  assert_eq!(taken.len(), 2);
+  for id in [a, b] {
+    assert_eq!(
+      q.store_mut().cancel(id, 2).expect("cancel"),
+      Some(Status::Running)
+    );
+  }
+  let (sa, qa, _) = taken[0].clone();
+  let (sb, qb, _) = taken[1].clone();
+  let outcomes = format!("[{sa},{qa},1,\"done\",{sb},{qb},0,{{\"message\":\"boom\"}}]");
+  assert_eq!(q.settle(&outcomes, 3).expect("settle"), 2);
+  assert_eq!(q.late_outcomes(), 2);
+  for id in [a, b] {
+    let j = q.get(id).expect("job");
+    assert_eq!((j.status, j.attempts), (Status::Cancelled, 1));
+    assert!(j.extra.and_then(|e| e.result).is_none());
+  }
+  assert!(q.stats_json(3).contains("\"lateOutcomes\":2"));
+  assert_eq!(q.running_count(), 0, "the workers are free");
+}
