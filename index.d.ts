@@ -345,7 +345,7 @@ export interface QueueStatistics {
   workerUtilization: number
   maxWorkers: number
   maxQueueSize: number
-  /** Outcomes that arrived after their attempt had timed out or been cancelled. */
+  /** Outcomes that arrived after their attempt had ended (timed out, cancelled, stopped, or rescued): ignored and counted, whether this process's worker slots or the store's lease fenced them. */
   lateOutcomes: number
   /** Queue length, throughput and utilization per second and per minute (built when read; null with monitoring disabled). */
   readonly trends: QueueTrends | null

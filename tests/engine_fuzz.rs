@@ -652,7 +652,7 @@ impl Harness {
         }
         let j = pick % self.jobs.len();
         let now = self.now;
-        let got = self.q.cancel(self.jobs[j].id, now);
+        let got = self.q.cancel(self.jobs[j].id, now).expect("cancel");
         let job = &self.jobs[j];
         let want = !job.pruned
           && matches!(
@@ -840,7 +840,7 @@ impl Harness {
       return;
     };
     let now = self.now;
-    self.q.store_mut().sync().expect("sync");
+    jobwerk::storage::wait_flushed(self.q.store_mut()).expect("sync");
     let mut names = Names::default();
     let fresh = Queue::with_store(
       self.cfg.clone(),

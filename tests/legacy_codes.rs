@@ -48,9 +48,9 @@ fn a_cancel_stored_by_0_1_0_reads_as_err_job_cancelled() {
       NOW,
     )
     .expect("add");
-  assert!(q.cancel(ids[0], NOW));
+  assert!(q.cancel(ids[0], NOW).expect("cancel"));
   q.end_batch();
-  q.store_mut().sync().expect("sync");
+  jobwerk::storage::wait_flushed(q.store_mut()).expect("sync");
   assert_eq!(
     error_code(&mut q, ids[0]),
     JobErrorCode::JobCancelled.as_str()

@@ -303,7 +303,7 @@ impl Core {
     if let Err(e) = self.open_storage(false) {
       return Ok(Some(e.to_string()));
     }
-    let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_watch()) else {
+    let Some((mark, mut rx)) = self.engine.with(|q, _| q.store_mut().flush_mark()) else {
       return Ok(None);
     };
     let res = rx.wait_for(|c| c.seq >= mark || c.error.is_some()).await;
@@ -421,7 +421,7 @@ impl Core {
       });
       self.record_open(r).map_err(js_err)?;
     }
-    if let Some(f) = self.engine.with(|q, _| q.store().failure()) {
+    if let Some(f) = self.engine.with(|q, _| q.store_failure()) {
       return Err(js_err(Error::Storage(f)));
     }
     self.engine.start().map_err(js_err)?;
@@ -503,11 +503,11 @@ impl Core {
 
   /// Cancels a job; false for unknown or finished ones.
   #[napi]
-  pub fn cancel(&self, id: String) -> bool {
+  pub fn cancel(&self, id: String) -> napi::Result<bool, Code> {
     let _ = self.open_storage(false);
     match JobId::parse(&id) {
-      Some(id) => self.engine.with(|q, now| q.cancel(id, now)),
-      None => false,
+      Some(id) => self.engine.with(|q, now| q.cancel(id, now)).map_err(js_err),
+      None => Ok(false),
     }
   }
 

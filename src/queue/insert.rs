@@ -82,7 +82,7 @@ impl Queue {
     if matches!(self.state, RunState::Stopping | RunState::Stopped) {
       return Err(Error::Stopped);
     }
-    if let Some(e) = self.store.failure() {
+    if let Some(e) = self.store_failure() {
       return Err(Error::Storage(e));
     }
     let keyed = batch.iter().any(|nj| nj.options.key.is_some());
@@ -208,7 +208,7 @@ impl Queue {
         }
         Plan::Existing(id) => ids.push(id),
         Plan::Update(id, change) => {
-          if self.store.update_unstarted(id, &change, now) {
+          if self.store.update_unstarted(id, &change, now)? {
             if let Some(t) = change.run_at.filter(|&t| t > now) {
               earliest = earliest.min(t);
             }
@@ -218,7 +218,7 @@ impl Queue {
       }
     }
     if !jobs.is_empty() {
-      self.store.insert(jobs, self.registry.names());
+      self.store.insert(jobs, self.registry.names())?;
     }
     if earliest != u64::MAX {
       self.want_wake(earliest);

@@ -38,7 +38,7 @@ use crate::job::{IdGen, Job, JobError, JobErrorCode, JobId, Status};
 use crate::monitor::channels::{ChannelsConfig, Dispatcher};
 use crate::monitor::{AlertEventKind, Gauge, Monitor, MonitorConfig, Outcome};
 use crate::scheduler::{Schedule, ScheduleFilter, ScheduleKind, Scheduler};
-use crate::storage::{FailKind, MemoryStore, Names, Store};
+use crate::storage::{FailKind, Lease, MemoryStore, Names, Settled, Store};
 pub use crate::wire::Abort;
 use crate::wire::{self, Events, OutcomeKind, WireOutcome};
 use chores::prune::PruneClock;
@@ -82,8 +82,8 @@ struct Running {
   run_at: u64,
   name: u32,
   attempt: u32,
-  /// The store's hint for finding the job again.
-  hint: u32,
+  /// The store's lease of the attempt: its outcome is fenced by it.
+  lease: Lease,
 }
 
 /// One job to add.
@@ -118,7 +118,11 @@ pub struct Queue {
   events_on: bool,
   /// Events waiting for [`Queue::drain`].
   events: Events,
-  /// Outcomes that arrived after their attempt had ended.
+  /// The first storage error of a transition no caller waited for (a
+  /// timer chore, an outcome, a claim): see [`Queue::store_failure`].
+  store_error: Option<String>,
+  /// Outcomes that arrived after their attempt had ended: caught by the
+  /// slot fence (`running`), or fenced by the store's lease.
   late_outcomes: u64,
   /// The earliest time the timer is sleeping until; an earlier deadline sets
   /// `timer_dirty`.
@@ -179,6 +183,7 @@ impl Queue {
       events_on: false,
       events: Events::default(),
       late_outcomes: 0,
+      store_error: None,
       planned_wake: u64::MAX,
       timer_dirty: false,
       scheduler,
@@ -380,9 +385,30 @@ impl Queue {
         .get(&id)
         .and_then(|s| serde_json::to_string(s).ok())
       {
-        self.store.save_schedule(&id, &json);
+        if let Err(e) = self.store.save_schedule(&id, &json) {
+          self.store_failed(e);
+        }
       }
     }
+  }
+
+  /// Records a storage error of a transition whose caller cannot be told
+  /// (a chore, an outcome, a claim); the first one is kept, and
+  /// [`Queue::store_failure`] reports it (`add` refuses with it, `start`
+  /// too).
+  fn store_failed(&mut self, e: Error) {
+    if self.store_error.is_none() {
+      self.store_error = Some(match e {
+        Error::Storage(m) => m,
+        other => other.to_string(),
+      });
+    }
+  }
+
+  /// The store's first failure (a write that failed), or the first error
+  /// of a transition no caller waited for.
+  pub fn store_failure(&self) -> Option<String> {
+    self.store.failure().or_else(|| self.store_error.clone())
   }
 
   /// True while started (jobs are being handed out).
@@ -490,7 +516,13 @@ impl Queue {
           "the service stopped while the job ran".into(),
           0,
         );
-        self.store.fail(r.id, err, FailKind::Stop, now, 0.0);
+        // Fenced only if the store moved the job on meanwhile: nothing to undo.
+        if let Err(e) = self
+          .store
+          .fail(r.lease, r.id, err, FailKind::Stop, now, 0.0)
+        {
+          self.store_failed(e);
+        }
         n += 1;
       }
     }
@@ -547,11 +579,12 @@ impl Queue {
       ..
     } = self;
     let mut earliest = u64::MAX;
-    let n = store.claim(
+    let mut handed = 0;
+    let claimed = store.claim(
       max,
       now,
       &|n| registry.is_registered(n),
-      &mut |job, hint| {
+      &mut |job, lease| {
         let Some(slot) = free_slots.pop() else {
           return;
         };
@@ -570,16 +603,21 @@ impl Queue {
           run_at: job.run_at,
           name: job.name,
           attempt: job.attempts,
-          hint,
+          lease,
         });
         stats.started(now, now.saturating_sub(job.run_at));
         wire::write_taken(out, slot, *seq, job, registry.is_raw(job.name));
+        handed += 1;
       },
     );
+    if let Err(e) = claimed {
+      // The jobs handed out before the error run; the rest stay pending.
+      self.store_failed(e);
+    }
     if earliest != u64::MAX {
       self.want_wake(earliest);
     }
-    n
+    handed
   }
 
   fn release(&mut self, slot: u32) {
@@ -643,8 +681,13 @@ impl Queue {
       self.stats.finished(now, now.saturating_sub(r.started_at));
       if kind == OutcomeKind::Ok {
         self.record_running(&r, Outcome::Completed, now);
-        if self.store.complete(r.id, r.hint, value.get(), now) && !caller_emits {
-          self.event_of("completed", r.id, r.name, r.attempt, value.get());
+        match self.store.complete(r.lease, r.id, value.get(), now) {
+          Ok(Settled::Applied(())) if !caller_emits => {
+            self.event_of("completed", r.id, r.name, r.attempt, value.get())
+          }
+          Ok(Settled::Applied(())) => {}
+          Ok(Settled::Fenced) => self.late_outcomes += 1,
+          Err(e) => self.store_failed(e),
         }
       } else {
         let err: JobError = serde_json::from_str(value.get()).unwrap_or_else(|_| JobError {
@@ -653,7 +696,7 @@ impl Queue {
           ..JobError::default()
         });
         self.fail_attempt(
-          r.id,
+          &r,
           err,
           FailKind::Error {
             unrecoverable: kind == OutcomeKind::Unrecoverable,
@@ -680,7 +723,8 @@ impl Queue {
 
   /// A failed or timed-out attempt: the store retries or finishes it; this
   /// records the events and the timer.
-  fn fail_attempt(&mut self, id: JobId, err: JobError, kind: FailKind, now: u64) {
+  fn fail_attempt(&mut self, r: &Running, err: JobError, kind: FailKind, now: u64) {
+    let id = r.id;
     let err_json = if self.events_on {
       let mut e = err.clone();
       e.attempt = self.job(id).map(|j| j.attempts).unwrap_or(0);
@@ -693,8 +737,19 @@ impl Queue {
       FailKind::Timeout => self.record(id, Outcome::TimedOut, now, Some(&err.message)),
       FailKind::Interrupt | FailKind::Stop => {}
     }
-    let Some(f) = self.store.fail(id, err, kind, now, fastrand::f64()) else {
-      return;
+    let f = match self
+      .store
+      .fail(r.lease, id, err, kind, now, fastrand::f64())
+    {
+      Ok(Settled::Applied(f)) => f,
+      Ok(Settled::Fenced) => {
+        self.late_outcomes += 1;
+        return;
+      }
+      Err(e) => {
+        self.store_failed(e);
+        return;
+      }
     };
     let timed_out = kind == FailKind::Timeout;
     if timed_out {
@@ -774,19 +829,20 @@ impl Queue {
   }
 
   /// Removes finished jobs that finished at or before `before`. Returns how many.
-  pub fn prune(&mut self, before: u64) -> usize {
+  pub fn prune(&mut self, before: u64) -> Result<usize> {
     self.store.prune(before)
   }
 
   /// Cancels a waiting, pending or running job (running: its signal fires
-  /// and a late outcome is ignored). False for unknown or finished jobs.
-  pub fn cancel(&mut self, id: JobId, now: u64) -> bool {
+  /// and a late outcome is ignored). False for unknown or finished jobs;
+  /// `Err` (`ERR_STORAGE`) when the store could not do it.
+  pub fn cancel(&mut self, id: JobId, now: u64) -> Result<bool> {
     let before = self.job(id);
     if before.as_ref().is_some_and(|j| j.status == Status::Running) {
       self.record(id, Outcome::Cancelled, now, None);
     }
-    let Some(was) = self.store.cancel(id, now) else {
-      return false;
+    let Some(was) = self.store.cancel(id, now)? else {
+      return Ok(false);
     };
     if was == Status::Running {
       let found = self
@@ -801,7 +857,7 @@ impl Queue {
       }
     }
     self.event("cancelled", id, "null");
-    true
+    Ok(true)
   }
 
   /// Puts a failed, timed-out or cancelled job back in line with its
@@ -826,14 +882,20 @@ impl Queue {
         adding: 1,
       });
     }
-    Ok(self.store.retry(id, now))
+    self.store.retry(id, now)
   }
 
   /// Records progress (JSON) of the attempt in `slot`/`seq`; false when that
   /// attempt has ended.
   pub fn progress(&mut self, slot: u32, seq: u32, json: &str) -> bool {
     match self.running(slot, seq) {
-      Some(r) => self.store.progress(r.id, json),
+      Some(r) => match self.store.progress(r.id, json) {
+        Ok(done) => done,
+        Err(e) => {
+          self.store_failed(e);
+          false
+        }
+      },
       None => false,
     }
   }
@@ -962,7 +1024,9 @@ impl Queue {
   pub fn unschedule(&mut self, id: &str) -> bool {
     let gone = self.scheduler.remove(id).is_some();
     if gone {
-      self.store.delete_schedule(id);
+      if let Err(e) = self.store.delete_schedule(id) {
+        self.store_failed(e);
+      }
     }
     gone
   }

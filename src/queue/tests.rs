@@ -155,9 +155,9 @@ fn cancel_pending_and_running_then_retry() {
   let a = add(&mut q, c, "1", Value::Null, 0);
   let b = add(&mut q, c, "2", Value::Null, 0);
   let running = take(&mut q, 1, 0);
-  assert!(q.cancel(b, 1));
-  assert!(q.cancel(a, 1));
-  assert!(!q.cancel(a, 1), "already cancelled");
+  assert!(q.cancel(b, 1).expect("cancel"));
+  assert!(q.cancel(a, 1).expect("cancel"));
+  assert!(!q.cancel(a, 1).expect("cancel"), "already cancelled");
   assert!(q.has_news(), "the running one must be aborted");
   assert_eq!(q.count(Status::Cancelled), 2);
   q.settle(&ok(running[0].0, running[0].1), 2)
@@ -231,7 +231,7 @@ fn prune_removes_only_old_finished_jobs() {
   let t = take(&mut q, 2, 0);
   q.settle(&ok(t[0].0, t[0].1), 10).expect("settle");
   q.settle(&ok(t[1].0, t[1].1), 20).expect("settle");
-  assert_eq!(q.prune(15), 1);
+  assert_eq!(q.prune(15).expect("prune"), 1);
   assert!(q.get(a).is_none());
   assert!(q.get(b).is_some());
   q.check_invariants().expect("invariants");
@@ -251,7 +251,7 @@ fn aborted_slot_is_reused_only_after_drain() {
   assert_eq!(t.len(), 2);
   q.tick(50);
   assert_eq!(q.get(a).map(|j| j.status), Some(Status::Timeout));
-  assert!(q.cancel(b, 51));
+  assert!(q.cancel(b, 51).expect("cancel"));
   assert!(
     take(&mut q, 2, 52).is_empty(),
     "slots reused before their aborts were drained"
@@ -342,9 +342,9 @@ proptest! {
         }
         Op::Late(seq) => { q.settle(&ok(0, seq + 10_000), now).expect("settle"); }
         Op::Tick(dt) => { now += dt; q.tick(now); }
-        Op::Cancel(i) if i < ids.len() => { q.cancel(ids[i], now); }
+        Op::Cancel(i) if i < ids.len() => { q.cancel(ids[i], now).expect("cancel"); }
         Op::Retry(i) if i < ids.len() => { let _ = q.retry(ids[i], now); }
-        Op::Prune => { q.prune(now.saturating_sub(20)); }
+        Op::Prune => { q.prune(now.saturating_sub(20)).expect("prune"); }
         _ => {}
       }
       q.drain();
@@ -757,4 +757,226 @@ fn a_calculation_may_not_set_per_job_keys() {
       .and_then(|j| j.concurrency_key().map(String::from)),
     Some("one".into())
   );
+}
+
+/// A memory store whose transitions fail on demand (a backend that lost
+/// its database): every fallible transition returns `ERR_STORAGE`.
+struct Faulty {
+  inner: MemoryStore,
+  down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Faulty {
+  fn check(&self) -> Result<()> {
+    if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+      return Err(Error::Storage("the database is down".into()));
+    }
+    Ok(())
+  }
+}
+
+impl Store for Faulty {
+  fn kind(&self) -> &'static str {
+    "faulty"
+  }
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()> {
+    self.check()?;
+    Store::insert(&mut self.inner, jobs, names)
+  }
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize> {
+    self.check()?;
+    Store::claim(&mut self.inner, max, now, runnable, visit)
+  }
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.inner.has_due(now, runnable)
+  }
+  fn owner(&self) -> u64 {
+    self.inner.owner()
+  }
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    self.check()?;
+    Store::complete(&mut self.inner, lease, id, result, now)
+  }
+  fn fail(
+    &mut self,
+    lease: Lease,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Result<Settled<crate::storage::Failed>> {
+    self.check()?;
+    Store::fail(&mut self.inner, lease, id, err, kind, now, rand)
+  }
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    self.inner.keyed(key)
+  }
+  fn update_unstarted(
+    &mut self,
+    id: JobId,
+    change: &crate::storage::Unstarted<'_>,
+    now: u64,
+  ) -> Result<bool> {
+    self.check()?;
+    Store::update_unstarted(&mut self.inner, id, change, now)
+  }
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>> {
+    self.check()?;
+    Store::cancel(&mut self.inner, id, now)
+  }
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    self.check()?;
+    Store::retry(&mut self.inner, id, now)
+  }
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
+    self.check()?;
+    Store::progress(&mut self.inner, id, json)
+  }
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize> {
+    self.check()?;
+    Store::recover_interrupted(&mut self.inner, now)
+  }
+  fn prune(&mut self, before: u64) -> Result<usize> {
+    self.check()?;
+    Store::prune(&mut self.inner, before)
+  }
+  fn get(&mut self, id: JobId) -> Result<Option<Job>> {
+    self.inner.get(id)
+  }
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    self.inner.list(status, limit)
+  }
+  fn list_jobs(&mut self, filter: &crate::storage::JobFilter, names: &Names) -> Result<Vec<Job>> {
+    self.inner.list_jobs(filter, names)
+  }
+  fn counts(&self) -> [usize; 7] {
+    self.inner.counts()
+  }
+  fn unregistered(&self) -> usize {
+    self.inner.unregistered()
+  }
+  fn registered(&mut self, name: u32) {
+    self.inner.registered(name)
+  }
+  fn take_changed(&mut self) -> Vec<JobId> {
+    self.inner.take_changed()
+  }
+  fn oldest_due(&self) -> Option<u64> {
+    self.inner.oldest_due()
+  }
+  fn next_due(&self) -> Option<u64> {
+    self.inner.next_due()
+  }
+  fn max_id(&self) -> Option<JobId> {
+    self.inner.max_id()
+  }
+  fn set_weights(&mut self, weights: [i32; 3]) {
+    self.inner.set_weights(weights)
+  }
+  fn check_invariants(&self) -> std::result::Result<(), String> {
+    self.inner.check_invariants()
+  }
+}
+
+/// A backend that fails: callers (add, cancel, retry) get `ERR_STORAGE`;
+/// transitions nobody waits for (a claim, an outcome, the prune chore) are
+/// recorded as the store's failure, which `add` then refuses with. Nothing
+/// panics and nothing changes.
+#[test]
+fn storage_errors_reach_the_caller_or_are_recorded() {
+  let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+  let store = Faulty {
+    inner: MemoryStore::new(),
+    down: down.clone(),
+  };
+  let cfg = QueueConfig {
+    max_workers: 2,
+    cleanup_interval_ms: 100,
+    ..QueueConfig::default()
+  };
+  let mut q = Queue::with_store(cfg, 0, Box::new(store), Names::default());
+  let calc = q.register("calc", &Value::Null).expect("register");
+  q.start(0);
+  let a = add(&mut q, calc, "1", Value::Null, 0);
+  let b = add(&mut q, calc, "2", Value::Null, 0);
+  let taken = take(&mut q, 1, 1);
+  assert_eq!(taken.len(), 1);
+  down.store(true, std::sync::atomic::Ordering::SeqCst);
+  let code = |e: Error| e.code();
+  // Callers are told.
+  let opts =
+    JobOptions::parse(&Value::Null, "options", q.config().default_backoff).expect("options");
+  let added = q.add(
+    &[NewJob {
+      calc,
+      data: "3",
+      context: "{}",
+      options: opts,
+    }],
+    2,
+  );
+  assert_eq!(added.map_err(code).err(), Some("ERR_STORAGE"));
+  assert_eq!(q.cancel(b, 2).map_err(code).err(), Some("ERR_STORAGE"));
+  assert_eq!(q.count(Status::Pending), 1, "b is still pending");
+  assert_eq!(q.store_failure(), None, "told to the caller, not recorded");
+  // A claim nobody waits for: nothing handed out, the error recorded.
+  assert!(take(&mut q, 1, 3).is_empty());
+  assert_eq!(q.store_failure().as_deref(), Some("the database is down"));
+  // An outcome: the slot is released, the job stays running in the store.
+  let (slot, seq, _) = taken[0].clone();
+  assert_eq!(q.settle(&ok(slot, seq), 4).expect("settle"), 1);
+  assert_eq!(q.get(a).map(|j| j.status), Some(Status::Running));
+  // The prune chore.
+  q.tick(1_000);
+  // Back up: the recorded failure still refuses adds (like a failed write).
+  down.store(false, std::sync::atomic::Ordering::SeqCst);
+  let opts =
+    JobOptions::parse(&Value::Null, "options", q.config().default_backoff).expect("options");
+  let again = q.add(
+    &[NewJob {
+      calc,
+      data: "4",
+      context: "{}",
+      options: opts,
+    }],
+    1_001,
+  );
+  assert_eq!(again.map_err(code).err(), Some("ERR_STORAGE"));
+}
+
+/// An outcome the queue still takes for current but whose lease the store
+/// no longer honours (another process cancelled the job: here, the store
+/// directly) changes nothing and is counted in `lateOutcomes`.
+#[test]
+fn outcomes_fenced_by_the_store_count_as_late() {
+  let (mut q, calc) = queue(2);
+  let a = add(&mut q, calc, "1", Value::Null, 0);
+  let b = add(&mut q, calc, "2", json!({ "retries": 3 }), 0);
+  let taken = take(&mut q, 2, 1);
+  assert_eq!(taken.len(), 2);
+  for id in [a, b] {
+    assert_eq!(
+      q.store_mut().cancel(id, 2).expect("cancel"),
+      Some(Status::Running)
+    );
+  }
+  let (sa, qa, _) = taken[0].clone();
+  let (sb, qb, _) = taken[1].clone();
+  let outcomes = format!("[{sa},{qa},1,\"done\",{sb},{qb},0,{{\"message\":\"boom\"}}]");
+  assert_eq!(q.settle(&outcomes, 3).expect("settle"), 2);
+  assert_eq!(q.late_outcomes(), 2);
+  for id in [a, b] {
+    let j = q.get(id).expect("job");
+    assert_eq!((j.status, j.attempts), (Status::Cancelled, 1));
+    assert!(j.extra.and_then(|e| e.result).is_none());
+  }
+  assert!(q.stats_json(3).contains("\"lateOutcomes\":2"));
+  assert_eq!(q.running_count(), 0, "the workers are free");
 }

@@ -71,7 +71,7 @@ impl Harness for Sqlite {
     Box::new(SqliteStore::open(&self.opts, &mut names, 0).expect("open"))
   }
   fn reopen(&mut self, mut store: Box<dyn Store>, now: u64) -> Box<dyn Store> {
-    store.sync().expect("sync");
+    wait_flushed(&mut *store).expect("sync");
     store.close();
     drop(store);
     let mut names = names();
@@ -132,14 +132,15 @@ impl Jobs {
   ) -> JobId {
     let j = self.job(now, priority, run_at, retries);
     let id = j.id;
-    s.insert(vec![j], &names());
+    s.insert(vec![j], &names()).expect("insert");
     id
   }
 }
 
 fn claim(s: &mut dyn Store, max: usize, now: u64) -> Vec<JobId> {
   let mut got = vec![];
-  s.claim(max, now, &all, &mut |j, _| got.push(j.id));
+  s.claim(max, now, &all, &mut |j, _| got.push(j.id))
+    .expect("claim");
   got
 }
 
@@ -199,7 +200,7 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   let mut job = j.job(0, Priority::Medium, 0, 0);
   job.extra = JobExtra::of(None, "{\"tenant\":\"t1\"}");
   let with_context = job.id;
-  s.insert(vec![job], &names());
+  s.insert(vec![job], &names()).expect("insert");
   let mut job = j.job(0, Priority::Medium, 0, 0);
   job.extra = JobExtra::of(
     Some(Dependencies {
@@ -209,10 +210,10 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
     "{\"tenant\":\"t2\"}",
   );
   let dependant = job.id;
-  s.insert(vec![job], &names());
+  s.insert(vec![job], &names()).expect("insert");
   let plain = j.add(&mut *s, 0, Priority::Medium, 5, 0);
   assert_eq!(claim(&mut *s, 5, 1), vec![with_context]);
-  assert!(s.complete(with_context, NO_HINT, "7", 2));
+  assert!(s.complete_current(with_context, "7", 2));
   s = h.reopen(s, 10);
   let ctx = |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| j.context_json().to_string());
   assert_eq!(ctx(&mut *s, plain).as_deref(), Some("{}"));
@@ -240,6 +241,133 @@ fn context_survives_with_outcome_and_dependencies(h: &mut dyn Harness) {
   assert_eq!(d.deps().map(|d| d.ids.clone()), Some(vec![with_context]));
 }
 
+/// An outcome under a lease that is no longer current changes nothing:
+/// after a cancel, a retry and a new claim (same attempt number), a
+/// timeout's retry, a stop, under another owner, or for an unknown id.
+fn late_outcomes_are_fenced_by_their_lease(h: &mut dyn Harness) {
+  let mut s = h.open();
+  let mut j = Jobs::new();
+  let a = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let b = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let c = j.add(&mut *s, 0, Priority::Medium, 0, 2);
+  let mut leases = Vec::new();
+  s.claim(3, 1, &all, &mut |job, lease| leases.push((job.id, lease)))
+    .expect("claim");
+  assert_eq!(
+    leases.iter().map(|l| l.0).collect::<Vec<_>>(),
+    vec![a, b, c]
+  );
+  let (la, lb, lc) = (leases[0].1, leases[1].1, leases[2].1);
+  assert_eq!((la.owner, la.attempt), (s.owner(), 1));
+  // Another owner's lease of a running job: fenced, the job runs on.
+  let foreign = Lease {
+    owner: la.owner.wrapping_add(1),
+    ..la
+  };
+  assert_eq!(
+    s.complete(foreign, a, "1", 2).expect("complete"),
+    Settled::Fenced
+  );
+  assert_eq!(
+    s.fail(foreign, a, err("x"), FailKind::Timeout, 2, 0.0)
+      .expect("fail"),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, a), Some((Status::Running, 1)));
+  // Cancelled, retried and claimed again: attempt 1 again, a new claim.
+  assert_eq!(s.cancel(a, 3).expect("cancel"), Some(Status::Running));
+  assert_eq!(
+    s.complete(la, a, "1", 4).expect("complete"),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, a), Some((Status::Cancelled, 1)));
+  assert!(s.retry(a, 5).expect("retry"));
+  let mut again = Vec::new();
+  s.claim(1, 6, &all, &mut |job, lease| again.push((job.id, lease)))
+    .expect("claim");
+  assert_eq!(again.len(), 1);
+  let (id, la2) = again[0];
+  assert_eq!((id, la2.attempt), (a, 1));
+  assert_ne!(la2, la, "a new claim, a new lease");
+  assert_eq!(
+    s.complete(la, a, "\"late\"", 7).expect("complete"),
+    Settled::Fenced
+  );
+  assert_eq!(
+    s.fail(
+      la,
+      a,
+      err("late"),
+      FailKind::Error {
+        unrecoverable: true
+      },
+      7,
+      0.0
+    )
+    .expect("fail"),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, a), Some((Status::Running, 1)));
+  assert_eq!(
+    s.complete(la2, a, "\"now\"", 8).expect("complete"),
+    Settled::Applied(())
+  );
+  // Timed out and retried: the late outcome of the first attempt is fenced
+  // though the job is pending (and then running again).
+  let f = s
+    .fail(lb, b, err("slow"), FailKind::Timeout, 9, 0.0)
+    .expect("fail");
+  assert!(matches!(
+    f,
+    Settled::Applied(Failed {
+      status: Status::Pending,
+      ..
+    })
+  ));
+  assert_eq!(
+    s.complete(lb, b, "1", 10).expect("complete"),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, b).map(|s| s.0), Some(Status::Pending));
+  // Stopped (the attempt not counted), claimed again at attempt 1.
+  let f = s
+    .fail(lc, c, err("stop"), FailKind::Stop, 11, 0.0)
+    .expect("fail");
+  assert!(f.is_applied());
+  let mut third = Vec::new();
+  s.claim(5, 10_000, &all, &mut |job, lease| {
+    third.push((job.id, lease))
+  })
+  .expect("claim");
+  let lc2 = third
+    .iter()
+    .find(|t| t.0 == c)
+    .map(|t| t.1)
+    .expect("c again");
+  assert_eq!(lc2.attempt, lc.attempt);
+  assert_eq!(
+    s.complete(lc, c, "1", 10_001).expect("complete"),
+    Settled::Fenced
+  );
+  assert_eq!(status(&mut *s, c), Some((Status::Running, 1)));
+  // Unknown id.
+  let ghost = j.job(0, Priority::Medium, 0, 0).id;
+  assert_eq!(
+    s.complete(lc2, ghost, "1", 10_002).expect("complete"),
+    Settled::Fenced
+  );
+  assert!(s
+    .complete(lc2, c, "2", 10_003)
+    .expect("complete")
+    .is_applied());
+  s.end_batch();
+  s = h.reopen(s, 10_004);
+  let done = |s: &mut dyn Store, id| job_of(s, id).and_then(|j| j.extra.and_then(|e| e.result));
+  assert_eq!(done(&mut *s, a).as_deref(), Some("\"now\""));
+  assert_eq!(done(&mut *s, c).as_deref(), Some("2"));
+  s.check_invariants().expect("invariants");
+}
+
 /// The hint a claim hands out finds the job; a stale or wrong hint still
 /// completes the job named by its id, never another one.
 fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
@@ -248,16 +376,29 @@ fn complete_hints_never_complete_the_wrong_job(h: &mut dyn Harness) {
   let a = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let b = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let mut got = Vec::new();
-  s.claim(2, 1, &all, &mut |job, hint| got.push((job.id, hint)));
+  s.claim(2, 1, &all, &mut |job, lease| got.push((job.id, lease)))
+    .expect("claim");
   assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![a, b]);
-  let (hint_a, hint_b) = (got[0].1, got[1].1);
-  assert!(
-    s.complete(a, hint_b, "\"a\"", 2),
+  let (lease_a, lease_b) = (got[0].1, got[1].1);
+  let wrong_hint = Lease {
+    hint: lease_b.hint,
+    ..lease_a
+  };
+  assert_eq!(
+    s.complete(wrong_hint, a, "\"a\"", 2).expect("complete"),
+    Settled::Applied(()),
     "b's hint: a is found by id"
   );
   assert_eq!(job_of(&mut *s, b).map(|j| j.status), Some(Status::Running));
-  assert!(!s.complete(a, hint_a, "1", 3), "a finished already");
-  assert!(s.complete(b, hint_b, "\"b\"", 4));
+  assert_eq!(
+    s.complete(lease_a, a, "1", 3).expect("complete"),
+    Settled::Fenced,
+    "a finished already"
+  );
+  assert!(s
+    .complete(lease_b, b, "\"b\"", 4)
+    .expect("complete")
+    .is_applied());
   s = h.reopen(s, 10);
   for (id, result) in [(a, "\"a\""), (b, "\"b\"")] {
     let job = job_of(&mut *s, id).expect("job");
@@ -271,11 +412,11 @@ fn complete_keeps_result_and_progress(h: &mut dyn Harness) {
   let mut s = h.open();
   let mut j = Jobs::new();
   let id = j.add(&mut *s, 0, Priority::Medium, 0, 0);
-  assert!(!s.progress(id, "5"), "not running yet");
+  assert!(!s.progress(id, "5").expect("progress"), "not running yet");
   claim(&mut *s, 1, 1);
-  assert!(s.progress(id, "{\"p\":50}"));
-  assert!(s.complete(id, NO_HINT, "{\"table\":[1,2]}", 5));
-  assert!(!s.complete(id, NO_HINT, "1", 6), "only once");
+  assert!(s.progress(id, "{\"p\":50}").expect("progress"));
+  assert!(s.complete_current(id, "{\"table\":[1,2]}", 5));
+  assert!(!s.complete_current(id, "1", 6), "only once");
   s = h.reopen(s, 10);
   let job = job_of(&mut *s, id).expect("job");
   assert_eq!(
@@ -293,7 +434,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
   let mut j = Jobs::new();
   let id = j.add(&mut *s, 0, Priority::Medium, 0, 1);
   claim(&mut *s, 1, 0);
-  let f = s.fail(
+  let f = s.fail_current(
     id,
     err("one"),
     FailKind::Error {
@@ -313,7 +454,7 @@ fn failures_retry_with_backoff_then_fail(h: &mut dyn Harness) {
   assert_eq!(job_of(&mut *s, id).map(|j| j.run_at), Some(110));
   assert!(claim(&mut *s, 1, 109).is_empty());
   assert_eq!(claim(&mut *s, 1, 110), vec![id]);
-  let f = s.fail(
+  let f = s.fail_current(
     id,
     err("two"),
     FailKind::Error {
@@ -353,7 +494,7 @@ fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
   let b = j.add(&mut *s, 0, Priority::Medium, 0, 1);
   claim(&mut *s, 2, 0);
   assert_eq!(
-    s.fail(
+    s.fail_current(
       a,
       err("fatal"),
       FailKind::Error {
@@ -366,18 +507,18 @@ fn unrecoverable_and_timeouts(h: &mut dyn Harness) {
     Some(Status::Failed)
   );
   assert_eq!(
-    s.fail(b, err("slow"), FailKind::Timeout, 1, 0.0)
+    s.fail_current(b, err("slow"), FailKind::Timeout, 1, 0.0)
       .map(|f| f.status),
     Some(Status::Pending)
   );
   claim(&mut *s, 1, 200);
   assert_eq!(
-    s.fail(b, err("slow"), FailKind::Timeout, 201, 0.0)
+    s.fail_current(b, err("slow"), FailKind::Timeout, 201, 0.0)
       .map(|f| f.status),
     Some(Status::Timeout)
   );
   assert_eq!(
-    s.fail(b, err("again"), FailKind::Timeout, 202, 0.0),
+    s.fail_current(b, err("again"), FailKind::Timeout, 202, 0.0),
     None,
     "not running"
   );
@@ -392,21 +533,21 @@ fn cancel_and_retry(h: &mut dyn Harness) {
   let pending = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let running = j.add(&mut *s, 0, Priority::Low, 0, 0);
   assert_eq!(claim(&mut *s, 1, 0), vec![pending]);
-  assert_eq!(s.cancel(running, 1), Some(Status::Pending));
-  assert_eq!(s.cancel(pending, 1), Some(Status::Running));
-  assert_eq!(s.cancel(pending, 2), None, "finished");
+  assert_eq!(s.cancel(running, 1).expect("cancel"), Some(Status::Pending));
+  assert_eq!(s.cancel(pending, 1).expect("cancel"), Some(Status::Running));
+  assert_eq!(s.cancel(pending, 2).expect("cancel"), None, "finished");
   assert!(
     claim(&mut *s, 5, 3).is_empty(),
     "a cancelled job never runs"
   );
   s = h.reopen(s, 4);
   assert_eq!(status(&mut *s, running), Some((Status::Cancelled, 0)));
-  assert!(s.retry(running, 5));
-  assert!(!s.retry(running, 5), "pending now");
+  assert!(s.retry(running, 5).expect("retry"));
+  assert!(!s.retry(running, 5).expect("retry"), "pending now");
   s = h.reopen(s, 6);
   assert_eq!(status(&mut *s, running), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 5, 6), vec![running]);
-  assert!(!s.retry(JobId(42), 7), "unknown id");
+  assert!(!s.retry(JobId(42), 7).expect("retry"), "unknown id");
 }
 
 fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
@@ -416,14 +557,14 @@ fn prune_removes_old_finished_jobs(h: &mut dyn Harness) {
   let young = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let waiting = j.add(&mut *s, 0, Priority::Medium, 10_000, 0);
   claim(&mut *s, 2, 0);
-  s.complete(old, NO_HINT, "1", 10);
-  s.complete(young, NO_HINT, "2", 50);
-  assert_eq!(s.prune(20), 1);
+  s.complete_current(old, "1", 10);
+  s.complete_current(young, "2", 50);
+  assert_eq!(s.prune(20).expect("prune"), 1);
   s = h.reopen(s, 60);
   assert!(job_of(&mut *s, old).is_none());
   assert!(job_of(&mut *s, young).is_some());
   assert!(job_of(&mut *s, waiting).is_some());
-  assert_eq!(s.prune(100), 1);
+  assert_eq!(s.prune(100).expect("prune"), 1);
   s = h.reopen(s, 110);
   assert_eq!(s.list(None, 10), vec![waiting]);
   s.check_invariants().expect("invariants");
@@ -435,12 +576,13 @@ fn unregistered_jobs_wait(h: &mut dyn Harness) {
   let mut job = j.job(0, Priority::High, 0, 0);
   job.name = 1;
   let b = job.id;
-  s.insert(vec![job], &names());
+  s.insert(vec![job], &names()).expect("insert");
   let a = j.add(&mut *s, 0, Priority::Low, 0, 0);
   s = h.reopen(s, 1);
   let only_a = |n: u32| n == 0;
   let mut got = vec![];
-  s.claim(10, 1, &only_a, &mut |j, _| got.push(j.id));
+  s.claim(10, 1, &only_a, &mut |j, _| got.push(j.id))
+    .expect("claim");
   assert_eq!(got, vec![a]);
   assert_eq!(s.unregistered(), 1);
   s.registered(1);
@@ -456,7 +598,7 @@ fn recovery_requeues_or_fails_interrupted_jobs(h: &mut dyn Harness) {
   claim(&mut *s, 2, 5);
   s = h.reopen(s, 100);
   // A durable store recovers on open; memory recovers when told.
-  s.recover_interrupted(100);
+  s.recover_interrupted(100).expect("recover_interrupted");
   assert_eq!(status(&mut *s, retriable), Some((Status::Pending, 1)));
   assert_eq!(status(&mut *s, last_try), Some((Status::Failed, 1)));
   let e = s
@@ -476,7 +618,7 @@ fn graceful_stop_does_not_count_the_attempt(h: &mut dyn Harness) {
   let mut j = Jobs::new();
   let id = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   claim(&mut *s, 1, 0);
-  let f = s.fail(id, err("stopped"), FailKind::Stop, 5, 0.0);
+  let f = s.fail_current(id, err("stopped"), FailKind::Stop, 5, 0.0);
   assert_eq!(f.map(|f| f.status), Some(Status::Pending));
   s = h.reopen(s, 10);
   assert_eq!(status(&mut *s, id), Some((Status::Pending, 0)));
@@ -506,7 +648,7 @@ fn dependent(j: &mut Jobs, s: &mut dyn Store, deps: &[JobId], ignore: bool) -> J
     "{}",
   );
   let id = job.id;
-  s.insert(vec![job], &names());
+  s.insert(vec![job], &names()).expect("insert");
   id
 }
 
@@ -520,7 +662,7 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(s.counts()[Status::Waiting as usize], 3);
   s = h.reopen(s, 1);
   assert_eq!(claim(&mut *s, 10, 1), vec![a], "only the root runs");
-  s.complete(a, NO_HINT, "1", 2);
+  s.complete_current(a, "1", 2);
   let mut changed = s.take_changed();
   changed.sort();
   assert_eq!(changed, vec![b, c]);
@@ -528,13 +670,13 @@ fn dependencies_chain_and_diamond(h: &mut dyn Harness) {
   assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
   assert_eq!(status(&mut *s, d), Some((Status::Waiting, 0)));
   assert_eq!(claim(&mut *s, 10, 3), vec![b, c]);
-  s.complete(b, NO_HINT, "2", 4);
+  s.complete_current(b, "2", 4);
   assert_eq!(
     status(&mut *s, d),
     Some((Status::Waiting, 0)),
     "c still runs"
   );
-  s.complete(c, NO_HINT, "3", 5);
+  s.complete_current(c, "3", 5);
   assert_eq!(claim(&mut *s, 10, 6), vec![d]);
   s.check_invariants().expect("invariants");
 }
@@ -547,7 +689,7 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   let c = dependent(&mut j, &mut *s, &[b], false);
   let ignoring = dependent(&mut j, &mut *s, &[a], true);
   claim(&mut *s, 1, 0);
-  s.fail(
+  s.fail_current(
     a,
     err("boom"),
     FailKind::Error {
@@ -577,13 +719,13 @@ fn dependency_failure_propagates_unless_ignored(h: &mut dyn Harness) {
   // A cancelled dependency counts as failed too.
   let x = j.add(&mut *s, 3, Priority::Medium, 0, 0);
   let y = dependent(&mut j, &mut *s, &[x], false);
-  s.cancel(x, 4);
+  s.cancel(x, 4).expect("cancel");
   s = h.reopen(s, 5);
   assert_eq!(status(&mut *s, y), Some((Status::Failed, 0)));
   // Cancelling a waiting job is allowed.
   let z = j.add(&mut *s, 6, Priority::Medium, 0, 0);
   let w = dependent(&mut j, &mut *s, &[z], false);
-  assert_eq!(s.cancel(w, 7), Some(Status::Waiting));
+  assert_eq!(s.cancel(w, 7).expect("cancel"), Some(Status::Waiting));
   s.check_invariants().expect("invariants");
 }
 
@@ -600,42 +742,42 @@ fn retry_of_a_dependency_failed_job_waits_for_its_dependencies(h: &mut dyn Harne
     unrecoverable: true,
   };
   assert_eq!(claim(&mut *s, 1, 0), vec![a]);
-  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
+  s.fail_current(a, err("boom"), unrecoverable, 1, 0.0);
   assert_eq!(status(&mut *s, b), Some((Status::Failed, 0)));
   s.take_changed();
   // The dependant first: it waits for the failed dependency.
-  assert!(s.retry(b, 2));
+  assert!(s.retry(b, 2).expect("retry"));
   assert_eq!(status(&mut *s, b), Some((Status::Waiting, 0)));
   assert_eq!(claim(&mut *s, 10, 2), Vec::<JobId>::new(), "b must not run");
   s = h.reopen(s, 3);
   assert_eq!(status(&mut *s, b), Some((Status::Waiting, 0)));
-  assert!(s.retry(a, 3));
+  assert!(s.retry(a, 3).expect("retry"));
   assert_eq!(claim(&mut *s, 10, 3), vec![a]);
-  s.complete(a, NO_HINT, "1", 4);
+  s.complete_current(a, "1", 4);
   assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 10, 5), vec![b]);
-  s.complete(b, NO_HINT, "2", 6);
+  s.complete_current(b, "2", 6);
   // The dependency first: the dependant retried after it completed runs.
   let c = j.add(&mut *s, 7, Priority::Medium, 0, 0);
   let d = dependent(&mut j, &mut *s, &[c], false);
   assert_eq!(claim(&mut *s, 1, 7), vec![c]);
-  s.fail(c, err("boom"), unrecoverable, 8, 0.0);
+  s.fail_current(c, err("boom"), unrecoverable, 8, 0.0);
   assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
-  assert!(s.retry(c, 9));
+  assert!(s.retry(c, 9).expect("retry"));
   assert_eq!(claim(&mut *s, 10, 9), vec![c]);
-  s.complete(c, NO_HINT, "3", 10);
+  s.complete_current(c, "3", 10);
   assert_eq!(status(&mut *s, d), Some((Status::Failed, 0)));
-  assert!(s.retry(d, 11));
+  assert!(s.retry(d, 11).expect("retry"));
   assert_eq!(claim(&mut *s, 10, 11), vec![d]);
   // A dependency that fails again fails the waiting dependant again.
   let e = j.add(&mut *s, 12, Priority::Medium, 0, 0);
   let f = dependent(&mut j, &mut *s, &[e], false);
   assert_eq!(claim(&mut *s, 1, 12), vec![e]);
-  s.fail(e, err("boom"), unrecoverable, 13, 0.0);
-  assert!(s.retry(f, 14));
-  assert!(s.retry(e, 14));
+  s.fail_current(e, err("boom"), unrecoverable, 13, 0.0);
+  assert!(s.retry(f, 14).expect("retry"));
+  assert!(s.retry(e, 14).expect("retry"));
   assert_eq!(claim(&mut *s, 10, 14), vec![e]);
-  s.fail(e, err("again"), unrecoverable, 15, 0.0);
+  s.fail_current(e, err("again"), unrecoverable, 15, 0.0);
   assert_eq!(status(&mut *s, f), Some((Status::Failed, 0)));
   s.check_invariants().expect("invariants");
 }
@@ -653,17 +795,17 @@ fn an_ignored_failed_dependency_retried_is_waited_for_again(h: &mut dyn Harness)
   let unrecoverable = FailKind::Error {
     unrecoverable: true,
   };
-  s.fail(a, err("boom"), unrecoverable, 1, 0.0);
-  assert!(s.retry(a, 2));
+  s.fail_current(a, err("boom"), unrecoverable, 1, 0.0);
+  assert!(s.retry(a, 2).expect("retry"));
   assert_eq!(claim(&mut *s, 2, 2), vec![b, a]);
-  s.complete(b, NO_HINT, "1", 3);
+  s.complete_current(b, "1", 3);
   assert_eq!(
     status(&mut *s, w),
     Some((Status::Waiting, 0)),
     "a runs again"
   );
   s.check_invariants().expect("invariants");
-  s.complete(a, NO_HINT, "2", 4);
+  s.complete_current(a, "2", 4);
   assert_eq!(status(&mut *s, w), Some((Status::Pending, 0)));
   assert_eq!(claim(&mut *s, 1, 5), vec![w]);
   s.check_invariants().expect("invariants");
@@ -848,24 +990,27 @@ fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
       job.extra = JobExtra::of(None, "{\"i\":1}");
     }
     known.push(job.id);
-    s.insert(vec![job], &names());
+    s.insert(vec![job], &names()).expect("insert");
   }
   s.end_batch();
   let got = claim(&mut *s, 12, 30);
   assert_eq!(got.len(), 12);
   for (k, id) in got.iter().enumerate() {
     match k % 4 {
-      0 | 3 => assert!(s.complete(*id, NO_HINT, "{\"r\":2}", 31)),
+      0 | 3 => assert!(s.complete_current(*id, "{\"r\":2}", 31)),
       1 => {
         let kind = FailKind::Error {
           unrecoverable: true,
         };
-        assert!(s.fail(*id, err("no"), kind, 31, 0.0).is_some());
+        assert!(s.fail_current(*id, err("no"), kind, 31, 0.0).is_some());
       }
       _ => {}
     }
   }
-  assert_eq!(s.cancel(known[39], 32), Some(Status::Pending));
+  assert_eq!(
+    s.cancel(known[39], 32).expect("cancel"),
+    Some(Status::Pending)
+  );
   known.push(dependent(&mut j, &mut *s, &[got[2]], false));
   // Created at 5 with an id of time 100, and at 1000 with an id of 100.
   for created in [5, 1_000] {
@@ -874,7 +1019,7 @@ fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
       ..j.job(100, Priority::Medium, created, 0)
     };
     known.push(job.id);
-    s.insert(vec![job], &names());
+    s.insert(vec![job], &names()).expect("insert");
   }
   s.end_batch();
   s.check_invariants().expect("invariants");
@@ -882,7 +1027,7 @@ fn lists_jobs_by_filter_and_pages_by_cursor(h: &mut dyn Harness) {
   s = h.reopen(s, 40);
   check_listings(&mut *s, &known);
   // Pruned jobs are gone from the listing too.
-  assert!(s.prune(31) > 0);
+  assert!(s.prune(31).expect("prune") > 0);
   s.end_batch();
   check_listings(&mut *s, &known);
   assert_eq!(
@@ -918,7 +1063,7 @@ fn restart(h: &mut dyn Harness, q: crate::queue::Queue, now: u64) -> crate::queu
   let mut store = h.reopen(store, now);
   // Memory: the same store; what a new process finds running died with
   // the old one (SQLite recovers it on open already).
-  store.recover_interrupted(now);
+  store.recover_interrupted(now).expect("recover_interrupted");
   keyed_queue(store, now)
 }
 
@@ -1006,16 +1151,16 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   let next = add_opts(&mut q, "6", "{}", json!({"key": "k"}), 2);
   assert_ne!(next, first);
   // A cancelled job frees its key.
-  assert!(q.cancel(next, 3));
+  assert!(q.cancel(next, 3).expect("cancel"));
   q.end_batch();
   let after = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
   assert_ne!(after, next);
   // Retried, a finished job holds its key again.
-  assert!(q.cancel(after, 3));
+  assert!(q.cancel(after, 3).expect("cancel"));
   q.end_batch();
   let fresh = add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3);
   assert_ne!(fresh, after);
-  assert!(q.cancel(fresh, 3));
+  assert!(q.cancel(fresh, 3).expect("cancel"));
   q.end_batch();
   assert!(q.retry(after, 3).expect("retry"));
   q.end_batch();
@@ -1170,7 +1315,7 @@ fn a_concurrency_key_runs_one_job_at_a_time(h: &mut dyn Harness) {
   assert_eq!(last.iter().map(|t| t.2).collect::<Vec<_>>(), vec![t1]);
   // Cancelling the running one frees the key: a new job of the key takes
   // it, and t2's retry waits behind that one when due.
-  assert!(q.cancel(t1, 5));
+  assert!(q.cancel(t1, 5).expect("cancel"));
   q.end_batch();
   q.drain();
   let t4 = add_opts(&mut q, "6", "{}", t, 5);
@@ -1199,7 +1344,7 @@ fn keys_and_schedule_ids_survive_a_restart(h: &mut dyn Harness) {
   let mut job = j.job(0, Priority::Medium, 0, 0);
   job.set_keys(JobKeys::of(Some("k"), Some("c"), Some("sched-1")));
   let id = job.id;
-  s.insert(vec![job], &names());
+  s.insert(vec![job], &names()).expect("insert");
   let after = j.add(&mut *s, 0, Priority::Medium, 0, 0);
   let mut s = h.reopen(s, 0);
   let got = s.get(id).expect("read").expect("stored");
@@ -1233,6 +1378,10 @@ macro_rules! conformance {
       #[test]
       fn context_survives_with_outcome_and_dependencies() {
         super::context_survives_with_outcome_and_dependencies(&mut $harness);
+      }
+      #[test]
+      fn late_outcomes_are_fenced_by_their_lease() {
+        super::late_outcomes_are_fenced_by_their_lease(&mut $harness);
       }
       #[test]
       fn complete_hints_never_complete_the_wrong_job() {
@@ -1404,13 +1553,13 @@ mod sqlite_only {
     let retried = j.add(&mut *s, 0, Priority::Medium, 0, 2);
     let running = j.add(&mut *s, 0, Priority::Medium, 0, 0);
     assert_eq!(claim(&mut *s, 3, 1), vec![done, retried, running]);
-    assert!(s.complete(done, NO_HINT, "\"ok\"", 2));
+    assert!(s.complete_current(done, "\"ok\"", 2));
     let boom = JobError {
       name: "Error".into(),
       message: "boom".into(),
       ..JobError::default()
     };
-    s.fail(
+    s.fail_current(
       retried,
       boom,
       FailKind::Error {
@@ -1421,7 +1570,7 @@ mod sqlite_only {
     );
     assert_eq!(claim(&mut *s, 1, 500), vec![retried], "claimed again");
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     s = h.reopen(s, 501);
     let get =
       |s: &mut dyn Store, id| job_of(&mut *s, id).map(|j| (j.status, j.attempts, j.started_at));
@@ -1448,12 +1597,12 @@ mod sqlite_only {
     let mut j = Jobs::new();
     for _ in 0..40 {
       let batch = (0..1_000).map(|_| j.job(0, Priority::High, 0, 0)).collect();
-      s.insert(batch, &names());
+      s.insert(batch, &names()).expect("insert");
       s.end_batch();
     }
     j.add(&mut *s, 0, Priority::High, 0, 0);
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     s = h.reopen(s, 1);
     assert_eq!(s.counts()[Status::Pending as usize], 40_001);
   }
@@ -1467,8 +1616,9 @@ mod sqlite_only {
       j.add(&mut *s, 0, Priority::Medium, 0, 0);
       s.end_batch();
     }
-    s.sync().expect("sync");
-    assert!(s.committed() >= s.write_mark());
+    wait_flushed(&mut *s).expect("sync");
+    let (mark, rx) = s.flush_mark().expect("a durable store has a mark");
+    assert!(rx.borrow().seq >= mark);
     s = h.reopen(s, 1);
     assert_eq!(s.counts()[Status::Pending as usize], 2_000);
   }
@@ -1600,8 +1750,8 @@ mod cold {
           batch.push(job);
         }
         let copy: Vec<Job> = batch.iter().map(|j| Job { ..j.clone() }).collect();
-        mem.insert(copy, &names());
-        cold.insert(batch, &names());
+        mem.insert(copy, &names()).expect("insert");
+        cold.insert(batch, &names()).expect("insert");
       } else if what < 65 {
         let max = 1 + rng.below(4) as usize;
         let (a, b) = (claim(&mut *mem, max, now), claim(&mut *cold, max, now));
@@ -1616,17 +1766,21 @@ mod cold {
           let kind = FailKind::Error {
             unrecoverable: false,
           };
-          let a = mem.fail(id, err("x"), kind, now, 0.0);
-          assert_eq!(a, cold.fail(id, err("x"), kind, now, 0.0), "step {step}");
+          let a = mem.fail_current(id, err("x"), kind, now, 0.0);
+          assert_eq!(
+            a,
+            cold.fail_current(id, err("x"), kind, now, 0.0),
+            "step {step}"
+          );
         } else {
-          let a = mem.complete(id, NO_HINT, "1", now);
-          assert_eq!(a, cold.complete(id, NO_HINT, "1", now), "step {step}");
+          let a = mem.complete_current(id, "1", now);
+          assert_eq!(a, cold.complete_current(id, "1", now), "step {step}");
         }
       } else if what < 85 && !known.is_empty() {
         let id = known[rng.below(known.len() as u64) as usize];
         assert_eq!(
-          mem.cancel(id, now),
-          cold.cancel(id, now),
+          mem.cancel(id, now).expect("cancel"),
+          cold.cancel(id, now).expect("cancel"),
           "cancel at step {step}"
         );
         running.retain(|r| *r != id);
@@ -1646,15 +1800,15 @@ mod cold {
       } else if what < 96 {
         let before = now.saturating_sub(rng.below(30));
         assert_eq!(
-          mem.prune(before),
-          cold.prune(before),
+          mem.prune(before).expect("prune"),
+          cold.prune(before).expect("prune"),
           "prune at step {step}"
         );
       } else if what < 97 {
         // A restart: both recover what was running.
         cold.end_batch();
         cold = h.reopen(cold, now);
-        mem.recover_interrupted(now);
+        mem.recover_interrupted(now).expect("recover_interrupted");
         running.clear();
       } else {
         now += 1 + rng.below(20);
@@ -1686,8 +1840,8 @@ mod cold {
         break;
       }
       for id in a {
-        mem.complete(id, NO_HINT, "1", now);
-        cold.complete(id, NO_HINT, "1", now);
+        mem.complete_current(id, "1", now);
+        cold.complete_current(id, "1", now);
       }
     }
     assert_eq!(mem.counts(), cold.counts());
@@ -1741,14 +1895,14 @@ mod cold {
   fn cancelling_or_depending_on_a_cold_job_works_and_the_rest_keep_their_order() {
     let mut h = Sqlite::new();
     let (mut s, ids) = ten_plain(&mut h);
-    assert_eq!(s.cancel(ids[6], 6), Some(Status::Pending));
+    assert_eq!(s.cancel(ids[6], 6).expect("cancel"), Some(Status::Pending));
     let mut j = Jobs::new();
     j.0.seed(ids[9]);
     let waits = dependent(&mut j, &mut *s, &[ids[8]], false);
     assert_eq!(status(&mut *s, waits), Some((Status::Waiting, 0)));
     let order: Vec<JobId> = ids.iter().copied().filter(|&id| id != ids[6]).collect();
     assert_eq!(claim(&mut *s, 20, 7), order);
-    assert!(s.complete(ids[8], NO_HINT, "1", 8));
+    assert!(s.complete_current(ids[8], "1", 8));
     assert_eq!(status(&mut *s, waits), Some((Status::Pending, 0)));
     assert_eq!(s.counts()[Status::Cancelled as usize], 1);
   }
@@ -1789,10 +1943,10 @@ mod cold {
     let (_h, mut s, mut j, a, b) = one_in_memory_one_in_the_file();
     let high = j.add(&mut *s, 5, Priority::High, 5, 0);
     s.end_batch();
-    s.sync().expect("sync");
+    wait_flushed(&mut *s).expect("sync");
     assert_eq!(claim(&mut *s, 1, 6), vec![high]);
-    assert!(s.complete(high, NO_HINT, "1", 6));
-    assert_eq!(s.prune(6), 1);
+    assert!(s.complete_current(high, "1", 6));
+    assert_eq!(s.prune(6).expect("prune"), 1);
     assert!(job_of(&mut *s, high).is_none());
     assert_eq!(claim(&mut *s, 10, 7), vec![a, b]);
   }
@@ -1811,12 +1965,18 @@ mod cold {
 
   #[test]
   fn a_cold_job_added_just_now_is_read_without_sending_anything() {
-    let (_h, mut s, _, a, b) = one_in_memory_one_in_the_file();
+    let mut h = Sqlite::new();
+    h.opts.hot_pending = 1;
+    let mut s = SqliteStore::open(&h.opts, &mut names(), 0).expect("open");
+    let mut j = Jobs::new();
+    let a = j.add(&mut s, 5, Priority::Medium, 5, 0);
+    let b = j.add(&mut s, 5, Priority::Medium, 5, 0);
+    let s = &mut s;
     // No end_batch: the insert is still with the store, and stays there
     // (an operation's writes reach the writer together).
     let mark = s.write_mark();
     assert_eq!(status(&mut *s, b), Some((Status::Pending, 0)));
-    assert_eq!(s.cancel(b, 6), Some(Status::Pending));
+    assert_eq!(s.cancel(b, 6).expect("cancel"), Some(Status::Pending));
     assert_eq!(s.write_mark(), mark);
     assert_eq!(s.committed(), 0);
     assert_eq!(claim(&mut *s, 2, 6), vec![a]);
@@ -1837,11 +1997,12 @@ mod cold {
     let mut low = j.job(5, Priority::Low, 5, 0);
     low.name = 1;
     let low_id = low.id;
-    s.insert(vec![low], &names());
+    s.insert(vec![low], &names()).expect("insert");
     s.end_batch();
     let only_b = |n: u32| n == 1;
     let mut got = vec![];
-    s.claim(5, 6, &only_b, &mut |job, _| got.push(job.id));
+    s.claim(5, 6, &only_b, &mut |job, _| got.push(job.id))
+      .expect("claim");
     assert_eq!(got, vec![low_id]);
     assert!(!s.has_due(6, &only_b));
     assert_eq!(s.unregistered(), 2, "only the two in memory are held back");

@@ -20,7 +20,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::keys::{ConcurrencyGate, KeyIndex};
 use super::listing::{JobFilter, Order};
-use super::{FailKind, Failed, Names, Store, Unstarted};
+use super::{FailKind, Failed, Lease, Names, Settled, Store, Unstarted};
+use crate::error::Result;
 use crate::job::{Job, JobError, JobErrorCode, JobId, Priority, Status, Transition};
 
 /// Why a dependant failed.
@@ -409,6 +410,9 @@ pub struct MemoryStore {
   keys: KeyIndex,
   /// `options.concurrencyKey` -> the running job, and due jobs set aside.
   gate: ConcurrencyGate<ReadyKey>,
+  /// The instance id claims are leased to ([`Store::owner`]), drawn at
+  /// random for each store.
+  owner: u64,
 }
 
 impl MemoryStore {
@@ -416,6 +420,7 @@ impl MemoryStore {
   pub fn new() -> MemoryStore {
     MemoryStore {
       weights: [1, 2, 3],
+      owner: fastrand::u64(..),
       ..MemoryStore::default()
     }
   }
@@ -815,9 +820,10 @@ impl MemoryStore {
     now: u64,
     bound: Option<(i32, u64, u128)>,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
+    visit: &mut dyn FnMut(&Job, Lease),
   ) -> usize {
     self.promote_due(now);
+    let owner = self.owner;
     let mut n = 0;
     while n < max {
       let Some((src, key)) = self.settle_top(runnable) else {
@@ -837,10 +843,63 @@ impl MemoryStore {
       if let Some(ck) = job.concurrency_key() {
         self.gate.enter(ck, job.id.0);
       }
-      visit(job, slot);
+      let lease = Lease {
+        owner,
+        attempt: job.attempts,
+        hint: slot,
+        claim: job.gen,
+      };
+      visit(job, lease);
       n += 1;
     }
     n
+  }
+
+  /// The slot of the running job `id` if `lease` is its current claim.
+  pub(crate) fn leased(&self, lease: &Lease, id: u128) -> Option<u32> {
+    if lease.owner != self.owner {
+      return None;
+    }
+    let slot = self.slot_hinted(id, lease.hint)?;
+    let job = self.slab.get(slot)?;
+    (job.status == Status::Running && job.attempts == lease.attempt && job.gen == lease.claim)
+      .then_some(slot)
+  }
+
+  /// A running job's attempt failed (the lease already checked, or none:
+  /// recovery): retried with backoff or finished. `None` if not running.
+  fn fail_running(
+    &mut self,
+    slot: u32,
+    mut err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed> {
+    let job = self.slab.get_mut(slot)?;
+    if job.status != Status::Running {
+      return None;
+    }
+    let (t, delay) = decide_failure(job, kind, rand);
+    err.attempt = job.attempts;
+    job.extra_mut().errors.push(err);
+    if kind == FailKind::Stop {
+      job.attempts -= 1;
+    }
+    let status = transition(&mut self.counts, job, t)?;
+    if let Some(d) = delay {
+      job.run_at = now + d;
+      job.gen = job.gen.wrapping_add(1);
+    }
+    self.left_running(slot);
+    match delay {
+      Some(_) => self.enqueue(slot, now),
+      None => self.finish(slot, now),
+    }
+    Some(Failed {
+      status,
+      retry_delay: delay,
+    })
   }
 
   /// [`Store::insert`], showing each job to `visit` once stored.
@@ -1001,91 +1060,57 @@ impl MemoryStore {
   }
 }
 
-impl Store for MemoryStore {
-  fn kind(&self) -> &'static str {
-    "memory"
-  }
-
-  fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
+/// The transitions, infallible in memory ([`Store`] wraps them in `Ok`).
+impl MemoryStore {
+  pub(crate) fn insert(&mut self, jobs: Vec<Job>, _names: &Names) {
     self.insert_with(jobs, &mut |_| {});
   }
 
-  fn claim(
+  pub(crate) fn claim(
     &mut self,
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
+    visit: &mut dyn FnMut(&Job, Lease),
   ) -> usize {
     self.claim_until(max, now, None, runnable, visit)
   }
 
-  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
-    self.promote_due(now);
-    self.settle_top(runnable).is_some()
-  }
-
-  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
-    let Some(slot) = self.slot_hinted(id.0, hint) else {
-      return false;
+  pub(crate) fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Settled {
+    let Some(slot) = self.leased(&lease, id.0) else {
+      return Settled::Fenced;
     };
     let Some(job) = self.slab.get_mut(slot) else {
-      return false;
+      return Settled::Fenced;
     };
     if transition(&mut self.counts, job, Transition::Succeed).is_none() {
-      return false;
+      return Settled::Fenced;
     }
     job.extra_mut().result = Some(result.into());
     self.left_running(slot);
     self.finish(slot, now);
-    true
+    Settled::Applied(())
   }
 
-  fn fail(
+  pub(crate) fn fail(
     &mut self,
+    lease: Lease,
     id: JobId,
-    mut err: JobError,
+    err: JobError,
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Option<Failed> {
-    let slot = self.slot(id.0)?;
-    let job = self.slab.get_mut(slot)?;
-    if job.status != Status::Running {
-      return None;
+  ) -> Settled<Failed> {
+    match self.leased(&lease, id.0) {
+      Some(slot) => match self.fail_running(slot, err, kind, now, rand) {
+        Some(f) => Settled::Applied(f),
+        None => Settled::Fenced,
+      },
+      None => Settled::Fenced,
     }
-    let (t, delay) = decide_failure(job, kind, rand);
-    err.attempt = job.attempts;
-    job.extra_mut().errors.push(err);
-    if kind == FailKind::Stop {
-      job.attempts -= 1;
-    }
-    let status = transition(&mut self.counts, job, t)?;
-    if let Some(d) = delay {
-      job.run_at = now + d;
-      job.gen = job.gen.wrapping_add(1);
-    }
-    self.left_running(slot);
-    match delay {
-      Some(_) => self.enqueue(slot, now),
-      None => self.finish(slot, now),
-    }
-    Some(Failed {
-      status,
-      retry_delay: delay,
-    })
   }
 
-  fn keyed(&mut self, key: &str) -> Option<JobId> {
-    let (slab, index) = (&self.slab, &self.index);
-    let status = |id: u128| {
-      let (_, slot) = index.find(id, slab)?;
-      slab.get(slot).map(|j| j.status)
-    };
-    self.keys.newest(key, status).map(JobId)
-  }
-
-  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
+  pub(crate) fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
     let Some(slot) = self.slot(id.0) else {
       return false;
     };
@@ -1106,7 +1131,7 @@ impl Store for MemoryStore {
     true
   }
 
-  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+  pub(crate) fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
     let slot = self.slot(id.0)?;
     let job = self.slab.get_mut(slot)?;
     let was = job.status;
@@ -1126,7 +1151,7 @@ impl Store for MemoryStore {
     Some(was)
   }
 
-  fn retry(&mut self, id: JobId, now: u64) -> bool {
+  pub(crate) fn retry(&mut self, id: JobId, now: u64) -> bool {
     let Some(slot) = self.slot(id.0) else {
       return false;
     };
@@ -1158,7 +1183,7 @@ impl Store for MemoryStore {
     true
   }
 
-  fn progress(&mut self, id: JobId, json: &str) -> bool {
+  pub(crate) fn progress(&mut self, id: JobId, json: &str) -> bool {
     match self.job_mut(id.0) {
       Some(job) if job.status == Status::Running => {
         job.extra_mut().progress = Some(json.into());
@@ -1168,7 +1193,7 @@ impl Store for MemoryStore {
     }
   }
 
-  fn recover_interrupted(&mut self, now: u64) -> usize {
+  pub(crate) fn recover_interrupted(&mut self, now: u64) -> usize {
     let running = self.ids_with(Status::Running);
     for id in &running {
       let err = JobError::system(
@@ -1177,12 +1202,14 @@ impl Store for MemoryStore {
         "the process stopped while the job ran".into(),
         0,
       );
-      self.fail(*id, err, FailKind::Interrupt, now, 0.0);
+      if let Some(slot) = self.slot(id.0) {
+        self.fail_running(slot, err, FailKind::Interrupt, now, 0.0);
+      }
     }
     running.len()
   }
 
-  fn prune(&mut self, before: u64) -> usize {
+  pub(crate) fn prune(&mut self, before: u64) -> usize {
     let mut n = 0;
     let mut released = Vec::new();
     while let Some(&(at, id)) = self.finished.front() {
@@ -1211,6 +1238,85 @@ impl Store for MemoryStore {
       self.order.compact(&|id| index.find(id, slab).is_some());
     }
     n
+  }
+}
+
+impl Store for MemoryStore {
+  fn kind(&self) -> &'static str {
+    "memory"
+  }
+
+  fn insert(&mut self, jobs: Vec<Job>, _names: &Names) -> Result<()> {
+    MemoryStore::insert(self, jobs, _names);
+    Ok(())
+  }
+
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize> {
+    Ok(MemoryStore::claim(self, max, now, runnable, visit))
+  }
+
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.promote_due(now);
+    self.settle_top(runnable).is_some()
+  }
+
+  fn owner(&self) -> u64 {
+    self.owner
+  }
+
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    Ok(MemoryStore::complete(self, lease, id, result, now))
+  }
+
+  fn fail(
+    &mut self,
+    lease: Lease,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Result<Settled<Failed>> {
+    Ok(MemoryStore::fail(self, lease, id, err, kind, now, rand))
+  }
+
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    let (slab, index) = (&self.slab, &self.index);
+    let status = |id: u128| {
+      let (_, slot) = index.find(id, slab)?;
+      slab.get(slot).map(|j| j.status)
+    };
+    self.keys.newest(key, status).map(JobId)
+  }
+
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool> {
+    Ok(MemoryStore::update_unstarted(self, id, change, now))
+  }
+
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>> {
+    Ok(MemoryStore::cancel(self, id, now))
+  }
+
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    Ok(MemoryStore::retry(self, id, now))
+  }
+
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
+    Ok(MemoryStore::progress(self, id, json))
+  }
+
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize> {
+    Ok(MemoryStore::recover_interrupted(self, now))
+  }
+
+  fn prune(&mut self, before: u64) -> Result<usize> {
+    Ok(MemoryStore::prune(self, before))
   }
 
   fn get(&mut self, id: JobId) -> crate::error::Result<Option<Job>> {
@@ -1375,7 +1481,7 @@ impl Store for MemoryStore {
 mod tests {
   use super::*;
   use crate::job::{IdGen, Priority, Text};
-  use crate::storage::NO_HINT;
+  use crate::storage::StoreExt;
   use std::mem::size_of;
 
   fn job(id: JobId, priority: Priority, now: u64, run_at: u64) -> Job {
@@ -1419,7 +1525,7 @@ mod tests {
       let mut done = vec![];
       for _ in 0..n {
         let id = claim_one(&mut s, now).expect("due");
-        assert!(s.complete(id, NO_HINT, "1", now));
+        assert!(s.complete_current(id, "1", now));
         done.push(id);
       }
       now += 1;
@@ -1547,11 +1653,11 @@ mod tests {
             if let Some(id) = got {
               match rng.u32(0..3) {
                 0 => {
-                  s.complete(id, NO_HINT, "1", now);
+                  s.complete_current(id, "1", now);
                 }
                 1 => {
                   let kind = FailKind::Interrupt;
-                  s.fail(id, JobError::default(), kind, now, 0.0);
+                  s.fail_current(id, JobError::default(), kind, now, 0.0);
                 }
                 _ => {}
               }

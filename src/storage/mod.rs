@@ -1,12 +1,16 @@
 //! Job storage, named in transitions (`insert`, `claim`, `complete`, `fail`,
 //! `cancel`, `retry`, `recover_interrupted`, `prune`, ...), never in SQL.
+//! The design (a backend, not a replica; leases and fencing; where the JS
+//! thread may wait) is docs/design/storage.md.
 //!
 //! [`Store`] is what the queue talks to. [`MemoryStore`] is the reference
 //! implementation (nothing survives the process); [`SqliteStore`] keeps the
 //! live jobs in memory (waiting, running, a window of pending ones),
 //! journals every transition to an SQLite file through one writer thread
 //! with group commit, keeps finished jobs in the file only, and rebuilds
-//! itself from the file on open. Both pass the same conformance suite (`conformance.rs`).
+//! itself from the file on open. Both pass the same conformance suite
+//! (`conformance.rs`) and agree with a naive model in a differential
+//! property test (`differential.rs`).
 //!
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
@@ -21,11 +25,90 @@ mod sqlite;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod differential;
 
 pub use listing::{JobFilter, Skew, ANY_STATUS};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+
+/// Blocks until everything `store` did so far is durable (see
+/// [`Store::flush_mark`]); `Err` (`ERR_STORAGE`) when a commit failed or
+/// the writer stopped first.
+pub fn wait_flushed(store: &mut dyn Store) -> Result<()> {
+  let Some((mark, mut rx)) = store.flush_mark() else {
+    return Ok(());
+  };
+  loop {
+    let c = rx.borrow_and_update().clone();
+    if let Some(e) = c.error {
+      return Err(crate::error::Error::Storage(e));
+    }
+    if c.seq >= mark {
+      return Ok(());
+    }
+    if rx.has_changed().is_err() {
+      return Err(crate::error::Error::Storage(
+        "the writer stopped before the flush".into(),
+      ));
+    }
+    // Blocking wait without a runtime: short sleeps until the writer catches up.
+    std::thread::sleep(std::time::Duration::from_micros(200));
+  }
+}
+
+/// Tests drive outcomes without holding the claim's lease: these look up the
+/// job's current lease first (so they are never fenced by their own doing).
+#[cfg(test)]
+pub(crate) trait StoreExt: Store {
+  /// The lease of the job's current claim (one that fences if it is not running).
+  fn current_lease(&mut self, id: JobId) -> Lease {
+    let owner = self.owner();
+    match self.get(id) {
+      Ok(Some(j)) => Lease {
+        owner,
+        attempt: j.attempts,
+        hint: NO_HINT,
+        claim: j.gen,
+      },
+      _ => Lease {
+        owner,
+        attempt: 0,
+        hint: NO_HINT,
+        claim: 0,
+      },
+    }
+  }
+
+  /// [`Store::complete`] under the current lease; true when applied.
+  fn complete_current(&mut self, id: JobId, result: &str, now: u64) -> bool {
+    let lease = self.current_lease(id);
+    self
+      .complete(lease, id, result, now)
+      .expect("complete")
+      .is_applied()
+  }
+
+  /// [`Store::fail`] under the current lease; `None` when fenced.
+  fn fail_current(
+    &mut self,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Option<Failed> {
+    let lease = self.current_lease(id);
+    self
+      .fail(lease, id, err, kind, now, rand)
+      .expect("fail")
+      .applied()
+  }
+}
+
+#[cfg(test)]
+impl<S: Store + ?Sized> StoreExt for S {}
 
 /// How far a durable store's writer got: the last write batch committed, and
 /// the first error if a commit failed.
@@ -85,8 +168,54 @@ impl Names {
   }
 }
 
-/// No hint: the store looks the job up by id (see [`Store::claim`]).
+/// No hint: the store looks the job up by id (see [`Lease::hint`]).
 pub const NO_HINT: u32 = u32::MAX;
+
+/// The fencing token of one claimed attempt, handed out by [`Store::claim`]
+/// with the job and passed back with its outcome ([`Store::complete`],
+/// [`Store::fail`]). An outcome whose lease is no longer current (the job
+/// was cancelled, timed out, rescued, retried, or claimed again since)
+/// changes nothing: [`Settled::Fenced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+  /// The claiming process's instance id ([`Store::owner`]: memory and
+  /// SQLite draw one at random each time the store is opened).
+  pub owner: u64,
+  /// The attempt the claim started (the job's `attempts` after the claim).
+  pub attempt: u32,
+  /// The store's own handle for the job (memory and SQLite: its slot), so
+  /// an outcome finds it without a lookup; [`NO_HINT`] for none.
+  pub hint: u32,
+  /// The store's number for this claim of the job: `attempt` alone repeats
+  /// (a retried job starts again at attempt 1; a stopped attempt is not
+  /// counted), so two claims of one job differ here. Memory and SQLite: the
+  /// job's generation, which every requeue moves on.
+  pub claim: u32,
+}
+
+/// What an outcome did (see [`Lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled<T = ()> {
+  /// The lease was current: the outcome is applied.
+  Applied(T),
+  /// The lease was not current (or the job is unknown): nothing changed.
+  Fenced,
+}
+
+impl<T> Settled<T> {
+  /// The applied outcome, `None` when fenced.
+  pub fn applied(self) -> Option<T> {
+    match self {
+      Settled::Applied(t) => Some(t),
+      Settled::Fenced => None,
+    }
+  }
+
+  /// True when applied.
+  pub fn is_applied(&self) -> bool {
+    matches!(self, Settled::Applied(_))
+  }
+}
 
 /// Why an attempt ended without a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,78 +255,124 @@ pub struct Unstarted<'a> {
   pub run_at: Option<u64>,
 }
 
-/// Where jobs live. All methods are synchronous: a durable backend applies
-/// a transition to its in-memory state of the live jobs and queues the
-/// write. Jobs it keeps in its file only (SQLite: finished jobs, and pending
-/// ones beyond a window) are read back where a method needs them (`get`,
-/// `retry`, `list_jobs`, a dependency's outcome); a `prune` waits for its
-/// delete; and an operation may wait for the writer when too many writes are
-/// in flight (back-pressure).
+/// Where jobs live: a backend, named in transitions.
+///
+/// A job is in one of these states (`Status`): `waiting` (for its
+/// dependencies), `pending` (in line; due at `run_at`), `running` (claimed,
+/// under a [`Lease`]), or finished: `completed`, `failed`, `timeout`,
+/// `cancelled`. Each method says below which states it moves a job between
+/// and what it does with a job in another state or an unknown id (always:
+/// nothing, with an answer that says so, never a panic).
+///
+/// Transitions are fallible: `Err` is the backend's failure
+/// (`Error::Storage`, `ERR_STORAGE`), and then the transition did not
+/// happen. Reads that cannot fail in a backend holding them in memory
+/// (`counts`, `next_due`, ...) are infallible here; the PostgreSQL backend
+/// answers them from its own snapshot (docs/design/storage.md).
+///
+/// All methods are synchronous: a durable backend applies a transition to
+/// its in-memory state of the live jobs and queues the write (see
+/// [`Store::flush_mark`] for when it is durable). Jobs it keeps in its file
+/// only (SQLite: finished jobs, and pending ones beyond a window) are read
+/// back where a method needs them (`get`, `retry`, `list_jobs`, a
+/// dependency's outcome); a `prune` waits for its delete; and an operation
+/// may wait for the writer when too many writes are in flight
+/// (back-pressure). The job goes from `pending` to `running` in one place:
+/// [`Store::claim`], called by `Queue::take`.
 pub trait Store: Send {
   /// The backend's name: `memory`, `sqlite`.
   fn kind(&self) -> &'static str;
 
-  /// Adds validated jobs (status `pending`).
-  fn insert(&mut self, jobs: Vec<Job>, names: &Names);
+  /// Adds validated jobs with new ids: -> `waiting` when a dependency has
+  /// not finished, -> `failed` (`ERR_DEPENDENCY_FAILED`) at once when one
+  /// ended otherwise than completed (unless its failure is ignored), else
+  /// -> `pending` due at their `run_at`. Unique keys are not checked here
+  /// (the queue asks [`Store::keyed`] first); a job with a key holds it
+  /// until it finishes.
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()>;
 
   /// Claims up to `max` due jobs in order (priority weight, then due time,
   /// then insertion), skipping jobs whose calculation `runnable` refuses (they
   /// wait, counted by [`Store::unregistered`], until [`Store::registered`]).
-  /// Each claimed job is `running` with its attempt counted when `visit`
-  /// sees it, with a hint: the store's own handle for the job (a slot), to
-  /// pass back to [`Store::complete`] so it finds the job without a lookup.
+  /// Each claimed job goes `pending` -> `running` with its attempt counted
+  /// and `started_at = now` when `visit` sees it, with its [`Lease`]. The
+  /// visitor borrows the job (no copy on the hot path). Returns how many.
   fn claim(
     &mut self,
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
-  ) -> usize;
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize>;
 
-  /// True when a claim at `now` would find a job.
+  /// True when a claim at `now` would find a job. Changes no job.
   fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool;
 
-  /// A running job finished with `result` (JSON). False if it is not running.
-  /// `hint` is what [`Store::claim`] handed out with the job, or [`NO_HINT`].
-  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool;
+  /// The instance id this store claims as ([`Lease::owner`]).
+  fn owner(&self) -> u64;
 
-  /// A running job's attempt failed: retried with backoff when attempts are
-  /// left (and the failure allows it), finished otherwise.
+  /// The attempt `lease` finished with `result` (JSON): `running` ->
+  /// `completed`, `finished_at = now`; waiting dependants are released.
+  /// A lease that is not current (the job is not running, or running under
+  /// another claim) or an unknown id: nothing changes, [`Settled::Fenced`].
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled>;
+
+  /// The attempt `lease` failed: `running` -> `pending` due after the
+  /// backoff when attempts are left and `kind` allows a retry (a
+  /// [`FailKind::Stop`] is not counted as an attempt), else -> `failed`
+  /// (`timeout` for [`FailKind::Timeout`]) with dependants failed in turn.
+  /// `err` is appended to the job's errors. Fenced like [`Store::complete`].
   fn fail(
     &mut self,
+    lease: Lease,
     id: JobId,
     err: JobError,
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Option<Failed>;
+  ) -> Result<Settled<Failed>>;
 
   /// The newest job holding unique key `key` (`options.key`) that has not
-  /// finished (waiting, pending or running), if any.
+  /// finished (waiting, pending or running), if any. Changes no job.
   fn keyed(&mut self, key: &str) -> Option<JobId>;
 
-  /// Changes a job that has not started (waiting or pending): its data,
-  /// context, due time. False (nothing changed) for other states or
+  /// Changes a job that has not started (`waiting` or `pending`, which it
+  /// stays): its data, context, due time (a pending job moves in line).
+  /// False (nothing changed) for `running` or finished jobs and unknown ids.
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool>;
+
+  /// `waiting`/`pending`/`running` -> `cancelled` (an error
+  /// `ERR_JOB_CANCELLED` appended, `finished_at = now`); a running job's
+  /// lease is no longer current, so its late outcome is fenced; waiting
+  /// dependants fail in turn (unless they ignore failures). Returns the
+  /// previous status; `None` (nothing changed) for finished jobs and
   /// unknown ids.
-  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool;
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>>;
 
-  /// Cancels a waiting, pending or running job; returns its previous status.
-  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status>;
+  /// `failed`/`timeout`/`cancelled` -> `pending` due now with its attempts
+  /// reset (-> `waiting` again when it has dependencies: it waits for
+  /// those not completed, a failed one's retry included); it holds its key
+  /// again. False (nothing changed) for other states or unknown ids. A
+  /// durable store reads a finished job back from its file: `Err` when that
+  /// read fails.
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool>;
 
-  /// Puts a failed, timed-out or cancelled job back to pending with its
-  /// attempts reset. False for other states or unknown ids.
-  fn retry(&mut self, id: JobId, now: u64) -> bool;
+  /// Records a `running` job's progress (JSON); its state is unchanged.
+  /// False (nothing recorded) for other states or unknown ids.
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool>;
 
-  /// Records a running job's progress (JSON).
-  fn progress(&mut self, id: JobId, json: &str) -> bool;
+  /// Jobs left `running` by a process that died (memory and SQLite: every
+  /// running job, called once at open) -> `pending` due now, the attempt
+  /// counted, or out of attempts -> `failed` with `ERR_INTERRUPTED`. Their
+  /// leases are no longer current. Returns how many.
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize>;
 
-  /// Jobs left running by a process that died go back to pending (the
-  /// attempt counted) or, out of attempts, to failed. Returns how many.
-  fn recover_interrupted(&mut self, now: u64) -> usize;
-
-  /// Removes finished jobs that finished at or before `before`; returns how
-  /// many. (SQLite deletes them in its file, waiting for that write.)
-  fn prune(&mut self, before: u64) -> usize;
+  /// Deletes finished jobs (`completed`, `failed`, `timeout`, `cancelled`)
+  /// that finished at or before `before`; afterwards [`Store::get`] says
+  /// `None` for them, and a waiting job that depended on one counts it as
+  /// done long ago. Other states are untouched. Returns how many. (SQLite
+  /// deletes them in its file, waiting for that write.)
+  fn prune(&mut self, before: u64) -> Result<usize>;
 
   /// A copy of the job with this id, whatever its status (`None`: no such
   /// job, or pruned). Changes no job. A durable store may read it from its
@@ -206,7 +381,8 @@ pub trait Store: Send {
   /// job).
   fn get(&mut self, id: JobId) -> Result<Option<Job>>;
 
-  /// Ids of jobs with this status (any if `None`), oldest first, at most `limit`.
+  /// Ids of jobs with this status (any if `None`), oldest first, at most
+  /// `limit`. Changes no job.
   fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId>;
 
   /// The jobs `filter` selects, in id order (newest first unless
@@ -217,29 +393,38 @@ pub trait Store: Send {
   fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>>;
 
   /// Jobs per status (indexed by `Status as usize`), finished ones kept in
-  /// a file included.
+  /// a file included. Changes no job.
   fn counts(&self) -> [usize; 7];
 
-  /// Due jobs held back because their calculation is not registered.
+  /// Due `pending` jobs held back because their calculation is not
+  /// registered (still `pending`).
   fn unregistered(&self) -> usize;
 
-  /// Calculation `name` can run now: its held-back jobs go back in line.
+  /// Calculation `name` can run now: its held-back `pending` jobs go back
+  /// in line (in their order).
   fn registered(&mut self, name: u32);
 
-  /// Jobs whose status changed because of their dependencies (became
-  /// pending, or failed with `ERR_DEPENDENCY_FAILED`) since the last call.
+  /// Jobs whose status changed because of their dependencies (`waiting` ->
+  /// `pending`, or -> `failed` with `ERR_DEPENDENCY_FAILED`) since the last
+  /// call, for the queue's events. Changes no job.
   fn take_changed(&mut self) -> Vec<JobId> {
     Vec::new()
   }
 
   /// Stores a schedule (JSON of [`crate::scheduler::Schedule`]), replacing
-  /// the one with the same id. Memory: nothing to do (the scheduler holds it).
-  fn save_schedule(&mut self, _id: &str, _json: &str) {}
+  /// the one with the same id. No job changes. Memory: nothing to do (the
+  /// scheduler holds it).
+  fn save_schedule(&mut self, _id: &str, _json: &str) -> Result<()> {
+    Ok(())
+  }
 
-  /// Deletes a stored schedule.
-  fn delete_schedule(&mut self, _id: &str) {}
+  /// Deletes a stored schedule (its jobs already added stay as they are).
+  fn delete_schedule(&mut self, _id: &str) -> Result<()> {
+    Ok(())
+  }
 
-  /// The schedules stored when the store was opened (JSON each).
+  /// The schedules stored when the store was opened (JSON each). Changes
+  /// nothing.
   fn schedules(&self) -> Vec<String> {
     Vec::new()
   }
@@ -250,48 +435,44 @@ pub trait Store: Send {
     None
   }
 
-  /// The earliest due time of a job not yet due.
+  /// The earliest due time of a `pending` job not yet due (the timer's
+  /// next wake-up for it). Changes no job.
   fn next_due(&self) -> Option<u64>;
 
-  /// The newest id stored (so ids stay ordered across restarts).
+  /// The newest id stored (so ids stay ordered across restarts). Changes
+  /// no job.
   fn max_id(&self) -> Option<JobId>;
 
-  /// Sets the priority weights used for ordering (`[high, medium, low]`).
+  /// Sets the priority weights used for ordering (`[high, medium, low]`):
+  /// the `pending` jobs in line are ordered again; no state changes.
   fn set_weights(&mut self, weights: [i32; 3]);
 
   /// The end of one queue operation: a durable store sends the writes it
-  /// collected to its writer.
+  /// collected to its writer (and, SQLite, lets finished jobs whose rows
+  /// are committed leave memory). No state changes.
   fn end_batch(&mut self) {}
 
-  /// A number that [`Store::committed`] reaches once every transition made
-  /// so far is durable.
-  fn write_mark(&self) -> u64 {
-    0
-  }
-
-  /// How far writes are durable (see [`Store::write_mark`]).
-  fn committed(&self) -> u64 {
-    0
-  }
-
-  /// Blocks until everything written so far is durable.
-  fn sync(&mut self) -> Result<()> {
-    Ok(())
-  }
-
-  /// For waiting without blocking: the mark to reach and a receiver of the
-  /// writer's progress. `None` when every write is durable at once (memory).
-  fn flush_watch(&mut self) -> Option<(u64, tokio::sync::watch::Receiver<Commit>)> {
+  /// Durability, the one capability a backend that commits later than it
+  /// answers has: sends what it collected to its writer and returns the
+  /// mark that covers every transition made so far, with a receiver of the
+  /// writer's progress ([`Commit::seq`] reaches the mark once all of it is
+  /// durable; [`Commit::error`] is the first failed commit). `None` when
+  /// every transition is durable at once, or never (memory). Changes no job.
+  /// `add`'s and `flush()`'s promises wait on it; [`wait_flushed`] blocks
+  /// on it (tests, `close`).
+  fn flush_mark(&mut self) -> Option<(u64, tokio::sync::watch::Receiver<Commit>)> {
     None
   }
 
-  /// The first write error, if the backend failed.
+  /// The first write error, if the backend failed (the queue then refuses
+  /// `add` and `start` with it). Changes nothing.
   fn failure(&self) -> Option<String> {
     None
   }
 
   /// Makes everything durable and releases the backend (its file lock);
-  /// the in-memory state stays readable.
+  /// the in-memory state stays readable. `running` jobs stay `running` in
+  /// the file: the next open recovers them ([`Store::recover_interrupted`]).
   fn close(&mut self) {}
 
   /// True after [`Store::close`].

@@ -25,7 +25,9 @@ pub(in crate::queue) struct Prune;
 impl Chore for Prune {
   fn run(q: &mut Queue, now: u64) {
     if q.state == RunState::Started && now >= q.prune_clock.next {
-      q.prune(now.saturating_sub(q.cfg.max_job_age_ms));
+      if let Err(e) = q.prune(now.saturating_sub(q.cfg.max_job_age_ms)) {
+        q.store_failed(e);
+      }
       q.prune_clock = PruneClock::after(now, q.cfg.cleanup_interval_ms);
     }
   }

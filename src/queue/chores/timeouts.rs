@@ -31,7 +31,7 @@ impl Chore for TimeOut {
         format!("attempt {attempts} timed out after {timeout} ms"),
         attempts,
       );
-      q.fail_attempt(r.id, err, FailKind::Timeout, now);
+      q.fail_attempt(&r, err, FailKind::Timeout, now);
     }
   }
 

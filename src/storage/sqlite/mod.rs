@@ -70,7 +70,7 @@ use self::lock::{canonical_path, take_lock};
 use self::schema::{load_schedules, open_connection, open_reader};
 use self::writer::{insert_row, state_row, Op, Pruned, UpdateRow, FINISHED_SQL};
 use super::memory::MemoryStore;
-use super::{Commit, FailKind, Failed, JobFilter, Names, Skew, Store, Unstarted};
+use super::{Commit, FailKind, Failed, JobFilter, Lease, Names, Settled, Skew, Store, Unstarted};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobError, JobId, Priority, Status};
 
@@ -386,7 +386,7 @@ impl SqliteStore {
     store.journal_changed();
     // The finished dependencies read on load are filed: they leave memory.
     store.evict();
-    store.recover_interrupted(now);
+    store.recover_interrupted(now)?;
     store.send();
     Ok(store)
   }
@@ -552,6 +552,23 @@ impl SqliteStore {
     }
   }
 
+  /// A number that [`SqliteStore::committed`] reaches once every
+  /// transition made so far is durable (without sending anything).
+  pub(crate) fn write_mark(&self) -> u64 {
+    self.sent + u64::from(!self.pending.is_empty())
+  }
+
+  /// How far writes are durable (see [`SqliteStore::write_mark`]).
+  pub(crate) fn committed(&self) -> u64 {
+    self.commits.borrow().seq
+  }
+
+  /// Blocks until everything written so far is durable.
+  pub fn sync(&mut self) -> Result<()> {
+    let (mark, _) = self.flush_handle();
+    self.wait_for(mark)
+  }
+
   /// A receiver of commit progress and the mark to wait for: everything
   /// written so far is durable once `seq >= mark`.
   pub fn flush_handle(&mut self) -> (u64, watch::Receiver<Commit>) {
@@ -571,7 +588,7 @@ impl Store for SqliteStore {
     "sqlite"
   }
 
-  fn insert(&mut self, jobs: Vec<Job>, names: &Names) {
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()> {
     // What new jobs depend on is in memory (they are filed under it, or
     // see its outcome).
     let mut needed = Vec::new();
@@ -611,6 +628,7 @@ impl Store for SqliteStore {
       pending.push(row);
     });
     self.journal_changed();
+    Ok(())
   }
 
   fn claim(
@@ -618,8 +636,8 @@ impl Store for SqliteStore {
     max: usize,
     now: u64,
     runnable: &dyn Fn(u32) -> bool,
-    visit: &mut dyn FnMut(&Job, u32),
-  ) -> usize {
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize> {
     if self.cold.stale {
       self.refill(0);
     }
@@ -637,16 +655,16 @@ impl Store for SqliteStore {
       let pending = &mut self.pending;
       n += self
         .mem
-        .claim_until(max - n, now, bound, runnable, &mut |job, hint| {
+        .claim_until(max - n, now, bound, runnable, &mut |job, lease| {
           pending.push(Op::Claim {
             k: key(job.id),
             attempts: job.attempts,
             started_at: job.started_at,
           });
-          visit(job, hint)
+          visit(job, lease)
         });
       if n >= max || !self.cold.runnable(runnable) || self.refill(max - n) == 0 {
-        return n;
+        return Ok(n);
       }
     }
   }
@@ -655,10 +673,14 @@ impl Store for SqliteStore {
     self.mem.has_due(now, runnable) || self.cold.runnable(runnable)
   }
 
-  fn complete(&mut self, id: JobId, hint: u32, result: &str, now: u64) -> bool {
-    let ok = self.mem.complete(id, hint, result, now);
-    if ok {
-      if let Some(job) = self.mem.get_hinted(id, hint) {
+  fn owner(&self) -> u64 {
+    self.mem.owner()
+  }
+
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    let done = self.mem.complete(lease, id, result, now);
+    if done.is_applied() {
+      if let Some(job) = self.mem.get_hinted(id, lease.hint) {
         let result = job.extra.as_ref().and_then(|e| e.result.clone());
         self.pending.push(Op::Completed {
           k: key(job.id),
@@ -670,21 +692,24 @@ impl Store for SqliteStore {
       }
       self.journal_changed();
     }
-    ok
+    Ok(done)
   }
 
   fn fail(
     &mut self,
+    lease: Lease,
     id: JobId,
     err: JobError,
     kind: FailKind,
     now: u64,
     rand: f64,
-  ) -> Option<Failed> {
-    let f = self.mem.fail(id, err, kind, now, rand)?;
-    self.push_state(id, true);
-    self.journal_changed();
-    Some(f)
+  ) -> Result<Settled<Failed>> {
+    let f = self.mem.fail(lease, id, err, kind, now, rand);
+    if f.is_applied() {
+      self.push_state(id, true);
+      self.journal_changed();
+    }
+    Ok(f)
   }
 
   fn keyed(&mut self, key: &str) -> Option<JobId> {
@@ -692,10 +717,10 @@ impl Store for SqliteStore {
     self.mem.keyed(key)
   }
 
-  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> bool {
+  fn update_unstarted(&mut self, id: JobId, change: &Unstarted<'_>, now: u64) -> Result<bool> {
     self.warm(id);
     if !self.mem.update_unstarted(id, change, now) {
-      return false;
+      return Ok(false);
     }
     let context = change
       .context
@@ -706,27 +731,26 @@ impl Store for SqliteStore {
       context,
       run_at: change.run_at,
     })));
-    true
+    Ok(true)
   }
 
-  fn cancel(&mut self, id: JobId, now: u64) -> Option<Status> {
+  fn cancel(&mut self, id: JobId, now: u64) -> Result<Option<Status>> {
     self.warm(id);
-    let was = self.mem.cancel(id, now)?;
+    let Some(was) = self.mem.cancel(id, now) else {
+      return Ok(None);
+    };
     self.push_state(id, true);
     self.journal_changed();
-    Some(was)
+    Ok(Some(was))
   }
 
-  fn retry(&mut self, id: JobId, now: u64) -> bool {
-    // (A row that cannot be read is not retried; the queue reads the job
-    // first and reports that error to the caller.)
-    if self.warm_finished(id).is_err() {
-      return false;
-    }
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    // A row that cannot be read is not retried: the error is the caller's.
+    self.warm_finished(id)?;
     // A job with dependencies waits for them again: their outcomes.
     let deps: Vec<JobId> = match self.mem.job_ref(id) {
       Some(j) if j.status.is_finished() => j.deps().map(|d| d.ids.clone()).unwrap_or_default(),
-      _ => return false,
+      _ => return Ok(false),
     };
     if !deps.is_empty() {
       self.warm_dependencies(&deps);
@@ -736,10 +760,10 @@ impl Store for SqliteStore {
       self.push_state(id, false);
       self.journal_changed();
     }
-    ok
+    Ok(ok)
   }
 
-  fn progress(&mut self, id: JobId, json: &str) -> bool {
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
     let ok = self.mem.progress(id, json);
     if ok {
       self.pending.push(Op::Progress {
@@ -747,27 +771,25 @@ impl Store for SqliteStore {
         json: json.into(),
       });
     }
-    ok
+    Ok(ok)
   }
 
-  fn recover_interrupted(&mut self, now: u64) -> usize {
+  fn recover_interrupted(&mut self, now: u64) -> Result<usize> {
     let running = self.mem.ids_with(Status::Running);
     let n = self.mem.recover_interrupted(now);
     for id in running {
       self.push_state(id, true);
     }
     self.journal_changed();
-    n
+    Ok(n)
   }
 
-  fn prune(&mut self, before: u64) -> usize {
+  fn prune(&mut self, before: u64) -> Result<usize> {
     // Every write so far committed and every finished job out of memory:
     // the file holds them all, and one DELETE removes the old ones. The
     // prune waits for it (it runs every `cleanupInterval`, about as long as
     // the rows it deletes take).
-    if self.sync().is_err() {
-      return 0;
-    }
+    self.sync()?;
     self.evict();
     // Jobs that finished by `before` were created by then: their ids'
     // timestamps are at most `before` plus how far ids ran ahead of
@@ -780,9 +802,10 @@ impl Store for SqliteStore {
       (((ts + 1) << 16) - 1) as i64
     };
     self.pending.push(Op::Prune { before, last_key });
-    if self.is_closed() || self.sync().is_err() {
-      return 0;
+    if self.is_closed() {
+      return Ok(0);
     }
+    self.sync()?;
     let total = *self.pruned.lock();
     let mut n = 0;
     for (s, (t, seen)) in total.iter().zip(self.pruned_seen.iter_mut()).enumerate() {
@@ -794,7 +817,7 @@ impl Store for SqliteStore {
     // Waiting jobs filed under pruned dependencies go on.
     self.mem.pruned(before);
     self.journal_changed();
-    n
+    Ok(n)
   }
 
   fn get(&mut self, id: JobId) -> Result<Option<Job>> {
@@ -851,15 +874,17 @@ impl Store for SqliteStore {
     std::mem::take(&mut self.changed)
   }
 
-  fn save_schedule(&mut self, id: &str, json: &str) {
+  fn save_schedule(&mut self, id: &str, json: &str) -> Result<()> {
     self.pending.push(Op::SaveSchedule {
       id: id.into(),
       json: json.into(),
     });
+    Ok(())
   }
 
-  fn delete_schedule(&mut self, id: &str) {
+  fn delete_schedule(&mut self, id: &str) -> Result<()> {
     self.pending.push(Op::DeleteSchedule(id.into()));
+    Ok(())
   }
 
   fn schedules(&self) -> Vec<String> {
@@ -896,24 +921,11 @@ impl Store for SqliteStore {
     self.evict();
   }
 
-  fn write_mark(&self) -> u64 {
-    self.sent + u64::from(!self.pending.is_empty())
-  }
-
-  fn committed(&self) -> u64 {
-    self.commits.borrow().seq
-  }
-
-  fn sync(&mut self) -> Result<()> {
-    let (mark, _) = self.flush_handle();
-    self.wait_for(mark)
-  }
-
   fn failure(&self) -> Option<String> {
     self.failure.lock().clone()
   }
 
-  fn flush_watch(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
+  fn flush_mark(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
     Some(self.flush_handle())
   }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::job::{Backoff, BackoffKind, IdGen, JobId, Priority, Status};
+use crate::storage::StoreExt;
 
 /// A directory of its own, removed on drop.
 struct Dir(PathBuf);
@@ -196,7 +197,9 @@ fn migrates_with_everything_in_it(v: &str) {
     assert_eq!(schedules, want);
     // Every pending job is claimable (from the file when cold).
     let mut claimed = 0;
-    store.claim(100, now, &|_| true, &mut |_, _| claimed += 1);
+    store
+      .claim(100, now, &|_| true, &mut |_, _| claimed += 1)
+      .expect("claim");
     assert_eq!(
       claimed as u64,
       expected["stats"]["pending"].as_u64().expect("pending")
@@ -261,7 +264,7 @@ fn three_jobs(db: &Path) -> Vec<JobId> {
     })
     .collect();
   let ids = jobs.iter().map(|j| j.id).collect();
-  store.insert(jobs, &names);
+  store.insert(jobs, &names).expect("insert");
   store.sync().expect("sync");
   store.close();
   ids
@@ -335,7 +338,9 @@ fn a_corrupt_value_in_a_cold_job_fails_the_store_naming_the_job() {
     let (store, _) = open(&db, 1, 2_000);
     let mut store = store.expect("opens: the cold job is read when it is needed");
     let mut claimed = vec![];
-    store.claim(10, 2_000, &|_| true, &mut |j, _| claimed.push(j.id));
+    store
+      .claim(10, 2_000, &|_| true, &mut |j, _| claimed.push(j.id))
+      .expect("claim");
     assert!(!claimed.contains(&ids[2]), "{column} = {value:?}");
     let failure = store.failure().unwrap_or_default();
     assert!(
@@ -438,7 +443,9 @@ fn keyed_jobs_are_never_cold() {
     job(JobKeys::of(None, None, Some("sched"))),
   ];
   let keyed_ids: Vec<JobId> = keyed.iter().map(|j| j.id).collect();
-  store.insert(plain.into_iter().chain(keyed).collect(), &names);
+  store
+    .insert(plain.into_iter().chain(keyed).collect(), &names)
+    .expect("insert");
   assert_eq!(store.cold.count, 1, "only the second plain job is cold");
   for id in &keyed_ids {
     assert!(store.mem.contains(*id), "keyed job {id} is in memory");
@@ -508,7 +515,7 @@ impl Finished {
       })
       .collect();
     let ids = jobs.iter().map(|j| j.id).collect();
-    self.store.insert(jobs, &self.names);
+    self.store.insert(jobs, &self.names).expect("insert");
     self.store.end_batch();
     ids
   }
@@ -518,7 +525,8 @@ impl Finished {
     let mut got = Vec::new();
     self
       .store
-      .claim(n, self.now, &|_| true, &mut |j, _| got.push(j.id));
+      .claim(n, self.now, &|_| true, &mut |j, _| got.push(j.id))
+      .expect("claim");
     got
   }
 
@@ -561,7 +569,7 @@ fn memory_holds_the_live_jobs_whatever_the_number_finished() {
   for round in 0..40 {
     f.add(250, None);
     for id in f.claim(250) {
-      assert!(f.store.complete(id, crate::storage::NO_HINT, "1", f.now));
+      assert!(f.store.complete_current(id, "1", f.now));
       done += 1;
     }
     f.now += 1;
@@ -577,7 +585,7 @@ fn memory_holds_the_live_jobs_whatever_the_number_finished() {
   // Until their rows are committed, finished jobs are read from memory.
   let ids = f.claim(10);
   for id in &ids {
-    f.store.complete(*id, crate::storage::NO_HINT, "2", f.now);
+    f.store.complete_current(*id, "2", f.now);
   }
   for id in &ids {
     let j = f.store.get(*id).expect("read").expect("the job");
@@ -601,20 +609,20 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   let mut f = Finished::new(HOT_PENDING);
   let ids = f.add(6, None);
   assert_eq!(f.claim(6), ids);
-  f.store
-    .complete(ids[0], crate::storage::NO_HINT, "{\"r\":0}", f.now);
-  f.store
-    .complete(ids[1], crate::storage::NO_HINT, "{\"r\":1}", f.now);
+  f.store.complete_current(ids[0], "{\"r\":0}", f.now);
+  f.store.complete_current(ids[1], "{\"r\":1}", f.now);
   let failed = f
     .store
-    .fail(ids[2], fail("boom"), UNRECOVERABLE, f.now, 0.0);
+    .fail_current(ids[2], fail("boom"), UNRECOVERABLE, f.now, 0.0);
   assert_eq!(failed.map(|x| x.status), Some(Status::Failed));
   f.store
-    .fail(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
-  assert_eq!(f.store.cancel(ids[4], f.now), Some(Status::Running));
+    .fail_current(ids[3], fail("t"), FailKind::Timeout, f.now, 0.0);
+  assert_eq!(
+    f.store.cancel(ids[4], f.now).expect("cancel"),
+    Some(Status::Running)
+  );
   f.now += 10;
-  f.store
-    .complete(ids[5], crate::storage::NO_HINT, "5", f.now);
+  f.store.complete_current(ids[5], "5", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0, "all of them are in the file only");
   for round in 0..2 {
@@ -660,25 +668,24 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
       "every id, oldest first"
     );
     // Cancelling a finished job changes nothing.
-    assert_eq!(f.store.cancel(ids[0], f.now), None);
+    assert_eq!(f.store.cancel(ids[0], f.now).expect("cancel"), None);
     f.reopen();
   }
   // A retry brings the failed job back as pending, and it runs again.
-  assert!(f.store.retry(ids[2], f.now));
+  assert!(f.store.retry(ids[2], f.now).expect("retry"));
   assert!(
-    !f.store.retry(ids[0], f.now),
+    !f.store.retry(ids[0], f.now).expect("retry"),
     "a completed job is not retried"
   );
   assert_eq!(f.status(ids[2]), Some(Status::Pending));
   assert_eq!(f.store.counts()[Status::Failed as usize], 0);
   assert_eq!(f.claim(5), vec![ids[2]]);
-  f.store
-    .complete(ids[2], crate::storage::NO_HINT, "2", f.now);
+  f.store.complete_current(ids[2], "2", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   assert_eq!(f.store.counts()[Status::Completed as usize], 4);
   // Prune: those that finished at 1,000 go, from the file.
-  assert_eq!(f.store.prune(1_000), 4);
+  assert_eq!(f.store.prune(1_000).expect("prune"), 4);
   for id in &ids[..5] {
     if *id != ids[2] {
       assert_eq!(f.status(*id), None, "pruned");
@@ -690,7 +697,7 @@ fn finished_jobs_are_read_retried_listed_counted_and_pruned_from_the_file() {
   assert_eq!(c.iter().sum::<usize>(), 2);
   f.reopen();
   assert_eq!(f.store.counts(), c);
-  assert_eq!(f.store.prune(f.now), 2);
+  assert_eq!(f.store.prune(f.now).expect("prune"), 2);
   assert_eq!(f.store.counts(), [0; 7]);
 }
 
@@ -700,8 +707,9 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   let ids = f.add(2, None);
   let (ok, bad) = (ids[0], ids[1]);
   f.claim(2);
-  f.store.complete(ok, crate::storage::NO_HINT, "1", f.now);
-  f.store.fail(bad, fail("no"), UNRECOVERABLE, f.now, 0.0);
+  f.store.complete_current(ok, "1", f.now);
+  f.store
+    .fail_current(bad, fail("no"), UNRECOVERABLE, f.now, 0.0);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   // On a completed one: runs; on a failed one: fails, unless ignored.
@@ -712,37 +720,37 @@ fn dependencies_on_finished_jobs_see_their_outcome_from_the_file() {
   assert_eq!(f.status(fails), Some(Status::Failed));
   assert_eq!(f.status(ignores), Some(Status::Pending));
   assert_eq!(f.claim(5), vec![runs, ignores]);
-  f.store.complete(runs, crate::storage::NO_HINT, "1", f.now);
-  f.store
-    .complete(ignores, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(runs, "1", f.now);
+  f.store.complete_current(ignores, "1", f.now);
   f.settle();
   assert_eq!(f.store.resident(), 0);
   // Retried, the failed dependant waits for its failed dependency again,
   // across a restart, and runs once that one is retried and completes.
-  assert!(f.store.retry(fails, f.now));
+  assert!(f.store.retry(fails, f.now).expect("retry"));
   assert_eq!(f.status(fails), Some(Status::Waiting));
   f.settle();
   f.reopen();
   assert_eq!(f.status(fails), Some(Status::Waiting));
   assert_eq!(f.store.resident(), 1, "the waiting job only");
-  assert!(f.store.retry(bad, f.now));
+  assert!(f.store.retry(bad, f.now).expect("retry"));
   assert_eq!(f.claim(5), vec![bad]);
-  f.store.complete(bad, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(bad, "1", f.now);
   assert_eq!(f.status(fails), Some(Status::Pending));
   assert_eq!(f.claim(5), vec![fails]);
   // A waiting job whose failed dependency is pruned goes on (a pruned
   // dependency counts as done, as in memory).
-  f.store.complete(fails, crate::storage::NO_HINT, "1", f.now);
+  f.store.complete_current(fails, "1", f.now);
   let ids = f.add(1, None);
   f.claim(1);
-  f.store.fail(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
+  f.store
+    .fail_current(ids[0], fail("no"), UNRECOVERABLE, f.now, 0.0);
   let w = f.add(1, Some((vec![ids[0]], false)))[0];
   assert_eq!(f.status(w), Some(Status::Failed));
-  assert!(f.store.retry(w, f.now));
+  assert!(f.store.retry(w, f.now).expect("retry"));
   f.settle();
   assert_eq!(f.status(w), Some(Status::Waiting));
   f.now += 1;
-  assert!(f.store.prune(f.now) > 0);
+  assert!(f.store.prune(f.now).expect("prune") > 0);
   assert_eq!(f.status(ids[0]), None);
   assert_eq!(f.status(w), Some(Status::Pending));
   f.store.check_invariants().expect("invariants");
@@ -777,20 +785,23 @@ fn a_prune_finds_jobs_whose_ids_ran_ahead_of_their_creation_time() {
     // As after the clock went back: the id's timestamp is 500 ms ahead.
     let id = JobId((((f.now + 500) as u128) << 80) | 1);
     let job = Job::new(id, 0, f.now, f.now, "1".into());
-    f.store.insert(vec![job], &f.names);
+    f.store.insert(vec![job], &f.names).expect("insert");
     f.store.end_batch();
     if reopen {
       f.reopen();
     }
     assert_eq!(f.claim(1), vec![id]);
-    f.store
-      .complete(id, crate::storage::NO_HINT, "1", f.now + 1);
+    f.store.complete_current(id, "1", f.now + 1);
     f.settle();
     if reopen {
       // The skew is read back from the file.
       f.reopen();
     }
-    assert_eq!(f.store.prune(f.now + 1), 1, "reopened: {reopen}");
+    assert_eq!(
+      f.store.prune(f.now + 1).expect("prune"),
+      1,
+      "reopened: {reopen}"
+    );
     assert_eq!(f.status(id), None);
     assert_eq!(f.store.counts(), [0; 7]);
     f.now += 1_000;
@@ -803,7 +814,7 @@ fn a_corrupt_finished_job_is_a_storage_error_naming_it_and_the_store_goes_on() {
   let ids = f.add(2, None);
   f.claim(2);
   for id in &ids {
-    f.store.complete(*id, crate::storage::NO_HINT, "1", f.now);
+    f.store.complete_current(*id, "1", f.now);
   }
   f.settle();
   assert_eq!(f.store.resident(), 0);
