@@ -675,7 +675,7 @@ export declare class JobManagementService extends EventEmitter {
    */
   getJobs<D = any, R = any>(filter?: JobListFilter | null): JobPage<D, R>
   cancelJob(jobId: string): boolean
-  /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. */
+  /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. False for other states, unknown ids, or while another unfinished job holds its `key`. */
   retryJob(jobId: string): boolean
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */

@@ -871,7 +871,16 @@ impl Queue {
         if matches!(
           j.status,
           Status::Failed | Status::Timeout | Status::Cancelled
-        ) => {}
+        ) =>
+      {
+        // A unique key held by another unfinished job: retrying would make
+        // two holders (two runs of what the key says runs once).
+        if let Some(key) = j.key() {
+          if self.store.keyed(key).is_some_and(|holder| holder != id) {
+            return Ok(false);
+          }
+        }
+      }
       _ => return Ok(false),
     }
     let queued = self.queued();

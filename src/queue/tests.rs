@@ -980,3 +980,27 @@ fn outcomes_fenced_by_the_store_count_as_late() {
   assert!(q.stats_json(3).contains("\"lateOutcomes\":2"));
   assert_eq!(q.running_count(), 0, "the workers are free");
 }
+
+/// A retry that would give a unique key two holders is refused: the key's
+/// newer job runs instead. Once that one finished, the retry goes ahead.
+#[test]
+fn a_retry_is_refused_while_another_job_holds_its_key() {
+  let (mut q, c) = queue(1);
+  let first = add(&mut q, c, "1", json!({ "key": "table" }), 0);
+  assert!(q.cancel(first, 1).expect("cancel"));
+  let second = add(&mut q, c, "2", json!({ "key": "table" }), 2);
+  assert_ne!(first, second, "the cancelled job no longer holds the key");
+  assert_eq!(
+    q.retry(first, 3),
+    Ok(false),
+    "the key is held by the second"
+  );
+  assert_eq!(q.get(first).map(|j| j.status), Some(Status::Cancelled));
+  let running = take(&mut q, 1, 4);
+  q.settle(&ok(running[0].0, running[0].1), 5)
+    .expect("settle");
+  q.end_batch();
+  assert_eq!(q.retry(first, 6), Ok(true), "the key is free again");
+  assert_eq!(q.get(first).map(|j| j.status), Some(Status::Pending));
+  q.check_invariants().expect("invariants");
+}
