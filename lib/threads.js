@@ -19,19 +19,13 @@
 const os = require('node:os')
 const path = require('node:path')
 const { API, JOB, codedError } = require('./errors.js')
+const { RawJson } = require('./serialize.js')
 
 const WORKER = path.join(__dirname, 'thread-worker.js')
 // Jobs handed to one thread at a time, at most (more wait in the pool's queue).
 const MAX_PER_THREAD = 256
 const DEFAULT_ABORT_GRACE_MS = 500
 const RESOLVED = Promise.resolve()
-
-/** A result that is JSON text already (from a thread): stored as is. */
-class RawJson {
-  constructor(json) {
-    this.json = json
-  }
-}
 
 function invalidConfig(message) {
   return codedError(API.InvalidConfig, message)
@@ -343,4 +337,4 @@ class ThreadPool {
   }
 }
 
-module.exports = { ThreadPool, RawJson, threadOptions }
+module.exports = { ThreadPool, threadOptions }
