@@ -118,6 +118,20 @@ describe('worker-thread pool', () => {
     expect(log.progress.map((p) => p.progress)).toEqual([25, { step: 'half', pct: 50 }])
   })
 
+  test("a thread shares the main thread's job handle and JSON code (lib/job-handle.js, lib/serialize.js) without loading the native addon", async () => {
+    const service = tracker.create({ threads: { size: 1 } })
+    await service.start()
+    const bad = service.addCalculationJob(calcOf('bad-progress'), { mode: 'bad-progress' })
+    const loaded = service.addCalculationJob(calcOf('loaded'), { mode: 'loaded' })
+    const [sb, sl] = await waitForAll(service, [bad, loaded])
+    expect(sb.result).toEqual([
+      ['ERR_INVALID_ARGUMENT', 'updateProgress: progress must be finite, got NaN'],
+      ['ERR_INVALID_ARGUMENT', 'updateProgress: progress must be a number or an object, got string'],
+      ['ERR_NOT_SERIALIZABLE', 'progress is not JSON-serializable: property "f" is a function'],
+    ])
+    expect(sl.result.sort()).toEqual(['errors.js', 'job-handle.js', 'serialize.js', 'thread-worker.js'])
+  })
+
   test('errors keep name, message, stack and code; sync throws and rejections alike', async () => {
     const service = tracker.create()
     await service.start()

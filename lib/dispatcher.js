@@ -9,12 +9,13 @@
 // the core's events and the async context handlers run in (SCOPE).
 //
 // The hot path (_pumpBatches, _run, _ok, _err, _flush) allocates one JobHandle
-// per job and nothing else per job: keep it that way (see the benchmark).
+// (SlotJob) per job and nothing else per job: keep it that way (see the benchmark).
 
 const { EventEmitter } = require('node:events')
 const { AsyncResource } = require('node:async_hooks')
-const { API, JOB, invalid, isUnrecoverable } = require('./errors.js')
-const { toJson, resultJson, resultValue, errorOf } = require('./serialize.js')
+const { API, JOB, isUnrecoverable } = require('./errors.js')
+const { resultJson, resultValue, errorOf } = require('./serialize.js')
+const { JobHandle } = require('./job-handle.js')
 
 const native = require('../load-binding.js').loadBinding()
 
@@ -81,40 +82,22 @@ function abortReason(why) {
   return e
 }
 
-/** What a handler gets as its third argument. */
-class JobHandle {
+/** The handle of a job run on this thread: its worker slot and attempt (seq) in the core. */
+class SlotJob extends JobHandle {
   constructor(service, slot, seq, id, attempt, name) {
-    this.id = id
-    this.name = name
-    this.attempt = attempt
+    super(id, attempt, name)
     this._service = service
     this._slot = slot
     this._seq = seq
-    this._done = false
-    this._controller = null
-    this._abortReason = null
   }
 
-  /** Fires when the attempt times out, the job is cancelled or the service stops. */
-  get signal() {
-    if (this._controller === null) {
-      this._controller = new AbortController()
-      if (this._abortReason !== null) this._controller.abort(this._abortReason)
-    }
-    return this._controller.signal
-  }
-
-  /** Records progress (a number or a JSON-serializable object). */
-  updateProgress(progress) {
-    this._service._progress(this, progress)
+  _sendProgress(s) {
+    this._service._progress(this, s)
   }
 
   _abort(reason) {
-    if (this._abortReason !== null) return
-    this._abortReason = reason
-    if (this._controller !== null) this._controller.abort(reason)
     // A job in a worker thread (lib/threads.js): the abort goes there too.
-    if (this._thread !== undefined) this._thread.abort(reason)
+    if (super._abort(reason) && this._thread !== undefined) this._thread.abort(reason)
   }
 }
 
@@ -228,7 +211,7 @@ class Dispatcher extends EventEmitter {
 
   _run(slot, seq, id, calcIdx, attempt, data, context) {
     const calc = this._calcs[calcIdx]
-    const job = new JobHandle(this, slot, seq, id, attempt, calc.name)
+    const job = new SlotJob(this, slot, seq, id, attempt, calc.name)
     this._slots[slot] = job
     let r
     try {
@@ -400,14 +383,8 @@ class Dispatcher extends EventEmitter {
     }
   }
 
-  _progress(job, progress) {
-    if (typeof progress === 'number') {
-      if (!Number.isFinite(progress)) throw invalid(`updateProgress: progress must be finite, got ${progress}`)
-    } else if (progress === null || typeof progress !== 'object') {
-      throw invalid(`updateProgress: progress must be a number or an object, got ${progress === null ? 'null' : typeof progress}`)
-    }
-    const s = toJson(progress, 'progress')
-    if (job._done || job._abortReason !== null) return
+  /** A running job's progress `s` (JSON) to the core, and to 'progress' listeners. */
+  _progress(job, s) {
     if (this._core.progress(job._slot, job._seq, s) && this.listenerCount('progress') > 0) {
       this._emitSafely('progress', { jobId: job.id, name: job.name, attempt: job.attempt, progress: JSON.parse(s) })
     }

@@ -207,6 +207,11 @@ function errorOf(e) {
     if (typeof e.code === 'string') out.code = e.code
     return out
   }
+  return nonErrorOf(e)
+}
+
+// What a thrown value that is no Error says (the pool's threads too).
+function nonErrorOf(e) {
   let message
   try {
     message = typeof e === 'string' ? e : JSON.stringify(e)
@@ -215,6 +220,16 @@ function errorOf(e) {
   }
   if (message === undefined) message = String(e)
   return { name: 'NonError', message: `a non-Error was thrown: ${message}` }
+}
+
+// A job's progress as JSON: a finite number or a JSON-serializable object.
+function progressJson(progress) {
+  if (typeof progress === 'number') {
+    if (!Number.isFinite(progress)) throw invalid(`updateProgress: progress must be finite, got ${progress}`)
+  } else if (progress === null || typeof progress !== 'object') {
+    throw invalid(`updateProgress: progress must be a number or an object, got ${progress === null ? 'null' : typeof progress}`)
+  }
+  return toJson(progress, 'progress')
 }
 
 module.exports = {
@@ -233,4 +248,6 @@ module.exports = {
   isPlain,
   optionsJson,
   errorOf,
+  nonErrorOf,
+  progressJson,
 }

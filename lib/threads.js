@@ -112,7 +112,7 @@ class Thread {
     this.graceTimer = null
     this.aborted = []
     this.acked = true
-    const options = { workerData: { calcs: pool.modules, current: this.state, codes: API }, stdout: false, stderr: false }
+    const options = { workerData: { calcs: pool.modules, current: this.state, codes: { api: API, job: JOB } }, stdout: false, stderr: false }
     if (pool.resourceLimits !== undefined) options.resourceLimits = pool.resourceLimits
     this.worker = new Worker(WORKER, options)
     this.worker.on('message', (m) => pool._onMessage(this, m))
