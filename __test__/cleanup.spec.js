@@ -26,7 +26,7 @@ describe('cleanup of finished jobs', () => {
       timeout: service.addCalculationJob({ name: 'hang', calculate: never }, null, null, { timeout: 20, retries: 0 }),
       cancelled: service.addCalculationJob({ name: 'later', calculate: () => 1 }, null, null, { delay: 5000 }),
     }
-    const delayed = service.addCalculationJob({ name: 'delayed', calculate: () => 1 }, null, null, { delay: 2000 })
+    const delayed = service.addCalculationJob({ name: 'delayed', calculate: () => 1 }, null, null, { delay: 600000 })
     expect(service.cancelJob(ids.cancelled)).toBe(true)
     const finished = await waitForAll(service, Object.values(ids))
     expect(finished.map((s) => s.status)).toEqual(['completed', 'failed', 'timeout', 'cancelled'])
@@ -91,13 +91,15 @@ describe('cleanup of finished jobs', () => {
     expect(service.getQueueStatistics().total).toBe(1)
   })
 
-  test('a job younger than maxJobAge survives a cleanup pass', async () => {
-    const service = tracker.create({ queue: { cleanupInterval: 50, maxJobAge: 600 } })
+  test('a job younger than maxJobAge survives cleanup passes (manual clock)', async () => {
+    const service = tracker.create({ queue: { cleanupInterval: 50, maxJobAge: 600 }, clock: 'manual' })
     await service.start()
     const id = service.addCalculationJob({ name: 'young', calculate: () => 1 }, null)
-    await waitForStatus(service, id)
-    await sleep(200) // several passes, but the job is younger than 600 ms
-    expect(service.getJobStatus(id)).not.toBeNull()
-    await waitFor(() => service.getJobStatus(id) === null, { timeout: 3000, what: 'cleanup' })
+    await service.advanceTime(0)
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'completed', finishedAt: service.now() })
+    await service.advanceTime(599) // eleven passes, but the job is younger than 600 ms
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'completed' })
+    await service.advanceTime(51) // the next pass after it turned 600 ms old
+    expect(service.getJobStatus(id)).toBeNull()
   })
 })
