@@ -14,7 +14,7 @@ const { describe, reasonOf, asCoded, isRecord, argJson, optionsReplacer, toJson,
 // Throws ERR_NATIVE_ADDON naming the expected platform package when no binary fits.
 const native = require('../load-binding.js').loadBinding()
 
-// The package's version (a copy of index.js without its package.json says 'unknown').
+// The package's version (a copy of jobwerk without its package.json says 'unknown').
 let VERSION = 'unknown'
 try {
   VERSION = require('../package.json').version

@@ -3,7 +3,7 @@
 // (or `isolation: 'thread'`): their handlers run in worker threads so the
 // main thread (Strapi's HTTP server) stays free.
 //
-// To the dispatcher in index.js such a calculation looks like any other: its
+// To the dispatcher (lib/dispatcher.js) such a calculation looks like any other: its
 // `calculate` is `ThreadPool.run`, which queues the job and returns a promise.
 // Jobs queued during one turn of the dispatcher (one `take()` batch) go to
 // the threads as one message per thread (a JSON text), and each thread sends
@@ -92,7 +92,7 @@ class Entry {
     this.aborted = false
   }
 
-  /** Called by the job's handle (JobHandle._abort in index.js) on timeout, cancel or stop. */
+  /** Called by the job's handle (SlotJob._abort in lib/dispatcher.js) on timeout, cancel or stop. */
   abort(reason) {
     this.pool._abort(this, reason)
   }
