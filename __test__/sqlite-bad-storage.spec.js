@@ -14,7 +14,6 @@ const {
   thrown,
   isError,
   expectStorageError,
- 
   py,
   integrityCheck,
   waitFor,
