@@ -72,9 +72,14 @@ describe('worker-thread pool', () => {
   })
 
   test('retries apply to a timed-out attempt in a thread', async () => {
-    const service = tracker.create({ threads: { size: 1, abortGraceMs: 50 } })
+    // The manual clock: attempt 2 (in a new thread, however long that takes to start) cannot time out.
+    const service = tracker.create({ threads: { size: 1, abortGraceMs: 50 }, clock: 'manual' })
     await service.start()
     const id = service.addCalculationJob(calcOf('busy-once'), { mode: 'busy', busyAttempts: 1 }, null, { timeout: 300, retries: 1, backoff: { type: 'fixed', delayMs: 1 } })
+    await waitForStatus(service, id, 'running')
+    await service.advanceTime(300, { settleMs: 0 })
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'pending', attempts: 1, errors: [expect.objectContaining({ code: 'ERR_JOB_TIMEOUT' })] })
+    await service.advanceTime(1, { settleMs: 0 })
     const st = await waitForStatus(service, id, ['completed', 'failed', 'timeout'])
     expect(st).toMatchObject({ status: 'completed', attempts: 2, result: 'ok on attempt 2' })
   })
