@@ -87,12 +87,17 @@ describe('worker-thread pool', () => {
   test("a timeout aborts job.signal inside the thread with a TimeoutError", async () => {
     const ch = channel()
     try {
-      const service = tracker.create()
+      // The manual clock: the deadline passes once the handler runs in its thread (a
+      // thread can take a while to start on a busy machine).
+      const service = tracker.create({ clock: 'manual' })
       await service.start()
       const id = service.addCalculationJob(calcOf('wait'), { mode: 'wait-abort' }, null, { timeout: 50, retries: 0 })
-      expect((await waitForStatus(service, id)).status).toBe('timeout')
-      await waitFor(() => ch.seen.length === 1, { what: 'the abort seen in the thread' })
-      expect(ch.seen[0]).toMatchObject({ id, aborted: true, name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
+      await waitFor(() => ch.seen.length === 1, { what: 'the handler to begin in its thread' })
+      expect(ch.seen[0]).toEqual({ id, began: true })
+      await service.advanceTime(50, { settleMs: 0 })
+      expect(service.getJobStatus(id).status).toBe('timeout')
+      await waitFor(() => ch.seen.length === 2, { what: 'the abort seen in the thread' })
+      expect(ch.seen[1]).toMatchObject({ id, aborted: true, name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
     } finally {
       ch.close()
     }
@@ -104,10 +109,10 @@ describe('worker-thread pool', () => {
       const service = tracker.create()
       await service.start()
       const id = service.addCalculationJob(calcOf('wait'), { mode: 'wait-abort' })
-      await waitForStatus(service, id, 'running')
+      await waitFor(() => ch.seen.length === 1, { what: 'the handler to begin in its thread' })
       expect(service.cancelJob(id)).toBe(true)
-      await waitFor(() => ch.seen.length === 1, { what: 'the abort seen in the thread' })
-      expect(ch.seen[0]).toMatchObject({ id, aborted: true, name: 'AbortError', code: 'ERR_JOB_CANCELLED' })
+      await waitFor(() => ch.seen.length === 2, { what: 'the abort seen in the thread' })
+      expect(ch.seen[1]).toMatchObject({ id, aborted: true, name: 'AbortError', code: 'ERR_JOB_CANCELLED' })
       expect(service.getJobStatus(id).status).toBe('cancelled')
     } finally {
       ch.close()
