@@ -5,6 +5,7 @@
 //   lib/service.js      the public API: JobManagementService, nextCronRuns, getJobManagementService
 //   lib/dispatcher.js   the batched dispatcher the service extends: runs the handlers
 //   lib/serialize.js    callers' values as JSON for the core, and in messages
+//   lib/job-handle.js   what a handler gets as its third argument (also in worker threads)
 //   lib/errors.js       the error codes (from the binding) and UnrecoverableError
 //   lib/threads.js, lib/thread-worker.js   the worker-thread pool (`threads: true`)
 
