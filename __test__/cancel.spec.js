@@ -9,7 +9,10 @@ function counter(name) {
   return c
 }
 
-/** A handler that waits for its signal, then resolves `late` after `lateMs` (ignoring the abort). */
+/**
+ * A handler that waits for its signal, then resolves `late` after `lateMs`, or
+ * once `lateMs` (a promise) resolves (ignoring the abort).
+ */
 function abortWatcher(name, lateMs = 30) {
   const w = { seen: [], started: deferred(), lateDone: false }
   w.calc = {
@@ -19,10 +22,11 @@ function abortWatcher(name, lateMs = 30) {
         w.started.resolve(job)
         job.signal.addEventListener('abort', () => {
           w.seen.push({ aborted: job.signal.aborted, reason: job.signal.reason })
-          setTimeout(() => {
+          const late = typeof lateMs === 'number' ? sleep(lateMs) : lateMs
+          late.then(() => {
             w.lateDone = true
             resolve('late result')
-          }, lateMs)
+          })
         })
       }),
   }
@@ -69,7 +73,8 @@ describe('cancelJob', () => {
   })
 
   test('a job waiting between retries is cancelled and not retried', async () => {
-    const service = tracker.create()
+    // The manual clock: the retry cannot come due before the test cancels it.
+    const service = tracker.create({ clock: 'manual' })
     let runs = 0
     const calc = {
       name: 'retry-wait',
@@ -80,9 +85,11 @@ describe('cancelJob', () => {
     }
     await service.start()
     const id = service.addCalculationJob(calc, null, null, { retries: 3, backoff: { type: 'fixed', delay: 50 } })
-    await waitFor(() => runs === 1 && service.getJobStatus(id).status === 'pending')
+    await service.advanceTime(49)
+    expect(runs).toBe(1)
+    expect(service.getJobStatus(id).status).toBe('pending')
     expect(service.cancelJob(id)).toBe(true)
-    await sleep(120)
+    await service.advanceTime(120)
     expect(runs).toBe(1)
     const st = service.getJobStatus(id)
     expect(st.status).toBe('cancelled')
@@ -93,7 +100,8 @@ describe('cancelJob', () => {
   test('a running job: its signal fires, status cancelled, the late result is ignored', async () => {
     const service = tracker.create({ queue: { maxWorkers: 1 } })
     const ev = recordEvents(service)
-    const w = abortWatcher('running', 150)
+    const lateGate = deferred()
+    const w = abortWatcher('running', lateGate.promise)
     const next = counter('next')
     await service.start()
     const id = service.addCalculationJob(w.calc, null)
@@ -109,6 +117,7 @@ describe('cancelJob', () => {
     // the worker is free at once: the next job runs without waiting for the cancelled handler
     await waitForStatus(service, nextId)
     expect(w.lateDone).toBe(false)
+    lateGate.resolve()
     await waitFor(() => w.lateDone)
     await waitFor(() => service.getQueueStatistics().lateOutcomes === 1)
     const st = service.getJobStatus(id)

@@ -1,5 +1,5 @@
 'use strict'
-const { serviceTracker, waitForStatus, waitForAll, waitFor, sleep, deferred, never } = require('./helpers')
+const { serviceTracker, waitForStatus, waitForAll, sleep, deferred, never } = require('./helpers')
 
 const tracker = serviceTracker()
 afterEach(() => tracker.stopAll())
@@ -7,8 +7,10 @@ afterEach(() => tracker.stopAll())
 const FAST_CLEANUP = { queue: { cleanupInterval: 100, maxJobAge: 50 } }
 
 describe('cleanup of finished jobs', () => {
+  // On the manual clock: with maxJobAge 50 a finished job is pruned so soon
+  // that a poll on a busy machine could miss it finished.
   test('finished jobs disappear after a few hundred ms; a pending delayed job stays', async () => {
-    const service = tracker.create(FAST_CLEANUP)
+    const service = tracker.create({ ...FAST_CLEANUP, clock: 'manual' })
     await service.start()
     const ids = {
       completed: service.addCalculationJob({ name: 'ok', calculate: () => 1 }, null),
@@ -26,12 +28,15 @@ describe('cleanup of finished jobs', () => {
       timeout: service.addCalculationJob({ name: 'hang', calculate: never }, null, null, { timeout: 20, retries: 0 }),
       cancelled: service.addCalculationJob({ name: 'later', calculate: () => 1 }, null, null, { delay: 5000 }),
     }
-    const delayed = service.addCalculationJob({ name: 'delayed', calculate: () => 1 }, null, null, { delay: 2000 })
+    const delayed = service.addCalculationJob({ name: 'delayed', calculate: () => 1 }, null, null, { delay: 600000 })
     expect(service.cancelJob(ids.cancelled)).toBe(true)
-    const finished = await waitForAll(service, Object.values(ids))
+    await waitForAll(service, [ids.completed, ids.failed])
+    await service.advanceTime(20, { settleMs: 0 })
+    const finished = Object.values(ids).map((id) => service.getJobStatus(id))
     expect(finished.map((s) => s.status)).toEqual(['completed', 'failed', 'timeout', 'cancelled'])
     expect(service.getQueueStatistics().total).toBe(5)
-    await waitFor(() => Object.values(ids).every((id) => service.getJobStatus(id) === null), { timeout: 2000, what: 'cleanup' })
+    await service.advanceTime(200)
+    expect(Object.values(ids).map((id) => service.getJobStatus(id))).toEqual([null, null, null, null])
     const st = service.getJobStatus(delayed)
     expect(st).not.toBeNull()
     expect(st.status).toBe('pending')
@@ -43,20 +48,21 @@ describe('cleanup of finished jobs', () => {
   })
 
   test('a job that is still running is not pruned', async () => {
-    const service = tracker.create(FAST_CLEANUP)
+    const service = tracker.create({ ...FAST_CLEANUP, clock: 'manual' })
     const gate = deferred()
     await service.start()
-    const id = service.addCalculationJob({ name: 'long', calculate: () => gate.promise }, null)
-    await sleep(350)
+    const id = service.addCalculationJob({ name: 'long', calculate: () => gate.promise }, null, null, { timeout: 0 })
+    await service.advanceTime(350, { settleMs: 0 })
     expect(service.getJobStatus(id).status).toBe('running')
     gate.resolve('done')
     const st = await waitForStatus(service, id)
     expect(st.result).toBe('done')
-    await waitFor(() => service.getJobStatus(id) === null, { timeout: 2000, what: 'cleanup' })
+    await service.advanceTime(150)
+    expect(service.getJobStatus(id)).toBeNull()
   })
 
   test('a retried job is not pruned while it is pending or running again', async () => {
-    const service = tracker.create(FAST_CLEANUP)
+    const service = tracker.create({ ...FAST_CLEANUP, clock: 'manual' })
     const gate = deferred()
     let runs = 0
     await service.start()
@@ -75,7 +81,7 @@ describe('cleanup of finished jobs', () => {
     )
     await waitForStatus(service, id, 'failed')
     expect(service.retryJob(id)).toBe(true)
-    await sleep(300)
+    await service.advanceTime(300, { settleMs: 0 })
     expect(service.getJobStatus(id).status).toBe('running')
     gate.resolve('second')
     expect((await waitForStatus(service, id)).result).toBe('second')
@@ -91,13 +97,15 @@ describe('cleanup of finished jobs', () => {
     expect(service.getQueueStatistics().total).toBe(1)
   })
 
-  test('a job younger than maxJobAge survives a cleanup pass', async () => {
-    const service = tracker.create({ queue: { cleanupInterval: 50, maxJobAge: 600 } })
+  test('a job younger than maxJobAge survives cleanup passes (manual clock)', async () => {
+    const service = tracker.create({ queue: { cleanupInterval: 50, maxJobAge: 600 }, clock: 'manual' })
     await service.start()
     const id = service.addCalculationJob({ name: 'young', calculate: () => 1 }, null)
-    await waitForStatus(service, id)
-    await sleep(200) // several passes, but the job is younger than 600 ms
-    expect(service.getJobStatus(id)).not.toBeNull()
-    await waitFor(() => service.getJobStatus(id) === null, { timeout: 3000, what: 'cleanup' })
+    await service.advanceTime(0)
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'completed', finishedAt: service.now() })
+    await service.advanceTime(599) // eleven passes, but the job is younger than 600 ms
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'completed' })
+    await service.advanceTime(51) // the next pass after it turned 600 ms old
+    expect(service.getJobStatus(id)).toBeNull()
   })
 })

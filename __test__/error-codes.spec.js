@@ -5,6 +5,7 @@
 // and produced by a test below, one row per code.
 const fs = require('node:fs')
 const { isNativeError } = require('node:util').types
+const { BroadcastChannel } = require('node:worker_threads')
 const path = require('node:path')
 const { serviceTracker, waitForStatus, waitFor, deferred, thrown, rejected, ROOT } = require('./helpers')
 const { tempDirs, fixtureTracker } = require('./helpers/sqlite')
@@ -250,8 +251,17 @@ const JOB_PRODUCERS = {
   ERR_THREAD_TERMINATED: async () => {
     const s = tracker.create({ threads: { size: 1, abortGraceMs: 50 } })
     await s.start()
-    const other = s.addCalculationJob(threadCalc('sleeps'), { mode: 'sleep', ms: 60000 }, null, { retries: 0, timeout: 0 })
-    await waitForStatus(s, other, 'running')
+    // Begun in the thread, not only handed to it (a job the thread has not
+    // begun goes to the next thread instead): it says so on the test channel.
+    const began = []
+    const bc = new BroadcastChannel('jobwerk-threads-test')
+    bc.onmessage = (m) => began.push(m.data)
+    const other = s.addCalculationJob(threadCalc('waits'), { mode: 'wait-abort' }, null, { retries: 0, timeout: 0 })
+    try {
+      await waitFor(() => began.some((m) => m.id === other && m.began), { what: 'the job to begin in its thread', timeout: 20000 })
+    } finally {
+      bc.close()
+    }
     const stuck = s.addCalculationJob(threadCalc('spins'), { mode: 'busy', busyAttempts: 99 }, null, { retries: 0, timeout: 100 })
     const st = await waitForStatus(s, other, undefined, 20000)
     expect((await waitForStatus(s, stuck, undefined, 20000)).error.code).toBe('ERR_JOB_TIMEOUT')

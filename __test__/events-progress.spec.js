@@ -291,7 +291,8 @@ describe('progress', () => {
   })
 
   test('updateProgress from a timed-out attempt is ignored', async () => {
-    const service = tracker.create()
+    // The manual clock: the attempt times out after its first progress, never before.
+    const service = tracker.create({ clock: 'manual' })
     let handle
     await service.start()
     const id = service.addCalculationJob(
@@ -307,7 +308,10 @@ describe('progress', () => {
       null,
       { timeout: 20, retries: 0 },
     )
-    await waitForStatus(service, id)
+    await waitForStatus(service, id, 'running')
+    expect(service.getJobStatus(id).progress).toBe(1)
+    await service.advanceTime(20, { settleMs: 0 })
+    expect(service.getJobStatus(id).status).toBe('timeout')
     handle.updateProgress(2)
     expect(service.getJobStatus(id).progress).toBe(1)
   })

@@ -1,14 +1,22 @@
 'use strict'
-const { serviceTracker, waitForStatus, waitForAll, sleep, never, runFixture } = require('./helpers')
+const { serviceTracker, waitForStatus, waitForAll, waitFor, sleep, never, runFixture } = require('./helpers')
 
 const tracker = serviceTracker()
 afterEach(() => tracker.stopAll())
 
-/** Runs one job with `calculate` (no retries, short timeout) and returns its final status. */
-async function runOne(calculate, options = {}) {
-  const service = tracker.create()
+/**
+ * Runs one job with `calculate` (no retries, short timeout) and returns its
+ * final status. On the manual clock: however late a busy machine delivers the
+ * outcome, it is not a timeout; `advanceMs` moves the clock on once the job runs.
+ */
+async function runOne(calculate, options = {}, advanceMs = 0) {
+  const service = tracker.create({ clock: 'manual' })
   await service.start()
   const id = service.addCalculationJob({ name: 'fault', calculate }, { in: 1 }, null, { retries: 0, timeout: 200, ...options })
+  if (advanceMs > 0) {
+    await waitFor(() => service.getJobStatus(id).status !== 'pending')
+    await service.advanceTime(advanceMs, { settleMs: 0 })
+  }
   const st = await waitForStatus(service, id)
   return { st, service, id }
 }
@@ -96,7 +104,7 @@ describe('handler faults', () => {
   })
 
   test('a handler that never resolves ends by its timeout', async () => {
-    const { st } = await runOne(never, { timeout: 30 })
+    const { st } = await runOne(never, { timeout: 30 }, 30)
     expect(st.status).toBe('timeout')
     expect(st.error).toMatchObject({ name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
   })
@@ -187,7 +195,7 @@ describe('handler faults', () => {
   })
 
   test('a mix of faults in one service: the service keeps going and a later job runs', async () => {
-    const service = tracker.create({ queue: { maxWorkers: 4 } })
+    const service = tracker.create({ queue: { maxWorkers: 4 }, clock: 'manual' })
     await service.start()
     const faults = [
       () => {
@@ -200,6 +208,8 @@ describe('handler faults', () => {
       () => undefined,
     ]
     const ids = faults.map((calculate, i) => service.addCalculationJob({ name: `f${i}`, calculate }, null, null, { retries: 0, timeout: 50 }))
+    await waitFor(() => ids.filter((id) => service.getJobStatus(id).finishedAt !== null).length === 5, { what: 'the five that end by themselves' })
+    await service.advanceTime(50, { settleMs: 0 })
     const st = await waitForAll(service, ids)
     expect(st.map((s) => s.status)).toEqual(['failed', 'failed', 'failed', 'failed', 'timeout', 'completed'])
     const ok = service.addCalculationJob({ name: 'fine', calculate: () => 'still alive' }, null)

@@ -3,6 +3,10 @@
 // fixtures/ that requires the package by absolute path).
 const { runFixture } = require('./helpers')
 
+// A child still alive after this is killed, and expectCleanExit fails: that is
+// how "lets the process exit" is checked, so no test bounds a child's run time
+// from above (a busy machine can take seconds to start one). The delayed work
+// that must not hold a process is due far later than this.
 const KILL_AFTER = 10000
 
 function expectCleanExit(r) {
@@ -17,7 +21,6 @@ describe('process lifetime', () => {
     const r = await runFixture('no-stop.js', [], { timeout: KILL_AFTER })
     expectCleanExit(r)
     expect(JSON.parse(r.stdout.trim())).toEqual({ results: [1, 4, 9, 16, 25] })
-    expect(r.ms).toBeLessThan(5000)
   })
 
   test('(b) a job delayed by 500 ms keeps the process alive until it ran, then it exits', async () => {
@@ -27,23 +30,20 @@ describe('process lifetime', () => {
     expect(m).not.toBeNull()
     expect(Number(m[1])).toBeGreaterThanOrEqual(450)
     expect(r.ms).toBeGreaterThanOrEqual(450)
-    expect(r.ms).toBeLessThan(5000)
   })
 
   test('(c) a never-started service with pending jobs does not keep the process alive', async () => {
     const r = await runFixture('never-started.js', [], { timeout: KILL_AFTER })
     expectCleanExit(r)
     expect(r.stdout.trim()).toBe('pending 11')
-    // the delayed job was due in 5 s; exiting well before means nothing held the loop
-    expect(r.ms).toBeLessThan(3000)
+    // the delayed job is due in 60 s: a clean exit (not killed) means nothing held the loop
   })
 
   test('(d) with { unref: true } a delayed job does not keep the process alive', async () => {
-    const r = await runFixture('unref-delayed.js', ['3000'], { timeout: KILL_AFTER })
+    const r = await runFixture('unref-delayed.js', ['60000'], { timeout: KILL_AFTER })
     expectCleanExit(r)
     expect(r.stdout).toContain('started')
     expect(r.stdout).not.toContain('ran')
-    expect(r.ms).toBeLessThan(2500)
   })
 
   test('a running job with no timers of its own keeps the process alive until its timeout', async () => {
@@ -52,7 +52,6 @@ describe('process lifetime', () => {
     const m = /timedOut attempt 1 after (\d+) ms/.exec(r.stdout)
     expect(m).not.toBeNull()
     expect(Number(m[1])).toBeGreaterThanOrEqual(290)
-    expect(r.ms).toBeLessThan(5000)
   })
 
   test('a retry waiting for its backoff keeps the process alive', async () => {
@@ -67,7 +66,6 @@ describe('process lifetime', () => {
     expectCleanExit(r)
     expect(JSON.parse(r.stdout.trim())).toEqual({ aborted: 0, pending: 1, dropped: 1 })
     expect(r.stdout).not.toContain('ran')
-    expect(r.ms).toBeLessThan(2500)
   })
 })
 
@@ -79,7 +77,6 @@ describe('process lifetime with schedules', () => {
     const runs = r.stdout.split('\n').filter((l) => l.startsWith('run '))
     expect(runs).toHaveLength(2)
     expect(Number(/after (\d+) ms/.exec(runs[0])[1])).toBeGreaterThanOrEqual(250)
-    expect(r.ms).toBeLessThan(KILL_AFTER / 2)
   })
 
   test('with { unref: true } a schedule does not keep the process alive', async () => {

@@ -62,7 +62,8 @@ describe('retryJob', () => {
   })
 
   test('re-queues a timed-out job', async () => {
-    const service = tracker.create()
+    // The manual clock: a busy machine cannot time out the second, fast attempt.
+    const service = tracker.create({ clock: 'manual' })
     let runs = 0
     const calc = {
       name: 'slow-then-fast',
@@ -70,9 +71,13 @@ describe('retryJob', () => {
     }
     await service.start()
     const id = service.addCalculationJob(calc, null, null, { timeout: 30, retries: 0 })
-    expect((await waitForStatus(service, id)).status).toBe('timeout')
+    await service.advanceTime(29, { settleMs: 0 })
+    expect(service.getJobStatus(id).status).toBe('running')
+    await service.advanceTime(1, { settleMs: 0 })
+    expect(service.getJobStatus(id).status).toBe('timeout')
     expect(service.retryJob(id)).toBe(true)
-    const st = await waitForStatus(service, id)
+    await service.advanceTime(0)
+    const st = service.getJobStatus(id)
     expect(st).toMatchObject({ status: 'completed', attempts: 1, result: 'fast' })
     expect(runs).toBe(2)
   })
@@ -116,7 +121,8 @@ describe('retryJob', () => {
   })
 
   test('returns false for pending, running, completed and unknown jobs', async () => {
-    const service = tracker.create()
+    // The manual clock: the delayed job stays pending however slow the machine.
+    const service = tracker.create({ clock: 'manual' })
     const gate = deferred()
     const running = service.addCalculationJob({ name: 'gated', calculate: () => gate.promise }, null)
     const done = service.addCalculationJob({ name: 'done', calculate: () => 1 }, null)
@@ -144,7 +150,7 @@ describe('retryJob', () => {
   })
 
   test('retryJob on a full queue throws ERR_QUEUE_FULL and leaves the job failed', async () => {
-    const service = tracker.create({ queue: { maxQueueSize: 1 } })
+    const service = tracker.create({ queue: { maxQueueSize: 1 }, clock: 'manual' })
     await service.start()
     const id = service.addCalculationJob(
       {

@@ -205,7 +205,9 @@ test('a schedule with dependsOn adds jobs that wait for those jobs; unknown ids 
   expect(s.getScheduledJobs()).toHaveLength(1)
 })
 
-test('real time: a job due in 200 ms starts within 20 ms of its time', async () => {
+// The one real-time schedule test (the manual-clock tests above check exact
+// fire times): never early, and late by less than a second on a busy machine.
+test('real time: a job due in 200 ms starts at its time, not before', async () => {
   const s = tracker.create()
   let startedAt = 0
   await s.start()
@@ -213,5 +215,5 @@ test('real time: a job due in 200 ms starts within 20 ms of its time', async () 
   s.scheduleCalculationJob({ name: 'rt', calculate: () => { startedAt = Date.now(); return 1 } }, {}, {}, new Date(due))
   await waitFor(() => startedAt > 0, { timeout: 3000 })
   expect(startedAt - due).toBeGreaterThanOrEqual(0)
-  expect(startedAt - due).toBeLessThanOrEqual(20)
+  expect(startedAt - due).toBeLessThan(1000)
 })

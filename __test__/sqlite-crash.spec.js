@@ -5,7 +5,7 @@
 // different kill point each time.
 const fs = require('node:fs')
 const path = require('node:path')
-const { tempDirs, fixtureTracker, hasPython, integrityCheck, sleep } = require('./helpers/sqlite')
+const { tempDirs, fixtureTracker, integrityCheck, sleep } = require('./helpers/sqlite')
 
 const JOBS = 10000
 const TRIALS = 5
@@ -98,11 +98,7 @@ describe('SQLite crash recovery (SIGKILL during processing)', () => {
       expect(twice).toBeLessThan(1000)
 
       // 5. the file is sound
-      if (hasPython()) {
-        expect(integrityCheck(db)).toBe('ok')
-      } else {
-        console.log('python3 with sqlite3 is missing: PRAGMA integrity_check skipped (the reopen by jobwerk still checked the file)')
-      }
+      expect(integrityCheck(db)).toBe('ok')
     },
     60000,
   )

@@ -4,7 +4,7 @@
 // across a crash); stop() flushes.
 const fs = require('node:fs')
 const path = require('node:path')
-const { tempDirs, sqliteTracker, fixtureTracker, waitFor, sleep, thrown, isError, hasPython, pyValue, integrityCheck } = require('./helpers/sqlite')
+const { tempDirs, sqliteTracker, fixtureTracker, waitFor, sleep, thrown, isError, pyValue, integrityCheck } = require('./helpers/sqlite')
 
 const dirs = tempDirs('jobwerk-durability-')
 const services = sqliteTracker()
@@ -122,7 +122,7 @@ describe('addCalculationJobs is all or none', () => {
     expect(again.getQueueStatistics()).toMatchObject({ total: 2, pending: 2 })
     for (const id of kept) expect(again.getJobStatus(id)).toMatchObject({ status: 'pending' })
     await again.stop()
-    if (hasPython()) expect(pyValue(db, 'select count(*) from jobwerk_jobs')).toBe(2)
+    expect(pyValue(db, 'select count(*) from jobwerk_jobs')).toBe(2)
   })
 
   test('a batch is one transaction: a SIGKILL right after it returns leaves all of it or none of it', async () => {
@@ -145,10 +145,8 @@ describe('addCalculationJobs is all or none', () => {
         expect(s.getJobStatus(ready.last)).not.toBeNull()
       }
       await s.stop()
-      if (hasPython()) {
-        expect([0, N]).toContain(pyValue(db, 'select count(*) from jobwerk_jobs'))
-        expect(integrityCheck(db)).toBe('ok')
-      }
+      expect([0, N]).toContain(pyValue(db, 'select count(*) from jobwerk_jobs'))
+      expect(integrityCheck(db)).toBe('ok')
     }
     console.log(`batch of ${N} killed right after addCalculationJobs returned: jobs found after restart with kill delays ${delays.join('/')} ms: ${outcomes.join(', ')}`)
   })
@@ -161,11 +159,9 @@ describe('stop()', () => {
     const ids = s.addCalculationJobs(Array.from({ length: 2000 }, (_, i) => ({ calculation: calc, data: i, options: { delay: 60000 } })))
     const summary = await s.stop()
     expect(summary).toMatchObject({ pending: 2000, dropped: 0 })
-    if (hasPython()) {
-      expect(pyValue(db, 'select count(*) from jobwerk_jobs')).toBe(2000)
-      // checkpointed on close: no WAL content left behind
-      expect(fs.existsSync(`${db}-wal`) ? fs.statSync(`${db}-wal`).size : 0).toBe(0)
-    }
+    expect(pyValue(db, 'select count(*) from jobwerk_jobs')).toBe(2000)
+    // checkpointed on close: no WAL content left behind
+    expect(fs.existsSync(`${db}-wal`) ? fs.statSync(`${db}-wal`).size : 0).toBe(0)
     const again = services.open(db)
     expect(again.getJobStatus(ids[1999])).toMatchObject({ status: 'pending', data: 1999 })
   })

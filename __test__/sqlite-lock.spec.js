@@ -2,7 +2,7 @@
 // One process (and one service) per SQLite file: the lock file <path>.lock.
 const fs = require('node:fs')
 const path = require('node:path')
-const { tempDirs, sqliteTracker, fixtureTracker, waitFor, rejected, thrown, expectStorageError, hasPython, integrityCheck } = require('./helpers/sqlite')
+const { tempDirs, sqliteTracker, fixtureTracker, waitFor, rejected, thrown, expectStorageError, integrityCheck } = require('./helpers/sqlite')
 
 const dirs = tempDirs('jobwerk-lock-')
 const services = sqliteTracker()
@@ -60,7 +60,7 @@ describe('one service per SQLite file', () => {
     expect(fresh.getJobStatus(b)).toMatchObject({ status: 'completed', result: { doubled: 6 } })
     expect(fresh.getQueueStatistics().total).toBe(2)
     await fresh.stop()
-    if (hasPython()) expect(integrityCheck(db)).toBe('ok')
+    expect(integrityCheck(db)).toBe('ok')
   })
 
   test('a second process gets ERR_STORAGE naming this process pid; the process survives; nothing is corrupted', async () => {
@@ -91,7 +91,7 @@ describe('one service per SQLite file', () => {
     expect(fresh.getJobStatus(a)).toMatchObject({ status: 'completed', result: { doubled: 10 } })
     expect(fresh.getJobStatus(b)).toMatchObject({ status: 'completed', result: { doubled: 12 } })
     await fresh.stop()
-    if (hasPython()) expect(integrityCheck(db)).toBe('ok')
+    expect(integrityCheck(db)).toBe('ok')
   })
 
   test('a file held by another process is refused with that pid; once it is killed the file opens and its jobs are there', async () => {
@@ -175,6 +175,6 @@ describe('one service per SQLite file', () => {
     expect(d.getQueueStatistics()).toMatchObject({ completed: 3, pending: 1, total: 4 })
     expect(d.getJobStatus(j3)).toMatchObject({ status: 'completed', result: { doubled: 6 } })
     await d.stop()
-    if (hasPython()) expect(integrityCheck(db)).toBe('ok')
+    expect(integrityCheck(db)).toBe('ok')
   })
 })

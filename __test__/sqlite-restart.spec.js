@@ -3,7 +3,7 @@
 // Children (fixtures/sqlite-child.js) make the state and are SIGKILLed; the
 // test process reopens the file.
 const path = require('node:path')
-const { tempDirs, sqliteTracker, fixtureTracker, waitFor, sleep, durableFields, hasPython, integrityCheck } = require('./helpers/sqlite')
+const { tempDirs, sqliteTracker, fixtureTracker, waitFor, sleep, durableFields, integrityCheck } = require('./helpers/sqlite')
 
 const dirs = tempDirs('jobwerk-restart-')
 const services = sqliteTracker()
@@ -257,6 +257,6 @@ describe('flush()', () => {
     const service = services.open(db)
     expect(service.getQueueStatistics()).toMatchObject({ pending: 600, total: 600 })
     ids.forEach((id, i) => expect(service.getJobStatus(id)).toMatchObject({ status: 'pending', data: { i } }))
-    if (hasPython()) expect(integrityCheck(db)).toBe('ok')
+    expect(integrityCheck(db)).toBe('ok')
   })
 })

@@ -22,5 +22,6 @@ test('getSystemStatus() reports RSS, heap, event-loop delay percentiles and CPU 
   expect(resources.eventLoopDelayMs.max).toBeGreaterThanOrEqual(100)
   expect(resources.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(resources.eventLoopDelayMs.p50)
   expect(resources.cpu.userMs + resources.cpu.systemMs).toBeGreaterThan(0)
-  expect(resources.cpu.percent).toBeGreaterThanOrEqual(0)
+  // it just spun for 150 ms
+  expect(resources.cpu.percent).toBeGreaterThan(0)
 })

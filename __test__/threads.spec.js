@@ -54,15 +54,17 @@ describe('worker-thread pool', () => {
     expect(log.completed.find((e) => e.jobId === b).result).toEqual({ esm: true, n: 42 })
   })
 
-  test('a busy-looping handler with timeout 100 ends as timeout within 1 s; the thread is replaced and runs the next job', async () => {
-    const service = tracker.create({ threads: { size: 1 } })
+  test('a busy-looping handler with timeout 100 ends as timeout at 100 ms; the thread is replaced and runs the next job', async () => {
+    // The manual clock: the timeout is exact; the stuck thread cannot hold it up.
+    const service = tracker.create({ threads: { size: 1 }, clock: 'manual' })
     await service.start()
-    const t0 = Date.now()
     const stuck = service.addCalculationJob(calcOf('busy'), { mode: 'busy', busyAttempts: 99 }, null, { timeout: 100, retries: 0 })
-    const st = await waitForStatus(service, stuck)
+    await waitForStatus(service, stuck, 'running')
+    await service.advanceTime(100, { settleMs: 0 })
+    const st = service.getJobStatus(stuck)
     expect(st.status).toBe('timeout')
     expect(st.error).toMatchObject({ name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
-    expect(Date.now() - t0).toBeLessThan(1000)
+    expect(st.finishedAt - st.startedAt).toBe(100)
     const next = service.addCalculationJob(calcOf('echo2'), { mode: 'echo' })
     const sn = await waitForStatus(service, next)
     expect(sn.status).toBe('completed')
@@ -70,9 +72,14 @@ describe('worker-thread pool', () => {
   })
 
   test('retries apply to a timed-out attempt in a thread', async () => {
-    const service = tracker.create({ threads: { size: 1, abortGraceMs: 50 } })
+    // The manual clock: attempt 2 (in a new thread, however long that takes to start) cannot time out.
+    const service = tracker.create({ threads: { size: 1, abortGraceMs: 50 }, clock: 'manual' })
     await service.start()
     const id = service.addCalculationJob(calcOf('busy-once'), { mode: 'busy', busyAttempts: 1 }, null, { timeout: 300, retries: 1, backoff: { type: 'fixed', delayMs: 1 } })
+    await waitForStatus(service, id, 'running')
+    await service.advanceTime(300, { settleMs: 0 })
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'pending', attempts: 1, errors: [expect.objectContaining({ code: 'ERR_JOB_TIMEOUT' })] })
+    await service.advanceTime(1, { settleMs: 0 })
     const st = await waitForStatus(service, id, ['completed', 'failed', 'timeout'])
     expect(st).toMatchObject({ status: 'completed', attempts: 2, result: 'ok on attempt 2' })
   })
@@ -80,12 +87,17 @@ describe('worker-thread pool', () => {
   test("a timeout aborts job.signal inside the thread with a TimeoutError", async () => {
     const ch = channel()
     try {
-      const service = tracker.create()
+      // The manual clock: the deadline passes once the handler runs in its thread (a
+      // thread can take a while to start on a busy machine).
+      const service = tracker.create({ clock: 'manual' })
       await service.start()
       const id = service.addCalculationJob(calcOf('wait'), { mode: 'wait-abort' }, null, { timeout: 50, retries: 0 })
-      expect((await waitForStatus(service, id)).status).toBe('timeout')
-      await waitFor(() => ch.seen.length === 1, { what: 'the abort seen in the thread' })
-      expect(ch.seen[0]).toMatchObject({ id, aborted: true, name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
+      await waitFor(() => ch.seen.length === 1, { what: 'the handler to begin in its thread' })
+      expect(ch.seen[0]).toEqual({ id, began: true })
+      await service.advanceTime(50, { settleMs: 0 })
+      expect(service.getJobStatus(id).status).toBe('timeout')
+      await waitFor(() => ch.seen.length === 2, { what: 'the abort seen in the thread' })
+      expect(ch.seen[1]).toMatchObject({ id, aborted: true, name: 'TimeoutError', code: 'ERR_JOB_TIMEOUT' })
     } finally {
       ch.close()
     }
@@ -97,10 +109,10 @@ describe('worker-thread pool', () => {
       const service = tracker.create()
       await service.start()
       const id = service.addCalculationJob(calcOf('wait'), { mode: 'wait-abort' })
-      await waitForStatus(service, id, 'running')
+      await waitFor(() => ch.seen.length === 1, { what: 'the handler to begin in its thread' })
       expect(service.cancelJob(id)).toBe(true)
-      await waitFor(() => ch.seen.length === 1, { what: 'the abort seen in the thread' })
-      expect(ch.seen[0]).toMatchObject({ id, aborted: true, name: 'AbortError', code: 'ERR_JOB_CANCELLED' })
+      await waitFor(() => ch.seen.length === 2, { what: 'the abort seen in the thread' })
+      expect(ch.seen[1]).toMatchObject({ id, aborted: true, name: 'AbortError', code: 'ERR_JOB_CANCELLED' })
       expect(service.getJobStatus(id).status).toBe('cancelled')
     } finally {
       ch.close()
@@ -116,6 +128,20 @@ describe('worker-thread pool', () => {
     expect(st).toMatchObject({ status: 'completed', result: 'done', progress: { step: 'half', pct: 50 } })
     await waitFor(() => log.progress.length === 2)
     expect(log.progress.map((p) => p.progress)).toEqual([25, { step: 'half', pct: 50 }])
+  })
+
+  test("a thread shares the main thread's job handle and JSON code (lib/job-handle.js, lib/serialize.js) without loading the native addon", async () => {
+    const service = tracker.create({ threads: { size: 1 } })
+    await service.start()
+    const bad = service.addCalculationJob(calcOf('bad-progress'), { mode: 'bad-progress' })
+    const loaded = service.addCalculationJob(calcOf('loaded'), { mode: 'loaded' })
+    const [sb, sl] = await waitForAll(service, [bad, loaded])
+    expect(sb.result).toEqual([
+      ['ERR_INVALID_ARGUMENT', 'updateProgress: progress must be finite, got NaN'],
+      ['ERR_INVALID_ARGUMENT', 'updateProgress: progress must be a number or an object, got string'],
+      ['ERR_NOT_SERIALIZABLE', 'progress is not JSON-serializable: property "f" is a function'],
+    ])
+    expect(sl.result.sort()).toEqual(['errors.js', 'job-handle.js', 'serialize.js', 'thread-worker.js'])
   })
 
   test('errors keep name, message, stack and code; sync throws and rejections alike', async () => {

@@ -50,16 +50,19 @@ describe('timeout', () => {
   })
 
   test('calculation.timeout is the default for its jobs; job options override it', async () => {
-    const service = tracker.create()
+    // The manual clock: the 80 ms of real time b takes never count against a timeout.
+    const service = tracker.create({ clock: 'manual' })
     const { calc } = signalWatcher('calc-timeout', { timeout: 40, retries: 0 })
     await service.start()
     const a = service.addCalculationJob(calc, 1)
     const quick = { name: 'quick-with-timeout', timeout: 40, retries: 0, calculate: () => sleep(80).then(() => 'ok') }
     const b = service.addCalculationJob(quick, 2, null, { timeout: 2000 })
-    const sa = await waitForStatus(service, a)
+    await waitForStatus(service, b)
+    await service.advanceTime(40, { settleMs: 0 })
+    const sa = service.getJobStatus(a)
     expect(sa.status).toBe('timeout')
     expect(sa.timeout).toBe(40)
-    const sb = await waitForStatus(service, b)
+    const sb = service.getJobStatus(b)
     expect(sb.status).toBe('completed')
     expect(sb.result).toBe('ok')
     expect(sb.timeout).toBe(2000)
@@ -86,7 +89,8 @@ describe('timeout', () => {
   })
 
   test('with retries left a timed-out attempt is retried, and a later attempt can succeed', async () => {
-    const service = tracker.create()
+    // The manual clock: attempt 2 cannot time out however busy the machine is.
+    const service = tracker.create({ clock: 'manual' })
     const ev = recordEvents(service)
     const signals = []
     const calc = {
@@ -102,7 +106,10 @@ describe('timeout', () => {
     }
     await service.start()
     const id = service.addCalculationJob(calc, null, null, { timeout: 40, retries: 2, backoff: { type: 'fixed', delay: 20 } })
-    const st = await waitForStatus(service, id)
+    await service.advanceTime(40, { settleMs: 0 })
+    expect(service.getJobStatus(id)).toMatchObject({ status: 'pending', attempts: 1, runAt: service.now() + 20 })
+    await service.advanceTime(20)
+    const st = service.getJobStatus(id)
     expect(st.status).toBe('completed')
     expect(st.result).toBe('ok on 2')
     expect(st.attempts).toBe(2)
@@ -147,7 +154,7 @@ describe('timeout', () => {
   })
 
   test('a late result after the timeout is ignored and counted in lateOutcomes', async () => {
-    const service = tracker.create()
+    const service = tracker.create({ clock: 'manual' })
     let finished = false
     const calc = {
       name: 'ignores-signal',
@@ -160,8 +167,10 @@ describe('timeout', () => {
     await service.start()
     const before = service.getQueueStatistics().lateOutcomes
     const id = service.addCalculationJob(calc, null, null, { timeout: 30, retries: 0 })
-    const st = await waitForStatus(service, id)
+    await service.advanceTime(30, { settleMs: 0 })
+    const st = service.getJobStatus(id)
     expect(st.status).toBe('timeout')
+    expect(finished).toBe(false)
     await waitFor(() => finished)
     await waitFor(() => service.getQueueStatistics().lateOutcomes === before + 1)
     const after = service.getJobStatus(id)
@@ -172,7 +181,7 @@ describe('timeout', () => {
   })
 
   test('a late rejection after the timeout is ignored too', async () => {
-    const service = tracker.create()
+    const service = tracker.create({ clock: 'manual' })
     let done = false
     const calc = {
       name: 'late-reject',
@@ -184,7 +193,9 @@ describe('timeout', () => {
     }
     await service.start()
     const id = service.addCalculationJob(calc, null, null, { timeout: 30, retries: 0 })
-    await waitForStatus(service, id)
+    await service.advanceTime(30, { settleMs: 0 })
+    expect(service.getJobStatus(id).status).toBe('timeout')
+    expect(done).toBe(false)
     await waitFor(() => done)
     await waitFor(() => service.getQueueStatistics().lateOutcomes === 1)
     const st = service.getJobStatus(id)
@@ -215,7 +226,7 @@ describe('timeout', () => {
   })
 
   test('the signal of an attempt that finished in time never fires', async () => {
-    const service = tracker.create()
+    const service = tracker.create({ clock: 'manual' })
     let signal
     await service.start()
     const id = service.addCalculationJob(
@@ -230,8 +241,9 @@ describe('timeout', () => {
       null,
       { timeout: 30 },
     )
-    await waitForStatus(service, id)
-    await sleep(80)
+    await service.advanceTime(0)
+    expect(service.getJobStatus(id).status).toBe('completed')
+    await service.advanceTime(80)
     expect(signal.aborted).toBe(false)
     expect(service.getJobStatus(id).status).toBe('completed')
   })

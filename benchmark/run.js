@@ -16,7 +16,7 @@
 //                                 default: the workload's own wait + 20 s, at least 120 s
 //   BENCH_BUILD=1                 first build the release addon into benchmark/.native from the
 //                                 work tree; BENCH_BUILD=head: from a `git archive HEAD` snapshot
-//                                 (and index.js, binding.js from it into benchmark/.native/js)
+//                                 (and index.js, lib/, the loaders from it into benchmark/.native/js)
 //   JOBWERK_NATIVE=path.node      the jobwerk addon to measure (default: benchmark/.native/...
 //                                 when built, else the shared jobwerk.*.node)
 //   JOBWERK_JS=dir                the folder whose index.js the jobwerk runs load (default:
@@ -91,7 +91,10 @@ function buildRelease(mode) {
   fs.rmSync(JS_DIR, { recursive: true, force: true })
   if (mode === 'head') {
     fs.mkdirSync(JS_DIR, { recursive: true })
-    for (const f of ['index.js', 'binding.js']) fs.copyFileSync(path.join(cwd, f), path.join(JS_DIR, f))
+    // index.js and what it loads (lib/, the loader, package.json for the version).
+    const files = ['index.js', 'binding.js', 'load-binding.js', 'package.json', ...fs.readdirSync(path.join(cwd, 'lib')).map((f) => path.join('lib', f))]
+    fs.mkdirSync(path.join(JS_DIR, 'lib'), { recursive: true })
+    for (const f of files) fs.copyFileSync(path.join(cwd, f), path.join(JS_DIR, f))
   }
   fs.writeFileSync(path.join(NATIVE_DIR, 'build.json'), `${JSON.stringify({ source, builtAt: new Date().toISOString() })}\n`)
 }
@@ -156,7 +159,7 @@ function gitInfo() {
     }
   }
   const status = git(['status', '--porcelain', '--', 'src', 'Cargo.toml', 'Cargo.lock'])
-  const js = git(['status', '--porcelain', '--', 'index.js'])
+  const js = git(['status', '--porcelain', '--', 'index.js', 'lib'])
   return {
     commit: git(['rev-parse', '--short', 'HEAD']),
     rustDirty: status === null ? null : status.length > 0,

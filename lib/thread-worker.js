@@ -9,13 +9,18 @@
 // `state[0]` holds the key of the job whose synchronous part runs now (0:
 // none) and `state[1]` how many jobs of the batches this thread has begun:
 // the pool reads both when it must decide whether to terminate this thread.
+//
+// The job handle (lib/job-handle.js) and the JSON encoding (lib/serialize.js)
+// are the main thread's own; lib/errors.js takes the error codes from
+// `workerData.codes` here, so that this thread does not load the native addon.
 
 const { parentPort, workerData } = require('node:worker_threads')
 const { performance } = require('node:perf_hooks')
+const { API, codedError } = require('./errors.js')
+const { resultJson, nonErrorOf } = require('./serialize.js')
+const { JobHandle } = require('./job-handle.js')
 
 const calcs = workerData.calcs.slice()
-// The error codes (lib/errors.js's API, from the binding), without loading the addon here.
-const API = workerData.codes
 const fns = []
 const state = workerData.current
 const jobs = new Map()
@@ -28,84 +33,25 @@ let flushQueued = false
 const SLICE_MS = 2
 const RESOLVED = Promise.resolve()
 
-function codedError(code, message) {
-  const e = new Error(message)
-  e.code = code
-  return e
-}
-
-class ThreadJob {
+/** The handle of a job run in this thread: its key in the pool, its calculation and, until it begins, its data and context. */
+class ThreadJob extends JobHandle {
   constructor(key, calc, id, attempt, data, context) {
     const c = calcs[calc]
-    this.id = id
-    this.name = c ? c.name : ''
-    this.attempt = attempt
+    super(id, attempt, c ? c.name : '')
     this._key = key
     this._calc = calc
     this._data = data
     this._context = context
-    this._done = false
-    this._controller = null
-    this._abortReason = null
   }
 
-  /** Fires when the attempt times out, the job is cancelled or the service stops. */
-  get signal() {
-    if (this._controller === null) {
-      this._controller = new AbortController()
-      if (this._abortReason !== null) this._controller.abort(this._abortReason)
-    }
-    return this._controller.signal
-  }
-
-  /** Records progress (a number or a JSON-serializable object). */
-  updateProgress(progress) {
-    if (typeof progress === 'number') {
-      if (!Number.isFinite(progress)) throw codedError(API.InvalidArgument, `updateProgress: progress must be finite, got ${progress}`)
-    } else if (progress === null || typeof progress !== 'object') {
-      throw codedError(API.InvalidArgument, `updateProgress: progress must be a number or an object, got ${progress === null ? 'null' : typeof progress}`)
-    }
-    const s = toJson(progress, 'progress')
-    if (this._done || this._abortReason !== null) return
+  _sendProgress(s) {
     parentPort.postMessage([2, this._key, s])
   }
 }
 
-function dataReplacer(key, value) {
-  const t = typeof value
-  if (t === 'function' || t === 'symbol') {
-    throw new TypeError(`${key ? `property "${key}"` : 'the value'} is a ${t}`)
-  }
-  return value
-}
-
-function toJson(value, what) {
-  if (value === undefined) return 'null'
-  let s
-  try {
-    s = JSON.stringify(value, dataReplacer)
-  } catch (e) {
-    throw codedError(API.NotSerializable, `${what} is not JSON-serializable: ${e && e.message}`)
-  }
-  if (s === undefined) throw codedError(API.NotSerializable, `${what} is not JSON-serializable: a ${typeof value}`)
-  return s
-}
-
-function resultJson(v) {
-  switch (typeof v) {
-    case 'number':
-      return Number.isFinite(v) ? '' + v : 'null'
-    case 'string':
-      return JSON.stringify(v)
-    case 'boolean':
-      return v ? 'true' : 'false'
-    case 'undefined':
-      return 'null'
-    default:
-      return toJson(v, 'the result')
-  }
-}
-
+// Unlike the main thread's errorOf (lib/serialize.js), an error-like object
+// (an Error of another realm) keeps its name and message, and an
+// UnrecoverableError is marked: the error crosses to the pool as plain data.
 function errorOf(e) {
   if (e instanceof Error || (e !== null && typeof e === 'object' && typeof e.message === 'string' && typeof e.name === 'string')) {
     const o = { name: String(e.name || 'Error'), message: String(e.message) }
@@ -114,14 +60,7 @@ function errorOf(e) {
     if (e.name === 'UnrecoverableError' || e.unrecoverable === true) o.unrecoverable = true
     return o
   }
-  let message
-  try {
-    message = typeof e === 'string' ? e : JSON.stringify(e)
-  } catch {
-    message = undefined
-  }
-  if (message === undefined) message = String(e)
-  return { name: 'NonError', message: `a non-Error was thrown: ${message}` }
+  return nonErrorOf(e)
 }
 
 function queueFlush() {
@@ -292,10 +231,9 @@ parentPort.on('message', (m) => {
       const reason = new Error(m.message)
       reason.name = m.name
       reason.code = m.code
-      job._abortReason = reason
+      job._abort(reason)
       // Not begun yet: it never will.
       if (job._data !== undefined || job._context !== undefined) fail(job, reason)
-      else if (job._controller !== null) job._controller.abort(reason)
     }
     flush()
     return

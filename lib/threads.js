@@ -3,7 +3,7 @@
 // (or `isolation: 'thread'`): their handlers run in worker threads so the
 // main thread (Strapi's HTTP server) stays free.
 //
-// To the dispatcher in index.js such a calculation looks like any other: its
+// To the dispatcher (lib/dispatcher.js) such a calculation looks like any other: its
 // `calculate` is `ThreadPool.run`, which queues the job and returns a promise.
 // Jobs queued during one turn of the dispatcher (one `take()` batch) go to
 // the threads as one message per thread (a JSON text), and each thread sends
@@ -19,19 +19,13 @@
 const os = require('node:os')
 const path = require('node:path')
 const { API, JOB, codedError } = require('./errors.js')
+const { RawJson } = require('./serialize.js')
 
 const WORKER = path.join(__dirname, 'thread-worker.js')
 // Jobs handed to one thread at a time, at most (more wait in the pool's queue).
 const MAX_PER_THREAD = 256
 const DEFAULT_ABORT_GRACE_MS = 500
 const RESOLVED = Promise.resolve()
-
-/** A result that is JSON text already (from a thread): stored as is. */
-class RawJson {
-  constructor(json) {
-    this.json = json
-  }
-}
 
 function invalidConfig(message) {
   return codedError(API.InvalidConfig, message)
@@ -98,7 +92,7 @@ class Entry {
     this.aborted = false
   }
 
-  /** Called by the job's handle (JobHandle._abort in index.js) on timeout, cancel or stop. */
+  /** Called by the job's handle (SlotJob._abort in lib/dispatcher.js) on timeout, cancel or stop. */
   abort(reason) {
     this.pool._abort(this, reason)
   }
@@ -118,7 +112,7 @@ class Thread {
     this.graceTimer = null
     this.aborted = []
     this.acked = true
-    const options = { workerData: { calcs: pool.modules, current: this.state, codes: API }, stdout: false, stderr: false }
+    const options = { workerData: { calcs: pool.modules, current: this.state, codes: { api: API, job: JOB } }, stdout: false, stderr: false }
     if (pool.resourceLimits !== undefined) options.resourceLimits = pool.resourceLimits
     this.worker = new Worker(WORKER, options)
     this.worker.on('message', (m) => pool._onMessage(this, m))
@@ -343,4 +337,4 @@ class ThreadPool {
   }
 }
 
-module.exports = { ThreadPool, RawJson, threadOptions }
+module.exports = { ThreadPool, threadOptions }

@@ -210,7 +210,12 @@ fn unreachable_webhook_fails_fast_without_blocking_send() {
   let d = Dispatcher::start(webhook(&url, 0));
   let t = Instant::now();
   d.send(&fired(vec![Channel::Webhook]));
-  assert!(t.elapsed() < Duration::from_millis(5), "{:?}", t.elapsed());
+  // Sending only queues the alert (wide bound: the machine may preempt this thread).
+  assert!(
+    t.elapsed() < Duration::from_millis(500),
+    "{:?}",
+    t.elapsed()
+  );
   let s = wait_for(&d, |s| s.webhook_failed == 1);
   assert!(t.elapsed() < Duration::from_secs(2));
   assert_eq!((s.webhook_sent, s.webhook_failed), (0, 1));
@@ -229,7 +234,12 @@ fn full_queue_drops_and_counts() {
   for _ in 0..QUEUE_CAPACITY + 20 {
     d.send(&fired(vec![Channel::Webhook]));
   }
-  assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+  // A send that waited for the hung first delivery would take its 2 s timeout.
+  assert!(
+    t.elapsed() < Duration::from_millis(1_000),
+    "{:?}",
+    t.elapsed()
+  );
   let dropped = d.stats().dropped;
   assert!((19..=20).contains(&dropped), "{dropped}");
   let t = Instant::now();
@@ -379,7 +389,11 @@ fn unreachable_smtp_host_counts_as_failed() {
   });
   let t = Instant::now();
   d.send(&fired(vec![Channel::Email]));
-  assert!(t.elapsed() < Duration::from_millis(5));
+  assert!(
+    t.elapsed() < Duration::from_millis(500),
+    "{:?}",
+    t.elapsed()
+  );
   let s = wait_for(&d, |s| s.email_failed == 1);
   assert_eq!((s.email_sent, s.email_failed), (0, 1));
   let f = d.take_failures();
