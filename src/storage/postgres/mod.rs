@@ -108,6 +108,7 @@ pub mod notify;
 pub mod read;
 pub mod schedules;
 pub mod schema;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -126,6 +127,7 @@ pub use lease::Rescued;
 pub use notify::{Listener, Notice};
 pub use schedules::{Fire, StoredSchedule};
 pub use schema::SCHEMA_VERSION;
+pub use store::{BackendOptions, ClusterClock, PgBackend};
 
 use crate::error::{Error, Result};
 use crate::job::{
