@@ -111,6 +111,8 @@ pub mod schema;
 pub mod store;
 
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;
