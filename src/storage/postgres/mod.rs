@@ -113,7 +113,7 @@ pub mod store;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 

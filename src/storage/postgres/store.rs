@@ -115,6 +115,11 @@ pub struct BackendOptions {
   pub pid: u32,
   /// Listen for NOTIFY (off: poll only, as behind PgBouncer).
   pub listen: bool,
+  /// Tests only (the conformance harness): no claimer task; a `claim`
+  /// that finds the buffer empty waits for the writes so far and claims in
+  /// the calling thread at the `now` it is given, and `counts` reads the
+  /// database. Never on the JS thread.
+  pub sync_claims: bool,
 }
 
 impl Default for BackendOptions {
@@ -129,6 +134,7 @@ impl Default for BackendOptions {
       host: "localhost".into(),
       pid: std::process::id(),
       listen: true,
+      sync_claims: false,
     }
   }
 }
@@ -264,14 +270,16 @@ impl PgBackend {
     } else {
       None
     };
-    rt.spawn(claimer(
-      pg.clone(),
-      shared.clone(),
-      owner,
-      clock.clone(),
-      opts.clone(),
-      listener,
-    ));
+    if !opts.sync_claims {
+      rt.spawn(claimer(
+        pg.clone(),
+        shared.clone(),
+        owner,
+        clock.clone(),
+        opts.clone(),
+        listener,
+      ));
+    }
     let (inserts, rx) = mpsc::unbounded_channel();
     rt.spawn(inserter(pg.clone(), shared.clone(), clock.clone(), rx));
     Ok(PgBackend {
@@ -384,6 +392,41 @@ impl PgBackend {
       })?
   }
 
+  /// Waits until every write issued so far is committed (tests, see
+  /// [`BackendOptions::sync_claims`]).
+  fn drain_writes(&self) -> Result<()> {
+    let target = self.shared.marks.lock().issued;
+    let mut rx = self.commit_rx.clone();
+    self.wait("flush", async move {
+      loop {
+        if rx.borrow_and_update().seq >= target {
+          return Ok(());
+        }
+        if rx.changed().await.is_err() {
+          return Err(Error::Storage("PostgreSQL: the writer stopped".into()));
+        }
+      }
+    })
+  }
+
+  /// Claims into the buffer in the calling thread (tests, see
+  /// [`BackendOptions::sync_claims`]).
+  fn claim_now(&mut self, max: usize, now: u64) -> Result<()> {
+    self.drain_writes()?;
+    let names = self.shared.names.lock().clone().unwrap_or_default();
+    if names.is_empty() || max == 0 {
+      return Ok(());
+    }
+    let o = ClaimOptions {
+      names: Some(names),
+      ..ClaimOptions::new(self.owner, max)
+    };
+    let pg = self.pg.clone();
+    let jobs = self.wait("claim", async move { pg.claim(&o, now).await })?;
+    self.shared.ready.lock().extend(jobs);
+    Ok(())
+  }
+
   /// Tells the claimer which calculations the queue runs (from `runnable`).
   fn sync_runnable(&mut self, runnable: &dyn Fn(u32) -> bool) {
     let now: Vec<String> = (0..self.names.len() as u32)
@@ -396,6 +439,13 @@ impl PgBackend {
       drop(cur);
       self.shared.wake.notify_one();
     }
+  }
+
+  /// True when `lease` is this process's current claim of `id`.
+  fn is_current(&self, id: JobId, lease: &Lease) -> bool {
+    matches!(self.running.get(&id), Some(h) if h.claim == lease.claim
+      && lease.owner == self.owner as u64
+      && lease.attempt == h.job.job.attempts)
   }
 
   /// Sends an outcome to the committer under a new mark; `job` is what the
@@ -436,7 +486,11 @@ impl PgBackend {
     let shared = self.shared.clone();
     let now = (self.clock)();
     self.rt.spawn(async move {
-      let err = pg.hand_back(&leases, now).await.err().map(|e| e.to_string());
+      let err = pg
+        .hand_back(&leases, now)
+        .await
+        .err()
+        .map(|e| e.to_string());
       shared.finish(seq, err);
     });
   }
@@ -585,6 +639,9 @@ impl Store for PgBackend {
     visit: &mut dyn FnMut(&Job, Lease),
   ) -> Result<usize> {
     self.sync_runnable(runnable);
+    if self.opts.sync_claims && self.shared.ready.lock().is_empty() {
+      self.claim_now(max, now)?;
+    }
     let popped: Vec<PgJob> = {
       let mut r = self.shared.ready.lock();
       let k = max.min(r.len());
@@ -602,6 +659,9 @@ impl Store for PgBackend {
       pj.job.started_at = now;
       pj.job.status = Status::Running;
       self.claims = self.claims.wrapping_add(1);
+      // The job's generation is this process's claim number (what a
+      // lease's `claim` is checked against).
+      pj.job.gen = self.claims;
       let lease = Lease {
         owner: self.owner as u64,
         attempt: pj.job.attempts,
@@ -639,7 +699,7 @@ impl Store for PgBackend {
   }
 
   fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
-    let current = matches!(self.running.get(&id), Some(h) if h.claim == lease.claim);
+    let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
     };
@@ -662,7 +722,7 @@ impl Store for PgBackend {
     now: u64,
     rand: f64,
   ) -> Result<Settled<Failed>> {
-    let current = matches!(self.running.get(&id), Some(h) if h.claim == lease.claim);
+    let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
     };
@@ -746,12 +806,21 @@ impl Store for PgBackend {
   }
 
   fn prune(&mut self, before: u64) -> Result<usize> {
+    if self.opts.sync_claims {
+      self.drain_writes()?;
+    }
     let pg = self.pg.clone();
     self.wait("prune", async move { pg.prune(before, 1_000).await })
   }
 
   fn get(&mut self, id: JobId) -> Result<Option<Job>> {
-    if let Some(j) = self.local(id) {
+    if self.opts.sync_claims {
+      // Tests: the database's word once the writes so far are in.
+      self.drain_writes()?;
+      if let Some(h) = self.running.get(&id) {
+        return Ok(Some(h.job.job.clone()));
+      }
+    } else if let Some(j) = self.local(id) {
       return Ok(Some(j));
     }
     let pg = self.pg.clone();
@@ -785,6 +854,15 @@ impl Store for PgBackend {
   }
 
   fn counts(&self) -> [usize; 7] {
+    if self.opts.sync_claims {
+      let pg = self.pg.clone();
+      if let Ok(c) = self
+        .drain_writes()
+        .and_then(|()| self.wait("counts", async move { pg.counts().await }))
+      {
+        *self.shared.counts.lock() = c;
+      }
+    }
     *self.shared.counts.lock()
   }
 

@@ -188,7 +188,11 @@ fn a_job_added_taken_and_settled_is_completed_in_the_database() {
   let now = env.now();
   let id = add(&mut q, calc, "{\"n\":1}", json!({}), now);
   flush(&mut q);
-  assert_eq!(env.db(id).job.status, Status::Pending, "committed by add's mark");
+  assert_eq!(
+    env.db(id).job.status,
+    Status::Pending,
+    "committed by add's mark"
+  );
   let t = take_until(&mut q, 1, now);
   assert_eq!((t[0].2, t[0].3), (id, 1));
   assert_eq!(env.db(id).job.status, Status::Running);
@@ -265,7 +269,10 @@ fn a_late_outcome_after_a_rescue_is_fenced_after_the_commit() {
   let t = take_until(&mut a, 1, now);
   // Another process's rescuer, after the lease (15 min + 30 s) expired.
   let later = now + 16 * 60_000;
-  let r = env.rt().block_on(env.pg.rescue(later, 30_000)).expect("rescue");
+  let r = env
+    .rt()
+    .block_on(env.pg.rescue(later, 30_000))
+    .expect("rescue");
   assert_eq!(r.retried, vec![id]);
   // The late outcome: answered at once, fenced by the commit.
   a.settle(&format!("[{}]", ok(&t[0])), later)
@@ -279,7 +286,8 @@ fn a_late_outcome_after_a_rescue_is_fenced_after_the_commit() {
   let (mut b, _) = env.queue(2, BackendOptions::default());
   let t = take_until(&mut b, 1, later);
   assert_eq!((t[0].2, t[0].3), (id, 2));
-  b.settle(&format!("[{}]", ok(&t[0])), later).expect("settle");
+  b.settle(&format!("[{}]", ok(&t[0])), later)
+    .expect("settle");
   flush(&mut b);
   assert_eq!(env.db(id).job.status, Status::Completed);
   assert_eq!(b.store().late_fenced(), 0);
@@ -311,7 +319,10 @@ fn a_lease_that_is_not_the_current_claim_is_fenced_at_once() {
     claim: lease.claim.wrapping_add(1),
     ..lease
   };
-  assert_eq!(s.complete(stale, id, "1", now).expect("complete"), Settled::Fenced);
+  assert_eq!(
+    s.complete(stale, id, "1", now).expect("complete"),
+    Settled::Fenced
+  );
   let unknown = StoreLease {
     owner: s.owner(),
     attempt: 1,
@@ -323,8 +334,15 @@ fn a_lease_that_is_not_the_current_claim_is_fenced_at_once() {
       .expect("complete"),
     Settled::Fenced
   );
-  assert!(s.complete(lease, id, "1", now).expect("complete").is_applied());
-  assert_eq!(s.complete(lease, id, "1", now).expect("complete"), Settled::Fenced, "settled already");
+  assert!(s
+    .complete(lease, id, "1", now)
+    .expect("complete")
+    .is_applied());
+  assert_eq!(
+    s.complete(lease, id, "1", now).expect("complete"),
+    Settled::Fenced,
+    "settled already"
+  );
   wait_flushed(&mut s).expect("flushed");
   assert_eq!(env.db(id).job.status, Status::Completed);
   assert_eq!(s.late_fenced(), 0);
