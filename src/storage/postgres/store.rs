@@ -71,9 +71,9 @@
 //! `progress` is kept in the process only; a cancel heard by NOTIFY does
 //! not abort the handler yet; prefetched jobs are handed back at `close`
 //! only, not when they wait too long; heartbeats and the rescuer are run
-//! by the caller ([`PgBackend::heartbeat`], [`PgBackend::rescue`]), not by a
-//! task; connection loss is not retried (a failed commit is the store's
-//! failure).
+//! by the claimer task every `heartbeat` (5 s; a failure is retried at the
+//! next tick, not reported), with no leader and no advisory lock; connection
+//! loss is not retried (a failed commit is the store's failure).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -120,6 +120,12 @@ pub struct BackendOptions {
   /// the calling thread at the `now` it is given, and `counts` reads the
   /// database. Never on the JS thread.
   pub sync_claims: bool,
+  /// How often the claimer task heartbeats this process and runs the
+  /// cluster's rescuer (`None`: the caller does, see
+  /// [`PgBackend::heartbeat`] and [`PgBackend::rescue`]).
+  pub heartbeat: Option<Duration>,
+  /// A process silent for this long is dead (its jobs rescued).
+  pub dead_after_ms: u64,
 }
 
 impl Default for BackendOptions {
@@ -135,6 +141,8 @@ impl Default for BackendOptions {
       pid: std::process::id(),
       listen: true,
       sync_claims: false,
+      heartbeat: Some(Duration::from_secs(5)),
+      dead_after_ms: 30_000,
     }
   }
 }
@@ -168,6 +176,9 @@ struct Shared {
   counts: Mutex<[usize; 7]>,
   /// The last claim error (the claimer retries at the next wake-up).
   claim_error: Mutex<Option<String>>,
+  /// Called when the claimer put jobs in an empty buffer (the binding
+  /// wakes the JS thread to `take`).
+  on_ready: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
@@ -258,6 +269,7 @@ impl PgBackend {
       inserting: Mutex::new(HashMap::new()),
       counts: Mutex::new(pg.counts().await?),
       claim_error: Mutex::new(None),
+      on_ready: Mutex::new(None),
     });
     let committer = Committer::start(
       pg.clone(),
@@ -303,6 +315,13 @@ impl PgBackend {
   /// The SQL core (its async reads are what the binding calls).
   pub fn pg(&self) -> &PgStore {
     &self.pg
+  }
+
+  /// Calls `f` (from the claimer task) whenever jobs arrive in an empty
+  /// ready buffer: the binding wakes the JS thread with it, which then
+  /// calls `take`.
+  pub fn set_on_ready(&self, f: Arc<dyn Fn() + Send + Sync>) {
+    *self.shared.on_ready.lock() = Some(f);
   }
 
   /// How many claimed jobs wait in the ready buffer.
@@ -507,6 +526,11 @@ async fn claimer(
 ) {
   let batch = opts.batch.max(1);
   let low = opts.low_water.clamp(1, batch);
+  let mut beat = opts.heartbeat.map(|d| {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+  });
   loop {
     if shared.closed.load(Ordering::Acquire) {
       break;
@@ -530,7 +554,18 @@ async fn claimer(
               let _ = pg.hand_back(&leases, clock()).await;
               break;
             }
-            shared.ready.lock().extend(jobs);
+            let was_empty = {
+              let mut r = shared.ready.lock();
+              let was = r.is_empty();
+              r.extend(jobs);
+              was && !r.is_empty()
+            };
+            if was_empty {
+              let f = shared.on_ready.lock().clone();
+              if let Some(f) = f {
+                f();
+              }
+            }
             if full {
               continue;
             }
@@ -545,12 +580,26 @@ async fn claimer(
         Some(Notice::Inserted { .. }) | Some(Notice::Cancelled(_)) => {}
         Some(Notice::Lost(_)) | None => listener = None,
       },
+      _ = tick(&mut beat) => {
+        // A failed heartbeat or rescue is retried at the next tick.
+        let _ = pg.heartbeat(owner, clock()).await;
+        let _ = pg.rescue(clock(), opts.dead_after_ms).await;
+      }
       _ = tokio::time::sleep(opts.poll) => {
         if let Ok(c) = pg.counts().await {
           *shared.counts.lock() = c;
         }
       }
     }
+  }
+}
+
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+  match i {
+    Some(i) => {
+      i.tick().await;
+    }
+    None => std::future::pending().await,
   }
 }
 

@@ -411,3 +411,41 @@ fn two_queues_on_one_schema_share_two_thousand_jobs_each_run_once() {
   assert_eq!(c[Status::Pending as usize] + c[Status::Running as usize], 0);
   assert_eq!(a.store().late_fenced() + b.store().late_fenced(), 0);
 }
+
+#[test]
+fn the_claimer_says_when_jobs_arrive_in_an_empty_buffer() {
+  let Some(env) = env("pgb_ready") else { return };
+  let mut names = Names::default();
+  let work = names.intern("work");
+  let mut s = env.backend(&names, BackendOptions::default());
+  let rang = Arc::new(AtomicU64::new(0));
+  let r = rang.clone();
+  s.set_on_ready(Arc::new(move || {
+    r.fetch_add(1, Ordering::SeqCst);
+  }));
+  let now = env.now();
+  let mut ids = crate::job::IdGen::default();
+  let job = crate::job::Job::new(ids.next(now), work, now, now, "1".into());
+  let id = job.id;
+  s.insert(vec![job], &names).expect("insert");
+  wait_flushed(&mut s).expect("flushed");
+  let mut got = Vec::new();
+  // The first claim finds nothing (the claimer learns here what runs).
+  assert_eq!(
+    s.claim(4, now, &|n| n == work, &mut |j, _| got.push(j.id))
+      .expect("claim"),
+    0
+  );
+  for _ in 0..2_000 {
+    if rang.load(Ordering::SeqCst) > 0 {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  assert_eq!(rang.load(Ordering::SeqCst), 1, "told once");
+  assert_eq!(s.ready_len(), 1);
+  s.claim(4, now, &|n| n == work, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  assert_eq!(got, vec![id]);
+  s.close();
+}
