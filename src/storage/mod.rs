@@ -464,6 +464,14 @@ pub trait Store: Send {
     None
   }
 
+  /// Outcomes this store answered [`Settled::Applied`] whose commit later
+  /// found them fenced (PostgreSQL: the fence is known only after the group
+  /// commit; a rescue by another process had taken the job). Counted with
+  /// `lateOutcomes`. Memory and SQLite fence at once: always 0.
+  fn late_fenced(&self) -> u64 {
+    0
+  }
+
   /// The first write error, if the backend failed (the queue then refuses
   /// `add` and `start` with it). Changes nothing.
   fn failure(&self) -> Option<String> {

@@ -96,8 +96,15 @@
 //! serialization failure), `onDuplicate: 'replace'` and `debounceMs`,
 //! retrying a finished job (`retryJob`), the leader lease, the advisory-lock
 //! fast path for dead processes, history partitioning (prune deletes in
-//! batches) and LISTEN over TLS. The engine's integration (ready buffer,
-//! outbox, insert buffer) is the lead's.
+//! batches) and LISTEN over TLS.
+//!
+//! # Behind the `Store` trait ([`store`])
+//!
+//! [`PgBackend`] puts the ready buffer (refilled by a claimer task), the
+//! outbox (through [`Committer`]) and the insert buffer in front of this
+//! core, so a `Queue` runs on it with no network wait on its thread; its
+//! docs say how the lease maps, when a fence is known, and what is not
+//! there yet. The binding (napi) does not use it yet.
 
 pub mod claim;
 pub mod complete;
@@ -108,9 +115,12 @@ pub mod notify;
 pub mod read;
 pub mod schedules;
 pub mod schema;
+pub mod store;
 
 #[cfg(test)]
-mod tests;
+mod store_tests;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::time::Duration;
 
@@ -126,6 +136,7 @@ pub use lease::Rescued;
 pub use notify::{Listener, Notice};
 pub use schedules::{Fire, StoredSchedule};
 pub use schema::SCHEMA_VERSION;
+pub use store::{BackendOptions, ClusterClock, PgBackend};
 
 use crate::error::{Error, Result};
 use crate::job::{

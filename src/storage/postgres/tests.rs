@@ -15,7 +15,7 @@ use crate::storage::{FailKind, JobFilter, Names};
 const HOST: &str = "127.0.0.1";
 const PORT: u16 = 5432;
 
-fn server_up() -> bool {
+pub(crate) fn server_up() -> bool {
   let addr = std::net::SocketAddr::from(([127, 0, 0, 1], PORT));
   if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
     return true;
@@ -24,7 +24,7 @@ fn server_up() -> bool {
   false
 }
 
-fn cfg(schema: &str) -> PgConfig {
+pub(crate) fn cfg(schema: &str) -> PgConfig {
   PgConfig {
     host: HOST.into(),
     port: PORT,
@@ -39,7 +39,7 @@ fn cfg(schema: &str) -> PgConfig {
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A unique schema name for one test.
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
   format!(
     "jw_t_{}_{}_{}",
     tag,
@@ -50,7 +50,7 @@ fn unique(tag: &str) -> String {
 
 /// Runs `sql` as postgres on database `test`, on its own runtime (usable
 /// from `Drop`).
-fn admin(sql: String) {
+pub(crate) fn admin(sql: String) {
   std::thread::spawn(move || {
     let rt = tokio::runtime::Builder::new_current_thread()
       .enable_all()

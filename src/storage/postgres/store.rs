@@ -1,0 +1,984 @@
+//! [`PgBackend`]: the PostgreSQL backend behind the [`Store`] trait, so a
+//! `Queue` runs on PostgreSQL without the JS thread waiting on the network
+//! (docs/design/storage.md, "The decision").
+//!
+//! Three local structures sit in front of [`PgStore`], each fed or drained
+//! by a task on the tokio runtime the backend is given:
+//!
+//! * **Ready buffer**: jobs already claimed in the database (`FOR NO KEY
+//!   UPDATE SKIP LOCKED`, leased to this process). The **claimer task**
+//!   refills it when it holds fewer than `low_water` jobs, in batches of up
+//!   to `batch`: woken by `take` (which never waits: it pops what is there
+//!   and returns), by a NOTIFY of an insert (one LISTEN connection), and by
+//!   a poll every `poll` (the fallback, and what works behind a
+//!   transaction-mode PgBouncer). It claims only calculations the queue can
+//!   run: the names [`Store::claim`]'s `runnable` accepts, among the names
+//!   the backend knows (those given at open and with each insert). It
+//!   claims nothing before the first `take`.
+//! * **Outbox**: `complete`/`fail` check the lease locally, answer at once
+//!   and hand the outcome to the [`Committer`] (group commits of
+//!   `commit_max` outcomes or `commit_delay`), fenced in SQL by `(id,
+//!   owner, attempt)`.
+//! * **Insert buffer**: `insert` answers at once; the **inserter task**
+//!   writes whatever is waiting in one transaction (NOTIFY in it).
+//!
+//! [`Store::flush_mark`] covers both: every insert, outcome and hand-back
+//! gets a sequence number; [`Commit::seq`] is the highest number below
+//! which all are committed (or failed: [`Commit::error`]). `add`'s promise
+//! resolves when its mark is reached.
+//!
+//! # The lease and the fence
+//!
+//! [`Lease::owner`] is the process's row id in `process` ([`PgStore::register`]),
+//! [`Lease::attempt`] the attempt the database counted at the claim, and
+//! [`Lease::claim`] a number this backend gives each claim it hands out
+//! (no column: the local number fences within the process, the database's
+//! `(owner, attempt)` across processes and lives). Why it is enough: a
+//! stopped attempt is uncounted (attempt repeats) only for claims of the
+//! same process, whose local record says which claim is current; any other
+//! claim of the job (another process, or this one after a rescue counted
+//! the attempt) differs in owner or attempt in the database.
+//!
+//! **When the fence is known.** An outcome whose lease is not this
+//! process's current claim (cancelled here, settled already, handed back)
+//! is [`Settled::Fenced`] at once. Otherwise the fence is only known after
+//! the commit (a rescue by another process may have taken the job): the
+//! outcome is answered [`Settled::Applied`] with the local decision (a
+//! retry's delay, a final status) and, if the commit reports it fenced, it
+//! is counted in [`Store::late_fenced`] (the queue adds those to
+//! `lateOutcomes`). Events that promise durability (`completed`) must
+//! therefore fire after the mark on PostgreSQL (the binding's part).
+//!
+//! # Reads and admin calls
+//!
+//! `get` answers from the process for the jobs it holds (running here,
+//! being settled or inserted). Everything else (`get` of other jobs,
+//! `list`, `list_jobs`, `cancel`, `prune`) runs a query: the trait methods
+//! block on the runtime with a bounded timeout, which is **for tests
+//! only** (they refuse with `ERR_STORAGE` when called on a runtime thread);
+//! the binding calls the async variants ([`PgBackend::get_async`],
+//! [`PgBackend::list_jobs_async`], [`PgBackend::counts_async`],
+//! [`PgBackend::cancel_async`], or [`PgBackend::pg`]'s methods) on the
+//! runtime without holding the queue lock. `counts` answers from a snapshot
+//! the claimer refreshes at each poll.
+//!
+//! # Not in this slice
+//!
+//! `retry` (of a finished job), `update_unstarted` (`onDuplicate:
+//! 'replace'`, `debounceMs`) and `keyed` beyond the jobs still in the
+//! insert buffer (the database's unique index decides; the id `add`
+//! returns for a duplicate is then the refused job's, not the holder's);
+//! `progress` is kept in the process only; a cancel heard by NOTIFY does
+//! not abort the handler yet; prefetched jobs are handed back at `close`
+//! only, not when they wait too long; heartbeats and the rescuer are run
+//! by the claimer task every `heartbeat` (5 s; a failure is retried at the
+//! next tick, not reported), with no leader and no advisory lock; connection
+//! loss is not retried (a failed commit is the store's failure).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::{ClaimOptions, Committer, Lease as PgLease, NewJob, Notice, Outcome, OutcomeKind};
+use super::{Listener, PgJob, PgStore};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobError, JobId, Status};
+use crate::storage::{
+  Commit, FailKind, Failed, JobFilter, Lease, Names, Settled, Store, Unstarted, NO_HINT,
+};
+
+/// The cluster's clock (ms since the epoch): the server's, or a manual one
+/// in tests.
+pub type ClusterClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// How the backend claims, commits and waits.
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+  /// The most jobs one claim takes.
+  pub batch: usize,
+  /// The claimer refills when the ready buffer holds fewer than this.
+  pub low_water: usize,
+  /// The poll fallback (default 1 s).
+  pub poll: Duration,
+  /// A group commit's size and wait.
+  pub commit_max: usize,
+  pub commit_delay: Duration,
+  /// The bound on a blocking read (tests only, see the module docs).
+  pub read_timeout: Duration,
+  /// This process as registered in `process`.
+  pub host: String,
+  pub pid: u32,
+  /// Listen for NOTIFY (off: poll only, as behind PgBouncer).
+  pub listen: bool,
+  /// Tests only (the conformance harness): no claimer task; a `claim`
+  /// that finds the buffer empty waits for the writes so far and claims in
+  /// the calling thread at the `now` it is given, and `counts` reads the
+  /// database. Never on the JS thread.
+  pub sync_claims: bool,
+  /// How often the claimer task heartbeats this process and runs the
+  /// cluster's rescuer (`None`: the caller does, see
+  /// [`PgBackend::heartbeat`] and [`PgBackend::rescue`]).
+  pub heartbeat: Option<Duration>,
+  /// A process silent for this long is dead (its jobs rescued).
+  pub dead_after_ms: u64,
+}
+
+impl Default for BackendOptions {
+  fn default() -> Self {
+    BackendOptions {
+      batch: 128,
+      low_water: 64,
+      poll: Duration::from_secs(1),
+      commit_max: 128,
+      commit_delay: Duration::from_millis(2),
+      read_timeout: Duration::from_secs(10),
+      host: "localhost".into(),
+      pid: std::process::id(),
+      listen: true,
+      sync_claims: false,
+      heartbeat: Some(Duration::from_secs(5)),
+      dead_after_ms: 30_000,
+    }
+  }
+}
+
+/// How far the writes got (see [`Store::flush_mark`]).
+#[derive(Default)]
+struct Marks {
+  issued: u64,
+  done: u64,
+  finished: BTreeSet<u64>,
+  error: Option<String>,
+}
+
+/// What the tasks and the backend share.
+struct Shared {
+  ready: Mutex<VecDeque<PgJob>>,
+  /// The calculations the claimer may claim (`None`: not known yet, no
+  /// `take` so far).
+  names: Mutex<Option<Vec<String>>>,
+  wake: Notify,
+  closed: AtomicBool,
+  marks: Mutex<Marks>,
+  commit: watch::Sender<Commit>,
+  /// Outcomes answered `Applied` that their commit fenced.
+  fenced: AtomicU64,
+  /// Jobs settled here whose outcome is not committed yet: (its mark, the
+  /// job as decided locally).
+  settling: Mutex<HashMap<JobId, (u64, Job)>>,
+  /// Jobs inserted here, not committed yet.
+  inserting: Mutex<HashMap<JobId, Job>>,
+  counts: Mutex<[usize; 7]>,
+  /// The last claim error (the claimer retries at the next wake-up).
+  claim_error: Mutex<Option<String>>,
+  /// Called when the claimer put jobs in an empty buffer (the binding
+  /// wakes the JS thread to `take`).
+  on_ready: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+}
+
+impl Shared {
+  fn issue(&self) -> u64 {
+    let mut m = self.marks.lock();
+    m.issued += 1;
+    m.issued
+  }
+
+  /// Write `seq` is done (`err`: it failed).
+  fn finish(&self, seq: u64, err: Option<String>) {
+    let mut m = self.marks.lock();
+    if let Some(e) = err {
+      m.error.get_or_insert(e);
+    }
+    m.finished.insert(seq);
+    loop {
+      let next = m.done + 1;
+      if !m.finished.remove(&next) {
+        break;
+      }
+      m.done = next;
+    }
+    let c = Commit {
+      seq: m.done,
+      error: m.error.clone(),
+    };
+    drop(m);
+    self.commit.send_replace(c);
+  }
+}
+
+/// A job this process runs: as claimed, and the claim's number.
+struct Held {
+  job: PgJob,
+  claim: u32,
+}
+
+/// The PostgreSQL backend as a [`Store`] (see the module docs).
+pub struct PgBackend {
+  pg: PgStore,
+  rt: Handle,
+  owner: i64,
+  clock: ClusterClock,
+  opts: BackendOptions,
+  shared: Arc<Shared>,
+  names: Names,
+  weights: [i32; 3],
+  running: HashMap<JobId, Held>,
+  claims: u32,
+  committer: Committer,
+  inserts: mpsc::UnboundedSender<(u64, Vec<NewJob>)>,
+  commit_rx: watch::Receiver<Commit>,
+  closed: bool,
+}
+
+impl std::fmt::Debug for PgBackend {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("PgBackend")
+      .field("owner", &self.owner)
+      .field("schema", &self.pg.schema())
+      .finish_non_exhaustive()
+  }
+}
+
+impl PgBackend {
+  /// Registers this process, starts the claimer, the inserter and the
+  /// committer on the current runtime. `names`: the calculation names the
+  /// queue's registry holds (the same indexes).
+  pub async fn open(
+    pg: PgStore,
+    names: Names,
+    clock: ClusterClock,
+    opts: BackendOptions,
+  ) -> Result<PgBackend> {
+    let rt = Handle::current();
+    let owner = pg.register(&opts.host, opts.pid, clock()).await?;
+    let (commit, commit_rx) = watch::channel(Commit::default());
+    let shared = Arc::new(Shared {
+      ready: Mutex::new(VecDeque::new()),
+      names: Mutex::new(None),
+      wake: Notify::new(),
+      closed: AtomicBool::new(false),
+      marks: Mutex::new(Marks::default()),
+      commit,
+      fenced: AtomicU64::new(0),
+      settling: Mutex::new(HashMap::new()),
+      inserting: Mutex::new(HashMap::new()),
+      counts: Mutex::new(pg.counts().await?),
+      claim_error: Mutex::new(None),
+      on_ready: Mutex::new(None),
+    });
+    let committer = Committer::start(
+      pg.clone(),
+      opts.commit_max,
+      opts.commit_delay,
+      clock.clone(),
+    );
+    let listener = if opts.listen {
+      pg.listen().await.ok()
+    } else {
+      None
+    };
+    if !opts.sync_claims {
+      rt.spawn(claimer(
+        pg.clone(),
+        shared.clone(),
+        owner,
+        clock.clone(),
+        opts.clone(),
+        listener,
+      ));
+    }
+    let (inserts, rx) = mpsc::unbounded_channel();
+    rt.spawn(inserter(pg.clone(), shared.clone(), clock.clone(), rx));
+    Ok(PgBackend {
+      pg,
+      rt,
+      owner,
+      clock,
+      opts,
+      shared,
+      names,
+      weights: [0, 1, 2],
+      running: HashMap::new(),
+      claims: 0,
+      committer,
+      inserts,
+      commit_rx,
+      closed: false,
+    })
+  }
+
+  /// The SQL core (its async reads are what the binding calls).
+  pub fn pg(&self) -> &PgStore {
+    &self.pg
+  }
+
+  /// Calls `f` (from the claimer task) whenever jobs arrive in an empty
+  /// ready buffer: the binding wakes the JS thread with it, which then
+  /// calls `take`.
+  pub fn set_on_ready(&self, f: Arc<dyn Fn() + Send + Sync>) {
+    *self.shared.on_ready.lock() = Some(f);
+  }
+
+  /// How many claimed jobs wait in the ready buffer.
+  pub fn ready_len(&self) -> usize {
+    self.shared.ready.lock().len()
+  }
+
+  /// The last claim error, if the claimer's last claim failed.
+  pub fn claim_error(&self) -> Option<String> {
+    self.shared.claim_error.lock().clone()
+  }
+
+  /// A job by id, from the process when it holds it, else the database.
+  pub async fn get_async(&self, id: JobId, names: &mut Names) -> Result<Option<Job>> {
+    if let Some(j) = self.local(id) {
+      return Ok(Some(j));
+    }
+    Ok(self.pg.get(id).await?.map(|j| j.into_job(names)))
+  }
+
+  /// Jobs the filter selects, for the whole cluster.
+  pub async fn list_jobs_async(&self, filter: &JobFilter, names: &mut Names) -> Result<Vec<Job>> {
+    let jobs = self.pg.list(filter, names).await?;
+    Ok(jobs.into_iter().map(|j| j.into_job(names)).collect())
+  }
+
+  /// Jobs per status in the cluster (and the snapshot refreshed).
+  pub async fn counts_async(&self) -> Result<[usize; 7]> {
+    let c = self.pg.counts().await?;
+    *self.shared.counts.lock() = c;
+    Ok(c)
+  }
+
+  /// Cancels a job anywhere in the cluster (a running one's process hears
+  /// `c:<id>`). The caller first drops the local claim with
+  /// [`PgBackend::forget`] if the job runs here.
+  pub async fn cancel_async(&self, id: JobId) -> Result<Option<Status>> {
+    self.pg.cancel(id, (self.clock)()).await
+  }
+
+  /// Drops this process's claim of `id` (its late outcome is then fenced
+  /// locally).
+  pub fn forget(&mut self, id: JobId) {
+    self.running.remove(&id);
+  }
+
+  /// Heartbeat of this process (false: its row is gone, it was declared
+  /// dead).
+  pub async fn heartbeat(&self) -> Result<bool> {
+    self.pg.heartbeat(self.owner, (self.clock)()).await
+  }
+
+  /// Runs the cluster's rescuer at `now`.
+  pub async fn rescue(&self, now: u64, dead_after_ms: u64) -> Result<super::Rescued> {
+    self.pg.rescue(now, dead_after_ms).await
+  }
+
+  /// The job as this process holds it (running here, being settled or
+  /// inserted), if it does.
+  fn local(&self, id: JobId) -> Option<Job> {
+    if let Some(h) = self.running.get(&id) {
+      return Some(h.job.job.clone());
+    }
+    if let Some((_, j)) = self.shared.settling.lock().get(&id) {
+      return Some(j.clone());
+    }
+    self.shared.inserting.lock().get(&id).cloned()
+  }
+
+  /// Blocks on the runtime for `fut`, bounded (tests only; refused on a
+  /// runtime thread, where it would stall the engine).
+  fn wait<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    if Handle::try_current().is_ok() {
+      return Err(Error::Storage(format!(
+        "PostgreSQL: {what} cannot block on the engine's runtime; use the async variant"
+      )));
+    }
+    let limit = self.opts.read_timeout;
+    self
+      .rt
+      .block_on(async { tokio::time::timeout(limit, fut).await })
+      .map_err(|_| {
+        Error::Storage(format!(
+          "PostgreSQL: {what} did not answer within {} ms",
+          limit.as_millis()
+        ))
+      })?
+  }
+
+  /// Waits until every write issued so far is committed (tests, see
+  /// [`BackendOptions::sync_claims`]).
+  fn drain_writes(&self) -> Result<()> {
+    let target = self.shared.marks.lock().issued;
+    let mut rx = self.commit_rx.clone();
+    self.wait("flush", async move {
+      loop {
+        if rx.borrow_and_update().seq >= target {
+          return Ok(());
+        }
+        if rx.changed().await.is_err() {
+          return Err(Error::Storage("PostgreSQL: the writer stopped".into()));
+        }
+      }
+    })
+  }
+
+  /// Claims into the buffer in the calling thread (tests, see
+  /// [`BackendOptions::sync_claims`]).
+  fn claim_now(&mut self, max: usize, now: u64) -> Result<()> {
+    self.drain_writes()?;
+    let names = self.shared.names.lock().clone().unwrap_or_default();
+    if names.is_empty() || max == 0 {
+      return Ok(());
+    }
+    let o = ClaimOptions {
+      names: Some(names),
+      ..ClaimOptions::new(self.owner, max)
+    };
+    let pg = self.pg.clone();
+    let jobs = self.wait("claim", async move { pg.claim(&o, now).await })?;
+    self.shared.ready.lock().extend(jobs);
+    Ok(())
+  }
+
+  /// Tells the claimer which calculations the queue runs (from `runnable`).
+  fn sync_runnable(&mut self, runnable: &dyn Fn(u32) -> bool) {
+    let now: Vec<String> = (0..self.names.len() as u32)
+      .filter(|&i| runnable(i))
+      .filter_map(|i| self.names.get(i).map(str::to_string))
+      .collect();
+    let mut cur = self.shared.names.lock();
+    if cur.as_ref() != Some(&now) {
+      *cur = Some(now);
+      drop(cur);
+      self.shared.wake.notify_one();
+    }
+  }
+
+  /// True when `lease` is this process's current claim of `id`.
+  fn is_current(&self, id: JobId, lease: &Lease) -> bool {
+    matches!(self.running.get(&id), Some(h) if h.claim == lease.claim
+      && lease.owner == self.owner as u64
+      && lease.attempt == h.job.job.attempts)
+  }
+
+  /// Sends an outcome to the committer under a new mark; `job` is what the
+  /// process says of the job until the commit.
+  fn send_outcome(&self, o: Outcome, job: Job) {
+    let seq = self.shared.issue();
+    let id = job.id;
+    self.shared.settling.lock().insert(id, (seq, job));
+    let committer = self.committer.clone();
+    let shared = self.shared.clone();
+    self.rt.spawn(async move {
+      let r = committer.send(o).await;
+      {
+        let mut s = shared.settling.lock();
+        if s.get(&id).map(|e| e.0) == Some(seq) {
+          s.remove(&id);
+        }
+      }
+      let err = match r {
+        Ok(true) => None,
+        Ok(false) => {
+          shared.fenced.fetch_add(1, Ordering::Relaxed);
+          None
+        }
+        Err(e) => Some(e.to_string()),
+      };
+      shared.finish(seq, err);
+    });
+  }
+
+  /// Hands claimed jobs back to the database (not started here).
+  fn hand_back(&self, leases: Vec<PgLease>) {
+    if leases.is_empty() {
+      return;
+    }
+    let seq = self.shared.issue();
+    let pg = self.pg.clone();
+    let shared = self.shared.clone();
+    let now = (self.clock)();
+    self.rt.spawn(async move {
+      let err = pg
+        .hand_back(&leases, now)
+        .await
+        .err()
+        .map(|e| e.to_string());
+      shared.finish(seq, err);
+    });
+  }
+}
+
+/// The claimer task: keeps the ready buffer above its low-water mark.
+async fn claimer(
+  pg: PgStore,
+  shared: Arc<Shared>,
+  owner: i64,
+  clock: ClusterClock,
+  opts: BackendOptions,
+  mut listener: Option<Listener>,
+) {
+  let batch = opts.batch.max(1);
+  let low = opts.low_water.clamp(1, batch);
+  let mut beat = opts.heartbeat.map(|d| {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+  });
+  loop {
+    if shared.closed.load(Ordering::Acquire) {
+      break;
+    }
+    let names = shared.names.lock().clone();
+    if let Some(names) = names.filter(|n| !n.is_empty()) {
+      let have = shared.ready.lock().len();
+      if have < low {
+        let want = batch - have;
+        let o = ClaimOptions {
+          names: Some(names),
+          ..ClaimOptions::new(owner, want)
+        };
+        match pg.claim(&o, clock()).await {
+          Ok(jobs) => {
+            *shared.claim_error.lock() = None;
+            let full = jobs.len() == want;
+            if shared.closed.load(Ordering::Acquire) {
+              // Closed meanwhile: nobody takes these.
+              let leases: Vec<PgLease> = jobs.iter().filter_map(PgJob::lease).collect();
+              let _ = pg.hand_back(&leases, clock()).await;
+              break;
+            }
+            let was_empty = {
+              let mut r = shared.ready.lock();
+              let was = r.is_empty();
+              r.extend(jobs);
+              was && !r.is_empty()
+            };
+            if was_empty {
+              let f = shared.on_ready.lock().clone();
+              if let Some(f) = f {
+                f();
+              }
+            }
+            if full {
+              continue;
+            }
+          }
+          Err(e) => *shared.claim_error.lock() = Some(e.to_string()),
+        }
+      }
+    }
+    tokio::select! {
+      _ = shared.wake.notified() => {}
+      n = next_notice(&mut listener) => match n {
+        Some(Notice::Inserted { .. }) | Some(Notice::Cancelled(_)) => {}
+        Some(Notice::Lost(_)) | None => listener = None,
+      },
+      _ = tick(&mut beat) => {
+        // A failed heartbeat or rescue is retried at the next tick.
+        let _ = pg.heartbeat(owner, clock()).await;
+        let _ = pg.rescue(clock(), opts.dead_after_ms).await;
+      }
+      _ = tokio::time::sleep(opts.poll) => {
+        if let Ok(c) = pg.counts().await {
+          *shared.counts.lock() = c;
+        }
+      }
+    }
+  }
+}
+
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+  match i {
+    Some(i) => {
+      i.tick().await;
+    }
+    None => std::future::pending().await,
+  }
+}
+
+async fn next_notice(l: &mut Option<Listener>) -> Option<Notice> {
+  match l {
+    Some(l) => l.recv().await,
+    None => std::future::pending().await,
+  }
+}
+
+/// The inserter task: writes what is waiting in one transaction.
+async fn inserter(
+  pg: PgStore,
+  shared: Arc<Shared>,
+  clock: ClusterClock,
+  mut rx: mpsc::UnboundedReceiver<(u64, Vec<NewJob>)>,
+) {
+  while let Some((seq, jobs)) = rx.recv().await {
+    let mut seqs = vec![seq];
+    let mut all = jobs;
+    while all.len() < 5_000 {
+      match rx.try_recv() {
+        Ok((s, j)) => {
+          seqs.push(s);
+          all.extend(j);
+        }
+        Err(_) => break,
+      }
+    }
+    let r = pg.insert(&all, clock()).await;
+    {
+      let mut ins = shared.inserting.lock();
+      for j in &all {
+        ins.remove(&j.id);
+      }
+    }
+    let err = r.err().map(|e| e.to_string());
+    for s in seqs {
+      shared.finish(s, err.clone());
+    }
+  }
+}
+
+impl Store for PgBackend {
+  fn kind(&self) -> &'static str {
+    "postgres"
+  }
+
+  fn insert(&mut self, jobs: Vec<Job>, names: &Names) -> Result<()> {
+    if self.closed {
+      return Err(Error::Storage("PostgreSQL: the store is closed".into()));
+    }
+    if names.len() > self.names.len() {
+      self.names = names.clone();
+    }
+    let mut rows = Vec::with_capacity(jobs.len());
+    {
+      let mut ins = self.shared.inserting.lock();
+      for job in jobs {
+        let name = names.get(job.name).ok_or_else(|| {
+          Error::Storage(format!("job {}: unknown calculation {}", job.id, job.name))
+        })?;
+        let mut row = NewJob::from_job(&job, name, &self.weights);
+        row.key = job.key().map(str::to_string);
+        row.concurrency_key = job.concurrency_key().map(str::to_string);
+        rows.push(row);
+        ins.insert(job.id, job);
+      }
+    }
+    if rows.is_empty() {
+      return Ok(());
+    }
+    let seq = self.shared.issue();
+    if self.inserts.send((seq, rows)).is_err() {
+      self.shared.finish(seq, Some("the inserter stopped".into()));
+      return Err(Error::Storage("PostgreSQL: the inserter stopped".into()));
+    }
+    Ok(())
+  }
+
+  fn claim(
+    &mut self,
+    max: usize,
+    now: u64,
+    runnable: &dyn Fn(u32) -> bool,
+    visit: &mut dyn FnMut(&Job, Lease),
+  ) -> Result<usize> {
+    self.sync_runnable(runnable);
+    if self.opts.sync_claims && self.shared.ready.lock().is_empty() {
+      self.claim_now(max, now)?;
+    }
+    let popped: Vec<PgJob> = {
+      let mut r = self.shared.ready.lock();
+      let k = max.min(r.len());
+      r.drain(..k).collect()
+    };
+    let mut back = Vec::new();
+    let mut n = 0;
+    for mut pj in popped {
+      let idx = self.names.intern(&pj.name);
+      if !runnable(idx) {
+        back.extend(pj.lease());
+        continue;
+      }
+      pj.job.name = idx;
+      pj.job.started_at = now;
+      pj.job.status = Status::Running;
+      self.claims = self.claims.wrapping_add(1);
+      // The job's generation is this process's claim number (what a
+      // lease's `claim` is checked against).
+      pj.job.gen = self.claims;
+      let lease = Lease {
+        owner: self.owner as u64,
+        attempt: pj.job.attempts,
+        hint: NO_HINT,
+        claim: self.claims,
+      };
+      visit(&pj.job, lease);
+      self.running.insert(
+        pj.job.id,
+        Held {
+          job: pj,
+          claim: self.claims,
+        },
+      );
+      n += 1;
+    }
+    self.hand_back(back);
+    if self.shared.ready.lock().len() < self.opts.low_water.max(1) {
+      self.shared.wake.notify_one();
+    }
+    Ok(n)
+  }
+
+  fn has_due(&mut self, _now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    let empty = self.shared.ready.lock().is_empty();
+    if empty {
+      self.sync_runnable(runnable);
+      self.shared.wake.notify_one();
+    }
+    !empty
+  }
+
+  fn owner(&self) -> u64 {
+    self.owner as u64
+  }
+
+  fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    let current = self.is_current(id, &lease);
+    let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
+      return Ok(Settled::Fenced);
+    };
+    let Some(pl) = h.job.lease() else {
+      return Ok(Settled::Fenced);
+    };
+    let mut job = h.job.job;
+    job.status = Status::Completed;
+    job.finished_at = now;
+    self.send_outcome(Outcome::completed(pl, result), job);
+    Ok(Settled::Applied(()))
+  }
+
+  fn fail(
+    &mut self,
+    lease: Lease,
+    id: JobId,
+    err: JobError,
+    kind: FailKind,
+    now: u64,
+    rand: f64,
+  ) -> Result<Settled<Failed>> {
+    let current = self.is_current(id, &lease);
+    let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
+      return Ok(Settled::Fenced);
+    };
+    if h.job.owner.is_none() {
+      return Ok(Settled::Fenced);
+    }
+    let o = Outcome::failed(&h.job, err, kind, now, rand);
+    let mut job = h.job.job;
+    let failed = match &o.kind {
+      OutcomeKind::Retry {
+        run_at, uncount, ..
+      } => {
+        job.status = Status::Pending;
+        job.run_at = *run_at;
+        if *uncount {
+          job.attempts = job.attempts.saturating_sub(1);
+        }
+        Failed {
+          status: Status::Pending,
+          retry_delay: Some(run_at.saturating_sub(now)),
+        }
+      }
+      OutcomeKind::Failed { status, .. } => {
+        job.status = *status;
+        job.finished_at = now;
+        Failed {
+          status: *status,
+          retry_delay: None,
+        }
+      }
+      OutcomeKind::Completed { .. } => Failed {
+        status: Status::Completed,
+        retry_delay: None,
+      },
+    };
+    self.send_outcome(o, job);
+    Ok(Settled::Applied(failed))
+  }
+
+  fn keyed(&mut self, key: &str) -> Option<JobId> {
+    self
+      .shared
+      .inserting
+      .lock()
+      .values()
+      .filter(|j| j.key() == Some(key))
+      .map(|j| j.id)
+      .max()
+  }
+
+  fn update_unstarted(&mut self, _id: JobId, _change: &Unstarted<'_>, _now: u64) -> Result<bool> {
+    Ok(false)
+  }
+
+  fn cancel(&mut self, id: JobId, _now: u64) -> Result<Option<Status>> {
+    self.running.remove(&id);
+    let pg = self.pg.clone();
+    let now = (self.clock)();
+    self.wait("cancelJob", async move { pg.cancel(id, now).await })
+  }
+
+  fn retry(&mut self, _id: JobId, _now: u64) -> Result<bool> {
+    Err(Error::Storage(
+      "PostgreSQL: retryJob of a finished job is not supported yet".into(),
+    ))
+  }
+
+  fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
+    let Some(h) = self.running.get_mut(&id) else {
+      return Ok(false);
+    };
+    let extra = h.job.job.extra.get_or_insert_with(Default::default);
+    extra.progress = Some(json.into());
+    Ok(true)
+  }
+
+  fn recover_interrupted(&mut self, _now: u64) -> Result<usize> {
+    // The cluster's rescuer does it (PgBackend::rescue): a new process
+    // owns nothing yet.
+    Ok(0)
+  }
+
+  fn prune(&mut self, before: u64) -> Result<usize> {
+    if self.opts.sync_claims {
+      self.drain_writes()?;
+    }
+    let pg = self.pg.clone();
+    self.wait("prune", async move { pg.prune(before, 1_000).await })
+  }
+
+  fn get(&mut self, id: JobId) -> Result<Option<Job>> {
+    if self.opts.sync_claims {
+      // Tests: the database's word once the writes so far are in.
+      self.drain_writes()?;
+      if let Some(h) = self.running.get(&id) {
+        return Ok(Some(h.job.job.clone()));
+      }
+    } else if let Some(j) = self.local(id) {
+      return Ok(Some(j));
+    }
+    let pg = self.pg.clone();
+    let got = self.wait("getJobStatus", async move { pg.get(id).await })?;
+    Ok(got.map(|j| j.into_job(&mut self.names)))
+  }
+
+  fn list(&mut self, status: Option<Status>, limit: usize) -> Vec<JobId> {
+    let filter = JobFilter {
+      statuses: status.map_or(crate::storage::ANY_STATUS, |s| 1 << s as u8),
+      ascending: true,
+      limit,
+      include_data: false,
+      ..JobFilter::default()
+    };
+    let names = self.names.clone();
+    let pg = self.pg.clone();
+    self
+      .wait("list", async move { pg.list(&filter, &names).await })
+      .map(|v| v.into_iter().map(|j| j.job.id).collect())
+      .unwrap_or_default()
+  }
+
+  fn list_jobs(&mut self, filter: &JobFilter, names: &Names) -> Result<Vec<Job>> {
+    let pg = self.pg.clone();
+    let f = filter.clone();
+    let n = names.clone();
+    let jobs = self.wait("getJobs", async move { pg.list(&f, &n).await })?;
+    let mut names = names.clone();
+    Ok(jobs.into_iter().map(|j| j.into_job(&mut names)).collect())
+  }
+
+  fn counts(&self) -> [usize; 7] {
+    if self.opts.sync_claims {
+      let pg = self.pg.clone();
+      if let Ok(c) = self
+        .drain_writes()
+        .and_then(|()| self.wait("counts", async move { pg.counts().await }))
+      {
+        *self.shared.counts.lock() = c;
+      }
+    }
+    *self.shared.counts.lock()
+  }
+
+  fn unregistered(&self) -> usize {
+    0
+  }
+
+  fn registered(&mut self, _name: u32) {
+    self.shared.wake.notify_one();
+  }
+
+  fn next_due(&self) -> Option<u64> {
+    None
+  }
+
+  fn max_id(&self) -> Option<JobId> {
+    None
+  }
+
+  fn set_weights(&mut self, weights: [i32; 3]) {
+    self.weights = weights;
+  }
+
+  fn flush_mark(&mut self) -> Option<(u64, watch::Receiver<Commit>)> {
+    let mark = self.shared.marks.lock().issued;
+    Some((mark, self.commit_rx.clone()))
+  }
+
+  fn failure(&self) -> Option<String> {
+    self.shared.marks.lock().error.clone()
+  }
+
+  fn late_fenced(&self) -> u64 {
+    self.shared.fenced.load(Ordering::Relaxed)
+  }
+
+  fn close(&mut self) {
+    if self.closed {
+      return;
+    }
+    self.closed = true;
+    self.shared.closed.store(true, Ordering::Release);
+    self.shared.wake.notify_one();
+    let left: Vec<PgLease> = self
+      .shared
+      .ready
+      .lock()
+      .drain(..)
+      .filter_map(|j| j.lease())
+      .collect();
+    self.hand_back(left);
+  }
+
+  fn is_closed(&self) -> bool {
+    self.closed
+  }
+
+  fn is_durable(&self) -> bool {
+    true
+  }
+
+  fn check_invariants(&self) -> std::result::Result<(), String> {
+    for (id, h) in &self.running {
+      if h.job.job.id != *id || h.job.owner != Some(self.owner) {
+        return Err(format!("job {id} is held here under another owner"));
+      }
+    }
+    Ok(())
+  }
+}
