@@ -1,6 +1,6 @@
 'use strict'
 // A file written by the release of SQLite schema 3 (tests/fixtures/sqlite-v3.db,
-// made by tests/fixtures/make-sqlite-v3.js) opens with this build: it is
+// made by tests/fixtures/make-sqlite-fixture.js 3) opens with this build: it is
 // migrated to the current schema with every job, result, error, progress,
 // dependency and schedule intact, read back as that release read it
 // (tests/fixtures/sqlite-v3.expected.json), and keeps working.

@@ -58,7 +58,7 @@ fn json(text: Option<&str>) -> Value {
 }
 
 /// `tests/fixtures/sqlite-v3.db` was written by the release of schema 3
-/// (tests/fixtures/make-sqlite-v3.js, with the commit before the split);
+/// (tests/fixtures/make-sqlite-fixture.js 3, with the commit before the split);
 /// `sqlite-v3.expected.json` is how that release read it back.
 #[test]
 fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedules() {
@@ -66,7 +66,7 @@ fn a_file_of_schema_3_migrates_with_its_jobs_results_errors_progress_and_schedul
 }
 
 /// `tests/fixtures/sqlite-v4.db` was written by the build of schema 4
-/// (tests/fixtures/make-sqlite-v4.js, the same jobs as the v3 file);
+/// (tests/fixtures/make-sqlite-fixture.js 4, the same jobs as the v3 file);
 /// `sqlite-v4.expected.json` is how that build read it back. Its jobs have
 /// no key, concurrency key or schedule id.
 #[test]
