@@ -372,4 +372,29 @@ mod service_tests {
       assert_eq!(e.code(), "ERR_INVALID_CONFIG");
     }
   }
+
+  #[cfg(feature = "postgres")]
+  #[test]
+  fn reads_postgres_storage_and_names_bad_keys() {
+    let c = ServiceConfig::from_json(
+      &json!({"storage": {"type": "postgres", "host": "db", "port": 6543, "schema": "q"}}),
+      0,
+    )
+    .expect("valid");
+    match c.storage {
+      StorageConfig::Postgres(p) => {
+        assert_eq!((p.host.as_str(), p.port, p.schema.as_str()), ("db", 6543, "q"));
+      }
+      other => panic!("not postgres: {other:?}"),
+    }
+    for (bad, key) in [
+      (json!({"type": "postgres", "port": "x"}), "config.storage.port"),
+      (json!({"type": "postgres", "poolSize": 0}), "config.storage.poolSize"),
+      (json!({"type": "postgres", "path": "a.db"}), "config.storage.path"),
+    ] {
+      let e = ServiceConfig::from_json(&json!({ "storage": bad }), 0).expect_err("invalid");
+      assert_eq!(e.code(), "ERR_INVALID_CONFIG");
+      assert!(e.to_string().contains(key), "{e} should name {key}");
+    }
+  }
 }
