@@ -383,14 +383,26 @@ mod service_tests {
     .expect("valid");
     match c.storage {
       StorageConfig::Postgres(p) => {
-        assert_eq!((p.host.as_str(), p.port, p.schema.as_str()), ("db", 6543, "q"));
+        assert_eq!(
+          (p.host.as_str(), p.port, p.schema.as_str()),
+          ("db", 6543, "q")
+        );
       }
       other => panic!("not postgres: {other:?}"),
     }
     for (bad, key) in [
-      (json!({"type": "postgres", "port": "x"}), "config.storage.port"),
-      (json!({"type": "postgres", "poolSize": 0}), "config.storage.poolSize"),
-      (json!({"type": "postgres", "path": "a.db"}), "config.storage.path"),
+      (
+        json!({"type": "postgres", "port": "x"}),
+        "config.storage.port",
+      ),
+      (
+        json!({"type": "postgres", "poolSize": 0}),
+        "config.storage.poolSize",
+      ),
+      (
+        json!({"type": "postgres", "path": "a.db"}),
+        "config.storage.path",
+      ),
     ] {
       let e = ServiceConfig::from_json(&json!({ "storage": bad }), 0).expect_err("invalid");
       assert_eq!(e.code(), "ERR_INVALID_CONFIG");
