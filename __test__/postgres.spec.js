@@ -246,3 +246,24 @@ pgTest(
   },
   120000,
 )
+
+pgTest('stop() then start() again reconnects and runs new jobs', async () => {
+  const s = service(schema())
+  const ran = []
+  const calc = { name: 'again', calculate: (d) => ran.push(d.n) }
+  s.registerCalculation(calc)
+  await s.start()
+  const done = []
+  s.on('completed', (e) => done.push(e.jobId))
+  s.addCalculationJob(calc, { n: 1 })
+  await until([s], ['completed'], () => done.length === 1)
+  await s.stop()
+  expect(s.getSystemStatus().storage).toMatchObject({ type: 'postgres', state: 'closed' })
+  await s.start()
+  expect(s.getSystemStatus().storage).toMatchObject({ type: 'postgres', state: 'open' })
+  const id = s.addCalculationJob(calc, { n: 2 })
+  await until([s], ['completed'], () => done.length === 2)
+  expect(ran).toEqual([1, 2])
+  await s.flush()
+  expect((await s.getJobStatus(id)).status).toBe('completed')
+})
