@@ -17,6 +17,27 @@ export declare class Core {
    */
   constructor(configJson: string, wake: (arg: number) => void)
   /**
+   * True when the storage is PostgreSQL (reads and admin calls are then
+   * the `*Async` methods).
+   */
+  isAsync(): boolean
+  /**
+   * PostgreSQL: connects on the engine's runtime (never on the JS thread),
+   * migrates, registers this process and installs the backend (an error
+   * comes back in the [`AsyncAnswer`]). Nothing to do on other storages.
+   */
+  openAsync(): Promise<AsyncAnswer>
+  /** PostgreSQL: the job's status as JSON, or null. */
+  statusAsync(id: string): Promise<AsyncAnswer>
+  /** PostgreSQL: one page of jobs (`getJobs`) for the whole cluster. */
+  jobsAsync(filterJson: string): Promise<AsyncAnswer>
+  /**
+   * PostgreSQL: cancels a job anywhere in the cluster; `value` is "true"
+   * or "false". A handler running here is not aborted yet (its outcome is
+   * fenced: the job stays cancelled).
+   */
+  cancelAsync(id: string): Promise<AsyncAnswer>
+  /**
    * The storage as JSON `{ type, state, error }`: `state` is `ok` (memory),
    * `closed` (not opened yet, or closed by `stop()`), `open`, or `error`
    * (the last attempt to open it failed: `error` is why). Opens nothing.
@@ -134,6 +155,16 @@ export declare class Core {
   runningCount(): number
   /** Stops the timer for good. */
   close(): void
+}
+
+/**
+ * The answer of an async method: `value` (JSON or null) or `error`
+ * (`code`, `message`): async methods cannot throw a custom code.
+ */
+export interface AsyncAnswer {
+  value?: string
+  code?: string
+  message?: string
 }
 
 /** Codes of the errors jobwerk throws to JavaScript (`err.code`). */

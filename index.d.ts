@@ -212,8 +212,12 @@ export interface JobManagementConfig {
   }
   /** `enabled` (default true): schedules fire; `checkInterval` (ms, default 60000): the longest the timer sleeps. */
   scheduler?: { enabled?: boolean; checkInterval?: number }
-  /** Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock). */
-  storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' }
+  /**
+   * Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock).
+   * `{ type: 'postgres', ... }` (preview): `getJobStatus`, `getJobs` and `cancelJob` then return Promises
+   * and `retryJob` rejects (see the README, "PostgreSQL (preview)").
+   */
+  storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' } | PostgresStorageConfig
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
   clock?: 'system' | 'manual' | { type: 'manual' | 'system'; now?: Date | number }
   /** Never keep Node alive, even with work pending or a schedule with a next run. Default false. */
@@ -461,7 +465,7 @@ export interface SystemStatus {
   startedAt: number | null
   uptimeMs: number
   /** Opens nothing. `state`: 'closed' (SQLite not opened yet, or stopped), 'open', 'error' (the last open failed: `error`), 'ok' (memory). */
-  storage: { type: 'memory' | 'sqlite'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
+  storage: { type: 'memory' | 'sqlite' | 'postgres'; state: 'ok' | 'closed' | 'open' | 'error'; error: string | null }
   scheduler: { schedules: number }
   workers: { max: number; busy: number; utilization: number }
   jobs: Record<JobStatus | 'total', number>
@@ -652,8 +656,37 @@ export interface ScheduledJob {
   overlap: 'skip' | 'queue'
 }
 
-export declare class JobManagementService extends EventEmitter {
-  constructor(config?: JobManagementConfig)
+/** `storage` for PostgreSQL (preview). Bad values are `ERR_INVALID_CONFIG` naming the key. */
+export interface PostgresStorageConfig {
+  type: 'postgres'
+  /** `postgres://user:password@host:port/database`; not with `host`, `port`, `database`, `user`. */
+  connectionString?: string
+  /** Default `localhost`, 5432, user `postgres`, database the user's name. */
+  host?: string
+  port?: number
+  database?: string
+  user?: string
+  password?: string
+  /** TLS (rustls, the web's root certificates). Default false. */
+  ssl?: boolean
+  /** Where the tables are; created on first start. Default `jobwerk`. */
+  schema?: string
+  /** Connections at most (1 to 100, default 10). */
+  poolSize?: number
+  /** How long `start()` waits for the first connection (ms, default 5000). */
+  connectTimeoutMs?: number
+}
+
+/** `T`, or a Promise of it when the service's config has `storage: { type: 'postgres' }`. */
+export type OnStorage<C, T> = C extends { storage: { type: 'postgres' } } ? Promise<T> : T
+
+/**
+ * The service. `C` is its config's type, inferred by the constructor: with
+ * `storage: { type: 'postgres' }` the reads and admin calls return Promises
+ * (`OnStorage`); `await` works on every storage.
+ */
+export declare class JobManagementService<C extends JobManagementConfig = JobManagementConfig> extends EventEmitter {
+  constructor(config?: C)
   start(): Promise<void>
   /**
    * Waits up to `timeoutMs` (default 30000; 0 to 2147483647, else
@@ -667,16 +700,18 @@ export declare class JobManagementService extends EventEmitter {
     jobs: Array<{ calculation: Calculation; data?: unknown; context?: CalculationContext; options?: JobOptions }>,
   ): string[]
   flush(): Promise<void>
-  getJobStatus(jobId: string): CalculationStatus | null
+  /** A Promise on PostgreSQL. */
+  getJobStatus(jobId: string): OnStorage<C, CalculationStatus | null>
   /**
    * One page of jobs matching `filter`, newest first, finished and pending
    * ones alike; `nextCursor` continues it. A bad filter throws
    * `ERR_INVALID_ARGUMENT` with `err.field` naming the field.
    */
-  getJobs<D = any, R = any>(filter?: JobListFilter | null): JobPage<D, R>
-  cancelJob(jobId: string): boolean
+  getJobs<D = any, R = any>(filter?: JobListFilter | null): OnStorage<C, JobPage<D, R>>
+  /** A Promise on PostgreSQL (a handler running in this process is not aborted yet there; its outcome is ignored). */
+  cancelJob(jobId: string): OnStorage<C, boolean>
   /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. False for other states, unknown ids, or while another unfinished job holds its `key`. */
-  retryJob(jobId: string): boolean
+  retryJob(jobId: string): OnStorage<C, boolean>
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */
   scheduleCalculationJob<D>(calculation: Calculation<D>, data: D, context: CalculationContext | undefined, scheduledAt: Date | number, options?: ScheduleOptions): string
@@ -808,7 +843,7 @@ export interface DashboardServer {
 }
 
 /** The dashboard as a Node `(req, res, next?)` handler, for `http`, Express, Koa, Fastify or Strapi. */
-export declare function createDashboard(service: JobManagementService, options?: DashboardOptions): DashboardHandler
+export declare function createDashboard(service: JobManagementService<any>, options?: DashboardOptions): DashboardHandler
 
 export declare function nextCronRuns(expression: string, options?: { tz?: string; from?: Date | number; count?: number }): Date[]
 

@@ -333,7 +333,7 @@ describe('a full disk (RLIMIT_FSIZE in a child)', () => {
 describe('storage config', () => {
   test.each([
     ['type redis', { type: 'redis' }, 'config.storage.type'],
-    ['type postgres (not in this version)', { type: 'postgres' }, 'postgres'],
+    ['type postgres with a bad port', { type: 'postgres', port: 'x' }, 'config.storage.port'],
     ['type as a number', { type: 5 }, 'config.storage.type'],
     ['durability sometimes', { type: 'sqlite', durability: 'sometimes' }, 'config.storage.durability'],
     ['durability true', { type: 'sqlite', durability: true }, 'config.storage.durability'],

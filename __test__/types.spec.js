@@ -48,6 +48,8 @@ describe('tsc --strict', () => {
       'const s = getJobManagementService({})',
       'export const a: string = s.getActiveAlerts()[0].titel',
       'export const b: number = s.getSystemHealth()!.queue.checks[0].status',
+      "import { JobManagementService } from '../../index'",
+      "export const c: boolean = new JobManagementService({ storage: { type: 'postgres' } }).cancelJob('x')",
       '',
     ].join('\n')
     const host = ts.createCompilerHost(OPTIONS)
@@ -59,6 +61,7 @@ describe('tsc --strict', () => {
     const errors = diagnostics(ts.createProgram([file], OPTIONS, host))
     expect(errors.some((e) => e.includes("'titel'"))).toBe(true)
     expect(errors.some((e) => e.includes("is not assignable to type 'number'"))).toBe(true)
+    expect(errors.some((e) => e.includes("'Promise<boolean>' is not assignable to type 'boolean'"))).toBe(true)
   })
 })
 

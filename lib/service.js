@@ -101,6 +101,14 @@ function readConfig(config) {
   }
 }
 
+/** The value of an async core call's answer, or its error thrown with its code. */
+function answer(a) {
+  if (a.code != null) throw codedError(a.code, a.message)
+  return a.value
+}
+
+const parsed = (v) => (v == null ? null : JSON.parse(v))
+
 class JobManagementService extends Dispatcher {
   /**
    * @param {object} [config] `{ queue, scheduler, monitoring, storage, clock, unref, threads }`
@@ -110,6 +118,8 @@ class JobManagementService extends Dispatcher {
     super(json, logger, unref)
     // The worker-thread pool is JS's too (lib/threads.js); started by the first job that needs it.
     this._threadOptions = threads
+    // PostgreSQL: reads and admin calls return Promises (docs/design/storage.md).
+    this._async = this._core.isAsync()
     this._threads = null
     // Where calculation modules are found: the Strapi app's folders, else the working directory.
     this._baseDirs = [process.cwd()]
@@ -139,6 +149,11 @@ class JobManagementService extends Dispatcher {
   async start() {
     if (this._state === 'started') return
     if (this._state === 'stopping') throw codedError(API.Stopped, 'the service is stopping; await stop() before start()')
+    if (this._async) {
+      // PostgreSQL: connect on the engine's runtime (the JS thread does not wait on the network).
+      answer(await this._core.openAsync())
+      if (this._state === 'started') return
+    }
     this._core.start()
     enableLoopDelay()
     this._state = 'started'
@@ -392,6 +407,7 @@ class JobManagementService extends Dispatcher {
   /** The job's status, or null for an unknown id. */
   getJobStatus(jobId) {
     checkId(jobId, 'getJobStatus')
+    if (this._async) return this._core.statusAsync(jobId).then((a) => parsed(answer(a)))
     const s = this._core.status(jobId)
     return s == null ? null : JSON.parse(s)
   }
@@ -402,12 +418,14 @@ class JobManagementService extends Dispatcher {
    * `nextCursor` back as `cursor` (with the same filter) for the next page.
    */
   getJobs(filter) {
+    if (this._async) return this._core.jobsAsync(jobsFilterJson(filter)).then((a) => parsed(answer(a)))
     return JSON.parse(this._core.jobs(jobsFilterJson(filter)))
   }
 
   /** Cancels a waiting, pending or running job; false if unknown or finished. */
   cancelJob(jobId) {
     checkId(jobId, 'cancelJob')
+    if (this._async) return this._core.cancelAsync(jobId).then((a) => answer(a) === 'true')
     const ok = this._core.cancel(jobId)
     if (ok) this._afterFlags(this._core.poll())
     return ok
@@ -416,6 +434,9 @@ class JobManagementService extends Dispatcher {
   /** Re-queues a failed, timed-out or cancelled job with its attempts reset. */
   retryJob(jobId) {
     checkId(jobId, 'retryJob')
+    if (this._async) {
+      return Promise.reject(codedError(API.Storage, 'retryJob is not available on PostgreSQL yet (preview): add the job again'))
+    }
     const ok = this._core.retry(jobId)
     if (ok) this._schedulePump()
     return ok

@@ -146,3 +146,14 @@ export function uniqueJobs(service: JobManagementService): string | null {
   const names: Array<string | null> = st ? [st.key, st.concurrencyKey, st.scheduleId] : []
   return names[0] ?? null
 }
+
+// PostgreSQL (preview): reads and admin calls are Promises; `await` works on every storage.
+export async function postgresPreview(): Promise<boolean> {
+  const pg = new JobManagementService({ storage: { type: 'postgres', host: 'db', schema: 'jobs', poolSize: 5 } })
+  await pg.start()
+  const st: CalculationStatus | null = await pg.getJobStatus('id')
+  const page = await pg.getJobs({ status: 'completed' })
+  const sqlite = new JobManagementService({ storage: { type: 'sqlite' } })
+  const st2: CalculationStatus | null = sqlite.getJobStatus('id')
+  return (await pg.cancelJob('id')) && page.jobs.length > 0 && st === st2
+}

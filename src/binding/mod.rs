@@ -91,6 +91,48 @@ pub struct Core {
   opened: AtomicBool,
   /// Why the last attempt to open the file failed; cleared when one succeeds.
   storage_error: Mutex<Option<Error>>,
+  /// PostgreSQL (preview): the config, and the reader of the open backend.
+  #[cfg(feature = "postgres")]
+  pg: Option<PgSide>,
+}
+
+/// The PostgreSQL side of a [`Core`].
+#[cfg(feature = "postgres")]
+struct PgSide {
+  cfg: crate::storage::postgres::PgConfig,
+  reader: Mutex<Option<crate::storage::postgres::PgReader>>,
+}
+
+/// The answer of an async method: `value` (JSON or null) or `error`
+/// (`code`, `message`): async methods cannot throw a custom code.
+#[napi(object)]
+pub struct AsyncAnswer {
+  pub value: Option<String>,
+  pub code: Option<String>,
+  pub message: Option<String>,
+}
+
+impl AsyncAnswer {
+  fn ok(value: Option<String>) -> Self {
+    AsyncAnswer {
+      value,
+      code: None,
+      message: None,
+    }
+  }
+}
+
+impl From<Result<Option<String>, Error>> for AsyncAnswer {
+  fn from(r: Result<Option<String>, Error>) -> Self {
+    match r {
+      Ok(v) => AsyncAnswer::ok(v),
+      Err(e) => AsyncAnswer {
+        value: None,
+        code: Some(e.code().to_string()),
+        message: Some(e.to_string()),
+      },
+    }
+  }
 }
 
 /// The flags `settle` and `poll` return (see [`wire::flag`]): how many jobs
@@ -203,8 +245,19 @@ impl Core {
       .map_err(|e| napi::Error::new(Code::from(e.status), e.reason.clone()))?;
     let now = clock.now();
     let mut queue = Queue::new(cfg.queue, now);
+    #[cfg(feature = "postgres")]
+    let mut pg = None;
     let sqlite = match cfg.storage {
       StorageConfig::Memory => None,
+      #[cfg(feature = "postgres")]
+      StorageConfig::Postgres(c) => {
+        queue.await_store("postgres");
+        pg = Some(PgSide {
+          cfg: *c,
+          reader: Mutex::new(None),
+        });
+        None
+      }
       StorageConfig::Sqlite { path, full } => {
         let durability = if full {
           Durability::Full
@@ -230,7 +283,188 @@ impl Core {
       sqlite,
       opened: AtomicBool::new(false),
       storage_error: Mutex::new(None),
+      #[cfg(feature = "postgres")]
+      pg,
     })
+  }
+
+  /// True when the storage is PostgreSQL (reads and admin calls are then
+  /// the `*Async` methods).
+  #[napi]
+  pub fn is_async(&self) -> bool {
+    #[cfg(feature = "postgres")]
+    return self.pg.is_some();
+    #[cfg(not(feature = "postgres"))]
+    return false;
+  }
+
+  /// The open backend's reader, or `ERR_STORAGE` before `start()`.
+  #[cfg(feature = "postgres")]
+  fn pg_reader(&self) -> Result<crate::storage::postgres::PgReader, Error> {
+    self
+      .pg
+      .as_ref()
+      .and_then(|p| p.reader.lock().clone())
+      .ok_or_else(|| Error::Storage("PostgreSQL is not connected yet: await start() first".into()))
+  }
+
+  /// PostgreSQL: connects on the engine's runtime (never on the JS thread),
+  /// migrates, registers this process and installs the backend (an error
+  /// comes back in the [`AsyncAnswer`]). Nothing to do on other storages.
+  #[napi]
+  pub async fn open_async(&self) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    if let Some(side) = &self.pg {
+      let r = self.open_pg(side).await;
+      let r = self.record_open(r);
+      return Ok(AsyncAnswer::from(r.map(|()| None)));
+    }
+    Ok(AsyncAnswer::ok(None))
+  }
+
+  #[cfg(feature = "postgres")]
+  async fn open_pg(&self, side: &PgSide) -> Result<(), Error> {
+    use crate::storage::postgres::{BackendOptions, ClusterClock, PgBackend, PgStore};
+    let open = side.reader.lock().is_some() && !self.engine.with(|q, _| q.store().is_closed());
+    if open {
+      return Ok(());
+    }
+    let names = self.engine.with(|q, _| q.names_snapshot());
+    let weak = Arc::downgrade(&self.engine);
+    let clock: ClusterClock = Arc::new(move || match weak.upgrade() {
+      Some(e) => e.clock().now(),
+      None => system_now_ms(),
+    });
+    let cfg = side.cfg.clone();
+    let rt = crate::queue::runtime()?;
+    let mut backend = rt
+      .spawn(async move {
+        let pg = PgStore::connect(&cfg).await?;
+        PgBackend::open(pg, names, clock, BackendOptions::default()).await
+      })
+      .await
+      .map_err(|e| Error::Storage(format!("PostgreSQL: the connect task failed: {e}")))??;
+    let weak = Arc::downgrade(&self.engine);
+    backend.set_on_ready(Arc::new(move || {
+      if let Some(e) = weak.upgrade() {
+        e.wake_js();
+      }
+    }));
+    *side.reader.lock() = Some(backend.reader());
+    self.engine.with(|q, _| {
+      q.open_store(|names| {
+        backend.set_names(names.clone());
+        Ok(Box::new(backend) as Box<dyn Store>)
+      })
+    })
+  }
+
+  /// PostgreSQL: the job's status as JSON, or null.
+  #[napi]
+  pub async fn status_async(&self, id: String) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    {
+      let Some(id) = JobId::parse(&id) else {
+        return Ok(AsyncAnswer::ok(None));
+      };
+      let r = async {
+        let reader = self.pg_reader()?;
+        if let Some(job) = reader.local(id) {
+          return Ok(Some(self.engine.with(|q, _| q.render_job(&job))));
+        }
+        let pg = reader.pg().clone();
+        let got = crate::queue::runtime()?
+          .spawn(async move { pg.get(id).await })
+          .await
+          .map_err(|e| Error::Storage(format!("PostgreSQL read task: {e}")))??;
+        Ok(got.map(|j| {
+          self.engine.with(|q, _| {
+            let job = j.into_job(q.names_for_read());
+            q.render_job(&job)
+          })
+        }))
+      }
+      .await;
+      Ok(AsyncAnswer::from(r))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+      let _ = id;
+      Ok(AsyncAnswer::from(Err(Error::Storage(
+        "PostgreSQL is not in this build".into(),
+      ))))
+    }
+  }
+
+  /// PostgreSQL: one page of jobs (`getJobs`) for the whole cluster.
+  #[napi]
+  pub async fn jobs_async(&self, filter_json: String) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    {
+      let r = async {
+        let v: Value = serde_json::from_str(&filter_json)
+          .map_err(|e| Error::arg(format!("getJobs(filter): filter is not JSON: {e}")))?;
+        let query = JobQuery::parse(&v)?;
+        let reader = self.pg_reader()?;
+        let (filter, names) = self
+          .engine
+          .with(|q, _| (q.jobs_filter(&query), q.names_snapshot()));
+        let Some(filter) = filter else {
+          return Ok(Some(self.engine.with(|q, _| q.render_jobs(&query, &[]))));
+        };
+        let pg = reader.pg().clone();
+        let got = crate::queue::runtime()?
+          .spawn(async move { pg.list(&filter, &names).await })
+          .await
+          .map_err(|e| Error::Storage(format!("PostgreSQL read task: {e}")))??;
+        Ok(Some(self.engine.with(|q, _| {
+          let jobs: Vec<_> = got
+            .into_iter()
+            .map(|j| j.into_job(q.names_for_read()))
+            .collect();
+          q.render_jobs(&query, &jobs)
+        })))
+      }
+      .await;
+      Ok(AsyncAnswer::from(r))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+      let _ = filter_json;
+      Ok(AsyncAnswer::from(Err(Error::Storage(
+        "PostgreSQL is not in this build".into(),
+      ))))
+    }
+  }
+
+  /// PostgreSQL: cancels a job anywhere in the cluster; `value` is "true"
+  /// or "false". A handler running here is not aborted yet (its outcome is
+  /// fenced: the job stays cancelled).
+  #[napi]
+  pub async fn cancel_async(&self, id: String) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    {
+      let Some(id) = JobId::parse(&id) else {
+        return Ok(AsyncAnswer::ok(Some("false".into())));
+      };
+      let r = async {
+        let reader = self.pg_reader()?;
+        let got = crate::queue::runtime()?
+          .spawn(async move { reader.cancel(id).await })
+          .await
+          .map_err(|e| Error::Storage(format!("PostgreSQL cancel task: {e}")))??;
+        Ok(Some(got.is_some().to_string()))
+      }
+      .await;
+      Ok(AsyncAnswer::from(r))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+      let _ = id;
+      Ok(AsyncAnswer::from(Err(Error::Storage(
+        "PostgreSQL is not in this build".into(),
+      ))))
+    }
   }
 
   /// Opens the SQLite file the first time it is needed; a failure is kept
@@ -281,7 +515,23 @@ impl Core {
   /// (the last attempt to open it failed: `error` is why). Opens nothing.
   #[napi]
   pub fn storage(&self) -> String {
+    #[cfg(feature = "postgres")]
+    let is_pg = self.pg.is_some();
+    #[cfg(not(feature = "postgres"))]
+    let is_pg = false;
     let (kind, state) = match &self.sqlite {
+      None if is_pg => {
+        let state = if self.storage_error.lock().is_some() {
+          "error"
+        } else if !self.opened.load(Ordering::Acquire)
+          || self.engine.with(|q, _| q.store().is_closed())
+        {
+          "closed"
+        } else {
+          "open"
+        };
+        ("postgres", state)
+      }
       None => ("memory", "ok"),
       Some(_) if self.storage_error.lock().is_some() => ("sqlite", "error"),
       Some(_) if !self.opened.load(Ordering::Acquire) => ("sqlite", "closed"),

@@ -188,6 +188,9 @@ pub enum StorageConfig {
     /// `durability: 'full'` (`synchronous=FULL`); `'normal'` otherwise.
     full: bool,
   },
+  /// `{ type: 'postgres', connectionString | host, port, ... }` (preview).
+  #[cfg(feature = "postgres")]
+  Postgres(Box<crate::storage::postgres::PgConfig>),
 }
 
 impl Default for StorageConfig {
@@ -211,7 +214,7 @@ impl StorageConfig {
       Some(Value::String(t)) => t.as_str(),
       Some(other) => {
         return Err(mk(format!(
-          "config.storage.type must be 'sqlite' or 'memory', got {other}"
+          "config.storage.type must be 'sqlite', 'memory' or 'postgres', got {other}"
         )))
       }
     };
@@ -225,20 +228,43 @@ impl StorageConfig {
         let path = match st.get("path") {
           None | Some(Value::Null) => ".tmp/jobwerk.db".to_string(),
           Some(Value::String(p)) if !p.trim().is_empty() && !p.contains('\0') => p.clone(),
-          Some(other) => return Err(mk(format!("config.storage.path must be a non-empty file path, got {other}"))),
+          Some(other) => {
+            return Err(mk(format!(
+              "config.storage.path must be a non-empty file path, got {other}"
+            )))
+          }
         };
         let full = match st.get("durability") {
           None | Some(Value::Null) => false,
           Some(Value::String(d)) if d == "normal" => false,
           Some(Value::String(d)) if d == "full" => true,
-          Some(other) => return Err(mk(format!("config.storage.durability must be 'normal' or 'full', got {other}"))),
+          Some(other) => {
+            return Err(mk(format!(
+              "config.storage.durability must be 'normal' or 'full', got {other}"
+            )))
+          }
         };
         Ok(Some(StorageConfig::Sqlite { path, full }))
       }
-      "postgres" | "postgresql" => Err(mk(
-        "config.storage.type 'postgres' is not available in this version (use 'sqlite' or 'memory')".into(),
+      #[cfg(feature = "postgres")]
+      "postgres" => {
+        // The names in its errors are `storage.<key>`: say `config.storage.<key>`.
+        let c = crate::storage::postgres::PgConfig::from_json(v.unwrap_or(&Value::Null)).map_err(
+          |e| match e {
+            Error::InvalidConfig(m) if !m.starts_with("config.") => mk(format!("config.{m}")),
+            other => other,
+          },
+        )?;
+        Ok(Some(StorageConfig::Postgres(Box::new(c))))
+      }
+      #[cfg(not(feature = "postgres"))]
+      "postgres" => Err(mk(
+        "config.storage.type 'postgres' is not available in this build (use 'sqlite' or 'memory')"
+          .into(),
       )),
-      other => Err(mk(format!("config.storage.type must be 'sqlite' or 'memory', got '{other}'"))),
+      other => Err(mk(format!(
+        "config.storage.type must be 'sqlite', 'memory' or 'postgres', got '{other}'"
+      ))),
     }
   }
 }
@@ -344,6 +370,43 @@ mod service_tests {
     ] {
       let e = ServiceConfig::from_json(&bad, 0).expect_err("invalid");
       assert_eq!(e.code(), "ERR_INVALID_CONFIG");
+    }
+  }
+
+  #[cfg(feature = "postgres")]
+  #[test]
+  fn reads_postgres_storage_and_names_bad_keys() {
+    let c = ServiceConfig::from_json(
+      &json!({"storage": {"type": "postgres", "host": "db", "port": 6543, "schema": "q"}}),
+      0,
+    )
+    .expect("valid");
+    match c.storage {
+      StorageConfig::Postgres(p) => {
+        assert_eq!(
+          (p.host.as_str(), p.port, p.schema.as_str()),
+          ("db", 6543, "q")
+        );
+      }
+      other => panic!("not postgres: {other:?}"),
+    }
+    for (bad, key) in [
+      (
+        json!({"type": "postgres", "port": "x"}),
+        "config.storage.port",
+      ),
+      (
+        json!({"type": "postgres", "poolSize": 0}),
+        "config.storage.poolSize",
+      ),
+      (
+        json!({"type": "postgres", "path": "a.db"}),
+        "config.storage.path",
+      ),
+    ] {
+      let e = ServiceConfig::from_json(&json!({ "storage": bad }), 0).expect_err("invalid");
+      assert_eq!(e.code(), "ERR_INVALID_CONFIG");
+      assert!(e.to_string().contains(key), "{e} should name {key}");
     }
   }
 }

@@ -33,7 +33,8 @@ pub fn runtime() -> Result<&'static Runtime> {
     tokio::runtime::Builder::new_multi_thread()
       .worker_threads(1)
       .thread_name("jobwerk")
-      .enable_time()
+      // Time, and I/O for the PostgreSQL backend's connections.
+      .enable_all()
       .build()
       .map_err(|e| e.to_string())
   })

@@ -256,19 +256,21 @@ impl Queue {
   /// One page of jobs as `{"jobs":[...],"nextCursor":...}` JSON (see
   /// [`JobQuery`]); `nextCursor` is `null` on the last page.
   pub fn jobs_json(&mut self, q: &JobQuery) -> Result<String> {
-    let mut out = String::from("{\"jobs\":[");
+    let Some(filter) = self.jobs_filter(q) else {
+      return Ok(self.render_jobs(q, &[]));
+    };
+    let jobs = self.store.list_jobs(&filter, self.registry.names())?;
+    Ok(self.render_jobs(q, &jobs))
+  }
+
+  /// The store's filter of a `getJobs` query; `None` when it names a
+  /// calculation no job was ever added under (no job matches).
+  pub fn jobs_filter(&self, q: &JobQuery) -> Option<JobFilter> {
     let name = match &q.name {
-      Some(n) => match self.registry.names().find(n) {
-        Some(i) => Some(i),
-        // No job was ever added under this name.
-        None => {
-          out.push_str("],\"nextCursor\":null}");
-          return Ok(out);
-        }
-      },
+      Some(n) => Some(self.registry.names().find(n)?),
       None => None,
     };
-    let filter = JobFilter {
+    Some(JobFilter {
       statuses: q.statuses,
       name,
       since: q.since,
@@ -278,8 +280,13 @@ impl Queue {
       // One more: whether there is a next page.
       limit: q.limit + 1,
       include_data: q.include_data,
-    };
-    let jobs = self.store.list_jobs(&filter, self.registry.names())?;
+    })
+  }
+
+  /// One page as `{"jobs":[...],"nextCursor":...}` JSON from the jobs the
+  /// filter of [`Queue::jobs_filter`] selected.
+  pub fn render_jobs(&self, q: &JobQuery, jobs: &[Job]) -> String {
+    let mut out = String::from("{\"jobs\":[");
     let shown = &jobs[..jobs.len().min(q.limit)];
     for (i, job) in shown.iter().enumerate() {
       if i > 0 {
@@ -297,7 +304,25 @@ impl Queue {
       None => out.push_str("null"),
     }
     out.push('}');
-    Ok(out)
+    out
+  }
+
+  /// A job's status as JSON (`CalculationStatus`).
+  pub fn render_job(&self, job: &Job) -> String {
+    let mut s = String::new();
+    write_job_json(&self.registry, job, true, &mut s);
+    s
+  }
+
+  /// The calculation names, copied (a backend that reads on another
+  /// thread resolves names with them).
+  pub fn names_snapshot(&self) -> crate::storage::Names {
+    self.registry.names().clone()
+  }
+
+  /// The calculation names, to resolve names of jobs read elsewhere.
+  pub fn names_for_read(&mut self) -> &mut crate::storage::Names {
+    self.registry.names_mut()
   }
 }
 

@@ -24,7 +24,7 @@ mod schedule_options;
 mod stats;
 
 pub use config::{QueueConfig, ServiceConfig, StorageConfig};
-pub use engine::{Engine, Waker};
+pub use engine::{runtime, Engine, Waker};
 pub use listing::{JobQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use options::JobOptions;
 pub use stats::{Stats, StatsView};

@@ -217,6 +217,48 @@ struct Held {
   claim: u32,
 }
 
+/// What the binding's async methods read through (see [`PgBackend::reader`]).
+#[derive(Clone)]
+pub struct PgReader {
+  pg: PgStore,
+  shared: Arc<Shared>,
+  clock: ClusterClock,
+}
+
+impl PgReader {
+  /// The SQL core.
+  pub fn pg(&self) -> &PgStore {
+    &self.pg
+  }
+
+  /// The cluster's time now.
+  pub fn now(&self) -> u64 {
+    (self.clock)()
+  }
+
+  /// The job as this process decided it but has not committed yet (being
+  /// settled or inserted), if it is one; jobs running here are in the
+  /// database as running.
+  pub fn local(&self, id: JobId) -> Option<Job> {
+    if let Some((_, j)) = self.shared.settling.lock().get(&id) {
+      return Some(j.clone());
+    }
+    self.shared.inserting.lock().get(&id).cloned()
+  }
+
+  /// Cancels a job anywhere in the cluster.
+  pub async fn cancel(&self, id: JobId) -> Result<Option<Status>> {
+    self.pg.cancel(id, (self.clock)()).await
+  }
+
+  /// Jobs per status in the cluster (and the snapshot refreshed).
+  pub async fn counts(&self) -> Result<[usize; 7]> {
+    let c = self.pg.counts().await?;
+    *self.shared.counts.lock() = c;
+    Ok(c)
+  }
+}
+
 /// The PostgreSQL backend as a [`Store`] (see the module docs).
 pub struct PgBackend {
   pg: PgStore,
@@ -310,6 +352,22 @@ impl PgBackend {
       commit_rx,
       closed: false,
     })
+  }
+
+  /// A handle for the binding's async reads and admin calls: cheap to
+  /// clone, it holds no lock of the queue across an await.
+  pub fn reader(&self) -> PgReader {
+    PgReader {
+      pg: self.pg.clone(),
+      shared: self.shared.clone(),
+      clock: self.clock.clone(),
+    }
+  }
+
+  /// Replaces the calculation names (the queue's, once it installs the
+  /// backend: names registered while it connected are known too).
+  pub fn set_names(&mut self, names: Names) {
+    self.names = names;
   }
 
   /// The SQL core (its async reads are what the binding calls).
@@ -857,6 +915,15 @@ impl Store for PgBackend {
   fn prune(&mut self, before: u64) -> Result<usize> {
     if self.opts.sync_claims {
       self.drain_writes()?;
+    } else {
+      // The prune chore runs on the engine's timer (a runtime thread, where
+      // blocking is refused): the delete runs in the background, and a
+      // failure is retried at the next cleanup.
+      let pg = self.pg.clone();
+      self.rt.spawn(async move {
+        let _ = pg.prune(before, 1_000).await;
+      });
+      return Ok(0);
     }
     let pg = self.pg.clone();
     self.wait("prune", async move { pg.prune(before, 1_000).await })

@@ -1,0 +1,269 @@
+'use strict'
+// PostgreSQL (preview) from JavaScript, end to end in one process, against
+// the server at 127.0.0.1:5432 (user postgres, database test). Each test
+// gets its own schema, dropped after. Skipped, with the reason printed, when
+// no server answers.
+const crypto = require('node:crypto')
+const net = require('node:net')
+const { Client } = require('pg')
+const { JobManagementService } = require('../index.js')
+
+const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
+
+let available = false
+let admin = null
+beforeAll(async () => {
+  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
+  try {
+    await admin.connect()
+    available = true
+  } catch (e) {
+    admin = null
+    console.warn(`postgres.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
+  }
+})
+afterAll(async () => {
+  if (admin !== null) await admin.end()
+})
+
+const schemas = []
+const services = []
+afterEach(async () => {
+  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
+  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
+})
+
+/** A fresh schema name, dropped after the test. */
+function schema() {
+  const s = `jw_test_${crypto.randomBytes(6).toString('hex')}`
+  schemas.push(s)
+  return s
+}
+
+function service(schemaName, extra = {}) {
+  const s = new JobManagementService({
+    storage: { type: 'postgres', ...SERVER, schema: schemaName },
+    queue: { maxWorkers: 8, maxQueueSize: 100000, ...extra },
+  })
+  services.push(s)
+  return s
+}
+
+/** Waits (event-driven: re-checked on each event of `emitter`) until `done()`. */
+function until(emitters, events, done) {
+  return new Promise((resolve) => {
+    if (done()) return resolve()
+    const check = () => {
+      if (!done()) return
+      for (const em of emitters) for (const ev of events) em.off(ev, check)
+      resolve()
+    }
+    for (const em of emitters) for (const ev of events) em.on(ev, check)
+  })
+}
+
+/** A test that needs the server (skipped, with the reason printed once, without one). */
+function pgTest(name, fn, timeout = 60000) {
+  test(
+    name,
+    async () => {
+      if (!available) return
+      await fn()
+    },
+    timeout,
+  )
+}
+
+/** A free TCP port with nothing listening on it. */
+function closedPort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+pgTest('100 jobs added by this process all complete exactly once; getJobStatus is a Promise', async () => {
+  const s = service(schema())
+  const runs = new Map()
+  const calc = {
+    name: 'double',
+    calculate: (d) => {
+      runs.set(d.i, (runs.get(d.i) || 0) + 1)
+      return d.i * 2
+    },
+  }
+  s.registerCalculation(calc)
+  await s.start()
+  const completed = new Set()
+  s.on('completed', (e) => completed.add(e.jobId))
+  const ids = []
+  for (let i = 0; i < 100; i++) ids.push(s.addCalculationJob(calc, { i }))
+  await until([s], ['completed'], () => completed.size === 100)
+  await s.flush()
+  expect(runs.size).toBe(100)
+  for (const n of runs.values()) expect(n).toBe(1)
+  const p = s.getJobStatus(ids[7])
+  expect(typeof p.then).toBe('function')
+  const st = await p
+  expect(st.status).toBe('completed')
+  expect(st.result).toBe(14)
+  expect(await s.getJobStatus('00000000-0000-0000-0000-000000000000')).toBe(null)
+  const page = await s.getJobs({ status: 'completed', limit: 500 })
+  expect(page.jobs.length).toBe(100)
+  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemas[0]}".done`)
+  expect(rows[0].n).toBe(100)
+})
+
+pgTest('a failing job is retried, then failed', async () => {
+  const s = service(schema())
+  let attempts = 0
+  const calc = {
+    name: 'boom',
+    calculate: () => {
+      attempts++
+      throw new Error('nope')
+    },
+  }
+  s.registerCalculation(calc)
+  await s.start()
+  const failed = []
+  s.on('failed', (e) => failed.push(e))
+  const id = s.addCalculationJob(calc, {}, {}, { retries: 2, backoff: 0 })
+  await until([s], ['failed'], () => failed.length === 1)
+  await s.flush()
+  expect(attempts).toBe(3)
+  const st = await s.getJobStatus(id)
+  expect(st.status).toBe('failed')
+  expect(st.attempts).toBe(3)
+  await expect(s.retryJob(id)).rejects.toMatchObject({ code: 'ERR_STORAGE' })
+})
+
+pgTest('cancelJob of a pending job resolves true, then false', async () => {
+  const s = service(schema())
+  let ran = 0
+  const calc = { name: 'later', calculate: () => ran++ }
+  s.registerCalculation(calc)
+  await s.start()
+  const id = s.addCalculationJob(calc, {}, {}, { delay: 3600000 })
+  await s.flush()
+  const p = s.cancelJob(id)
+  expect(typeof p.then).toBe('function')
+  expect(await p).toBe(true)
+  expect(await s.cancelJob(id)).toBe(false)
+  expect((await s.getJobStatus(id)).status).toBe('cancelled')
+  expect(ran).toBe(0)
+})
+
+test('a bad PostgreSQL config is ERR_INVALID_CONFIG naming the key', () => {
+  for (const [storage, key] of [
+    [{ type: 'postgres', port: 'x' }, 'config.storage.port'],
+    [{ type: 'postgres', port: 70000 }, 'config.storage.port'],
+    [{ type: 'postgres', poolSize: 0 }, 'config.storage.poolSize'],
+    [{ type: 'postgres', ssl: 'yes' }, 'config.storage.ssl'],
+    [{ type: 'postgres', hots: 'x' }, 'config.storage.hots'],
+    [{ type: 'postgres', connectionString: 'postgres://a', host: 'b' }, 'config.storage.host'],
+  ]) {
+    let err = null
+    try {
+      new JobManagementService({ storage })
+    } catch (e) {
+      err = e
+    }
+    expect(err).not.toBe(null)
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toContain(key)
+  }
+})
+
+pgTest('an unreachable server: start() rejects with ERR_STORAGE, the process survives', async () => {
+  const port = await closedPort()
+  const s = new JobManagementService({
+    storage: { type: 'postgres', host: '127.0.0.1', port, user: 'postgres', database: 'test', connectTimeoutMs: 2000 },
+  })
+  const err = await s.start().then(
+    () => null,
+    (e) => e,
+  )
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toContain(String(port))
+  expect(s.getSystemStatus().storage).toMatchObject({ type: 'postgres', state: 'error' })
+  await s.stop()
+})
+
+pgTest('a missing database: start() rejects with ERR_STORAGE naming it', async () => {
+  const s = new JobManagementService({
+    storage: { type: 'postgres', ...SERVER, database: 'jobwerk_no_such_db' },
+  })
+  const err = await s.start().then(
+    () => null,
+    (e) => e,
+  )
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toContain('jobwerk_no_such_db')
+  await s.stop()
+})
+
+pgTest(
+  'two services (two owners) on one schema share 1,000 jobs, each run exactly once',
+  async () => {
+    const name = schema()
+    const a = service(name)
+    const b = service(name)
+    const runs = new Map()
+    const by = [0, 0]
+    const mk = (k) => ({
+      name: 'shared',
+      calculate: async (d) => {
+        runs.set(d.i, (runs.get(d.i) || 0) + 1)
+        by[k]++
+        await new Promise((r) => setImmediate(r))
+        return d.i
+      },
+    })
+    a.registerCalculation(mk(0))
+    b.registerCalculation(mk(1))
+    await a.start()
+    await b.start()
+    let done = 0
+    a.on('completed', () => done++)
+    b.on('completed', () => done++)
+    const calcA = mk(0)
+    // Half added by each.
+    for (let i = 0; i < 1000; i++) (i % 2 === 0 ? a : b).addCalculationJob(calcA, { i })
+    await until([a, b], ['completed'], () => done === 1000)
+    await a.flush()
+    await b.flush()
+    expect(runs.size).toBe(1000)
+    for (const n of runs.values()) expect(n).toBe(1)
+    expect(by[0] + by[1]).toBe(1000)
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)
+    expect(rows[0].n).toBe(1000)
+  },
+  120000,
+)
+
+pgTest('stop() then start() again reconnects and runs new jobs', async () => {
+  const s = service(schema())
+  const ran = []
+  const calc = { name: 'again', calculate: (d) => ran.push(d.n) }
+  s.registerCalculation(calc)
+  await s.start()
+  const done = []
+  s.on('completed', (e) => done.push(e.jobId))
+  s.addCalculationJob(calc, { n: 1 })
+  await until([s], ['completed'], () => done.length === 1)
+  await s.stop()
+  expect(s.getSystemStatus().storage).toMatchObject({ type: 'postgres', state: 'closed' })
+  await s.start()
+  expect(s.getSystemStatus().storage).toMatchObject({ type: 'postgres', state: 'open' })
+  const id = s.addCalculationJob(calc, { n: 2 })
+  await until([s], ['completed'], () => done.length === 2)
+  expect(ran).toEqual([1, 2])
+  await s.flush()
+  expect((await s.getJobStatus(id)).status).toBe('completed')
+})
