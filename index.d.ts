@@ -675,6 +675,10 @@ export interface PostgresStorageConfig {
   poolSize?: number
   /** How long `start()` waits for the first connection (ms, default 5000). */
   connectTimeoutMs?: number
+  /** How often this process heartbeats and rescues dead processes' jobs (ms, 100 to 600000, default 5000). */
+  heartbeatMs?: number
+  /** A process silent this long is dead; its running jobs go back to pending (ms, 1000 to 3600000, at least twice `heartbeatMs`, default 30000). */
+  deadAfterMs?: number
 }
 
 /** `T`, or a Promise of it when the service's config has `storage: { type: 'postgres' }`. */

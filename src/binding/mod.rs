@@ -340,7 +340,12 @@ impl Core {
     let mut backend = rt
       .spawn(async move {
         let pg = PgStore::connect(&cfg).await?;
-        PgBackend::open(pg, names, clock, BackendOptions::default()).await
+        let opts = BackendOptions {
+          heartbeat: Some(cfg.heartbeat),
+          dead_after_ms: cfg.dead_after_ms,
+          ..BackendOptions::default()
+        };
+        PgBackend::open(pg, names, clock, opts).await
       })
       .await
       .map_err(|e| Error::Storage(format!("PostgreSQL: the connect task failed: {e}")))??;

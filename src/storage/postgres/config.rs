@@ -30,6 +30,12 @@ pub struct PgConfig {
   pub pool_size: usize,
   /// How long one connection attempt may take.
   pub connect_timeout: Duration,
+  /// How often this process heartbeats and runs the cluster's rescuer
+  /// (`heartbeatMs`, default 5 s).
+  pub heartbeat: Duration,
+  /// A process silent this long is dead and its running jobs are rescued
+  /// (`deadAfterMs`, default 30 s; at least twice `heartbeatMs`).
+  pub dead_after_ms: u64,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -48,6 +54,8 @@ impl std::fmt::Debug for PgConfig {
       .field("schema", &self.schema)
       .field("pool_size", &self.pool_size)
       .field("connect_timeout", &self.connect_timeout)
+      .field("heartbeat", &self.heartbeat)
+      .field("dead_after_ms", &self.dead_after_ms)
       .finish()
   }
 }
@@ -65,6 +73,8 @@ impl Default for PgConfig {
       schema: "jobwerk".into(),
       pool_size: 10,
       connect_timeout: Duration::from_secs(5),
+      heartbeat: Duration::from_secs(5),
+      dead_after_ms: 30_000,
     }
   }
 }
@@ -81,6 +91,8 @@ const KEYS: &[&str] = &[
   "schema",
   "poolSize",
   "connectTimeoutMs",
+  "heartbeatMs",
+  "deadAfterMs",
 ];
 
 fn bad(key: &str, msg: impl std::fmt::Display) -> Error {
@@ -208,6 +220,22 @@ impl PgConfig {
     }
     if let Some(ms) = int(o, "connectTimeoutMs", 1, 600_000)? {
       c.connect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = int(o, "heartbeatMs", 100, 600_000)? {
+      c.heartbeat = Duration::from_millis(ms);
+    }
+    if let Some(ms) = int(o, "deadAfterMs", 1_000, 3_600_000)? {
+      c.dead_after_ms = ms;
+    }
+    let beat = c.heartbeat.as_millis() as u64;
+    if c.dead_after_ms < beat.saturating_mul(2) {
+      return Err(bad(
+        "deadAfterMs",
+        format!(
+          "must be at least twice storage.heartbeatMs ({beat}), got {}",
+          c.dead_after_ms
+        ),
+      ));
     }
     // A connection string that does not parse is a config error, named
     // without echoing it (it may hold a password).
@@ -383,6 +411,21 @@ mod tests {
       "{m}"
     );
     assert!(!m.contains("secret"), "{m}");
+  }
+
+  #[test]
+  fn heartbeat_and_dead_after() {
+    let c = PgConfig::from_json(&json!({ "heartbeatMs": 500, "deadAfterMs": 3000 })).unwrap();
+    assert_eq!((c.heartbeat, c.dead_after_ms), (Duration::from_millis(500), 3000));
+    assert!(err(json!({ "heartbeatMs": 50 }))
+      .starts_with("storage.heartbeatMs must be an integer from 100 to 600000"));
+    assert!(err(json!({ "deadAfterMs": 10 }))
+      .starts_with("storage.deadAfterMs must be an integer from 1000"));
+    let m = err(json!({ "heartbeatMs": 2000, "deadAfterMs": 3000 }));
+    assert!(
+      m.starts_with("storage.deadAfterMs must be at least twice storage.heartbeatMs (2000)"),
+      "{m}"
+    );
   }
 
   #[test]
