@@ -416,7 +416,10 @@ mod tests {
   #[test]
   fn heartbeat_and_dead_after() {
     let c = PgConfig::from_json(&json!({ "heartbeatMs": 500, "deadAfterMs": 3000 })).unwrap();
-    assert_eq!((c.heartbeat, c.dead_after_ms), (Duration::from_millis(500), 3000));
+    assert_eq!(
+      (c.heartbeat, c.dead_after_ms),
+      (Duration::from_millis(500), 3000)
+    );
     assert!(err(json!({ "heartbeatMs": 50 }))
       .starts_with("storage.heartbeatMs must be an integer from 100 to 600000"));
     assert!(err(json!({ "deadAfterMs": 10 }))
