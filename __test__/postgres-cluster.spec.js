@@ -207,3 +207,27 @@ pgTest(
   },
   120000,
 )
+
+test('storage.heartbeatMs and storage.deadAfterMs: bad values are ERR_INVALID_CONFIG naming the key', () => {
+  const { JobManagementService } = require('../index.js')
+  for (const [extra, key] of [
+    [{ heartbeatMs: 10 }, 'config.storage.heartbeatMs'],
+    [{ heartbeatMs: '500' }, 'config.storage.heartbeatMs'],
+    [{ deadAfterMs: 999 }, 'config.storage.deadAfterMs'],
+    [{ heartbeatMs: 2000, deadAfterMs: 3000 }, 'config.storage.deadAfterMs'],
+  ]) {
+    let err = null
+    try {
+      new JobManagementService({ storage: { type: 'postgres', ...SERVER, ...extra } })
+    } catch (e) {
+      err = e
+    }
+    expect(err).not.toBe(null)
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toContain(key)
+  }
+  // Valid values are accepted (nothing connects before start()).
+  expect(
+    () => new JobManagementService({ storage: { type: 'postgres', ...SERVER, heartbeatMs: 500, deadAfterMs: 5000 } }),
+  ).not.toThrow()
+})
