@@ -350,6 +350,14 @@ impl Core {
         e.wake_js();
       }
     }));
+    let weak = Arc::downgrade(&self.engine);
+    backend.set_on_cancel(Arc::new(move |id| {
+      if let Some(e) = weak.upgrade() {
+        if e.with(|q, now| q.abort_cancelled(id, now)) {
+          e.wake_js();
+        }
+      }
+    }));
     *side.reader.lock() = Some(backend.reader());
     self.engine.with(|q, _| {
       q.open_store(|names| {
@@ -438,8 +446,9 @@ impl Core {
   }
 
   /// PostgreSQL: cancels a job anywhere in the cluster; `value` is "true"
-  /// or "false". A handler running here is not aborted yet (its outcome is
-  /// fenced: the job stays cancelled).
+  /// or "false". A handler running here is aborted once the cancel
+  /// commits; one running in another process is aborted there when it
+  /// hears the NOTIFY.
   #[napi]
   pub async fn cancel_async(&self, id: String) -> napi::Result<AsyncAnswer> {
     #[cfg(feature = "postgres")]
@@ -454,6 +463,43 @@ impl Core {
           .await
           .map_err(|e| Error::Storage(format!("PostgreSQL cancel task: {e}")))??;
         Ok(Some(got.is_some().to_string()))
+      }
+      .await;
+      Ok(AsyncAnswer::from(r))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+      let _ = id;
+      Ok(AsyncAnswer::from(Err(Error::Storage(
+        "PostgreSQL is not in this build".into(),
+      ))))
+    }
+  }
+
+  /// PostgreSQL: puts a failed, timed-out or cancelled job back in line
+  /// (`retryJob`); `value` is "true" or "false".
+  #[napi]
+  pub async fn retry_async(&self, id: String) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    {
+      let Some(id) = JobId::parse(&id) else {
+        return Ok(AsyncAnswer::ok(Some("false".into())));
+      };
+      let r = async {
+        if self.engine.with(|q, _| {
+          matches!(
+            q.run_state(),
+            crate::queue::RunState::Stopping | crate::queue::RunState::Stopped
+          )
+        }) {
+          return Err(Error::Stopped);
+        }
+        let reader = self.pg_reader()?;
+        let ok = crate::queue::runtime()?
+          .spawn(async move { reader.retry(id).await })
+          .await
+          .map_err(|e| Error::Storage(format!("PostgreSQL retry task: {e}")))??;
+        Ok(Some(ok.to_string()))
       }
       .await;
       Ok(AsyncAnswer::from(r))

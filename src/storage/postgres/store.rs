@@ -179,9 +179,25 @@ struct Shared {
   /// Called when the claimer put jobs in an empty buffer (the binding
   /// wakes the JS thread to `take`).
   on_ready: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+  /// Jobs cancelled in the database while they may run here (by this
+  /// process or, heard by NOTIFY, another): the backend forgets their
+  /// claims at its next call.
+  cancelled: Mutex<Vec<JobId>>,
+  /// Called with such a job's id (the binding aborts its slot).
+  on_cancel: Mutex<Option<Arc<dyn Fn(JobId) + Send + Sync>>>,
 }
 
 impl Shared {
+  /// `id` was cancelled in the database while running: forget its claim
+  /// and tell the binding.
+  fn cancelled(&self, id: JobId) {
+    self.cancelled.lock().push(id);
+    let f = self.on_cancel.lock().clone();
+    if let Some(f) = f {
+      f(id);
+    }
+  }
+
   fn issue(&self) -> u64 {
     let mut m = self.marks.lock();
     m.issued += 1;
@@ -248,7 +264,19 @@ impl PgReader {
 
   /// Cancels a job anywhere in the cluster.
   pub async fn cancel(&self, id: JobId) -> Result<Option<Status>> {
-    self.pg.cancel(id, (self.clock)()).await
+    let was = self.pg.cancel(id, (self.clock)()).await?;
+    if was == Some(Status::Running) {
+      // Committed: a handler running here is aborted now (the NOTIFY, heard
+      // later, finds nothing left to abort).
+      self.shared.cancelled(id);
+    }
+    Ok(was)
+  }
+
+  /// Puts a failed, timed-out or cancelled job back in line (see
+  /// [`PgStore::retry`]).
+  pub async fn retry(&self, id: JobId) -> Result<bool> {
+    self.pg.retry(id, (self.clock)()).await
   }
 
   /// Jobs per status in the cluster (and the snapshot refreshed).
@@ -312,6 +340,8 @@ impl PgBackend {
       counts: Mutex::new(pg.counts().await?),
       claim_error: Mutex::new(None),
       on_ready: Mutex::new(None),
+      cancelled: Mutex::new(Vec::new()),
+      on_cancel: Mutex::new(None),
     });
     let committer = Committer::start(
       pg.clone(),
@@ -380,6 +410,21 @@ impl PgBackend {
   /// calls `take`.
   pub fn set_on_ready(&self, f: Arc<dyn Fn() + Send + Sync>) {
     *self.shared.on_ready.lock() = Some(f);
+  }
+
+  /// Calls `f` with the id of a job cancelled in the database while it
+  /// may run here (cancelled by this process's reader, or by another
+  /// process: heard by NOTIFY): the binding aborts its slot.
+  pub fn set_on_cancel(&self, f: Arc<dyn Fn(JobId) + Send + Sync>) {
+    *self.shared.on_cancel.lock() = Some(f);
+  }
+
+  /// Forgets the claims of jobs cancelled in the database.
+  fn forget_cancelled(&mut self) {
+    let ids: Vec<JobId> = std::mem::take(&mut *self.shared.cancelled.lock());
+    for id in ids {
+      self.running.remove(&id);
+    }
   }
 
   /// How many claimed jobs wait in the ready buffer.
@@ -635,7 +680,8 @@ async fn claimer(
     tokio::select! {
       _ = shared.wake.notified() => {}
       n = next_notice(&mut listener) => match n {
-        Some(Notice::Inserted { .. }) | Some(Notice::Cancelled(_)) => {}
+        Some(Notice::Inserted { .. }) => {}
+        Some(Notice::Cancelled(id)) => shared.cancelled(id),
         Some(Notice::Lost(_)) | None => listener = None,
       },
       _ = tick(&mut beat) => {
@@ -745,6 +791,7 @@ impl Store for PgBackend {
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, Lease),
   ) -> Result<usize> {
+    self.forget_cancelled();
     self.sync_runnable(runnable);
     if self.opts.sync_claims && self.shared.ready.lock().is_empty() {
       self.claim_now(max, now)?;
@@ -806,6 +853,7 @@ impl Store for PgBackend {
   }
 
   fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    self.forget_cancelled();
     let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
@@ -829,6 +877,7 @@ impl Store for PgBackend {
     now: u64,
     rand: f64,
   ) -> Result<Settled<Failed>> {
+    self.forget_cancelled();
     let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
@@ -891,10 +940,10 @@ impl Store for PgBackend {
     self.wait("cancelJob", async move { pg.cancel(id, now).await })
   }
 
-  fn retry(&mut self, _id: JobId, _now: u64) -> Result<bool> {
-    Err(Error::Storage(
-      "PostgreSQL: retryJob of a finished job is not supported yet".into(),
-    ))
+  fn retry(&mut self, id: JobId, _now: u64) -> Result<bool> {
+    let pg = self.pg.clone();
+    let now = (self.clock)();
+    self.wait("retryJob", async move { pg.retry(id, now).await })
   }
 
   fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {
