@@ -573,6 +573,16 @@ impl PgStore {
     } else {
       self.notify_in(&tx, &format!("i:{now}")).await?;
     }
+    // Waiting jobs that ignore its failure counted it as done: they wait
+    // for it again (it runs again; its outcome is what they get).
+    tx.execute(
+      &format!(
+        "WITH w AS (SELECT j.id FROM {s}.job j WHERE j.state = 0 AND j.deps_ignore_failure            AND $2::text = ANY(string_to_array(j.deps, ','))            AND NOT EXISTS (SELECT 1 FROM {s}.dep d WHERE d.dep_id = $1 AND d.job_id = j.id)            FOR UPDATE),          i AS (INSERT INTO {s}.dep (dep_id, job_id) SELECT $1, id FROM w)          UPDATE {s}.job j SET deps_left = j.deps_left + 1 FROM w WHERE j.id = w.id"
+      ),
+      &[&PgId(id), &id.to_string()],
+    )
+    .await
+    .map_err(pg_err("retry: dependants"))?;
     tx.commit().await.map_err(pg_err("retry: commit"))?;
     Ok(true)
   }

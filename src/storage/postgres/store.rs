@@ -262,8 +262,18 @@ impl PgReader {
     self.shared.inserting.lock().get(&id).cloned()
   }
 
+  /// Waits until this process's writes issued so far are committed (or
+  /// failed): an admin call sees what the process already answered (a job
+  /// just added, an outcome a `failed` event reported).
+  async fn settled(&self) {
+    let target = self.shared.marks.lock().issued;
+    let mut rx = self.shared.commit.subscribe();
+    let _ = rx.wait_for(|c| c.seq >= target || c.error.is_some()).await;
+  }
+
   /// Cancels a job anywhere in the cluster.
   pub async fn cancel(&self, id: JobId) -> Result<Option<Status>> {
+    self.settled().await;
     let was = self.pg.cancel(id, (self.clock)()).await?;
     if was == Some(Status::Running) {
       // Committed: a handler running here is aborted now (the NOTIFY, heard
@@ -276,6 +286,7 @@ impl PgReader {
   /// Puts a failed, timed-out or cancelled job back in line (see
   /// [`PgStore::retry`]).
   pub async fn retry(&self, id: JobId) -> Result<bool> {
+    self.settled().await;
     self.pg.retry(id, (self.clock)()).await
   }
 
@@ -940,9 +951,9 @@ impl Store for PgBackend {
     self.wait("cancelJob", async move { pg.cancel(id, now).await })
   }
 
-  fn retry(&mut self, id: JobId, _now: u64) -> Result<bool> {
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    self.drain_writes()?;
     let pg = self.pg.clone();
-    let now = (self.clock)();
     self.wait("retryJob", async move { pg.retry(id, now).await })
   }
 
