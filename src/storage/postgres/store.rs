@@ -62,14 +62,18 @@
 //! runtime without holding the queue lock. `counts` answers from a snapshot
 //! the claimer refreshes at each poll.
 //!
+//! A cancel of a job running here (by [`PgReader::cancel`] once it commits,
+//! or by another process: the claimer hears its NOTIFY) calls the hook
+//! [`PgBackend::set_on_cancel`] installs (the binding aborts the queue's
+//! slot) and the backend forgets the claim at its next call.
+//!
 //! # Not in this slice
 //!
-//! `retry` (of a finished job), `update_unstarted` (`onDuplicate:
+//! `update_unstarted` (`onDuplicate:
 //! 'replace'`, `debounceMs`) and `keyed` beyond the jobs still in the
 //! insert buffer (the database's unique index decides; the id `add`
 //! returns for a duplicate is then the refused job's, not the holder's);
-//! `progress` is kept in the process only; a cancel heard by NOTIFY does
-//! not abort the handler yet; prefetched jobs are handed back at `close`
+//! `progress` is kept in the process only; prefetched jobs are handed back at `close`
 //! only, not when they wait too long; heartbeats and the rescuer are run
 //! by the claimer task every `heartbeat` (5 s; a failure is retried at the
 //! next tick, not reported), with no leader and no advisory lock; connection
@@ -95,6 +99,9 @@ use crate::storage::{
 /// The cluster's clock (ms since the epoch): the server's, or a manual one
 /// in tests.
 pub type ClusterClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What the binding is told when a job that may run here was cancelled.
+pub type CancelHook = Arc<dyn Fn(JobId) + Send + Sync>;
 
 /// How the backend claims, commits and waits.
 #[derive(Debug, Clone)]
@@ -184,7 +191,7 @@ struct Shared {
   /// claims at its next call.
   cancelled: Mutex<Vec<JobId>>,
   /// Called with such a job's id (the binding aborts its slot).
-  on_cancel: Mutex<Option<Arc<dyn Fn(JobId) + Send + Sync>>>,
+  on_cancel: Mutex<Option<CancelHook>>,
 }
 
 impl Shared {
@@ -426,7 +433,7 @@ impl PgBackend {
   /// Calls `f` with the id of a job cancelled in the database while it
   /// may run here (cancelled by this process's reader, or by another
   /// process: heard by NOTIFY): the binding aborts its slot.
-  pub fn set_on_cancel(&self, f: Arc<dyn Fn(JobId) + Send + Sync>) {
+  pub fn set_on_cancel(&self, f: CancelHook) {
     *self.shared.on_cancel.lock() = Some(f);
   }
 

@@ -515,7 +515,10 @@ fn a_cancel_by_this_process_or_another_aborts_the_slot_running_it() {
   q.check_invariants().expect("invariants");
   // A cancelled job retried runs again here.
   assert!(env.rt().block_on(reader.retry(a)).expect("retry"));
-  assert!(!env.rt().block_on(reader.retry(a)).expect("retry"), "pending now");
+  assert!(
+    !env.rt().block_on(reader.retry(a)).expect("retry"),
+    "pending now"
+  );
   let again = take_until(&mut q, 1, now);
   assert_eq!((again[0].2, again[0].3), (a, 1), "attempts reset");
 }
@@ -536,7 +539,11 @@ fn a_retry_is_refused_while_another_unfinished_job_holds_its_key() {
   assert_ne!(a, b);
   assert!(!env.rt().block_on(reader.retry(a)).expect("retry"));
   assert_eq!(env.db(a).job.status, Status::Cancelled, "left as it was");
-  assert!(env.rt().block_on(reader.cancel(b)).expect("cancel").is_some());
+  assert!(env
+    .rt()
+    .block_on(reader.cancel(b))
+    .expect("cancel")
+    .is_some());
   assert!(env.rt().block_on(reader.retry(a)).expect("retry"));
   assert_eq!(env.db(a).job.status, Status::Pending);
 }
