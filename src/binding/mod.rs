@@ -101,6 +101,12 @@ pub struct Core {
 struct PgSide {
   cfg: crate::storage::postgres::PgConfig,
   reader: Mutex<Option<crate::storage::postgres::PgReader>>,
+  /// Jobs cancelled in the database that may run here: the next `poll`
+  /// (JavaScript, woken for it) aborts their slots. The backend's hook only
+  /// records them: it runs on the runtime, which must never wait for the
+  /// queue lock (the JavaScript thread may hold it while it waits on the
+  /// runtime).
+  cancelled: Arc<Mutex<Vec<JobId>>>,
 }
 
 /// The answer of an async method: `value` (JSON or null) or `error`
@@ -255,6 +261,7 @@ impl Core {
         pg = Some(PgSide {
           cfg: *c,
           reader: Mutex::new(None),
+          cancelled: Arc::new(Mutex::new(Vec::new())),
         });
         None
       }
@@ -351,11 +358,11 @@ impl Core {
       }
     }));
     let weak = Arc::downgrade(&self.engine);
+    let cancelled = side.cancelled.clone();
     backend.set_on_cancel(Arc::new(move |id| {
+      cancelled.lock().push(id);
       if let Some(e) = weak.upgrade() {
-        if e.with(|q, now| q.abort_cancelled(id, now)) {
-          e.wake_js();
-        }
+        e.wake_js();
       }
     }));
     *side.reader.lock() = Some(backend.reader());
@@ -781,7 +788,19 @@ impl Core {
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();
-    self.engine.with(|q, _| flags(q))
+    #[cfg(feature = "postgres")]
+    let cancelled: Vec<JobId> = match &self.pg {
+      Some(side) => std::mem::take(&mut *side.cancelled.lock()),
+      None => Vec::new(),
+    };
+    self.engine.with(|q, now| {
+      #[cfg(feature = "postgres")]
+      for id in cancelled {
+        q.abort_cancelled(id, now);
+      }
+      let _ = now;
+      flags(q)
+    })
   }
 
   /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.
