@@ -33,10 +33,16 @@ export declare class Core {
   jobsAsync(filterJson: string): Promise<AsyncAnswer>
   /**
    * PostgreSQL: cancels a job anywhere in the cluster; `value` is "true"
-   * or "false". A handler running here is not aborted yet (its outcome is
-   * fenced: the job stays cancelled).
+   * or "false". A handler running here is aborted once the cancel
+   * commits; one running in another process is aborted there when it
+   * hears the NOTIFY.
    */
   cancelAsync(id: string): Promise<AsyncAnswer>
+  /**
+   * PostgreSQL: puts a failed, timed-out or cancelled job back in line
+   * (`retryJob`); `value` is "true" or "false".
+   */
+  retryAsync(id: string): Promise<AsyncAnswer>
   /**
    * The storage as JSON `{ type, state, error }`: `state` is `ok` (memory),
    * `closed` (not opened yet, or closed by `stop()`), `open`, or `error`

@@ -214,8 +214,8 @@ export interface JobManagementConfig {
   scheduler?: { enabled?: boolean; checkInterval?: number }
   /**
    * Default `{ type: 'sqlite', path: '.tmp/jobwerk.db', durability: 'normal' }` (memory with a manual clock).
-   * `{ type: 'postgres', ... }` (preview): `getJobStatus`, `getJobs` and `cancelJob` then return Promises
-   * and `retryJob` rejects (see the README, "PostgreSQL (preview)").
+   * `{ type: 'postgres', ... }` (preview): `getJobStatus`, `getJobs`, `cancelJob` and `retryJob` then
+   * return Promises (see the README, "PostgreSQL (preview)").
    */
   storage?: { type: 'memory' } | { type?: 'sqlite'; path?: string; durability?: 'normal' | 'full' } | PostgresStorageConfig
   /** `'manual'` (or `{ type: 'manual', now }`) for tests: time moves only with `advanceTime`. */
@@ -712,9 +712,9 @@ export declare class JobManagementService<C extends JobManagementConfig = JobMan
    * `ERR_INVALID_ARGUMENT` with `err.field` naming the field.
    */
   getJobs<D = any, R = any>(filter?: JobListFilter | null): OnStorage<C, JobPage<D, R>>
-  /** A Promise on PostgreSQL (a handler running in this process is not aborted yet there; its outcome is ignored). */
+  /** A Promise on PostgreSQL, where it cancels the job anywhere in the cluster: a handler running in this process has its `job.signal` aborted (`ERR_JOB_CANCELLED`) once the cancel commits, one running in another process when that process hears the NOTIFY. The `cancelled` event fires in the process that ran the job (or, for a job not running, in none on PostgreSQL). */
   cancelJob(jobId: string): OnStorage<C, boolean>
-  /** Puts a failed, timed-out or cancelled job back in line, attempts reset; a job with `dependsOn` goes back to `waiting` until its dependencies completed. False for other states, unknown ids, or while another unfinished job holds its `key`. */
+  /** Puts a failed, timed-out or cancelled job back in line, attempts reset (a Promise on PostgreSQL, one transaction); a job with `dependsOn` goes back to `waiting` until its dependencies completed. False for other states, unknown ids, or while another unfinished job holds its `key`. */
   retryJob(jobId: string): OnStorage<C, boolean>
   getQueueStatistics(): QueueStatistics
   /** Runs once at `scheduledAt` (a past time runs at once). Returns the schedule's id. */

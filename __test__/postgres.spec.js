@@ -139,7 +139,65 @@ pgTest('a failing job is retried, then failed', async () => {
   const st = await s.getJobStatus(id)
   expect(st.status).toBe('failed')
   expect(st.attempts).toBe(3)
-  await expect(s.retryJob(id)).rejects.toMatchObject({ code: 'ERR_STORAGE' })
+  // retryJob: a Promise; back in line with attempts reset, in one transaction.
+  const p = s.retryJob(id)
+  expect(typeof p.then).toBe('function')
+  expect(await p).toBe(true)
+  await until([s], ['failed'], () => failed.length === 2)
+  await s.flush()
+  expect(attempts).toBe(6)
+  expect((await s.getJobStatus(id)).attempts).toBe(3)
+  expect(await s.retryJob('00000000-0000-0000-0000-000000000000')).toBe(false)
+  expect(await s.retryJob('not-an-id')).toBe(false)
+})
+
+pgTest('retryJob: false while pending or completed, or while another job holds its key; dependsOn waits again', async () => {
+  const name = schema()
+  const s = service(name)
+  const gate = { open: false }
+  const fail = { name: 'flaky', calculate: (d) => {
+    if (!gate.open) throw new Error('not yet')
+    return d.n
+  } }
+  const ok = { name: 'fine', calculate: (d) => d.n }
+  s.registerCalculation(fail)
+  s.registerCalculation(ok)
+  await s.start()
+  const done = new Set()
+  const failed = new Set()
+  s.on('completed', (e) => done.add(e.jobId))
+  s.on('failed', (e) => failed.add(e.jobId))
+  const a = s.addCalculationJob(fail, { n: 1 }, {}, { retries: 0, key: 'k1' })
+  const b = s.addCalculationJob(ok, { n: 2 }, {}, { dependsOn: [a] })
+  await until([s], ['failed'], () => failed.has(a))
+  // b failed in the transaction that failed a (no event here: it never ran).
+  await s.flush()
+  expect((await s.getJobStatus(b)).error.code).toBe('ERR_DEPENDENCY_FAILED')
+  // Another unfinished job holds the key: the retry is refused.
+  const holder = s.addCalculationJob(ok, { n: 3 }, {}, { key: 'k1', delay: 3600000 })
+  await s.flush()
+  expect(holder).not.toBe(a)
+  expect(await s.retryJob(a)).toBe(false)
+  expect((await s.getJobStatus(a)).status).toBe('failed')
+  expect(await s.cancelJob(holder)).toBe(true)
+  // The dependant first: it waits for its failed dependency.
+  expect(await s.retryJob(b)).toBe(true)
+  expect((await s.getJobStatus(b)).status).toBe('waiting')
+  expect(await s.retryJob(b)).toBe(false)
+  gate.open = true
+  expect(await s.retryJob(a)).toBe(true)
+  await until([s], ['completed'], () => done.has(a) && done.has(b))
+  await s.flush()
+  expect(await s.retryJob(a)).toBe(false)
+  const sb = await s.getJobStatus(b)
+  expect(sb.status).toBe('completed')
+  expect(sb.result).toBe(2)
+  expect(sb.attempts).toBe(1)
+  // The holder (cancelled while delayed) is retried: due at once, it runs.
+  expect(await s.retryJob(holder)).toBe(true)
+  await until([s], ['completed'], () => done.has(holder))
+  await s.flush()
+  expect((await s.getJobStatus(holder)).result).toBe(3)
 })
 
 pgTest('cancelJob of a pending job resolves true, then false', async () => {
@@ -156,6 +214,81 @@ pgTest('cancelJob of a pending job resolves true, then false', async () => {
   expect(await s.cancelJob(id)).toBe(false)
   expect((await s.getJobStatus(id)).status).toBe('cancelled')
   expect(ran).toBe(0)
+})
+
+/** A handler that waits for its signal and records its reason; it never resolves on its own. */
+function watcher(name) {
+  const w = { reasons: [], started: [] }
+  w.calc = {
+    name,
+    calculate: (d, c, job) =>
+      new Promise((resolve, reject) => {
+        w.started.push(job.id)
+        if (w.onStart) w.onStart(job)
+        job.signal.addEventListener('abort', () => {
+          w.reasons.push(job.signal.reason)
+          if (w.onAbort) w.onAbort()
+          reject(job.signal.reason)
+        })
+      }),
+  }
+  return w
+}
+
+pgTest('cancelJob of a job running in this process aborts its signal with ERR_JOB_CANCELLED', async () => {
+  const s = service(schema(), { maxWorkers: 1 })
+  const w = watcher('hang')
+  const next = { name: 'next', calculate: () => 'ok' }
+  s.registerCalculation(w.calc)
+  s.registerCalculation(next)
+  await s.start()
+  const cancelled = []
+  const completed = []
+  s.on('cancelled', (e) => cancelled.push(e))
+  s.on('completed', (e) => completed.push(e.jobId))
+  const started = new Promise((r) => (w.onStart = r))
+  const id = s.addCalculationJob(w.calc, {})
+  await started
+  expect((await s.getJobStatus(id)).status).toBe('running')
+  const aborted = new Promise((r) => (w.onAbort = r))
+  expect(await s.cancelJob(id)).toBe(true)
+  await aborted
+  expect(w.reasons.length).toBe(1)
+  expect(w.reasons[0].code).toBe('ERR_JOB_CANCELLED')
+  expect(cancelled).toEqual([{ jobId: id, name: 'hang', attempt: 1 }])
+  // The worker is free: the next job runs in the only slot.
+  const n = s.addCalculationJob(next, {})
+  await until([s], ['completed'], () => completed.includes(n))
+  await s.flush()
+  const st = await s.getJobStatus(id)
+  expect(st.status).toBe('cancelled')
+  expect(st.error).toMatchObject({ code: 'ERR_JOB_CANCELLED' })
+  expect(w.reasons.length).toBe(1)
+})
+
+pgTest('cancelJob in one service aborts the signal of the job running in another (NOTIFY)', async () => {
+  const name = schema()
+  const runner = service(name, { maxWorkers: 1 })
+  const other = service(name)
+  const w = watcher('hang')
+  runner.registerCalculation(w.calc)
+  // The other service cannot run 'hang' jobs (not registered there).
+  other.registerCalculation({ name: 'unrelated', calculate: () => 1 })
+  await runner.start()
+  await other.start()
+  const started = new Promise((r) => (w.onStart = r))
+  const id = runner.addCalculationJob(w.calc, {})
+  await started
+  const cancelled = []
+  runner.on('cancelled', (e) => cancelled.push(e.jobId))
+  const aborted = new Promise((r) => (w.onAbort = r))
+  expect(await other.cancelJob(id)).toBe(true)
+  await aborted
+  expect(w.reasons.length).toBe(1)
+  expect(w.reasons[0].code).toBe('ERR_JOB_CANCELLED')
+  expect(cancelled).toEqual([id])
+  expect((await runner.getJobStatus(id)).status).toBe('cancelled')
+  expect(runner.getQueueStatistics().running).toBe(0)
 })
 
 test('a bad PostgreSQL config is ERR_INVALID_CONFIG naming the key', () => {

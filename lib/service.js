@@ -425,7 +425,14 @@ class JobManagementService extends Dispatcher {
   /** Cancels a waiting, pending or running job; false if unknown or finished. */
   cancelJob(jobId) {
     checkId(jobId, 'cancelJob')
-    if (this._async) return this._core.cancelAsync(jobId).then((a) => answer(a) === 'true')
+    if (this._async) {
+      return this._core.cancelAsync(jobId).then((a) => {
+        const ok = answer(a) === 'true'
+        // A handler running here was aborted when the cancel committed.
+        if (ok) this._afterFlags(this._core.poll())
+        return ok
+      })
+    }
     const ok = this._core.cancel(jobId)
     if (ok) this._afterFlags(this._core.poll())
     return ok
@@ -435,7 +442,11 @@ class JobManagementService extends Dispatcher {
   retryJob(jobId) {
     checkId(jobId, 'retryJob')
     if (this._async) {
-      return Promise.reject(codedError(API.Storage, 'retryJob is not available on PostgreSQL yet (preview): add the job again'))
+      return this._core.retryAsync(jobId).then((a) => {
+        const ok = answer(a) === 'true'
+        if (ok) this._schedulePump()
+        return ok
+      })
     }
     const ok = this._core.retry(jobId)
     if (ok) this._schedulePump()

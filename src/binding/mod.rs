@@ -101,6 +101,12 @@ pub struct Core {
 struct PgSide {
   cfg: crate::storage::postgres::PgConfig,
   reader: Mutex<Option<crate::storage::postgres::PgReader>>,
+  /// Jobs cancelled in the database that may run here: the next `poll`
+  /// (JavaScript, woken for it) aborts their slots. The backend's hook only
+  /// records them: it runs on the runtime, which must never wait for the
+  /// queue lock (the JavaScript thread may hold it while it waits on the
+  /// runtime).
+  cancelled: Arc<Mutex<Vec<JobId>>>,
 }
 
 /// The answer of an async method: `value` (JSON or null) or `error`
@@ -255,6 +261,7 @@ impl Core {
         pg = Some(PgSide {
           cfg: *c,
           reader: Mutex::new(None),
+          cancelled: Arc::new(Mutex::new(Vec::new())),
         });
         None
       }
@@ -355,6 +362,14 @@ impl Core {
         e.wake_js();
       }
     }));
+    let weak = Arc::downgrade(&self.engine);
+    let cancelled = side.cancelled.clone();
+    backend.set_on_cancel(Arc::new(move |id| {
+      cancelled.lock().push(id);
+      if let Some(e) = weak.upgrade() {
+        e.wake_js();
+      }
+    }));
     *side.reader.lock() = Some(backend.reader());
     self.engine.with(|q, _| {
       q.open_store(|names| {
@@ -443,8 +458,9 @@ impl Core {
   }
 
   /// PostgreSQL: cancels a job anywhere in the cluster; `value` is "true"
-  /// or "false". A handler running here is not aborted yet (its outcome is
-  /// fenced: the job stays cancelled).
+  /// or "false". A handler running here is aborted once the cancel
+  /// commits; one running in another process is aborted there when it
+  /// hears the NOTIFY.
   #[napi]
   pub async fn cancel_async(&self, id: String) -> napi::Result<AsyncAnswer> {
     #[cfg(feature = "postgres")]
@@ -459,6 +475,43 @@ impl Core {
           .await
           .map_err(|e| Error::Storage(format!("PostgreSQL cancel task: {e}")))??;
         Ok(Some(got.is_some().to_string()))
+      }
+      .await;
+      Ok(AsyncAnswer::from(r))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+      let _ = id;
+      Ok(AsyncAnswer::from(Err(Error::Storage(
+        "PostgreSQL is not in this build".into(),
+      ))))
+    }
+  }
+
+  /// PostgreSQL: puts a failed, timed-out or cancelled job back in line
+  /// (`retryJob`); `value` is "true" or "false".
+  #[napi]
+  pub async fn retry_async(&self, id: String) -> napi::Result<AsyncAnswer> {
+    #[cfg(feature = "postgres")]
+    {
+      let Some(id) = JobId::parse(&id) else {
+        return Ok(AsyncAnswer::ok(Some("false".into())));
+      };
+      let r = async {
+        if self.engine.with(|q, _| {
+          matches!(
+            q.run_state(),
+            crate::queue::RunState::Stopping | crate::queue::RunState::Stopped
+          )
+        }) {
+          return Err(Error::Stopped);
+        }
+        let reader = self.pg_reader()?;
+        let ok = crate::queue::runtime()?
+          .spawn(async move { reader.retry(id).await })
+          .await
+          .map_err(|e| Error::Storage(format!("PostgreSQL retry task: {e}")))??;
+        Ok(Some(ok.to_string()))
       }
       .await;
       Ok(AsyncAnswer::from(r))
@@ -740,7 +793,19 @@ impl Core {
   #[napi]
   pub fn poll(&self) -> u32 {
     self.engine.pulled();
-    self.engine.with(|q, _| flags(q))
+    #[cfg(feature = "postgres")]
+    let cancelled: Vec<JobId> = match &self.pg {
+      Some(side) => std::mem::take(&mut *side.cancelled.lock()),
+      None => Vec::new(),
+    };
+    self.engine.with(|q, now| {
+      #[cfg(feature = "postgres")]
+      for id in cancelled {
+        q.abort_cancelled(id, now);
+      }
+      let _ = now;
+      flags(q)
+    })
   }
 
   /// Aborts and events since the last call: `[[slot, seq, ...], [[kind, id, name, attempt, extra], ...]]`.

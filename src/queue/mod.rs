@@ -860,6 +860,27 @@ impl Queue {
     Ok(true)
   }
 
+  /// A job the storage cancelled elsewhere (PostgreSQL: another call's
+  /// transaction, or another process) while it may run here: aborts its
+  /// slot (`job.signal` with `ERR_JOB_CANCELLED`). True when it ran here.
+  pub fn abort_cancelled(&mut self, id: JobId, now: u64) -> bool {
+    let Some(slot) = self
+      .slots
+      .iter()
+      .position(|s| matches!(s, Some(r) if r.id == id))
+    else {
+      return false;
+    };
+    let Some(r) = self.slots[slot] else {
+      return false;
+    };
+    self.record_running(&r, Outcome::Cancelled, now);
+    self.abort(slot as u32, r.seq, Abort::Cancel);
+    self.stats.finished(now, now.saturating_sub(r.started_at));
+    self.event_of("cancelled", id, r.name, r.attempt, "null");
+    true
+  }
+
   /// Puts a failed, timed-out or cancelled job back in line with its
   /// attempts reset. False for unknown jobs or other states.
   pub fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {

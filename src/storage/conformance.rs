@@ -1542,7 +1542,7 @@ macro_rules! conformance {
 
 conformance!(memory, Memory);
 /// The transitions PostgreSQL passes so far through [`Pg`]'s harness (the
-/// others need what `PgBackend`'s docs list as not in this slice: `retry`,
+/// others need what `PgBackend`'s docs list as not in this slice:
 /// `update_unstarted`, `keyed`, `next_due`, `max_id`, `take_changed`,
 /// `unregistered`, weights applied to stored jobs, recovery at open, and
 /// `finished_at` from the outcome's time rather than the committer's clock).
@@ -1578,6 +1578,24 @@ mod postgres {
   fn graceful_stop_does_not_count_the_attempt() {
     if let Some(mut h) = Pg::new() {
       super::graceful_stop_does_not_count_the_attempt(&mut h);
+    }
+  }
+  #[test]
+  fn cancel_and_retry() {
+    if let Some(mut h) = Pg::new() {
+      super::cancel_and_retry(&mut h);
+    }
+  }
+  #[test]
+  fn retry_of_a_dependency_failed_job_waits_for_its_dependencies() {
+    if let Some(mut h) = Pg::new() {
+      super::retry_of_a_dependency_failed_job_waits_for_its_dependencies(&mut h);
+    }
+  }
+  #[test]
+  fn an_ignored_failed_dependency_retried_is_waited_for_again() {
+    if let Some(mut h) = Pg::new() {
+      super::an_ignored_failed_dependency_retried_is_waited_for_again(&mut h);
     }
   }
   #[test]

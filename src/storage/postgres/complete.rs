@@ -479,6 +479,113 @@ impl PgStore {
     tx.commit().await.map_err(pg_err("cancel: commit"))?;
     Ok(Some(was))
   }
+
+  /// Puts a failed, timed-out or cancelled job (in `done`) back in `job`
+  /// with its attempts reset, in one transaction: pending at `now`, or
+  /// waiting when it has dependencies not completed yet (a failed one is
+  /// waited for: it may be retried too, as on the other storages). False
+  /// for an unknown job, one not finished that way, or one whose unique key
+  /// another unfinished job holds (the partial unique index refuses it).
+  pub async fn retry(&self, id: JobId, now: u64) -> Result<bool> {
+    let s = &self.quoted;
+    let mut client = self.client().await?;
+    let tx = client.transaction().await.map_err(pg_err("retry"))?;
+    let row = tx
+      .query_opt(
+        &format!(
+          "SELECT deps, deps_ignore_failure FROM {s}.done WHERE id = $1 AND status IN (4, 5, 6) \
+           FOR UPDATE"
+        ),
+        &[&PgId(id)],
+      )
+      .await
+      .map_err(pg_err("retry"))?;
+    let Some(row) = row else {
+      return Ok(false);
+    };
+    let ignore_failure: bool = row.get(1);
+    // The dependencies, from the job as decoded (the stored format's one
+    // reader).
+    let deps: Vec<JobId> = match self.get(id).await? {
+      Some(j) => j.job.deps().map(|d| d.ids.clone()).unwrap_or_default(),
+      None => return Ok(false),
+    };
+    let mut open: Vec<PgId> = Vec::new();
+    if !deps.is_empty() {
+      let wanted: Vec<PgId> = deps.iter().map(|d| PgId(*d)).collect();
+      // Live ones are locked so that none finishes unseen before our `dep`
+      // rows are in; finished ones not completed are waited for (unless
+      // failures are ignored); pruned ones count as done.
+      let live = tx
+        .query(
+          &format!("SELECT id FROM {s}.job WHERE id = ANY($1) FOR KEY SHARE"),
+          &[&wanted],
+        )
+        .await
+        .map_err(pg_err("retry: dependencies"))?;
+      open.extend(live.iter().map(|r| r.get::<_, PgId>(0)));
+      if !ignore_failure {
+        let failed = tx
+          .query(
+            &format!("SELECT id FROM {s}.done WHERE id = ANY($1) AND status <> 3"),
+            &[&wanted],
+          )
+          .await
+          .map_err(pg_err("retry: dependencies"))?;
+        open.extend(failed.iter().map(|r| r.get::<_, PgId>(0)));
+      }
+    }
+    let state: i16 = if open.is_empty() { 1 } else { 0 };
+    let names = shared_names();
+    let cols = shared_cols("d.", "d.errors")
+      .replace("d.attempts", "0")
+      .replace("d.run_at", "$2::bigint AS run_at");
+    let moved = tx
+      .execute(
+        &format!(
+          "WITH d AS (DELETE FROM {s}.done WHERE id = $1 RETURNING *) \
+           INSERT INTO {s}.job ({names}, state, deps_left) \
+           SELECT {cols}, $3::smallint, $4::int FROM d"
+        ),
+        &[&PgId(id), &super::big(now), &state, &(open.len() as i32)],
+      )
+      .await;
+    match moved {
+      Ok(1) => {}
+      Ok(_) => return Ok(false),
+      // Another unfinished job holds its key.
+      Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+        return Ok(false)
+      }
+      Err(e) => return Err(pg_err("retry")(e)),
+    }
+    if !open.is_empty() {
+      let jobs: Vec<PgId> = open.iter().map(|_| PgId(id)).collect();
+      tx.execute(
+        &format!(
+          "INSERT INTO {s}.dep (dep_id, job_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) \
+           ON CONFLICT DO NOTHING"
+        ),
+        &[&open, &jobs],
+      )
+      .await
+      .map_err(pg_err("retry: dependencies"))?;
+    } else {
+      self.notify_in(&tx, &format!("i:{now}")).await?;
+    }
+    // Waiting jobs that ignore its failure counted it as done: they wait
+    // for it again (it runs again; its outcome is what they get).
+    tx.execute(
+      &format!(
+        "WITH w AS (SELECT j.id FROM {s}.job j WHERE j.state = 0 AND j.deps_ignore_failure            AND $2::text = ANY(string_to_array(j.deps, ','))            AND NOT EXISTS (SELECT 1 FROM {s}.dep d WHERE d.dep_id = $1 AND d.job_id = j.id)            FOR UPDATE),          i AS (INSERT INTO {s}.dep (dep_id, job_id) SELECT $1, id FROM w)          UPDATE {s}.job j SET deps_left = j.deps_left + 1 FROM w WHERE j.id = w.id"
+      ),
+      &[&PgId(id), &id.to_string()],
+    )
+    .await
+    .map_err(pg_err("retry: dependants"))?;
+    tx.commit().await.map_err(pg_err("retry: commit"))?;
+    Ok(true)
+  }
 }
 
 fn dependency_error(dep: JobId, status: Status) -> JobError {

@@ -136,7 +136,7 @@ pub use lease::Rescued;
 pub use notify::{Listener, Notice};
 pub use schedules::{Fire, StoredSchedule};
 pub use schema::SCHEMA_VERSION;
-pub use store::{BackendOptions, ClusterClock, PgBackend, PgReader};
+pub use store::{BackendOptions, CancelHook, ClusterClock, PgBackend, PgReader};
 
 use crate::error::{Error, Result};
 use crate::job::{

@@ -62,14 +62,18 @@
 //! runtime without holding the queue lock. `counts` answers from a snapshot
 //! the claimer refreshes at each poll.
 //!
+//! A cancel of a job running here (by [`PgReader::cancel`] once it commits,
+//! or by another process: the claimer hears its NOTIFY) calls the hook
+//! [`PgBackend::set_on_cancel`] installs (the binding aborts the queue's
+//! slot) and the backend forgets the claim at its next call.
+//!
 //! # Not in this slice
 //!
-//! `retry` (of a finished job), `update_unstarted` (`onDuplicate:
+//! `update_unstarted` (`onDuplicate:
 //! 'replace'`, `debounceMs`) and `keyed` beyond the jobs still in the
 //! insert buffer (the database's unique index decides; the id `add`
 //! returns for a duplicate is then the refused job's, not the holder's);
-//! `progress` is kept in the process only; a cancel heard by NOTIFY does
-//! not abort the handler yet; prefetched jobs are handed back at `close`
+//! `progress` is kept in the process only; prefetched jobs are handed back at `close`
 //! only, not when they wait too long; heartbeats and the rescuer are run
 //! by the claimer task every `heartbeat` (5 s; a failure is retried at the
 //! next tick, not reported), with no leader and no advisory lock; connection
@@ -95,6 +99,9 @@ use crate::storage::{
 /// The cluster's clock (ms since the epoch): the server's, or a manual one
 /// in tests.
 pub type ClusterClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What the binding is told when a job that may run here was cancelled.
+pub type CancelHook = Arc<dyn Fn(JobId) + Send + Sync>;
 
 /// How the backend claims, commits and waits.
 #[derive(Debug, Clone)]
@@ -179,9 +186,25 @@ struct Shared {
   /// Called when the claimer put jobs in an empty buffer (the binding
   /// wakes the JS thread to `take`).
   on_ready: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+  /// Jobs cancelled in the database while they may run here (by this
+  /// process or, heard by NOTIFY, another): the backend forgets their
+  /// claims at its next call.
+  cancelled: Mutex<Vec<JobId>>,
+  /// Called with such a job's id (the binding aborts its slot).
+  on_cancel: Mutex<Option<CancelHook>>,
 }
 
 impl Shared {
+  /// `id` was cancelled in the database while running: forget its claim
+  /// and tell the binding.
+  fn cancelled(&self, id: JobId) {
+    self.cancelled.lock().push(id);
+    let f = self.on_cancel.lock().clone();
+    if let Some(f) = f {
+      f(id);
+    }
+  }
+
   fn issue(&self) -> u64 {
     let mut m = self.marks.lock();
     m.issued += 1;
@@ -246,9 +269,32 @@ impl PgReader {
     self.shared.inserting.lock().get(&id).cloned()
   }
 
+  /// Waits until this process's writes issued so far are committed (or
+  /// failed): an admin call sees what the process already answered (a job
+  /// just added, an outcome a `failed` event reported).
+  async fn settled(&self) {
+    let target = self.shared.marks.lock().issued;
+    let mut rx = self.shared.commit.subscribe();
+    let _ = rx.wait_for(|c| c.seq >= target || c.error.is_some()).await;
+  }
+
   /// Cancels a job anywhere in the cluster.
   pub async fn cancel(&self, id: JobId) -> Result<Option<Status>> {
-    self.pg.cancel(id, (self.clock)()).await
+    self.settled().await;
+    let was = self.pg.cancel(id, (self.clock)()).await?;
+    if was == Some(Status::Running) {
+      // Committed: a handler running here is aborted now (the NOTIFY, heard
+      // later, finds nothing left to abort).
+      self.shared.cancelled(id);
+    }
+    Ok(was)
+  }
+
+  /// Puts a failed, timed-out or cancelled job back in line (see
+  /// [`PgStore::retry`]).
+  pub async fn retry(&self, id: JobId) -> Result<bool> {
+    self.settled().await;
+    self.pg.retry(id, (self.clock)()).await
   }
 
   /// Jobs per status in the cluster (and the snapshot refreshed).
@@ -312,6 +358,8 @@ impl PgBackend {
       counts: Mutex::new(pg.counts().await?),
       claim_error: Mutex::new(None),
       on_ready: Mutex::new(None),
+      cancelled: Mutex::new(Vec::new()),
+      on_cancel: Mutex::new(None),
     });
     let committer = Committer::start(
       pg.clone(),
@@ -380,6 +428,21 @@ impl PgBackend {
   /// calls `take`.
   pub fn set_on_ready(&self, f: Arc<dyn Fn() + Send + Sync>) {
     *self.shared.on_ready.lock() = Some(f);
+  }
+
+  /// Calls `f` with the id of a job cancelled in the database while it
+  /// may run here (cancelled by this process's reader, or by another
+  /// process: heard by NOTIFY): the binding aborts its slot.
+  pub fn set_on_cancel(&self, f: CancelHook) {
+    *self.shared.on_cancel.lock() = Some(f);
+  }
+
+  /// Forgets the claims of jobs cancelled in the database.
+  fn forget_cancelled(&mut self) {
+    let ids: Vec<JobId> = std::mem::take(&mut *self.shared.cancelled.lock());
+    for id in ids {
+      self.running.remove(&id);
+    }
   }
 
   /// How many claimed jobs wait in the ready buffer.
@@ -635,7 +698,8 @@ async fn claimer(
     tokio::select! {
       _ = shared.wake.notified() => {}
       n = next_notice(&mut listener) => match n {
-        Some(Notice::Inserted { .. }) | Some(Notice::Cancelled(_)) => {}
+        Some(Notice::Inserted { .. }) => {}
+        Some(Notice::Cancelled(id)) => shared.cancelled(id),
         Some(Notice::Lost(_)) | None => listener = None,
       },
       _ = tick(&mut beat) => {
@@ -745,6 +809,7 @@ impl Store for PgBackend {
     runnable: &dyn Fn(u32) -> bool,
     visit: &mut dyn FnMut(&Job, Lease),
   ) -> Result<usize> {
+    self.forget_cancelled();
     self.sync_runnable(runnable);
     if self.opts.sync_claims && self.shared.ready.lock().is_empty() {
       self.claim_now(max, now)?;
@@ -806,6 +871,7 @@ impl Store for PgBackend {
   }
 
   fn complete(&mut self, lease: Lease, id: JobId, result: &str, now: u64) -> Result<Settled> {
+    self.forget_cancelled();
     let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
@@ -829,6 +895,7 @@ impl Store for PgBackend {
     now: u64,
     rand: f64,
   ) -> Result<Settled<Failed>> {
+    self.forget_cancelled();
     let current = self.is_current(id, &lease);
     let Some(h) = current.then(|| self.running.remove(&id)).flatten() else {
       return Ok(Settled::Fenced);
@@ -891,10 +958,10 @@ impl Store for PgBackend {
     self.wait("cancelJob", async move { pg.cancel(id, now).await })
   }
 
-  fn retry(&mut self, _id: JobId, _now: u64) -> Result<bool> {
-    Err(Error::Storage(
-      "PostgreSQL: retryJob of a finished job is not supported yet".into(),
-    ))
+  fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
+    self.drain_writes()?;
+    let pg = self.pg.clone();
+    self.wait("retryJob", async move { pg.retry(id, now).await })
   }
 
   fn progress(&mut self, id: JobId, json: &str) -> Result<bool> {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::tests::{admin, cfg, server_up, unique};
@@ -448,4 +449,101 @@ fn the_claimer_says_when_jobs_arrive_in_an_empty_buffer() {
     .expect("claim");
   assert_eq!(got, vec![id]);
   s.close();
+}
+
+/// A queue on a backend whose cancel hook records the ids it hears.
+fn queue_hearing_cancels(env: &Env) -> (Queue, u32, PgReader, Arc<Mutex<Vec<JobId>>>) {
+  let mut names = Names::default();
+  names.intern("work");
+  let backend = env.backend(&names, BackendOptions::default());
+  let heard = Arc::new(Mutex::new(Vec::new()));
+  let h = heard.clone();
+  backend.set_on_cancel(Arc::new(move |id| h.lock().push(id)));
+  let reader = backend.reader();
+  let mut q = Queue::with_store(QueueConfig::default(), env.now(), Box::new(backend), names);
+  let calc = q.register("work", &Value::Null).expect("register");
+  q.start(env.now());
+  (q, calc, reader, heard)
+}
+
+/// Waits (bounded) until `heard` holds `id`.
+fn hear(heard: &Mutex<Vec<JobId>>, id: JobId) {
+  for _ in 0..2_000 {
+    if heard.lock().contains(&id) {
+      return;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  panic!("the cancel of {id} was never heard");
+}
+
+#[test]
+fn a_cancel_by_this_process_or_another_aborts_the_slot_running_it() {
+  let Some(env) = env("pgb_cancel") else { return };
+  let (mut q, calc, reader, heard) = queue_hearing_cancels(&env);
+  let now = env.now();
+  let a = add(&mut q, calc, "1", json!({}), now);
+  let b = add(&mut q, calc, "2", json!({}), now);
+  flush(&mut q);
+  let t = take_until(&mut q, 2, now);
+  let slot_of = |id: JobId| t.iter().find(|x| x.2 == id).copied().expect("taken");
+  // This process's reader: the hook is called once the cancel committed.
+  assert_eq!(
+    env.rt().block_on(reader.cancel(a)).expect("cancel"),
+    Some(Status::Running)
+  );
+  assert!(heard.lock().contains(&a), "told at the commit");
+  assert!(q.abort_cancelled(a, now), "a ran here");
+  assert!(!q.abort_cancelled(a, now), "aborted once");
+  assert!(q.has_news(), "the abort is news for JavaScript");
+  // Another process (the SQL core directly): heard by NOTIFY.
+  assert_eq!(
+    env.rt().block_on(env.pg.cancel(b, now)).expect("cancel"),
+    Some(Status::Running)
+  );
+  hear(&heard, b);
+  assert!(q.abort_cancelled(b, now));
+  // The handlers' late outcomes change nothing.
+  let (sa, sb) = (slot_of(a), slot_of(b));
+  q.settle(&format!("[{},{}]", ok(&sa), ok(&sb)), now)
+    .expect("settle");
+  flush(&mut q);
+  assert_eq!(q.late_outcomes(), 2);
+  assert_eq!(env.db(a).job.status, Status::Cancelled);
+  assert_eq!(env.db(b).job.status, Status::Cancelled);
+  q.drain();
+  q.check_invariants().expect("invariants");
+  // A cancelled job retried runs again here.
+  assert!(env.rt().block_on(reader.retry(a)).expect("retry"));
+  assert!(
+    !env.rt().block_on(reader.retry(a)).expect("retry"),
+    "pending now"
+  );
+  let again = take_until(&mut q, 1, now);
+  assert_eq!((again[0].2, again[0].3), (a, 1), "attempts reset");
+}
+
+#[test]
+fn a_retry_is_refused_while_another_unfinished_job_holds_its_key() {
+  let Some(env) = env("pgb_rkey") else { return };
+  let (mut q, calc, reader, _) = queue_hearing_cancels(&env);
+  let now = env.now();
+  let a = add(&mut q, calc, "1", json!({"key": "k"}), now);
+  flush(&mut q);
+  assert_eq!(
+    env.rt().block_on(reader.cancel(a)).expect("cancel"),
+    Some(Status::Pending)
+  );
+  let b = add(&mut q, calc, "2", json!({"key": "k", "delay": 60_000}), now);
+  flush(&mut q);
+  assert_ne!(a, b);
+  assert!(!env.rt().block_on(reader.retry(a)).expect("retry"));
+  assert_eq!(env.db(a).job.status, Status::Cancelled, "left as it was");
+  assert!(env
+    .rt()
+    .block_on(reader.cancel(b))
+    .expect("cancel")
+    .is_some());
+  assert!(env.rt().block_on(reader.retry(a)).expect("retry"));
+  assert_eq!(env.db(a).job.status, Status::Pending);
 }
