@@ -9,7 +9,7 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** One service's core. Private to `index.js`. */
+/** One service's core. Private to `lib/` (the dispatcher and the service). */
 export declare class Core {
   /**
    * `configJson`: the service config as JSON; `wake`: called (at most once
@@ -51,7 +51,7 @@ export declare class Core {
   storage(): string
   /**
    * Resolves once every write made before the call is committed: with
-   * `null`, or with the storage error's message (index.js throws it as
+   * `null`, or with the storage error's message (lib/service.js throws it as
    * `ERR_STORAGE`; async methods cannot carry a custom code).
    */
   flush(): Promise<string | null>
@@ -228,7 +228,7 @@ export declare function nextCronRuns(expression: string, tz: string | undefined 
 
 /**
  * The bridge's numbers (abort reasons, outcome kinds, flag bits, tuple
- * sizes) for `index.js` to read once at load. Private to `index.js`.
+ * sizes) for `lib/dispatcher.js` to read once at load. Private to it.
  */
 export declare function wire(): Wire
 

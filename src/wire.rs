@@ -1,10 +1,10 @@
 //! The JavaScript bridge's format, typed once (DESIGN.md section 2).
 //!
-//! Jobs and outcomes cross between Rust and `index.js` as flat JSON arrays,
+//! Jobs and outcomes cross between Rust and `lib/dispatcher.js` as flat JSON arrays,
 //! one batch per call; small numbers in them (why an attempt was aborted,
 //! what kind an outcome is, the bits `settle` and `poll` return) are defined
 //! here and nowhere else. The binding exports them (`wire()` in
-//! `binding.d.ts`) and `index.js` reads them once at load.
+//! `binding.d.ts`) and `lib/dispatcher.js` reads them once at load.
 //!
 //! | call | direction | shape |
 //! |---|---|---|
@@ -220,7 +220,7 @@ mod tests {
   use super::*;
   use serde_json::Value;
 
-  /// The contract with `index.js`: these numbers are what `wire()` exports
+  /// The contract with `lib/dispatcher.js`: these numbers are what `wire()` exports
   /// (checked from the JS side by `__test__/wire-contract.spec.js`, which
   /// holds the same table). Changing one is a breaking change of the bridge.
   #[test]

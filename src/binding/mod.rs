@@ -1,6 +1,6 @@
 //! The N-API binding: the only code that names napi. It converts, forwards to
 //! the core and maps [`crate::Error`] to a JavaScript `Error` whose `code` is
-//! the error's stable code. `index.js` wraps this in the public API.
+//! the error's stable code. `lib/service.js` wraps this in the public API.
 //!
 //! Data crosses as JSON text in both directions (one `JSON.parse` per batch
 //! on the JS side beats building objects through N-API).
@@ -79,7 +79,7 @@ impl Waker for JsWaker {
   }
 }
 
-/// One service's core. Private to `index.js`.
+/// One service's core. Private to `lib/` (the dispatcher and the service).
 #[napi]
 pub struct Core {
   engine: Arc<Engine>,
@@ -200,7 +200,7 @@ pub struct Wire {
 }
 
 /// The bridge's numbers (abort reasons, outcome kinds, flag bits, tuple
-/// sizes) for `index.js` to read once at load. Private to `index.js`.
+/// sizes) for `lib/dispatcher.js` to read once at load. Private to it.
 #[napi]
 #[cfg_attr(test, allow(dead_code))]
 pub fn wire() -> Wire {
@@ -604,7 +604,7 @@ impl Core {
   }
 
   /// Resolves once every write made before the call is committed: with
-  /// `null`, or with the storage error's message (index.js throws it as
+  /// `null`, or with the storage error's message (lib/service.js throws it as
   /// `ERR_STORAGE`; async methods cannot carry a custom code).
   #[napi]
   pub async fn flush(&self) -> napi::Result<Option<String>> {
