@@ -393,10 +393,7 @@ impl Core {
           return Ok(Some(self.engine.with(|q, _| q.render_job(&job))));
         }
         let pg = reader.pg().clone();
-        let got = crate::queue::runtime()?
-          .spawn(async move { pg.get(id).await })
-          .await
-          .map_err(|e| Error::Storage(format!("PostgreSQL read task: {e}")))??;
+        let got = on_runtime("read", async move { pg.get(id).await }).await?;
         Ok(got.map(|j| {
           self.engine.with(|q, _| {
             let job = j.into_job(q.names_for_read());
@@ -410,9 +407,7 @@ impl Core {
     #[cfg(not(feature = "postgres"))]
     {
       let _ = id;
-      Ok(AsyncAnswer::from(Err(Error::Storage(
-        "PostgreSQL is not in this build".into(),
-      ))))
+      Ok(no_postgres())
     }
   }
 
@@ -433,10 +428,7 @@ impl Core {
           return Ok(Some(self.engine.with(|q, _| q.render_jobs(&query, &[]))));
         };
         let pg = reader.pg().clone();
-        let got = crate::queue::runtime()?
-          .spawn(async move { pg.list(&filter, &names).await })
-          .await
-          .map_err(|e| Error::Storage(format!("PostgreSQL read task: {e}")))??;
+        let got = on_runtime("read", async move { pg.list(&filter, &names).await }).await?;
         Ok(Some(self.engine.with(|q, _| {
           let jobs: Vec<_> = got
             .into_iter()
@@ -451,9 +443,7 @@ impl Core {
     #[cfg(not(feature = "postgres"))]
     {
       let _ = filter_json;
-      Ok(AsyncAnswer::from(Err(Error::Storage(
-        "PostgreSQL is not in this build".into(),
-      ))))
+      Ok(no_postgres())
     }
   }
 
@@ -470,10 +460,7 @@ impl Core {
       };
       let r = async {
         let reader = self.pg_reader()?;
-        let got = crate::queue::runtime()?
-          .spawn(async move { reader.cancel(id).await })
-          .await
-          .map_err(|e| Error::Storage(format!("PostgreSQL cancel task: {e}")))??;
+        let got = on_runtime("cancel", async move { reader.cancel(id).await }).await?;
         Ok(Some(got.is_some().to_string()))
       }
       .await;
@@ -482,9 +469,7 @@ impl Core {
     #[cfg(not(feature = "postgres"))]
     {
       let _ = id;
-      Ok(AsyncAnswer::from(Err(Error::Storage(
-        "PostgreSQL is not in this build".into(),
-      ))))
+      Ok(no_postgres())
     }
   }
 
@@ -507,10 +492,7 @@ impl Core {
           return Err(Error::Stopped);
         }
         let reader = self.pg_reader()?;
-        let ok = crate::queue::runtime()?
-          .spawn(async move { reader.retry(id).await })
-          .await
-          .map_err(|e| Error::Storage(format!("PostgreSQL retry task: {e}")))??;
+        let ok = on_runtime("retry", async move { reader.retry(id).await }).await?;
         Ok(Some(ok.to_string()))
       }
       .await;
@@ -519,9 +501,7 @@ impl Core {
     #[cfg(not(feature = "postgres"))]
     {
       let _ = id;
-      Ok(AsyncAnswer::from(Err(Error::Storage(
-        "PostgreSQL is not in this build".into(),
-      ))))
+      Ok(no_postgres())
     }
   }
 
@@ -1078,4 +1058,25 @@ pub fn next_cron_runs(
       .map(|t| t as f64)
       .collect(),
   )
+}
+
+/// Runs a PostgreSQL call on the engine's runtime (never on the JS thread);
+/// `what` names it in the error if the task itself fails.
+#[cfg(feature = "postgres")]
+async fn on_runtime<T: Send + 'static>(
+  what: &str,
+  call: impl std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+) -> crate::error::Result<T> {
+  crate::queue::runtime()?
+    .spawn(call)
+    .await
+    .map_err(|e| Error::Storage(format!("PostgreSQL {what} task: {e}")))?
+}
+
+/// The answer of a PostgreSQL-only call in a build without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+fn no_postgres() -> AsyncAnswer {
+  AsyncAnswer::from(Err(Error::Storage(
+    "PostgreSQL is not in this build".into(),
+  )))
 }
