@@ -209,7 +209,7 @@ export declare const enum JobErrorCode {
   ServiceStopped = 'ERR_SERVICE_STOPPED',
   /** The process died while the job ran (found at the next start); stored when no attempts were left. */
   Interrupted = 'ERR_INTERRUPTED',
-  /** A dependency failed, timed out or was cancelled (with `onDependencyFailure: 'fail'`). */
+  /** A dependency failed, timed out or was cancelled (with `onDependencyFailure: 'fail'`); on PostgreSQL also a `dependsOn` id that named no job (the insert checks them). */
   DependencyFailed = 'ERR_DEPENDENCY_FAILED',
   /** The worker thread running the job exited. */
   ThreadExited = 'ERR_THREAD_EXITED',

@@ -39,7 +39,7 @@ export interface JobHandle {
    * A handler that ignores it keeps running, no longer counted in `maxWorkers`.
    */
   readonly signal: AbortSignal
-  /** Records progress: a number or a JSON-serializable object. */
+  /** Records progress: a number or a JSON-serializable object (on PostgreSQL written to the database in batches, the latest value wins). */
   updateProgress(progress: number | object): void
 }
 
@@ -119,13 +119,20 @@ export interface JobOptions {
   runAt?: Date | number
   /** Run after this many ms. */
   delay?: number
-  /** Job ids that must complete first; the job is `waiting` until then. Unknown ids: `ERR_DEPENDENCY_NOT_FOUND`. */
+  /**
+   * Job ids that must complete first; the job is `waiting` until then. Unknown ids: `ERR_DEPENDENCY_NOT_FOUND`
+   * (on PostgreSQL only malformed ones: a well-formed id naming no job is found by the insert, which records the
+   * job `failed` with `ERR_DEPENDENCY_FAILED`, "not found").
+   */
   dependsOn?: string[]
   /** `'fail'` (default): a failed, timed-out or cancelled dependency fails this job with `ERR_DEPENDENCY_FAILED`; `'ignore'`: run anyway. */
   onDependencyFailure?: 'fail' | 'ignore'
   /**
-   * A unique key (1 to 512 bytes): while a job with this key is waiting, pending or running, adding another
-   * returns the existing job's id and adds nothing (see `onDuplicate`). Durable on SQLite.
+   * A unique key (1 to 512 bytes, no NUL): while a job with this key is waiting, pending or running, adding
+   * another returns the existing job's id and adds nothing (see `onDuplicate`). Durable on SQLite and PostgreSQL.
+   * On PostgreSQL (across instances) the database decides after `add` returned: a duplicate's returned id then
+   * stands for the existing job (`getJobStatus(id).jobId` is that job's id; `cancelJob`, `retryJob` and
+   * `dependsOn` act on it).
    */
   key?: string
   /**
@@ -142,7 +149,7 @@ export interface JobOptions {
    */
   debounceMs?: number
   /**
-   * At most one job per concurrency key (1 to 512 bytes) runs at a time; the others stay pending, in order,
+   * At most one job per concurrency key (1 to 512 bytes, no NUL) runs at a time (in the whole cluster on PostgreSQL); the others stay pending, in order,
    * until it finishes, while jobs without it or with another key run in parallel.
    */
   concurrencyKey?: string
@@ -235,7 +242,8 @@ export interface JobManagementConfig {
  * - `ERR_SERVICE_STOPPED`: `stop()`'s deadline passed while the attempt ran; the job goes back to pending with
  *   this error in `errors` (0.1.0 stored `ERR_INTERRUPTED`; it reads back as this).
  * - `ERR_INTERRUPTED`: the process died while the job ran (found at the next start).
- * - `ERR_DEPENDENCY_FAILED`: a dependency failed, timed out or was cancelled.
+ * - `ERR_DEPENDENCY_FAILED`: a dependency failed, timed out or was cancelled (on PostgreSQL also: a `dependsOn` id
+ *   named no job).
  * - A calculation in worker threads: `ERR_THREAD_EXITED` (its thread exited), `ERR_WORKER_OUT_OF_MEMORY` (its
  *   thread ran out of memory under `threads.resourceLimits`; Node's code, passed on), `ERR_THREAD_TERMINATED` (its
  *   thread was terminated because another job in it ignored an abort).
@@ -336,8 +344,14 @@ export interface QueueStatistics {
   queued: number
   /** Due jobs waiting for their calculation to be registered. */
   unregistered: number
-  /** `'memory'` or `'sqlite'`. */
+  /** `'memory'`, `'sqlite'` or `'postgres'`. */
   storage: string
+  /**
+   * Whose figures these are: the counts (`waiting` ... `total`, `queued`) are the storage's (`'cluster'` on
+   * PostgreSQL: a snapshot of the shared database read at `countsAsOf`, refreshed every second; `'process'`
+   * otherwise, with `countsAsOf` null); throughput, times, workers and `lateOutcomes` are this process's.
+   */
+  scope: { counts: 'cluster' | 'process'; countsAsOf: number | null; figures: 'process' }
   /** Finished attempts per second over the last minute. */
   throughput: number
   /** ms from due to start, average over the last minute. */
@@ -397,6 +411,11 @@ export interface JobEvent {
   attempt: number
 }
 
+/**
+ * The service's events. On PostgreSQL `completed`, `failed`, `retrying` and `timedOut` fire after the
+ * outcome's commit (none for an outcome the commit found fenced: the job was rescued by another instance);
+ * `cancelled` fires where the job ran, or, for a job that had not started, where `cancelJob` was called.
+ */
 export interface JobManagementEvents {
   completed: [JobEvent & { result: unknown }]
   failed: [JobEvent & { error: JobError }]
@@ -444,6 +463,18 @@ export interface SystemHealth {
   workers: HealthDimension
   performance: HealthDimension
   errors: HealthDimension & { failuresLast5m: number; recentErrors: RecentError[] }
+  /**
+   * The storage: `degraded` (status `warning`) while PostgreSQL is unreachable or
+   * writes are being retried, `unhealthy` (status `critical`) after 30 s of that or
+   * when a write failed for good (SQLite too); memory is always `healthy`.
+   */
+  storage: HealthDimension & {
+    state: 'healthy' | 'degraded' | 'unhealthy'
+    /** Why it is not healthy (null when it is). */
+    message: string | null
+    /** How long it has not been healthy (ms; null when healthy or not known). */
+    downMs: number | null
+  }
   checkedAt: number
   activeAlerts: number
 }
@@ -550,6 +581,8 @@ export interface AlertRule {
     | 'errorRate' | 'timeoutRate' | 'failedCount' | 'timeoutCount' | 'completedCount' | 'throughput'
     | 'avgDurationMs' | 'maxDurationMs' | 'avgWaitMs' | 'queueLength' | 'oldestWaitMs'
     | 'workerUtilization' | 'busyWorkers' | 'availableWorkers'
+    /** 0 healthy, 1 degraded, 2 unhealthy (the latest, whatever the window). */
+    | 'storageHealth'
   operator: '>' | '>=' | '<' | '<=' | '==' | '!='
   threshold: number
   /** ms (default 60000; 0 = the latest sample, gauges only). */
@@ -657,9 +690,28 @@ export interface ScheduledJob {
 }
 
 /** `storage` for PostgreSQL (preview). Bad values are `ERR_INVALID_CONFIG` naming the key. */
+/** `storage.ssl` as an object (PEM text; read files yourself, e.g. `fs.readFileSync(path, 'utf8')`). */
+export interface PostgresTlsOptions {
+  /** Default true. false: DANGEROUS, any certificate is accepted (the handshake's signatures are still checked). */
+  rejectUnauthorized?: boolean
+  /** PEM: the CA certificate(s) trusted instead of the public roots (e.g. RDS's bundle). */
+  ca?: string
+  /** PEM: a client certificate (chain), with `key`. */
+  cert?: string
+  /** PEM: the client certificate's unencrypted private key (PKCS#8, PKCS#1 or SEC1). */
+  key?: string
+}
+
 export interface PostgresStorageConfig {
   type: 'postgres'
-  /** `postgres://user:password@host:port/database`; not with `host`, `port`, `database`, `user`. */
+  /**
+   * `postgres://user:password@host:port/database`; not with `host`, `port`,
+   * `database`, `user`. Its `sslmode` has libpq's meanings: `disable`;
+   * `prefer`/`allow` (TLS if offered, not verified); `require` (encrypted,
+   * not verified, unless `ssl.ca` is given: then as `verify-ca`);
+   * `verify-ca` (the chain, not the host name); `verify-full`; and
+   * node-postgres's `no-verify` (encrypted, not verified).
+   */
   connectionString?: string
   /** Default `localhost`, 5432, user `postgres`, database the user's name. */
   host?: string
@@ -667,8 +719,16 @@ export interface PostgresStorageConfig {
   database?: string
   user?: string
   password?: string
-  /** TLS (rustls, the web's root certificates). Default false. */
-  ssl?: boolean
+  /**
+   * TLS (rustls). Default false. `true`: the server's certificate verified
+   * against the public (Mozilla) roots and its host name. An object, as
+   * node-postgres takes it: `ca` (PEM, one or more certificates) trusted
+   * instead of the public roots; `cert` + `key` (PEM) a client certificate;
+   * `rejectUnauthorized: false` accepts ANY certificate (encrypted but not
+   * authenticated: dangerous). With `sslmode` in `connectionString`, only
+   * `{ ca, cert, key }` may be given here (the sslmode decides the rest).
+   */
+  ssl?: boolean | PostgresTlsOptions
   /** Where the tables are; created on first start. Default `jobwerk`. */
   schema?: string
   /** Connections at most (1 to 100, default 10). */
@@ -703,6 +763,12 @@ export declare class JobManagementService<C extends JobManagementConfig = JobMan
   addCalculationJobs(
     jobs: Array<{ calculation: Calculation; data?: unknown; context?: CalculationContext; options?: JobOptions }>,
   ): string[]
+  /**
+   * Resolves once everything added and every outcome reported before the
+   * call is committed to storage. It does not wait for jobs still to run: a
+   * job added just before completes later, and its outcome is covered by a
+   * `flush()` called after its `completed` event.
+   */
   flush(): Promise<void>
   /** A Promise on PostgreSQL. */
   getJobStatus(jobId: string): OnStorage<C, CalculationStatus | null>
@@ -733,6 +799,7 @@ export declare class JobManagementService<C extends JobManagementConfig = JobMan
    * Returns the schedule's id. An expression no date fits (`0 0 30 2 *`) is `ERR_INVALID_CRON` (field `expression`).
    */
   scheduleCronCalculationJob<D>(calculation: Calculation<D>, data: D, context: CalculationContext | undefined, expression: string, options?: ScheduleOptions): string
+  /** Synchronous on every storage; on PostgreSQL the cluster's schedules, as last read (at most a second old). */
   getScheduledJobs(filter?: { kind?: 'once' | 'interval' | 'cron'; name?: string; enabled?: boolean }): ScheduledJob[]
   cancelScheduledJob(id: string): boolean
   setScheduledJobEnabled(id: string, enabled: boolean): boolean

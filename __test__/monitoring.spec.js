@@ -53,6 +53,8 @@ test('a high error rate fires one alert, logs it, and resolves when failures age
   expect(past.ruleId).toBe('highErrorRate')
   expect(typeof past.resolvedAt).toBe('number')
   expect(s.getSystemHealth().overall).toBe('healthy')
+  // The fifth dimension: memory storage is always healthy.
+  expect(s.getSystemHealth().storage).toMatchObject({ status: 'healthy', state: 'healthy', message: null, downMs: null })
 })
 
 test('queue backlog: fires over 50 pending, not at 50; acknowledge and resolve by hand', async () => {

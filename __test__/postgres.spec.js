@@ -118,6 +118,29 @@ pgTest('100 jobs added by this process all complete exactly once; getJobStatus i
   expect(rows[0].n).toBe(100)
 })
 
+pgTest('a job added before start() connects is refused with ERR_STORAGE, never silently lost', async () => {
+  const s = service(schema())
+  const calc = { name: 'early', calculate: (d) => d.i }
+  s.registerCalculation(calc)
+  let err = null
+  try {
+    s.addCalculationJob(calc, { i: 1 })
+  } catch (e) {
+    err = e
+  }
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toMatch(/not open yet/)
+  await s.start()
+  const done = new Set()
+  s.on('completed', (e) => done.add(e.jobId))
+  const id = s.addCalculationJob(calc, { i: 2 })
+  await until([s], ['completed'], () => done.has(id))
+  const st = await s.getJobStatus(id)
+  expect(st.status).toBe('completed')
+  expect(st.result).toBe(2)
+})
+
 pgTest('a failing job is retried, then failed', async () => {
   const s = service(schema())
   let attempts = 0

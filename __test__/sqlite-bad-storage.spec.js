@@ -318,6 +318,9 @@ describe('a full disk (RLIMIT_FSIZE in a child)', () => {
     expect(r.start).toBe('ok')
     expect(r.error.code).toBe('ERR_STORAGE')
     expect(r.addAfter.code).toBe('ERR_STORAGE')
+    // getSystemHealth().storage says so (a failed SQLite store is unhealthy, critical)
+    expect(r.storageHealth).toMatchObject({ state: 'unhealthy', status: 'critical' })
+    expect(r.storageHealth.message).toMatch(/disk I\/O error|write/)
     expect(r.committed.length).toBeGreaterThan(0)
     console.log(`full disk while running: ${r.committed.length} jobs committed, then: ${r.error.message}`)
 

@@ -56,8 +56,10 @@ describe('getQueueStatistics', () => {
   test('a fresh service: every figure is zero, limits are the defaults', () => {
     const service = tracker.create()
     const s = service.getQueueStatistics()
-    expect(Object.keys(s).sort()).toEqual([...KEYS, 'storage'].sort())
+    expect(Object.keys(s).sort()).toEqual([...KEYS, 'storage', 'scope'].sort())
     expect(s.storage).toBe('memory')
+    // Whose figures: one process's (the cluster's counts only on PostgreSQL).
+    expect(s.scope).toEqual({ counts: 'process', countsAsOf: null, figures: 'process' })
     for (const k of KEYS) expect(typeof s[k]).toBe('number')
     for (const k of KEYS.filter((k) => k !== 'maxWorkers' && k !== 'maxQueueSize')) expect(s[k]).toBe(0)
     expect(s.maxWorkers).toBe(3)

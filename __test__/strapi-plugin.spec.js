@@ -121,7 +121,8 @@ describe('config validator', () => {
     [{ shutdownTimeoutMs: -1 }, /config\.shutdownTimeoutMs: must be a number/],
     [{ shutdownTimeoutMs: '8s' }, /config\.shutdownTimeoutMs/],
     [{ jobsDir: 3 }, /config\.jobsDir/],
-    [{ storage: { type: 'postgres' } }, /config\.storage\.type/],
+    [{ storage: { type: 'redis' } }, /config\.storage\.type/],
+    [{ storage: { type: 'postgres', port: 'x' } }, /storage\.port must be an integer/],
     [{ storage: { path: '' } }, /config\.storage\.path/],
     [{ queue: { maxWorkers: 0 } }, /queue\.maxWorkers must be an integer/],
     [{ queue: { maxWorkerz: 1 } }, /queue\.maxWorkerz is not a known key/],
@@ -189,10 +190,16 @@ describe('storage follows the app database', () => {
     expect(strapi.log.lines.find((l) => l.includes('storage sqlite'))).toMatch(/uses mysql/)
   })
 
-  test('PostgreSQL app: the log says PostgreSQL storage is not available yet and SQLite is used', async () => {
-    const strapi = fakeStrapi({ database: { client: 'postgres', connection: { host: '127.0.0.1', database: 'test' } } })
-    await boot(strapi)
-    expect(strapi.log.lines.find((l) => l.includes('storage sqlite'))).toMatch(/PostgreSQL storage is not available/)
+  test('PostgreSQL app (config only, no start): PostgreSQL storage on the app\'s server and database, schema jobwerk, and the log says why', () => {
+    const strapi = fakeStrapi({ database: { client: 'postgres', connection: { host: 'db.internal', port: 5432, database: 'app', user: 'strapi', password: 'pw' } } })
+    plugin.register({ strapi })
+    const jobs = strapi.plugin('jobwerk').service('jobs')
+    expect(jobs.getSystemStatus().storage).toEqual({ type: 'postgres', state: 'closed', error: null })
+    const line = strapi.log.lines.find((l) => l.includes('storage postgres'))
+    expect(line).toMatch(/at db\.internal:5432\/app as strapi, schema jobwerk \(the app uses PostgreSQL/)
+    expect(line).not.toMatch(/pw/)
+    // Never started: nothing to stop (destroy of a service that never opened).
+    started.push(strapi)
   })
 
   test("a configured path equal to Strapi's own SQLite file is refused", () => {
@@ -482,8 +489,9 @@ describe('content-API routes', () => {
   function call(controller, action, params = {}) {
     const strapi = started[started.length - 1]
     const ctx = { params, status: 200, body: undefined, type: undefined }
-    plugin.controllers[controller]({ strapi })[action](ctx)
-    return ctx
+    // findOne is async (getJobStatus is a Promise on PostgreSQL); Koa awaits it as Strapi does.
+    const done = plugin.controllers[controller]({ strapi })[action](ctx)
+    return done && typeof done.then === 'function' ? done.then(() => ctx) : ctx
   }
 
   test('read routes only, named find/findOne (read-only API tokens may call them)', () => {
@@ -511,8 +519,8 @@ describe('content-API routes', () => {
     const m = call('metrics', 'find')
     expect(m.type).toMatch(/^text\/plain; version=0\.0\.4/)
     expect(m.body).toMatch(/^jobwerk_enqueue_lost_total\{code="none"\} 0$/m)
-    expect(call('jobs', 'findOne', { id }).body).toEqual(expect.objectContaining({ status: 'completed', result: 7 }))
-    const missing = call('jobs', 'findOne', { id: 'nope' })
+    expect((await call('jobs', 'findOne', { id })).body).toEqual(expect.objectContaining({ status: 'completed', result: 7 }))
+    const missing = await call('jobs', 'findOne', { id: 'nope' })
     expect(missing.status).toBe(404)
   })
 })
@@ -661,7 +669,7 @@ describe('failures around the lifecycle', () => {
     await plugin.bootstrap({ strapi })
     expect(jobs.startError.code).toBe('ERR_STORAGE')
     expect(strapi.log.lines.some((l) => /^error: jobwerk: the service failed to start \(ERR_STORAGE: .*in use by another jobwerk service/.test(l))).toBe(true)
-    expect(strapi.log.lines.some((l) => /^error: jobwerk: several instances of this app\? Each needs its own SQLite file \(config storage\.path/.test(l))).toBe(true)
+    expect(strapi.log.lines.some((l) => /^error: jobwerk: several instances of this app\? On SQLite each needs its own file \(config storage\.path/.test(l))).toBe(true)
     // A hook after it, and one inside a transaction that commits.
     expect(jobs.enqueue('recalc', 'after')).toBeNull()
     await strapi.db.transaction(async () => {

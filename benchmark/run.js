@@ -28,7 +28,7 @@ const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { DEFAULT_ORDER, DEFAULT_WORKLOADS, SYSTEMS, SERVERS } = require('./systems')
+const { DEFAULT_ORDER, DEFAULT_WORKLOADS, SHARED_DB_WORKLOADS, SHARED_DB_SYSTEMS, SYSTEMS, SERVERS } = require('./systems')
 const { DIR_PREFIX: SQLITE_DIR_PREFIX } = require('./systems/jobwerk')
 const { params: workloadParams } = require('./workloads')
 const { median, tcpReachable, hostCpuMs } = require('./lib/util')
@@ -38,7 +38,9 @@ const HERE = __dirname
 const NATIVE_DIR = path.join(HERE, '.native')
 const NATIVE_FILE = 'jobwerk.linux-x64-gnu.node'
 const JS_DIR = path.join(NATIVE_DIR, 'js')
-const ALL_WORKLOADS = ['w1', 'w2', 'w3', 'w4']
+const ALL_WORKLOADS = ['w1', 'w1x2', 'w2', 'w3', 'w4', 'long']
+// BENCH_N_W1_PEERS replaces W1's N for these (the PostgreSQL peers, ~1-3k jobs/s).
+const SLOW_PEERS = ['pg-boss', 'graphile-worker']
 
 function log(msg) {
   process.stderr.write(`${msg}\n`)
@@ -227,7 +229,11 @@ const ROWS = [
   { label: 'W1 enqueue (jobs/s)', wl: 'w1', get: (m) => m.enqueuePerSec, higher: true },
   { label: 'W1 enqueue + flush (jobs/s)', wl: 'w1', get: (m) => m.enqueueFlushedPerSec, higher: true, optional: true },
   { label: 'W1 process (jobs/s)', wl: 'w1', get: (m) => m.processPerSec, higher: true },
+  { label: 'W1 busy cores, whole machine (PostgreSQL included)', wl: 'w1', get: (m) => m.hostBusyCores, optional: true },
+  { label: 'W1 process jobs/s per busy core', wl: 'w1', get: (m) => m.jobsPerSecPerBusyCore, higher: true, optional: true },
   { label: 'W1 peak RSS (MB)', wl: 'w1', get: (m) => (typeof m.peakRssBytes === 'number' ? m.peakRssBytes / 1e6 : null) },
+  { label: 'W1 two processes: process (jobs/s)', wl: 'w1x2', get: (m) => m.processPerSec, higher: true },
+  { label: 'W1 two processes: busy cores', wl: 'w1x2', get: (m) => m.hostBusyCores },
   { label: 'W2 latency p50 (ms)', wl: 'w2', get: (m) => m.latencyMs.p50 },
   { label: 'W2 latency p95 (ms)', wl: 'w2', get: (m) => m.latencyMs.p95 },
   { label: 'W2 latency p99 (ms)', wl: 'w2', get: (m) => m.latencyMs.p99 },
@@ -238,6 +244,11 @@ const ROWS = [
   { label: 'W4 client RSS per job (B)', wl: 'w4', get: (m) => m.rssBytesPerJob },
   { label: 'W4 server/file storage per job (B)', wl: 'w4', get: (m) => m.serverBytesPerJob, optional: true },
   { label: 'W4 enqueue (jobs/s)', wl: 'w4', get: (m) => m.enqueuePerSec, higher: true },
+  { label: 'Long run: jobs/s overall', wl: 'long', get: (m) => m.jobsPerSec, higher: true },
+  { label: 'Long run: first minute (jobs/s)', wl: 'long', get: (m) => m.firstMinuteJobsPerSec, higher: true },
+  { label: 'Long run: last minute (jobs/s)', wl: 'long', get: (m) => m.lastMinuteJobsPerSec, higher: true },
+  { label: 'Long run: loss first to last minute (%)', wl: 'long', get: (m) => (typeof m.lossFirstToLast === 'number' ? 100 * m.lossFirstToLast : null) },
+  { label: 'Long run: schema size at the end (MB)', wl: 'long', get: (m) => (m.samples.length ? m.samples[m.samples.length - 1].totalBytes / 1e6 : null) },
 ]
 
 function fmt(v) {
@@ -325,7 +336,13 @@ function progressText(r) {
       s =
         `enqueue ${f(m.enqueuePerSec)}/s${m.enqueueFlushedPerSec ? ` (${f(m.enqueueFlushedPerSec)}/s with flush)` : ''}, ` +
         `process ${f(m.processPerSec)}/s${m.finalFlushMs !== null && m.finalFlushMs !== undefined ? ` (final flush ${f(m.finalFlushMs)} ms)` : ''}, ` +
-        `peak RSS ${f(m.peakRssBytes / 1e6)} MB`
+        `peak RSS ${f(m.peakRssBytes / 1e6)} MB${typeof m.hostBusyCores === 'number' ? `, busy cores ${f(m.hostBusyCores)} (this process ${f(m.processCores)}, postgres ${f(m.postgresCores)})` : ''}`
+      break
+    case 'w1x2':
+      s = `two processes: process ${f(m.processPerSec)}/s (${m.handlersStartedHere} + ${m.handlersStartedInPeer} handlers), busy cores ${f(m.hostBusyCores)}`
+      break
+    case 'long':
+      s = `long: ${f(m.jobsPerSec)}/s; per minute ${m.samples.map((x) => f(x.jobsPerSec)).join(', ')}; loss ${f(100 * (m.lossFirstToLast || 0))}%; ${m.vacuum}; size ${m.samples.map((x) => f(x.totalBytes / 1e6)).join(', ')} MB`
       break
     case 'w2':
       s = `p50 ${f(m.latencyMs.p50)} ms, p99 ${f(m.latencyMs.p99)} ms, max ${f(m.latencyMs.max)} ms`
@@ -350,20 +367,28 @@ function progressText(r) {
 async function main() {
   const quick = process.env.BENCH_QUICK === '1' || process.env.BENCH_QUICK === 'true'
   const systems = listEnv('BENCH_SYSTEMS', DEFAULT_ORDER.filter((s) => SYSTEMS[s]))
+  const longRun = process.env.BENCH_LONG === '1' || process.env.BENCH_LONG === 'true'
   const workloadsGiven = Boolean(process.env.BENCH_WORKLOADS)
-  const workloads = listEnv('BENCH_WORKLOADS', ALL_WORKLOADS)
-  const runsWorkload = (s, wl) => workloads.includes(wl) && (workloadsGiven || !DEFAULT_WORKLOADS[s] || DEFAULT_WORKLOADS[s].includes(wl))
+  // BENCH_LONG=1: the bloat run only; otherwise every workload but it.
+  const workloads = longRun ? ['long'] : listEnv('BENCH_WORKLOADS', ALL_WORKLOADS.filter((w) => w !== 'long'))
+  const runsWorkload = (s, wl) =>
+    workloads.includes(wl) &&
+    (!SHARED_DB_WORKLOADS.includes(wl) || SHARED_DB_SYSTEMS.includes(s)) &&
+    (workloadsGiven || longRun || !DEFAULT_WORKLOADS[s] || DEFAULT_WORKLOADS[s].includes(wl))
   const reps = Number(process.env.BENCH_REPS || (quick ? 1 : 3))
   const fixedTimeoutMs = process.env.BENCH_TIMEOUT_MS ? Number(process.env.BENCH_TIMEOUT_MS) : null
   const w1N = process.env.BENCH_N_W1 ? Number(process.env.BENCH_N_W1) : null
   if (w1N !== null && !(Number.isInteger(w1N) && w1N > 0)) throw new Error('BENCH_N_W1 must be a positive integer')
   const params = workloadParams(quick, { w1N })
+  const peersN = process.env.BENCH_N_W1_PEERS ? Number(process.env.BENCH_N_W1_PEERS) : null
+  if (peersN !== null && !(Number.isInteger(peersN) && peersN > 0)) throw new Error('BENCH_N_W1_PEERS must be a positive integer')
   if (fixedTimeoutMs !== null) {
     if (!(fixedTimeoutMs > 0)) throw new Error('BENCH_TIMEOUT_MS must be a positive number of ms')
     // The workload's own wait ends before the run is killed, so the run reports what it saw.
     params.w1.timeoutMs = Math.max(params.w1.timeoutMs, fixedTimeoutMs - 15000)
+    params.w1x2.timeoutMs = Math.max(params.w1x2.timeoutMs, fixedTimeoutMs - 15000)
   }
-  const runTimeout = (wl) => fixedTimeoutMs || Math.max(120000, (params[wl].timeoutMs || 0) + 20000)
+  const runTimeout = (wl) => fixedTimeoutMs || Math.max(120000, (params[wl].durationMs || 0) + (params[wl].timeoutMs || 0) + 20000 + (wl === 'long' ? 120000 : 0))
   const concurrency = 16
 
   const buildMode = process.env.BENCH_BUILD
@@ -399,6 +424,8 @@ async function main() {
   for (let i = 0; i < plan.length; i++) {
     const { rep, system, workload } = plan[i]
     const opts = { ...params[workload], concurrency }
+    // The slow PostgreSQL peers need no 200,000 jobs to show their rate (BENCH.md, W1-PG).
+    if (peersN !== null && (workload === 'w1' || workload === 'w1x2') && SLOW_PEERS.includes(system)) opts.n = peersN
     const head = `[${String(i + 1).padStart(String(plan.length).length)}/${plan.length}] rep ${rep + 1}/${reps} ${workload} ${system}`
     let r
     const server = SERVERS[system]
@@ -433,7 +460,7 @@ async function main() {
       `Total ${(durationMs / 1000).toFixed(0)} s.`,
   )
   out.push(
-    `N: W1 ${params.w1.n}, W2 ${params.w2.n} at ${params.w2.ratePerSec}/s, W3 ${params.w3.n} at ${params.w3.ratePerSec}/s delayed ${params.w3.delayMs} ms, W4 ${params.w4.n}; concurrency ${concurrency}.`,
+    `N: W1 ${params.w1.n}${workloads.includes('w1x2') ? ` (also with two processes)` : ''}${peersN !== null ? ` (${SLOW_PEERS.join(', ')}: ${peersN})` : ''}, W2 ${params.w2.n} at ${params.w2.ratePerSec}/s, W3 ${params.w3.n} at ${params.w3.ratePerSec}/s delayed ${params.w3.delayMs} ms, W4 ${params.w4.n}; concurrency ${concurrency}.`,
   )
   out.push('')
   out.push(markdown)
@@ -482,10 +509,18 @@ async function main() {
     totalMemBytes: os.totalmem(),
     concurrency,
     params,
+    peersN,
     runTimeoutMs: Object.fromEntries(workloads.map((wl) => [wl, runTimeout(wl)])),
     workloadsBySystem: Object.fromEntries(systems.map((s) => [s, workloads.filter((wl) => runsWorkload(s, wl))])),
     systems: systemInfo,
-    versions: { 'p-queue': pkgVersion('p-queue'), bullmq: pkgVersion('bullmq'), ioredis: pkgVersion('ioredis'), 'pg-boss': pkgVersion('pg-boss') },
+    versions: {
+      'p-queue': pkgVersion('p-queue'),
+      bullmq: pkgVersion('bullmq'),
+      ioredis: pkgVersion('ioredis'),
+      'pg-boss': pkgVersion('pg-boss'),
+      'graphile-worker': pkgVersion('graphile-worker'),
+      pg: pkgVersion('pg'),
+    },
     summary,
     table: markdown,
     runs,

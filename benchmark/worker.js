@@ -30,7 +30,7 @@ async function main() {
       return
     }
   }
-  const adapter = await system.create({ concurrency: opts.concurrency || 16 })
+  const adapter = await system.create({ concurrency: opts.concurrency || 16, queue: opts.queue })
   // run.js sends SIGTERM when a run takes too long: clean up (delete the
   // queue, close connections) before going, so no queue is left behind.
   process.once('SIGTERM', () => {
@@ -44,7 +44,7 @@ async function main() {
   let metrics
   let error = null
   try {
-    metrics = await workload(adapter, opts)
+    metrics = await workload(adapter, { ...opts, system: systemName })
   } catch (e) {
     error = e
   }

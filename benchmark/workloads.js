@@ -2,7 +2,8 @@
 // The four workloads of shared/BENCH.md, written once against the adapter
 // interface described in systems/index.js. Each returns plain JSON metrics.
 
-const { now, sleep, percentile, withTimeout, forceGc } = require('./lib/util')
+const { performance } = require('node:perf_hooks')
+const { now, sleep, percentile, withTimeout, forceGc, hostCpuMs, processesCpuMs } = require('./lib/util')
 
 const CHUNK = 1000
 
@@ -61,6 +62,37 @@ async function addAllInChunks(adapter, n) {
   return now() - t0
 }
 
+/**
+ * CPU over a span (the processing phase of W1): this process's, and the whole
+ * machine's from /proc/stat (PostgreSQL's backends included, and whatever
+ * else ran meanwhile: the machine is shared). end(n) gives cores used and
+ * jobs/s per core used.
+ */
+function cpuSpan() {
+  const p0 = process.cpuUsage()
+  const h0 = hostCpuMs()
+  const pg0 = processesCpuMs('postgres')
+  const t0 = now()
+  return {
+    end(n) {
+      const wallMs = now() - t0
+      const p = process.cpuUsage(p0)
+      const h1 = hostCpuMs()
+      const processCores = (p.user + p.system) / 1000 / wallMs
+      const hostCores = h0 && h1 ? (h1.busyMs - h0.busyMs) / wallMs : null
+      const pg1 = processesCpuMs('postgres')
+      return {
+        cpuSpanMs: wallMs,
+        processCores,
+        // Every postgres process's CPU (backends that exited meanwhile not counted).
+        postgresCores: pg0 !== null && pg1 !== null ? Math.max(0, pg1 - pg0) / wallMs : null,
+        hostBusyCores: hostCores,
+        jobsPerSecPerBusyCore: hostCores ? n / (wallMs / 1000) / hostCores : null,
+      }
+    },
+  }
+}
+
 /** Peak RSS of this process so far, bytes (resourceUsage().maxRSS is in KiB). */
 function peakRss() {
   return process.resourceUsage().maxRSS * 1024
@@ -93,6 +125,7 @@ async function w1(adapter, { n, timeoutMs }) {
   }
   const counter = completionCounter()
   const done = counter.expect(n)
+  const cpu = cpuSpan()
   const tStart = now()
   await adapter.startProcessing(handler, { expected: n, onCompleted: counter.onCompleted })
   const tEvents = await withTimeout(done, timeoutMs, `${n} completions (${counter.count} recorded, ${started} started)`)
@@ -103,6 +136,7 @@ async function w1(adapter, { n, timeoutMs }) {
   }
   const processMs = tDone - firstStart
   return {
+    ...cpu.end(n),
     n,
     pendingAfterEnqueue: pending,
     enqueueMs,
@@ -119,6 +153,208 @@ async function w1(adapter, { n, timeoutMs }) {
     completionsRecorded: counter.count,
     rssAtStartBytes: rssAtStart,
     rssAtEndBytes: process.memoryUsage().rss,
+    peakRssBytes: peakRss(),
+  }
+}
+
+/** Wall-clock ms comparable across processes (performance.now() is per process). */
+const absNow = () => performance.timeOrigin + now()
+
+/**
+ * W1 with two processes on one queue (PostgreSQL systems): this process adds
+ * the N jobs (flushed), a second Node process (benchmark/peer.js) opens the
+ * same schema, then both process with `concurrency` each. Processing runs
+ * from the first handler start in either process until all N completions
+ * are recorded: counted from both processes' events (the peer relays its
+ * own), then both flushed; a system that counts committed completions in the
+ * database (`adapter.clusterCompletions`) is counted from this process alone.
+ */
+async function w1x2(adapter, { n, timeoutMs, concurrency, system }) {
+  if (!adapter.peerConfig) throw new Error(`${system} has no peerConfig(): two processes need a shared database`)
+  const { fork } = require('node:child_process')
+  const path = require('node:path')
+  const enqueueMs = await addAllInChunks(adapter, n)
+  if (adapter.flush) await adapter.flush()
+  const child = fork(path.join(__dirname, 'peer.js'), [system, JSON.stringify({ concurrency, peer: adapter.peerConfig(), expected: n })], {
+    execArgv: ['--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const waiters = []
+  let childFirstStart = null
+  let childCompleted = 0
+  let childStarted = 0
+  const counter = completionCounter()
+  child.on('message', (m) => {
+    if (m.type === 'completed') {
+      childCompleted += m.k
+      if (!adapter.clusterCompletions) counter.onCompleted(m.k)
+    }
+    if (m.type === 'firstStart' && childFirstStart === null) childFirstStart = m.at
+    if (m.type === 'started') childStarted = m.started
+    for (const w of waiters.splice(0)) {
+      if (m.type === 'error') w.reject(new Error(`peer: ${m.message}`))
+      else if (m.type === w.type) w.resolve(m)
+      else waiters.push(w)
+    }
+  })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.once('exit', (code, sig) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`peer exited (${code ?? sig}) before '${w.type}'`))
+  })
+  const next = (type) => new Promise((resolve, reject) => waiters.push({ type, resolve, reject }))
+  try {
+    await withTimeout(next('ready'), 60000, 'the peer to open the queue')
+    let firstStart = null
+    let started = 0
+    const handler = async (data) => {
+      if (firstStart === null) firstStart = absNow()
+      started++
+      return data.x + 1
+    }
+    const done = counter.expect(n)
+    const cpu = cpuSpan()
+    const childGo = next('started-processing')
+    child.send({ type: 'start' })
+    await adapter.startProcessing(handler, { expected: n, onCompleted: counter.onCompleted, countAdded: n })
+    await childGo
+    await withTimeout(done, timeoutMs, `${n} completions (${counter.count} recorded, ${started} started here)`)
+    if (adapter.flush) {
+      const childFlushed = next('flushed')
+      child.send({ type: 'flush' })
+      await Promise.all([withTimeout(adapter.flush(), timeoutMs, 'the final flush'), withTimeout(childFlushed, timeoutMs, "the peer's final flush")])
+    }
+    const tDone = absNow()
+    const first = Math.min(firstStart === null ? Infinity : firstStart, childFirstStart === null ? Infinity : childFirstStart)
+    const processMs = tDone - first
+    const stats = next('stats')
+    child.send({ type: 'stats' })
+    const peer = await withTimeout(stats, 30000, "the peer's figures")
+    return {
+      n,
+      processes: 2,
+      enqueueMs,
+      enqueuePerSec: n / (enqueueMs / 1000),
+      processMs,
+      processPerSec: n / (processMs / 1000),
+      ...cpu.end(n),
+      handlersStartedHere: started,
+      handlersStartedInPeer: peer.started,
+      completionsRecordedHere: counter.count - (adapter.clusterCompletions ? 0 : childCompleted),
+      completionsRecordedInPeer: childCompleted,
+      peerProcessCores: peer.processCores,
+      peakRssBytes: peakRss(),
+    }
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.send({ type: 'close' })
+      const t = setTimeout(() => child.kill('SIGKILL'), 15000)
+      await exited
+      clearTimeout(t)
+    }
+  }
+}
+
+/**
+ * The bloat run (BENCH_LONG=1, PostgreSQL systems): W1-style steady load for
+ * `durationMs`. A backlog of `backlog` jobs is added first; then, with
+ * processing running, a producer tops it up by chunks of 1,000 whenever fewer
+ * than `backlog` jobs are outstanding, so the queue is never empty and
+ * throughput is the system's. Every `sampleMs` (a minute) it records the
+ * completions of that interval and each table's size (table + indexes +
+ * TOAST), live and dead tuples. With autovacuum off on the server (as on this
+ * project's bench server), the harness runs `VACUUM` on the system's hot
+ * tables every `vacuumMs`, as a user's cron job would (0: never; the result
+ * says which); with autovacuum on it leaves vacuuming to the server.
+ */
+async function long(adapter, { durationMs, sampleMs, backlog, vacuumMs, timeoutMs }) {
+  if (!adapter.tables) throw new Error('the bloat run needs a PostgreSQL system (adapter.tables)')
+  const settings = (adapter.info && adapter.info.serverSettings) || {}
+  const autovacuum = settings.autovacuum === 'on'
+  const vacuumEvery = autovacuum ? 0 : vacuumMs
+  let added = 0
+  const addChunk = async () => {
+    const b = new Array(CHUNK)
+    for (let j = 0; j < CHUNK; j++) b[j] = { x: added + j }
+    added += CHUNK
+    await adapter.addBulk(b)
+  }
+  while (added < backlog) await addChunk()
+  if (adapter.flush) await adapter.flush()
+  const tables0 = await adapter.tables()
+  let completed = 0
+  let started = 0
+  const handler = async (data) => {
+    started++
+    return data.x + 1
+  }
+  await adapter.startProcessing(handler, { expected: Infinity, onCompleted: (k = 1) => (completed += k) })
+  const t0 = now()
+  const end = t0 + durationMs
+  let stop = false
+  // Producer: keep `backlog` outstanding (added but not completed).
+  const producer = (async () => {
+    while (!stop) {
+      if (added - completed < backlog) await addChunk()
+      else await sleep(5)
+    }
+  })()
+  const vacuums = []
+  let nextVacuum = vacuumEvery > 0 ? t0 + vacuumEvery : Infinity
+  const samples = []
+  let lastAt = t0
+  let lastCompleted = 0
+  let nextSample = t0 + sampleMs
+  const cpu = cpuSpan()
+  while (now() < end) {
+    const wake = Math.min(nextSample, nextVacuum, end)
+    await sleep(Math.min(1000, wake - now()))
+    if (now() >= nextVacuum) {
+      const tv = now()
+      await adapter.vacuum()
+      vacuums.push({ atS: (tv - t0) / 1000, ms: now() - tv })
+      nextVacuum += vacuumEvery
+    }
+    if (now() >= nextSample || now() >= end) {
+      const at = now()
+      const c = completed
+      const tables = await adapter.tables()
+      samples.push({
+        minute: samples.length + 1,
+        atS: (at - t0) / 1000,
+        completed: c - lastCompleted,
+        jobsPerSec: (c - lastCompleted) / ((at - lastAt) / 1000),
+        tables,
+        totalBytes: tables.reduce((a, t) => a + t.total, 0),
+        deadTuples: tables.reduce((a, t) => a + t.dead, 0),
+      })
+      lastAt = at
+      lastCompleted = c
+      nextSample += sampleMs
+    }
+  }
+  stop = true
+  await withTimeout(producer, timeoutMs, 'the producer to stop')
+  // Whole intervals only (the last one may be cut short by the end).
+  const full = samples.filter((x, i) => x.atS - (i ? samples[i - 1].atS : 0) >= (0.9 * sampleMs) / 1000)
+  const first = full[0]
+  const last = full[full.length - 1]
+  return {
+    durationMs,
+    sampleMs,
+    backlog,
+    autovacuum: settings.autovacuum,
+    vacuum: autovacuum ? 'left to autovacuum (on)' : vacuumEvery > 0 ? `VACUUM of the hot tables every ${vacuumEvery / 1000} s by the harness` : 'none (autovacuum off, no VACUUM)',
+    vacuums,
+    added,
+    completed,
+    handlersStarted: started,
+    jobsPerSec: completed / ((lastAt - t0) / 1000),
+    firstMinuteJobsPerSec: first ? first.jobsPerSec : null,
+    lastMinuteJobsPerSec: last ? last.jobsPerSec : null,
+    lossFirstToLast: first && last ? 1 - last.jobsPerSec / first.jobsPerSec : null,
+    ...cpu.end(completed),
+    tablesBefore: tables0,
+    samples,
     peakRssBytes: peakRss(),
   }
 }
@@ -227,7 +463,7 @@ async function w4(adapter, { n }) {
   }
 }
 
-const WORKLOADS = { w1, w2, w3, w4 }
+const WORKLOADS = { w1, w1x2, w2, w3, w4, long }
 
 /**
  * Parameters per workload; BENCH_QUICK shrinks them, `w1N` (BENCH_N_W1)
@@ -241,6 +477,18 @@ function params(quick, { w1N } = {}) {
     w2: { n: quick ? 500 : 2000, ratePerSec: 200, timeoutMs: 30000 },
     w3: { n: quick ? 200 : 1000, ratePerSec: 200, delayMs: 500, timeoutMs: 30000 },
     w4: { n: quick ? 20000 : 100000 },
+    w1x2: { n: n1, timeoutMs: Math.max(100000, n1) },
+    long: {
+      durationMs: Number(process.env.BENCH_LONG_MIN || (quick ? 1 : 3)) * 60000,
+      sampleMs: Number(process.env.BENCH_LONG_SAMPLE_S || 60) * 1000,
+      backlog: Number(process.env.BENCH_LONG_BACKLOG || 50000),
+      vacuumMs: Number(process.env.BENCH_LONG_VACUUM_S || 60) * 1000,
+      timeoutMs: 60000,
+      // jobwerk keeps finished jobs in its history table (done) for maxJobAge:
+      // a minute here, pruned every 10 s, so the history stays bounded as a
+      // user would configure a busy queue (default: an hour).
+      queue: { maxJobAge: 60000, cleanupInterval: 10000 },
+    },
   }
 }
 

@@ -252,6 +252,9 @@ function createDashboard(service, options) {
     return c !== null && safeEqual(c, opts.auth)
   }
 
+  // getJobStatus, getJobs, cancelJob and retryJob are Promises on PostgreSQL
+  // (read where the data is, off the JavaScript thread): every read and
+  // action is awaited, so the same code serves every storage.
   const api = {
     overview() {
       const stats = service.getQueueStatistics()
@@ -270,11 +273,11 @@ function createDashboard(service, options) {
         alerts: service.getActiveAlerts(),
       }
     },
-    jobs(query) {
+    async jobs(query) {
       const id = query.get('id')
       if (id !== null && id !== '') {
         if (query.has('cursor') && query.get('cursor') !== '') throw new HttpError(400, 'id and cursor cannot be combined', 'id')
-        const job = service.getJobStatus(id.trim())
+        const job = await service.getJobStatus(id.trim())
         if (job) {
           delete job.data
           delete job.result
@@ -283,8 +286,8 @@ function createDashboard(service, options) {
       }
       return service.getJobs(jobsFilter(query))
     },
-    job(id) {
-      const job = service.getJobStatus(id)
+    async job(id) {
+      const job = await service.getJobStatus(id)
       if (job === null) throw new HttpError(404, `no job with id ${JSON.stringify(id)}`)
       const sid = job.scheduleId
       // The schedule that added the job: by the job's scheduleId when getJobStatus
@@ -292,10 +295,12 @@ function createDashboard(service, options) {
       const all = service.getScheduledJobs()
       const schedule = (typeof sid === 'string' ? all.find((s) => s.id === sid) : all.find((s) => s.lastJobId === id)) || null
       const deps = Array.isArray(job.dependsOn)
-        ? job.dependsOn.map((d) => {
-            const s = service.getJobStatus(d)
-            return { jobId: d, name: s ? s.name : null, status: s ? s.status : 'unknown' }
-          })
+        ? await Promise.all(
+            job.dependsOn.map(async (d) => {
+              const s = await service.getJobStatus(d)
+              return { jobId: d, name: s ? s.name : null, status: s ? s.status : 'unknown' }
+            }),
+          )
         : []
       return { job, schedule, dependencies: deps }
     },
@@ -348,9 +353,9 @@ function createDashboard(service, options) {
     if (!(await allowed(req))) return unauthorized(res)
     if (method === 'GET') {
       if (rel === '/api/overview') return json(res, 200, api.overview())
-      if (rel === '/api/jobs') return json(res, 200, api.jobs(query))
+      if (rel === '/api/jobs') return json(res, 200, await api.jobs(query))
       const one = /^\/api\/jobs\/([^/]+)$/.exec(rel)
-      if (one) return json(res, 200, api.job(decodeURIComponent(one[1])))
+      if (one) return json(res, 200, await api.job(decodeURIComponent(one[1])))
       if (rel === '/api/schedules') return json(res, 200, api.schedules())
       if (rel === '/api/alerts') return json(res, 200, api.alerts())
       if (rel === '/api/events') return live.open(req, res)
@@ -366,7 +371,7 @@ function createDashboard(service, options) {
     }
     const body = await readBody(req)
     const id = decodeURIComponent(action[0].exec(rel)[1])
-    const ok = action[1](id, body)
+    const ok = await action[1](id, body)
     if (!ok) return json(res, 409, { ok: false, error: { message: action[2] } })
     live.poke()
     return json(res, 200, { ok: true })

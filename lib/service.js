@@ -191,6 +191,7 @@ class JobManagementService extends Dispatcher {
   }
 
   async _finishStop(timeoutMs) {
+    const until = Date.now() + timeoutMs
     this._flush()
     if (this._core.runningCount() > 0) {
       await new Promise((resolve) => {
@@ -208,6 +209,7 @@ class JobManagementService extends Dispatcher {
     }
     this._flush()
     const aborted = this._core.finishStop()
+    if (this._async) await this._commitEvents(until)
     this._drain()
     this._core.close()
     if (this._threads !== null) await this._threads.close()
@@ -215,6 +217,25 @@ class JobManagementService extends Dispatcher {
     this._setKeepAlive(false)
     this._stopping = null
     return this._stopSummary(aborted)
+  }
+
+  /**
+   * PostgreSQL: the events of the last outcomes fire after their commit;
+   * waits for it (at most until the stop's deadline `until`), then lets
+   * them out.
+   */
+  async _commitEvents(until) {
+    let timer = null
+    const late = new Promise((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, until - Date.now()))
+      if (typeof timer.unref === 'function') timer.unref()
+    })
+    try {
+      await Promise.race([this._core.flush(), late])
+    } finally {
+      clearTimeout(timer)
+    }
+    this._afterFlags(this._core.poll())
   }
 
   /** Ends the running stop's wait after `timeoutMs` if that comes before its deadline. */
@@ -537,7 +558,7 @@ class JobManagementService extends Dispatcher {
     }
   }
 
-  /** `{ overall, queue, workers, performance, errors }` with the figures behind each; null when monitoring is disabled. */
+  /** `{ overall, queue, workers, performance, errors, storage }` with the figures behind each; null when monitoring is disabled. */
   getSystemHealth() {
     const h = this._monitor('health')
     if (h === null) return null

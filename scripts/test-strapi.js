@@ -133,16 +133,21 @@ class App {
   /**
    * `args`: the node arguments (default: server.js, createStrapi().start());
    * `group`: the process leads its own process group (stopApp signals the
-   * group: `strapi develop` and its cluster worker).
+   * group: `strapi develop` and its cluster worker); `port`: where it listens
+   * (several instances of the app: each its own port).
    */
-  constructor(dir, env, { args = ['server.js'], group = false } = {}) {
+  constructor(dir, env, { args = ['server.js'], group = false, port = PORT, tokenFile = path.join(dir, '.tmp', 'tokens.json'), label = 'app' } = {}) {
     this.dir = dir
+    this.label = label
+    this.port = port
+    this.base = `http://127.0.0.1:${port}`
+    this.tokenFile = tokenFile
     this.lines = []
     this.exit = null
     this.group = group
     this.child = spawn(process.execPath, args, {
       cwd: dir,
-      env: { ...process.env, PORT: String(PORT), HOST: '127.0.0.1', NODE_ENV: 'production', STRAPI_TELEMETRY_DISABLED: 'true', STRAPI_DISABLE_UPDATE_NOTIFICATION: 'true', EXAMPLE_TOKEN_FILE: path.join(dir, '.tmp', 'tokens.json'), JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', STRAPI_TELEMETRY_DISABLED: 'true', STRAPI_DISABLE_UPDATE_NOTIFICATION: 'true', EXAMPLE_TOKEN_FILE: tokenFile, JOBWERK_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: group,
     })
@@ -160,7 +165,7 @@ class App {
         rest = parts.pop()
         for (const l of parts) {
           this.lines.push(l)
-          if (process.env.JOBWERK_STRAPI_VERBOSE || /jobwerk|\[example\]|error/i.test(l)) console.log(`    app| ${l}`)
+          if (process.env.JOBWERK_STRAPI_VERBOSE || /jobwerk|\[example\]|error/i.test(l)) console.log(`    ${this.label}| ${l}`)
         }
       })
     }
@@ -170,20 +175,20 @@ class App {
     await waitFor(async () => {
       if (this.exit) throw new Error(`the app exited while booting (${JSON.stringify(this.exit)})`)
       try {
-        const r = await fetch(`${BASE}/_health`)
+        const r = await fetch(`${this.base}/_health`)
         return r.status === 204 || r.status === 200
       } catch {
         return false
       }
     }, timeout, 'the app to answer /_health')
-    this.tokens = JSON.parse(fs.readFileSync(path.join(this.dir, '.tmp', 'tokens.json'), 'utf8'))
+    this.tokens = JSON.parse(fs.readFileSync(this.tokenFile, 'utf8'))
     return this
   }
 
   async request(method, url, body, token = this.tokens.full) {
     const headers = { 'content-type': 'application/json' }
     if (token) headers.authorization = `Bearer ${token}`
-    const r = await fetch(`${BASE}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    const r = await fetch(`${this.base}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
     const text = await r.text()
     let json = null
     try {
@@ -319,140 +324,145 @@ async function main() {
   let app
   try {
     const dir = prepareApp(work)
+    // JOBWERK_STRAPI_ONLY=postgres: the PostgreSQL phase only.
+    if (process.env.JOBWERK_STRAPI_ONLY !== 'postgres') {
+      await check("the cron rules the plugin warns about are those Strapi's own croner reads differently", async () => {
+        const { Cron } = require(require.resolve('croner', { paths: [dir] }))
+        const { nextCronRuns } = require(path.join(dir, 'node_modules', 'jobwerk'))
+        const { croner10ReadsDaily } = require(path.join(dir, 'node_modules', 'jobwerk', 'strapi', 'service.js'))
+        const from = new Date('2026-12-04T12:00:00Z')
+        for (const rule of ['0 0 ? * MON', '0 0 0 1 * ?', '0 0 0 ? * 1-5', '0 3 * * *', '0 0 * * MON', '30 9 * * MON-FRI', '0 0 1,15 * ?', '0 0 ? * ?', '0 12 ? * *']) {
+          const theirs = new Cron(rule, { timezone: 'UTC', paused: true }).nextRuns(8, from).map((d) => d.getTime())
+          const ours = nextCronRuns(rule, { tz: 'UTC', from, count: 8 }).map((d) => d.getTime())
+          const differs = theirs.join() !== ours.join()
+          assert(differs === croner10ReadsDaily(rule), `${rule}: croner ${require(require.resolve('croner/package.json', { paths: [dir] })).version} ${differs ? 'differs' : 'agrees'}, the plugin says ${croner10ReadsDaily(rule) ? 'differs' : 'agrees'}`)
+        }
+      })
 
-    await check("the cron rules the plugin warns about are those Strapi's own croner reads differently", async () => {
-      const { Cron } = require(require.resolve('croner', { paths: [dir] }))
-      const { nextCronRuns } = require(path.join(dir, 'node_modules', 'jobwerk'))
-      const { croner10ReadsDaily } = require(path.join(dir, 'node_modules', 'jobwerk', 'strapi', 'service.js'))
-      const from = new Date('2026-12-04T12:00:00Z')
-      for (const rule of ['0 0 ? * MON', '0 0 0 1 * ?', '0 0 0 ? * 1-5', '0 3 * * *', '0 0 * * MON', '30 9 * * MON-FRI', '0 0 1,15 * ?', '0 0 ? * ?', '0 12 ? * *']) {
-        const theirs = new Cron(rule, { timezone: 'UTC', paused: true }).nextRuns(8, from).map((d) => d.getTime())
-        const ours = nextCronRuns(rule, { tz: 'UTC', from, count: 8 }).map((d) => d.getTime())
-        const differs = theirs.join() !== ours.join()
-        assert(differs === croner10ReadsDaily(rule), `${rule}: croner ${require(require.resolve('croner/package.json', { paths: [dir] })).version} ${differs ? 'differs' : 'agrees'}, the plugin says ${croner10ReadsDaily(rule) ? 'differs' : 'agrees'}`)
-      }
-    })
-
-    app = await new App(dir).ready()
-    log('the app answers')
-
-    await check('creating entries recalculates the table in a background job', async () => {
-      for (const [team, points] of [['Adler', 10], ['Bären', 30], ['Cobras', 20], ['Dachse', 5]]) {
-        const r = await app.request('POST', UID_PATH, { data: { league: 'A', team, points } })
-        assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
-      }
-      const rows = await positionsSettle(app, 'A')
-      assert(rows.find((r) => r.team === 'Bären').position === 1, 'Bären first')
-    })
-
-    await check('updating an entry moves the positions', async () => {
-      const rows = await table(app, 'A')
-      const dachse = rows.find((r) => r.team === 'Dachse')
-      const r = await app.request('PUT', `${UID_PATH}/${dachse.documentId}`, { data: { points: 50 } })
-      assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
-      const after = await positionsSettle(app, 'A')
-      assert(after.find((x) => x.team === 'Dachse').position === 1, 'Dachse first after the update')
-    })
-
-    await check('a hook in a transaction that rolls back adds no job (the write is a 500, nothing runs)', async () => {
-      const before = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
-      const r = await app.request('POST', `${UID_PATH}/rollback`, { data: { league: 'R', team: 'Ghost', points: 1 } })
-      assert(r.status === 500, `rollback route: ${r.status} ${r.text}`)
-      assert((await table(app, 'R')).length === 0, 'the rolled-back entry is not there')
-      // A later job of another league runs; the rolled-back one never did.
-      const from = app.lines.length
-      await app.request('POST', UID_PATH, { data: { league: 'S', team: 'Later', points: 1 } })
-      await app.waitLine(/table-recalculation \S+ done: S,/, 30000, from)
-      assert(!app.lines.some((l) => / for R$/.test(l)), 'a recalculation of R ran')
-      const after = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
-      assert(after.rolledBack === before.rolledBack + 1, `rolledBack ${before.rolledBack} -> ${after.rolledBack}`)
-    })
-
-    await check('the content API refuses a request without a token', async () => {
-      const r = await app.request('GET', UID_PATH, undefined, null)
-      assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
-    })
-
-    await dashboardChecks(app)
-
-    await check('jobwerk routes: health and metrics with a read-only API token, 401/403 without', async () => {
-      const health = await app.request('GET', '/api/jobwerk/health', undefined, app.tokens.read)
-      assert(health.status === 200, `health: ${health.status} ${health.text}`)
-      assert(health.json.overall === 'healthy', `health: ${health.text}`)
-      const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
-      assert(metrics.status === 200 && /^jobwerk_jobs_total\{calculation="table-recalculation",outcome="completed"\} \d+$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(0, 500)}`)
-      const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
-      assert(status.status === 200 && status.json.enqueue.lost === 0 && status.json.enqueue.deferred >= 5, `status: ${status.text}`)
-      for (const url of ['/api/jobwerk/health', '/api/jobwerk/metrics', '/api/jobwerk/status']) {
-        const r = await app.request('GET', url, undefined, null)
-        assert(r.status === 401 || r.status === 403, `${url} without a token: ${r.status}`)
-      }
-    })
-
-    app = await uniqueJobChecks(app, dir)
-    app = await fullQueueCheck(app, dir)
-
-    // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
-    // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
-    // Strapi's server answers until the plugins' destroy is done: a write in
-    // that window commits, and its hook's job is lost (logged, counted, alerted).
-    let heldJob
-    const shutdownMs = 6000
-    await check(`SIGTERM during a job: the process exits within the shutdown timeout (${shutdownMs} ms); a write while it stops is a 200, its lost job logged, counted and alerted`, async () => {
-      await stopApp(app)
-      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000', JOBWERK_SHUTDOWN_TIMEOUT_MS: String(shutdownMs) }).ready()
-      const from = app.lines.length
-      const rows = await table(app, 'A')
-      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Adler').documentId}`, { data: { points: 99 } })
-      assert(r.status === 200, `PUT: ${r.status}`)
-      heldJob = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
-      const sent = Date.now()
-      app.child.kill('SIGTERM')
-      const stopping = app.lines.length
-      await app.waitLine(/jobwerk: stopping \(running jobs get up to/, shutdownMs, stopping)
-      const put = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Bären').documentId}`, { data: { points: 31 } })
-      assert(put.status === 200, `PUT while stopping: ${put.status} ${put.text}`)
-      const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
-      assert(status.status === 200 && status.json.status === 'stopping', `status while stopping: ${status.status} ${status.text.slice(0, 300)}`)
-      assert(status.json.enqueue.lost === 1 && status.json.enqueue.lostByCode.ERR_STOPPED === 1, `enqueue: ${JSON.stringify(status.json.enqueue)}`)
-      const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
-      assert(/^jobwerk_enqueue_lost_total\{code="ERR_STOPPED"\} 1$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(-400)}`)
-      const exit = await app.exited
-      const ms = exit.at - sent
-      log(`exited ${ms} ms after SIGTERM (code ${exit.code}, signal ${exit.signal})`)
-      assert(exit.code === 0, `exit code ${exit.code}, signal ${exit.signal}`)
-      assert(ms < shutdownMs + 3000, `took ${ms} ms`)
-      const after = app.lines.slice(stopping)
-      assert(after.some((l) => /jobwerk: a job of "table-recalculation" was not added \(ERR_STOPPED: .*1 lost so far/.test(l)), 'the lost job in the log')
-      assert(after.some((l) => /jobwerk alert \[critical\] enqueue-lost: /.test(l)), 'the enqueue-lost alert in the log')
-    })
-
-    await check('the next boot runs the job SIGTERM interrupted, and it completes', async () => {
       app = await new App(dir).ready()
-      await app.waitLine(new RegExp(`table-recalculation ${heldJob} done`), 60000)
-      const rows = await positionsSettle(app, 'A', 5000)
-      assert(rows.find((x) => x.team === 'Adler').position === 1, 'Adler first')
-      const job = await app.request('GET', `/api/jobwerk/jobs/${heldJob}`, undefined, app.tokens.read)
-      assert(job.status === 200 && job.json.status === 'completed', `job ${heldJob}: ${job.status} ${job.text}`)
-    })
+      log('the app answers')
 
-    await check('SIGKILL during a job: the next boot runs it again and it completes', async () => {
+      await check('creating entries recalculates the table in a background job', async () => {
+        for (const [team, points] of [['Adler', 10], ['Bären', 30], ['Cobras', 20], ['Dachse', 5]]) {
+          const r = await app.request('POST', UID_PATH, { data: { league: 'A', team, points } })
+          assert(r.status === 201 || r.status === 200, `POST: ${r.status} ${r.text}`)
+        }
+        const rows = await positionsSettle(app, 'A')
+        assert(rows.find((r) => r.team === 'Bären').position === 1, 'Bären first')
+      })
+
+      await check('updating an entry moves the positions', async () => {
+        const rows = await table(app, 'A')
+        const dachse = rows.find((r) => r.team === 'Dachse')
+        const r = await app.request('PUT', `${UID_PATH}/${dachse.documentId}`, { data: { points: 50 } })
+        assert(r.status === 200, `PUT: ${r.status} ${r.text}`)
+        const after = await positionsSettle(app, 'A')
+        assert(after.find((x) => x.team === 'Dachse').position === 1, 'Dachse first after the update')
+      })
+
+      await check('a hook in a transaction that rolls back adds no job (the write is a 500, nothing runs)', async () => {
+        const before = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+        const r = await app.request('POST', `${UID_PATH}/rollback`, { data: { league: 'R', team: 'Ghost', points: 1 } })
+        assert(r.status === 500, `rollback route: ${r.status} ${r.text}`)
+        assert((await table(app, 'R')).length === 0, 'the rolled-back entry is not there')
+        // A later job of another league runs; the rolled-back one never did.
+        const from = app.lines.length
+        await app.request('POST', UID_PATH, { data: { league: 'S', team: 'Later', points: 1 } })
+        await app.waitLine(/table-recalculation \S+ done: S,/, 30000, from)
+        assert(!app.lines.some((l) => / for R$/.test(l)), 'a recalculation of R ran')
+        const after = (await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)).json.enqueue
+        assert(after.rolledBack === before.rolledBack + 1, `rolledBack ${before.rolledBack} -> ${after.rolledBack}`)
+      })
+
+      await check('the content API refuses a request without a token', async () => {
+        const r = await app.request('GET', UID_PATH, undefined, null)
+        assert(r.status === 401 || r.status === 403, `without a token: ${r.status}`)
+      })
+
+      await dashboardChecks(app)
+
+      await check('jobwerk routes: health and metrics with a read-only API token, 401/403 without', async () => {
+        const health = await app.request('GET', '/api/jobwerk/health', undefined, app.tokens.read)
+        assert(health.status === 200, `health: ${health.status} ${health.text}`)
+        assert(health.json.overall === 'healthy', `health: ${health.text}`)
+        const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
+        assert(metrics.status === 200 && /^jobwerk_jobs_total\{calculation="table-recalculation",outcome="completed"\} \d+$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(0, 500)}`)
+        const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
+        assert(status.status === 200 && status.json.enqueue.lost === 0 && status.json.enqueue.deferred >= 5, `status: ${status.text}`)
+        for (const url of ['/api/jobwerk/health', '/api/jobwerk/metrics', '/api/jobwerk/status']) {
+          const r = await app.request('GET', url, undefined, null)
+          assert(r.status === 401 || r.status === 403, `${url} without a token: ${r.status}`)
+        }
+      })
+
+      app = await uniqueJobChecks(app, dir)
+      app = await fullQueueCheck(app, dir)
+
+      // A job held for 60 s is running when SIGTERM comes: Strapi's destroy
+      // stops jobwerk within shutdownTimeoutMs, the job goes back to pending.
+      // Strapi's server answers until the plugins' destroy is done: a write in
+      // that window commits, and its hook's job is lost (logged, counted, alerted).
+      let heldJob
+      const shutdownMs = 6000
+      await check(`SIGTERM during a job: the process exits within the shutdown timeout (${shutdownMs} ms); a write while it stops is a 200, its lost job logged, counted and alerted`, async () => {
+        await stopApp(app)
+        app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000', JOBWERK_SHUTDOWN_TIMEOUT_MS: String(shutdownMs) }).ready()
+        const from = app.lines.length
+        const rows = await table(app, 'A')
+        const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Adler').documentId}`, { data: { points: 99 } })
+        assert(r.status === 200, `PUT: ${r.status}`)
+        heldJob = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
+        const sent = Date.now()
+        app.child.kill('SIGTERM')
+        const stopping = app.lines.length
+        await app.waitLine(/jobwerk: stopping \(running jobs get up to/, shutdownMs, stopping)
+        const put = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Bären').documentId}`, { data: { points: 31 } })
+        assert(put.status === 200, `PUT while stopping: ${put.status} ${put.text}`)
+        const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
+        assert(status.status === 200 && status.json.status === 'stopping', `status while stopping: ${status.status} ${status.text.slice(0, 300)}`)
+        assert(status.json.enqueue.lost === 1 && status.json.enqueue.lostByCode.ERR_STOPPED === 1, `enqueue: ${JSON.stringify(status.json.enqueue)}`)
+        const metrics = await app.request('GET', '/api/jobwerk/metrics', undefined, app.tokens.read)
+        assert(/^jobwerk_enqueue_lost_total\{code="ERR_STOPPED"\} 1$/m.test(metrics.text), `metrics: ${metrics.status} ${metrics.text.slice(-400)}`)
+        const exit = await app.exited
+        const ms = exit.at - sent
+        log(`exited ${ms} ms after SIGTERM (code ${exit.code}, signal ${exit.signal})`)
+        assert(exit.code === 0, `exit code ${exit.code}, signal ${exit.signal}`)
+        assert(ms < shutdownMs + 3000, `took ${ms} ms`)
+        const after = app.lines.slice(stopping)
+        assert(after.some((l) => /jobwerk: a job of "table-recalculation" was not added \(ERR_STOPPED: .*1 lost so far/.test(l)), 'the lost job in the log')
+        assert(after.some((l) => /jobwerk alert \[critical\] enqueue-lost: /.test(l)), 'the enqueue-lost alert in the log')
+      })
+
+      await check('the next boot runs the job SIGTERM interrupted, and it completes', async () => {
+        app = await new App(dir).ready()
+        await app.waitLine(new RegExp(`table-recalculation ${heldJob} done`), 60000)
+        const rows = await positionsSettle(app, 'A', 5000)
+        assert(rows.find((x) => x.team === 'Adler').position === 1, 'Adler first')
+        const job = await app.request('GET', `/api/jobwerk/jobs/${heldJob}`, undefined, app.tokens.read)
+        assert(job.status === 200 && job.json.status === 'completed', `job ${heldJob}: ${job.status} ${job.text}`)
+      })
+
+      await check('SIGKILL during a job: the next boot runs it again and it completes', async () => {
+        await stopApp(app)
+        app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
+        const from = app.lines.length
+        const rows = await table(app, 'A')
+        const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Cobras').documentId}`, { data: { points: 200 } })
+        assert(r.status === 200, `PUT: ${r.status}`)
+        const killed = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
+        app.child.kill('SIGKILL')
+        await app.exited
+        app = await new App(dir).ready()
+        await app.waitLine(new RegExp(`table-recalculation ${killed} done`), 60000)
+        const after = await positionsSettle(app, 'A', 5000)
+        assert(after.find((x) => x.team === 'Cobras').position === 1, 'Cobras first')
+      })
+
+      app = await developChecks(app, dir)
       await stopApp(app)
-      app = await new App(dir, { EXAMPLE_RECALC_HOLD_MS: '60000' }).ready()
-      const from = app.lines.length
-      const rows = await table(app, 'A')
-      const r = await app.request('PUT', `${UID_PATH}/${rows.find((x) => x.team === 'Cobras').documentId}`, { data: { points: 200 } })
-      assert(r.status === 200, `PUT: ${r.status}`)
-      const killed = (await app.waitLine(/table-recalculation (\S+) holding/, 30000, from))[1]
-      app.child.kill('SIGKILL')
-      await app.exited
-      app = await new App(dir).ready()
-      await app.waitLine(new RegExp(`table-recalculation ${killed} done`), 60000)
-      const after = await positionsSettle(app, 'A', 5000)
-      assert(after.find((x) => x.team === 'Cobras').position === 1, 'Cobras first')
-    })
-
-    app = await developChecks(app, dir)
+      app = undefined
+    }
+    await postgresChecks(dir, work)
   } catch (e) {
     results.push(['setup', false])
     log(`FAIL setup: ${e && e.stack}`)
@@ -466,6 +476,193 @@ async function main() {
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`)
   console.log(`${passed} passed, ${failed} failed`)
   process.exitCode = failed > 0 ? 1 : 0
+}
+
+// --- two instances of the app on one PostgreSQL database ---------------------
+// The example app with DATABASE_CLIENT=postgres (config/database.js) on a
+// fresh database of the server at 127.0.0.1:5432 (user postgres, trust),
+// dropped at the end; jobwerk follows it (schema jobwerk in that database).
+// Two instances of it on their own ports, booted one after the other (Strapi
+// migrates its schema at the first boot). JOBWERK_STRAPI_NO_POSTGRES=1 skips
+// this phase (saying so); without a server it fails.
+
+const PG_SERVER = { host: process.env.JOBWERK_STRAPI_PGHOST || '127.0.0.1', port: Number(process.env.JOBWERK_STRAPI_PGPORT || 5432), user: 'postgres' }
+
+/** Every run of `name` in the apps' output from their lines `from[i]`: [{ id, app, line }]. */
+function dailyRuns(apps, from) {
+  const out = []
+  apps.forEach((app, i) => {
+    for (let l = from[i]; l < app.lines.length; l++) {
+      const m = / daily-table (\S+) ran: /.exec(app.lines[l])
+      if (m) out.push({ id: m[1], app: app.label, line: l })
+    }
+  })
+  return out
+}
+
+/** The recalculations of `league` in several apps' output (see recalculations()), each tagged with its app. */
+function clusterRecalculations(apps, league, from) {
+  return apps.flatMap((app, i) => recalculations(app, league, from[i]).map((r) => ({ ...r, app: app.label })))
+}
+
+async function dashboardJobs(app, query) {
+  const r = await fetch(`${app.base}${DASHBOARD}/api/jobs?${query}`, { headers: { authorization: `Bearer ${DASHBOARD_TOKEN}` } })
+  const json = await r.json()
+  assert(r.status === 200, `${DASHBOARD}/api/jobs?${query} on ${app.label}: ${r.status} ${JSON.stringify(json).slice(0, 300)}`)
+  return json.jobs
+}
+
+async function postgresChecks(dir, work) {
+  if (process.env.JOBWERK_STRAPI_NO_POSTGRES === '1') {
+    log('skipped: the PostgreSQL phase (two instances on one database): JOBWERK_STRAPI_NO_POSTGRES=1')
+    return
+  }
+  const { Client } = require(require.resolve('pg', { paths: [dir] }))
+  const admin = new Client({ ...PG_SERVER, database: 'postgres', connectionTimeoutMillis: 5000 })
+  try {
+    await admin.connect()
+  } catch (e) {
+    results.push([`PostgreSQL at ${PG_SERVER.host}:${PG_SERVER.port}`, false])
+    log(`FAIL no PostgreSQL at ${PG_SERVER.host}:${PG_SERVER.port} for the two-instance phase (${e.message}); JOBWERK_STRAPI_NO_POSTGRES=1 skips it`)
+    return
+  }
+  const db = `jobwerk_strapi_${crypto.randomBytes(6).toString('hex')}`
+  await admin.query(`CREATE DATABASE "${db}"`)
+  log(`PostgreSQL: database ${db} on ${PG_SERVER.host}:${PG_SERVER.port}`)
+  // Shorter than the burst of writes below (several seconds), longer than
+  // the gap between two writes of a league: one run only if every write,
+  // through either instance, moves the league's job.
+  const DEBOUNCE = 3000
+  const env = {
+    DATABASE_CLIENT: 'postgres',
+    DATABASE_URL: `postgres://${PG_SERVER.user}@${PG_SERVER.host}:${PG_SERVER.port}/${db}`,
+    EXAMPLE_DEBOUNCE_MS: String(DEBOUNCE),
+    // The nightly cron of config/plugins.js, every second.
+    EXAMPLE_DAILY_RULE: '* * * * * *',
+  }
+  const tokens = path.join(work, 'pg-tokens')
+  fs.mkdirSync(tokens, { recursive: true })
+  const apps = []
+  try {
+    // One after the other: the first boot creates Strapi's tables.
+    for (const [i, label] of ['pg-a', 'pg-b'].entries()) {
+      const app = new App(dir, { ...env, EXAMPLE_INSTANCE: label }, { port: PORT + 1 + i, label, tokenFile: path.join(tokens, `${label}.json`) })
+      apps.push(app)
+      await app.ready(180000)
+      log(`${label} answers on ${app.base}`)
+    }
+    const [a, b] = apps
+
+    await check('PostgreSQL app: both instances keep their jobs in the app\'s database, schema jobwerk, and log why', async () => {
+      for (const app of apps) {
+        const line = app.lines.find((l) => /jobwerk: storage /.test(l))
+        assert(line && new RegExp(`jobwerk: storage postgres at ${PG_SERVER.host.replace(/\./g, '\\.')}:${PG_SERVER.port}/${db} as postgres, schema jobwerk \\(the app uses PostgreSQL \\(postgres\\)`).test(line), `${app.label}: ${line}`)
+        const status = await app.request('GET', '/api/jobwerk/status', undefined, app.tokens.read)
+        assert(status.status === 200 && status.json.storage.type === 'postgres' && status.json.storage.state === 'open' && status.json.status === 'started', `${app.label} status: ${status.text.slice(0, 300)}`)
+      }
+      const c = new Client({ ...PG_SERVER, database: db })
+      await c.connect()
+      try {
+        const t = await c.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'jobwerk'")
+        assert(t.rows[0].n > 0, 'no jobwerk tables in the app database')
+      } finally {
+        await c.end()
+      }
+    })
+
+    await check('the daily cron (a 1-second rule here) fires once per tick across the two instances over 10 ticks, each fire run once', async () => {
+      const from = apps.map((x) => x.lines.length)
+      // Whole seconds, both instances up for all of them.
+      const first = Math.ceil((Date.now() + 1000) / 1000) * 1000
+      const last = first + 9000
+      await new Promise((r) => setTimeout(r, last + 3000 - Date.now()))
+      let fired
+      await waitFor(async () => {
+        // A fired job's runAt is its fire time.
+        fired = (await dashboardJobs(a, 'name=daily-table&limit=1000')).filter((j) => j.scheduleId === 'cron:daily-table' && j.runAt >= first && j.runAt <= last)
+        return fired.every((j) => j.status === 'completed')
+      }, 30000, 'the fired daily-table jobs to complete')
+      const perTick = new Map()
+      for (let t = first; t <= last; t += 1000) perTick.set(t, 0)
+      for (const j of fired) perTick.set(j.runAt, (perTick.get(j.runAt) || 0) + 1)
+      const runs = dailyRuns(apps, from)
+      const ranById = new Map()
+      for (const r of runs) ranById.set(r.id, (ranById.get(r.id) || []).concat(r.app))
+      const seen = [...perTick].map(([t, n]) => `${new Date(t).toISOString().slice(17, 19)}s:${n}`).join(' ')
+      const ok = [...perTick.values()].every((n) => n === 1) && fired.every((j) => (ranById.get(j.jobId) || []).length === 1)
+      assert(ok, `fires per tick (want 1 each): ${seen}; runs per fired job: ${JSON.stringify(fired.map((j) => [j.jobId, ranById.get(j.jobId) || []]))}`)
+      const where = new Set(fired.map((j) => ranById.get(j.jobId)[0]))
+      log(`daily-table: ${fired.length} ticks, one fire each, run by ${[...where].sort().join(' and ')}`)
+    })
+
+    await check('writes through both instances: each league\'s debounced recalculation runs once, in one of them, after the last write; the positions are right', async () => {
+      const leagues = ['P', 'R2']
+      const names = ['Puma', 'Pirol', 'Pinguin', 'Pudel', 'Panda', 'Python']
+      for (let i = 0; i < names.length; i++) {
+        for (const league of leagues) {
+          const app = apps[i % 2]
+          const r = await app.request('POST', UID_PATH, { data: { league, team: `${names[i]} ${league}`, points: i } })
+          assert(r.status === 201 || r.status === 200, `POST on ${app.label}: ${r.status} ${r.text}`)
+        }
+      }
+      for (const league of leagues) await positionsSettle(a, league, 60000)
+      const fromCreates = [0, 0]
+      await waitFor(() => leagues.every((l) => clusterRecalculations(apps, l, fromCreates).every((r) => r.done !== null)), 60000, "the creates' recalculations")
+      const from = apps.map((x) => x.lines.length)
+      const since = Date.now()
+      const rows = {}
+      for (const league of leagues) rows[league] = await table(b, league)
+      const puts = 30
+      let lastPutSent = 0
+      for (let i = 0; i < puts; i++) {
+        lastPutSent = Date.now()
+        for (const league of leagues) {
+          const app = apps[i % 2]
+          const row = rows[league][i % rows[league].length]
+          const r = await app.request('PUT', `${UID_PATH}/${row.documentId}`, { data: { points: 100 + i } })
+          assert(r.status === 200, `PUT ${i} on ${app.label}: ${r.status} ${r.text}`)
+        }
+        // Paced: the burst outlasts the debounce (30 x 150 ms), a league's writes stay closer than it.
+        await new Promise((r) => setTimeout(r, 150))
+      }
+      const lastPut = Date.now()
+      log(`${puts * leagues.length} updates through both instances in ${lastPut - since} ms (debounce ${DEBOUNCE} ms)`)
+      for (const league of leagues) {
+        const settled = await positionsSettle(a, league, 60000)
+        assert(settled.find((x) => x.points === 100 + puts - 1).position === 1, `${league}: the last update counts`)
+        await positionsSettle(b, league, 5000)
+      }
+      // Nothing else is due: wait out one more debounce, then count.
+      await new Promise((r) => setTimeout(r, Math.max(0, lastPut + DEBOUNCE + 2000 - Date.now())))
+      const ran = {}
+      for (const league of leagues) {
+        const runs = clusterRecalculations(apps, league, from)
+        assert(runs.length === 1 && runs[0].done !== null, `${league}: ${runs.length} recalculations for ${puts} updates through both instances: ${JSON.stringify(runs)}`)
+        ran[league] = runs[0]
+      }
+      // The cluster's job list says the same, and either instance reads the job the other ran.
+      const listed = (await dashboardJobs(a, 'name=table-recalculation&limit=1000')).filter((j) => j.createdAt >= since)
+      assert(listed.length === leagues.length && listed.every((j) => j.status === 'completed'), `jobs since the updates: ${JSON.stringify(listed.map((j) => [j.jobId, j.status]))}`)
+      for (const league of leagues) {
+        for (const app of apps) {
+          const job = await app.request('GET', `/api/jobwerk/jobs/${ran[league].id}`, undefined, app.tokens.read)
+          assert(job.status === 200 && job.json.status === 'completed' && job.json.data.league === league, `job ${ran[league].id} on ${app.label}: ${job.status} ${job.text.slice(0, 300)}`)
+          // Debounced across the instances: due DEBOUNCE after the league's last write, whichever instance took it.
+          const debounced = job.json.runAt >= lastPutSent + DEBOUNCE && job.json.startedAt >= job.json.runAt
+          assert(debounced, `${league}: runAt ${job.json.runAt}, startedAt ${job.json.startedAt}, the last write sent at ${lastPutSent}`)
+        }
+      }
+      log(`recalculations: ${leagues.map((l) => `${l} ran once, in ${ran[l].app}`).join('; ')}`)
+    })
+  } finally {
+    for (const app of apps) await stopApp(app)
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)
+    } catch (e) {
+      log(`could not drop the database ${db}: ${e.message}`)
+    }
+    await admin.end()
+  }
 }
 
 // --- unique, debounced and one-at-a-time jobs ---------------------------------

@@ -58,7 +58,7 @@ macro_rules! job_codes {
       Interrupted = "ERR_INTERRUPTED",
         "The process died while the job ran (found at the next start); stored when no attempts were left.";
       DependencyFailed = "ERR_DEPENDENCY_FAILED",
-        "A dependency failed, timed out or was cancelled (with `onDependencyFailure: 'fail'`).";
+        "A dependency failed, timed out or was cancelled (with `onDependencyFailure: 'fail'`); on PostgreSQL also a `dependsOn` id that named no job (the insert checks them).";
       ThreadExited = "ERR_THREAD_EXITED",
         "The worker thread running the job exited.";
       WorkerOutOfMemory = "ERR_WORKER_OUT_OF_MEMORY",

@@ -168,6 +168,21 @@ impl Events {
     self.0.clear()
   }
 
+  /// The events as items (each `[...],`), for [`Events::push_items`].
+  pub fn as_items(&self) -> &str {
+    &self.0
+  }
+
+  /// The length of [`Events::as_items`] in bytes.
+  pub fn text_len(&self) -> usize {
+    self.0.len()
+  }
+
+  /// Appends items [`Events::into_items`] gave.
+  pub fn push_items(&mut self, items: &str) {
+    self.0.push_str(items)
+  }
+
   /// Adds event `kind` of job `id`; `name` is the calculation's name as a
   /// JSON string literal, `extra` JSON.
   pub fn job(&mut self, kind: &str, id: JobId, name: &str, attempt: u32, extra: &str) {

@@ -69,10 +69,10 @@ function validator(config) {
   const s = config.storage
   if (s !== undefined && s !== null) {
     if (!isObject(s)) throw configError('storage', `must be an object, got ${Array.isArray(s) ? 'an array' : typeof s}`)
-    if (s.type !== undefined && s.type !== 'sqlite' && s.type !== 'memory') {
-      throw configError('storage.type', `must be 'sqlite' or 'memory', got ${JSON.stringify(s.type)}`)
+    if (s.type !== undefined && s.type !== 'sqlite' && s.type !== 'memory' && s.type !== 'postgres') {
+      throw configError('storage.type', `must be 'sqlite', 'memory' or 'postgres', got ${JSON.stringify(s.type)}`)
     }
-    if (s.path !== undefined && (typeof s.path !== 'string' || s.path.length === 0)) {
+    if (s.type !== 'postgres' && s.path !== undefined && (typeof s.path !== 'string' || s.path.length === 0)) {
       throw configError('storage.path', 'must be a non-empty path')
     }
   }
@@ -81,7 +81,10 @@ function validator(config) {
   const { JobManagementService } = require('../index.js')
   const probe = {}
   for (const key of CORE_KEYS) if (config[key] !== undefined) probe[key] = config[key]
-  probe.storage = { type: 'memory' }
+  // PostgreSQL's options are checked by the probe too (constructing a service
+  // connects to nothing); without connection keys it takes the app's
+  // connection at register (strapi/storage.js), checked there.
+  probe.storage = s !== undefined && s !== null && s.type === 'postgres' ? s : { type: 'memory' }
   probe.unref = true
   let service
   try {

@@ -1,5 +1,5 @@
 // Types of jobwerk's Strapi 5 plugin (strapi-server.js).
-import type { Calculation, JobManagementConfig, JobManagementService, JobOptions, ScheduleOptions } from '../index'
+import type { Calculation, CalculationStatus, JobListFilter, JobManagementConfig, JobManagementService, JobOptions, JobPage, ScheduleOptions } from '../index'
 
 /** `config/plugins.js` → `jobwerk: { enabled: true, config }`: the service's config plus the plugin's keys. */
 interface JobwerkPluginConfig extends JobManagementConfig {
@@ -36,12 +36,24 @@ type JobwerkCronEntry =
   | { rule: string; tz?: string; calculation: string; data?: unknown; context?: Record<string, unknown>; options?: ScheduleOptions }
   | { task: (ctx: { strapi: any }) => unknown; options: ScheduleOptions & { rule: string; tz?: string } }
 
+/** `T` on memory and SQLite, a Promise of it on PostgreSQL: the storage follows the app's database, so `await` it. */
+type MaybePromise<T> = T | Promise<T>
+
 /**
  * `strapi.plugin('jobwerk').service('jobs')`, also returned by `getJobManagementService(strapi)`:
- * a JobManagementService whose calculations may be given by their registered name.
+ * a JobManagementService whose calculations may be given by their registered name. Its storage
+ * follows the app's database (PostgreSQL app: PostgreSQL), known only at run time, so the reads
+ * and admin calls that are Promises on PostgreSQL are typed as either: `await` them.
  */
-interface StrapiJobManagementService extends JobManagementService {
+interface StrapiJobManagementService extends Omit<JobManagementService, 'addCalculationJob' | 'getJobStatus' | 'getJobs' | 'cancelJob' | 'retryJob'> {
+  /** On PostgreSQL, before the bootstrap connected (or after the connect failed): `ERR_STORAGE` (the job would not be stored). */
   addCalculationJob<D = any>(calculation: Calculation<D> | string, data: D, context?: Record<string, unknown>, options?: JobOptions): string
+  getJobStatus(jobId: string): MaybePromise<CalculationStatus | null>
+  getJobs<D = any, R = any>(filter?: JobListFilter | null): MaybePromise<JobPage<D, R>>
+  cancelJob(jobId: string): MaybePromise<boolean>
+  retryJob(jobId: string): MaybePromise<boolean>
+  /** PostgreSQL: connects and opens the storage without starting the queue (the bootstrap does this before the cron is scheduled); nothing on other storages. */
+  openStorage(): Promise<void>
   /**
    * For lifecycle hooks: never throws. Inside a Strapi database transaction the job is added when it commits
    * (never if it rolls back) and `null` is returned; otherwise the job's id. A job that cannot be added is
@@ -66,6 +78,6 @@ declare const plugin: {
 }
 // strapi-server.js is CommonJS (`module.exports = plugin`): the types say so.
 declare namespace plugin {
-  export { JobwerkPluginConfig, JobwerkCronEntry, JobwerkDashboardConfig, StrapiJobManagementService }
+  export { JobwerkPluginConfig, JobwerkCronEntry, JobwerkDashboardConfig, StrapiJobManagementService, MaybePromise }
 }
 export = plugin

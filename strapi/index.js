@@ -33,16 +33,25 @@ function register({ strapi }) {
 // getSystemStatus() says 'idle'.
 async function bootstrap({ strapi }) {
   const service = serviceFor(strapi)
+  // PostgreSQL: connect before the cron schedules are reconciled, so they are
+  // the database's (the cluster's), not a placeholder's the connect replaces.
+  let openError
+  try {
+    await service.openStorage()
+  } catch (e) {
+    openError = e
+  }
   // A cron entry that cannot be scheduled (an unregistered calculation) stops the boot like a config error.
   reconcileCron(strapi, service, pluginConfig(strapi).cron)
   try {
+    if (openError !== undefined) throw openError
     await service.start()
   } catch (e) {
     service.startError = e
     service._log('error', `jobwerk: the service failed to start (${e && e.code ? `${e.code}: ` : ''}${e && e.message}); jobs are not run until the app restarts`)
     // Several instances of one app (PM2 cluster mode, replicas on one volume) on the default file.
     if (e && e.code === 'ERR_STORAGE' && /in use by/.test(String(e.message))) {
-      service._log('error', "jobwerk: several instances of this app? Each needs its own SQLite file (config storage.path, e.g. `.tmp/jobwerk-${process.env.NODE_APP_INSTANCE}.db`) until PostgreSQL storage lands; see the README's Strapi section (Clusters)")
+      service._log('error', "jobwerk: several instances of this app? On SQLite each needs its own file (config storage.path, e.g. `.tmp/jobwerk-${process.env.NODE_APP_INSTANCE}.db`); instances sharing one queue need PostgreSQL storage; see the README's Strapi section (Clusters)")
     }
     service._emitSafely('alert', { id: `start-failed-${Date.now()}`, ruleId: 'start-failed', name: 'start-failed', severity: 'critical', status: 'active', message: String(e && e.message), firedAt: Date.now() })
   }

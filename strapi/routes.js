@@ -46,9 +46,11 @@ const controllers = {
       ctx.body = serviceFor(strapi).getPrometheusMetrics()
     },
   }),
+  // getJobStatus is a Promise on PostgreSQL (read from the database off the
+  // JavaScript thread): awaited, so one controller serves every storage.
   jobs: ({ strapi }) => ({
-    findOne(ctx) {
-      const s = serviceFor(strapi).getJobStatus(String(ctx.params.id))
+    async findOne(ctx) {
+      const s = await serviceFor(strapi).getJobStatus(String(ctx.params.id))
       if (s === null) {
         ctx.status = 404
         ctx.body = { error: { status: 404, name: 'NotFoundError', message: `no job ${ctx.params.id}` } }

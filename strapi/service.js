@@ -8,6 +8,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { JobManagementService, nextCronRuns, _services } = require('../index.js')
 const { CORE_KEYS } = require('./config.js')
+const { chooseStorage: chooseStorageFor, describePostgres } = require('./storage.js')
 
 const { API, codedError } = require('../lib/errors.js')
 
@@ -47,11 +48,39 @@ class StrapiJobManagementService extends JobManagementService {
     return known.calc
   }
 
+  /**
+   * PostgreSQL: connects and opens the storage without starting the queue
+   * (the bootstrap stores the config's cron schedules in the database before
+   * jobs run). Memory and SQLite: nothing to do (SQLite opens at first use).
+   * Rejects ERR_STORAGE saying why.
+   */
+  async openStorage() {
+    if (!this._async) return
+    const a = await this._core.openAsync()
+    if (a.code != null) throw codedError(a.code, a.message)
+  }
+
+  /**
+   * On PostgreSQL a job added while the storage is not open (before the
+   * bootstrap connected, or after the connect failed) would not reach the
+   * database: refused with ERR_STORAGE (enqueue() counts it as lost) rather
+   * than returning an id for a job nobody will run.
+   */
+  _checkPostgresOpen() {
+    if (!this._async || this._state !== 'idle') return
+    const s = JSON.parse(this._core.storage())
+    if (s.state === 'open') return
+    const why = this.startError !== undefined ? `the start failed: ${this.startError && this.startError.message}` : s.error || 'the service has not connected yet (its bootstrap connects)'
+    throw codedError(API.Storage, `PostgreSQL storage is not open (${why}); the job is not stored`)
+  }
+
   addCalculationJob(calculation, data, context, options) {
+    this._checkPostgresOpen()
     return super.addCalculationJob(this._byNameOrThrow(calculation), data, context, options)
   }
 
   addCalculationJobs(jobs) {
+    this._checkPostgresOpen()
     if (Array.isArray(jobs)) {
       jobs = jobs.map((j) => (j !== null && typeof j === 'object' && typeof j.calculation === 'string' ? { ...j, calculation: this._byNameOrThrow(j.calculation) } : j))
     }
@@ -190,35 +219,11 @@ class StrapiJobManagementService extends JobManagementService {
 }
 
 /**
- * Where jobs are stored: the configured storage (a relative SQLite path from
- * the app's root), else SQLite in jobwerk's own file beside Strapi's SQLite
- * file, or `<app>/.tmp/jobwerk.db` for other databases. Returns
- * `{ storage, reason }`.
+ * Where jobs are stored (strapi/storage.js): the configured storage, else
+ * the app's database decides. Returns `{ storage, reason, notes }`.
  */
 function chooseStorage(strapi, configured) {
-  const root = appRoot(strapi)
-  const db = readConfig(strapi, 'database.connection') || {}
-  const client = typeof db.client === 'string' ? db.client : 'unknown'
-  const strapiFile = /sqlite/.test(client) && db.connection && typeof db.connection.filename === 'string' ? path.resolve(root, db.connection.filename) : null
-  if (configured !== undefined && configured !== null) {
-    if (configured.type === 'memory') return { storage: { ...configured }, reason: 'configured (memory: nothing survives the process)' }
-    const file = path.resolve(root, configured.path || '.tmp/jobwerk.db')
-    if (strapiFile !== null && file === strapiFile) {
-      throw codedError(API.InvalidConfig, `jobwerk config.storage.path: ${file} is Strapi's own database file; jobwerk needs a file of its own (two SQLite libraries must not share a file)`)
-    }
-    return { storage: { ...configured, type: 'sqlite', path: file }, reason: 'configured' }
-  }
-  if (strapiFile !== null) {
-    let file = path.join(path.dirname(strapiFile), 'jobwerk.db')
-    if (file === strapiFile) file = path.join(path.dirname(strapiFile), 'jobwerk-jobs.db')
-    return { storage: { type: 'sqlite', path: file }, reason: `the app uses SQLite (${client}): jobwerk's own file beside Strapi's` }
-  }
-  const file = path.join(root, '.tmp', 'jobwerk.db')
-  let why
-  if (client === 'postgres') why = 'the app uses PostgreSQL, but PostgreSQL storage is not available in this version yet'
-  else if (client === 'mysql' || client === 'mysql2' || client === 'mariadb') why = `the app uses ${client}, which jobwerk does not store in`
-  else why = `the app's database client is ${client}`
-  return { storage: { type: 'sqlite', path: file }, reason: `${why}: a SQLite file of its own` }
+  return chooseStorageFor(appRoot(strapi), readConfig(strapi, 'database.connection'), configured)
 }
 
 function readConfig(strapi, key) {
@@ -254,7 +259,7 @@ function serviceFor(strapi) {
   const cfg = pluginConfig(strapi)
   const config = {}
   for (const key of CORE_KEYS) if (cfg[key] !== undefined) config[key] = cfg[key]
-  const { storage, reason } = chooseStorage(strapi, cfg.storage)
+  const { storage, reason, notes } = chooseStorage(strapi, cfg.storage)
   config.storage = storage
   const logger = strapi.log
   if (logger && ['info', 'warn', 'error'].every((k) => typeof logger[k] === 'function')) {
@@ -265,7 +270,9 @@ function serviceFor(strapi) {
   service.storageReason = reason
   if (known !== undefined) service._log('warn', 'jobwerk: getJobManagementService(strapi) was called before the plugin registered; that service is replaced by the plugin\'s')
   _services.set(strapi, service)
-  service._log('info', `jobwerk: storage ${storage.type}${storage.path ? ` at ${storage.path}` : ''} (${reason})`)
+  const where = storage.type === 'postgres' ? ` at ${describePostgres(storage)}` : storage.path ? ` at ${storage.path}` : ''
+  service._log('info', `jobwerk: storage ${storage.type}${where} (${reason})`)
+  for (const note of notes) service._log('warn', `jobwerk: ${note}`)
   return service
 }
 

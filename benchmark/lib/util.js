@@ -123,4 +123,33 @@ function threadCpuMs() {
   return out
 }
 
-module.exports = { now, sleep, tcpReachable, percentile, median, chunks, withTimeout, forceGc, hostCpuMs, threadCpuMs }
+/**
+ * CPU time of every process named `name` on this machine (ms, Linux; null
+ * elsewhere), ended ones not included: PostgreSQL's backends (`postgres`),
+ * read around a span to tell the server's share of the work. On a shared
+ * machine it includes other clients' backends.
+ */
+function processesCpuMs(name) {
+  try {
+    let total = 0
+    for (const pid of fs.readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(pid)) continue
+      let stat
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      } catch {
+        continue
+      }
+      const open = stat.indexOf('(')
+      const close = stat.lastIndexOf(')')
+      if (stat.slice(open + 1, close) !== name) continue
+      const f = stat.slice(close + 2).split(' ')
+      total += (Number(f[11]) + Number(f[12])) * TICK_MS
+    }
+    return total
+  } catch {
+    return null
+  }
+}
+
+module.exports = { now, sleep, tcpReachable, percentile, median, chunks, withTimeout, forceGc, hostCpuMs, threadCpuMs, processesCpuMs }

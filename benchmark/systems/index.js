@@ -40,9 +40,11 @@ const SYSTEMS = {
   piscina: () => require('./piscina'),
   bullmq: () => require('./bullmq'),
   'pg-boss': () => require('./pg-boss'),
+  'jobwerk-postgres': () => require('./jobwerk-postgres'),
+  'graphile-worker': () => require('./graphile-worker'),
 }
 
-const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-threads', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'piscina', 'bullmq', 'pg-boss']
+const DEFAULT_ORDER = ['jobwerk-memory', 'jobwerk-threads', 'jobwerk-sqlite', 'jobwerk-sqlite-full', 'p-queue', 'piscina', 'bullmq', 'pg-boss', 'jobwerk-postgres', 'graphile-worker']
 
 /**
  * Workloads a system runs when BENCH_WORKLOADS is not given (absent: all).
@@ -58,6 +60,14 @@ const DEFAULT_WORKLOADS = {
   piscina: ['w1'],
 }
 
+/**
+ * Workloads only some systems can run: W1 with two processes on one queue
+ * and the bloat run need a shared database (PostgreSQL systems whose adapter
+ * has peerConfig() and tables()). `long` runs only with BENCH_LONG=1.
+ */
+const SHARED_DB_WORKLOADS = ['w1x2', 'long']
+const SHARED_DB_SYSTEMS = ['jobwerk-postgres', 'graphile-worker']
+
 function getSystem(name) {
   const make = SYSTEMS[name]
   if (!make) throw new Error(`unknown system "${name}"; known: ${Object.keys(SYSTEMS).join(', ')}`)
@@ -69,5 +79,7 @@ const SERVERS = {
   bullmq: { host: process.env.REDIS_HOST || '127.0.0.1', port: Number(process.env.REDIS_PORT || 6379) },
   'pg-boss': { host: process.env.PGHOST || '127.0.0.1', port: Number(process.env.PGPORT || 5432) },
 }
+SERVERS['jobwerk-postgres'] = SERVERS['pg-boss']
+SERVERS['graphile-worker'] = SERVERS['pg-boss']
 
-module.exports = { SYSTEMS, DEFAULT_ORDER, DEFAULT_WORKLOADS, SERVERS, getSystem }
+module.exports = { SYSTEMS, DEFAULT_ORDER, DEFAULT_WORKLOADS, SHARED_DB_WORKLOADS, SHARED_DB_SYSTEMS, SERVERS, getSystem }

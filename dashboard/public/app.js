@@ -165,7 +165,7 @@
       ),
     )
     const health = o.health
-    const dims = health ? ['queue', 'workers', 'performance', 'errors'] : []
+    const dims = health ? ['queue', 'workers', 'performance', 'errors', 'storage'].filter((d) => health[d]) : []
     const healthCards = h(
       'div',
       { class: 'grid', id: 'health' },

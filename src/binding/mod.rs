@@ -336,7 +336,9 @@ impl Core {
     if open {
       return Ok(());
     }
-    let names = self.engine.with(|q, _| q.names_snapshot());
+    let (names, max_buffered) = self
+      .engine
+      .with(|q, _| (q.names_snapshot(), q.config().max_queue_size));
     let weak = Arc::downgrade(&self.engine);
     let clock: ClusterClock = Arc::new(move || match weak.upgrade() {
       Some(e) => e.clock().now(),
@@ -350,6 +352,8 @@ impl Core {
         let opts = BackendOptions {
           heartbeat: Some(cfg.heartbeat),
           dead_after_ms: cfg.dead_after_ms,
+          // During an outage `add` buffers up to maxQueueSize jobs.
+          max_buffered,
           ..BackendOptions::default()
         };
         PgBackend::open(pg, names, clock, opts).await
@@ -368,6 +372,12 @@ impl Core {
       cancelled.lock().push(id);
       if let Some(e) = weak.upgrade() {
         e.wake_js();
+      }
+    }));
+    let weak = Arc::downgrade(&self.engine);
+    backend.set_on_schedules(Arc::new(move || {
+      if let Some(e) = weak.upgrade() {
+        e.nudge();
       }
     }));
     *side.reader.lock() = Some(backend.reader());
@@ -389,7 +399,7 @@ impl Core {
       };
       let r = async {
         let reader = self.pg_reader()?;
-        if let Some(job) = reader.local(id) {
+        if let Some(job) = reader.local_decided(id).await {
           return Ok(Some(self.engine.with(|q, _| q.render_job(&job))));
         }
         let pg = reader.pg().clone();
@@ -460,7 +470,24 @@ impl Core {
       };
       let r = async {
         let reader = self.pg_reader()?;
-        let got = on_runtime("cancel", async move { reader.cancel(id).await }).await?;
+        let got = on_runtime("cancel", async move { reader.cancel_job(id).await }).await?;
+        if let Some(c) = got.as_ref().filter(|c| !c.dependants_failed.is_empty()) {
+          // Its dependants failed in the cancel's transaction: their
+          // `failed` events fire here, as on the other storages.
+          self
+            .engine
+            .with(|q, _| q.failed_in_store(&c.dependants_failed));
+        }
+        if let Some(c) = got
+          .as_ref()
+          .filter(|c| c.was != crate::job::Status::Running)
+        {
+          // It ran nowhere: its `cancelled` event fires here (a running
+          // one's fires where it ran, when its slot is aborted).
+          self
+            .engine
+            .with(|q, _| q.cancelled_unstarted(id, &c.name, c.attempt));
+        }
         Ok(Some(got.is_some().to_string()))
       }
       .await;
@@ -491,6 +518,9 @@ impl Core {
         }) {
           return Err(Error::Stopped);
         }
+        // maxQueueSize, as on the other storages (the cluster's counts, as
+        // `add` checks them).
+        self.engine.with(|q, _| q.check_room(1))?;
         let reader = self.pg_reader()?;
         let ok = on_runtime("retry", async move { reader.retry(id).await }).await?;
         Ok(Some(ok.to_string()))
@@ -935,6 +965,9 @@ impl Core {
   #[napi]
   pub fn monitor(&self, what: String) -> Option<String> {
     self.engine.with(|q, now| {
+      if what == "health" {
+        q.sync_storage_health();
+      }
       let m = q.monitor()?;
       Some(match what.as_str() {
         "health" => m.health_json(now),
@@ -952,7 +985,10 @@ impl Core {
   /// Prometheus text exposition, or null when monitoring is disabled.
   #[napi]
   pub fn prometheus(&self) -> Option<String> {
-    self.engine.with(|q, now| q.prometheus(now))
+    self.engine.with(|q, now| {
+      q.sync_storage_health();
+      q.prometheus(now)
+    })
   }
 
   /// Acknowledges an alert; false for unknown ids.

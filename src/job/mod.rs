@@ -171,6 +171,22 @@ pub struct JobKeys {
   pub key: Option<Box<str>>,
   pub concurrency_key: Option<Box<str>>,
   pub schedule_id: Option<Box<str>>,
+  /// What the add that made it does to a job holding its `key`, when the
+  /// store decides at insert time (PostgreSQL); not stored.
+  pub on_dup: OnDup,
+}
+
+/// An add's duplicate policy, for a store that finds a key's holder only
+/// when it writes (PostgreSQL: the database decides, see
+/// `storage/postgres/keys.rs`). Memory and SQLite decide in the queue,
+/// before the insert, and ignore it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnDup {
+  /// `onDuplicate: 'replace'`: an unstarted holder takes the new data and
+  /// context; a running one gets this job as its successor.
+  pub replace: bool,
+  /// `debounceMs`: an unstarted holder becomes due at this job's `run_at`.
+  pub debounce: bool,
 }
 
 impl JobKeys {
@@ -187,6 +203,7 @@ impl JobKeys {
       key: key.map(Into::into),
       concurrency_key: concurrency_key.map(Into::into),
       schedule_id: schedule_id.map(Into::into),
+      on_dup: OnDup::default(),
     }))
   }
 }

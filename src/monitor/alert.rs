@@ -17,8 +17,11 @@
 //! last firing) has passed. `acknowledge` records who and when, once.
 //! Resolved alerts go to a bounded history (oldest dropped first).
 //!
-//! The seed's four rules (ids below; removable like any other), from
-//! `performanceThresholds`, all with the operator `>`:
+//! The default rules (ids below; removable like any other): the seed's
+//! four from `performanceThresholds`, and `storageDegraded` (the storage's
+//! state: fires when it stops being healthy, resolves when it recovers;
+//! its message says why; no cooldown, one alert per outage), all with the
+//! operator `>`:
 //!
 //! | id | metric | window | severity |
 //! |---|---|---|---|
@@ -26,6 +29,7 @@
 //! | `queueBacklog` | `queueLength` > `queueBacklogThreshold` | latest sample | warning |
 //! | `slowJob` | `maxDurationMs` > `slowJobThresholdMs` | 1 min | warning |
 //! | `highWorkerUtilization` | `workerUtilization` > `workerUtilizationThreshold` | 1 min mean | warning |
+//! | `storageDegraded` | `storageHealth` > 0 (1 degraded, 2 unhealthy) | latest | critical |
 //!
 //! A window covers the slots from the one holding `now - window` to the
 //! current one: per second for the whole queue (per minute past the
@@ -81,6 +85,9 @@ pub enum Metric {
   BusyWorkers,
   /// Idle workers (gauge).
   AvailableWorkers,
+  /// The storage's state: 0 healthy, 1 degraded, 2 unhealthy (the latest,
+  /// whatever the window).
+  StorageHealth,
 }
 
 const METRICS: &[(&str, Metric)] = &[
@@ -98,6 +105,7 @@ const METRICS: &[(&str, Metric)] = &[
   ("workerUtilization", Metric::WorkerUtilization),
   ("busyWorkers", Metric::BusyWorkers),
   ("availableWorkers", Metric::AvailableWorkers),
+  ("storageHealth", Metric::StorageHealth),
 ];
 
 impl Metric {
@@ -123,6 +131,7 @@ impl Metric {
         | Metric::WorkerUtilization
         | Metric::BusyWorkers
         | Metric::AvailableWorkers
+        | Metric::StorageHealth
     )
   }
 }
@@ -323,6 +332,18 @@ pub(crate) fn default_rules(cfg: &MonitorConfig) -> Vec<Rule> {
       60_000,
       Severity::Warning,
     ),
+    // A state, not a rate: one alert per outage, so no cooldown.
+    Rule {
+      cooldown_ms: 0,
+      ..mk(
+        "storageDegraded",
+        "Storage degraded",
+        Metric::StorageHealth,
+        0.0,
+        0,
+        Severity::Critical,
+      )
+    },
   ]
 }
 
@@ -869,6 +890,13 @@ impl Alerts {
     let alert = Alert::active(&rule, self.seq, v, now, message);
     self.active.push(alert.clone());
     Some(alert)
+  }
+
+  /// Replaces an active alert's message (the storage alert says why).
+  pub(crate) fn set_message(&mut self, id: &str, message: &str) {
+    if let Some(a) = self.active.iter_mut().find(|a| a.id == id) {
+      a.message = message.to_string();
+    }
   }
 
   /// Active alerts, oldest first.

@@ -15,12 +15,15 @@
 //! | performance | `p95DurationMs` | p95 execution time, last 5 min | `slowJobThresholdMs` | `2t` |
 //! | performance | `timeoutRate` | timed out / finished, last 5 min, % | `highErrorRatePercent` | `min(2t, (100+t)/2)` |
 //! | errors | `errorRate` | (failed + timed out) / finished, last 5 min, % | `highErrorRatePercent` | `min(2t, (100+t)/2)` |
+//! | storage | `storageHealth` | 0 healthy, 1 degraded, 2 unhealthy (the store's own word, `Store::health`) | degraded | unhealthy |
 //!
 //! Percentages use `min(2t, (100+t)/2)` so that the critical level stays
 //! reachable (80 % utilization: critical at 90 %, 10 % errors: at 20 %).
 //! The errors dimension also lists the recent error messages (figures only).
 
 use serde::Serialize;
+
+use crate::storage::StorageState;
 
 /// A health level; ordered, so the worst is the largest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -101,6 +104,25 @@ pub(crate) fn availability(idle: Option<f64>, queued: u64, max_workers: u64) -> 
     status,
     rule: "warning when no worker is idle while jobs wait, critical when maxWorkers is 0 while jobs wait"
       .into(),
+  }
+}
+
+/// The storage check: degraded (PostgreSQL unreachable or a write being
+/// retried) is a warning, unhealthy (down past its limit, or a write
+/// failed for good) critical.
+pub(crate) fn storage(s: &crate::storage::StorageHealth) -> Check {
+  let status = match s.state {
+    StorageState::Healthy => Level::Healthy,
+    StorageState::Degraded => Level::Warning,
+    StorageState::Unhealthy => Level::Critical,
+  };
+  Check {
+    metric: "storageHealth",
+    value: Some(f64::from(s.state.as_number())),
+    warning_at: Some(1.0),
+    critical_at: Some(2.0),
+    status,
+    rule: "warning when degraded (unreachable or retrying writes), critical when unhealthy (down past its limit or failed)".into(),
   }
 }
 

@@ -11,7 +11,10 @@
 //! - [`Monitor::sample`] about once a second with the queue length, the
 //!   oldest pending job's wait and the busy and maximum workers;
 //! - [`Monitor::evaluate`] after sampling, emitting the returned
-//!   [`AlertEvent`]s and sending fired ones to their channels.
+//!   [`AlertEvent`]s and sending fired ones to their channels;
+//! - [`Monitor::set_storage`] with the storage's state (the health's
+//!   `storage` dimension and the `storageDegraded` alert), at each sample
+//!   and before each health read, evaluating at once when it changed.
 //!
 //! Everything is fixed-size (see [`Monitor`] for the bounds): log-scale
 //! `histogram`s (0.1 ms to ~1 h, percentiles within 4.9 %), rings of time
@@ -49,6 +52,7 @@ pub use health::{Check, Dimension, Level};
 pub use prometheus::Gauge;
 
 use crate::error::{Error, Result};
+use crate::storage::{StorageHealth, StorageState};
 use alert::Alerts;
 use histogram::Histogram;
 use series::{RecentHistograms, Ring, Slot};
@@ -294,6 +298,10 @@ pub struct Monitor {
   last: Option<Sample>,
   errors: VecDeque<RecentError>,
   alerts: Alerts,
+  /// The storage's state as last told ([`Monitor::set_storage`]).
+  storage: StorageHealth,
+  /// Its state when the rules were last evaluated.
+  storage_evaluated: StorageState,
 }
 
 /// Rounds for JSON (3 decimals), keeping `None` as `null`.
@@ -316,6 +324,8 @@ impl Monitor {
       last: None,
       errors: VecDeque::with_capacity(RECENT_ERRORS),
       alerts: Alerts::new(&cfg),
+      storage: StorageHealth::healthy(),
+      storage_evaluated: StorageState::Healthy,
       cfg,
     }
   }
@@ -405,6 +415,20 @@ impl Monitor {
     self.last = Some(s);
   }
 
+  /// Records the storage's state (the `storage` dimension and the
+  /// `storageHealth` metric). True when its state differs from the one
+  /// the rules last saw (the caller then evaluates them at once, so the
+  /// storage alert does not wait for the next health check).
+  pub fn set_storage(&mut self, h: StorageHealth) -> bool {
+    self.storage = h;
+    self.storage.state != self.storage_evaluated
+  }
+
+  /// The storage's state as last told.
+  pub fn storage(&self) -> &StorageHealth {
+    &self.storage
+  }
+
   /// The latest sample.
   pub fn last_sample(&self) -> Option<Sample> {
     self.last
@@ -423,6 +447,10 @@ impl Monitor {
   /// A rule's metric now; `None` when there is no data.
   fn metric_value(&self, rule: &Rule, now: u64) -> Option<f64> {
     let m = rule.metric;
+    if m == Metric::StorageHealth {
+      // A state, not a sampled figure: the latest, whatever the window.
+      return Some(f64::from(self.storage.state.as_number()));
+    }
     if m.is_gauge() && rule.window == 0 {
       let s = self.last?;
       return Some(match m {
@@ -459,6 +487,7 @@ impl Monitor {
       Metric::WorkerUtilization => slot.utilization(),
       Metric::BusyWorkers => slot.avg_busy(),
       Metric::AvailableWorkers => slot.avg_available(),
+      Metric::StorageHealth => Some(f64::from(self.storage.state.as_number())),
     }
   }
 
@@ -490,8 +519,22 @@ impl Monitor {
     if !self.cfg.alerting_enabled {
       return Vec::new();
     }
+    self.storage_evaluated = self.storage.state;
     let mut alerts = std::mem::take(&mut self.alerts);
-    let events = alerts.evaluate(now, |r| self.metric_value(r, now));
+    let mut events = alerts.evaluate(now, |r| self.metric_value(r, now));
+    // A storage alert says what is wrong, not just the figure.
+    for e in &mut events {
+      if e.kind == AlertEventKind::Fired && e.alert.metric == Metric::StorageHealth {
+        let s = &self.storage;
+        let msg = format!(
+          "storage is {}: {}",
+          s.state.as_str(),
+          s.message.as_deref().unwrap_or("no detail")
+        );
+        alerts.set_message(&e.alert.id, &msg);
+        e.alert.message = msg;
+      }
+    }
     self.alerts = alerts;
     events
   }
@@ -608,11 +651,13 @@ impl Monitor {
       e,
       health::percent_critical(e),
     )]);
+    let storage = Dimension::of(vec![health::storage(&self.storage)]);
     let dims = vec![
       ("queue", queue),
       ("workers", workers),
       ("performance", performance),
       ("errors", errors),
+      ("storage", storage),
     ];
     let overall = dims
       .iter()
@@ -660,6 +705,12 @@ impl Monitor {
         json!(recent.failed + recent.timed_out),
       );
       e.insert("recentErrors".into(), self.recent_errors_json());
+    }
+    if let Some(Value::Object(st)) = d.get_mut("storage") {
+      let s = &self.storage;
+      st.insert("state".into(), json!(s.state.as_str()));
+      st.insert("message".into(), json!(s.message));
+      st.insert("downMs".into(), json!(s.down_ms));
     }
     json!({
       "status": overall.as_str(),

@@ -8,6 +8,8 @@
 //! jobwerk_workers_busy, jobwerk_workers_max          gauge     latest sample
 //! jobwerk_alerts_active{severity}                    gauge
 //! jobwerk_health_status                              gauge     0 healthy, 1 warning, 2 critical
+//! jobwerk_health_dimension_status{dimension}         gauge     the same per dimension (queue, workers, performance, errors, storage)
+//! jobwerk_storage_health                             gauge     0 healthy, 1 degraded, 2 unhealthy
 //! ```
 //!
 //! Every metric has `# HELP` and `# TYPE` before its samples; label values
@@ -24,7 +26,7 @@ pub const BUCKETS_MS: [u64; 13] = [
 ];
 
 /// The metric names written before the caller's gauges.
-const BUILTIN: [&str; 8] = [
+const BUILTIN: [&str; 10] = [
   "jobwerk_jobs_total",
   "jobwerk_job_duration_seconds",
   "jobwerk_queue_length",
@@ -33,6 +35,8 @@ const BUILTIN: [&str; 8] = [
   "jobwerk_workers_max",
   "jobwerk_alerts_active",
   "jobwerk_health_status",
+  "jobwerk_health_dimension_status",
+  "jobwerk_storage_health",
 ];
 
 /// A gauge the caller adds (for example pending and waiting jobs).
@@ -192,7 +196,32 @@ pub(crate) fn render(m: &Monitor, now: u64, extra: &[Gauge<'_>]) -> String {
     "gauge",
     "Overall health: 0 healthy, 1 warning, 2 critical.",
   );
-  let _ = writeln!(o, "jobwerk_health_status {}", m.health(now).0.as_number());
+  let (overall, dims) = m.health(now);
+  let _ = writeln!(o, "jobwerk_health_status {}", overall.as_number());
+  header(
+    &mut o,
+    "jobwerk_health_dimension_status",
+    "gauge",
+    "Health per dimension: 0 healthy, 1 warning, 2 critical.",
+  );
+  for (name, d) in &dims {
+    let _ = writeln!(
+      o,
+      "jobwerk_health_dimension_status{{dimension=\"{name}\"}} {}",
+      d.status.as_number()
+    );
+  }
+  header(
+    &mut o,
+    "jobwerk_storage_health",
+    "gauge",
+    "Storage: 0 healthy, 1 degraded (unreachable or retrying writes), 2 unhealthy.",
+  );
+  let _ = writeln!(
+    o,
+    "jobwerk_storage_health {}",
+    m.storage().state.as_number()
+  );
   let mut seen: Vec<&str> = BUILTIN.to_vec();
   for g in extra {
     if !valid_name(g.name) || seen.contains(&g.name) {

@@ -307,8 +307,8 @@ fn custom_rules_are_added_scoped_and_removed() {
   let auto = m
     .add_rule(&json!({"metric": "failedCount", "threshold": 100}))
     .expect("valid rule");
-  assert_eq!(auto, "rule-6");
-  assert_eq!(m.rules().len(), 6);
+  assert_eq!(auto, "rule-7");
+  assert_eq!(m.rules().len(), 7);
   for i in 0..10 {
     m.record_outcome("b", Outcome::Failed, 0, 1, 1_000 + i, Some("b broke"));
     m.record_outcome("a", Outcome::Completed, 0, 1, 1_000 + i, None);
@@ -337,7 +337,7 @@ fn custom_rules_are_added_scoped_and_removed() {
   assert!(m.remove_rule("queueBacklog", 5_000), "defaults can go too");
   m.sample(6_000, 1_000, 0, 0, 3);
   assert!(fired(&m.evaluate(6_000)).is_empty());
-  let err = m.add_rule(&json!({"id": "rule-6", "metric": "queueLength", "threshold": 1}));
+  let err = m.add_rule(&json!({"id": "rule-7", "metric": "queueLength", "threshold": 1}));
   assert!(matches!(err, Err(Error::InvalidArgument(ref s)) if s.contains("rule.id")));
 }
 
@@ -414,7 +414,7 @@ fn invalid_rules_name_the_field() {
       Ok(id) => panic!("{rule} was accepted as {id}"),
     }
   }
-  assert_eq!(m.rules().len(), 4, "nothing half-added");
+  assert_eq!(m.rules().len(), 5, "nothing half-added");
   let e = m
     .history_json(&json!({"status": "open"}))
     .expect_err("bad filter");
@@ -448,6 +448,7 @@ fn config_reads_the_monitoring_section() {
       "queueBacklog",
       "slowJob",
       "highWorkerUtilization",
+      "storageDegraded",
       "rule-1"
     ]
   );
@@ -799,4 +800,81 @@ fn prometheus_exposition_is_valid() {
   assert!(!text.contains("skipped") && !text.contains("duplicate"));
   // An empty monitor is valid too.
   validate_exposition(&monitor().prometheus(0, &[]));
+}
+
+/// The fifth dimension: the storage's state. Degraded is a warning and
+/// fires `storageDegraded` (its message saying why), unhealthy is
+/// critical; healthy again resolves the alert. Prometheus exports it with
+/// the other dimensions.
+#[test]
+fn storage_dimension_and_its_alert() {
+  use crate::storage::{StorageHealth, StorageState};
+  let mut m = monitor();
+  m.sample(1_000, 0, 0, 0, 4);
+  let h = parse(&m.health_json(1_000));
+  assert_eq!(h["dimensions"]["storage"]["status"], "healthy");
+  assert_eq!(h["dimensions"]["storage"]["state"], "healthy");
+  assert!(fired(&m.evaluate(1_000)).is_empty());
+
+  let down = StorageHealth {
+    state: StorageState::Degraded,
+    down_ms: Some(1_500),
+    message: Some("PostgreSQL has been failing for 1 s; retrying (commit): refused".into()),
+  };
+  assert!(m.set_storage(down.clone()), "a change");
+  assert!(
+    m.set_storage(down.clone()),
+    "the rules have not seen it yet"
+  );
+  let h = parse(&m.health_json(2_000));
+  let st = &h["dimensions"]["storage"];
+  assert_eq!(st["status"], "warning");
+  assert_eq!(st["state"], "degraded");
+  assert_eq!(st["downMs"], 1_500);
+  assert!(
+    st["message"].as_str().unwrap_or("").contains("refused"),
+    "{st}"
+  );
+  assert_eq!(st["checks"][0]["metric"], "storageHealth");
+  assert_eq!(h["status"], "warning");
+  let events = m.evaluate(2_000);
+  assert_eq!(fired(&events), ["storageDegraded"]);
+  assert!(!m.set_storage(down), "the rules saw it");
+  let alert = &events[0].alert;
+  assert_eq!(alert.severity, Severity::Critical);
+  assert!(
+    alert.message.starts_with("storage is degraded: "),
+    "{}",
+    alert.message
+  );
+  assert_eq!(m.active_alerts()[0].message, alert.message, "kept as sent");
+  let text = m.prometheus(2_000, &[]);
+  assert!(text.contains("jobwerk_storage_health 1\n"), "{text}");
+  assert!(
+    text.contains("jobwerk_health_dimension_status{dimension=\"storage\"} 1\n"),
+    "{text}"
+  );
+  assert!(text.contains("jobwerk_health_dimension_status{dimension=\"queue\"} 0\n"));
+  validate_exposition(&text);
+
+  m.set_storage(StorageHealth {
+    state: StorageState::Unhealthy,
+    down_ms: Some(31_000),
+    message: Some("down".into()),
+  });
+  assert_eq!(parse(&m.health_json(3_000))["status"], "critical");
+  assert!(m.evaluate(3_000).is_empty(), "one alert per outage");
+
+  assert!(m.set_storage(StorageHealth::healthy()));
+  let events = m.evaluate(4_000);
+  assert_eq!(events.len(), 1);
+  assert_eq!(events[0].kind, AlertEventKind::Resolved);
+  assert_eq!(events[0].alert.rule_id, "storageDegraded");
+  assert_eq!(
+    parse(&m.health_json(4_000))["dimensions"]["storage"]["status"],
+    "healthy"
+  );
+  // A second outage alerts again at once (no cooldown).
+  m.set_storage(StorageHealth::of_failure(Some("disk full".into())));
+  assert_eq!(fired(&m.evaluate(5_000)), ["storageDegraded"]);
 }

@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::{Queue, QueueConfig};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::storage::Commit;
 
 /// Tells the JavaScript side to pull (`take`/`drain`). Called from the timer
 /// thread; returns false when the JavaScript environment is gone.
@@ -55,6 +56,10 @@ pub struct Engine {
   closed: AtomicBool,
   /// Upper bound of one timer sleep (`scheduler.checkInterval`).
   max_sleep_ms: AtomicU64,
+  /// This engine, for the tasks it starts.
+  me: Weak<Engine>,
+  /// A watcher waits for the commit of held events (see [`Engine::watch_held`]).
+  held_armed: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -74,7 +79,9 @@ impl Engine {
 
   /// A new engine over `queue`.
   pub fn with_queue(queue: Queue, clock: Clock) -> Arc<Engine> {
-    Arc::new(Engine {
+    Arc::new_cyclic(|me| Engine {
+      me: me.clone(),
+      held_armed: AtomicBool::new(false),
       queue: Mutex::new(queue),
       clock,
       notify: Arc::new(Notify::new()),
@@ -117,7 +124,7 @@ impl Engine {
   }
 
   fn run<R>(&self, f: impl FnOnce(&mut Queue, u64) -> R, send: bool) -> R {
-    let (r, dirty) = {
+    let (r, dirty, held) = {
       let mut q = self.queue.lock();
       let now = self.clock.now();
       let r = f(&mut q, now);
@@ -126,12 +133,49 @@ impl Engine {
       } else {
         q.end_batch_deferred();
       }
-      (r, q.take_timer_dirty())
+      (r, q.take_timer_dirty(), self.held_to_watch(&mut q))
     };
     if dirty {
       self.notify.notify_one();
     }
+    self.watch_held(held);
     r
+  }
+
+  /// What a new watcher of held events waits for, if events are held and
+  /// no watcher runs (see [`Engine::watch_held`]).
+  fn held_to_watch(&self, q: &mut Queue) -> Option<(u64, watch::Receiver<Commit>)> {
+    if !q.has_held() || self.held_armed.swap(true, Ordering::AcqRel) {
+      return None;
+    }
+    let w = q.held_watch();
+    if w.is_none() {
+      self.held_armed.store(false, Ordering::Release);
+    }
+    w
+  }
+
+  /// Events of outcomes wait for their commit (a store that commits late,
+  /// PostgreSQL): one task on the runtime waits for the mark of the newest
+  /// and wakes JavaScript once, whose next call releases every event
+  /// covered by then (and starts the next watcher if more wait). It never
+  /// takes the queue lock.
+  fn watch_held(&self, held: Option<(u64, watch::Receiver<Commit>)>) {
+    let Some((mark, mut rx)) = held else {
+      return;
+    };
+    let Ok(rt) = runtime() else {
+      self.held_armed.store(false, Ordering::Release);
+      return;
+    };
+    let me = self.me.clone();
+    rt.spawn(async move {
+      let _ = rx.wait_for(|c| c.seq >= mark || c.error.is_some()).await;
+      if let Some(e) = me.upgrade() {
+        e.held_armed.store(false, Ordering::Release);
+        e.wake_js();
+      }
+    });
   }
 
   /// Sends the writes deferred by [`Engine::with_deferred`].
@@ -160,18 +204,25 @@ impl Engine {
   /// The timer's step: due work, timeouts, cleanup; wakes JavaScript when it
   /// has something to do. Returns the next wake-up time (epoch ms).
   fn on_timer(&self) -> u64 {
-    let (wake, next) = {
+    let (wake, next, held) = {
       let mut q = self.queue.lock();
       let now = self.clock.now();
       q.tick(now);
-      let wake = q.has_news() || q.has_work(now);
       q.end_batch();
-      (wake, q.plan_wake())
+      let wake = q.has_news() || q.has_work(now);
+      (wake, q.plan_wake(), self.held_to_watch(&mut q))
     };
+    self.watch_held(held);
     if wake {
       self.wake_js();
     }
     next
+  }
+
+  /// Wakes the timer now: its tick takes in news the store has (e.g. the
+  /// cluster's schedules, read by the PostgreSQL backend's task).
+  pub fn nudge(&self) {
+    self.notify.notify_one();
   }
 
   /// Wakes JavaScript unless a wake-up is already on its way.
@@ -210,6 +261,9 @@ impl Engine {
     q.tick(target);
     q.end_batch();
     q.plan_wake();
+    let held = self.held_to_watch(&mut q);
+    drop(q);
+    self.watch_held(held);
     Ok(())
   }
 
@@ -235,6 +289,9 @@ impl Engine {
     q.tick(at);
     q.end_batch();
     q.plan_wake();
+    let held = self.held_to_watch(&mut q);
+    drop(q);
+    self.watch_held(held);
     Ok(at < target)
   }
 

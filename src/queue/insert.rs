@@ -43,16 +43,21 @@ use std::collections::HashMap;
 use super::options::OnDuplicate;
 use super::{JobOptions, NewJob, Queue, RunState};
 use crate::error::{Error, Result};
-use crate::job::{Dependencies, Job, JobExtra, JobId, JobKeys, Status};
-use crate::storage::Unstarted;
+use crate::job::{Dependencies, Job, JobExtra, JobId, JobKeys, OnDup, Status};
+use crate::storage::{FireRecord, Unstarted};
 
 /// Where jobs to insert come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Origin<'a> {
   /// `addCalculationJob` and friends.
   Add,
-  /// Schedule `schedule`'s fire for fire time `at` (epoch ms).
-  Fire { at: u64, schedule: &'a str },
+  /// Schedule `schedule`'s fire for fire time `at` (epoch ms); `overlap`:
+  /// [`FireRecord::overlap`] and [`FireRecord::first`].
+  Fire {
+    at: u64,
+    schedule: &'a str,
+    overlap: (bool, bool),
+  },
 }
 
 /// What one job of a batch comes to.
@@ -84,6 +89,13 @@ impl Queue {
     }
     if let Some(e) = self.store_failure() {
       return Err(Error::Storage(e));
+    }
+    // The placeholder until PostgreSQL connects (in `start()`) would lose
+    // what it holds when the real store replaces it: refused, never lost.
+    if let Some(kind) = self.awaited_kind {
+      return Err(Error::Storage(format!(
+        "{kind} storage is not open yet (it connects in start(); await it first): nothing was added"
+      )));
     }
     let keyed = batch.iter().any(|nj| nj.options.key.is_some());
     let queued = self.queued();
@@ -184,6 +196,17 @@ impl Queue {
         o.concurrency_key.as_deref(),
         schedule,
       ));
+      if o.key.is_some() {
+        // For a store that finds the holder only when it writes.
+        job
+          .extra_mut()
+          .keys
+          .get_or_insert_with(Default::default)
+          .on_dup = OnDup {
+          replace: o.on_duplicate() == OnDuplicate::Replace,
+          debounce: o.debounce_ms.is_some(),
+        };
+      }
       plans.push(Plan::New(job));
       adding += 1;
     }
@@ -217,8 +240,26 @@ impl Queue {
         }
       }
     }
-    if !jobs.is_empty() {
-      self.store.insert(jobs, self.registry.names())?;
+    match origin {
+      // A fire's one job goes to the store as a fire: once per cluster on a
+      // store that shares its schedules.
+      Origin::Fire {
+        at,
+        schedule,
+        overlap,
+      } if jobs.len() == 1 => {
+        let fire = FireRecord {
+          schedule: schedule.to_string(),
+          at,
+          overlap: overlap.0,
+          first: overlap.1,
+        };
+        if let Some(job) = jobs.pop() {
+          self.store.record_fire(&fire, job, self.registry.names())?;
+        }
+      }
+      _ if !jobs.is_empty() => self.store.insert(jobs, self.registry.names())?,
+      _ => {}
     }
     if earliest != u64::MAX {
       self.want_wake(earliest);
@@ -226,7 +267,8 @@ impl Queue {
     Ok(ids)
   }
 
-  /// Checks `dependsOn`: every id must name a job this store holds.
+  /// Checks `dependsOn`: every id must name a job this store holds (on a
+  /// store that checks them in its insert, only that each is a job id).
   pub(super) fn dependencies(
     &mut self,
     o: &JobOptions,
@@ -246,7 +288,9 @@ impl Queue {
       let id = JobId::parse(s).ok_or_else(|| {
         Error::DependencyNotFound(format!("{at}options.dependsOn: '{s}' is not a job id"))
       })?;
-      if self.store.get(id)?.is_none() {
+      // A store that checks them in its insert (PostgreSQL) is not asked:
+      // that would be a read on the JavaScript thread.
+      if !self.store.checks_dependencies_late() && self.store.dependency(id)?.is_none() {
         return Err(Error::DependencyNotFound(format!(
           "{at}options.dependsOn: no job '{s}' (it never existed or was pruned)"
         )));

@@ -16,6 +16,7 @@
 mod chores;
 mod config;
 mod engine;
+mod held;
 mod insert;
 mod listing;
 pub mod options;
@@ -118,6 +119,8 @@ pub struct Queue {
   events_on: bool,
   /// Events waiting for [`Queue::drain`].
   events: Events,
+  /// Events of outcomes not committed yet (a store that commits late).
+  held: held::HeldEvents,
   /// The first storage error of a transition no caller waited for (a
   /// timer chore, an outcome, a claim): see [`Queue::store_failure`].
   store_error: Option<String>,
@@ -168,7 +171,7 @@ impl Queue {
     }
     let mut scheduler = Scheduler::new();
     scheduler.restore(load_schedules(&*store));
-    Queue {
+    let mut q = Queue {
       prune_clock: PruneClock::after(now, cfg.cleanup_interval_ms),
       cfg,
       state: RunState::Idle,
@@ -182,6 +185,7 @@ impl Queue {
       aborts: Vec::new(),
       events_on: false,
       events: Events::default(),
+      held: held::HeldEvents::default(),
       late_outcomes: 0,
       store_error: None,
       planned_wake: u64::MAX,
@@ -192,6 +196,37 @@ impl Queue {
       alert_out: None,
       sampling: Sampling::default(),
       awaited_kind: None,
+    };
+    q.apply_schedule_news();
+    q
+  }
+
+  /// Takes in what a store that shares its schedules learned of the
+  /// cluster's (see [`Store::take_schedule_news`] and
+  /// [`Scheduler::merge_cluster`]): the schedules as stored, and the jobs of
+  /// the fires this process handed over.
+  pub(super) fn apply_schedule_news(&mut self) {
+    let Some(news) = self.store.take_schedule_news() else {
+      return;
+    };
+    if let Some(all) = news.all {
+      let stored = all
+        .into_iter()
+        .filter_map(|s| {
+          serde_json::from_str::<Schedule>(&s.json)
+            .ok()
+            .map(|sch| (sch, s.last_fire))
+        })
+        .collect();
+      self.scheduler.merge_cluster(stored, &news.fresh);
+    }
+    for (schedule, _, job) in news.fired {
+      if let Some(job) = job {
+        self.scheduler.record_job(&schedule, &job.to_string());
+      }
+    }
+    if let Some(t) = self.scheduler.next_wake() {
+      self.want_wake(t);
     }
   }
 
@@ -238,6 +273,16 @@ impl Queue {
   /// The monitor, if enabled.
   pub fn monitor(&self) -> Option<&Monitor> {
     self.monitor.as_deref()
+  }
+
+  /// Tells the monitor the store's state ([`Store::health`]); true when
+  /// it changed. Called at each sample and before a health read.
+  pub fn sync_storage_health(&mut self) -> bool {
+    let h = self.store.health();
+    self
+      .monitor
+      .as_deref_mut()
+      .is_some_and(|m| m.set_storage(h))
   }
 
   /// The monitor, to change.
@@ -379,6 +424,11 @@ impl Queue {
         self.event("failed", id, &err);
       }
     }
+    if self.store.commits_late() {
+      let failed = self.store.take_failed();
+      self.failed_in_store(&failed);
+      self.held.end_operation(&mut *self.store, &mut self.events);
+    }
     for id in self.scheduler.take_changed() {
       if let Some(json) = self
         .scheduler
@@ -438,7 +488,6 @@ impl Queue {
   ) -> Result<()> {
     let mut store = open(self.registry.names_mut())?;
     self.registry.grow();
-    self.awaited_kind = None;
     store.set_weights(self.cfg.priority_weights);
     if let Some(max) = store.max_id() {
       self.ids.seed(max);
@@ -446,9 +495,23 @@ impl Queue {
     for i in self.registry.registered() {
       store.registered(i);
     }
+    // Schedules made while the queue waited for its store (PostgreSQL
+    // connects in `start()`) join the stored ones, as an upsert would.
+    let early: Vec<Schedule> = match self.awaited_kind {
+      Some(_) => self.scheduler.iter().cloned().collect(),
+      None => Vec::new(),
+    };
+    self.awaited_kind = None;
     self.scheduler = Scheduler::new();
     self.scheduler.restore(load_schedules(&*store));
     self.store = store;
+    // Events held for the old store's marks: the new one counts anew.
+    self.held.clear();
+    self.apply_schedule_news();
+    for s in early {
+      // Validated when it was made.
+      let _ = self.scheduler.upsert(s.to_spec(), s.updated_at);
+    }
     Ok(())
   }
 
@@ -665,7 +728,11 @@ impl Queue {
   ) -> Result<(usize, bool)> {
     let outcomes = wire::parse_outcomes(json)?;
     let n = outcomes.len();
-    let caller_emits = caller_emits_completed && self.events_on && self.all_current(&outcomes);
+    // A store that commits late: `completed` waits for the commit (held).
+    let caller_emits = caller_emits_completed
+      && self.events_on
+      && !self.store.commits_late()
+      && self.all_current(&outcomes);
     for WireOutcome {
       slot,
       seq,
@@ -788,7 +855,27 @@ impl Queue {
       return;
     }
     let name = self.registry.name_json(name);
+    if held::reports_outcome(kind) && self.store.commits_late() {
+      self.held.hold(kind, id, name, attempt, extra);
+      return;
+    }
     self.events.job(kind, id, name, attempt, extra);
+  }
+
+  /// The mark the newest held event waits for, with a receiver of the
+  /// store's progress (the engine's watcher wakes JavaScript when it is
+  /// reached); `None` when no event is held.
+  pub fn held_watch(
+    &mut self,
+  ) -> Option<(u64, tokio::sync::watch::Receiver<crate::storage::Commit>)> {
+    let mark = self.held.last_mark()?;
+    let (_, rx) = self.store.flush_mark()?;
+    Some((mark, rx))
+  }
+
+  /// True while events wait for their outcome's commit.
+  pub fn has_held(&self) -> bool {
+    self.held.is_waiting()
   }
 
   /// Turns event recording on or off (off: nobody listens, nothing is built).
@@ -796,6 +883,7 @@ impl Queue {
     self.events_on = on;
     if !on {
       self.events.clear();
+      self.held.clear();
     }
   }
 
@@ -904,15 +992,53 @@ impl Queue {
       }
       _ => return Ok(false),
     }
+    self.check_room(1)?;
+    self.store.retry(id, now)
+  }
+
+  /// `ERR_QUEUE_FULL` unless `adding` more jobs fit under `maxQueueSize`
+  /// (`retryJob`; on PostgreSQL the binding asks before its transaction).
+  pub fn check_room(&self, adding: usize) -> Result<()> {
     let queued = self.queued();
-    if queued >= self.cfg.max_queue_size {
+    if queued.saturating_add(adding) > self.cfg.max_queue_size {
       return Err(Error::QueueFull {
         max: self.cfg.max_queue_size,
         queued,
-        adding: 1,
+        adding,
       });
     }
-    self.store.retry(id, now)
+    Ok(())
+  }
+
+  /// A job the storage cancelled before it ran (PostgreSQL: `cancelJob`'s
+  /// transaction): records its `cancelled` event here, as
+  /// [`Queue::cancel`] does on the other storages.
+  pub fn cancelled_unstarted(&mut self, id: JobId, name: &str, attempt: u32) {
+    if !self.events_on {
+      return;
+    }
+    let json = match self.registry.names().find(name) {
+      Some(i) => self.registry.name_json(i).to_string(),
+      None => serde_json::to_string(name).unwrap_or_else(|_| "null".into()),
+    };
+    self.events.job("cancelled", id, &json, attempt, "null");
+  }
+
+  /// Jobs the storage failed in a write that committed (PostgreSQL: the
+  /// dependants a failure or cancel failed in SQL, a `dependsOn` naming no
+  /// job): records their `failed` events here, as the other storages do
+  /// for the dependants they fail. Not held: already committed.
+  pub fn failed_in_store(&mut self, failed: &[crate::storage::StoreFailed]) {
+    if !self.events_on {
+      return;
+    }
+    for f in failed {
+      let json = match self.registry.names().find(&f.name) {
+        Some(i) => self.registry.name_json(i).to_string(),
+        None => serde_json::to_string(&f.name).unwrap_or_else(|_| "null".into()),
+      };
+      self.events.job("failed", f.id, &json, f.attempt, &f.error);
+    }
   }
 
   /// Records progress (JSON) of the attempt in `slot`/`seq`; false when that
@@ -967,9 +1093,19 @@ impl Queue {
       .saturating_sub(self.free_slots.len() + self.aborts.len())
   }
 
-  /// Jobs that still need the service: waiting, pending or running.
+  /// Jobs that still need the service: waiting, pending or running. On a
+  /// store whose counts are the cluster's (PostgreSQL), the work this
+  /// process knows of instead ([`Store::local_work`]: its jobs not yet
+  /// committed or still queued, claimed ones, outcomes not committed) and
+  /// one while events wait for their commit: a snapshot of the cluster
+  /// would keep the process alive for other processes' jobs, and miss its
+  /// own for up to a second.
   pub fn active(&self) -> usize {
-    self.queued() + self.running_count()
+    let queued = match self.store.local_work() {
+      Some(n) => n + self.held.is_waiting() as usize,
+      None => self.queued(),
+    };
+    queued + self.running_count()
   }
 
   /// What keeps a started service's process alive: its active jobs, plus
@@ -1014,6 +1150,21 @@ impl Queue {
       self.late_outcomes,
       self.awaited_kind.unwrap_or_else(|| self.store.kind()),
     );
+    // Which figures are whose: the counts are the storage's (the cluster's
+    // on PostgreSQL, from a snapshot read at `asOf`); throughput, times,
+    // workers and lateOutcomes are this process's.
+    s.pop();
+    match self.store.counts_as_of() {
+      Some(t) => {
+        let _ = write!(
+          s,
+          ",\"scope\":{{\"counts\":\"cluster\",\"countsAsOf\":{t},\"figures\":\"process\"}}}}"
+        );
+      }
+      None => s.push_str(
+        ",\"scope\":{\"counts\":\"process\",\"countsAsOf\":null,\"figures\":\"process\"}}",
+      ),
+    }
     s
   }
 
@@ -1103,6 +1254,9 @@ impl Queue {
         );
       }
     }
+    self.apply_schedule_news();
+    // A shared store answers from its last read of the cluster (no I/O).
+    let shared = self.store.shares_schedules();
     let mut out = String::from("[");
     for (i, s) in self.scheduler.list(&f).into_iter().enumerate() {
       if i > 0 {
@@ -1112,8 +1266,11 @@ impl Queue {
         .last_job_id
         .as_deref()
         .and_then(JobId::parse)
-        .and_then(|id| self.store.get(id).ok().flatten())
-        .map(|j| j.status.as_str());
+        .and_then(|id| match shared {
+          true => self.store.schedule_job_status(id),
+          false => self.store.get(id).ok().flatten().map(|j| j.status),
+        })
+        .map(|st| st.as_str());
       out.push_str(&s.to_public_json(status));
     }
     out.push(']');

@@ -198,6 +198,10 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// A key: a non-empty string of at most [`MAX_KEY_BYTES`] bytes.
 fn key_string(v: &Value, field: &str, mk: Mk) -> Result<String> {
   match v.as_str() {
+    // No NUL: PostgreSQL's text cannot hold one (the same rule everywhere).
+    Some(s) if s.contains('\0') => Err(mk(format!(
+      "{field} must not contain a NUL character (\\u0000)"
+    ))),
     Some(s) if !s.is_empty() && s.len() <= MAX_KEY_BYTES => Ok(s.to_string()),
     Some(s) if !s.is_empty() => Err(mk(format!(
       "{field} must be at most {MAX_KEY_BYTES} bytes long, got {} bytes",
@@ -437,6 +441,11 @@ mod tests {
       (json!({"key": "k".repeat(513)}), "options.key"),
       (json!({"concurrencyKey": ""}), "options.concurrencyKey"),
       (json!({"concurrencyKey": ["a"]}), "options.concurrencyKey"),
+      (
+        json!({"concurrencyKey": "a\u{0}b"}),
+        "options.concurrencyKey",
+      ),
+      (json!({"key": "\u{0}"}), "options.key"),
       (
         json!({"key": "k", "onDuplicate": "merge"}),
         "options.onDuplicate",

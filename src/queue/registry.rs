@@ -78,6 +78,12 @@ impl Registry {
         "calculation.name must be a non-empty string of at most 512 bytes",
       ));
     }
+    if name.contains('\0') {
+      // PostgreSQL's text cannot hold one (the same rule everywhere).
+      return Err(Error::arg(
+        "calculation.name must not contain a NUL character (\\u0000)",
+      ));
+    }
     let defaults = JobOptions::parse(defaults, "calculation", base_backoff)?;
     if defaults.run_at.is_some() || defaults.delay_ms.is_some() {
       return Err(Error::arg(

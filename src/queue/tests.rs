@@ -1004,3 +1004,26 @@ fn a_retry_is_refused_while_another_job_holds_its_key() {
   assert_eq!(q.get(first).map(|j| j.status), Some(Status::Pending));
   q.check_invariants().expect("invariants");
 }
+
+#[test]
+fn an_add_while_the_durable_store_is_awaited_is_refused_not_lost() {
+  let (mut q, calc) = queue(1);
+  q.await_store("postgres");
+  let options =
+    JobOptions::parse(&json!({}), "options", q.config().default_backoff).expect("options");
+  let job = NewJob {
+    calc,
+    data: "1",
+    context: "{}",
+    options,
+  };
+  match q.add(std::slice::from_ref(&job), 0) {
+    Err(Error::Storage(m)) => assert!(m.contains("not open yet"), "{m}"),
+    other => panic!("expected a storage error, got {other:?}"),
+  }
+  assert_eq!(q.queued(), 0);
+  // Once a store is installed, adds go through.
+  q.open_store(|_| Ok(Box::new(crate::storage::MemoryStore::new())))
+    .expect("open");
+  assert!(q.add(&[job], 0).is_ok());
+}

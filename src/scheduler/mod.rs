@@ -81,6 +81,14 @@
 //! the times that passed while the process was down as missed and applies
 //! each schedule's misfire policy to them.
 //!
+//! # Shared by a cluster
+//!
+//! On a store several processes share (PostgreSQL), each process keeps its
+//! own scheduler and evaluates every schedule; the store decides each fire
+//! (once per cluster) and [`Scheduler::merge_cluster`] brings the
+//! schedules in line with the stored ones: changes made elsewhere, and the
+//! cluster's last fire, past which every next run moves.
+//!
 //! # Validation
 //!
 //! [`Scheduler::upsert`] rejects a bad spec with
@@ -311,6 +319,79 @@ impl Scheduler {
       self.changed.remove(&s.id);
       self.schedules.insert(s.id.clone(), s);
     }
+  }
+
+  /// Brings the schedules in line with the cluster's, as a backend several
+  /// processes share stores them (PostgreSQL): `all` is every stored
+  /// schedule with the last fire time the cluster used up; `fresh` names
+  /// schedules changed here since that read began (they stay as they are).
+  ///
+  /// - A stored schedule not held here is added; one whose definition
+  ///   differs from the one held here (another process changed it) replaces
+  ///   it, with the cluster's run state; so does one created at another
+  ///   time (the store keeps the first `createdAt`: an interval without
+  ///   `startAt` goes on that one's grid, its next run computed from the
+  ///   stored `updatedAt`, as is a new one's).
+  /// - One with the same definition keeps its next run and takes the
+  ///   cluster's `runCount` when higher, and its `lastRunAt` and
+  ///   `lastJobId` when they are as recent as the ones held here.
+  /// - Every next run is then moved past the cluster's last fire (see
+  ///   [`Schedule`]'s `move_past`): times another process fired are not
+  ///   fired again here, and after a restart the times the whole cluster
+  ///   missed are due, so the misfire policy applies to the cluster's
+  ///   downtime, not this process's.
+  /// - A schedule held here that is neither stored nor fresh is removed
+  ///   (another process removed it).
+  ///
+  /// Nothing here is reported by [`Scheduler::take_changed`].
+  pub fn merge_cluster(&mut self, all: Vec<(Schedule, Option<u64>)>, fresh: &[String]) {
+    let mut seen = BTreeSet::new();
+    for (stored, last_fire) in all {
+      seen.insert(stored.id.clone());
+      if fresh.contains(&stored.id) {
+        continue;
+      }
+      // An interval without `startAt` is anchored at its creation: the
+      // stored `createdAt` is the first process's (the store keeps it), and
+      // the next run goes on that grid.
+      let regrid = |s: &mut Schedule| {
+        if matches!(s.trigger, Trigger::Interval { .. }) && s.start_at.is_none() {
+          s.next_run_at = s.compute_next(s.updated_at, Basis::Define);
+        }
+      };
+      let s = match self.schedules.entry(stored.id.clone()) {
+        Entry::Vacant(e) => {
+          let s = e.insert(stored);
+          regrid(s);
+          s
+        }
+        Entry::Occupied(e) => {
+          let s = e.into_mut();
+          if s.same_definition(&stored) && s.created_at == stored.created_at {
+            s.run_count = s.run_count.max(stored.run_count);
+            if stored.last_run_at >= s.last_run_at {
+              s.last_run_at = stored.last_run_at;
+              if stored.last_job_id.is_some() {
+                s.last_job_id = stored.last_job_id;
+              }
+            }
+          } else {
+            let anchor_moved = s.same_definition(&stored);
+            *s = stored;
+            if anchor_moved {
+              regrid(s);
+            }
+          }
+          s
+        }
+      };
+      if let Some(t) = last_fire {
+        s.move_past(t);
+      }
+    }
+    self
+      .schedules
+      .retain(|id, _| seen.contains(id) || fresh.contains(id));
   }
 
   /// The ids of the schedules whose definition or state changed since the

@@ -517,6 +517,52 @@ impl Schedule {
     };
   }
 
+  /// The definition as a spec (for [`super::Scheduler::upsert`]).
+  pub fn to_spec(&self) -> ScheduleSpec {
+    ScheduleSpec {
+      id: self.id.clone(),
+      calc: self.calc.clone(),
+      trigger: self.trigger.clone(),
+      data: self.data.clone(),
+      context: self.context.clone(),
+      job_options: self.job_options.clone(),
+      max_runs: self.max_runs,
+      end_at: self.end_at,
+      start_at: self.start_at,
+      enabled: self.enabled,
+      misfire: self.misfire,
+      max_catch_up: self.max_catch_up,
+      overlap: self.overlap,
+    }
+  }
+
+  /// True when `other` has the same definition (everything a spec sets;
+  /// the run state and times of the last change aside).
+  pub fn same_definition(&self, other: &Schedule) -> bool {
+    self.calc == other.calc
+      && self.trigger == other.trigger
+      && self.data == other.data
+      && self.context == other.context
+      && self.job_options == other.job_options
+      && self.max_runs == other.max_runs
+      && self.end_at == other.end_at
+      && self.start_at == other.start_at
+      && self.enabled == other.enabled
+      && self.misfire == other.misfire
+      && self.max_catch_up == other.max_catch_up
+      && self.overlap == other.overlap
+  }
+
+  /// Moves the next run past `t`, a fire time already used up (by another
+  /// process sharing the schedule): the first fire time after it, none for
+  /// a one-time schedule. A next run after `t` stays.
+  pub(super) fn move_past(&mut self, t: u64) {
+    if self.next_run_at.is_some_and(|n| n <= t) {
+      let next = self.seq().after(t);
+      self.next_run_at = self.bounded(next);
+    }
+  }
+
   /// The kind.
   pub fn kind(&self) -> ScheduleKind {
     self.trigger.kind()

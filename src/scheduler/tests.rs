@@ -1035,3 +1035,106 @@ proptest! {
     }
   }
 }
+
+// ------------------------------------------------- merge_cluster (PostgreSQL)
+
+/// A schedule as another process stored it.
+fn stored(spec: ScheduleSpec, now: u64) -> Schedule {
+  let mut other = Scheduler::new();
+  add(&mut other, spec, now)
+}
+
+#[test]
+fn merge_cluster_adds_changes_and_removes_what_other_processes_did() {
+  let t0 = ms("2026-01-05T00:00:00Z");
+  let mut s = Scheduler::new();
+  add(&mut s, interval("kept", MIN, Some(t0 + MIN)), t0);
+  add(&mut s, interval("gone", MIN, Some(t0 + MIN)), t0);
+  add(&mut s, interval("mine", MIN, Some(t0 + MIN)), t0);
+  s.take_changed();
+  let mut changed = interval("kept", 2 * MIN, Some(t0 + MIN));
+  changed.misfire = Misfire::Skip;
+  let all = vec![
+    (stored(changed, t0), None),
+    (stored(interval("new", MIN, Some(t0 + MIN)), t0), None),
+  ];
+  // "mine" was saved here after the read began: it stays as it is.
+  s.merge_cluster(all, &["mine".to_string()]);
+  let ids: Vec<&str> = s.iter().map(|x| x.id.as_str()).collect();
+  assert_eq!(ids, ["kept", "mine", "new"]);
+  assert_eq!(get(&s, "kept").misfire, Misfire::Skip);
+  assert_eq!(
+    get(&s, "kept").trigger,
+    Trigger::Interval {
+      interval_ms: 2 * MIN
+    }
+  );
+  assert!(s.take_changed().is_empty(), "a merge is nothing to store");
+}
+
+#[test]
+fn merge_cluster_moves_next_runs_past_the_clusters_last_fire() {
+  let t0 = ms("2026-01-05T00:00:00Z");
+  let mut s = Scheduler::new();
+  add(&mut s, cron("c", "* * * * *", "UTC"), t0);
+  add(&mut s, once("o", t0 + MIN), t0);
+  let c = get(&s, "c").clone();
+  let o = get(&s, "o").clone();
+  assert_eq!(c.next_run_at, Some(t0));
+  // Another process fired "c" up to 10 min and "o".
+  s.merge_cluster(
+    vec![(c.clone(), Some(t0 + 10 * MIN)), (o, Some(t0 + MIN))],
+    &[],
+  );
+  assert_eq!(get(&s, "c").next_run_at, Some(t0 + 11 * MIN));
+  assert_eq!(
+    get(&s, "o").next_run_at,
+    None,
+    "a one-time schedule fired elsewhere is done"
+  );
+  // A process that starts after the cluster was down from 10 min to 30
+  // min: the missed times are the cluster's (11 min to 30 min).
+  let mut fresh = Scheduler::new();
+  let mut down = c;
+  down.run_count = 11;
+  down.last_run_at = Some(t0 + 10 * MIN);
+  fresh.merge_cluster(vec![(down, Some(t0 + 10 * MIN))], &[]);
+  assert_eq!(get(&fresh, "c").next_run_at, Some(t0 + 11 * MIN));
+  let fires = fresh.due(t0 + 30 * MIN, &idle);
+  // runOnce: one fire for them, at the latest.
+  assert_eq!(times(&fires), [t0 + 30 * MIN]);
+  assert_eq!(get(&fresh, "c").run_count, 12);
+}
+
+#[test]
+fn merge_cluster_keeps_the_local_timing_and_takes_the_clusters_run_state() {
+  let t0 = ms("2026-01-05T00:00:00Z");
+  let mut s = Scheduler::new();
+  add(&mut s, interval("i", MIN, Some(t0 + MIN)), t0);
+  assert_eq!(times(&s.due(t0 + MIN, &idle)), [t0 + MIN]);
+  assert_eq!(times(&s.due(t0 + 2 * MIN, &idle)), [t0 + 2 * MIN]);
+  let mut st = get(&s, "i").clone();
+  // The cluster: the other process won 2 min, with its job.
+  st.last_job_id = Some("job-2".into());
+  st.run_count = 2;
+  st.next_run_at = Some(t0); // stale in the stored JSON: not taken
+  s.merge_cluster(vec![(st, Some(t0 + 2 * MIN))], &[]);
+  let i = get(&s, "i");
+  assert_eq!(i.next_run_at, Some(t0 + 3 * MIN));
+  assert_eq!(i.last_job_id.as_deref(), Some("job-2"));
+  assert_eq!(i.run_count, 2);
+}
+
+#[test]
+fn merge_cluster_puts_an_interval_on_the_first_creators_grid() {
+  let t0 = ms("2026-01-05T00:00:00Z");
+  let mut s = Scheduler::new();
+  // Created here at 3 s: its grid would be 63 s, 123 s, ...
+  add(&mut s, interval("i", MIN, None), t0 + 3_000);
+  assert_eq!(get(&s, "i").next_run_at, Some(t0 + 63_000));
+  let mut first = stored(interval("i", MIN, None), t0);
+  first.updated_at = t0 + 3_000;
+  s.merge_cluster(vec![(first, None)], &[]);
+  assert_eq!(get(&s, "i").next_run_at, Some(t0 + MIN));
+  assert_eq!(get(&s, "i").created_at, t0);
+}

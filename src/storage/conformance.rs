@@ -142,11 +142,27 @@ impl Harness for Pg {
       .expect("open");
     Box::new(b)
   }
-  fn reopen(&mut self, mut store: Box<dyn Store>, _now: u64) -> Box<dyn Store> {
+  /// A restart on PostgreSQL: the old process is gone (its `process` row
+  /// deleted, as the cluster's rescuer does for a silent one) and the
+  /// rescuer runs at `now`, putting its running jobs back in line with the
+  /// attempt counted, as memory and SQLite do at open.
+  fn reopen(&mut self, mut store: Box<dyn Store>, now: u64) -> Box<dyn Store> {
     wait_flushed(&mut *store).expect("sync");
+    let owner = store.owner();
     store.close();
     wait_flushed(&mut *store).expect("sync");
     drop(store);
+    super::postgres::tests::admin(format!(
+      "DELETE FROM {}.process WHERE id = {owner}",
+      super::postgres::quote_ident(&self.schema)
+    ));
+    let cfg = super::postgres::tests::cfg(&self.schema);
+    let rt = self.rt.as_ref().expect("runtime");
+    rt.block_on(async move {
+      let pg = super::postgres::PgStore::connect(&cfg).await?;
+      pg.rescue(now, u64::MAX).await
+    })
+    .expect("rescue");
     self.open()
   }
 }
@@ -1191,12 +1207,26 @@ fn queued_job(q: &mut crate::queue::Queue, id: JobId) -> Job {
   q.get(id).expect("the job")
 }
 
+/// Adds one job of `a`; returns the id of the job that holds its key
+/// then: the one `add` returned, or, on PostgreSQL, whose id that is an
+/// alias of when the database found a holder (postgres/keys.rs).
+fn add_held(
+  q: &mut crate::queue::Queue,
+  data: &str,
+  context: &str,
+  options: serde_json::Value,
+  now: u64,
+) -> JobId {
+  let id = add_opts(q, data, context, options, now);
+  queued_job(q, id).id
+}
+
 fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   use serde_json::json;
   let mut q = keyed_queue(h.open(), 0);
   let first = add_opts(&mut q, "1", "{\"v\":1}", json!({"key": "k"}), 0);
   for d in ["2", "3"] {
-    assert_eq!(add_opts(&mut q, d, "{}", json!({"key": "k"}), 0), first);
+    assert_eq!(add_held(&mut q, d, "{}", json!({"key": "k"}), 0), first);
   }
   let other = add_opts(&mut q, "9", "{}", json!({"key": "other"}), 0);
   assert_ne!(other, first);
@@ -1209,12 +1239,12 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   );
   // The key is held across a restart too (the index is rebuilt).
   let mut q = restart(h, q, 0);
-  assert_eq!(add_opts(&mut q, "4", "{}", json!({"key": "k"}), 0), first);
+  assert_eq!(add_held(&mut q, "4", "{}", json!({"key": "k"}), 0), first);
   assert_eq!(queued_job(&mut q, first).key(), Some("k"));
   // While it runs, a skip returns it.
   let taken = take_jobs(&mut q, 1, 1);
   assert_eq!(taken[0].2, first);
-  assert_eq!(add_opts(&mut q, "5", "{}", json!({"key": "k"}), 1), first);
+  assert_eq!(add_held(&mut q, "5", "{}", json!({"key": "k"}), 1), first);
   // Finished, it holds the key no more.
   settle_ok(&mut q, taken[0].0, taken[0].1, 2);
   let next = add_opts(&mut q, "6", "{}", json!({"key": "k"}), 2);
@@ -1233,9 +1263,9 @@ fn unique_key_skips_while_a_job_holds_it(h: &mut dyn Harness) {
   q.end_batch();
   assert!(q.retry(after, 3).expect("retry"));
   q.end_batch();
-  assert_eq!(add_opts(&mut q, "7", "{}", json!({"key": "k"}), 3), after);
+  assert_eq!(add_held(&mut q, "7", "{}", json!({"key": "k"}), 3), after);
   let mut q = restart(h, q, 4);
-  assert_eq!(add_opts(&mut q, "8", "{}", json!({"key": "k"}), 4), after);
+  assert_eq!(add_held(&mut q, "8", "{}", json!({"key": "k"}), 4), after);
   q.check_invariants().expect("invariants");
 }
 
@@ -1244,8 +1274,8 @@ fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn 
   let mut q = keyed_queue(h.open(), 0);
   let r = json!({"key": "k", "onDuplicate": "replace"});
   let first = add_opts(&mut q, "1", "{\"v\":1}", r.clone(), 0);
-  assert_eq!(add_opts(&mut q, "2", "{\"v\":2}", r.clone(), 0), first);
-  assert_eq!(add_opts(&mut q, "3", "{}", r.clone(), 0), first);
+  assert_eq!(add_held(&mut q, "2", "{\"v\":2}", r.clone(), 0), first);
+  assert_eq!(add_held(&mut q, "3", "{}", r.clone(), 0), first);
   let j = queued_job(&mut q, first);
   assert_eq!((&*j.data, j.context_json()), ("3", "{}"));
   assert_eq!(q.count(Status::Pending), 1);
@@ -1261,9 +1291,9 @@ fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn 
   // Running: a replace cannot change it; a new job goes behind it.
   let second = add_opts(&mut q, "4", "{\"v\":4}", r.clone(), 1);
   assert_ne!(second, first);
-  assert_eq!(add_opts(&mut q, "5", "{\"v\":5}", r.clone(), 1), second);
+  assert_eq!(add_held(&mut q, "5", "{\"v\":5}", r.clone(), 1), second);
   assert_eq!(
-    add_opts(&mut q, "6", "{}", json!({"key": "k"}), 1),
+    add_held(&mut q, "6", "{}", json!({"key": "k"}), 1),
     second,
     "a skip returns the newest"
   );
@@ -1273,7 +1303,7 @@ fn replace_updates_an_unstarted_job_and_queues_behind_a_running_one(h: &mut dyn 
   let mut q = restart(h, q, 2);
   let j = queued_job(&mut q, second);
   assert_eq!((&*j.data, j.status), ("5", Status::Pending));
-  assert_eq!(add_opts(&mut q, "7", "{}", r, 2), second);
+  assert_eq!(add_held(&mut q, "7", "{}", r, 2), second);
   q.check_invariants().expect("invariants");
 }
 
@@ -1285,7 +1315,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   assert_eq!(queued_job(&mut q, id).run_at, 100);
   for t in 1..=50u64 {
     assert_eq!(
-      add_opts(
+      add_held(
         &mut q,
         &t.to_string(),
         &format!("{{\"t\":{t}}}"),
@@ -1311,7 +1341,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   );
   assert!(take_jobs(&mut q, 4, 149).is_empty());
   // One more add after the restart still moves it.
-  assert_eq!(add_opts(&mut q, "51", "{}", d.clone(), 149), id);
+  assert_eq!(add_held(&mut q, "51", "{}", d.clone(), 149), id);
   assert!(take_jobs(&mut q, 4, 248).is_empty());
   let taken = take_jobs(&mut q, 4, 249);
   assert_eq!(taken.len(), 1);
@@ -1319,7 +1349,7 @@ fn debounce_runs_once_after_the_last_add(h: &mut dyn Harness) {
   // `skip` with a debounce keeps the first data but still moves the time.
   let s = json!({"key": "s", "debounceMs": 10, "onDuplicate": "skip"});
   let sid = add_opts(&mut q, "\"first\"", "{}", s.clone(), 250);
-  assert_eq!(add_opts(&mut q, "\"second\"", "{}", s, 255), sid);
+  assert_eq!(add_held(&mut q, "\"second\"", "{}", s, 255), sid);
   let j = queued_job(&mut q, sid);
   assert_eq!((j.run_at, &*j.data), (265, "\"first\""));
   q.check_invariants().expect("invariants");
@@ -1423,10 +1453,17 @@ fn keys_and_schedule_ids_survive_a_restart(h: &mut dyn Harness) {
       key: Some("k".into()),
       concurrency_key: Some("c".into()),
       schedule_id: Some("sched-1".into()),
+      ..JobKeys::default()
     })
   );
-  assert_eq!(s.keyed("k"), Some(id));
-  assert_eq!(s.keyed("c"), None, "a concurrency key is not a unique key");
+  if s.kind() == "postgres" {
+    // The database decides at insert (postgres/keys.rs): the queue is told
+    // of no holder, and adds the job with its policy.
+    assert_eq!(s.keyed("k"), None);
+  } else {
+    assert_eq!(s.keyed("k"), Some(id));
+    assert_eq!(s.keyed("c"), None, "a concurrency key is not a unique key");
+  }
   assert_eq!(claim(&mut *s, 3, 0), vec![before, id, after]);
   s.check_invariants().expect("invariants");
 }
@@ -1541,69 +1578,68 @@ macro_rules! conformance {
 }
 
 conformance!(memory, Memory);
-/// The transitions PostgreSQL passes so far through [`Pg`]'s harness (the
-/// others need what `PgBackend`'s docs list as not in this slice:
-/// `update_unstarted`, `keyed`, `next_due`, `max_id`, `take_changed`,
-/// `unregistered`, weights applied to stored jobs, recovery at open, and
-/// `finished_at` from the outcome's time rather than the committer's clock).
+/// The conformance cases on PostgreSQL through [`Pg`]'s harness (skipped
+/// with a message when no server answers). The cases left out, and why,
+/// are listed below the list.
 #[cfg(feature = "postgres")]
 mod postgres {
   use super::*;
 
-  #[test]
-  fn orders_by_priority_due_time_and_insertion() {
-    if let Some(mut h) = Pg::new() {
-      super::orders_by_priority_due_time_and_insertion(&mut h);
-    }
+  macro_rules! on_pg {
+    ($($case:ident),* $(,)?) => {
+      $(
+        #[test]
+        fn $case() {
+          if let Some(mut h) = Pg::new() {
+            super::$case(&mut h);
+          }
+        }
+      )*
+    };
   }
-  #[test]
-  fn context_survives_with_outcome_and_dependencies() {
-    if let Some(mut h) = Pg::new() {
-      super::context_survives_with_outcome_and_dependencies(&mut h);
-    }
-  }
-  #[test]
-  fn complete_hints_never_complete_the_wrong_job() {
-    if let Some(mut h) = Pg::new() {
-      super::complete_hints_never_complete_the_wrong_job(&mut h);
-    }
-  }
-  #[test]
-  fn unrecoverable_and_timeouts() {
-    if let Some(mut h) = Pg::new() {
-      super::unrecoverable_and_timeouts(&mut h);
-    }
-  }
-  #[test]
-  fn graceful_stop_does_not_count_the_attempt() {
-    if let Some(mut h) = Pg::new() {
-      super::graceful_stop_does_not_count_the_attempt(&mut h);
-    }
-  }
-  #[test]
-  fn cancel_and_retry() {
-    if let Some(mut h) = Pg::new() {
-      super::cancel_and_retry(&mut h);
-    }
-  }
-  #[test]
-  fn retry_of_a_dependency_failed_job_waits_for_its_dependencies() {
-    if let Some(mut h) = Pg::new() {
-      super::retry_of_a_dependency_failed_job_waits_for_its_dependencies(&mut h);
-    }
-  }
-  #[test]
-  fn an_ignored_failed_dependency_retried_is_waited_for_again() {
-    if let Some(mut h) = Pg::new() {
-      super::an_ignored_failed_dependency_retried_is_waited_for_again(&mut h);
-    }
-  }
-  #[test]
-  fn lists_jobs_by_filter_and_pages_by_cursor() {
-    if let Some(mut h) = Pg::new() {
-      super::lists_jobs_by_filter_and_pages_by_cursor(&mut h);
-    }
-  }
+
+  on_pg!(
+    orders_by_priority_due_time_and_insertion,
+    context_survives_with_outcome_and_dependencies,
+    complete_hints_never_complete_the_wrong_job,
+    unrecoverable_and_timeouts,
+    graceful_stop_does_not_count_the_attempt,
+    cancel_and_retry,
+    retry_of_a_dependency_failed_job_waits_for_its_dependencies,
+    an_ignored_failed_dependency_retried_is_waited_for_again,
+    lists_jobs_by_filter_and_pages_by_cursor,
+    unique_key_skips_while_a_job_holds_it,
+    replace_updates_an_unstarted_job_and_queues_behind_a_running_one,
+    debounce_runs_once_after_the_last_add,
+    a_concurrency_key_runs_one_job_at_a_time,
+  );
+  on_pg!(
+    late_outcomes_are_fenced_by_their_lease,
+    recovery_requeues_or_fails_interrupted_jobs,
+  );
+
+  // Not on PostgreSQL, each for a reason of the backend's design or of a
+  // part another change owns:
+  // - `complete_keeps_result_and_progress`, `failures_retry_with_backoff_then_fail`,
+  //   `prune_removes_old_finished_jobs`: `finished_at` is the committer's
+  //   clock at the group commit (the cluster's time), not the `now` the
+  //   outcome was given; the harness's clock stands still.
+  // - `delayed_jobs_wait_until_due`: `next_due` is `None`: the process
+  //   keeps no line of pending jobs (the claimer polls and hears NOTIFY).
+  // - `dependencies_chain_and_diamond`, `dependency_failure_propagates_unless_ignored`:
+  //   dependants are released or failed in SQL by the completing statement;
+  //   the process is not told which (`take_changed` is empty).
+  // - `unregistered_jobs_wait`: `unregistered` is 0: jobs of calculations
+  //   no process runs wait in the database uncounted by the process.
+  // - `weights_order_jobs_already_stored`: the priority weight is stored
+  //   with the job at insert; `set_weights` orders later inserts only.
+  // - `ids_stay_ordered_across_reopen`: `max_id` is `None`: ids come from
+  //   each process's clock, ordered by time across the cluster, not by one
+  //   process's last id.
+  // - `keys_and_schedule_ids_survive_a_restart`: the insert path does not
+  //   write a fired job's schedule id yet (schedules per cluster are the
+  //   PostgreSQL schedules change); its key and concurrency key are checked
+  //   by the keyed cases above.
 }
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, Sqlite::new());

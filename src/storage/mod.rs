@@ -15,6 +15,7 @@
 //! The queue keeps what is about running attempts (worker slots, deadlines);
 //! the store keeps jobs, their order and their history.
 
+pub mod health;
 pub(crate) mod keys;
 mod listing;
 mod memory;
@@ -28,6 +29,7 @@ mod conformance;
 #[cfg(test)]
 mod differential;
 
+pub use health::{StorageHealth, StorageState};
 pub use listing::{JobFilter, Skew, ANY_STATUS};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
@@ -242,6 +244,21 @@ pub struct Failed {
   pub retry_delay: Option<u64>,
 }
 
+/// A job a store failed by itself in a write that has committed
+/// (PostgreSQL: a `waiting` dependant failed in SQL because its dependency
+/// failed, timed out or was cancelled, or named no job), for its `failed`
+/// event ([`Store::take_failed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailed {
+  pub id: JobId,
+  /// Its calculation's name.
+  pub name: String,
+  /// Its attempts so far.
+  pub attempt: u32,
+  /// The error recorded on it (JSON of a `JobError`).
+  pub error: String,
+}
+
 /// A change to a job that has not started (`waiting` or `pending`): what an
 /// add whose `key` the job holds does with `onDuplicate: 'replace'` or
 /// `debounceMs` (see `queue/insert.rs`). `None` fields stay as they are.
@@ -253,6 +270,58 @@ pub struct Unstarted<'a> {
   pub context: Option<&'a str>,
   /// New due time (epoch ms).
   pub run_at: Option<u64>,
+}
+
+/// One schedule fire handed to [`Store::record_fire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FireRecord {
+  /// The schedule's id.
+  pub schedule: String,
+  /// The fire time (epoch ms).
+  pub at: u64,
+  /// The schedule's `overlap: 'skip'`: while a job of the schedule is
+  /// unfinished, the time is used up without a job; but a batch does not
+  /// overlap itself (a catch-up batch): once a fire of the batch added its
+  /// job, the batch's later fires are not checked.
+  pub overlap: bool,
+  /// The first fire of its batch (the fires one tick found due for the
+  /// schedule).
+  pub first: bool,
+}
+
+/// What [`Store::record_fire`] did with the fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireHandoff {
+  /// The job was inserted (memory, SQLite).
+  Inserted,
+  /// The backend decides: see [`ScheduleNews::fired`].
+  Handed,
+}
+
+/// A schedule as a shared backend stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSchedule {
+  /// The schedule's JSON ([`crate::scheduler::Schedule`]), with the
+  /// cluster's run state (`runCount`, `lastRunAt`, `lastJobId`).
+  pub json: String,
+  /// The last fire time the cluster used up (fired, or skipped by the
+  /// overlap rule).
+  pub last_fire: Option<u64>,
+}
+
+/// The cluster's schedules as a shared backend last read them
+/// ([`Store::take_schedule_news`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleNews {
+  /// Fires handed over by this process that were decided: (schedule id,
+  /// fire time, the job added; `None`: another process fired that time
+  /// first, or it was skipped).
+  pub fired: Vec<(String, u64, Option<JobId>)>,
+  /// Every schedule of the cluster, when read again since the last call.
+  pub all: Option<Vec<SharedSchedule>>,
+  /// Schedules this process saved or deleted after that read began: the
+  /// read does not show their last change, so the local one stands.
+  pub fresh: Vec<String>,
 }
 
 /// Where jobs live: a backend, named in transitions.
@@ -429,6 +498,45 @@ pub trait Store: Send {
     Vec::new()
   }
 
+  /// True when several processes share this backend's schedules and the
+  /// backend decides each fire (PostgreSQL): fires go through
+  /// [`Store::record_fire`] and are decided later, the overlap rule is the
+  /// backend's, and the cluster's schedules arrive through
+  /// [`Store::take_schedule_news`]. False: the queue's scheduler is the only
+  /// one (memory, SQLite).
+  fn shares_schedules(&self) -> bool {
+    false
+  }
+
+  /// Adds the job of schedule `fire.schedule`'s fire at `fire.at` (a
+  /// validated `pending` job, due at its fire time). Memory and SQLite (the
+  /// default): [`Store::insert`] at once, [`FireHandoff::Inserted`]. A
+  /// backend that [`Store::shares_schedules`] adds it only if no process
+  /// fired this schedule at `fire.at` or later (once per cluster; with
+  /// `fire.overlap`, not while a job of the schedule is unfinished, see
+  /// [`FireRecord::overlap`]), deciding later without blocking:
+  /// [`FireHandoff::Handed`], the outcome in the next
+  /// [`Store::take_schedule_news`], the write covered by
+  /// [`Store::flush_mark`].
+  fn record_fire(&mut self, fire: &FireRecord, job: Job, names: &Names) -> Result<FireHandoff> {
+    let _ = fire;
+    self.insert(vec![job], names)?;
+    Ok(FireHandoff::Inserted)
+  }
+
+  /// What the backend learned of the cluster's schedules since the last
+  /// call ([`Store::shares_schedules`] only; `None`: nothing new).
+  fn take_schedule_news(&mut self) -> Option<ScheduleNews> {
+    None
+  }
+
+  /// The status of job `id` as the backend's last read of the cluster's
+  /// schedules saw it (a schedule's last job; [`Store::shares_schedules`]
+  /// only, no I/O). `None`: not known.
+  fn schedule_job_status(&self, _id: JobId) -> Option<Status> {
+    None
+  }
+
   /// The due time of the longest-waiting due job (held-back jobs of
   /// unregistered calculations not counted), for the monitor's oldest wait.
   fn oldest_due(&self) -> Option<u64> {
@@ -476,6 +584,76 @@ pub trait Store: Send {
   /// `add` and `start` with it). Changes nothing.
   fn failure(&self) -> Option<String> {
     None
+  }
+
+  /// How the storage is doing (`getSystemHealth().storage`): by default
+  /// healthy, or unhealthy once [`Store::failure`] says it failed.
+  /// PostgreSQL is degraded while its connection is down or writes are
+  /// being retried. Changes nothing.
+  fn health(&self) -> StorageHealth {
+    StorageHealth::of_failure(self.failure())
+  }
+
+  /// True when `complete` and `fail` answer before the outcome commits and
+  /// the commit may still fence it (PostgreSQL): the queue then holds the
+  /// events of those outcomes (`completed`, `failed`, `retrying`,
+  /// `timedOut`) until [`Store::take_committed`] says the mark covering
+  /// them is reached, and drops those of fenced outcomes. Memory and SQLite
+  /// fence at once: their events fire as the outcome is recorded.
+  fn commits_late(&self) -> bool {
+    false
+  }
+
+  /// When [`Store::counts`] was read, for a store that answers them from a
+  /// snapshot of a shared database (PostgreSQL: the cluster's counts, at
+  /// most one poll old); `None` when they are the store's own, exact now.
+  fn counts_as_of(&self) -> Option<u64> {
+    None
+  }
+
+  /// How far the writes got (the [`Commit::seq`] of [`Store::flush_mark`])
+  /// and the outcomes answered [`Settled::Applied`] that a commit at or
+  /// below it found fenced since the last call, as (the outcome's mark,
+  /// job): taken together, so a fenced outcome is never seen as committed.
+  /// Only asked when [`Store::commits_late`]. Changes no job.
+  fn take_committed(&mut self) -> (u64, Vec<(u64, JobId)>) {
+    (u64::MAX, Vec::new())
+  }
+
+  /// Jobs this store failed by itself in writes that committed since the
+  /// last call (see [`StoreFailed`]), for their `failed` events. Memory and
+  /// SQLite report theirs through [`Store::take_changed`]. Changes no job.
+  fn take_failed(&mut self) -> Vec<StoreFailed> {
+    Vec::new()
+  }
+
+  /// The work this process knows of, for a store whose [`Store::counts`]
+  /// are not its own (PostgreSQL: the cluster's, from a snapshot): jobs it
+  /// added that are not yet committed or still queued (`waiting` or
+  /// `pending`) in the database, jobs it claimed and has not handed out
+  /// yet, and outcomes not committed yet. `None`: the counts are the
+  /// store's own (the queue keeps the process alive for its queued jobs).
+  /// Changes no job.
+  fn local_work(&self) -> Option<usize> {
+    None
+  }
+
+  /// Whether job `id` exists (for `dependsOn`), and its status. The default
+  /// reads it with [`Store::get`]. Not asked of a store that
+  /// [`Store::checks_dependencies_late`].
+  fn dependency(&mut self, id: JobId) -> Result<Option<Status>> {
+    Ok(self.get(id)?.map(|j| j.status))
+  }
+
+  /// True when the store checks `dependsOn` ids in its insert, after `add`
+  /// answered (PostgreSQL: a look-up would be a network read on the
+  /// JavaScript thread): a job whose dependency names no job is recorded
+  /// `failed` with `ERR_DEPENDENCY_FAILED` (its `failed` event through
+  /// [`Store::take_failed`]), the rest of its batch inserted. Memory and
+  /// SQLite answer [`Store::dependency`] at once and `add` refuses
+  /// (`ERR_DEPENDENCY_NOT_FOUND`).
+  fn checks_dependencies_late(&self) -> bool {
+    false
   }
 
   /// Makes everything durable and releases the backend (its file lock);

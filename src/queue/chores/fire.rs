@@ -17,23 +17,28 @@ use super::Chore;
 use crate::error::{Error, Result};
 use crate::job::{Backoff, JobId, Status};
 use crate::queue::{JobOptions, NewJob, Origin, Queue, RunState};
-use crate::scheduler::Fire;
+use crate::scheduler::{Fire, Overlap};
 
 /// Adds the jobs of the schedules due at `now`.
 pub(in crate::queue) struct FireSchedules;
 
 impl Chore for FireSchedules {
   fn run(q: &mut Queue, now: u64) {
+    q.apply_schedule_news();
     if q.state != RunState::Started || !q.schedules_on {
       return;
     }
     if q.scheduler.next_wake().is_none_or(|t| t > now) {
       return;
     }
+    // A shared store applies the overlap rule itself, with the cluster's
+    // jobs (`FireRecord::overlap`).
+    let shared = q.store.shares_schedules();
     // Schedules whose last job still needs the service (overlap: skip).
     let busy: HashSet<String> = q
       .scheduler
       .iter()
+      .filter(|_| !shared)
       .filter(|s| {
         s.last_job_id
           .as_deref()
@@ -49,8 +54,14 @@ impl Chore for FireSchedules {
       .map(|s| s.id.clone())
       .collect();
     let fires = q.scheduler.due(now, &|id| busy.contains(id));
+    let mut seen = HashSet::new();
     for f in fires {
-      fire(q, &f, now);
+      let first = seen.insert(f.schedule_id.clone());
+      let overlap = q
+        .scheduler
+        .get(&f.schedule_id)
+        .is_some_and(|s| s.overlap == Overlap::Skip);
+      fire(q, &f, now, (overlap, first));
     }
   }
 
@@ -63,8 +74,11 @@ impl Chore for FireSchedules {
   }
 }
 
-/// Adds the job of one fire, or counts the fire as skipped.
-fn fire(q: &mut Queue, f: &Fire, now: u64) {
+/// Adds the job of one fire (or hands it to a shared store, which records
+/// the job once it decided), or counts the fire as skipped.
+/// `overlap`: the schedule's overlap rule is `skip`, and whether this is the
+/// first fire of its batch (see [`crate::storage::FireRecord`]).
+fn fire(q: &mut Queue, f: &Fire, now: u64, overlap: (bool, bool)) {
   let calc = q.registry.intern(&f.calc);
   let added = stored_options(&f.job_options, q.cfg.default_backoff).and_then(|options| {
     let job = NewJob {
@@ -78,13 +92,15 @@ fn fire(q: &mut Queue, f: &Fire, now: u64) {
       Origin::Fire {
         at: f.fire_time,
         schedule: &f.schedule_id,
+        overlap,
       },
       now,
     )
   });
   match added {
     Ok(ids) => {
-      if let Some(id) = ids.first() {
+      // A shared store's decision arrives with its news.
+      if let Some(id) = ids.first().filter(|_| !q.store.shares_schedules()) {
         q.scheduler.record_job(&f.schedule_id, &id.to_string());
       }
     }

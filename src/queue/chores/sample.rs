@@ -3,6 +3,8 @@
 //! monitor's time series; every health-check interval its alert rules are
 //! evaluated and the alerts that fired or resolved go to their channels and
 //! to JavaScript. Failed webhook or email deliveries are reported here too.
+//! The storage's state is read at each sample; when it changed, the rules
+//! are evaluated at once (the `storageDegraded` alert).
 
 use super::Chore;
 use crate::queue::{Queue, RunState};
@@ -45,6 +47,10 @@ impl Chore for SampleMonitor {
       let oldest = q.store.oldest_due().map_or(0, |t| now.saturating_sub(t));
       if let Some(m) = q.monitor.as_deref_mut() {
         m.sample(now, queued, oldest, busy, max);
+      }
+      if q.sync_storage_health() {
+        // The storage alert fires (or resolves) now, not at the next check.
+        q.sampling.next_evaluate = now;
       }
       q.sampling.next_sample = now.saturating_add(q.sampling.sample_ms);
     }

@@ -21,9 +21,11 @@ pub struct PgConfig {
   pub database: String,
   pub user: String,
   pub password: Option<String>,
-  /// TLS required, the server's certificate verified against the Mozilla
-  /// roots (webpki-roots). `false`: plain TCP.
+  /// TLS on (required, or preferred with `sslmode=prefer`); how the
+  /// server is verified is in `tls`. `false`: plain TCP.
   pub ssl: bool,
+  /// `storage.ssl`'s object and the connection string's `sslmode` (tls.rs).
+  pub tls: super::tls::TlsOptions,
   /// The schema holding jobwerk's tables (created if missing).
   pub schema: String,
   /// Connections in the pool.
@@ -51,6 +53,7 @@ impl std::fmt::Debug for PgConfig {
       .field("user", &self.user)
       .field("password", &self.password.as_ref().map(|_| "<set>"))
       .field("ssl", &self.ssl)
+      .field("tls", &self.tls)
       .field("schema", &self.schema)
       .field("pool_size", &self.pool_size)
       .field("connect_timeout", &self.connect_timeout)
@@ -70,6 +73,7 @@ impl Default for PgConfig {
       user: "postgres".into(),
       password: None,
       ssl: false,
+      tls: Default::default(),
       schema: "jobwerk".into(),
       pool_size: 10,
       connect_timeout: Duration::from_secs(5),
@@ -157,8 +161,17 @@ impl PgConfig {
       Some(Value::String(t)) if t == "postgres" => {}
       Some(t) => return Err(bad("type", format!("must be 'postgres', got {t}"))),
     }
+    // `sslmode` is ours to read (the driver knows only three of its
+    // values): taken out of the string, which is kept without it.
+    let (connection_string, sslmode) = match string(o, "connectionString")? {
+      Some(s) => {
+        let (s, m) = super::tls::take_sslmode(&s)?;
+        (Some(s), m)
+      }
+      None => (None, None),
+    };
     let mut c = PgConfig {
-      connection_string: string(o, "connectionString")?,
+      connection_string,
       ..PgConfig::default()
     };
     if c.connection_string.is_some() {
@@ -198,11 +211,7 @@ impl PgConfig {
         ))
       }
     };
-    c.ssl = match o.get("ssl") {
-      None | Some(Value::Null) => false,
-      Some(Value::Bool(b)) => *b,
-      Some(v) => return Err(bad("ssl", format!("must be a boolean, got {}", kind(v)))),
-    };
+    (c.ssl, c.tls) = super::tls::parse(o.get("ssl"), sslmode.as_deref())?;
     if let Some(s) = string(o, "schema")? {
       if s.len() > MAX_IDENT {
         return Err(bad(
@@ -268,7 +277,15 @@ impl PgConfig {
       pc.password(p);
     }
     pc.connect_timeout(self.connect_timeout);
-    pc.ssl_mode(if self.ssl {
+    // A silently dropped network (no reset) is noticed in about a minute,
+    // not after the kernel's two hours: the writes waiting on it are then
+    // retried on a new connection (conn.rs).
+    pc.keepalives_idle(Duration::from_secs(30))
+      .keepalives_interval(Duration::from_secs(10))
+      .keepalives_retries(3);
+    pc.ssl_mode(if self.ssl && self.tls.prefer {
+      tokio_postgres::config::SslMode::Prefer
+    } else if self.ssl {
       tokio_postgres::config::SslMode::Require
     } else {
       tokio_postgres::config::SslMode::Disable
@@ -394,7 +411,7 @@ mod tests {
     assert!(err(json!({ "host": "" })).starts_with("storage.host must not be empty"));
     assert!(err(json!({ "database": 5 })).starts_with("storage.database must be a string"));
     assert!(err(json!({ "password": 5 })).starts_with("storage.password must be a string"));
-    assert!(err(json!({ "ssl": "yes" })).starts_with("storage.ssl must be a boolean"));
+    assert!(err(json!({ "ssl": "yes" })).starts_with("storage.ssl must be a boolean or an object"));
     assert!(err(json!({ "poolSize": 0 }))
       .starts_with("storage.poolSize must be an integer from 1 to 100"));
     assert!(err(json!({ "poolSize": 2.5 })).starts_with("storage.poolSize must be an integer"));

@@ -1,17 +1,24 @@
 //! Inserts in batches: one `INSERT ... SELECT FROM unnest(...)` per batch,
-//! `ON CONFLICT DO NOTHING` so that a job whose `key` a live job holds (the
-//! partial unique index `job_key`) is not added and its caller gets the
-//! live job's id: no race across processes, the index decides. The NOTIFY
-//! is sent in the inserting transaction, so listeners hear of committed
-//! jobs only.
+//! `ON CONFLICT DO NOTHING` (a resent batch adds nothing twice). A job with
+//! a `key` is decided in the transaction against the key's holders, under
+//! the key's advisory lock (`keys.rs`: skip, replace, debounce, a successor
+//! behind a running holder), and a refused job's id is recorded as an alias
+//! of its holder. The NOTIFY is sent in the inserting transaction, so
+//! listeners hear of committed jobs only.
+//! A `dependsOn` id is checked here, not by `add` (that would be a read
+//! on the JavaScript thread): one naming no job fails its job
+//! (`ERR_DEPENDENCY_FAILED`, "not found") and the batch goes in.
 
 use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::types::ToSql;
 
+use super::complete::dependency_error;
+use super::keys::{fold, plan, Change, Step};
 use super::{backoff_kind, big, int, pg_err, priority_name, PgId, PgStore};
-use crate::error::{Error, Result};
-use crate::job::{Backoff, Dependencies, Job, JobId, Priority, Status};
+use crate::error::{Error, JobErrorCode, Result};
+use crate::job::{Backoff, Dependencies, Job, JobError, JobId, OnDup, Priority, Status};
+use crate::storage::StoreFailed;
 
 /// A job to add.
 #[derive(Debug, Clone)]
@@ -35,6 +42,8 @@ pub struct NewJob {
   /// another returns that job's id and adds nothing.
   pub key: Option<String>,
   pub concurrency_key: Option<String>,
+  /// What the add does to a job holding `key` (see `keys.rs`).
+  pub on_dup: OnDup,
   /// The schedule that fired it and the fire time (set by
   /// [`PgStore::fire`]).
   pub schedule: Option<(String, u64)>,
@@ -59,6 +68,7 @@ impl NewJob {
       deps: None,
       key: None,
       concurrency_key: None,
+      on_dup: OnDup::default(),
       schedule: None,
     }
   }
@@ -85,6 +95,7 @@ impl NewJob {
       deps: job.deps().cloned(),
       key: None,
       concurrency_key: None,
+      on_dup: OnDup::default(),
       schedule: None,
     }
   }
@@ -101,7 +112,7 @@ pub struct Inserted {
 }
 
 /// `job`'s insert columns and their array types.
-const INSERT_COLS: &[(&str, &str)] = &[
+pub(crate) const INSERT_COLS: &[(&str, &str)] = &[
   ("id", "uuid"),
   ("name", "text"),
   ("state", "smallint"),
@@ -237,12 +248,32 @@ impl Columns {
   }
 }
 
+/// The first job that depends on a keyed job before it in the batch.
+fn split_at_keyed_dependency(jobs: &[NewJob]) -> Option<usize> {
+  if !jobs.iter().any(|j| j.key.is_some()) {
+    return None;
+  }
+  let mut keyed: HashSet<JobId> = HashSet::new();
+  for (i, j) in jobs.iter().enumerate() {
+    if let Some(d) = &j.deps {
+      if d.ids.iter().any(|id| keyed.contains(id)) {
+        return Some(i);
+      }
+    }
+    if j.key.is_some() {
+      keyed.insert(j.id);
+    }
+  }
+  None
+}
+
 /// Where a batch's dependencies stand.
 struct DepPlan {
   /// Per job: its open (live) dependencies.
   open: Vec<Vec<JobId>>,
-  /// Per job: a dependency that already failed (not ignored).
-  failed: Vec<Option<(JobId, Status)>>,
+  /// Per job: why it fails at once: a dependency that already failed (not
+  /// ignored), or one that names no job.
+  failed: Vec<Option<JobError>>,
 }
 
 impl PgStore {
@@ -250,8 +281,18 @@ impl PgStore {
   /// statement, plus the dependency checks when a job has dependencies and
   /// a key lookup when a key was taken. Returns each job's id, in order.
   pub async fn insert(&self, jobs: &[NewJob], now: u64) -> Result<Vec<Inserted>> {
+    Ok(self.insert_reporting(jobs, now).await?.0)
+  }
+
+  /// [`PgStore::insert`], saying also which jobs it failed at once (a
+  /// dependency that failed, or named no job), for their `failed` events.
+  pub async fn insert_reporting(
+    &self,
+    jobs: &[NewJob],
+    now: u64,
+  ) -> Result<(Vec<Inserted>, Vec<StoreFailed>)> {
     if jobs.is_empty() {
-      return Ok(Vec::new());
+      return Ok((Vec::new(), Vec::new()));
     }
     let mut client = self.client().await?;
     let tx = client.transaction().await.map_err(pg_err("insert"))?;
@@ -265,104 +306,183 @@ impl PgStore {
     tx: &deadpool_postgres::Transaction<'_>,
     jobs: &[NewJob],
     now: u64,
-  ) -> Result<Vec<Inserted>> {
+  ) -> Result<(Vec<Inserted>, Vec<StoreFailed>)> {
     let s = &self.quoted;
-    let plan = self.plan_deps(tx, jobs).await?;
+    // A job depending on a keyed job of this batch: that job's fate (added,
+    // or an alias of its key's holder) is decided first.
+    if let Some(p) = split_at_keyed_dependency(jobs) {
+      let (mut out, mut failed) = Box::pin(self.insert_in(tx, &jobs[..p], now)).await?;
+      let (more, more_failed) = Box::pin(self.insert_in(tx, &jobs[p..], now)).await?;
+      out.extend(more);
+      failed.extend(more_failed);
+      return Ok((out, failed));
+    }
+    // A dependency named by a refused duplicate's id is its holder.
+    let resolved = self.resolve_deps(tx, jobs).await?;
+    let jobs = resolved.as_deref().unwrap_or(jobs);
+    let plan_d = self.plan_deps(tx, jobs).await?;
     let mut out: Vec<Option<Inserted>> = vec![None; jobs.len()];
     let mut todo: Vec<usize> = (0..jobs.len()).collect();
     let mut earliest = u64::MAX;
     let mut added_all: Vec<usize> = Vec::new();
-    // A key's holder may finish between our conflict and our lookup: then
-    // the job is inserted again (a few rounds at most).
+    let mut aliases: Vec<(JobId, JobId)> = Vec::new();
+    let keys: Vec<&str> = {
+      let mut k: Vec<&str> = jobs.iter().filter_map(|j| j.key.as_deref()).collect();
+      k.sort_unstable();
+      k.dedup();
+      k
+    };
+    // Keyed inserts decide one after the other (keys.rs).
+    self.lock_keys(tx, &keys).await?;
+    // An update that fails (its holder claimed since the lookup) is planned
+    // again from a fresh lookup.
     for _round in 0..8 {
       if todo.is_empty() {
         break;
       }
-      let mut cols = Columns::default();
-      for &i in &todo {
-        let open = plan.open[i].len();
-        let state = if open > 0 || plan.failed[i].is_some() {
-          Status::Waiting
-        } else {
-          Status::Pending
-        };
-        cols.push(&jobs[i], state, open);
-      }
-      let st = tx
-        .prepare_cached(&self.sql.insert)
-        .await
-        .map_err(pg_err("insert"))?;
-      let rows = tx
-        .query(&st, &cols.params())
-        .await
-        .map_err(pg_err("insert"))?;
-      let added: HashSet<JobId> = rows.iter().map(|r| r.get::<_, PgId>(0).0).collect();
-      let mut keyed = Vec::new();
-      for &i in &todo {
-        let j = &jobs[i];
-        if added.contains(&j.id) {
-          out[i] = Some(Inserted {
-            id: j.id,
-            added: true,
-          });
-          added_all.push(i);
-          if plan.open[i].is_empty() && plan.failed[i].is_none() {
-            earliest = earliest.min(j.run_at);
+      let wanted: Vec<&str> = {
+        let mut k: Vec<&str> = todo
+          .iter()
+          .filter_map(|&i| jobs[i].key.as_deref())
+          .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+      };
+      let found = if wanted.is_empty() {
+        HashMap::new()
+      } else {
+        self.holders(tx, &wanted).await?
+      };
+      let steps = plan(jobs, &todo, &found);
+      // New rows (a copy only when later adds fold into it) and holders'
+      // changes.
+      let mut rows: Vec<(usize, Option<NewJob>)> = Vec::new();
+      let mut at: HashMap<usize, usize> = HashMap::new();
+      let mut folded: HashMap<usize, Vec<usize>> = HashMap::new();
+      let mut changes: Vec<(JobId, Change)> = Vec::new();
+      let mut changed_by: HashMap<JobId, Vec<usize>> = HashMap::new();
+      for (&i, step) in todo.iter().zip(&steps) {
+        match *step {
+          Step::Insert => {
+            at.insert(i, rows.len());
+            rows.push((i, None));
           }
-        } else if let Some(k) = &j.key {
-          keyed.push((i, k.clone()));
+          Step::Into(j) => {
+            if let Some(&r) = at.get(&j) {
+              let row = rows[r].1.get_or_insert_with(|| jobs[j].clone());
+              fold(row, &jobs[i]);
+            }
+            folded.entry(j).or_default().push(i);
+          }
+          Step::Update(h) => {
+            match changes.iter_mut().find(|c| c.0 == h) {
+              Some(c) => c.1.by(&jobs[i]),
+              None => {
+                let mut c = Change::default();
+                c.by(&jobs[i]);
+                changes.push((h, c));
+              }
+            }
+            changed_by.entry(h).or_default().push(i);
+          }
+          Step::Existing(h) => {
+            out[i] = Some(Inserted {
+              id: h,
+              added: false,
+            });
+          }
+        }
+      }
+      let mut again: Vec<usize> = Vec::new();
+      let updated = self.update_holders(tx, &changes).await?;
+      for (h, c) in &changes {
+        let by = changed_by.remove(h).unwrap_or_default();
+        if updated.contains(h) {
+          if let Some(t) = c.run_at {
+            earliest = earliest.min(t);
+          }
+          for i in by {
+            out[i] = Some(Inserted {
+              id: *h,
+              added: false,
+            });
+          }
+        } else {
+          again.extend(by);
+        }
+      }
+      let added: HashSet<JobId> = if rows.is_empty() {
+        HashSet::new()
+      } else {
+        let mut cols = Columns::default();
+        for (i, row) in &rows {
+          let open = plan_d.open[*i].len();
+          let state = if open > 0 || plan_d.failed[*i].is_some() {
+            Status::Waiting
+          } else {
+            Status::Pending
+          };
+          cols.push(row.as_ref().unwrap_or(&jobs[*i]), state, open);
+        }
+        let st = tx
+          .prepare_cached(&self.sql.insert)
+          .await
+          .map_err(pg_err("insert"))?;
+        tx.query(&st, &cols.params())
+          .await
+          .map_err(pg_err("insert"))?
+          .iter()
+          .map(|r| r.get::<_, PgId>(0).0)
+          .collect()
+      };
+      for (i, row) in &rows {
+        let id = jobs[*i].id;
+        let by = folded.remove(i).unwrap_or_default();
+        if added.contains(&id) {
+          out[*i] = Some(Inserted { id, added: true });
+          added_all.push(*i);
+          if plan_d.open[*i].is_empty() && plan_d.failed[*i].is_none() {
+            earliest = earliest.min(row.as_ref().unwrap_or(&jobs[*i]).run_at);
+          }
+          for j in by {
+            out[j] = Some(Inserted { id, added: false });
+          }
         } else {
           // The id itself was there: added before (a resent batch).
-          out[i] = Some(Inserted {
-            id: j.id,
-            added: false,
-          });
-        }
-      }
-      todo.clear();
-      if keyed.is_empty() {
-        break;
-      }
-      let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.as_str()).collect();
-      let rows = tx
-        .query(
-          &format!("SELECT key, id FROM {s}.job WHERE key = ANY($1) AND state < 3"),
-          &[&keys],
-        )
-        .await
-        .map_err(pg_err("insert: key lookup"))?;
-      let holders: HashMap<String, JobId> = rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, PgId>(1).0))
-        .collect();
-      for (i, k) in keyed {
-        match holders.get(&k) {
-          Some(id) => {
-            out[i] = Some(Inserted {
-              id: *id,
-              added: false,
-            })
+          out[*i] = Some(Inserted { id, added: false });
+          for j in by {
+            out[j] = Some(Inserted { id, added: false });
           }
-          None => todo.push(i),
         }
       }
+      again.sort_unstable();
+      todo = again;
     }
     if !todo.is_empty() {
       return Err(Error::Storage(
         "PostgreSQL: insert: a job's key kept changing hands; try again".into(),
       ));
     }
+    for (i, o) in out.iter().enumerate() {
+      if let Some(o) = o {
+        if o.id != jobs[i].id {
+          aliases.push((jobs[i].id, o.id));
+        }
+      }
+    }
+    self.record_aliases(tx, &aliases, now).await?;
     // Dependencies of the jobs added.
     let mut dep_ids = Vec::new();
     let mut job_ids = Vec::new();
     let mut failed_now = Vec::new();
     for &i in &added_all {
-      for d in &plan.open[i] {
+      for d in &plan_d.open[i] {
         dep_ids.push(PgId(*d));
         job_ids.push(PgId(jobs[i].id));
       }
-      if let Some((dep, status)) = plan.failed[i] {
-        failed_now.push((jobs[i].id, dep, status));
+      if let Some(e) = &plan_d.failed[i] {
+        failed_now.push((jobs[i].id, e.clone()));
       }
     }
     if !dep_ids.is_empty() {
@@ -376,13 +496,15 @@ impl PgStore {
       .await
       .map_err(pg_err("insert: dependencies"))?;
     }
-    if !failed_now.is_empty() {
-      self.fail_waiting(tx, failed_now, now).await?;
-    }
+    let failed = if failed_now.is_empty() {
+      Vec::new()
+    } else {
+      self.fail_waiting(tx, failed_now, now).await?
+    };
     if earliest != u64::MAX {
       self.notify_in(tx, &format!("i:{earliest}")).await?;
     }
-    Ok(out.into_iter().flatten().collect())
+    Ok((out.into_iter().flatten().collect(), failed))
   }
 
   /// Checks the dependencies of a batch: each must name a live job, a
@@ -436,7 +558,6 @@ impl PgStore {
       })
       .collect();
     let mut earlier: HashSet<JobId> = HashSet::new();
-    let many = jobs.len() > 1;
     for (i, j) in jobs.iter().enumerate() {
       if let Some(d) = &j.deps {
         for dep in &d.ids {
@@ -446,17 +567,18 @@ impl PgStore {
             }
           } else if let Some(st) = finished.get(dep) {
             if *st != Status::Completed && !d.ignore_failure && plan.failed[i].is_none() {
-              plan.failed[i] = Some((*dep, *st));
+              plan.failed[i] = Some(dependency_error(*dep, *st));
             }
-          } else {
-            let at = if many {
-              format!("jobs[{i}].")
-            } else {
-              String::new()
-            };
-            return Err(Error::DependencyNotFound(format!(
-              "{at}options.dependsOn: no job '{dep}' (it never existed or was pruned)"
-            )));
+          } else if j.schedule.is_some() {
+            // A fired job's dependency pruned since the schedule was made
+            // counts as done, as on the other storages.
+          } else if plan.failed[i].is_none() {
+            // Named no job: `add` answered before this check (it would be
+            // a network read on the JavaScript thread), so the job is
+            // recorded failed, whatever `onDependencyFailure` says; the
+            // rest of the batch goes in (a whole batch refused would fail
+            // the store).
+            plan.failed[i] = Some(missing_dependency(*dep));
           }
         }
       }
@@ -464,4 +586,14 @@ impl PgStore {
     }
     Ok(plan)
   }
+}
+
+/// Why a job whose `dependsOn` names no job fails.
+fn missing_dependency(dep: JobId) -> JobError {
+  JobError::system(
+    "DependencyError",
+    JobErrorCode::DependencyFailed,
+    format!("dependency {dep} not found (it never existed or was pruned)"),
+    0,
+  )
 }

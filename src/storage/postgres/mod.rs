@@ -14,9 +14,14 @@
 //!   dependencies), 1 pending (due at `run_at`), 2 running (leased to
 //!   `owner` until `lease_until`, attempt `attempts`). Index `job_ready
 //!   (priority, run_at, id) WHERE state = 1` serves claims;
-//!   `job_key (key) WHERE key IS NOT NULL AND state < 3` makes unique jobs
-//!   race-free across processes; `job_fire (schedule_id, fire_at)` is the
-//!   second guard of a schedule's fire.
+//!   `job_key (key) WHERE key IS NOT NULL AND state < 3` finds a key's
+//!   holders (inserts of a key decide under its advisory lock: [`keys`]);
+//!   `job_ckey_running` (unique, running jobs) and `job_ckey_pending` serve
+//!   the claim's one-running-job-per-`concurrencyKey` rule;
+//!   `job_fire (schedule_id, fire_at)` is the second guard of a schedule's
+//!   fire.
+//! * `alias (id, holder)`: the id an add returned for a duplicate, and the
+//!   job holding its key ([`keys`]).
 //! * `dep (dep_id, job_id)`: one row per unfinished dependency of a waiting
 //!   job; `job.deps_left` counts them.
 //! * `done`: finished jobs (completed, failed, timeout, cancelled) with
@@ -57,13 +62,15 @@
 //! `ERR_INTERRUPTED` when no attempts are left. Rescue goes through the same
 //! fenced statement as outcomes, so a rescued job's late outcome is fenced.
 //!
-//! # Schedules ([`schedules`])
+//! # Schedules ([`schedules`], [`cron`])
 //!
 //! A fire is one statement: a compare-and-set of `schedule.last_fire` from
 //! an earlier time to the fire time, and the job inserted from the CAS's row
 //! with `ON CONFLICT DO NOTHING` against `job_fire (schedule_id, fire_at)`:
 //! however many processes evaluate a schedule, each fire time yields one
-//! job.
+//! job. [`PgBackend`]'s schedule task ([`cron`]) runs the fires the queue
+//! hands over, writes definition changes (NOTIFY `s:<id>`) and reads the
+//! cluster's schedules back for the queue's scheduler.
 //!
 //! # NOTIFY ([`notify`])
 //!
@@ -92,11 +99,9 @@
 //!
 //! # Not here yet
 //!
-//! Connection-loss retry (outcomes are retried only on deadlock or
-//! serialization failure), `onDuplicate: 'replace'` and `debounceMs`,
-//! retrying a finished job (`retryJob`), the leader lease, the advisory-lock
-//! fast path for dead processes, history partitioning (prune deletes in
-//! batches) and LISTEN over TLS.
+//! The advisory-lock fast path for dead processes, history partitioning
+//! (prune deletes in batches) and LISTEN over TLS. (No leader lease:
+//! schedules need none, see [`cron`].)
 //!
 //! # Behind the `Store` trait ([`store`])
 //!
@@ -109,14 +114,29 @@
 pub mod claim;
 pub mod complete;
 pub mod config;
+pub mod conn;
+pub mod cron;
+pub mod fast;
 pub mod insert;
+pub mod keys;
+mod known;
 pub mod lease;
 pub mod notify;
+mod progress;
 pub mod read;
 pub mod schedules;
 pub mod schema;
 pub mod store;
+pub mod tls;
 
+#[cfg(test)]
+mod conn_tests;
+#[cfg(test)]
+mod cron_tests;
+#[cfg(test)]
+mod events_tests;
+#[cfg(test)]
+mod fast_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
@@ -128,12 +148,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
-pub use claim::ClaimOptions;
-pub use complete::{Applied, CommitStats, Committer, Outcome, OutcomeKind};
+pub use claim::{ClaimOptions, ClaimSizer};
+pub use complete::{Applied, Cancelled, CommitStats, Committer, Outcome, OutcomeKind};
 pub use config::{quote_ident, PgConfig};
+pub use conn::{ConnHealth, RetryBackoff, RetryPolicy};
 pub use insert::{Inserted, NewJob};
 pub use lease::Rescued;
-pub use notify::{Listener, Notice};
+pub use notify::{sleep_until_due, DueTimes, Listener, Notice};
 pub use schedules::{Fire, StoredSchedule};
 pub use schema::SCHEMA_VERSION;
 pub use store::{BackendOptions, CancelHook, ClusterClock, PgBackend, PgReader};
@@ -196,6 +217,8 @@ pub struct PgStore {
   channel: String,
   /// Statements with the schema spliced in, built once.
   sql: std::sync::Arc<Sql>,
+  /// Which writes are failing, since when ([`conn`]).
+  conn: std::sync::Arc<ConnHealth>,
 }
 
 /// The statements with the schema spliced in.
@@ -260,16 +283,7 @@ impl PgStore {
       recycling_method: RecyclingMethod::Fast,
     };
     let mgr = if cfg.ssl {
-      let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-      };
-      let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-      ))
-      .with_safe_default_protocol_versions()
-      .map_err(|e| Error::Storage(format!("TLS setup: {e}")))?
-      .with_root_certificates(roots)
-      .with_no_client_auth();
+      let tls = tls::client_config(&cfg.tls)?;
       Manager::from_config(
         pc,
         tokio_postgres_rustls::MakeRustlsConnect::new(tls),
@@ -297,6 +311,7 @@ impl PgStore {
         claim: claim::claim_sql(&quoted),
         apply: complete::apply_sql(&quoted),
       }),
+      conn: Default::default(),
       quoted,
     };
     // The first connection says what is wrong, bounded by the timeout.
@@ -356,6 +371,12 @@ impl PgStore {
   pub fn close(&self) {
     self.pool.close();
   }
+
+  /// Closes the pool's idle connections (the pool stays usable: a later
+  /// read opens one again). A stopped service keeps none open.
+  pub fn release_idle(&self) {
+    self.pool.retain(|_, _| false);
+  }
 }
 
 /// Says why connecting failed: unreachable, refused password, no such
@@ -365,6 +386,9 @@ fn connect_error(cfg: &PgConfig, e: deadpool_postgres::PoolError) -> Error {
   let target = cfg.target();
   match e {
     PoolError::Backend(e) => {
+      if let Some(m) = tls::failure(&e) {
+        return Error::Storage(format!("PostgreSQL at {target}: {m} (storage.ssl)"));
+      }
       if let Some(db) = e.as_db_error() {
         let code = db.code();
         if *code == SqlState::INVALID_PASSWORD {

@@ -1,6 +1,7 @@
 //! Wake-ups across processes: `pg_notify` in the writing transaction (an
 //! insert: `i:<earliest due time>`; a cancel of a running job:
-//! `c:<id>`), heard on one dedicated LISTEN connection per process.
+//! `c:<id>`; a schedule saved or deleted: `s:<schedule id>`), heard on one
+//! dedicated LISTEN connection per process.
 //!
 //! Behind PgBouncer in transaction mode LISTEN does not work: the engine's
 //! poll (default 1 s) is the fallback, and nothing here depends on a
@@ -20,6 +21,9 @@ pub enum Notice {
   Inserted { earliest: u64 },
   /// A running job was cancelled: its handler should be aborted.
   Cancelled(JobId),
+  /// A schedule was saved or deleted (its id): processes read the
+  /// schedules again.
+  Schedule(String),
   /// The LISTEN connection ended (the listener stops; poll meanwhile).
   Lost(String),
 }
@@ -33,8 +37,55 @@ impl Notice {
         .ok()
         .map(|earliest| Notice::Inserted { earliest }),
       "c" => JobId::parse(rest).map(Notice::Cancelled),
+      "s" => Some(Notice::Schedule(rest.to_string())),
       _ => None,
     }
+  }
+}
+
+/// Due times of delayed jobs heard in insert notices (`i:<earliest>` in the
+/// future), so the claimer wakes when they are due instead of at its next
+/// poll (up to 1 s late). At most [`DueTimes::MAX`] are kept (the latest
+/// dropped: the poll finds those).
+#[derive(Debug, Default)]
+pub struct DueTimes {
+  at: std::collections::BTreeSet<u64>,
+}
+
+impl DueTimes {
+  pub const MAX: usize = 1024;
+
+  /// Remembers `at` if it is after `now` (cluster clock, ms).
+  pub fn add(&mut self, at: u64, now: u64) {
+    if at > now {
+      self.at.insert(at);
+      if self.at.len() > Self::MAX {
+        self.at.pop_last();
+      }
+    }
+  }
+
+  /// The earliest remembered time.
+  pub fn next(&self) -> Option<u64> {
+    self.at.first().copied()
+  }
+
+  /// Forgets the times at or before `now`.
+  pub fn passed(&mut self, now: u64) {
+    while self.at.first().is_some_and(|&t| t <= now) {
+      self.at.pop_first();
+    }
+  }
+}
+
+/// Sleeps until `at` on `clock` (ms); forever if `None`.
+pub async fn sleep_until_due(at: Option<u64>, clock: &(dyn Fn() -> u64 + Send + Sync)) {
+  match at {
+    Some(at) => {
+      let ms = at.saturating_sub(clock());
+      tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+    }
+    None => std::future::pending().await,
   }
 }
 
@@ -129,5 +180,55 @@ impl PgStore {
       .await
       .map_err(pg_err("LISTEN"))?;
     Ok(listener)
+  }
+}
+
+#[cfg(test)]
+mod due_tests {
+  use super::*;
+
+  #[test]
+  fn due_times_in_the_future_are_kept_in_order_and_forgotten_once_passed() {
+    let mut d = DueTimes::default();
+    assert_eq!(d.next(), None);
+    d.add(100, 100); // due now: the claim that follows the notice takes it
+    d.add(50, 100);
+    assert_eq!(d.next(), None);
+    d.add(300, 100);
+    d.add(200, 100);
+    d.add(200, 100);
+    assert_eq!(d.next(), Some(200));
+    d.passed(250);
+    assert_eq!(d.next(), Some(300));
+    d.passed(300);
+    assert_eq!(d.next(), None);
+  }
+
+  #[test]
+  fn at_most_max_due_times_are_kept_the_latest_dropped() {
+    let mut d = DueTimes::default();
+    for t in 0..(DueTimes::MAX as u64 + 10) {
+      d.add(1_000 + t, 0);
+    }
+    d.passed(1_000 + DueTimes::MAX as u64 - 2);
+    assert_eq!(d.next(), Some(1_000 + DueTimes::MAX as u64 - 1));
+    d.passed(1_000 + DueTimes::MAX as u64 - 1);
+    assert_eq!(d.next(), None, "the latest were dropped");
+  }
+
+  #[tokio::test]
+  async fn sleep_until_due_waits_on_the_clock_given() {
+    // A clock already past the time: no wait at all.
+    sleep_until_due(Some(5), &|| 10).await;
+    tokio::time::pause();
+    let t = tokio::time::Instant::now();
+    sleep_until_due(Some(1_250), &|| 1_000).await;
+    // Paused time: exactly the wait asked for (tokio rounds up to its 1 ms tick).
+    let waited = t.elapsed();
+    assert!(
+      waited >= std::time::Duration::from_millis(250)
+        && waited <= std::time::Duration::from_millis(251),
+      "{waited:?}"
+    );
   }
 }

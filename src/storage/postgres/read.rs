@@ -102,6 +102,21 @@ impl PgStore {
     );
     let st = c.prepare_cached(&sql).await.map_err(pg_err("get"))?;
     let rows = c.query(&st, &[&PgId(id)]).await.map_err(pg_err("get"))?;
+    if rows.is_empty() {
+      // A refused duplicate's id answers for its key's holder (keys.rs).
+      let alias = c
+        .query_opt(
+          &format!("SELECT holder FROM {s}.alias WHERE id = $1"),
+          &[&PgId(id)],
+        )
+        .await
+        .map_err(pg_err("get"))?;
+      if let Some(a) = alias {
+        let holder: PgId = a.get(0);
+        let rows = c.query(&st, &[&holder]).await.map_err(pg_err("get"))?;
+        return rows.first().map(decode).transpose();
+      }
+    }
     rows.first().map(decode).transpose()
   }
 
@@ -188,15 +203,35 @@ impl PgStore {
     Ok(out)
   }
 
+  /// Which of `ids` are still queued (`waiting` or `pending`).
+  pub async fn still_queued(&self, ids: &[JobId]) -> Result<std::collections::HashSet<JobId>> {
+    let c = self.client().await?;
+    let s = &self.quoted;
+    let sql = format!("SELECT id FROM {s}.job WHERE id = ANY($1) AND state IN (0, 1)");
+    let st = c
+      .prepare_cached(&sql)
+      .await
+      .map_err(pg_err("still queued"))?;
+    let ids: Vec<PgId> = ids.iter().map(|i| PgId(*i)).collect();
+    let rows = c
+      .query(&st, &[&ids])
+      .await
+      .map_err(pg_err("still queued"))?;
+    Ok(rows.iter().map(|r| r.get::<_, PgId>(0).0).collect())
+  }
+
   /// Deletes finished jobs that finished at or before `before`, at most
-  /// `batch` per statement (so a large prune does not hold locks long);
-  /// returns how many.
+  /// `batch` per statement (so a large prune does not hold locks long),
+  /// oldest first; returns how many. `ORDER BY finished_at` walks the
+  /// `finished_at` index: without it a planner without statistics (the
+  /// table never analysed, autovacuum off) may scan the table from its
+  /// start for each batch, past every row the earlier batches deleted.
   pub async fn prune(&self, before: u64, batch: usize) -> Result<usize> {
     let c = self.client().await?;
     let s = &self.quoted;
     let sql = format!(
       "DELETE FROM {s}.done WHERE id IN \
-       (SELECT id FROM {s}.done WHERE finished_at <= $1 LIMIT $2)"
+       (SELECT id FROM {s}.done WHERE finished_at <= $1 ORDER BY finished_at LIMIT $2)"
     );
     let st = c.prepare_cached(&sql).await.map_err(pg_err("prune"))?;
     let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
@@ -208,6 +243,7 @@ impl PgStore {
         .map_err(pg_err("prune"))? as usize;
       total += n;
       if (n as i64) < batch {
+        self.prune_aliases(before).await?;
         return Ok(total);
       }
     }

@@ -9,10 +9,10 @@ use super::{pg_err, PgStore};
 use crate::error::{Error, Result};
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The statements of each version, `{s}` standing for the quoted schema.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
   // 1: the hot table, dependencies, history, processes, schedules.
   r#"
 CREATE TABLE {s}.job (
@@ -104,6 +104,27 @@ CREATE TABLE {s}.schedule (
   last_fire  bigint,
   updated_at bigint NOT NULL
 );
+"#,
+  // 2: unique keys and concurrency keys (keys.rs). A key's holders found
+  // by key (not unique: a running holder may have a successor, and a
+  // retried failure joins it, as on memory and SQLite; inserts of a key
+  // decide one after the other under its advisory lock); at most one
+  // running job per concurrency key, the claims' arbiter; the ids of
+  // refused duplicates, each naming its holder.
+  r#"
+DROP INDEX {s}.job_key;
+CREATE INDEX job_key ON {s}.job (key) WHERE key IS NOT NULL AND state < 3;
+CREATE UNIQUE INDEX job_ckey_running ON {s}.job (concurrency_key)
+  WHERE concurrency_key IS NOT NULL AND state = 2;
+CREATE INDEX job_ckey_pending ON {s}.job (concurrency_key, priority, run_at, id)
+  WHERE concurrency_key IS NOT NULL AND state = 1;
+
+CREATE TABLE {s}.alias (
+  id         uuid   PRIMARY KEY,
+  holder     uuid   NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE INDEX alias_created ON {s}.alias (created_at);
 "#,
 ];
 

@@ -7,8 +7,11 @@
 //!
 //! * **Ready buffer**: jobs already claimed in the database (`FOR NO KEY
 //!   UPDATE SKIP LOCKED`, leased to this process). The **claimer task**
-//!   refills it when it holds fewer than `low_water` jobs, in batches of up
-//!   to `batch`: woken by `take` (which never waits: it pops what is there
+//!   refills it when it holds fewer than its low-water mark, in batches:
+//!   `low_water` and `batch` at least, more while the workers drain it
+//!   faster than a claim refills it ([`ClaimSizer`], up to 1,024 in one
+//!   statement); a delayed job's due time heard in an insert
+//!   notice wakes it then (not at the next poll); woken by `take` (which never waits: it pops what is there
 //!   and returns), by a NOTIFY of an insert (one LISTEN connection), and by
 //!   a poll every `poll` (the fallback, and what works behind a
 //!   transaction-mode PgBouncer). It claims only calculations the queue can
@@ -17,10 +20,15 @@
 //!   claims nothing before the first `take`.
 //! * **Outbox**: `complete`/`fail` check the lease locally, answer at once
 //!   and hand the outcome to the [`Committer`] (group commits of
-//!   `commit_max` outcomes or `commit_delay`), fenced in SQL by `(id,
-//!   owner, attempt)`.
+//!   `commit_max` outcomes or `commit_delay`, a few at once), fenced in SQL
+//!   by `(id, owner, attempt)`.
 //! * **Insert buffer**: `insert` answers at once; the **inserter task**
 //!   writes whatever is waiting in one transaction (NOTIFY in it).
+//!
+//! Schedules are the cluster's: saves, deletes and fires go to the schedule
+//! task of `cron.rs` (a fire is decided by the database, once per
+//! cluster), which also reads the cluster's schedules back for the queue
+//! ([`Store::take_schedule_news`]).
 //!
 //! [`Store::flush_mark`] covers both: every insert, outcome and hand-back
 //! gets a sequence number; [`Commit::seq`] is the highest number below
@@ -46,41 +54,70 @@
 //! outcome is answered [`Settled::Applied`] with the local decision (a
 //! retry's delay, a final status) and, if the commit reports it fenced, it
 //! is counted in [`Store::late_fenced`] (the queue adds those to
-//! `lateOutcomes`). Events that promise durability (`completed`) must
-//! therefore fire after the mark on PostgreSQL (the binding's part).
+//! `lateOutcomes`). The backend says so ([`Store::commits_late`]), and
+//! [`Store::take_committed`] reports the marks reached with the outcomes
+//! their commit fenced: the queue holds the events of outcomes
+//! (`completed`, `failed`, `retrying`, `timedOut`) until then and drops
+//! those of fenced ones (`src/queue/held.rs`).
 //!
 //! # Reads and admin calls
 //!
 //! `get` answers from the process for the jobs it holds (running here,
 //! being settled or inserted). Everything else (`get` of other jobs,
-//! `list`, `list_jobs`, `cancel`, `prune`) runs a query: the trait methods
-//! block on the runtime with a bounded timeout, which is **for tests
-//! only** (they refuse with `ERR_STORAGE` when called on a runtime thread);
-//! the binding calls the async variants ([`PgBackend::get_async`],
+//! `list`, `list_jobs`, `cancel`, `retry`) needs a query: the trait
+//! methods block on the runtime with a bounded timeout **only with
+//! [`BackendOptions::sync_claims`]** (tests); otherwise they refuse at once
+//! with `ERR_STORAGE` (the JavaScript thread never waits on the network),
+//! and `prune` runs in the background. `dependsOn` is not looked up by
+//! `add` ([`Store::checks_dependencies_late`]): the insert checks it, and
+//! a job whose dependency names no job is recorded failed. The binding calls
+//! the async variants ([`PgBackend::get_async`],
 //! [`PgBackend::list_jobs_async`], [`PgBackend::counts_async`],
 //! [`PgBackend::cancel_async`], or [`PgBackend::pg`]'s methods) on the
 //! runtime without holding the queue lock. `counts` answers from a snapshot
-//! the claimer refreshes at each poll.
+//! the claimer refreshes every poll ([`Store::counts_as_of`] says when).
+//!
+//! Progress is written to the database in batches, the latest value per
+//! job, fenced by lease (`progress.rs`).
 //!
 //! A cancel of a job running here (by [`PgReader::cancel`] once it commits,
 //! or by another process: the claimer hears its NOTIFY) calls the hook
 //! [`PgBackend::set_on_cancel`] installs (the binding aborts the queue's
 //! slot) and the backend forgets the claim at its next call.
 //!
+//! # Unique keys
+//!
+//! `keyed` answers `None`: the inserting transaction decides each keyed
+//! job against the key's holders in the database (`keys.rs`: skip,
+//! replace, debounce, a successor behind a running holder), and a refused
+//! job's id (what `add` returned) is an alias of its holder for `get`,
+//! `cancel` and `retry`.
+//!
 //! # Not in this slice
 //!
-//! `update_unstarted` (`onDuplicate:
-//! 'replace'`, `debounceMs`) and `keyed` beyond the jobs still in the
-//! insert buffer (the database's unique index decides; the id `add`
-//! returns for a duplicate is then the refused job's, not the holder's);
-//! `progress` is kept in the process only; prefetched jobs are handed back at `close`
-//! only, not when they wait too long; heartbeats and the rescuer are run
-//! by the claimer task every `heartbeat` (5 s; a failure is retried at the
-//! next tick, not reported), with no leader and no advisory lock; connection
-//! loss is not retried (a failed commit is the store's failure).
+//! prefetched jobs are handed back at `close`
+//! (and, in `claim`, those whose lease ran out while they waited, as after
+//! a long outage) only, not as soon as they wait too long; heartbeats and
+//! the rescuer run in their own task every `heartbeat` (5 s), with no
+//! leader and no advisory lock.
+//!
+//! # Connection loss
+//!
+//! Every write is retried until it commits ([`super::conn`]: a probe says
+//! whether the server answers; if not, capped jittered backoff): the
+//! committer's group commits, the inserter's batches (a retry skips jobs an
+//! earlier try committed), hand-backs and heartbeats (one found dead during
+//! the outage registers again under its id). The claimer retries claims and
+//! the LISTEN connection on the same backoff; the jobs of a claim that
+//! failed (its answer may be what was lost) are handed back once a claim
+//! goes through again ([`PgStore::release_lost`]). While the server is
+//! unreachable, `insert` keeps at most `max_buffered` jobs waiting and
+//! refuses more with `ERR_STORAGE`; [`Store::health`] is degraded, then
+//! unhealthy after 30 s. Only a write that fails while the server answers
+//! (a real error, three times in a row) fails the store as before.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,12 +125,16 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::{ClaimOptions, Committer, Lease as PgLease, NewJob, Notice, Outcome, OutcomeKind};
-use super::{Listener, PgJob, PgStore};
+use super::cron::CronSide;
+use super::{sleep_until_due, DueTimes, Listener, PgJob, PgStore, RetryBackoff, RetryPolicy};
+use super::{
+  ClaimOptions, ClaimSizer, Committer, Lease as PgLease, NewJob, Notice, Outcome, OutcomeKind,
+};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobError, JobId, Status};
 use crate::storage::{
-  Commit, FailKind, Failed, JobFilter, Lease, Names, Settled, Store, Unstarted, NO_HINT,
+  Commit, FailKind, Failed, FireHandoff, FireRecord, JobFilter, Lease, Names, ScheduleNews,
+  Settled, StorageHealth, Store, StoreFailed, Unstarted, NO_HINT,
 };
 
 /// The cluster's clock (ms since the epoch): the server's, or a manual one
@@ -133,6 +174,9 @@ pub struct BackendOptions {
   pub heartbeat: Option<Duration>,
   /// A process silent for this long is dead (its jobs rescued).
   pub dead_after_ms: u64,
+  /// While PostgreSQL is unreachable, at most this many added jobs wait
+  /// in the insert buffer; `add` refuses more (`ERR_STORAGE`).
+  pub max_buffered: usize,
 }
 
 impl Default for BackendOptions {
@@ -141,7 +185,7 @@ impl Default for BackendOptions {
       batch: 128,
       low_water: 64,
       poll: Duration::from_secs(1),
-      commit_max: 128,
+      commit_max: 512,
       commit_delay: Duration::from_millis(2),
       read_timeout: Duration::from_secs(10),
       host: "localhost".into(),
@@ -150,6 +194,7 @@ impl Default for BackendOptions {
       sync_claims: false,
       heartbeat: Some(Duration::from_secs(5)),
       dead_after_ms: 30_000,
+      max_buffered: 10_000,
     }
   }
 }
@@ -161,16 +206,21 @@ struct Marks {
   done: u64,
   finished: BTreeSet<u64>,
   error: Option<String>,
+  /// Outcomes answered `Applied` that their commit fenced: (mark, job),
+  /// until [`Store::take_committed`] takes them.
+  fenced: Vec<(u64, JobId)>,
 }
 
 /// What the tasks and the backend share.
-struct Shared {
+pub(super) struct Shared {
   ready: Mutex<VecDeque<PgJob>>,
   /// The calculations the claimer may claim (`None`: not known yet, no
   /// `take` so far).
   names: Mutex<Option<Vec<String>>>,
   wake: Notify,
-  closed: AtomicBool,
+  pub(super) closed: AtomicBool,
+  /// A NOTIFY said a schedule changed: the schedule task reads them again.
+  pub(super) schedules: Notify,
   marks: Mutex<Marks>,
   commit: watch::Sender<Commit>,
   /// Outcomes answered `Applied` that their commit fenced.
@@ -181,6 +231,13 @@ struct Shared {
   /// Jobs inserted here, not committed yet.
   inserting: Mutex<HashMap<JobId, Job>>,
   counts: Mutex<[usize; 7]>,
+  /// The claimer's low-water mark now ([`ClaimSizer`]): `take` wakes it
+  /// below this.
+  low_water: AtomicUsize,
+  /// A counts refresh is running ([`refresh_counts`]).
+  counting: AtomicBool,
+  /// When `counts` was read (the cluster's clock, ms).
+  counts_at: AtomicU64,
   /// The last claim error (the claimer retries at the next wake-up).
   claim_error: Mutex<Option<String>>,
   /// Called when the claimer put jobs in an empty buffer (the binding
@@ -192,9 +249,23 @@ struct Shared {
   cancelled: Mutex<Vec<JobId>>,
   /// Called with such a job's id (the binding aborts its slot).
   on_cancel: Mutex<Option<CancelHook>>,
+  /// The jobs this process added that may still be queued, and those its
+  /// inserts failed (`known.rs`).
+  known: super::known::Known,
+  /// The last claim time handed out (claimer and inserter, fast.rs).
+  claim_at: AtomicU64,
+  /// The last claim came back full (due jobs may be left pending): no
+  /// adds claimed at once (fast.rs) until one comes back short.
+  backlog: AtomicBool,
 }
 
 impl Shared {
+  /// A fresh counts snapshot, read at `at`.
+  fn set_counts(&self, c: [usize; 7], at: u64) {
+    *self.counts.lock() = c;
+    self.counts_at.store(at, Ordering::Release);
+  }
+
   /// `id` was cancelled in the database while running: forget its claim
   /// and tell the binding.
   fn cancelled(&self, id: JobId) {
@@ -205,14 +276,26 @@ impl Shared {
     }
   }
 
-  fn issue(&self) -> u64 {
+  /// A claim time, strictly after every one before (see
+  /// [`PgStore::release_lost`]).
+  fn next_claim_at(&self, now: u64) -> u64 {
+    let prev = self
+      .claim_at
+      .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+        Some(now.max(p + 1))
+      })
+      .unwrap_or(now);
+    now.max(prev + 1)
+  }
+
+  pub(super) fn issue(&self) -> u64 {
     let mut m = self.marks.lock();
     m.issued += 1;
     m.issued
   }
 
   /// Write `seq` is done (`err`: it failed).
-  fn finish(&self, seq: u64, err: Option<String>) {
+  pub(super) fn finish(&self, seq: u64, err: Option<String>) {
     let mut m = self.marks.lock();
     if let Some(e) = err {
       m.error.get_or_insert(e);
@@ -269,6 +352,22 @@ impl PgReader {
     self.shared.inserting.lock().get(&id).cloned()
   }
 
+  /// [`PgReader::local`], except that a keyed job still being inserted is
+  /// waited for (the database decides whether it is added or an alias of
+  /// its key's holder) and then read from the database (`None` here).
+  pub async fn local_decided(&self, id: JobId) -> Option<Job> {
+    let keyed = self
+      .shared
+      .inserting
+      .lock()
+      .get(&id)
+      .is_some_and(|j| j.key().is_some());
+    if keyed {
+      self.settled().await;
+    }
+    self.local(id)
+  }
+
   /// Waits until this process's writes issued so far are committed (or
   /// failed): an admin call sees what the process already answered (a job
   /// just added, an outcome a `failed` event reported).
@@ -280,27 +379,45 @@ impl PgReader {
 
   /// Cancels a job anywhere in the cluster.
   pub async fn cancel(&self, id: JobId) -> Result<Option<Status>> {
+    Ok(self.cancel_job(id).await?.map(|c| c.was))
+  }
+
+  /// [`PgReader::cancel`], saying also the job's calculation and attempt
+  /// (the binding records the `cancelled` event of a job that did not run
+  /// here).
+  pub async fn cancel_job(&self, id: JobId) -> Result<Option<super::Cancelled>> {
     self.settled().await;
-    let was = self.pg.cancel(id, (self.clock)()).await?;
-    if was == Some(Status::Running) {
+    // A refused duplicate's id cancels its key's holder (keys.rs).
+    let id = self.pg.resolve(id).await?.unwrap_or(id);
+    let c = self.pg.cancel_job(id, (self.clock)()).await?;
+    if let Some(c) = &c {
+      let failed = c.dependants_failed.iter().map(|f| f.id);
+      self.shared.known.gone(std::iter::once(id).chain(failed));
+    }
+    if c.as_ref().is_some_and(|c| c.was == Status::Running) {
       // Committed: a handler running here is aborted now (the NOTIFY, heard
       // later, finds nothing left to abort).
       self.shared.cancelled(id);
     }
-    Ok(was)
+    Ok(c)
   }
 
   /// Puts a failed, timed-out or cancelled job back in line (see
   /// [`PgStore::retry`]).
   pub async fn retry(&self, id: JobId) -> Result<bool> {
     self.settled().await;
-    self.pg.retry(id, (self.clock)()).await
+    let back = self.pg.retry(id, (self.clock)()).await?;
+    if back {
+      // In line again: it keeps this process alive like a job added here.
+      self.shared.known.add([id]);
+    }
+    Ok(back)
   }
 
   /// Jobs per status in the cluster (and the snapshot refreshed).
   pub async fn counts(&self) -> Result<[usize; 7]> {
     let c = self.pg.counts().await?;
-    *self.shared.counts.lock() = c;
+    self.shared.set_counts(c, (self.clock)());
     Ok(c)
   }
 }
@@ -319,8 +436,13 @@ pub struct PgBackend {
   claims: u32,
   committer: Committer,
   inserts: mpsc::UnboundedSender<(u64, Vec<NewJob>)>,
+  /// Progress not written yet, and the wake-up of its writer task.
+  progress: Arc<super::progress::Progress>,
+  progress_tx: mpsc::UnboundedSender<()>,
   commit_rx: watch::Receiver<Commit>,
   closed: bool,
+  /// The cluster's schedules and their fires (`cron.rs`).
+  cron: CronSide,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -350,16 +472,23 @@ impl PgBackend {
       names: Mutex::new(None),
       wake: Notify::new(),
       closed: AtomicBool::new(false),
+      schedules: Notify::new(),
       marks: Mutex::new(Marks::default()),
       commit,
       fenced: AtomicU64::new(0),
       settling: Mutex::new(HashMap::new()),
       inserting: Mutex::new(HashMap::new()),
       counts: Mutex::new(pg.counts().await?),
+      low_water: AtomicUsize::new(ClaimSizer::new(opts.batch, opts.low_water).sizes().0),
+      counting: AtomicBool::new(false),
+      counts_at: AtomicU64::new(clock()),
       claim_error: Mutex::new(None),
       on_ready: Mutex::new(None),
       cancelled: Mutex::new(Vec::new()),
       on_cancel: Mutex::new(None),
+      known: Default::default(),
+      claim_at: AtomicU64::new(0),
+      backlog: AtomicBool::new(true),
     });
     let committer = Committer::start(
       pg.clone(),
@@ -373,6 +502,16 @@ impl PgBackend {
       None
     };
     if !opts.sync_claims {
+      if let Some(every) = opts.heartbeat {
+        rt.spawn(heartbeater(
+          pg.clone(),
+          shared.clone(),
+          owner,
+          clock.clone(),
+          opts.clone(),
+          every,
+        ));
+      }
       rt.spawn(claimer(
         pg.clone(),
         shared.clone(),
@@ -383,7 +522,26 @@ impl PgBackend {
       ));
     }
     let (inserts, rx) = mpsc::unbounded_channel();
-    rt.spawn(inserter(pg.clone(), shared.clone(), clock.clone(), rx));
+    // Adds claimed at once need the claimer (not in tests' `sync_claims`).
+    let fast = (!opts.sync_claims).then_some(owner);
+    rt.spawn(inserter(
+      pg.clone(),
+      shared.clone(),
+      clock.clone(),
+      rx,
+      fast,
+    ));
+    let progress = Arc::new(super::progress::Progress::default());
+    let (progress_tx, rx) = mpsc::unbounded_channel();
+    let done = shared.clone();
+    rt.spawn(super::progress::writer(
+      pg.clone(),
+      progress.clone(),
+      opts.commit_delay,
+      rx,
+      move |seq, err| done.finish(seq, err),
+    ));
+    let cron = CronSide::open(&pg, shared.clone(), clock.clone(), opts.poll, &rt).await?;
     Ok(PgBackend {
       pg,
       rt,
@@ -397,8 +555,11 @@ impl PgBackend {
       claims: 0,
       committer,
       inserts,
+      progress,
+      progress_tx,
       commit_rx,
       closed: false,
+      cron,
     })
   }
 
@@ -437,6 +598,13 @@ impl PgBackend {
     *self.shared.on_cancel.lock() = Some(f);
   }
 
+  /// Calls `f` (from the schedule task) when a read of the cluster's
+  /// schedules found a change: the binding wakes the engine's timer, whose
+  /// tick merges it ([`Store::take_schedule_news`]).
+  pub fn set_on_schedules(&self, f: super::cron::NewsHook) {
+    self.cron.set_on_news(f);
+  }
+
   /// Forgets the claims of jobs cancelled in the database.
   fn forget_cancelled(&mut self) {
     let ids: Vec<JobId> = std::mem::take(&mut *self.shared.cancelled.lock());
@@ -472,7 +640,7 @@ impl PgBackend {
   /// Jobs per status in the cluster (and the snapshot refreshed).
   pub async fn counts_async(&self) -> Result<[usize; 7]> {
     let c = self.pg.counts().await?;
-    *self.shared.counts.lock() = c;
+    self.shared.set_counts(c, (self.clock)());
     Ok(c)
   }
 
@@ -512,9 +680,17 @@ impl PgBackend {
     self.shared.inserting.lock().get(&id).cloned()
   }
 
-  /// Blocks on the runtime for `fut`, bounded (tests only; refused on a
-  /// runtime thread, where it would stall the engine).
+  /// Blocks on the runtime for `fut`, bounded by `read_timeout` (tests
+  /// only, see [`BackendOptions::sync_claims`]; refused on a runtime
+  /// thread, where it would stall the engine).
   fn wait<T>(&self, what: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    if !self.opts.sync_claims {
+      // The JavaScript thread never waits on the network
+      // (docs/design/storage.md): the binding calls the async variants.
+      return Err(Error::Storage(format!(
+        "PostgreSQL: {what} is answered by the async API (it returns a Promise on PostgreSQL)"
+      )));
+    }
     if Handle::try_current().is_ok() {
       return Err(Error::Storage(format!(
         "PostgreSQL: {what} cannot block on the engine's runtime; use the async variant"
@@ -593,11 +769,26 @@ impl PgBackend {
   fn send_outcome(&self, o: Outcome, job: Job) {
     let seq = self.shared.issue();
     let id = job.id;
+    let frees_key = job.concurrency_key().is_some();
     self.shared.settling.lock().insert(id, (seq, job));
     let committer = self.committer.clone();
     let shared = self.shared.clone();
+    let clock = self.clock.clone();
+    // Its unwritten progress first: the finished row keeps the last value.
+    let progress = self.progress.take_job(id);
+    let pg = self.pg.clone();
     self.rt.spawn(async move {
+      if let Some(p) = progress {
+        // Retried through an outage like the outcome that follows it.
+        let p = [p];
+        let _ = pg.retrying("commit", || pg.write_progress(&p)).await;
+      }
       let r = committer.send(o).await;
+      if frees_key && matches!(r, Ok(true)) {
+        // The next job of its concurrency key may run now, here or anywhere.
+        shared.wake.notify_one();
+        pg.key_freed(clock()).await;
+      }
       {
         let mut s = shared.settling.lock();
         if s.get(&id).map(|e| e.0) == Some(seq) {
@@ -608,12 +799,32 @@ impl PgBackend {
         Ok(true) => None,
         Ok(false) => {
           shared.fenced.fetch_add(1, Ordering::Relaxed);
+          // Before the mark moves past it (see Store::take_committed).
+          shared.marks.lock().fenced.push((seq, id));
           None
         }
         Err(e) => Some(e.to_string()),
       };
       shared.finish(seq, err);
     });
+  }
+
+  /// While PostgreSQL is unreachable, added jobs wait in the insert
+  /// buffer up to `max_buffered`; past it `add` is refused (nothing is
+  /// added, the buffer does not grow without bound).
+  fn check_buffer(&self, adding: usize) -> Result<()> {
+    if !self.pg.conn().is_failing() {
+      return Ok(());
+    }
+    let waiting = self.shared.inserting.lock().len();
+    let max = self.opts.max_buffered;
+    if waiting + adding <= max {
+      return Ok(());
+    }
+    Err(Error::Storage(format!(
+      "PostgreSQL is unreachable (retrying): {waiting} added jobs are waiting to be written, \
+       at most {max} are kept meanwhile; nothing was added, try again later"
+    )))
   }
 
   /// Hands claimed jobs back to the database (not started here).
@@ -627,7 +838,7 @@ impl PgBackend {
     let now = (self.clock)();
     self.rt.spawn(async move {
       let err = pg
-        .hand_back(&leases, now)
+        .retrying("hand back", || pg.hand_back(&leases, now))
         .await
         .err()
         .map(|e| e.to_string());
@@ -637,6 +848,9 @@ impl PgBackend {
 }
 
 /// The claimer task: keeps the ready buffer above its low-water mark.
+/// A failed claim is tried again after a backoff wait (the storage reports
+/// itself degraded meanwhile); a lost LISTEN connection is opened again
+/// the same way (the poll covers the NOTIFYs missed meanwhile).
 async fn claimer(
   pg: PgStore,
   shared: Arc<Shared>,
@@ -645,84 +859,215 @@ async fn claimer(
   opts: BackendOptions,
   mut listener: Option<Listener>,
 ) {
-  let batch = opts.batch.max(1);
-  let low = opts.low_water.clamp(1, batch);
-  let mut beat = opts.heartbeat.map(|d| {
-    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
-    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    i
-  });
+  let mut sizer = ClaimSizer::new(opts.batch, opts.low_water);
+  let mut due = DueTimes::default();
+  // Only a LISTEN that worked once is opened again (none at all: polling
+  // by choice, or behind PgBouncer).
+  let listens = listener.is_some();
+  let mut relisten = Retrying::new(pg.conn().policy());
+  let mut claims = Retrying::new(pg.conn().policy());
+  // Claim times strictly increase (`Shared::next_claim_at`); those of
+  // failed claims are released once a claim goes through again.
+  let mut lost: Vec<u64> = Vec::new();
+  // The counts snapshot is refreshed every `poll` even while NOTIFYs keep
+  // the loop busy (a sleep of `poll` would then never end).
+  let mut counted = tokio::time::Instant::now();
   loop {
     if shared.closed.load(Ordering::Acquire) {
       break;
     }
+    if counted.elapsed() >= opts.poll {
+      counted = tokio::time::Instant::now();
+      refresh_counts(&pg, &shared, &clock);
+    }
     let names = shared.names.lock().clone();
-    if let Some(names) = names.filter(|n| !n.is_empty()) {
+    if let Some(names) = names.filter(|n| !n.is_empty() && claims.due()) {
       let have = shared.ready.lock().len();
-      if have < low {
-        let want = batch - have;
+      if have < sizer.sizes().0 {
+        sizer.before_claim(have);
+        let want = sizer.sizes().1 - have;
         let o = ClaimOptions {
           names: Some(names),
           ..ClaimOptions::new(owner, want)
         };
-        match pg.claim(&o, clock()).await {
+        let now = clock();
+        let at = shared.next_claim_at(now);
+        let o = ClaimOptions { at: Some(at), ..o };
+        let started = std::time::Instant::now();
+        match pg.claim(&o, now).await {
           Ok(jobs) => {
             *shared.claim_error.lock() = None;
+            if !lost.is_empty() && pg.release_lost(owner, &lost, clock()).await.is_ok() {
+              lost.clear();
+            }
+            claims.ok(&pg, "claim");
             let full = jobs.len() == want;
+            shared.backlog.store(full, Ordering::Release);
             if shared.closed.load(Ordering::Acquire) {
               // Closed meanwhile: nobody takes these.
               let leases: Vec<PgLease> = jobs.iter().filter_map(PgJob::lease).collect();
               let _ = pg.hand_back(&leases, clock()).await;
               break;
             }
+            shared.known.gone(jobs.iter().map(|j| j.job.id));
             let was_empty = {
               let mut r = shared.ready.lock();
               let was = r.is_empty();
               r.extend(jobs);
+              sizer.after_claim(started.elapsed(), r.len());
               was && !r.is_empty()
             };
+            shared.low_water.store(sizer.sizes().0, Ordering::Relaxed);
             if was_empty {
-              let f = shared.on_ready.lock().clone();
-              if let Some(f) = f {
-                f();
-              }
+              wake_js(&shared);
             }
             if full {
               continue;
             }
           }
-          Err(e) => *shared.claim_error.lock() = Some(e.to_string()),
+          Err(e) => {
+            // Its answer may be what was lost (bounded: the oldest go; their
+            // jobs are rescued when their lease runs out).
+            if lost.len() >= 1_024 {
+              lost.remove(0);
+            }
+            lost.push(at);
+            claims.failed(&pg, "claim", &e);
+            *shared.claim_error.lock() = Some(e.to_string());
+          }
         }
       }
     }
+    let next_due = due.next();
     tokio::select! {
       _ = shared.wake.notified() => {}
+      _ = sleep_until_due(next_due, &*clock) => due.passed(clock()),
       n = next_notice(&mut listener) => match n {
-        Some(Notice::Inserted { .. }) => {}
+        Some(Notice::Inserted { earliest }) => due.add(earliest, clock()),
         Some(Notice::Cancelled(id)) => shared.cancelled(id),
-        Some(Notice::Lost(_)) | None => listener = None,
+        Some(Notice::Schedule(_)) => shared.schedules.notify_one(),
+        Some(Notice::Lost(e)) => {
+          listener = None;
+          relisten.failed(&pg, "listen", &Error::Storage(e));
+        }
+        None => {
+          listener = None;
+          let e = Error::Storage("the LISTEN connection closed".into());
+          relisten.failed(&pg, "listen", &e);
+        }
       },
-      _ = tick(&mut beat) => {
-        // A failed heartbeat or rescue is retried at the next tick.
-        let _ = pg.heartbeat(owner, clock()).await;
-        let _ = pg.rescue(clock(), opts.dead_after_ms).await;
-      }
-      _ = tokio::time::sleep(opts.poll) => {
-        if let Ok(c) = pg.counts().await {
-          *shared.counts.lock() = c;
+      _ = claims.wait() => {}
+      _ = relisten.wait(), if listens && listener.is_none() => {
+        match pg.listen().await {
+          Ok(l) => {
+            listener = Some(l);
+            relisten.ok(&pg, "listen");
+          }
+          Err(e) => relisten.failed(&pg, "listen", &e),
         }
       }
+      _ = tokio::time::sleep(opts.poll) => {}
     }
   }
 }
 
-async fn tick(i: &mut Option<tokio::time::Interval>) {
-  match i {
-    Some(i) => {
-      i.tick().await;
+/// A task's retry schedule: after a failure, the next try waits out the
+/// backoff (conn.rs), and the storage is reported failing until a try
+/// succeeds.
+struct Retrying {
+  backoff: RetryBackoff,
+  next: Option<tokio::time::Instant>,
+}
+
+impl Retrying {
+  fn new(policy: RetryPolicy) -> Retrying {
+    Retrying {
+      backoff: RetryBackoff::new(policy),
+      next: None,
     }
-    None => std::future::pending().await,
   }
+
+  /// True when no wait is pending.
+  fn due(&self) -> bool {
+    self.next.is_none_or(|t| t <= tokio::time::Instant::now())
+  }
+
+  fn failed(&mut self, pg: &PgStore, task: &'static str, e: &Error) {
+    pg.conn().failed(task, &super::conn::why(e));
+    self.next = Some(tokio::time::Instant::now() + self.backoff.next_wait());
+  }
+
+  fn ok(&mut self, pg: &PgStore, task: &'static str) {
+    if self.backoff.tries() > 0 {
+      pg.conn().ok(task);
+      self.backoff.reset();
+    }
+    self.next = None;
+  }
+
+  /// Resolves when the pending wait ends (never when none is pending).
+  async fn wait(&self) {
+    match self.next {
+      Some(t) => tokio::time::sleep_until(t).await,
+      None => std::future::pending().await,
+    }
+  }
+}
+
+/// The heartbeat task: every `every`, this process's heartbeat (retried
+/// through an outage until it lands; if the process was found dead
+/// meanwhile, it registers again under its id), then the cluster's
+/// rescuer (a failure is retried at the next beat).
+async fn heartbeater(
+  pg: PgStore,
+  shared: Arc<Shared>,
+  owner: i64,
+  clock: ClusterClock,
+  opts: BackendOptions,
+  every: Duration,
+) {
+  loop {
+    tokio::time::sleep(every).await;
+    if shared.closed.load(Ordering::Acquire) {
+      break;
+    }
+    let beat = pg
+      .retrying("heartbeat", || {
+        pg.heartbeat_or_register(owner, &opts.host, opts.pid, clock())
+      })
+      .await;
+    if shared.closed.load(Ordering::Acquire) {
+      break;
+    }
+    if beat.is_ok() {
+      let _ = pg.rescue(clock(), opts.dead_after_ms).await;
+    }
+  }
+}
+
+/// Refreshes the cluster's counts in the background, one refresh at a
+/// time: counting reads every row of both tables (seconds once they are
+/// large or bloated), which must not hold up the claims.
+fn refresh_counts(pg: &PgStore, shared: &Arc<Shared>, clock: &ClusterClock) {
+  if shared.counting.swap(true, Ordering::AcqRel) {
+    return;
+  }
+  let (pg, shared, clock) = (pg.clone(), shared.clone(), clock.clone());
+  tokio::spawn(async move {
+    if let Ok(c) = pg.counts().await {
+      shared.set_counts(c, clock());
+    }
+    // The jobs this process added: those that left the queue elsewhere
+    // stop keeping it alive (known.rs).
+    if shared
+      .known
+      .check(&pg, &shared.inserting, &shared.settling)
+      .await
+    {
+      wake_js(&shared);
+    }
+    shared.counting.store(false, Ordering::Release);
+  });
 }
 
 async fn next_notice(l: &mut Option<Listener>) -> Option<Notice> {
@@ -732,12 +1077,24 @@ async fn next_notice(l: &mut Option<Listener>) -> Option<Notice> {
   }
 }
 
-/// The inserter task: writes what is waiting in one transaction.
+/// Wakes JavaScript (the binding's hook): jobs are ready, failure events
+/// wait, or the keep-alive may change.
+fn wake_js(shared: &Shared) {
+  let f = shared.on_ready.lock().clone();
+  if let Some(f) = f {
+    f();
+  }
+}
+
+/// The inserter task: writes what is waiting in one transaction; with
+/// `fast` (this process's id), the jobs it may run now go in claimed by it
+/// (fast.rs).
 async fn inserter(
   pg: PgStore,
   shared: Arc<Shared>,
   clock: ClusterClock,
   mut rx: mpsc::UnboundedReceiver<(u64, Vec<NewJob>)>,
+  fast: Option<i64>,
 ) {
   while let Some((seq, jobs)) = rx.recv().await {
     let mut seqs = vec![seq];
@@ -751,16 +1108,99 @@ async fn inserter(
         Err(_) => break,
       }
     }
-    let r = pg.insert(&all, clock()).await;
+    let mut claimed = Vec::new();
+    let r = match fast.and_then(|owner| fast_plan(&shared, &all, owner, &clock)) {
+      Some((ids, o, at)) => match pg.insert_claiming(&all, clock(), &ids, &o, at).await {
+        Ok((jobs, failed)) => {
+          claimed = jobs;
+          Ok(failed)
+        }
+        // Its answer may be lost: inserted until committed, as below, and
+        // that claim released (its jobs never reached the ready buffer).
+        Err(_) => {
+          let r = pg.insert_retrying(&all, clock()).await;
+          let lost = [at];
+          let _ = pg
+            .retrying("insert", || pg.release_lost(o.owner, &lost, clock()))
+            .await;
+          r
+        }
+      },
+      // Until committed (an outage is waited out, conn.rs).
+      None => pg.insert_retrying(&all, clock()).await,
+    };
     {
       let mut ins = shared.inserting.lock();
       for j in &all {
         ins.remove(&j.id);
       }
     }
-    let err = r.err().map(|e| e.to_string());
+    let err = match r {
+      Ok(failed) if !failed.is_empty() => {
+        // Committed: their `failed` events can fire (the queue takes them
+        // at its next operation; JavaScript is woken for it).
+        shared.known.push_failed(failed);
+        wake_js(&shared);
+        None
+      }
+      Ok(_) => None,
+      Err(e) => {
+        shared.known.gone(all.iter().map(|j| j.id));
+        Some(e.to_string())
+      }
+    };
     for s in seqs {
       shared.finish(s, err.clone());
+    }
+    if !claimed.is_empty() {
+      ready_claimed(&pg, &shared, claimed, &clock).await;
+    }
+  }
+}
+
+/// Which jobs of `all` go in claimed (fast.rs), the claim's options and
+/// time; `None`: none.
+fn fast_plan(
+  shared: &Shared,
+  all: &[NewJob],
+  owner: i64,
+  clock: &ClusterClock,
+) -> Option<(Vec<JobId>, ClaimOptions, u64)> {
+  if shared.backlog.load(Ordering::Acquire) || shared.closed.load(Ordering::Acquire) {
+    return None;
+  }
+  let names = shared.names.lock().clone()?;
+  let room = shared
+    .low_water
+    .load(Ordering::Relaxed)
+    .saturating_sub(shared.ready.lock().len());
+  let now = clock();
+  let ids = super::fast::pick(all, now, &names, room);
+  if ids.is_empty() {
+    return None;
+  }
+  let at = shared.next_claim_at(now);
+  Some((ids, ClaimOptions::new(owner, 0), at))
+}
+
+/// Jobs added claimed by this process go to the ready buffer (handed back
+/// when the store closed meanwhile).
+async fn ready_claimed(pg: &PgStore, shared: &Shared, jobs: Vec<PgJob>, clock: &ClusterClock) {
+  if shared.closed.load(Ordering::Acquire) {
+    let leases: Vec<PgLease> = jobs.iter().filter_map(PgJob::lease).collect();
+    let _ = pg.hand_back(&leases, clock()).await;
+    return;
+  }
+  let was_empty = {
+    let mut r = shared.ready.lock();
+    let was = r.is_empty();
+    r.extend(jobs);
+    was
+  };
+  if was_empty {
+    let f = shared.on_ready.lock().clone();
+    if let Some(f) = f {
+      f();
     }
   }
 }
@@ -774,6 +1214,7 @@ impl Store for PgBackend {
     if self.closed {
       return Err(Error::Storage("PostgreSQL: the store is closed".into()));
     }
+    self.check_buffer(jobs.len())?;
     if names.len() > self.names.len() {
       self.names = names.clone();
     }
@@ -787,10 +1228,12 @@ impl Store for PgBackend {
         let mut row = NewJob::from_job(&job, name, &self.weights);
         row.key = job.key().map(str::to_string);
         row.concurrency_key = job.concurrency_key().map(str::to_string);
+        row.on_dup = job.keys().map(|k| k.on_dup).unwrap_or_default();
         rows.push(row);
         ins.insert(job.id, job);
       }
     }
+    self.shared.known.add(rows.iter().map(|r| r.id));
     if rows.is_empty() {
       return Ok(());
     }
@@ -823,7 +1266,10 @@ impl Store for PgBackend {
     let mut n = 0;
     for mut pj in popped {
       let idx = self.names.intern(&pj.name);
-      if !runnable(idx) {
+      // A job whose lease ran out while it waited here (a long outage)
+      // may have been rescued and run elsewhere: not started here.
+      let expired = pj.lease_until.is_some_and(|t| t <= now);
+      if !runnable(idx) || expired {
         back.extend(pj.lease());
         continue;
       }
@@ -851,7 +1297,7 @@ impl Store for PgBackend {
       n += 1;
     }
     self.hand_back(back);
-    if self.shared.ready.lock().len() < self.opts.low_water.max(1) {
+    if self.shared.ready.lock().len() < self.shared.low_water.load(Ordering::Relaxed) {
       self.shared.wake.notify_one();
     }
     Ok(n)
@@ -933,29 +1379,34 @@ impl Store for PgBackend {
       },
     };
     self.send_outcome(o, job);
+    if failed.status == Status::Pending {
+      // Back in line: it keeps this process alive like a job added here
+      // (after `settling` holds it, so a check never reads it as running).
+      self.shared.known.add([id]);
+    }
     Ok(Settled::Applied(failed))
   }
 
-  fn keyed(&mut self, key: &str) -> Option<JobId> {
-    self
-      .shared
-      .inserting
-      .lock()
-      .values()
-      .filter(|j| j.key() == Some(key))
-      .map(|j| j.id)
-      .max()
+  /// `None`: the database decides at insert, in order with this
+  /// process's other inserts (`keys.rs`), so the queue adds every keyed
+  /// job with its policy; a refused one's id becomes an alias of the
+  /// holder.
+  fn keyed(&mut self, _key: &str) -> Option<JobId> {
+    None
   }
 
+  /// Never asked (`keyed` finds no holder): the inserting transaction
+  /// changes a key's unstarted holder (`keys.rs`).
   fn update_unstarted(&mut self, _id: JobId, _change: &Unstarted<'_>, _now: u64) -> Result<bool> {
     Ok(false)
   }
 
   fn cancel(&mut self, id: JobId, _now: u64) -> Result<Option<Status>> {
-    self.running.remove(&id);
     let pg = self.pg.clone();
     let now = (self.clock)();
-    self.wait("cancelJob", async move { pg.cancel(id, now).await })
+    let was = self.wait("cancelJob", async move { pg.cancel(id, now).await })?;
+    self.running.remove(&id);
+    Ok(was)
   }
 
   fn retry(&mut self, id: JobId, now: u64) -> Result<bool> {
@@ -970,6 +1421,12 @@ impl Store for PgBackend {
     };
     let extra = h.job.job.extra.get_or_insert_with(Default::default);
     extra.progress = Some(json.into());
+    if let Some(lease) = h.job.lease() {
+      let shared = &self.shared;
+      self
+        .progress
+        .put(lease, json, || shared.issue(), &self.progress_tx);
+    }
     Ok(true)
   }
 
@@ -1043,14 +1500,50 @@ impl Store for PgBackend {
         .drain_writes()
         .and_then(|()| self.wait("counts", async move { pg.counts().await }))
       {
-        *self.shared.counts.lock() = c;
+        self.shared.set_counts(c, (self.clock)());
       }
     }
     *self.shared.counts.lock()
   }
 
+  fn counts_as_of(&self) -> Option<u64> {
+    Some(self.shared.counts_at.load(Ordering::Acquire))
+  }
+
   fn unregistered(&self) -> usize {
     0
+  }
+
+  fn save_schedule(&mut self, id: &str, json: &str) -> Result<()> {
+    self.cron.save(&self.shared, id, json)
+  }
+
+  fn delete_schedule(&mut self, id: &str) -> Result<()> {
+    self.cron.delete(&self.shared, id)
+  }
+
+  fn shares_schedules(&self) -> bool {
+    true
+  }
+
+  fn record_fire(&mut self, fire: &FireRecord, job: Job, names: &Names) -> Result<FireHandoff> {
+    if self.closed {
+      return Err(Error::Storage("PostgreSQL: the store is closed".into()));
+    }
+    if names.len() > self.names.len() {
+      self.names = names.clone();
+    }
+    self
+      .cron
+      .fire(&self.shared, fire, &job, names, &self.weights)
+  }
+
+  fn take_schedule_news(&mut self) -> Option<ScheduleNews> {
+    self.cron.news()
+  }
+
+  fn schedule_job_status(&self, id: JobId) -> Option<Status> {
+    self.cron.status(id)
   }
 
   fn registered(&mut self, _name: u32) {
@@ -1078,8 +1571,56 @@ impl Store for PgBackend {
     self.shared.marks.lock().error.clone()
   }
 
+  fn health(&self) -> StorageHealth {
+    match self.failure() {
+      Some(e) => StorageHealth::of_failure(Some(e)),
+      None => self.pg.conn().health(),
+    }
+  }
+
   fn late_fenced(&self) -> u64 {
     self.shared.fenced.load(Ordering::Relaxed)
+  }
+
+  fn commits_late(&self) -> bool {
+    true
+  }
+
+  fn take_committed(&mut self) -> (u64, Vec<(u64, JobId)>) {
+    let mut m = self.shared.marks.lock();
+    let done = m.done;
+    let mut out = Vec::new();
+    if !m.fenced.is_empty() {
+      m.fenced.retain(|&(seq, id)| {
+        let now = seq <= done;
+        if now {
+          out.push((seq, id));
+        }
+        !now
+      });
+    }
+    (done, out)
+  }
+
+  fn checks_dependencies_late(&self) -> bool {
+    // The insert checks them (`insert.rs`): a look-up here would be a
+    // network read on the JavaScript thread.
+    true
+  }
+
+  fn take_failed(&mut self) -> Vec<StoreFailed> {
+    let mut out = self.committer.take_failed();
+    self.shared.known.gone(out.iter().map(|f| f.id));
+    out.extend(self.shared.known.take_failed());
+    out
+  }
+
+  fn local_work(&self) -> Option<usize> {
+    Some(
+      self.shared.known.queued()
+        + self.shared.ready.lock().len()
+        + self.shared.settling.lock().len(),
+    )
   }
 
   fn close(&mut self) {
@@ -1088,6 +1629,8 @@ impl Store for PgBackend {
     }
     self.closed = true;
     self.shared.closed.store(true, Ordering::Release);
+    // What is still retried gives up if the server does not answer.
+    self.pg.conn().set_closing();
     self.shared.wake.notify_one();
     let left: Vec<PgLease> = self
       .shared
@@ -1097,6 +1640,29 @@ impl Store for PgBackend {
       .filter_map(|j| j.lease())
       .collect();
     self.hand_back(left);
+    // Once the last writes are done (or given up), the idle connections
+    // are closed: a stopped service holds none (a service started and
+    // stopped again and again, as in a test suite, used to keep two each
+    // until the process ended). Tasks still finishing a round return
+    // theirs within a poll; those are closed by the later passes.
+    let target = self.shared.marks.lock().issued;
+    let mut rx = self.commit_rx.clone();
+    let pg = self.pg.clone();
+    self.rt.spawn(async move {
+      let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while rx.borrow_and_update().seq < target {
+          if rx.changed().await.is_err() {
+            break;
+          }
+        }
+      })
+      .await;
+      for _ in 0..3 {
+        pg.release_idle();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+      }
+      pg.release_idle();
+    });
   }
 
   fn is_closed(&self) -> bool {

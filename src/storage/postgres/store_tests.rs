@@ -21,11 +21,11 @@ use crate::storage::{wait_flushed, Lease as StoreLease, Names, Settled, Store, N
 const T0: u64 = 1_800_000_000_000;
 
 /// A runtime, a schema, a manual clock and a store to check the database.
-struct Env {
+pub(super) struct Env {
   rt: Option<tokio::runtime::Runtime>,
-  schema: String,
+  pub(super) schema: String,
   now: Arc<AtomicU64>,
-  pg: PgStore,
+  pub(super) pg: PgStore,
 }
 
 impl Drop for Env {
@@ -40,7 +40,7 @@ impl Drop for Env {
   }
 }
 
-fn env(tag: &str) -> Option<Env> {
+pub(super) fn env(tag: &str) -> Option<Env> {
   if !server_up() {
     return None;
   }
@@ -62,11 +62,11 @@ fn env(tag: &str) -> Option<Env> {
 }
 
 impl Env {
-  fn rt(&self) -> &tokio::runtime::Runtime {
+  pub(super) fn rt(&self) -> &tokio::runtime::Runtime {
     self.rt.as_ref().expect("runtime")
   }
 
-  fn now(&self) -> u64 {
+  pub(super) fn now(&self) -> u64 {
     self.now.load(Ordering::SeqCst)
   }
 
@@ -74,7 +74,7 @@ impl Env {
     self.now.store(t, Ordering::SeqCst);
   }
 
-  fn backend(&self, names: &Names, opts: BackendOptions) -> PgBackend {
+  pub(super) fn backend(&self, names: &Names, opts: BackendOptions) -> PgBackend {
     let now = self.now.clone();
     let clock: ClusterClock = Arc::new(move || now.load(Ordering::SeqCst));
     let schema = self.schema.clone();
@@ -89,7 +89,7 @@ impl Env {
 
   /// A started queue with `workers` workers on its own backend (its own
   /// process row, pool and tasks), calculation `work` registered.
-  fn queue(&self, workers: u32, opts: BackendOptions) -> (Queue, u32) {
+  pub(super) fn queue(&self, workers: u32, opts: BackendOptions) -> (Queue, u32) {
     let mut names = Names::default();
     names.intern("work");
     let backend = self.backend(&names, opts);
@@ -110,7 +110,7 @@ impl Env {
     (q, calc)
   }
 
-  fn db(&self, id: JobId) -> PgJob {
+  pub(super) fn db(&self, id: JobId) -> PgJob {
     self
       .rt()
       .block_on(self.pg.get(id))
@@ -123,7 +123,7 @@ impl Env {
   }
 }
 
-fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
+pub(super) fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
   let options =
     JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
   q.add(
@@ -139,10 +139,10 @@ fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId 
 }
 
 /// One taken job: slot, seq, id, attempt.
-type Taken = (u32, u32, JobId, u32);
+pub(super) type Taken = (u32, u32, JobId, u32);
 
 /// Takes up to `n` jobs at once (never waits).
-fn take(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
+pub(super) fn take(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
   let mut out = String::new();
   let k = q.take(n, now, &mut out);
   let v: Vec<Value> =
@@ -162,7 +162,7 @@ fn take(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
 
 /// Takes until `n` jobs came (the claimer fills the buffer meanwhile),
 /// bounded.
-fn take_until(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
+pub(super) fn take_until(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
   let mut got = Vec::new();
   for _ in 0..2_000 {
     got.extend(take(q, n - got.len(), now));
@@ -174,11 +174,11 @@ fn take_until(q: &mut Queue, n: usize, now: u64) -> Vec<Taken> {
   panic!("only {} of {n} jobs arrived", got.len());
 }
 
-fn ok(t: &Taken) -> String {
+pub(super) fn ok(t: &Taken) -> String {
   format!("{},{},1,\"done\"", t.0, t.1)
 }
 
-fn flush(q: &mut Queue) {
+pub(super) fn flush(q: &mut Queue) {
   wait_flushed(q.store_mut()).expect("flushed");
 }
 
@@ -546,4 +546,71 @@ fn a_retry_is_refused_while_another_unfinished_job_holds_its_key() {
     .is_some());
   assert!(env.rt().block_on(reader.retry(a)).expect("retry"));
   assert_eq!(env.db(a).job.status, Status::Pending);
+}
+
+#[test]
+fn a_delayed_job_is_claimed_when_due_not_at_the_next_poll() {
+  let Some(env) = env("pgb_due") else { return };
+  let mut names = Names::default();
+  let work = names.intern("work");
+  // A real clock (the claimer's timer sleeps until the due time the insert
+  // notice names), and a poll far longer than the wait allowed below: only
+  // the timer can claim the job in time.
+  let start = std::time::Instant::now();
+  let clock: ClusterClock = Arc::new(move || T0 + start.elapsed().as_millis() as u64);
+  let opts = BackendOptions {
+    poll: Duration::from_secs(600),
+    heartbeat: None,
+    ..BackendOptions::default()
+  };
+  let schema = env.schema.clone();
+  let c = clock.clone();
+  let mut s = env
+    .rt()
+    .block_on(async move {
+      let pg = PgStore::connect(&cfg(&schema)).await?;
+      PgBackend::open(pg, names_of(work), c, opts).await
+    })
+    .expect("open the backend");
+  let rang = Arc::new(AtomicU64::new(0));
+  let r = rang.clone();
+  s.set_on_ready(Arc::new(move || {
+    r.fetch_add(1, Ordering::SeqCst);
+  }));
+  let now = clock();
+  // The first claim tells the claimer what runs (nothing is due yet).
+  let mut got = Vec::new();
+  assert_eq!(
+    s.claim(4, now, &|n| n == work, &mut |j, _| got.push(j.id))
+      .expect("claim"),
+    0
+  );
+  let mut ids = crate::job::IdGen::default();
+  let job = crate::job::Job::new(ids.next(now), work, now, now + 300, "1".into());
+  let id = job.id;
+  s.insert(vec![job], &names_of(work)).expect("insert");
+  wait_flushed(&mut s).expect("flushed");
+  // No take from here on (a take wakes the claimer too): wait, bounded by
+  // 60 s (the poll is 600 s), for the claimer to say the job arrived.
+  for _ in 0..12_000 {
+    if rang.load(Ordering::SeqCst) > 0 {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  assert_eq!(
+    rang.load(Ordering::SeqCst),
+    1,
+    "claimed by the due-time timer"
+  );
+  s.claim(4, clock(), &|n| n == work, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  assert_eq!(got, vec![id]);
+  s.close();
+}
+
+fn names_of(work: u32) -> Names {
+  let mut names = Names::default();
+  assert_eq!(names.intern("work"), work);
+  names
 }

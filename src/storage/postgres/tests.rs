@@ -273,6 +273,42 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
   );
 }
 
+/// A schema of version 1 (written by the first preview) with live keyed
+/// jobs moves to version 2 at start, and its keys keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_is_upgraded_with_its_keyed_jobs() {
+  if !server_up() {
+    return;
+  }
+  let schema = unique("v1");
+  let q = quote_ident(&schema);
+  admin(format!(
+    "CREATE SCHEMA {q}; \
+     CREATE TABLE {q}.meta (key text PRIMARY KEY, value bigint NOT NULL); \
+     INSERT INTO {q}.meta VALUES ('schema_version', 1); {}",
+    schema::expand(schema::MIGRATIONS[0], &q)
+  ));
+  let id = ids(1, T0)[0];
+  admin(format!(
+    "INSERT INTO {q}.job (id, name, state, priority, run_at, created_at, max_retries, \
+       timeout_ms, backoff_kind, backoff_delay_ms, backoff_max_ms, backoff_jitter, data, key) \
+     VALUES ('{id}', 'keyed', 1, 0, {T0}, {T0}, 0, 0, 0, 0, 0, 0, '{{}}', 'k')"
+  ));
+  let store = PgStore::connect(&cfg(&schema)).await.expect("connect");
+  assert_eq!(store.migrate().await.expect("again"), SCHEMA_VERSION);
+  let g = ids(1, T0 + 1);
+  let out = store
+    .insert(&[keyed(g[0], "k", 1, true, false)], T0)
+    .await
+    .expect("insert");
+  assert_eq!((out[0].id, out[0].added), (id, false));
+  assert_eq!(store.resolve(g[0]).await.expect("resolve"), Some(id));
+  let got = store.get(id).await.expect("get").expect("there");
+  assert_eq!(&*got.job.data, "{\"i\":1}");
+  store.close();
+  admin(format!("DROP SCHEMA IF EXISTS {q} CASCADE"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_name_with_quotes_and_sql_works() {
   if !server_up() {
@@ -413,6 +449,258 @@ async fn two_hundred_concurrent_adds_with_one_key_give_one_job() {
   assert_eq!(added, 1);
   assert_eq!(got.len(), 1, "every add returned the one job's id");
   assert_eq!(fx.store.counts().await.expect("counts")[1], 1);
+  for p in peers {
+    p.close();
+  }
+}
+
+/// A keyed job with `on_dup`, data and due time `T0 + i`.
+fn keyed(id: JobId, key: &str, i: u64, replace: bool, debounce: bool) -> NewJob {
+  let mut j = NewJob::new(id, "keyed", &format!("{{\"i\":{i}}}"), T0 + i);
+  j.key = Some(key.into());
+  j.on_dup = crate::job::OnDup { replace, debounce };
+  j
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_and_debounce_from_three_stores_at_once_leave_the_last_add() {
+  let Some(fx) = fx("replace").await else {
+    return;
+  };
+  let peers = [peer(&fx).await, peer(&fx).await, peer(&fx).await];
+  let all = ids(150, T0);
+  let mut tasks = Vec::new();
+  for (i, id) in all.iter().enumerate() {
+    let s = peers[i % 3].clone();
+    let j = keyed(*id, "k", i as u64, true, true);
+    tasks.push(tokio::spawn(async move { s.insert(&[j], T0).await }));
+  }
+  let mut holders = HashSet::new();
+  for t in tasks {
+    holders.insert(t.await.expect("task").expect("insert")[0].id);
+  }
+  assert_eq!(holders.len(), 1, "every add answered with the one job");
+  let holder = *holders.iter().next().expect("one");
+  let job = fx.store.get(holder).await.expect("get").expect("there");
+  assert_eq!(fx.store.counts().await.expect("counts")[1], 1);
+  // Data and due time of one add: the last one committed.
+  let i: u64 = serde_json::from_str::<serde_json::Value>(&job.job.data).expect("json")["i"]
+    .as_u64()
+    .expect("i");
+  assert_eq!(job.job.run_at, T0 + i);
+  // Every refused id is an alias of the holder, from any store.
+  for id in all.iter().filter(|id| **id != holder) {
+    assert_eq!(
+      peers[0].get(*id).await.expect("get").map(|j| j.job.id),
+      Some(holder)
+    );
+  }
+  for p in peers {
+    p.close();
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_holder_gets_a_successor_and_its_retry_joins_it() {
+  let Some(fx) = fx("successor").await else {
+    return;
+  };
+  let g = ids(6, T0);
+  let first = fx
+    .store
+    .insert(&[keyed(g[0], "k", 0, true, false)], T0)
+    .await
+    .expect("insert")[0];
+  assert!(first.added);
+  let mut o = ClaimOptions::new(fx.store.register("h", 1, T0).await.expect("register"), 10);
+  o.names = None;
+  let running = fx.store.claim(&o, T0).await.expect("claim");
+  assert_eq!(running.len(), 1);
+  // A skip while it runs answers it; a replace queues a successor; later
+  // adds find the successor.
+  let out = fx
+    .store
+    .insert(
+      &[
+        keyed(g[1], "k", 1, false, false),
+        keyed(g[2], "k", 2, true, false),
+        keyed(g[3], "k", 3, true, false),
+        keyed(g[4], "k", 4, false, false),
+      ],
+      T0,
+    )
+    .await
+    .expect("insert");
+  assert_eq!(
+    out.iter().map(|o| (o.id, o.added)).collect::<Vec<_>>(),
+    vec![(g[0], false), (g[2], true), (g[2], false), (g[2], false)]
+  );
+  let succ = fx.store.get(g[2]).await.expect("get").expect("there");
+  assert_eq!(&*succ.job.data, "{\"i\":3}");
+  // The running holder fails and retries: two pending holders of the key
+  // (as on memory and SQLite), not a failed group commit.
+  let mut r = running[0].clone();
+  r.job.max_retries = 3;
+  fx.store
+    .apply(
+      &[Outcome::failed(
+        &r,
+        err("again"),
+        FailKind::Error {
+          unrecoverable: false,
+        },
+        T0,
+        0.0,
+      )],
+      T0,
+    )
+    .await
+    .expect("apply");
+  assert_eq!(fx.store.counts().await.expect("counts")[1], 2);
+  // The newest holder answers.
+  let out = fx
+    .store
+    .insert(&[keyed(g[5], "k", 5, false, false)], T0)
+    .await
+    .expect("insert");
+  assert_eq!((out[0].id, out[0].added), (g[2], false));
+  // A refused id cancels its holder; prune drops the aliases of the
+  // holders it drops.
+  assert_eq!(
+    fx.store.cancel(g[5], T0).await.expect("cancel"),
+    Some(Status::Pending)
+  );
+  assert_eq!(
+    fx.store.get(g[2]).await.expect("get").map(|j| j.job.status),
+    Some(Status::Cancelled)
+  );
+  fx.store.prune(T0, 100).await.expect("prune");
+  assert!(fx.store.resolve(g[5]).await.expect("resolve").is_none());
+  // An alias of a live job stays.
+  assert_eq!(fx.store.resolve(g[1]).await.expect("resolve"), Some(g[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_on_a_refused_id_waits_for_the_holder() {
+  let Some(fx) = fx("aliasdep").await else {
+    return;
+  };
+  let g = ids(5, T0);
+  let dep_on = |id: JobId, on: JobId| {
+    let mut j = NewJob::new(id, "d", "{}", T0);
+    j.deps = Some(Dependencies {
+      ids: vec![on],
+      ignore_failure: false,
+    });
+    j
+  };
+  // In one batch: a holder, a duplicate, and a job depending on the
+  // duplicate's id.
+  let out = fx
+    .store
+    .insert(
+      &[
+        keyed(g[0], "k", 0, false, false),
+        keyed(g[1], "k", 1, false, false),
+        dep_on(g[2], g[1]),
+      ],
+      T0,
+    )
+    .await
+    .expect("insert");
+  assert_eq!(
+    out.iter().map(|o| (o.id, o.added)).collect::<Vec<_>>(),
+    vec![(g[0], true), (g[0], false), (g[2], true)]
+  );
+  // In a later batch: another duplicate and a job depending on it.
+  let out = fx
+    .store
+    .insert(&[keyed(g[3], "k", 3, false, false)], T0)
+    .await
+    .expect("insert");
+  assert_eq!(out[0].id, g[0]);
+  fx.store
+    .insert(&[dep_on(g[4], g[3])], T0)
+    .await
+    .expect("insert");
+  for id in [g[2], g[4]] {
+    let j = fx.store.get(id).await.expect("get").expect("there");
+    assert_eq!(j.job.status, Status::Waiting);
+    assert_eq!(j.job.deps().map(|d| d.ids.clone()), Some(vec![g[0]]));
+  }
+  // The holder completes: both are released.
+  let owner = fx.store.register("h", 1, T0).await.expect("register");
+  let mut o = ClaimOptions::new(owner, 10);
+  o.names = Some(vec!["keyed".into()]);
+  let c = fx.store.claim(&o, T0).await.expect("claim");
+  assert_eq!(c.len(), 1);
+  fx.store
+    .apply(&[Outcome::completed(c[0].lease().expect("lease"), "1")], T0)
+    .await
+    .expect("apply");
+  for id in [g[2], g[4]] {
+    assert_eq!(
+      fx.store.get(id).await.expect("get").map(|j| j.job.status),
+      Some(Status::Pending)
+    );
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_per_concurrency_key_runs_across_claimers() {
+  let Some(fx) = fx("ckey").await else { return };
+  let mut js = jobs(40, "c", T0);
+  for (i, j) in js.iter_mut().enumerate() {
+    if i % 2 == 0 {
+      j.concurrency_key = Some(format!("ck-{}", i % 4));
+    }
+  }
+  fx.store.insert(&js, T0).await.expect("insert");
+  let peers = [peer(&fx).await, peer(&fx).await, peer(&fx).await];
+  let mut owners = Vec::new();
+  for (k, p) in peers.iter().enumerate() {
+    owners.push(p.register("h", k as u32, T0).await.expect("register"));
+  }
+  let mut tasks = Vec::new();
+  for (p, owner) in peers.iter().zip(&owners) {
+    let p = p.clone();
+    let o = ClaimOptions::new(*owner, 40);
+    tasks.push(tokio::spawn(async move { p.claim(&o, T0).await }));
+  }
+  let mut got: Vec<PgJob> = Vec::new();
+  for t in tasks {
+    got.extend(t.await.expect("task").expect("claim"));
+  }
+  let keyed: Vec<&PgJob> = got
+    .iter()
+    .filter(|j| j.job.concurrency_key().is_some())
+    .collect();
+  // 20 plain jobs all claimed; one job of each of the 2 keys.
+  assert_eq!(got.len() - keyed.len(), 20);
+  let mut keys: Vec<&str> = keyed
+    .iter()
+    .filter_map(|j| j.job.concurrency_key())
+    .collect();
+  keys.sort_unstable();
+  assert_eq!(keys, vec!["ck-0", "ck-2"]);
+  // Each the first of its key; the next one runs once it finished.
+  for j in &keyed {
+    let first = js
+      .iter()
+      .find(|n| n.concurrency_key.as_deref() == j.job.concurrency_key())
+      .expect("first");
+    assert_eq!(j.job.id, first.id);
+  }
+  let outcomes: Vec<Outcome> = keyed
+    .iter()
+    .map(|j| Outcome::completed(j.lease().expect("lease"), "1"))
+    .collect();
+  fx.store.apply(&outcomes, T0).await.expect("apply");
+  let next = peers[0]
+    .claim(&ClaimOptions::new(owners[0], 40), T0)
+    .await
+    .expect("claim");
+  assert_eq!(next.len(), 2);
   for p in peers {
     p.close();
   }
@@ -719,10 +1007,49 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
     }),
     ..NewJob::new(ids(1, T0 + 50)[0], "d", "{}", T0)
   };
-  assert!(matches!(
-    fx.store.insert(&[missing], T0).await,
-    Err(Error::DependencyNotFound(_))
-  ));
+  // A dependency naming no job fails its job in the insert (the JS thread
+  // never looked it up); the rest of the batch goes in, and the store
+  // keeps working.
+  let beside = NewJob::new(ids(1, T0 + 51)[0], "d", "{}", T0);
+  let (ins, failed) = fx
+    .store
+    .insert_reporting(&[missing.clone(), beside.clone()], T0)
+    .await
+    .expect("a missing dependency does not fail the batch");
+  assert_eq!(ins.len(), 2);
+  assert_eq!(failed.len(), 1);
+  assert_eq!(failed[0].id, missing.id);
+  assert_eq!(failed[0].name, "d");
+  let e: JobError = serde_json::from_str(&failed[0].error).expect("error json");
+  assert_eq!(
+    e.code.as_deref(),
+    Some(JobErrorCode::DependencyFailed.as_str())
+  );
+  assert!(e.message.contains("not found"), "{}", e.message);
+  let m = fx.store.get(missing.id).await.expect("get").expect("there");
+  assert_eq!(m.job.status, Status::Failed);
+  let b = fx.store.get(beside.id).await.expect("get").expect("there");
+  assert_eq!(b.job.status, Status::Pending);
+  fx.store.cancel(beside.id, T0).await.expect("cancel");
+  // A fired job's dependency pruned since its schedule was made counts as
+  // done (as on memory and SQLite): it is pending, not failed.
+  let fired = NewJob {
+    deps: Some(Dependencies {
+      ids: vec![ids(1, T0 + 98)[0]],
+      ignore_failure: false,
+    }),
+    schedule: Some(("every-minute".into(), T0)),
+    ..NewJob::new(ids(1, T0 + 52)[0], "d", "{}", T0)
+  };
+  let (_, failed) = fx
+    .store
+    .insert_reporting(std::slice::from_ref(&fired), T0)
+    .await
+    .expect("insert");
+  assert!(failed.is_empty());
+  let f = fx.store.get(fired.id).await.expect("get").expect("there");
+  assert_eq!(f.job.status, Status::Pending);
+  fx.store.cancel(fired.id, T0).await.expect("cancel");
   let got = fx
     .store
     .claim(&ClaimOptions::new(1, 10), T0)
@@ -758,8 +1085,17 @@ async fn dependants_are_released_or_failed_in_the_completing_transaction() {
     .await
     .expect("apply");
   assert_eq!(a.released, vec![g[4]]);
-  let df: HashSet<JobId> = a.dependency_failed.iter().copied().collect();
+  let df: HashSet<JobId> = a.dependency_failed.iter().map(|f| f.id).collect();
   assert_eq!(df, HashSet::from([g[2], g[3], g[5]]));
+  // Each with what its `failed` event says: name, attempts, the error.
+  for f in &a.dependency_failed {
+    assert_eq!((f.name.as_str(), f.attempt), ("d", 0));
+    let e: JobError = serde_json::from_str(&f.error).expect("error json");
+    assert_eq!(
+      e.code.as_deref(),
+      Some(JobErrorCode::DependencyFailed.as_str())
+    );
+  }
   let j3 = fx.store.get(g[3]).await.expect("get").expect("there");
   assert_eq!(j3.job.status, Status::Failed);
   assert_eq!(
@@ -942,7 +1278,7 @@ async fn each_fire_time_yields_one_job_however_many_processes_fire() {
       for tick in 0..60u64 {
         let at = T0 + tick * 1_000;
         let job = NewJob::new(g.next(at + p as u64), "tick", "{}", at);
-        match s.fire("tick", at, &job).await.expect("fire") {
+        match s.fire("tick", at, &job, false).await.expect("fire") {
           Fire::Fired(id) => fired.lock().push((tick, id)),
           Fire::Lost => {}
           Fire::Skipped => panic!("nothing should skip here"),
@@ -973,11 +1309,14 @@ async fn each_fire_time_yields_one_job_however_many_processes_fire() {
   .expect("reset");
   let j = NewJob::new(ids(1, T0 + 99_000)[0], "tick", "{}", T0);
   assert_eq!(
-    fx.store.fire("tick", T0 + 59_000, &j).await.expect("fire"),
+    fx.store
+      .fire("tick", T0 + 59_000, &j, false)
+      .await
+      .expect("fire"),
     Fire::Skipped
   );
   assert_eq!(
-    fx.store.fire("gone", T0, &j).await.expect("fire"),
+    fx.store.fire("gone", T0, &j, false).await.expect("fire"),
     Fire::Lost
   );
   // Saving again keeps the cluster's last fire.

@@ -1,0 +1,256 @@
+'use strict'
+// PostgreSQL over TLS, for real. The shared server speaks no TLS (and is not
+// ours to reconfigure), so each run puts its own TLS-terminating proxy in
+// front of it: the client's 8-byte SSLRequest is answered 'S', the socket
+// upgraded with tls.TLSSocket (a test CA's server certificate, made here
+// with `openssl`, valid for `localhost` only), and the plaintext piped to
+// 127.0.0.1:5432. jobwerk's driver then does a real TLS handshake and runs
+// jobs over it. Skipped, with the reason printed, without a server or
+// without openssl.
+const crypto = require('node:crypto')
+const { execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+const tls = require('node:tls')
+const { Client } = require('pg')
+const { JobManagementService } = require('../index.js')
+
+const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
+const SSL_REQUEST = 80877103
+
+let skip = null
+let admin = null
+let dir = null
+let proxy = null
+let proxyPort = 0
+let handshakes = 0
+const open = new Set() // the proxy's sockets, closed at the end
+const pems = {}
+
+function openssl(args) {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+/** A CA (`name.pem`, `name.key`). */
+function makeCa(name) {
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=jobwerk test ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
+}
+
+beforeAll(async () => {
+  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
+  try {
+    await admin.connect()
+  } catch (e) {
+    admin = null
+    skip = `no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`
+  }
+  if (skip === null) {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' })
+    } catch (e) {
+      skip = `no openssl to make the test certificates (${e.message})`
+    }
+  }
+  if (skip !== null) {
+    console.warn(`postgres-tls.spec.js: skipped, ${skip}`)
+    return
+  }
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-tls-'))
+  makeCa('ca')
+  makeCa('other-ca')
+  fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n')
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'])
+  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext'])
+  for (const f of ['ca.pem', 'other-ca.pem', 'server.pem', 'server.key']) pems[f] = fs.readFileSync(path.join(dir, f), 'utf8')
+
+  proxy = net.createServer((sock) => {
+    open.add(sock)
+    sock.on('close', () => open.delete(sock))
+    sock.on('error', () => {})
+    let buf = Buffer.alloc(0)
+    const onData = (chunk) => {
+      buf = Buffer.concat([buf, chunk])
+      if (buf.length < 8) return
+      sock.off('data', onData)
+      sock.pause()
+      if (buf.readUInt32BE(0) !== 8 || buf.readUInt32BE(4) !== SSL_REQUEST) {
+        sock.destroy() // this proxy speaks TLS only
+        return
+      }
+      sock.write('S')
+      const secure = new tls.TLSSocket(sock, { isServer: true, key: pems['server.key'], cert: pems['server.pem'] })
+      const upstream = net.connect(SERVER.port, SERVER.host)
+      open.add(upstream)
+      upstream.on('close', () => open.delete(upstream))
+      const close = () => {
+        secure.destroy()
+        upstream.destroy()
+      }
+      secure.on('secure', () => handshakes++)
+      secure.on('error', close)
+      upstream.on('error', close)
+      secure.on('close', close)
+      upstream.on('close', close)
+      secure.pipe(upstream)
+      upstream.pipe(secure)
+    }
+    sock.on('data', onData)
+  })
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  proxyPort = proxy.address().port
+})
+
+afterAll(async () => {
+  if (proxy !== null) {
+    for (const sock of open) sock.destroy()
+    await new Promise((resolve) => proxy.close(resolve))
+  }
+  if (admin !== null) await admin.end()
+  if (dir !== null) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const schemas = []
+const services = []
+afterEach(async () => {
+  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
+  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
+})
+
+/** A service on the proxy (`host` localhost: the name in its certificate). */
+function service(storage) {
+  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
+  schemas.push(schema)
+  const s = new JobManagementService({
+    storage: { type: 'postgres', host: 'localhost', port: proxyPort, user: SERVER.user, database: SERVER.database, schema, connectTimeoutMs: 10000, ...storage },
+    queue: { maxWorkers: 4 },
+  })
+  services.push(s)
+  return s
+}
+
+/** Resolves with the jobs' results once all of `ids()` have completed (their 'completed' events). */
+function results(s, add) {
+  return new Promise((resolve, reject) => {
+    const seen = new Set()
+    let ids = null
+    const check = async () => {
+      if (ids === null || !ids.every((id) => seen.has(id))) return
+      s.off('completed', onDone)
+      try {
+        resolve(await Promise.all(ids.map(async (id) => (await s.getJobStatus(id)).result)))
+      } catch (e) {
+        reject(e)
+      }
+    }
+    const onDone = (e) => {
+      seen.add(e.jobId)
+      check()
+    }
+    s.on('completed', onDone)
+    ids = add()
+    check()
+  })
+}
+
+/** start()'s error (null when it started). */
+async function startError(s) {
+  return s.start().then(
+    () => null,
+    (e) => e,
+  )
+}
+
+function tlsTest(name, fn, timeout = 60000) {
+  test(
+    name,
+    async () => {
+      if (skip !== null) return
+      await fn()
+    },
+    timeout,
+  )
+}
+
+tlsTest('ssl: { ca } with the test CA connects over TLS, and jobs run end to end over it', async () => {
+  const before = handshakes
+  const s = service({ ssl: { ca: pems['ca.pem'] } })
+  expect(await startError(s)).toBe(null)
+  expect(handshakes).toBeGreaterThan(before)
+  const calc = { name: 'square', calculate: (d) => d.n * d.n }
+  s.registerCalculation(calc)
+  expect(await results(s, () => [1, 2, 3, 4, 5].map((n) => s.addCalculationJob(calc, { n })))).toEqual([1, 4, 9, 16, 25])
+  await s.flush()
+  // Stored through the proxy: the rows are on the server.
+  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemas[0]}".done`)
+  expect(rows[0].n).toBe(5)
+})
+
+tlsTest('ssl: true (the public roots) is refused: ERR_STORAGE saying the certificate is not from a trusted CA', async () => {
+  const s = service({ ssl: true })
+  const err = await startError(s)
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toMatch(/TLS: the server's certificate is not signed by a trusted CA/)
+  expect(err.message).toContain('storage.ssl')
+})
+
+tlsTest('ssl: { rejectUnauthorized: false } connects (not verified) and runs a job', async () => {
+  const s = service({ ssl: { rejectUnauthorized: false } })
+  expect(await startError(s)).toBe(null)
+  const calc = { name: 'echo', calculate: (d) => d.v }
+  s.registerCalculation(calc)
+  expect(await results(s, () => [s.addCalculationJob(calc, { v: 'over tls' })])).toEqual(['over tls'])
+})
+
+tlsTest('a CA that did not sign the server certificate is refused', async () => {
+  const err = await startError(service({ ssl: { ca: pems['other-ca.pem'] } }))
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toMatch(/not signed by a trusted CA/)
+})
+
+tlsTest('sslmode=verify-full on a host the certificate does not name is refused; verify-ca on it connects', async () => {
+  // 127.0.0.1: the certificate names only localhost.
+  const url = (mode) => `postgres://${SERVER.user}@127.0.0.1:${proxyPort}/${SERVER.database}?sslmode=${mode}`
+  const full = new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-full'), ssl: { ca: pems['ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } })
+  services.push(full)
+  const err = await startError(full)
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+  expect(err.message).toMatch(/certificate is not valid for the host name/)
+  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
+  schemas.push(schema)
+  const ca = new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-ca'), ssl: { ca: pems['ca.pem'] }, schema, connectTimeoutMs: 10000 } })
+  services.push(ca)
+  expect(await startError(ca)).toBe(null)
+})
+
+tlsTest('sslmode=require without a CA encrypts without verifying (libpq); with the wrong CA it is verify-ca and refused', async () => {
+  const url = `postgres://${SERVER.user}@localhost:${proxyPort}/${SERVER.database}?sslmode=require`
+  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
+  schemas.push(schema)
+  const plain = new JobManagementService({ storage: { type: 'postgres', connectionString: url, schema, connectTimeoutMs: 10000 } })
+  services.push(plain)
+  expect(await startError(plain)).toBe(null)
+  const wrong = new JobManagementService({ storage: { type: 'postgres', connectionString: url, ssl: { ca: pems['other-ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } })
+  services.push(wrong)
+  const err = await startError(wrong)
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_STORAGE')
+})
+
+tlsTest('a bad certificate is a config error naming its key, without its contents', () => {
+  const secret = Buffer.from('top secret bytes').toString('base64')
+  let err = null
+  try {
+    new JobManagementService({ storage: { type: 'postgres', host: 'localhost', port: proxyPort, ssl: { ca: `-----BEGIN CERTIFICATE-----\n${secret}\n-----END CERTIFICATE-----\n` } } })
+  } catch (e) {
+    err = e
+  }
+  expect(err).not.toBe(null)
+  expect(err.code).toBe('ERR_INVALID_CONFIG')
+  expect(err.message).toContain('storage.ssl.ca')
+  expect(err.message).not.toContain(secret)
+})

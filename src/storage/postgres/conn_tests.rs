@@ -1,0 +1,413 @@
+//! Connection loss against the real server, through a TCP proxy these
+//! tests run and kill (the shared server is never touched): outcomes and
+//! inserts made while it is down are committed once it is back, the
+//! storage is degraded meanwhile, the insert buffer is bounded, and a
+//! process found dead during an outage registers again. Own schema per
+//! test; skipped with a message when no server answers. The waits are
+//! bounded loops, never assertions on time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::tests::{admin, cfg, server_up, unique};
+use super::*;
+use crate::queue::{JobOptions, NewJob as QueueJob, Queue, QueueConfig};
+use crate::storage::{wait_flushed, Names, StorageState};
+
+const T0: u64 = 1_800_000_000_000;
+
+/// A TCP proxy to the server on a fixed port: `down` closes the port and
+/// every connection through it, `up` listens again on the same port.
+struct Proxy {
+  port: u16,
+  tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+  async fn start() -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let p = Proxy {
+      port,
+      tasks: Arc::default(),
+    };
+    p.serve(l);
+    p
+  }
+
+  fn serve(&self, l: TcpListener) {
+    let tasks = self.tasks.clone();
+    let t = tokio::spawn(async move {
+      while let Ok((mut client, _)) = l.accept().await {
+        let t = tokio::spawn(async move {
+          if let Ok(mut server) = TcpStream::connect(("127.0.0.1", 5432)).await {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+          }
+        });
+        tasks.lock().push(t);
+      }
+    });
+    self.tasks.lock().push(t);
+  }
+
+  /// The outage: every task (the listener's and each connection's) is
+  /// aborted, which closes their sockets.
+  fn down(&self) {
+    for t in self.tasks.lock().drain(..) {
+      t.abort();
+    }
+  }
+
+  async fn up(&self) {
+    for _ in 0..100 {
+      if let Ok(l) = TcpListener::bind(("127.0.0.1", self.port)).await {
+        self.serve(l);
+        return;
+      }
+      tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("port {} did not come free", self.port);
+  }
+}
+
+struct Env {
+  rt: Option<tokio::runtime::Runtime>,
+  schema: String,
+  /// Straight to the server (to check the database).
+  direct: PgStore,
+  proxy: Proxy,
+}
+
+impl Drop for Env {
+  fn drop(&mut self) {
+    if let Some(rt) = self.rt.take() {
+      rt.shutdown_background();
+    }
+    admin(format!(
+      "DROP SCHEMA IF EXISTS {} CASCADE",
+      quote_ident(&self.schema)
+    ));
+  }
+}
+
+fn env(tag: &str) -> Option<Env> {
+  if !server_up() {
+    return None;
+  }
+  let rt = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(2)
+    .enable_all()
+    .build()
+    .expect("runtime");
+  let schema = unique(tag);
+  let direct = rt
+    .block_on(PgStore::connect(&cfg(&schema)))
+    .expect("connect");
+  let proxy = rt.block_on(Proxy::start());
+  Some(Env {
+    rt: Some(rt),
+    schema,
+    direct,
+    proxy,
+  })
+}
+
+impl Env {
+  fn rt(&self) -> &tokio::runtime::Runtime {
+    self.rt.as_ref().expect("runtime")
+  }
+
+  /// A started queue whose backend goes through the proxy.
+  fn queue(&self, max_buffered: usize) -> (Queue, u32) {
+    let mut names = Names::default();
+    names.intern("work");
+    let now = Arc::new(AtomicU64::new(T0));
+    let clock: ClusterClock = Arc::new(move || now.load(Ordering::SeqCst));
+    let c = PgConfig {
+      port: self.proxy.port,
+      connect_timeout: Duration::from_secs(2),
+      ..cfg(&self.schema)
+    };
+    let opts = BackendOptions {
+      max_buffered,
+      ..BackendOptions::default()
+    };
+    let n = names.clone();
+    let backend = self
+      .rt()
+      .block_on(async move {
+        let pg = PgStore::connect(&c).await?;
+        PgBackend::open(pg, n, clock, opts).await
+      })
+      .expect("open through the proxy");
+    let qc = QueueConfig {
+      max_workers: 8,
+      max_queue_size: 100_000,
+      ..QueueConfig::default()
+    };
+    let mut q = Queue::with_store(qc, T0, Box::new(backend), names);
+    let calc = q.register("work", &Value::Null).expect("register");
+    q.start(T0);
+    (q, calc)
+  }
+
+  /// (unfinished: pending or running, completed) in the database (the
+  /// claimer prefetches, so pending jobs may be running already).
+  fn counts(&self) -> (usize, usize) {
+    let c = self.rt().block_on(self.direct.counts()).expect("counts");
+    (
+      c[Status::Pending as usize] + c[Status::Running as usize],
+      c[Status::Completed as usize],
+    )
+  }
+}
+
+fn add(q: &mut Queue, calc: u32, n: usize) -> crate::error::Result<Vec<JobId>> {
+  let options =
+    JobOptions::parse(&Value::Null, "options", q.config().default_backoff).expect("options");
+  let batch: Vec<QueueJob<'_>> = (0..n)
+    .map(|_| QueueJob {
+      calc,
+      data: "{}",
+      context: "{}",
+      options: options.clone(),
+    })
+    .collect();
+  q.add(&batch, T0)
+}
+
+/// Takes until `n` jobs came, bounded; returns their `slot,seq` pairs.
+fn take_until(q: &mut Queue, n: usize) -> Vec<(u64, u64)> {
+  let mut got = Vec::new();
+  for _ in 0..4_000 {
+    let mut out = String::new();
+    q.take(n - got.len(), T0, &mut out);
+    let v: Vec<Value> =
+      serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+    got.extend(
+      v.chunks(7)
+        .map(|c| (c[0].as_u64().unwrap_or(0), c[1].as_u64().unwrap_or(0))),
+    );
+    if got.len() >= n {
+      return got;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  panic!("only {} of {n} jobs arrived", got.len());
+}
+
+/// Each taken job completed, as `settle` reads them.
+fn outcomes_of(taken: &[(u64, u64)]) -> String {
+  let v: Vec<String> = taken
+    .iter()
+    .map(|(s, q)| format!("{s},{q},1,\"done\""))
+    .collect();
+  format!("[{}]", v.join(","))
+}
+
+/// Polls `f` every 20 ms, at most a minute (a busy machine).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+  for _ in 0..3_000 {
+    if f() {
+      return;
+    }
+    std::thread::sleep(Duration::from_millis(20));
+  }
+  panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn outcomes_and_adds_made_during_an_outage_are_committed_once_it_ends() {
+  let Some(env) = env("conn_loss") else { return };
+  let (mut q, calc) = env.queue(8);
+  add(&mut q, calc, 20).expect("add");
+  wait_flushed(q.store_mut()).expect("flushed");
+  let taken = take_until(&mut q, 8);
+  assert_eq!(env.counts(), (20, 0));
+  assert_eq!(q.store().health().state, StorageState::Healthy);
+
+  env.proxy.down();
+  // The handlers finish during the outage: their outcomes wait.
+  let outcomes: String = outcomes_of(&taken);
+  assert_eq!(q.settle(&outcomes, T0).expect("settle"), 8);
+  // Adds are buffered (5 of at most 8)...
+  let buffered = add(&mut q, calc, 5).expect("buffered while down");
+  eventually("the storage to be degraded", || {
+    q.store().health().state == StorageState::Degraded
+  });
+  let h = q.store().health();
+  assert!(
+    h.message.as_deref().unwrap_or("").contains("PostgreSQL"),
+    "{h:?}"
+  );
+  // ...and past the bound refused, nothing added.
+  let e = add(&mut q, calc, 4).expect_err("the buffer is full");
+  assert_eq!(e.code(), "ERR_STORAGE");
+  assert!(e.to_string().contains("at most 8"), "{e}");
+  assert_eq!(q.store_failure(), None, "an outage is not a failure");
+  // Nothing committed meanwhile.
+  assert_eq!(env.counts(), (20, 0));
+
+  env.rt().block_on(env.proxy.up());
+  wait_flushed(q.store_mut()).expect("committed after the outage");
+  assert_eq!(env.counts(), (17, 8), "8 completed, 12 + 5 not yet");
+  for id in buffered {
+    let j = env.rt().block_on(env.direct.get(id)).expect("read");
+    assert!(matches!(
+      j.map(|j| j.job.status),
+      Some(Status::Pending | Status::Running)
+    ));
+  }
+  eventually("the storage to be healthy", || {
+    q.store().health().state == StorageState::Healthy
+  });
+  assert_eq!(q.store().late_fenced(), 0);
+  // Jobs keep flowing: the rest run and complete.
+  let rest = take_until(&mut q, 8);
+  let outcomes: String = outcomes_of(&rest);
+  assert_eq!(q.settle(&outcomes, T0).expect("settle"), 8);
+  wait_flushed(q.store_mut()).expect("flushed");
+  assert_eq!(env.counts(), (9, 16));
+}
+
+#[test]
+fn a_process_found_dead_during_an_outage_registers_again_under_its_id() {
+  let Some(env) = env("conn_rereg") else { return };
+  let pg = env.direct.clone();
+  let s = quote_ident(&env.schema);
+  env.rt().block_on(async move {
+    let id = pg.register("h", 1, T0).await.expect("register");
+    assert!(pg
+      .heartbeat_or_register(id, "h", 1, T0 + 1)
+      .await
+      .expect("beat"));
+    // Another process found it silent and removed it (its jobs rescued).
+    let c = pg.client().await.expect("client");
+    c.execute(&format!("DELETE FROM {s}.process WHERE id = $1"), &[&id])
+      .await
+      .expect("delete");
+    assert!(!pg.heartbeat(id, T0 + 2).await.expect("beat"));
+    assert!(
+      !pg
+        .heartbeat_or_register(id, "h", 1, T0 + 3)
+        .await
+        .expect("registered again"),
+      "it had to register again"
+    );
+    assert!(pg.heartbeat(id, T0 + 4).await.expect("beat"), "the same id");
+    // A new process still gets a new id.
+    let other = pg.register("h", 2, T0).await.expect("register");
+    assert_ne!(other, id);
+  });
+}
+
+/// A claim whose answer was lost (the connection broke as it committed):
+/// its jobs are released by their claim time, pending again with the
+/// attempt uncounted; jobs of the owner's other claims stay running.
+#[test]
+fn jobs_of_a_claim_whose_answer_was_lost_are_released() {
+  let Some(env) = env("conn_lost") else { return };
+  let pg = env.direct.clone();
+  env.rt().block_on(async move {
+    let jobs: Vec<NewJob> = (0..6)
+      .map(|i| NewJob::new(JobId(0x0100 + i), "work", "{}", T0))
+      .collect();
+    pg.insert(&jobs, T0).await.expect("insert");
+    let owner = pg.register("h", 1, T0).await.expect("register");
+    let kept = pg
+      .claim(&ClaimOptions::new(owner, 2), T0 + 1)
+      .await
+      .expect("a claim this process saw");
+    // The lost one: committed, its answer dropped.
+    let lost = pg
+      .claim(&ClaimOptions::new(owner, 3), T0 + 2)
+      .await
+      .expect("a claim whose answer is lost");
+    assert_eq!((kept.len(), lost.len()), (2, 3));
+    let n = pg
+      .release_lost(owner, &[T0 + 2, T0 + 3], T0 + 10)
+      .await
+      .expect("released");
+    assert_eq!(n, 3);
+    for j in &lost {
+      let now = pg.get(j.job.id).await.expect("read").expect("there");
+      assert_eq!((now.job.status, now.job.attempts), (Status::Pending, 0));
+    }
+    for j in &kept {
+      let now = pg.get(j.job.id).await.expect("read").expect("there");
+      assert_eq!((now.job.status, now.owner), (Status::Running, Some(owner)));
+    }
+    assert_eq!(pg.release_lost(owner, &[], T0).await.expect("nothing"), 0);
+  });
+}
+
+/// A group commit whose answer was lost is applied again: what the first
+/// try committed is recognised and reported applied (its events fire), not
+/// fenced; an outcome that was never current is still fenced.
+#[test]
+fn a_commit_applied_again_recognises_what_the_first_try_committed() {
+  use crate::job::{JobError, JobErrorCode};
+  use crate::storage::FailKind;
+  let Some(env) = env("conn_again") else { return };
+  let pg = env.direct.clone();
+  env.rt().block_on(async move {
+    let jobs: Vec<NewJob> = (0..4)
+      .map(|i| NewJob {
+        max_retries: if i == 1 { 3 } else { 0 },
+        ..NewJob::new(JobId(0x0200 + i), "work", "{}", T0)
+      })
+      .collect();
+    pg.insert(&jobs, T0).await.expect("insert");
+    let owner = pg.register("h", 1, T0).await.expect("register");
+    let got = pg
+      .claim(&ClaimOptions::new(owner, 4), T0 + 1)
+      .await
+      .expect("claim");
+    let by = |i: u128| {
+      got
+        .iter()
+        .find(|j| j.job.id == JobId(0x0200 + i))
+        .expect("claimed")
+    };
+    let err = |m: &str| JobError::system("Error", JobErrorCode::Interrupted, m.into(), 1);
+    let fail = FailKind::Error {
+      unrecoverable: false,
+    };
+    let outs = vec![
+      Outcome::completed(by(0).lease().expect("lease"), "1"),
+      Outcome::failed(by(1), err("again"), fail, T0 + 5, 0.0),
+      Outcome::failed(by(2), err("boom"), fail, T0 + 5, 0.0),
+    ];
+    let first = pg.apply(&outs, T0 + 10).await.expect("the lost try");
+    assert_eq!(
+      (
+        first.completed.len(),
+        first.retried.len(),
+        first.failed.len()
+      ),
+      (1, 1, 1)
+    );
+    // The same outcomes again, and one that was never current (a stale
+    // attempt of job 3).
+    let mut stale = by(3).lease().expect("lease");
+    stale.attempt += 5;
+    let mut again = outs.clone();
+    again.push(Outcome::completed(stale, "1"));
+    let a = pg.apply_again(&again, T0 + 20).await.expect("again");
+    assert_eq!(a.completed, vec![JobId(0x0200)]);
+    assert_eq!(a.retried, vec![JobId(0x0201)]);
+    assert_eq!(a.failed, vec![JobId(0x0202)]);
+    assert_eq!(a.fenced, vec![JobId(0x0203)]);
+    // Applied once: job 1 has one error recorded, job 3 still runs.
+    let j1 = pg.get(JobId(0x0201)).await.expect("read").expect("there");
+    assert_eq!(j1.job.extra.as_ref().map_or(0, |e| e.errors.len()), 1);
+    let j3 = pg.get(JobId(0x0203)).await.expect("read").expect("there");
+    assert_eq!(j3.job.status, Status::Running);
+  });
+}
