@@ -307,3 +307,93 @@ async fn a_claim_time_ahead_of_the_clock_takes_only_what_the_clock_says_is_due()
     1
   );
 }
+
+/// Waits (up to 10 s) until `id` is `status` in the database.
+fn wait_db(env: &super::store_tests::Env, id: JobId, status: Status) -> PgJob {
+  for _ in 0..2_000 {
+    let j = env.db(id);
+    if j.job.status == status {
+      return j;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  panic!("{id:?} never became {status:?}");
+}
+
+#[test]
+fn a_delayed_job_is_claimed_ahead_and_starts_here_no_earlier_than_due() {
+  let Some(env) = env("pgb_ahead") else { return };
+  let mut names = Names::default();
+  let work = names.intern("work");
+  // A long poll: the insert's notice and the due time drive the claims.
+  let opts = BackendOptions {
+    poll: Duration::from_secs(600),
+    lookahead: Duration::from_millis(100),
+    ..BackendOptions::default()
+  };
+  let mut s = env.backend(&names, opts);
+  let now = env.now();
+  let run = |n: u32| n == work;
+  let mut got = Vec::new();
+  // The first take tells the claimer what runs here.
+  s.claim(4, now, &run, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  let mut ids = IdGen::default();
+  let mut delayed = |s: &mut PgBackend, by: u64| {
+    let job = crate::job::Job::new(ids.next(now), work, now, now + by, "1".into());
+    let id = job.id;
+    s.insert(vec![job], &names).expect("insert");
+    wait_flushed(s).expect("flushed");
+    id
+  };
+  // Due within the lookahead: claimed at once (the clock stands still), held
+  // here until due.
+  let a = delayed(&mut s, 50);
+  let db = wait_db(&env, a, Status::Running);
+  assert_eq!(db.owner, Some(s.owner() as i64));
+  let held = |s: &PgBackend, at: u64| {
+    for _ in 0..2_000 {
+      if s.next_due() == Some(at) {
+        return;
+      }
+      std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no job held here for {at}");
+  };
+  held(&s, now + 50);
+  assert!(!s.has_due(now + 49, &run));
+  s.claim(4, now + 49, &run, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  assert!(got.is_empty(), "not before it is due");
+  assert!(s.has_due(now + 50, &run));
+  s.claim(4, now + 50, &run, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  assert_eq!(got, vec![a]);
+  assert_eq!(s.next_due(), None);
+  // Due later than the lookahead: pending until the claimer's timer says
+  // (the clock stands still, so it stays pending).
+  let b = delayed(&mut s, 60_000);
+  std::thread::sleep(Duration::from_millis(300));
+  assert_eq!(env.db(b).job.status, Status::Pending);
+  // Cancelled while held here: never started.
+  let c = delayed(&mut s, 80);
+  wait_db(&env, c, Status::Running);
+  held(&s, now + 80);
+  let reader = s.reader();
+  let was = env
+    .rt()
+    .block_on(reader.cancel(c))
+    .expect("cancel")
+    .expect("there");
+  assert_eq!(was, Status::Running);
+  s.claim(4, now + 100, &run, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  assert_eq!(got, vec![a], "the cancelled job did not start");
+  // Held here at close: handed back, its attempt uncounted.
+  let d = delayed(&mut s, 90);
+  wait_db(&env, d, Status::Running);
+  held(&s, now + 90);
+  s.close();
+  let back = wait_db(&env, d, Status::Pending);
+  assert_eq!((back.job.attempts, back.owner), (0, None));
+}

@@ -116,7 +116,7 @@
 //! unhealthy after 30 s. Only a write that fails while the server answers
 //! (a real error, three times in a row) fails the store as before.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,6 +177,11 @@ pub struct BackendOptions {
   /// While PostgreSQL is unreachable, at most this many added jobs wait
   /// in the insert buffer; `add` refuses more (`ERR_STORAGE`).
   pub max_buffered: usize,
+  /// Delayed jobs are claimed this long before they are due (while no
+  /// backlog of due jobs waits) and start here at their due time from a
+  /// local timer: a claim's round trip and a busy server's stalls are
+  /// then not in their lateness. Zero: claimed when due.
+  pub lookahead: Duration,
 }
 
 impl Default for BackendOptions {
@@ -195,6 +200,7 @@ impl Default for BackendOptions {
       heartbeat: Some(Duration::from_secs(5)),
       dead_after_ms: 30_000,
       max_buffered: 10_000,
+      lookahead: Duration::from_millis(100),
     }
   }
 }
@@ -214,6 +220,10 @@ struct Marks {
 /// What the tasks and the backend share.
 pub(super) struct Shared {
   ready: Mutex<VecDeque<PgJob>>,
+  /// Jobs claimed ahead of their due time ([`BackendOptions::lookahead`]),
+  /// by due time: they move to `ready` when due (the claimer's timer, or
+  /// a `claim`/`has_due` at a later `now`).
+  early: Mutex<BTreeMap<(u64, JobId), PgJob>>,
   /// The calculations the claimer may claim (`None`: not known yet, no
   /// `take` so far).
   names: Mutex<Option<Vec<String>>>,
@@ -260,6 +270,27 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+  /// Moves the jobs claimed ahead that are due at `now` to the ready
+  /// buffer. True if it was empty and is not any more.
+  fn promote_early(&self, now: u64) -> bool {
+    let mut early = self.early.lock();
+    if early.first_key_value().is_none_or(|(k, _)| k.0 > now) {
+      return false;
+    }
+    let later = early.split_off(&(now.saturating_add(1), JobId(0)));
+    let due = std::mem::replace(&mut *early, later);
+    drop(early);
+    let mut r = self.ready.lock();
+    let was_empty = r.is_empty();
+    r.extend(due.into_values());
+    was_empty
+  }
+
+  /// The earliest due time of a job claimed ahead.
+  fn next_early(&self) -> Option<u64> {
+    self.early.lock().first_key_value().map(|(k, _)| k.0)
+  }
+
   /// A fresh counts snapshot, read at `at`.
   fn set_counts(&self, c: [usize; 7], at: u64) {
     *self.counts.lock() = c;
@@ -469,6 +500,7 @@ impl PgBackend {
     let (commit, commit_rx) = watch::channel(Commit::default());
     let shared = Arc::new(Shared {
       ready: Mutex::new(VecDeque::new()),
+      early: Mutex::new(BTreeMap::new()),
       names: Mutex::new(None),
       wake: Notify::new(),
       closed: AtomicBool::new(false),
@@ -608,9 +640,33 @@ impl PgBackend {
   /// Forgets the claims of jobs cancelled in the database.
   fn forget_cancelled(&mut self) {
     let ids: Vec<JobId> = std::mem::take(&mut *self.shared.cancelled.lock());
-    for id in ids {
-      self.running.remove(&id);
+    if ids.is_empty() {
+      return;
     }
+    for id in &ids {
+      self.running.remove(id);
+    }
+    // Claimed but not started here yet: not started. Handed back rather
+    // than dropped: the hand-back is fenced (it changes a cancelled job
+    // not at all), and a cancel heard late (its NOTIFY) may name a job
+    // retried and claimed again since, which must not be lost here.
+    let gone: std::collections::HashSet<JobId> = ids.into_iter().collect();
+    let mut back = Vec::new();
+    self.shared.ready.lock().retain(|j| {
+      let keep = !gone.contains(&j.job.id);
+      if !keep {
+        back.extend(j.lease());
+      }
+      keep
+    });
+    self.shared.early.lock().retain(|k, j| {
+      let keep = !gone.contains(&k.1);
+      if !keep {
+        back.extend(j.lease());
+      }
+      keep
+    });
+    self.hand_back(back);
   }
 
   /// How many claimed jobs wait in the ready buffer.
@@ -872,6 +928,14 @@ async fn claimer(
   // The counts snapshot is refreshed every `poll` even while NOTIFYs keep
   // the loop busy (a sleep of `poll` would then never end).
   let mut counted = tokio::time::Instant::now();
+  let ahead_ms = u64::try_from(opts.lookahead.as_millis()).unwrap_or(u64::MAX);
+  // A claim that found nothing is not repeated for a mere `take` (the
+  // workers asking for more) within `IDLE_CLAIM_GAP`: every add, outcome
+  // and hand-back that makes a job claimable sends a NOTIFY, and without
+  // LISTEN the poll finds it. An idle process used to claim (a round trip
+  // and an index walk) for every job it started.
+  let mut last_empty: Option<tokio::time::Instant> = None;
+  let mut why = Wake::Start;
   loop {
     if shared.closed.load(Ordering::Acquire) {
       break;
@@ -880,9 +944,19 @@ async fn claimer(
       counted = tokio::time::Instant::now();
       refresh_counts(&pg, &shared, &clock);
     }
+    if shared.promote_early(clock()) {
+      wake_js(&shared);
+    }
+    let idle_gap = match (why, last_empty) {
+      (Wake::Take, Some(t)) => {
+        let until = t + IDLE_CLAIM_GAP;
+        (until > tokio::time::Instant::now()).then_some(until)
+      }
+      _ => None,
+    };
     let names = shared.names.lock().clone();
-    if let Some(names) = names.filter(|n| !n.is_empty() && claims.due()) {
-      let have = shared.ready.lock().len();
+    if let Some(names) = names.filter(|n| !n.is_empty() && claims.due() && idle_gap.is_none()) {
+      let have = shared.ready.lock().len() + shared.early.lock().len();
       if have < sizer.sizes().0 {
         sizer.before_claim(have);
         let want = sizer.sizes().1 - have;
@@ -893,9 +967,15 @@ async fn claimer(
         let now = clock();
         let at = shared.next_claim_at(now);
         let o = ClaimOptions { at: Some(at), ..o };
+        // Jobs due within the lookahead too, unless due ones wait.
+        let until = if shared.backlog.load(Ordering::Acquire) {
+          now
+        } else {
+          now.saturating_add(ahead_ms)
+        };
         let started = std::time::Instant::now();
-        match pg.claim(&o, now).await {
-          Ok(jobs) => {
+        match pg.claim(&o, until).await {
+          Ok(mut jobs) => {
             *shared.claim_error.lock() = None;
             if !lost.is_empty() && pg.release_lost(owner, &lost, clock()).await.is_ok() {
               lost.clear();
@@ -903,6 +983,7 @@ async fn claimer(
             claims.ok(&pg, "claim");
             let full = jobs.len() == want;
             shared.backlog.store(full, Ordering::Release);
+            last_empty = jobs.is_empty().then(tokio::time::Instant::now);
             if shared.closed.load(Ordering::Acquire) {
               // Closed meanwhile: nobody takes these.
               let leases: Vec<PgLease> = jobs.iter().filter_map(PgJob::lease).collect();
@@ -910,6 +991,18 @@ async fn claimer(
               break;
             }
             shared.known.gone(jobs.iter().map(|j| j.job.id));
+            let now = clock();
+            if jobs.iter().any(|j| j.job.run_at > now) {
+              let mut early = shared.early.lock();
+              jobs.retain(|j| {
+                if j.job.run_at > now {
+                  early.insert((j.job.run_at, j.job.id), j.clone());
+                  false
+                } else {
+                  true
+                }
+              });
+            }
             let was_empty = {
               let mut r = shared.ready.lock();
               let was = r.is_empty();
@@ -938,12 +1031,17 @@ async fn claimer(
         }
       }
     }
-    let next_due = due.next();
+    // A delayed job heard of is claimed `lookahead` before it is due.
+    let next_due = due.next().map(|t| t.saturating_sub(ahead_ms));
+    let next_early = shared.next_early();
+    why = Wake::Other;
     tokio::select! {
-      _ = shared.wake.notified() => {}
-      _ = sleep_until_due(next_due, &*clock) => due.passed(clock()),
+      _ = shared.wake.notified() => why = Wake::Take,
+      _ = sleep_until_due(next_due, &*clock) => due.passed(clock().saturating_add(ahead_ms)),
+      _ = sleep_until_due(next_early, &*clock) => {}
+      _ = sleep_until(idle_gap) => {}
       n = next_notice(&mut listener) => match n {
-        Some(Notice::Inserted { earliest }) => due.add(earliest, clock()),
+        Some(Notice::Inserted { earliest }) => due.add(earliest, clock().saturating_add(ahead_ms)),
         Some(Notice::Cancelled(id)) => shared.cancelled(id),
         Some(Notice::Schedule(_)) => shared.schedules.notify_one(),
         Some(Notice::Lost(e)) => {
@@ -968,6 +1066,27 @@ async fn claimer(
       }
       _ = tokio::time::sleep(opts.poll) => {}
     }
+  }
+}
+
+/// Why the claimer's loop woke up (see `IDLE_CLAIM_GAP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+  Start,
+  /// `take`/`has_due` found the buffer low.
+  Take,
+  /// A notice, a due time, the poll, a retry.
+  Other,
+}
+
+/// After a claim that found nothing, a `take` alone claims again only this
+/// much later (see the claimer).
+const IDLE_CLAIM_GAP: Duration = Duration::from_millis(25);
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+  match at {
+    Some(t) => tokio::time::sleep_until(t).await,
+    None => std::future::pending().await,
   }
 }
 
@@ -1254,6 +1373,7 @@ impl Store for PgBackend {
   ) -> Result<usize> {
     self.forget_cancelled();
     self.sync_runnable(runnable);
+    self.shared.promote_early(now);
     if self.opts.sync_claims && self.shared.ready.lock().is_empty() {
       self.claim_now(max, now)?;
     }
@@ -1303,7 +1423,8 @@ impl Store for PgBackend {
     Ok(n)
   }
 
-  fn has_due(&mut self, _now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+  fn has_due(&mut self, now: u64, runnable: &dyn Fn(u32) -> bool) -> bool {
+    self.shared.promote_early(now);
     let empty = self.shared.ready.lock().is_empty();
     if empty {
       self.sync_runnable(runnable);
@@ -1551,7 +1672,9 @@ impl Store for PgBackend {
   }
 
   fn next_due(&self) -> Option<u64> {
-    None
+    // Jobs claimed ahead: the claimer moves them at their due time; the
+    // queue's timer (a manual clock's steps) finds them too.
+    self.shared.next_early()
   }
 
   fn max_id(&self) -> Option<JobId> {
@@ -1619,6 +1742,7 @@ impl Store for PgBackend {
     Some(
       self.shared.known.queued()
         + self.shared.ready.lock().len()
+        + self.shared.early.lock().len()
         + self.shared.settling.lock().len(),
     )
   }
@@ -1632,13 +1756,15 @@ impl Store for PgBackend {
     // What is still retried gives up if the server does not answer.
     self.pg.conn().set_closing();
     self.shared.wake.notify_one();
-    let left: Vec<PgLease> = self
+    let mut left: Vec<PgLease> = self
       .shared
       .ready
       .lock()
       .drain(..)
       .filter_map(|j| j.lease())
       .collect();
+    let early = std::mem::take(&mut *self.shared.early.lock());
+    left.extend(early.into_values().filter_map(|j| j.lease()));
     self.hand_back(left);
     // Once the last writes are done (or given up), the idle connections
     // are closed: a stopped service holds none (a service started and

@@ -228,7 +228,12 @@ fn a_take_with_an_empty_buffer_returns_at_once_and_the_job_arrives_later() {
 #[test]
 fn a_failed_attempt_is_retried_after_its_backoff_then_completes() {
   let Some(env) = env("pgb_retry") else { return };
-  let (mut q, calc) = env.queue(2, BackendOptions::default());
+  // Claimed when due (not ahead): the database shows the retry pending.
+  let opts = BackendOptions {
+    lookahead: Duration::ZERO,
+    ..BackendOptions::default()
+  };
+  let (mut q, calc) = env.queue(2, opts);
   let now = env.now();
   let id = add(&mut q, calc, "1", json!({"retries": 1}), now);
   flush(&mut q);
