@@ -436,7 +436,7 @@ impl PgStore {
   }
 
   /// The ids among `jobs` that are in `job` or `done`.
-  async fn existing(&self, jobs: &[NewJob]) -> Result<HashSet<JobId>> {
+  pub(super) async fn existing(&self, jobs: &[NewJob]) -> Result<HashSet<JobId>> {
     let s = &self.quoted;
     let ids: Vec<PgId> = jobs.iter().map(|j| PgId(j.id)).collect();
     let c = self.client().await?;

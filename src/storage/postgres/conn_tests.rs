@@ -411,3 +411,39 @@ fn a_commit_applied_again_recognises_what_the_first_try_committed() {
     assert_eq!(j3.job.status, Status::Running);
   });
 }
+
+#[test]
+fn a_job_added_claimed_starts_before_its_insert_commits_and_its_outcome_waits_for_it() {
+  let Some(env) = env("conn_prestart") else {
+    return;
+  };
+  let (mut q, calc) = env.queue(100);
+  // A first job: the take tells the claimer what runs here, and its claim
+  // comes back short (no backlog).
+  add(&mut q, calc, 1).expect("add");
+  let first = take_until(&mut q, 1);
+  q.settle(&outcomes_of(&first), T0).expect("settle");
+  wait_flushed(q.store_mut()).expect("flushed");
+  assert_eq!(env.counts(), (0, 1));
+
+  // The server is unreachable: an add still starts at once (claimed here,
+  // in the ready buffer before anything is written).
+  env.proxy.down();
+  let ids = add(&mut q, calc, 1).expect("add while down");
+  let taken = take_until(&mut q, 1);
+  assert_eq!(q.get(ids[0]).map(|j| j.status), Some(Status::Running));
+  // Its outcome is decided now and written after the insert.
+  assert_eq!(q.settle(&outcomes_of(&taken), T0).expect("settle"), 1);
+  assert_eq!(env.counts(), (0, 1), "nothing written during the outage");
+
+  env.rt().block_on(env.proxy.up());
+  wait_flushed(q.store_mut()).expect("committed after the outage");
+  assert_eq!(env.counts(), (0, 2), "inserted, then completed");
+  assert_eq!(q.late_outcomes(), 0, "the outcome was not fenced");
+  let j = env
+    .rt()
+    .block_on(env.direct.get(ids[0]))
+    .expect("read")
+    .expect("there");
+  assert_eq!((j.job.status, j.job.attempts), (Status::Completed, 1));
+}

@@ -1,19 +1,24 @@
 //! Adds claimed at once: when this process has room for more jobs (its
 //! ready buffer below the claimer's low-water mark) and the claimer's last
-//! claim found no due backlog, the inserter writes the jobs of a batch that
-//! are due now, of a calculation this process runs, without dependencies,
-//! `key` or `concurrencyKey`, as claimed by this process in the inserting
-//! transaction, and puts them in the ready buffer after the commit. An add
-//! then needs one commit before its handler starts instead of two (the
-//! insert's, then a claim's), and no claim walks past them.
+//! claim found no due backlog, `insert` takes the jobs of a batch that are
+//! due now, of a calculation this process runs, without dependencies,
+//! `key` or `concurrencyKey`: they go to the ready buffer at once, before
+//! anything is written, and the inserter writes them as claimed by this
+//! process in the inserting transaction. An add's handler then starts
+//! without waiting for the database (as on SQLite, where the write is
+//! committed off the JavaScript thread too), and no claim walks past them.
 //!
 //! The guarantees are those of a claim: the row goes in as a claim leaves
 //! it (state running, attempt 1, owner, the lease a claim computes), so
 //! fencing, the rescue of a dead process and cancel see an ordinary claimed
-//! job. Its claim time is one of the claimer's strictly increasing claim times
-//! ([`PgStore::release_lost`]): when the inserting commit's answer is lost,
-//! the jobs are inserted again as usual and that claim is released (pending
-//! again, attempt uncounted), since they never reached the ready buffer.
+//! job. What differs is the order of the writes, which the backend keeps:
+//! such a job's outcome (and a hand-back) is written after its insert
+//! committed; the insert is retried until it commits (a retry after a lost
+//! answer inserts only what is missing, still claimed). Before that commit
+//! the job exists only in this process, like any add whose promise has not
+//! resolved: if the process dies then, the job is gone with it (it may have
+//! started). Its claim time is one of the claimer's strictly increasing
+//! claim times, never released as a lost claim's ([`PgStore::release_lost`]).
 //! Priorities: a batch's jobs are taken in claim order, and only while the
 //! last claim came back short (no due job of any priority was left pending
 //! then); a job added meanwhile by another process may wait for the next
@@ -74,6 +79,37 @@ pub(crate) fn pick(jobs: &[NewJob], at: u64, names: &[String], room: usize) -> V
   ok.sort_by_key(|j| (j.weight, j.run_at, j.id));
   ok.truncate(room);
   ok.into_iter().map(|j| j.id).collect()
+}
+
+/// `job` (from `row`) as a claim by `o.owner` at `now` leaves it: running,
+/// attempt 1, leased (the lease an insert computes from its own, later,
+/// claim time ends no earlier).
+pub(crate) fn claimed_here(
+  job: &crate::job::Job,
+  row: &NewJob,
+  o: &ClaimOptions,
+  now: u64,
+) -> PgJob {
+  let mut job = job.clone();
+  job.status = Status::Running;
+  job.attempts = 1;
+  job.started_at = now;
+  let lease = if row.timeout_ms > 0 {
+    u64::from(row.timeout_ms)
+  } else {
+    o.default_lease_ms
+  };
+  PgJob {
+    job,
+    name: row.name.clone(),
+    weight: row.weight,
+    key: None,
+    concurrency_key: None,
+    schedule_id: None,
+    fire_at: None,
+    owner: Some(o.owner),
+    lease_until: Some(now + lease + o.grace_ms),
+  }
 }
 
 impl PgStore {

@@ -240,6 +240,10 @@ pub(super) struct Shared {
   settling: Mutex<HashMap<JobId, (u64, Job)>>,
   /// Jobs inserted here, not committed yet.
   inserting: Mutex<HashMap<JobId, Job>>,
+  /// Jobs added claimed by this process and put in the ready buffer
+  /// before their insert committed (fast.rs), with that insert's mark:
+  /// their outcomes are written after it.
+  prestarted: Mutex<HashMap<JobId, u64>>,
   counts: Mutex<[usize; 7]>,
   /// The claimer's low-water mark now ([`ClaimSizer`]): `take` wakes it
   /// below this.
@@ -347,6 +351,10 @@ impl Shared {
     self.commit.send_replace(c);
   }
 }
+
+/// What `insert` hands the inserter: its write's mark, the rows, and the
+/// ids among them already claimed here and in the ready buffer (fast.rs).
+type InsertBatch = (u64, Vec<NewJob>, Vec<JobId>);
 
 /// A job this process runs: as claimed, and the claim's number.
 struct Held {
@@ -466,7 +474,7 @@ pub struct PgBackend {
   running: HashMap<JobId, Held>,
   claims: u32,
   committer: Committer,
-  inserts: mpsc::UnboundedSender<(u64, Vec<NewJob>)>,
+  inserts: mpsc::UnboundedSender<InsertBatch>,
   /// Progress not written yet, and the wake-up of its writer task.
   progress: Arc<super::progress::Progress>,
   progress_tx: mpsc::UnboundedSender<()>,
@@ -510,6 +518,7 @@ impl PgBackend {
       fenced: AtomicU64::new(0),
       settling: Mutex::new(HashMap::new()),
       inserting: Mutex::new(HashMap::new()),
+      prestarted: Mutex::new(HashMap::new()),
       counts: Mutex::new(pg.counts().await?),
       low_water: AtomicUsize::new(ClaimSizer::new(opts.batch, opts.low_water).sizes().0),
       counting: AtomicBool::new(false),
@@ -833,7 +842,14 @@ impl PgBackend {
     // Its unwritten progress first: the finished row keeps the last value.
     let progress = self.progress.take_job(id);
     let pg = self.pg.clone();
+    // Added claimed here and started before its insert committed: the
+    // outcome is written after that commit.
+    let after = self.shared.prestarted.lock().get(&id).copied();
+    let mut rx = self.commit_rx.clone();
     self.rt.spawn(async move {
+      if let Some(mark) = after {
+        let _ = rx.wait_for(|c| c.seq >= mark || c.error.is_some()).await;
+      }
       if let Some(p) = progress {
         // Retried through an outage like the outcome that follows it.
         let p = [p];
@@ -883,7 +899,65 @@ impl PgBackend {
     )))
   }
 
-  /// Hands claimed jobs back to the database (not started here).
+  /// The jobs of `rows` this process takes at once (fast.rs): claimed by
+  /// the insert of write `seq`, they go to the ready buffer now, before it
+  /// commits, so an add's handler starts without waiting for the database
+  /// (their outcomes wait for that commit, see `send_outcome`). Returns
+  /// their ids.
+  fn prestart(&self, rows: &[NewJob], seq: u64) -> Vec<JobId> {
+    if self.opts.sync_claims
+      || self.shared.backlog.load(Ordering::Acquire)
+      || self.shared.closed.load(Ordering::Acquire)
+    {
+      return Vec::new();
+    }
+    let Some(names) = self.shared.names.lock().clone() else {
+      return Vec::new();
+    };
+    let room = self
+      .shared
+      .low_water
+      .load(Ordering::Relaxed)
+      .saturating_sub(self.shared.ready.lock().len());
+    let now = (self.clock)();
+    let ids = super::fast::pick(rows, now, &names, room);
+    if ids.is_empty() {
+      return ids;
+    }
+    let o = ClaimOptions::new(self.owner, 0);
+    let jobs: Vec<PgJob> = {
+      let ins = self.shared.inserting.lock();
+      ids
+        .iter()
+        .filter_map(|id| {
+          let row = rows.iter().find(|r| r.id == *id)?;
+          let job = ins.get(id)?;
+          Some(super::fast::claimed_here(job, row, &o, now))
+        })
+        .collect()
+    };
+    {
+      let mut pre = self.shared.prestarted.lock();
+      for j in &jobs {
+        pre.insert(j.job.id, seq);
+      }
+    }
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.job.id).collect();
+    let was_empty = {
+      let mut r = self.shared.ready.lock();
+      let was = r.is_empty();
+      r.extend(jobs);
+      was
+    };
+    if was_empty {
+      wake_js(&self.shared);
+    }
+    ids
+  }
+
+  /// Hands claimed jobs back to the database (not started here), once the
+  /// writes before it are done (a job added claimed here may not be
+  /// committed yet).
   fn hand_back(&self, leases: Vec<PgLease>) {
     if leases.is_empty() {
       return;
@@ -892,7 +966,9 @@ impl PgBackend {
     let pg = self.pg.clone();
     let shared = self.shared.clone();
     let now = (self.clock)();
+    let mut rx = self.commit_rx.clone();
     self.rt.spawn(async move {
+      let _ = rx.wait_for(|c| c.seq + 1 >= seq || c.error.is_some()).await;
       let err = pg
         .retrying("hand back", || pg.hand_back(&leases, now))
         .await
@@ -1205,46 +1281,32 @@ fn wake_js(shared: &Shared) {
   }
 }
 
-/// The inserter task: writes what is waiting in one transaction; with
-/// `fast` (this process's id), the jobs it may run now go in claimed by it
-/// (fast.rs).
+/// The inserter task: writes what is waiting in one transaction; the jobs
+/// `insert` already put in the ready buffer go in claimed by this process
+/// (`fast`, its id; fast.rs).
 async fn inserter(
   pg: PgStore,
   shared: Arc<Shared>,
   clock: ClusterClock,
-  mut rx: mpsc::UnboundedReceiver<(u64, Vec<NewJob>)>,
+  mut rx: mpsc::UnboundedReceiver<InsertBatch>,
   fast: Option<i64>,
 ) {
-  while let Some((seq, jobs)) = rx.recv().await {
+  while let Some((seq, jobs, ids)) = rx.recv().await {
     let mut seqs = vec![seq];
     let mut all = jobs;
+    let mut claimed = ids;
     while all.len() < 5_000 {
       match rx.try_recv() {
-        Ok((s, j)) => {
+        Ok((s, j, c)) => {
           seqs.push(s);
           all.extend(j);
+          claimed.extend(c);
         }
         Err(_) => break,
       }
     }
-    let mut claimed = Vec::new();
-    let r = match fast.and_then(|owner| fast_plan(&shared, &all, owner, &clock)) {
-      Some((ids, o, at)) => match pg.insert_claiming(&all, clock(), &ids, &o, at).await {
-        Ok((jobs, failed)) => {
-          claimed = jobs;
-          Ok(failed)
-        }
-        // Its answer may be lost: inserted until committed, as below, and
-        // that claim released (its jobs never reached the ready buffer).
-        Err(_) => {
-          let r = pg.insert_retrying(&all, clock()).await;
-          let lost = [at];
-          let _ = pg
-            .retrying("insert", || pg.release_lost(o.owner, &lost, clock()))
-            .await;
-          r
-        }
-      },
+    let r = match fast.filter(|_| !claimed.is_empty()) {
+      Some(owner) => insert_claimed(&pg, &shared, &clock, &all, &claimed, owner).await,
       // Until committed (an outage is waited out, conn.rs).
       None => pg.insert_retrying(&all, clock()).await,
     };
@@ -1272,56 +1334,56 @@ async fn inserter(
       shared.finish(s, err.clone());
     }
     if !claimed.is_empty() {
-      ready_claimed(&pg, &shared, claimed, &clock).await;
+      let mut pre = shared.prestarted.lock();
+      for id in &claimed {
+        pre.remove(id);
+      }
     }
   }
 }
 
-/// Which jobs of `all` go in claimed (fast.rs), the claim's options and
-/// time; `None`: none.
-fn fast_plan(
+/// Inserts `all`, those of `claimed` (already in the ready buffer) claimed
+/// by `owner` at a claim time of their own, until committed: a retry after
+/// a lost answer inserts only the jobs not in the database yet, still
+/// claimed (they may be running here already; the claim time is never
+/// released as a lost claim's is).
+async fn insert_claimed(
+  pg: &PgStore,
   shared: &Shared,
-  all: &[NewJob],
-  owner: i64,
   clock: &ClusterClock,
-) -> Option<(Vec<JobId>, ClaimOptions, u64)> {
-  if shared.backlog.load(Ordering::Acquire) || shared.closed.load(Ordering::Acquire) {
-    return None;
-  }
-  let names = shared.names.lock().clone()?;
-  let room = shared
-    .low_water
-    .load(Ordering::Relaxed)
-    .saturating_sub(shared.ready.lock().len());
-  let now = clock();
-  let ids = super::fast::pick(all, now, &names, room);
-  if ids.is_empty() {
-    return None;
-  }
-  let at = shared.next_claim_at(now);
-  Some((ids, ClaimOptions::new(owner, 0), at))
-}
-
-/// Jobs added claimed by this process go to the ready buffer (handed back
-/// when the store closed meanwhile).
-async fn ready_claimed(pg: &PgStore, shared: &Shared, jobs: Vec<PgJob>, clock: &ClusterClock) {
-  if shared.closed.load(Ordering::Acquire) {
-    let leases: Vec<PgLease> = jobs.iter().filter_map(PgJob::lease).collect();
-    let _ = pg.hand_back(&leases, clock()).await;
-    return;
-  }
-  let was_empty = {
-    let mut r = shared.ready.lock();
-    let was = r.is_empty();
-    r.extend(jobs);
-    was
-  };
-  if was_empty {
-    let f = shared.on_ready.lock().clone();
-    if let Some(f) = f {
-      f();
+  all: &[NewJob],
+  claimed: &[JobId],
+  owner: i64,
+) -> Result<Vec<StoreFailed>> {
+  let at = shared.next_claim_at(clock());
+  let o = ClaimOptions::new(owner, 0);
+  let mut first = true;
+  pg.retrying("insert", || {
+    let again = !std::mem::replace(&mut first, false);
+    let o = &o;
+    async move {
+      let now = clock();
+      if !again {
+        return pg
+          .insert_claiming(all, now, claimed, o, at)
+          .await
+          .map(|r| r.1);
+      }
+      let have = pg.existing(all).await?;
+      let left: Vec<NewJob> = all
+        .iter()
+        .filter(|j| !have.contains(&j.id))
+        .cloned()
+        .collect();
+      if left.is_empty() {
+        return Ok(Vec::new());
+      }
+      pg.insert_claiming(&left, now, claimed, o, at)
+        .await
+        .map(|r| r.1)
     }
-  }
+  })
+  .await
 }
 
 impl Store for PgBackend {
@@ -1357,7 +1419,8 @@ impl Store for PgBackend {
       return Ok(());
     }
     let seq = self.shared.issue();
-    if self.inserts.send((seq, rows)).is_err() {
+    let fast = self.prestart(&rows, seq);
+    if self.inserts.send((seq, rows, fast)).is_err() {
       self.shared.finish(seq, Some("the inserter stopped".into()));
       return Err(Error::Storage("PostgreSQL: the inserter stopped".into()));
     }
