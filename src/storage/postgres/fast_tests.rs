@@ -397,3 +397,62 @@ fn a_delayed_job_is_claimed_ahead_and_starts_here_no_earlier_than_due() {
   let back = wait_db(&env, d, Status::Pending);
   assert_eq!((back.job.attempts, back.owner), (0, None));
 }
+
+#[test]
+fn jobs_nobody_here_takes_in_time_are_handed_back_and_then_only_what_is_asked_is_claimed() {
+  let Some(env) = env("pgb_stale") else { return };
+  let mut names = Names::default();
+  let work = names.intern("work");
+  let opts = BackendOptions {
+    poll: Duration::from_secs(600),
+    hold: Some(Duration::from_millis(300)),
+    sated_for: Duration::from_secs(600),
+    ..BackendOptions::default()
+  };
+  let mut s = env.backend(&names, opts);
+  let now = env.now();
+  let run = |n: u32| n == work;
+  let mut got = Vec::new();
+  s.claim(4, now, &run, &mut |j, _| got.push(j.id))
+    .expect("claim");
+  let mut ids = IdGen::default();
+  let jobs: Vec<crate::job::Job> = (0..10)
+    .map(|_| crate::job::Job::new(ids.next(now), work, now, now, "1".into()))
+    .collect();
+  s.insert(jobs, &names).expect("insert");
+  wait_flushed(&mut s).expect("flushed");
+  // The workers take two; the other eight wait here...
+  for _ in 0..2_000 {
+    s.claim(2 - got.len(), now, &run, &mut |j, _| got.push(j.id))
+      .expect("claim");
+    if got.len() == 2 {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  assert_eq!(got.len(), 2);
+  // ...until the hold passes: handed back, free for any process.
+  let pending = |env: &super::store_tests::Env| env.counts_of(Status::Pending);
+  for _ in 0..2_000 {
+    if pending(&env) == 8 {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  assert_eq!(pending(&env), 8, "handed back");
+  assert_eq!(s.ready_len(), 0);
+  // A worker asks for one: one is claimed, not a batch.
+  let before = got.len();
+  for _ in 0..2_000 {
+    s.claim(1, now, &run, &mut |j, _| got.push(j.id))
+      .expect("claim");
+    if got.len() > before {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  assert_eq!(got.len(), 3);
+  assert_eq!(pending(&env), 7, "only what was asked for");
+  assert_eq!(env.counts_of(Status::Running), 3);
+  s.close();
+}

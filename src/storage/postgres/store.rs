@@ -182,6 +182,12 @@ pub struct BackendOptions {
   /// local timer: a claim's round trip and a busy server's stalls are
   /// then not in their lateness. Zero: claimed when due.
   pub lookahead: Duration,
+  /// A claimed job that waited this long in the ready buffer without a
+  /// worker taking it is handed back (pending again, attempt uncounted,
+  /// for any process), and for `sated_for` the claimer claims only what
+  /// the workers ask for (`None`: kept until taken or closed).
+  pub hold: Option<Duration>,
+  pub sated_for: Duration,
 }
 
 impl Default for BackendOptions {
@@ -201,6 +207,8 @@ impl Default for BackendOptions {
       dead_after_ms: 30_000,
       max_buffered: 10_000,
       lookahead: Duration::from_millis(100),
+      hold: Some(Duration::from_secs(2)),
+      sated_for: Duration::from_secs(10),
     }
   }
 }
@@ -217,9 +225,62 @@ struct Marks {
   fenced: Vec<(u64, JobId)>,
 }
 
+/// The ready buffer: claimed jobs in claim order, each with when it came.
+#[derive(Default)]
+struct Ready {
+  q: VecDeque<(std::time::Instant, PgJob)>,
+}
+
+impl Ready {
+  fn len(&self) -> usize {
+    self.q.len()
+  }
+
+  fn is_empty(&self) -> bool {
+    self.q.is_empty()
+  }
+
+  fn extend(&mut self, jobs: impl IntoIterator<Item = PgJob>) {
+    let now = std::time::Instant::now();
+    self.q.extend(jobs.into_iter().map(|j| (now, j)));
+  }
+
+  /// The first `k` (fewer if it holds fewer).
+  fn pop(&mut self, k: usize) -> Vec<PgJob> {
+    let k = k.min(self.q.len());
+    self.q.drain(..k).map(|(_, j)| j).collect()
+  }
+
+  fn retain(&mut self, mut keep: impl FnMut(&PgJob) -> bool) {
+    self.q.retain(|(_, j)| keep(j));
+  }
+
+  fn drain(&mut self) -> Vec<PgJob> {
+    self.q.drain(..).map(|(_, j)| j).collect()
+  }
+
+  /// When the longest-waiting job came.
+  fn oldest(&self) -> Option<std::time::Instant> {
+    self.q.iter().map(|(t, _)| *t).min()
+  }
+
+  /// Takes out the jobs that came at or before `before`.
+  fn take_older(&mut self, before: std::time::Instant) -> Vec<PgJob> {
+    let mut out = Vec::new();
+    self.q.retain(|(t, j)| {
+      let old = *t <= before;
+      if old {
+        out.push(j.clone());
+      }
+      !old
+    });
+    out
+  }
+}
+
 /// What the tasks and the backend share.
 pub(super) struct Shared {
-  ready: Mutex<VecDeque<PgJob>>,
+  ready: Mutex<Ready>,
   /// Jobs claimed ahead of their due time ([`BackendOptions::lookahead`]),
   /// by due time: they move to `ready` when due (the claimer's timer, or
   /// a `claim`/`has_due` at a later `now`).
@@ -248,6 +309,11 @@ pub(super) struct Shared {
   /// The claimer's low-water mark now ([`ClaimSizer`]): `take` wakes it
   /// below this.
   low_water: AtomicUsize,
+  /// How many more jobs the last `claim` wanted than the buffer held.
+  wanted: AtomicUsize,
+  /// Jobs nobody took were handed back lately: claims (and adds claimed
+  /// at once) take only what the workers ask for.
+  sated: AtomicBool,
   /// A counts refresh is running ([`refresh_counts`]).
   counting: AtomicBool,
   /// When `counts` was read (the cluster's clock, ms).
@@ -507,7 +573,7 @@ impl PgBackend {
     let owner = pg.register(&opts.host, opts.pid, clock()).await?;
     let (commit, commit_rx) = watch::channel(Commit::default());
     let shared = Arc::new(Shared {
-      ready: Mutex::new(VecDeque::new()),
+      ready: Mutex::new(Ready::default()),
       early: Mutex::new(BTreeMap::new()),
       names: Mutex::new(None),
       wake: Notify::new(),
@@ -521,6 +587,8 @@ impl PgBackend {
       prestarted: Mutex::new(HashMap::new()),
       counts: Mutex::new(pg.counts().await?),
       low_water: AtomicUsize::new(ClaimSizer::new(opts.batch, opts.low_water).sizes().0),
+      wanted: AtomicUsize::new(0),
+      sated: AtomicBool::new(false),
       counting: AtomicBool::new(false),
       counts_at: AtomicU64::new(clock()),
       claim_error: Mutex::new(None),
@@ -914,11 +982,12 @@ impl PgBackend {
     let Some(names) = self.shared.names.lock().clone() else {
       return Vec::new();
     };
-    let room = self
-      .shared
-      .low_water
-      .load(Ordering::Relaxed)
-      .saturating_sub(self.shared.ready.lock().len());
+    let low = if self.shared.sated.load(Ordering::Relaxed) {
+      self.shared.wanted.load(Ordering::Relaxed)
+    } else {
+      self.shared.low_water.load(Ordering::Relaxed)
+    };
+    let room = low.saturating_sub(self.shared.ready.lock().len());
     let now = (self.clock)();
     let ids = super::fast::pick(rows, now, &names, room);
     if ids.is_empty() {
@@ -1012,6 +1081,7 @@ async fn claimer(
   // and an index walk) for every job it started.
   let mut last_empty: Option<tokio::time::Instant> = None;
   let mut why = Wake::Start;
+  let mut sated_until: Option<tokio::time::Instant> = None;
   loop {
     if shared.closed.load(Ordering::Acquire) {
       break;
@@ -1023,6 +1093,13 @@ async fn claimer(
     if shared.promote_early(clock()) {
       wake_js(&shared);
     }
+    if let Some(hold) = opts.hold {
+      if hand_back_stale(&pg, &shared, &clock, hold).await {
+        sated_until = Some(tokio::time::Instant::now() + opts.sated_for);
+      }
+    }
+    let sated = sated_until.is_some_and(|t| t > tokio::time::Instant::now());
+    shared.sated.store(sated, Ordering::Relaxed);
     let idle_gap = match (why, last_empty) {
       (Wake::Take, Some(t)) => {
         let until = t + IDLE_CLAIM_GAP;
@@ -1033,9 +1110,17 @@ async fn claimer(
     let names = shared.names.lock().clone();
     if let Some(names) = names.filter(|n| !n.is_empty() && claims.due() && idle_gap.is_none()) {
       let have = shared.ready.lock().len() + shared.early.lock().len();
-      if have < sizer.sizes().0 {
+      // Sated: only what the workers asked for beyond the buffer (once
+      // claimed, the buffer holds that many until they take them).
+      let (low, batch) = if sated {
+        let w = shared.wanted.load(Ordering::Relaxed);
+        (w, w)
+      } else {
+        sizer.sizes()
+      };
+      if have < low {
         sizer.before_claim(have);
-        let want = sizer.sizes().1 - have;
+        let want = batch - have;
         let o = ClaimOptions {
           names: Some(names),
           ..ClaimOptions::new(owner, want)
@@ -1110,12 +1195,17 @@ async fn claimer(
     // A delayed job heard of is claimed `lookahead` before it is due.
     let next_due = due.next().map(|t| t.saturating_sub(ahead_ms));
     let next_early = shared.next_early();
+    let stale_at = opts.hold.and_then(|h| {
+      let t = shared.ready.lock().oldest()?;
+      Some(tokio::time::Instant::from_std(t + h))
+    });
     why = Wake::Other;
     tokio::select! {
       _ = shared.wake.notified() => why = Wake::Take,
       _ = sleep_until_due(next_due, &*clock) => due.passed(clock().saturating_add(ahead_ms)),
       _ = sleep_until_due(next_early, &*clock) => {}
       _ = sleep_until(idle_gap) => {}
+      _ = sleep_until(stale_at) => {}
       n = next_notice(&mut listener) => match n {
         Some(Notice::Inserted { earliest }) => due.add(earliest, clock().saturating_add(ahead_ms)),
         Some(Notice::Cancelled(id)) => shared.cancelled(id),
@@ -1143,6 +1233,33 @@ async fn claimer(
       _ = tokio::time::sleep(opts.poll) => {}
     }
   }
+}
+
+/// Hands back the jobs that waited in the ready buffer for `hold` or
+/// longer (no worker here took them; another process may run them now),
+/// after this process's earlier writes (a job added claimed here may not
+/// be committed yet). True if there were any.
+async fn hand_back_stale(
+  pg: &PgStore,
+  shared: &Shared,
+  clock: &ClusterClock,
+  hold: Duration,
+) -> bool {
+  let Some(before) = std::time::Instant::now().checked_sub(hold) else {
+    return false;
+  };
+  let stale = shared.ready.lock().take_older(before);
+  if stale.is_empty() {
+    return false;
+  }
+  let leases: Vec<PgLease> = stale.iter().filter_map(PgJob::lease).collect();
+  let issued = shared.marks.lock().issued;
+  let mut rx = shared.commit.subscribe();
+  let _ = rx.wait_for(|c| c.seq >= issued || c.error.is_some()).await;
+  let _ = pg
+    .retrying("hand back", || pg.hand_back(&leases, clock()))
+    .await;
+  true
 }
 
 /// Why the claimer's loop woke up (see `IDLE_CLAIM_GAP`).
@@ -1442,8 +1559,14 @@ impl Store for PgBackend {
     }
     let popped: Vec<PgJob> = {
       let mut r = self.shared.ready.lock();
-      let k = max.min(r.len());
-      r.drain(..k).collect()
+      let got = r.pop(max);
+      // What the workers wanted beyond the buffer (a claimer that handed
+      // back jobs nobody took claims only that much for a while).
+      self
+        .shared
+        .wanted
+        .store(max.saturating_sub(got.len()), Ordering::Relaxed);
+      got
     };
     let mut back = Vec::new();
     let mut n = 0;
@@ -1823,7 +1946,8 @@ impl Store for PgBackend {
       .shared
       .ready
       .lock()
-      .drain(..)
+      .drain()
+      .into_iter()
       .filter_map(|j| j.lease())
       .collect();
     let early = std::mem::take(&mut *self.shared.early.lock());

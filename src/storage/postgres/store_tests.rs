@@ -121,6 +121,11 @@ impl Env {
   fn counts(&self) -> [usize; 7] {
     self.rt().block_on(self.pg.counts()).expect("counts")
   }
+
+  /// How many jobs the database holds in `status`.
+  pub(super) fn counts_of(&self, status: Status) -> usize {
+    self.counts()[status as usize]
+  }
 }
 
 pub(super) fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
