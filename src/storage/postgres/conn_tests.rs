@@ -411,3 +411,94 @@ fn a_commit_applied_again_recognises_what_the_first_try_committed() {
     assert_eq!(j3.job.status, Status::Running);
   });
 }
+
+/// Takes until `n` jobs came, bounded; returns `(slot, seq, id)`.
+fn take_with_ids(q: &mut Queue, n: usize) -> Vec<(u32, u32, JobId)> {
+  let mut got = Vec::new();
+  for _ in 0..4_000 {
+    let mut out = String::new();
+    q.take(n - got.len(), T0, &mut out);
+    let v: Vec<Value> =
+      serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+    got.extend(v.chunks(7).map(|c| {
+      (
+        c[0].as_u64().unwrap_or(0) as u32,
+        c[1].as_u64().unwrap_or(0) as u32,
+        c[2].as_str().and_then(JobId::parse).expect("an id"),
+      )
+    }));
+    if got.len() >= n {
+      return got;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  panic!("only {} of {n} jobs arrived", got.len());
+}
+
+/// Progress reported while the server is unreachable waits the outage out
+/// (it used to be dropped): the latest value of a running job is in the
+/// database once the server is back, and a job that finished during the
+/// outage keeps its last value in its finished row.
+#[test]
+fn progress_reported_during_an_outage_is_written_once_it_ends() {
+  let Some(env) = env("conn_progress") else {
+    return;
+  };
+  let (mut q, calc) = env.queue(8);
+  add(&mut q, calc, 2).expect("add");
+  wait_flushed(q.store_mut()).expect("flushed");
+  let t = take_with_ids(&mut q, 2);
+  let (run, fin) = (t[0], t[1]);
+  assert!(q.progress(run.0, run.1, "0"));
+  q.end_batch();
+  wait_flushed(q.store_mut()).expect("flushed");
+  let progress = |id: JobId| {
+    let j = env.rt().block_on(env.direct.get(id)).expect("read");
+    j.and_then(|j| j.job.extra)
+      .and_then(|e| e.progress)
+      .map(|p| p.to_string())
+  };
+  assert_eq!(progress(run.2).as_deref(), Some("0"));
+
+  env.proxy.down();
+  for i in 1..=50 {
+    assert!(q.progress(run.0, run.1, &i.to_string()));
+  }
+  assert!(q.progress(fin.0, fin.1, "\"last\""));
+  q.end_batch();
+  eventually("the progress write to wait out the outage", || {
+    let h = q.store().health();
+    h.state == StorageState::Degraded && h.message.as_deref().unwrap_or("").contains("progress")
+  });
+  // Reported after the first try failed: merged into the waiting write.
+  for i in 51..=100 {
+    assert!(q.progress(run.0, run.1, &i.to_string()));
+  }
+  q.end_batch();
+  // The other job finishes during the outage: its outcome takes its value.
+  let outcome = format!("[{},{},1,\"done\"]", fin.0, fin.1);
+  assert_eq!(q.settle(&outcome, T0).expect("settle"), 1);
+  assert_eq!(progress(run.2).as_deref(), Some("0"), "nothing written yet");
+
+  env.rt().block_on(env.proxy.up());
+  wait_flushed(q.store_mut()).expect("written after the outage");
+  assert_eq!(progress(run.2).as_deref(), Some("100"));
+  let f = env
+    .rt()
+    .block_on(env.direct.get(fin.2))
+    .expect("read")
+    .expect("there");
+  assert_eq!(f.job.status, Status::Completed);
+  assert_eq!(
+    f.job
+      .extra
+      .and_then(|e| e.progress)
+      .map(|p| p.to_string())
+      .as_deref(),
+    Some("\"last\"")
+  );
+  eventually("the storage to be healthy", || {
+    q.store().health().state == StorageState::Healthy
+  });
+  assert_eq!(q.store_failure(), None, "an outage is not a failure");
+}
