@@ -20,7 +20,8 @@
 //! retried commit first recognises what an earlier try committed
 //! ([`PgStore::apply_again`]), so such an outcome is reported applied (its
 //! event fires), not fenced; a hand-back is fenced the same way; a
-//! heartbeat is an update; an insert is retried only for the jobs that are neither in `job` nor in
+//! heartbeat is an update; a progress write is an update fenced by the
+//! lease (`progress.rs`); an insert is retried only for the jobs that are neither in `job` nor in
 //! `done` ([`PgStore::insert_retrying`]), so a job whose insert committed and
 //! ran elsewhere meanwhile is not added twice. A claim is not retried but
 //! its jobs are released: one whose answer was lost would otherwise hold
@@ -29,7 +30,7 @@
 //! 65 jobs for a minute).
 //!
 //! [`ConnHealth`] collects which tasks are failing (committer, inserter,
-//! claimer, heartbeat, LISTEN) and since when: degraded while any is, and
+//! claimer, heartbeat, progress, LISTEN) and since when: degraded while any is, and
 //! unhealthy after [`RetryPolicy::unhealthy_after`].
 
 use std::collections::{HashMap, HashSet};
