@@ -746,6 +746,15 @@ export interface PostgresStorageConfig {
    * (ms, 100 to 600000, default 1000).
    */
   pollMs?: number
+  /**
+   * How long one statement (a group commit, an insert, a claim, a
+   * heartbeat) may wait for the server's answer (ms, 100 to 3600000,
+   * default 30000). Past it the try counts as failed: a server that keeps
+   * the connection open but stops answering is then waited out like an
+   * outage (storage degraded, retried with backoff) instead of holding the
+   * write forever.
+   */
+  statementTimeoutMs?: number
 }
 
 /** `T`, or a Promise of it when the service's config has `storage: { type: 'postgres' }`. */

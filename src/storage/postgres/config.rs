@@ -42,6 +42,11 @@ pub struct PgConfig {
   /// fallback behind PgBouncer, or while the LISTEN connection is down),
   /// and re-reads the counts and the schedules (`pollMs`, default 1 s).
   pub poll: Duration,
+  /// How long one statement or transaction of the background writes and
+  /// claims may wait for the server's answer before it counts as failed
+  /// (`statementTimeoutMs`, default 30 s): a server that keeps the
+  /// connection open but does not answer cannot hold a write forever.
+  pub statement_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -64,6 +69,7 @@ impl std::fmt::Debug for PgConfig {
       .field("heartbeat", &self.heartbeat)
       .field("dead_after_ms", &self.dead_after_ms)
       .field("poll", &self.poll)
+      .field("statement_timeout", &self.statement_timeout)
       .finish()
   }
 }
@@ -85,6 +91,7 @@ impl Default for PgConfig {
       heartbeat: Duration::from_secs(5),
       dead_after_ms: 30_000,
       poll: Duration::from_secs(1),
+      statement_timeout: Duration::from_secs(30),
     }
   }
 }
@@ -104,6 +111,7 @@ const KEYS: &[&str] = &[
   "heartbeatMs",
   "deadAfterMs",
   "pollMs",
+  "statementTimeoutMs",
 ];
 
 fn bad(key: &str, msg: impl std::fmt::Display) -> Error {
@@ -245,6 +253,9 @@ impl PgConfig {
     }
     if let Some(ms) = int(o, "pollMs", 100, 600_000)? {
       c.poll = Duration::from_millis(ms);
+    }
+    if let Some(ms) = int(o, "statementTimeoutMs", 100, 3_600_000)? {
+      c.statement_timeout = Duration::from_millis(ms);
     }
     let beat = c.heartbeat.as_millis() as u64;
     if c.dead_after_ms < beat.saturating_mul(2) {
@@ -455,6 +466,14 @@ mod tests {
         .poll,
       Duration::from_secs(30)
     );
+    assert_eq!(
+      PgConfig::from_json(&json!({ "statementTimeoutMs": 500 }))
+        .unwrap()
+        .statement_timeout,
+      Duration::from_millis(500)
+    );
+    assert!(err(json!({ "statementTimeoutMs": 0 }))
+      .starts_with("storage.statementTimeoutMs must be an integer from 100"));
     assert!(err(json!({ "pollMs": 99 })).starts_with("storage.pollMs must be an integer from 100"));
     assert!(err(json!({ "deadAfterMs": 10 }))
       .starts_with("storage.deadAfterMs must be an integer from 1000"));

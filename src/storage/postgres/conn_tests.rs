@@ -502,3 +502,83 @@ fn progress_reported_during_an_outage_is_written_once_it_ends() {
   });
   assert_eq!(q.store_failure(), None, "an outage is not a failure");
 }
+
+/// A server that keeps the connection open but stops answering: a
+/// statement is cut off after `statementTimeoutMs` with ERR_STORAGE saying
+/// so, and a retried write waits the hang out like an outage (degraded
+/// meanwhile) and commits once the server answers again.
+#[test]
+fn a_hung_server_cannot_hold_a_write_forever() {
+  let Some(env) = env("conn_hung") else { return };
+  let p = super::events_tests::proxy(env.rt());
+  let c = PgConfig {
+    port: p.port,
+    connect_timeout: Duration::from_millis(500),
+    statement_timeout: Duration::from_millis(300),
+    ..cfg(&env.schema)
+  };
+  let pg = env.rt().block_on(PgStore::connect(&c)).expect("connect");
+  let owner = env
+    .rt()
+    .block_on(pg.register("h", 1, T0))
+    .expect("register");
+  p.stalled.store(true, Ordering::Release);
+  // Without the bound these would never return (the test's own fail-safe
+  // is a minute, never reached on time alone).
+  let e = env
+    .rt()
+    .block_on(async {
+      tokio::time::timeout(
+        Duration::from_secs(60),
+        pg.bounded("heartbeat", pg.heartbeat(owner, T0 + 1)),
+      )
+      .await
+    })
+    .expect("cut off by the statement timeout")
+    .expect_err("no answer");
+  assert_eq!(e.code(), "ERR_STORAGE");
+  let m = e.to_string();
+  assert!(
+    m.contains("did not answer (heartbeat) within 300 ms (storage.statementTimeoutMs)"),
+    "{m}"
+  );
+  // A retried write waits the hang out.
+  let write = {
+    let pg = pg.clone();
+    env.rt().spawn(async move {
+      pg.retrying("heartbeat", || pg.heartbeat(owner, T0 + 2))
+        .await
+    })
+  };
+  eventually("the hang to show as degraded", || {
+    let h = pg.conn().health();
+    h.state == StorageState::Degraded && h.message.as_deref().unwrap_or("").contains("heartbeat")
+  });
+  assert!(!write.is_finished(), "it waits while the server hangs");
+  p.stalled.store(false, Ordering::Release);
+  let beat = env
+    .rt()
+    .block_on(async { tokio::time::timeout(Duration::from_secs(60), write).await })
+    .expect("the write finished once the server answered")
+    .expect("task");
+  assert_eq!(beat, Ok(true));
+  assert_eq!(pg.conn().health(), crate::storage::StorageHealth::healthy());
+  let last = env
+    .rt()
+    .block_on(async {
+      let c = env.direct.client().await?;
+      let r = c
+        .query_one(
+          &format!(
+            "SELECT last_seen FROM {}.process WHERE id = $1",
+            quote_ident(&env.schema)
+          ),
+          &[&owner],
+        )
+        .await
+        .map_err(pg_err("read"))?;
+      Ok::<i64, crate::error::Error>(r.get(0))
+    })
+    .expect("read");
+  assert_eq!(last, (T0 + 2) as i64);
+}

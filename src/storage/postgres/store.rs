@@ -894,7 +894,7 @@ async fn claimer(
         let at = shared.next_claim_at(now);
         let o = ClaimOptions { at: Some(at), ..o };
         let started = std::time::Instant::now();
-        match pg.claim(&o, now).await {
+        match pg.bounded("claim", pg.claim(&o, now)).await {
           Ok(jobs) => {
             *shared.claim_error.lock() = None;
             if !lost.is_empty() && pg.release_lost(owner, &lost, clock()).await.is_ok() {
@@ -1040,7 +1040,9 @@ async fn heartbeater(
       break;
     }
     if beat.is_ok() {
-      let _ = pg.rescue(clock(), opts.dead_after_ms).await;
+      let _ = pg
+        .bounded("rescue", pg.rescue(clock(), opts.dead_after_ms))
+        .await;
     }
   }
 }
@@ -1110,7 +1112,10 @@ async fn inserter(
     }
     let mut claimed = Vec::new();
     let r = match fast.and_then(|owner| fast_plan(&shared, &all, owner, &clock)) {
-      Some((ids, o, at)) => match pg.insert_claiming(&all, clock(), &ids, &o, at).await {
+      Some((ids, o, at)) => match pg
+        .bounded("insert", pg.insert_claiming(&all, clock(), &ids, &o, at))
+        .await
+      {
         Ok((jobs, failed)) => {
           claimed = jobs;
           Ok(failed)
