@@ -739,6 +739,22 @@ export interface PostgresStorageConfig {
   heartbeatMs?: number
   /** A process silent this long is dead; its running jobs go back to pending (ms, 1000 to 3600000, at least twice `heartbeatMs`, default 30000). */
   deadAfterMs?: number
+  /**
+   * How often an idle service looks for due jobs when no NOTIFY woke it
+   * (behind a transaction-mode PgBouncer, or while its LISTEN connection is
+   * being opened again), and re-reads the cluster's counts and schedules
+   * (ms, 100 to 600000, default 1000).
+   */
+  pollMs?: number
+  /**
+   * How long one statement (a group commit, an insert, a claim, a
+   * heartbeat) may wait for the server's answer (ms, 100 to 3600000,
+   * default 30000). Past it the try counts as failed: a server that keeps
+   * the connection open but stops answering is then waited out like an
+   * outage (storage degraded, retried with backoff) instead of holding the
+   * write forever.
+   */
+  statementTimeoutMs?: number
 }
 
 /** `T`, or a Promise of it when the service's config has `storage: { type: 'postgres' }`. */

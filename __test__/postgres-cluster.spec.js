@@ -208,13 +208,15 @@ pgTest(
   120000,
 )
 
-test('storage.heartbeatMs and storage.deadAfterMs: bad values are ERR_INVALID_CONFIG naming the key', () => {
+test('storage.heartbeatMs, storage.deadAfterMs and storage.pollMs: bad values are ERR_INVALID_CONFIG naming the key', () => {
   const { JobManagementService } = require('../index.js')
   for (const [extra, key] of [
     [{ heartbeatMs: 10 }, 'config.storage.heartbeatMs'],
     [{ heartbeatMs: '500' }, 'config.storage.heartbeatMs'],
     [{ deadAfterMs: 999 }, 'config.storage.deadAfterMs'],
     [{ heartbeatMs: 2000, deadAfterMs: 3000 }, 'config.storage.deadAfterMs'],
+    [{ pollMs: 99 }, 'config.storage.pollMs'],
+    [{ pollMs: 600001 }, 'config.storage.pollMs'],
   ]) {
     let err = null
     try {
@@ -228,6 +230,6 @@ test('storage.heartbeatMs and storage.deadAfterMs: bad values are ERR_INVALID_CO
   }
   // Valid values are accepted (nothing connects before start()).
   expect(
-    () => new JobManagementService({ storage: { type: 'postgres', ...SERVER, heartbeatMs: 500, deadAfterMs: 5000 } }),
+    () => new JobManagementService({ storage: { type: 'postgres', ...SERVER, heartbeatMs: 500, deadAfterMs: 5000, pollMs: 30000 } }),
   ).not.toThrow()
 })

@@ -206,3 +206,73 @@ test('the proxy dies mid-run: storage degraded with an alert, then reconnects an
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
   }
 }, 240000)
+
+test('progress reported while the server is unreachable is written once it is back (the latest value per job)', async () => {
+  if (!available) return
+  const schema = `jw_outage_${crypto.randomBytes(6).toString('hex')}`
+  const proxy = new Proxy()
+  await proxy.up()
+  const s = new JobManagementService({
+    storage: { type: 'postgres', ...SERVER, port: proxy.port, schema, connectTimeoutMs: 2000, poolSize: 3 },
+    queue: { maxWorkers: 4 },
+    monitoring: { alerting: { channels: [] } },
+  })
+  try {
+    const jobs = []
+    const release = []
+    const calc = {
+      name: 'reporting',
+      calculate: (d, _ctx, job) =>
+        new Promise((resolve) => {
+          jobs.push(job)
+          release.push(resolve)
+        }),
+    }
+    s.registerCalculation(calc)
+    await s.start()
+    const a = s.addCalculationJob(calc, { n: 'a' })
+    const b = s.addCalculationJob(calc, { n: 'b' })
+    await eventually('both jobs started', () => jobs.length === 2)
+    const ja = jobs.find((j) => j.id === a)
+    const jb = jobs.find((j) => j.id === b)
+    ja.updateProgress(0)
+    await s.flush()
+    const progressOf = async (id) => {
+      const { rows } = await admin.query(
+        `SELECT progress FROM "${schema}".job WHERE id = $1 UNION ALL SELECT progress FROM "${schema}".done WHERE id = $1`,
+        [id],
+      )
+      return rows.length ? JSON.parse(rows[0].progress) : undefined
+    }
+    expect(await progressOf(a)).toBe(0)
+
+    await proxy.down()
+    for (let i = 1; i <= 50; i++) ja.updateProgress({ done: i, of: 100 })
+    jb.updateProgress({ last: true })
+    // The progress write waits out the outage (it used to be dropped).
+    const h = await eventually('the progress write retrying', () => {
+      const st = s.getSystemHealth().storage
+      return st.state !== 'healthy' && /progress/.test(st.message) ? st : null
+    })
+    expect(h.state).toBe('degraded')
+    for (let i = 51; i <= 100; i++) ja.updateProgress({ done: i, of: 100 })
+    // Job b finishes during the outage: its last progress goes with its outcome.
+    const completed = new Promise((r) => s.on('completed', (e) => e.jobId === b && r()))
+    release[jobs.indexOf(jb)]('b done')
+    expect(await progressOf(a)).toBe(0)
+
+    await proxy.up()
+    await s.flush()
+    await completed
+    expect(await progressOf(a)).toEqual({ done: 100, of: 100 })
+    expect(await progressOf(b)).toEqual({ last: true })
+    expect((await s.getJobStatus(b)).status).toBe('completed')
+    await eventually('storage healthy again', () => s.getSystemHealth().storage.state === 'healthy')
+    release[jobs.indexOf(ja)]('a done')
+    await s.flush()
+  } finally {
+    await s.stop({ timeoutMs: 5000 })
+    await proxy.down()
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+  }
+}, 240000)

@@ -118,10 +118,15 @@ afterEach(async () => {
   for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
 })
 
-/** A service on the proxy (`host` localhost: the name in its certificate). */
-function service(storage) {
+/** A fresh schema name, dropped after the test. */
+function newSchema() {
   const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
   schemas.push(schema)
+  return schema
+}
+
+/** A service on the proxy (`host` localhost: the name in its certificate); a fresh schema unless given. */
+function service(storage, schema = newSchema()) {
   const s = new JobManagementService({
     storage: { type: 'postgres', host: 'localhost', port: proxyPort, user: SERVER.user, database: SERVER.database, schema, connectTimeoutMs: 10000, ...storage },
     queue: { maxWorkers: 4 },
@@ -254,3 +259,95 @@ tlsTest('a bad certificate is a config error naming its key, without its content
   expect(err.message).toContain('storage.ssl.ca')
   expect(err.message).not.toContain(secret)
 })
+
+/** Rejects after `ms` with `what` (a wide bound: the test's own timeout would only say "timed out"). */
+function within(ms, what, p) {
+  let timer = null
+  const late = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
+// NOTIFY over TLS. The services poll every 30 s (pollMs) and sample no
+// monitor (whose 1 s tick would also make an idle service claim), so only
+// the LISTEN connection (through the TLS proxy too) can make these fast.
+// Both services share this process, and an add here wakes the other's
+// claimer at once: the job is delayed so that only the insert's NOTIFY (it
+// carries the due time) or the 30 s poll can start it when due.
+const quiet = () => ({ ssl: { ca: pems['ca.pem'] }, pollMs: 30000 })
+
+/** A service on the proxy and on `schema`, without the monitor. */
+function quietService(schema) {
+  const s = new JobManagementService({
+    storage: { type: 'postgres', host: 'localhost', port: proxyPort, user: SERVER.user, database: SERVER.database, schema, connectTimeoutMs: 10000, ...quiet() },
+    queue: { maxWorkers: 4 },
+    monitoring: { enabled: false },
+  })
+  services.push(s)
+  return s
+}
+
+tlsTest('over TLS, a delayed job added by one service starts when due on another, idle one (NOTIFY; pollMs 30 s)', async () => {
+  const schema = newSchema()
+  const runner = quietService(schema)
+  const adder = quietService(schema)
+  let onStart = null
+  const calc = { name: 'woken', calculate: (d) => {
+    if (onStart) onStart(d.n)
+    return d.n
+  } }
+  runner.registerCalculation(calc)
+  // The adder cannot run 'woken' jobs (not registered there).
+  adder.registerCalculation({ name: 'unrelated', calculate: () => 1 })
+  expect(await startError(runner)).toBe(null)
+  expect(await startError(adder)).toBe(null)
+  const started = new Promise((r) => (onStart = r))
+  const t0 = Date.now()
+  const id = adder.addCalculationJob(calc, { n: 7 }, {}, { delay: 2000 })
+  await adder.flush()
+  // Due after 2 s; without the notice the next look is the 30 s poll. The
+  // bound is wide for a busy machine.
+  expect(await within(15000, 'the delayed job added by the other service (NOTIFY over TLS)', started)).toBe(7)
+  const waited = Date.now() - t0
+  expect(waited).toBeGreaterThanOrEqual(1900)
+  expect(waited).toBeLessThan(15000)
+  await runner.flush()
+  expect((await adder.getJobStatus(id)).status).toBe('completed')
+}, 90000)
+
+tlsTest('over TLS, cancelJob in one service aborts the signal of the job running in another (NOTIFY)', async () => {
+  const schema = newSchema()
+  const runner = quietService(schema)
+  const other = quietService(schema)
+  const reasons = []
+  let onStart = null
+  let onAbort = null
+  const calc = { name: 'hang', calculate: (d, c, job) =>
+    new Promise((resolve, reject) => {
+      if (onStart) onStart(job.id)
+      job.signal.addEventListener('abort', () => {
+        reasons.push(job.signal.reason)
+        if (onAbort) onAbort()
+        reject(job.signal.reason)
+      })
+    }) }
+  runner.registerCalculation(calc)
+  other.registerCalculation({ name: 'unrelated', calculate: () => 1 })
+  expect(await startError(runner)).toBe(null)
+  expect(await startError(other)).toBe(null)
+  const started = new Promise((r) => (onStart = r))
+  const id = runner.addCalculationJob(calc, {})
+  await within(20000, 'the job to start', started)
+  const cancelled = []
+  runner.on('cancelled', (e) => cancelled.push(e.jobId))
+  const aborted = new Promise((r) => (onAbort = r))
+  expect(await other.cancelJob(id)).toBe(true)
+  // Only the runner's LISTEN connection hears the cancel (no poll does).
+  await within(20000, "the runner's job.signal to abort (NOTIFY over TLS)", aborted)
+  expect(reasons.length).toBe(1)
+  expect(reasons[0].code).toBe('ERR_JOB_CANCELLED')
+  expect(cancelled).toEqual([id])
+  expect((await runner.getJobStatus(id)).status).toBe('cancelled')
+  expect(runner.getQueueStatistics().running).toBe(0)
+}, 90000)

@@ -352,6 +352,7 @@ impl Core {
         let opts = BackendOptions {
           heartbeat: Some(cfg.heartbeat),
           dead_after_ms: cfg.dead_after_ms,
+          poll: cfg.poll,
           // During an outage `add` buffers up to maxQueueSize jobs.
           max_buffered,
           ..BackendOptions::default()

@@ -38,6 +38,15 @@ pub struct PgConfig {
   /// A process silent this long is dead and its running jobs are rescued
   /// (`deadAfterMs`, default 30 s; at least twice `heartbeatMs`).
   pub dead_after_ms: u64,
+  /// How often the claimer looks for due jobs without a NOTIFY (the
+  /// fallback behind PgBouncer, or while the LISTEN connection is down),
+  /// and re-reads the counts and the schedules (`pollMs`, default 1 s).
+  pub poll: Duration,
+  /// How long one statement or transaction of the background writes and
+  /// claims may wait for the server's answer before it counts as failed
+  /// (`statementTimeoutMs`, default 30 s): a server that keeps the
+  /// connection open but does not answer cannot hold a write forever.
+  pub statement_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -59,6 +68,8 @@ impl std::fmt::Debug for PgConfig {
       .field("connect_timeout", &self.connect_timeout)
       .field("heartbeat", &self.heartbeat)
       .field("dead_after_ms", &self.dead_after_ms)
+      .field("poll", &self.poll)
+      .field("statement_timeout", &self.statement_timeout)
       .finish()
   }
 }
@@ -79,6 +90,8 @@ impl Default for PgConfig {
       connect_timeout: Duration::from_secs(5),
       heartbeat: Duration::from_secs(5),
       dead_after_ms: 30_000,
+      poll: Duration::from_secs(1),
+      statement_timeout: Duration::from_secs(30),
     }
   }
 }
@@ -97,6 +110,8 @@ const KEYS: &[&str] = &[
   "connectTimeoutMs",
   "heartbeatMs",
   "deadAfterMs",
+  "pollMs",
+  "statementTimeoutMs",
 ];
 
 fn bad(key: &str, msg: impl std::fmt::Display) -> Error {
@@ -235,6 +250,12 @@ impl PgConfig {
     }
     if let Some(ms) = int(o, "deadAfterMs", 1_000, 3_600_000)? {
       c.dead_after_ms = ms;
+    }
+    if let Some(ms) = int(o, "pollMs", 100, 600_000)? {
+      c.poll = Duration::from_millis(ms);
+    }
+    if let Some(ms) = int(o, "statementTimeoutMs", 100, 3_600_000)? {
+      c.statement_timeout = Duration::from_millis(ms);
     }
     let beat = c.heartbeat.as_millis() as u64;
     if c.dead_after_ms < beat.saturating_mul(2) {
@@ -439,6 +460,21 @@ mod tests {
     );
     assert!(err(json!({ "heartbeatMs": 50 }))
       .starts_with("storage.heartbeatMs must be an integer from 100 to 600000"));
+    assert_eq!(
+      PgConfig::from_json(&json!({ "pollMs": 30000 }))
+        .unwrap()
+        .poll,
+      Duration::from_secs(30)
+    );
+    assert_eq!(
+      PgConfig::from_json(&json!({ "statementTimeoutMs": 500 }))
+        .unwrap()
+        .statement_timeout,
+      Duration::from_millis(500)
+    );
+    assert!(err(json!({ "statementTimeoutMs": 0 }))
+      .starts_with("storage.statementTimeoutMs must be an integer from 100"));
+    assert!(err(json!({ "pollMs": 99 })).starts_with("storage.pollMs must be an integer from 100"));
     assert!(err(json!({ "deadAfterMs": 10 }))
       .starts_with("storage.deadAfterMs must be an integer from 1000"));
     let m = err(json!({ "heartbeatMs": 2000, "deadAfterMs": 3000 }));

@@ -20,7 +20,8 @@
 //! retried commit first recognises what an earlier try committed
 //! ([`PgStore::apply_again`]), so such an outcome is reported applied (its
 //! event fires), not fenced; a hand-back is fenced the same way; a
-//! heartbeat is an update; an insert is retried only for the jobs that are neither in `job` nor in
+//! heartbeat is an update; a progress write is an update fenced by the
+//! lease (`progress.rs`); an insert is retried only for the jobs that are neither in `job` nor in
 //! `done` ([`PgStore::insert_retrying`]), so a job whose insert committed and
 //! ran elsewhere meanwhile is not added twice. A claim is not retried but
 //! its jobs are released: one whose answer was lost would otherwise hold
@@ -28,8 +29,14 @@
 //! ([`PgStore::release_lost`]; found in the outage test, where it stalled
 //! 65 jobs for a minute).
 //!
+//! A server that keeps the connection open but stops answering would hold
+//! a write forever: each try is bounded by `storage.statementTimeoutMs`
+//! ([`PgStore::bounded`]; default 30 s), after which it is a failed try
+//! like any other (a claim so cut off is released as one whose answer was
+//! lost).
+//!
 //! [`ConnHealth`] collects which tasks are failing (committer, inserter,
-//! claimer, heartbeat, LISTEN) and since when: degraded while any is, and
+//! claimer, heartbeat, progress, LISTEN) and since when: degraded while any is, and
 //! unhealthy after [`RetryPolicy::unhealthy_after`].
 
 use std::collections::{HashMap, HashSet};
@@ -319,13 +326,44 @@ impl PgStore {
     &self.conn
   }
 
-  /// Runs `op` on this store until it succeeds (see [`retry`]).
-  pub async fn retrying<T, Op, Fut>(&self, task: &'static str, op: Op) -> Result<T>
+  /// Runs `op` on this store until it succeeds (see [`retry`]), each try
+  /// bounded by the statement timeout ([`PgStore::bounded`]).
+  pub async fn retrying<T, Op, Fut>(&self, task: &'static str, mut op: Op) -> Result<T>
   where
     Op: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
   {
-    retry(&self.conn, task, op, || self.probe()).await
+    retry(
+      &self.conn,
+      task,
+      || self.bounded(task, op()),
+      || self.probe(),
+    )
+    .await
+  }
+
+  /// `fut` (statements on a pooled connection), bounded by
+  /// `storage.statementTimeoutMs`: a server that keeps the connection open
+  /// but does not answer (hung, or a network that drops packets without a
+  /// reset) fails it with `ERR_STORAGE` instead of holding the write, and
+  /// the task behind it, forever. Under [`PgStore::retrying`] the probe
+  /// (bounded by the connect timeout) then tells a hung server from a slow
+  /// statement, and a hang is waited out like an outage. The pool's idle
+  /// connections are closed after a timeout (the one that hung went back to
+  /// the pool when `fut` was dropped, and would hang the next try).
+  pub async fn bounded<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    let limit = self.cfg.statement_timeout;
+    match tokio::time::timeout(limit, fut).await {
+      Ok(r) => r,
+      Err(_) => {
+        self.release_idle();
+        Err(Error::Storage(format!(
+          "PostgreSQL at {} did not answer ({what}) within {} ms (storage.statementTimeoutMs)",
+          self.cfg.target(),
+          limit.as_millis()
+        )))
+      }
+    }
   }
 
   /// Inserts `jobs` until committed: the first try inserts them all; a

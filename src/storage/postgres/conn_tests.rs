@@ -447,3 +447,174 @@ fn a_job_added_claimed_starts_before_its_insert_commits_and_its_outcome_waits_fo
     .expect("there");
   assert_eq!((j.job.status, j.job.attempts), (Status::Completed, 1));
 }
+
+/// Takes until `n` jobs came, bounded; returns `(slot, seq, id)`.
+fn take_with_ids(q: &mut Queue, n: usize) -> Vec<(u32, u32, JobId)> {
+  let mut got = Vec::new();
+  for _ in 0..4_000 {
+    let mut out = String::new();
+    q.take(n - got.len(), T0, &mut out);
+    let v: Vec<Value> =
+      serde_json::from_str(&format!("[{}]", out.trim_end_matches(','))).expect("json");
+    got.extend(v.chunks(7).map(|c| {
+      (
+        c[0].as_u64().unwrap_or(0) as u32,
+        c[1].as_u64().unwrap_or(0) as u32,
+        c[2].as_str().and_then(JobId::parse).expect("an id"),
+      )
+    }));
+    if got.len() >= n {
+      return got;
+    }
+    std::thread::sleep(Duration::from_millis(5));
+  }
+  panic!("only {} of {n} jobs arrived", got.len());
+}
+
+/// Progress reported while the server is unreachable waits the outage out
+/// (it used to be dropped): the latest value of a running job is in the
+/// database once the server is back, and a job that finished during the
+/// outage keeps its last value in its finished row.
+#[test]
+fn progress_reported_during_an_outage_is_written_once_it_ends() {
+  let Some(env) = env("conn_progress") else {
+    return;
+  };
+  let (mut q, calc) = env.queue(8);
+  add(&mut q, calc, 2).expect("add");
+  wait_flushed(q.store_mut()).expect("flushed");
+  let t = take_with_ids(&mut q, 2);
+  let (run, fin) = (t[0], t[1]);
+  assert!(q.progress(run.0, run.1, "0"));
+  q.end_batch();
+  wait_flushed(q.store_mut()).expect("flushed");
+  let progress = |id: JobId| {
+    let j = env.rt().block_on(env.direct.get(id)).expect("read");
+    j.and_then(|j| j.job.extra)
+      .and_then(|e| e.progress)
+      .map(|p| p.to_string())
+  };
+  assert_eq!(progress(run.2).as_deref(), Some("0"));
+
+  env.proxy.down();
+  for i in 1..=50 {
+    assert!(q.progress(run.0, run.1, &i.to_string()));
+  }
+  assert!(q.progress(fin.0, fin.1, "\"last\""));
+  q.end_batch();
+  eventually("the progress write to wait out the outage", || {
+    let h = q.store().health();
+    h.state == StorageState::Degraded && h.message.as_deref().unwrap_or("").contains("progress")
+  });
+  // Reported after the first try failed: merged into the waiting write.
+  for i in 51..=100 {
+    assert!(q.progress(run.0, run.1, &i.to_string()));
+  }
+  q.end_batch();
+  // The other job finishes during the outage: its outcome takes its value.
+  let outcome = format!("[{},{},1,\"done\"]", fin.0, fin.1);
+  assert_eq!(q.settle(&outcome, T0).expect("settle"), 1);
+  assert_eq!(progress(run.2).as_deref(), Some("0"), "nothing written yet");
+
+  env.rt().block_on(env.proxy.up());
+  wait_flushed(q.store_mut()).expect("written after the outage");
+  assert_eq!(progress(run.2).as_deref(), Some("100"));
+  let f = env
+    .rt()
+    .block_on(env.direct.get(fin.2))
+    .expect("read")
+    .expect("there");
+  assert_eq!(f.job.status, Status::Completed);
+  assert_eq!(
+    f.job
+      .extra
+      .and_then(|e| e.progress)
+      .map(|p| p.to_string())
+      .as_deref(),
+    Some("\"last\"")
+  );
+  eventually("the storage to be healthy", || {
+    q.store().health().state == StorageState::Healthy
+  });
+  assert_eq!(q.store_failure(), None, "an outage is not a failure");
+}
+
+/// A server that keeps the connection open but stops answering: a
+/// statement is cut off after `statementTimeoutMs` with ERR_STORAGE saying
+/// so, and a retried write waits the hang out like an outage (degraded
+/// meanwhile) and commits once the server answers again.
+#[test]
+fn a_hung_server_cannot_hold_a_write_forever() {
+  let Some(env) = env("conn_hung") else { return };
+  let p = super::events_tests::proxy(env.rt());
+  let c = PgConfig {
+    port: p.port,
+    connect_timeout: Duration::from_millis(500),
+    statement_timeout: Duration::from_millis(300),
+    ..cfg(&env.schema)
+  };
+  let pg = env.rt().block_on(PgStore::connect(&c)).expect("connect");
+  let owner = env
+    .rt()
+    .block_on(pg.register("h", 1, T0))
+    .expect("register");
+  p.stalled.store(true, Ordering::Release);
+  // Without the bound these would never return (the test's own fail-safe
+  // is a minute, never reached on time alone).
+  let e = env
+    .rt()
+    .block_on(async {
+      tokio::time::timeout(
+        Duration::from_secs(60),
+        pg.bounded("heartbeat", pg.heartbeat(owner, T0 + 1)),
+      )
+      .await
+    })
+    .expect("cut off by the statement timeout")
+    .expect_err("no answer");
+  assert_eq!(e.code(), "ERR_STORAGE");
+  let m = e.to_string();
+  assert!(
+    m.contains("did not answer (heartbeat) within 300 ms (storage.statementTimeoutMs)"),
+    "{m}"
+  );
+  // A retried write waits the hang out.
+  let write = {
+    let pg = pg.clone();
+    env.rt().spawn(async move {
+      pg.retrying("heartbeat", || pg.heartbeat(owner, T0 + 2))
+        .await
+    })
+  };
+  eventually("the hang to show as degraded", || {
+    let h = pg.conn().health();
+    h.state == StorageState::Degraded && h.message.as_deref().unwrap_or("").contains("heartbeat")
+  });
+  assert!(!write.is_finished(), "it waits while the server hangs");
+  p.stalled.store(false, Ordering::Release);
+  let beat = env
+    .rt()
+    .block_on(async { tokio::time::timeout(Duration::from_secs(60), write).await })
+    .expect("the write finished once the server answered")
+    .expect("task");
+  assert_eq!(beat, Ok(true));
+  assert_eq!(pg.conn().health(), crate::storage::StorageHealth::healthy());
+  let last = env
+    .rt()
+    .block_on(async {
+      let c = env.direct.client().await?;
+      let r = c
+        .query_one(
+          &format!(
+            "SELECT last_seen FROM {}.process WHERE id = $1",
+            quote_ident(&env.schema)
+          ),
+          &[&owner],
+        )
+        .await
+        .map_err(pg_err("read"))?;
+      Ok::<i64, crate::error::Error>(r.get(0))
+    })
+    .expect("read");
+  assert_eq!(last, (T0 + 2) as i64);
+}

@@ -139,12 +139,12 @@ fn completed_failed_and_retrying_fire_after_the_commit_and_a_fenced_outcome_fire
 
 /// A TCP proxy to the server that can stall: while stalled it forwards
 /// nothing (a database that stopped answering, not one that refuses).
-struct Proxy {
-  port: u16,
-  stalled: Arc<AtomicBool>,
+pub(super) struct Proxy {
+  pub(super) port: u16,
+  pub(super) stalled: Arc<AtomicBool>,
 }
 
-fn proxy(rt: &tokio::runtime::Runtime) -> Proxy {
+pub(super) fn proxy(rt: &tokio::runtime::Runtime) -> Proxy {
   let stalled = Arc::new(AtomicBool::new(false));
   let listener = rt
     .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

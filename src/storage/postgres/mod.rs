@@ -99,8 +99,8 @@
 //!
 //! # Not here yet
 //!
-//! The advisory-lock fast path for dead processes, history partitioning
-//! (prune deletes in batches) and LISTEN over TLS. (No leader lease:
+//! The advisory-lock fast path for dead processes and history partitioning
+//! (prune deletes in batches). (No leader lease:
 //! schedules need none, see [`cron`].)
 //!
 //! # Behind the `Store` trait ([`store`])
@@ -282,15 +282,9 @@ impl PgStore {
     let mgr_cfg = ManagerConfig {
       recycling_method: RecyclingMethod::Fast,
     };
-    let mgr = if cfg.ssl {
-      let tls = tls::client_config(&cfg.tls)?;
-      Manager::from_config(
-        pc,
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-        mgr_cfg,
-      )
-    } else {
-      Manager::from_config(pc, tokio_postgres::NoTls, mgr_cfg)
+    let mgr = match tls::connector(cfg)? {
+      Some(tls) => Manager::from_config(pc, tls, mgr_cfg),
+      None => Manager::from_config(pc, tokio_postgres::NoTls, mgr_cfg),
     };
     let wait = cfg.connect_timeout + Duration::from_millis(100);
     let pool = Pool::builder(mgr)

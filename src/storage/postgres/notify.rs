@@ -3,14 +3,23 @@
 //! `c:<id>`; a schedule saved or deleted: `s:<schedule id>`), heard on one
 //! dedicated LISTEN connection per process.
 //!
+//! The LISTEN connection goes through the pool's connector (TLS with the
+//! same verification when `storage.ssl` / `sslmode` asks for it, plain TCP
+//! otherwise), so a cancel in another process aborts the handler here and
+//! an added job wakes idle processes at once, over TLS too.
+//!
 //! Behind PgBouncer in transaction mode LISTEN does not work: the engine's
 //! poll (default 1 s) is the fallback, and nothing here depends on a
 //! notification arriving.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::Socket;
 
-use super::{pg_err, quote_ident, PgStore};
+use super::{pg_err, quote_ident, tls, PgStore};
 use crate::error::{Error, Result};
 use crate::job::JobId;
 
@@ -133,41 +142,17 @@ impl PgStore {
     Ok(())
   }
 
-  /// Opens the LISTEN connection (its own, outside the pool).
+  /// Opens the LISTEN connection (its own, outside the pool), over TLS
+  /// when the pool's connections are (the same connector, [`tls::connector`]).
   pub async fn listen(&self) -> Result<Listener> {
     let pc = self.cfg.driver_config()?;
-    if self.cfg.ssl {
-      return Err(Error::Storage(
-        "PostgreSQL: LISTEN over TLS is not wired yet; the engine polls".into(),
-      ));
-    }
-    let (client, mut conn) =
-      tokio::time::timeout(self.cfg.connect_timeout, pc.connect(tokio_postgres::NoTls))
-        .await
-        .map_err(|_| Error::Storage("PostgreSQL: LISTEN connection timed out".into()))?
-        .map_err(pg_err("LISTEN connection"))?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let limit = self.cfg.connect_timeout;
     let channel = self.channel.clone();
-    let task = tokio::spawn(async move {
-      let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-      while let Some(m) = messages.next().await {
-        match m {
-          Ok(tokio_postgres::AsyncMessage::Notification(n)) if n.channel() == channel => {
-            if let Some(notice) = Notice::parse(n.payload()) {
-              if tx.send(notice).is_err() {
-                return;
-              }
-            }
-          }
-          Ok(_) => {}
-          Err(e) => {
-            let _ = tx.send(Notice::Lost(e.to_string()));
-            return;
-          }
-        }
-      }
-      let _ = tx.send(Notice::Lost("connection closed".into()));
-    });
+    let (client, rx, task) = match tls::connector(&self.cfg)? {
+      Some(tls) => open(&pc, tls, limit, channel).await,
+      None => open(&pc, tokio_postgres::NoTls, limit, channel).await,
+    }
+    .map_err(|e| self.listen_error(e))?;
     // The task polls the connection while the client sends the LISTEN.
     let listener = Listener {
       rx,
@@ -181,6 +166,68 @@ impl PgStore {
       .map_err(pg_err("LISTEN"))?;
     Ok(listener)
   }
+
+  fn listen_error(&self, e: Option<tokio_postgres::Error>) -> Error {
+    let Some(e) = e else {
+      return Error::Storage("PostgreSQL: LISTEN connection timed out".into());
+    };
+    match tls::failure(&e) {
+      Some(m) => Error::Storage(format!(
+        "PostgreSQL at {}: LISTEN connection: {m} (storage.ssl)",
+        self.cfg.target()
+      )),
+      None => pg_err("LISTEN connection")(e),
+    }
+  }
+}
+
+/// Connects with `tls` within `limit` (`Err(None)`: timed out) and spawns
+/// the task that forwards the notices of `channel`.
+async fn open<T>(
+  pc: &tokio_postgres::Config,
+  tls: T,
+  limit: Duration,
+  channel: String,
+) -> std::result::Result<
+  (
+    tokio_postgres::Client,
+    mpsc::UnboundedReceiver<Notice>,
+    tokio::task::JoinHandle<()>,
+  ),
+  Option<tokio_postgres::Error>,
+>
+where
+  T: MakeTlsConnect<Socket>,
+  T::Stream: Send + 'static,
+  T::TlsConnect: Send,
+  <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+  let (client, mut conn) = tokio::time::timeout(limit, pc.connect(tls))
+    .await
+    .map_err(|_| None)?
+    .map_err(Some)?;
+  let (tx, rx) = mpsc::unbounded_channel();
+  let task = tokio::spawn(async move {
+    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    while let Some(m) = messages.next().await {
+      match m {
+        Ok(tokio_postgres::AsyncMessage::Notification(n)) if n.channel() == channel => {
+          if let Some(notice) = Notice::parse(n.payload()) {
+            if tx.send(notice).is_err() {
+              return;
+            }
+          }
+        }
+        Ok(_) => {}
+        Err(e) => {
+          let _ = tx.send(Notice::Lost(e.to_string()));
+          return;
+        }
+      }
+    }
+    let _ = tx.send(Notice::Lost("connection closed".into()));
+  });
+  Ok((client, rx, task))
 }
 
 #[cfg(test)]

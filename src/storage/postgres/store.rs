@@ -1135,7 +1135,7 @@ async fn claimer(
           now.saturating_add(ahead_ms)
         };
         let started = std::time::Instant::now();
-        match pg.claim(&o, until).await {
+        match pg.bounded("claim", pg.claim(&o, until)).await {
           Ok(mut jobs) => {
             *shared.claim_error.lock() = None;
             if !lost.is_empty() && pg.release_lost(owner, &lost, clock()).await.is_ok() {
@@ -1352,7 +1352,9 @@ async fn heartbeater(
       break;
     }
     if beat.is_ok() {
-      let _ = pg.rescue(clock(), opts.dead_after_ms).await;
+      let _ = pg
+        .bounded("rescue", pg.rescue(clock(), opts.dead_after_ms))
+        .await;
     }
   }
 }

@@ -329,6 +329,20 @@ pub(crate) fn client_config(t: &TlsOptions) -> Result<rustls::ClientConfig> {
   }
 }
 
+/// The connector of every connection to the server (the pool's and the
+/// LISTEN connection's): rustls with [`client_config`] when TLS is on
+/// (`cfg.ssl`), `None` for plain TCP (`tokio_postgres::NoTls`).
+pub(crate) fn connector(
+  cfg: &super::PgConfig,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+  if !cfg.ssl {
+    return Ok(None);
+  }
+  Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+    client_config(&cfg.tls)?,
+  )))
+}
+
 /// DANGEROUS: accepts any server certificate (`rejectUnauthorized: false`,
 /// `sslmode=no-verify|require|prefer`). The connection is encrypted but
 /// not authenticated: a machine in the middle can read and change it. Only
