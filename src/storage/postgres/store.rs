@@ -10,14 +10,31 @@
 //!   refills it when it holds fewer than its low-water mark, in batches:
 //!   `low_water` and `batch` at least, more while the workers drain it
 //!   faster than a claim refills it ([`ClaimSizer`], up to 1,024 in one
-//!   statement); a delayed job's due time heard in an insert
-//!   notice wakes it then (not at the next poll); woken by `take` (which never waits: it pops what is there
-//!   and returns), by a NOTIFY of an insert (one LISTEN connection), and by
-//!   a poll every `poll` (the fallback, and what works behind a
-//!   transaction-mode PgBouncer). It claims only calculations the queue can
-//!   run: the names [`Store::claim`]'s `runnable` accepts, among the names
-//!   the backend knows (those given at open and with each insert). It
-//!   claims nothing before the first `take`.
+//!   statement). It is woken by `take` (which never waits: it pops what is
+//!   there and returns; after a claim that found nothing, a `take` alone
+//!   claims again only `IDLE_CLAIM_GAP` later), by a NOTIFY of an insert
+//!   (one LISTEN connection), at a delayed job's due time heard in such a
+//!   notice, and by a poll every `poll` (the fallback, and what works
+//!   behind a transaction-mode PgBouncer). It claims only calculations the
+//!   queue can run: the names [`Store::claim`]'s `runnable` accepts, among
+//!   the names the backend knows (those given at open and with each
+//!   insert). It claims nothing before the first `take`.
+//!   * **Claimed ahead**: while no backlog of due jobs waits, a claim also
+//!     takes jobs due within [`BackendOptions::lookahead`] (100 ms); they
+//!     wait in `early` and move to the buffer at their due time (the
+//!     claimer's timer, or a `take`/`has_due` at a later `now`;
+//!     [`Store::next_due`] tells the queue's timer). A delayed job then
+//!     starts on time whatever a claim's round trip costs. Such a job reads
+//!     `running` in the database up to 100 ms before it starts.
+//!   * **Handed back when not taken**: a job that waited
+//!     [`BackendOptions::hold`] (2 s) in the buffer with no worker taking
+//!     it (all busy with long jobs) is handed back (pending, attempt
+//!     uncounted, for any process), and for `sated_for` (10 s) the claimer
+//!     claims only as many as the last `take` asked for beyond the buffer:
+//!     a busy process does not hoard jobs an idle one could run.
+//!   * **Added claimed**: an add this process can run now goes to the
+//!     buffer at once and is inserted claimed by it (fast.rs); its outcome
+//!     is written after that insert.
 //! * **Outbox**: `complete`/`fail` check the lease locally, answer at once
 //!   and hand the outcome to the [`Committer`] (group commits of
 //!   `commit_max` outcomes or `commit_delay`, a few at once), fenced in SQL
@@ -95,11 +112,8 @@
 //!
 //! # Not in this slice
 //!
-//! prefetched jobs are handed back at `close`
-//! (and, in `claim`, those whose lease ran out while they waited, as after
-//! a long outage) only, not as soon as they wait too long; heartbeats and
-//! the rescuer run in their own task every `heartbeat` (5 s), with no
-//! leader and no advisory lock.
+//! Heartbeats and the rescuer run in their own task every `heartbeat`
+//! (5 s), with no leader and no advisory lock.
 //!
 //! # Connection loss
 //!
