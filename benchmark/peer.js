@@ -1,7 +1,7 @@
 'use strict'
 // The second process of W1 with two processes (workloads.js, w1x2), forked
 // by the measuring worker:
-//   node --expose-gc benchmark/peer.js <system> '<json { concurrency, peer, expected }>'
+//   node --expose-gc benchmark/peer.js <system> '<json { concurrency, peer, expected, workMs }>'
 // It opens the same queue (`peer`: the schema the first process made), then
 // on the parent's messages: 'start' processes with the same handler,
 // relaying its completions ({type:'completed', k}, coalesced per turn) and
@@ -42,6 +42,7 @@ async function main() {
               send({ type: 'firstStart', at: firstStart })
             }
             started++
+            if (opts.workMs > 0) await new Promise((resolve) => setTimeout(resolve, opts.workMs))
             return data.x + 1
           },
           {

@@ -460,7 +460,7 @@ async function main() {
       `Total ${(durationMs / 1000).toFixed(0)} s.`,
   )
   out.push(
-    `N: W1 ${params.w1.n}${workloads.includes('w1x2') ? ` (also with two processes)` : ''}${peersN !== null ? ` (${SLOW_PEERS.join(', ')}: ${peersN})` : ''}, W2 ${params.w2.n} at ${params.w2.ratePerSec}/s, W3 ${params.w3.n} at ${params.w3.ratePerSec}/s delayed ${params.w3.delayMs} ms, W4 ${params.w4.n}; concurrency ${concurrency}.`,
+    `N: W1 ${params.w1.n}${params.w1.workMs > 0 ? ` (each handler waits ${params.w1.workMs} ms)` : ''}${workloads.includes('w1x2') ? ` (also with two processes)` : ''}${peersN !== null ? ` (${SLOW_PEERS.join(', ')}: ${peersN})` : ''}, W2 ${params.w2.n} at ${params.w2.ratePerSec}/s, W3 ${params.w3.n} at ${params.w3.ratePerSec}/s delayed ${params.w3.delayMs} ms, W4 ${params.w4.n}; concurrency ${concurrency}.`,
   )
   out.push('')
   out.push(markdown)

@@ -106,7 +106,7 @@ function peakRss() {
  * after the N-th 'completed' event: processing ends when the N completions
  * are committed.
  */
-async function w1(adapter, { n, timeoutMs }) {
+async function w1(adapter, { n, timeoutMs, workMs = 0 }) {
   const rssAtStart = process.memoryUsage().rss
   const enqueueMs = await addAllInChunks(adapter, n)
   let enqueueFlushMs = null
@@ -121,6 +121,7 @@ async function w1(adapter, { n, timeoutMs }) {
   const handler = async (data) => {
     if (firstStart === null) firstStart = now()
     started++
+    if (workMs > 0) await sleep(workMs)
     return data.x + 1
   }
   const counter = completionCounter()
@@ -169,13 +170,13 @@ const absNow = () => performance.timeOrigin + now()
  * own), then both flushed; a system that counts committed completions in the
  * database (`adapter.clusterCompletions`) is counted from this process alone.
  */
-async function w1x2(adapter, { n, timeoutMs, concurrency, system }) {
+async function w1x2(adapter, { n, timeoutMs, concurrency, system, workMs = 0 }) {
   if (!adapter.peerConfig) throw new Error(`${system} has no peerConfig(): two processes need a shared database`)
   const { fork } = require('node:child_process')
   const path = require('node:path')
   const enqueueMs = await addAllInChunks(adapter, n)
   if (adapter.flush) await adapter.flush()
-  const child = fork(path.join(__dirname, 'peer.js'), [system, JSON.stringify({ concurrency, peer: adapter.peerConfig(), expected: n })], {
+  const child = fork(path.join(__dirname, 'peer.js'), [system, JSON.stringify({ concurrency, peer: adapter.peerConfig(), expected: n, workMs })], {
     execArgv: ['--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
@@ -209,6 +210,7 @@ async function w1x2(adapter, { n, timeoutMs, concurrency, system }) {
     const handler = async (data) => {
       if (firstStart === null) firstStart = absNow()
       started++
+      if (workMs > 0) await sleep(workMs)
       return data.x + 1
     }
     const done = counter.expect(n)
@@ -472,12 +474,15 @@ const WORKLOADS = { w1, w1x2, w2, w3, w4, long }
  */
 function params(quick, { w1N } = {}) {
   const n1 = w1N || (quick ? 5000 : 20000)
+  // BENCH_W1_WORK_MS: each W1 handler waits this long (an I/O-bound job, such
+  // as a database query), so the workers, not the queue, bound a process.
+  const workMs = Number(process.env.BENCH_W1_WORK_MS || 0)
   return {
-    w1: { n: n1, timeoutMs: Math.max(100000, n1) },
+    w1: { n: n1, timeoutMs: Math.max(100000, n1), workMs },
     w2: { n: quick ? 500 : 2000, ratePerSec: 200, timeoutMs: 30000 },
     w3: { n: quick ? 200 : 1000, ratePerSec: 200, delayMs: 500, timeoutMs: 30000 },
     w4: { n: quick ? 20000 : 100000 },
-    w1x2: { n: n1, timeoutMs: Math.max(100000, n1) },
+    w1x2: { n: n1, timeoutMs: Math.max(100000, n1), workMs },
     long: {
       durationMs: Number(process.env.BENCH_LONG_MIN || (quick ? 1 : 3)) * 60000,
       sampleMs: Number(process.env.BENCH_LONG_SAMPLE_S || 60) * 1000,
