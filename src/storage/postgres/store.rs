@@ -330,6 +330,9 @@ pub(super) struct Shared {
   sated: AtomicBool,
   /// A counts refresh is running ([`refresh_counts`]).
   counting: AtomicBool,
+  /// How long the last counts query took (µs): the next one waits at
+  /// least `COUNT_DUTY` times that (see [`refresh_counts`]).
+  count_took_us: AtomicU64,
   /// When `counts` was read (the cluster's clock, ms).
   counts_at: AtomicU64,
   /// The last claim error (the claimer retries at the next wake-up).
@@ -604,6 +607,7 @@ impl PgBackend {
       wanted: AtomicUsize::new(0),
       sated: AtomicBool::new(false),
       counting: AtomicBool::new(false),
+      count_took_us: AtomicU64::new(0),
       counts_at: AtomicU64::new(clock()),
       claim_error: Mutex::new(None),
       on_ready: Mutex::new(None),
@@ -1100,7 +1104,8 @@ async fn claimer(
     if shared.closed.load(Ordering::Acquire) {
       break;
     }
-    if counted.elapsed() >= opts.poll {
+    let took = Duration::from_micros(shared.count_took_us.load(Ordering::Relaxed));
+    if counted.elapsed() >= opts.poll.max(took * COUNT_DUTY) {
       counted = tokio::time::Instant::now();
       refresh_counts(&pg, &shared, &clock);
     }
@@ -1286,6 +1291,9 @@ enum Wake {
   Other,
 }
 
+/// A counts query runs at most this fraction of the time (one in ten).
+const COUNT_DUTY: u32 = 10;
+
 /// After a claim that found nothing, a `take` alone claims again only this
 /// much later (see the claimer).
 const IDLE_CLAIM_GAP: Duration = Duration::from_millis(25);
@@ -1376,15 +1384,26 @@ async fn heartbeater(
 /// Refreshes the cluster's counts in the background, one refresh at a
 /// time: counting reads every row of both tables (seconds once they are
 /// large or bloated), which must not hold up the claims.
+///
+/// A count's snapshot holds back the server's cleanup horizon while it
+/// runs: dead index entries of claimed jobs cannot be marked dead, so
+/// every claim walks past all of them. Counting back to back on a table of
+/// millions (a second or more per count) slowed claims to seconds and
+/// stalled a 10-minute run for most of a minute; the next count therefore
+/// waits at least `COUNT_DUTY` times the last one's duration (the counts
+/// are that much older under such load, `countsAsOf` says so).
 fn refresh_counts(pg: &PgStore, shared: &Arc<Shared>, clock: &ClusterClock) {
   if shared.counting.swap(true, Ordering::AcqRel) {
     return;
   }
   let (pg, shared, clock) = (pg.clone(), shared.clone(), clock.clone());
   tokio::spawn(async move {
+    let t = std::time::Instant::now();
     if let Ok(c) = pg.counts().await {
       shared.set_counts(c, clock());
     }
+    let took = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.count_took_us.store(took, Ordering::Relaxed);
     // The jobs this process added: those that left the queue elsewhere
     // stop keeping it alive (known.rs).
     if shared
