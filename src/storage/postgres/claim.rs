@@ -33,6 +33,10 @@ pub struct ClaimOptions {
   /// `None`: the `now` of the claim). The claimer's claim times strictly
   /// increase, so they may run ahead of `now`: only `now` says what is due.
   pub at: Option<u64>,
+  /// Also jobs due up to this many ms after `now` (claimed ahead), except
+  /// keyed ones: a job holding a unique key stays pending until due, so
+  /// a debounced or replacing add still finds it unstarted.
+  pub ahead_ms: u64,
 }
 
 impl ClaimOptions {
@@ -46,6 +50,7 @@ impl ClaimOptions {
       default_lease_ms: 15 * 60_000,
       grace_ms: 30_000,
       at: None,
+      ahead_ms: 0,
     }
   }
 }
@@ -140,7 +145,8 @@ pub(crate) fn claim_sql(s: &str) -> String {
   format!(
     "WITH c AS MATERIALIZED (\
        SELECT id FROM {s}.job q \
-       WHERE state = 1 AND run_at <= $1 AND ($4::text[] IS NULL OR name = ANY($4)) \
+       WHERE state = 1 AND run_at <= $1 AND (run_at <= $8 OR q.key IS NULL) \
+         AND ($4::text[] IS NULL OR name = ANY($4)) \
          AND (q.concurrency_key IS NULL OR (\
            NOT EXISTS (SELECT 1 FROM {s}.job r \
              WHERE r.concurrency_key = q.concurrency_key AND r.state = 2) \
@@ -171,14 +177,16 @@ impl PgStore {
       .map_err(pg_err("claim"))?;
     let max = i64::try_from(o.max).unwrap_or(i64::MAX);
     let at = big(o.at.unwrap_or(now));
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-      &big(now),
+    let until = big(now.saturating_add(o.ahead_ms));
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+      &until,
       &max,
       &o.owner,
       &o.names,
       &big(o.default_lease_ms),
       &big(o.grace_ms),
       &at,
+      &big(now),
     ];
     let mut tries = 0;
     let rows = loop {

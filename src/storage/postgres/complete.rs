@@ -149,7 +149,12 @@ pub(crate) fn apply_sql(s: &str) -> String {
      SELECT id, 1::smallint FROM r \
      UNION ALL SELECT id, status FROM h \
      UNION ALL SELECT id, (100 + state)::smallint FROM rel",
-    shared_cols("j.", errors)
+    // A job claimed ahead of its due time (store.rs, `lookahead`) started
+    // here at its due time, not at the claim's: the history says so.
+    shared_cols("j.", errors).replace(
+      "j.started_at",
+      "greatest(j.started_at, j.run_at) AS started_at"
+    )
   )
 }
 

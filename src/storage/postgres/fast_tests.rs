@@ -456,3 +456,41 @@ fn jobs_nobody_here_takes_in_time_are_handed_back_and_then_only_what_is_asked_is
   assert_eq!(env.counts_of(Status::Running), 3);
   s.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_ahead_skips_keyed_jobs_and_the_history_says_it_started_when_due() {
+  let Some(fx) = fx("ahead_sql").await else {
+    return;
+  };
+  let me = fx.store.register("a", 1, T0).await.expect("register");
+  let mut js = jobs(3, "x", T0);
+  js[0].run_at = T0 + 50;
+  js[1].run_at = T0 + 50;
+  js[1].key = Some("k".into());
+  js[2].run_at = T0 + 500;
+  fx.store.insert(&js, T0).await.expect("insert");
+  let o = ClaimOptions {
+    at: Some(T0),
+    ahead_ms: 100,
+    ..ClaimOptions::new(me, 10)
+  };
+  let got = fx.store.claim(&o, T0).await.expect("claim");
+  // Only the plain job due within the lookahead: the keyed one stays
+  // pending (a debounced add must still find it unstarted), the later one
+  // is not due yet.
+  assert_eq!(got.len(), 1);
+  assert_eq!(got[0].job.id, js[0].id);
+  let k = fx.store.get(js[1].id).await.expect("get").expect("there");
+  assert_eq!(k.job.status, Status::Pending);
+  // It ran from its due time on: the history's start is not the claim's.
+  let lease = got[0].lease().expect("lease");
+  let a = fx
+    .store
+    .apply(&[Outcome::completed(lease, "1")], T0 + 60)
+    .await
+    .expect("apply");
+  assert!(a.fenced.is_empty());
+  let done = fx.store.get(js[0].id).await.expect("get").expect("there");
+  assert_eq!(done.job.status, Status::Completed);
+  assert_eq!(done.job.started_at, T0 + 50);
+}

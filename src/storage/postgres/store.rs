@@ -1148,13 +1148,17 @@ async fn claimer(
         let at = shared.next_claim_at(now);
         let o = ClaimOptions { at: Some(at), ..o };
         // Jobs due within the lookahead too, unless due ones wait.
-        let until = if shared.backlog.load(Ordering::Acquire) {
-          now
+        let ahead = if shared.backlog.load(Ordering::Acquire) {
+          0
         } else {
-          now.saturating_add(ahead_ms)
+          ahead_ms
+        };
+        let o = ClaimOptions {
+          ahead_ms: ahead,
+          ..o
         };
         let started = std::time::Instant::now();
-        match pg.bounded("claim", pg.claim(&o, until)).await {
+        match pg.bounded("claim", pg.claim(&o, now)).await {
           Ok(mut jobs) => {
             *shared.claim_error.lock() = None;
             if !lost.is_empty() && pg.release_lost(owner, &lost, clock()).await.is_ok() {
