@@ -25,7 +25,10 @@
 //!     claimer's timer, or a `take`/`has_due` at a later `now`;
 //!     [`Store::next_due`] tells the queue's timer). A delayed job then
 //!     starts on time whatever a claim's round trip costs. Such a job reads
-//!     `running` in the database up to 100 ms before it starts.
+//!     `running` in the database up to 100 ms before it starts (its
+//!     history's `started_at` is its due time). A job holding a unique key
+//!     is not claimed ahead: a debounced or replacing add must find it
+//!     unstarted (claimed, it would get a successor instead).
 //!   * **Handed back when not taken**: a job that waited
 //!     [`BackendOptions::hold`] (2 s) in the buffer with no worker taking
 //!     it (all busy with long jobs) is handed back (pending, attempt
