@@ -68,17 +68,28 @@ fn plain(j: &NewJob, at: u64) -> bool {
 /// The jobs of `jobs` that may be added claimed at `at`: due, of a
 /// calculation in `names`, without dependencies, key, concurrency key or
 /// schedule; at most `room`, in claim order (priority, due time, id).
+#[cfg(test)]
 pub(crate) fn pick(jobs: &[NewJob], at: u64, names: &[String], room: usize) -> Vec<JobId> {
+  pick_indices(jobs, at, names, room)
+    .into_iter()
+    .map(|i| jobs[i].id)
+    .collect()
+}
+
+/// The jobs of a batch that may be added claimed at `at`, as positions in
+/// `jobs`: due, of a calculation in `names`, without dependencies, key,
+/// concurrency key or schedule; at most `room`, in claim order (priority,
+/// due time, id).
+pub(crate) fn pick_indices(jobs: &[NewJob], at: u64, names: &[String], room: usize) -> Vec<usize> {
   if room == 0 {
     return Vec::new();
   }
-  let mut ok: Vec<&NewJob> = jobs
-    .iter()
-    .filter(|j| plain(j, at) && names.contains(&j.name))
+  let mut ok: Vec<usize> = (0..jobs.len())
+    .filter(|&i| plain(&jobs[i], at) && names.contains(&jobs[i].name))
     .collect();
-  ok.sort_by_key(|j| (j.weight, j.run_at, j.id));
+  ok.sort_by_key(|&i| (jobs[i].weight, jobs[i].run_at, jobs[i].id));
   ok.truncate(room);
-  ok.into_iter().map(|j| j.id).collect()
+  ok
 }
 
 /// `job` (from `row`) as a claim by `o.owner` at `now` leaves it: running,

@@ -242,7 +242,9 @@ struct Marks {
   fenced: Vec<(u64, JobId)>,
 }
 
-/// The ready buffer: claimed jobs in claim order, each with when it came.
+/// The ready buffer: claimed jobs in claim order, each with when it came
+/// (only `extend` adds, stamping now, so the times never decrease from
+/// front to back).
 #[derive(Default)]
 struct Ready {
   q: VecDeque<(std::time::Instant, PgJob)>,
@@ -278,20 +280,13 @@ impl Ready {
 
   /// When the longest-waiting job came.
   fn oldest(&self) -> Option<std::time::Instant> {
-    self.q.iter().map(|(t, _)| *t).min()
+    self.q.front().map(|(t, _)| *t)
   }
 
-  /// Takes out the jobs that came at or before `before`.
+  /// Takes out the jobs that came at or before `before` (a prefix).
   fn take_older(&mut self, before: std::time::Instant) -> Vec<PgJob> {
-    let mut out = Vec::new();
-    self.q.retain(|(t, j)| {
-      let old = *t <= before;
-      if old {
-        out.push(j.clone());
-      }
-      !old
-    });
-    out
+    let k = self.q.partition_point(|(t, _)| *t <= before);
+    self.pop(k)
   }
 }
 
@@ -1010,18 +1005,18 @@ impl PgBackend {
     };
     let room = low.saturating_sub(self.shared.ready.lock().len());
     let now = (self.clock)();
-    let ids = super::fast::pick(rows, now, &names, room);
-    if ids.is_empty() {
-      return ids;
+    let picked = super::fast::pick_indices(rows, now, &names, room);
+    if picked.is_empty() {
+      return Vec::new();
     }
     let o = ClaimOptions::new(self.owner, 0);
     let jobs: Vec<PgJob> = {
       let ins = self.shared.inserting.lock();
-      ids
+      picked
         .iter()
-        .filter_map(|id| {
-          let row = rows.iter().find(|r| r.id == *id)?;
-          let job = ins.get(id)?;
+        .filter_map(|&i| {
+          let row = &rows[i];
+          let job = ins.get(&row.id)?;
           Some(super::fast::claimed_here(job, row, &o, now))
         })
         .collect()
