@@ -11,95 +11,20 @@
 // the cluster test keeps the defaults. Nothing here waits on a
 // timer: each step waits for the children's messages, under wide test
 // timeouts, so a busy machine only makes it slower.
-const crypto = require('node:crypto')
-const path = require('node:path')
-const { fork } = require('node:child_process')
-const { Client } = require('pg')
+const { until } = require('./helpers')
+const { SERVER, pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-const CHILD = path.join(__dirname, 'fixtures', 'pg-cluster-child.js')
-
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-cluster.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
-const schemas = []
-const children = []
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise((resolve) => c.once('exit', resolve))
-      c.kill('SIGKILL')
-      await gone
-    }
-  }
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
-function schema() {
-  const s = `jw_cluster_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(s)
-  return s
-}
+const pg = pgSuite('postgres-cluster.spec.js', { prefix: 'jw_cluster_' })
+const pgTest = pg.test
+const schema = () => pg.schema()
 
 /**
- * A child process on `schemaName`. `onMessage` sees every message;
- * `next(type)` resolves with the next message of that type (an 'error'
- * message or an early exit rejects it).
+ * A child process (fixtures/pg-cluster-child.js) on `schemaName`.
+ * `onMessage` sees every message; `next(type)` resolves with the next
+ * message of that type (an 'error' message or an early exit rejects it).
  */
 function child(schemaName, role, onMessage = () => {}, liveness = 'default') {
-  const c = fork(CHILD, [schemaName, role, liveness], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.push(c)
-  const waiters = []
-  c.on('message', (m) => {
-    onMessage(m)
-    for (const w of waiters.splice(0)) {
-      if (m.type === 'error') w.reject(new Error(`child ${c.pid}: ${m.message}`))
-      else if (m.type === w.type) w.resolve(m)
-      else waiters.push(w)
-    }
-  })
-  c.on('exit', (code, signal) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`child ${c.pid} exited (${code ?? signal}) before '${w.type}'`))
-  })
-  c.next = (type) => new Promise((resolve, reject) => waiters.push({ type, resolve, reject }))
-  return c
-}
-
-/** Resolves once `done()` holds, re-checked on each message of the children. */
-function until(procs, done) {
-  return new Promise((resolve) => {
-    if (done()) return resolve()
-    const check = () => {
-      if (!done()) return
-      for (const p of procs) p.off('message', check)
-      resolve()
-    }
-    for (const p of procs) p.on('message', check)
-  })
-}
-
-function pgTest(name, fn, timeout) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
+  return pg.fork('pg-cluster-child.js', [schemaName, role, liveness], { onMessage })
 }
 
 pgTest(
@@ -123,7 +48,7 @@ pgTest(
     expect(ids.length).toBe(3 * PER)
     expect(new Set(ids).size).toBe(3 * PER)
 
-    await until(procs, () => runs.size === 3 * PER)
+    await until(procs, ['message'], () => runs.size === 3 * PER)
     // Once each process has committed its outcomes (flush), getJobs answers
     // for the whole cluster: every job completed, asked of any process.
     const flushed = procs.map((p) => p.next('flushed'))
@@ -145,14 +70,14 @@ pgTest(
     expect(twice).toEqual([])
     for (let i = 0; i < 3 * PER; i++) expect(runs.has(i)).toBe(true)
 
-    const done = await admin.query(
+    const done = await pg.admin.query(
       `SELECT count(*)::int AS n, count(DISTINCT status)::int AS statuses, max(attempts)::int AS a FROM "${s}".done`,
     )
-    const hot = await admin.query(`SELECT count(*)::int AS n FROM "${s}".job`)
+    const hot = await pg.admin.query(`SELECT count(*)::int AS n FROM "${s}".job`)
     expect(done.rows[0]).toEqual({ n: 3 * PER, statuses: 1, a: 1 })
     expect(hot.rows[0].n).toBe(0)
     // Every id the children were given is in the done table.
-    const byId = await admin.query(`SELECT count(*)::int AS n FROM "${s}".done WHERE id = ANY($1::uuid[])`, [ids])
+    const byId = await pg.admin.query(`SELECT count(*)::int AS n FROM "${s}".done WHERE id = ANY($1::uuid[])`, [ids])
     expect(byId.rows[0].n).toBe(3 * PER)
   },
   180000,
@@ -178,7 +103,7 @@ pgTest(
     const added = victim.next('added')
     victim.send({ type: 'add', name: 'long', from: 0, count: N, batch: N, options: { retries: 3, timeout: 0 } })
     const { ids } = await added
-    await until([victim], () => started.size === N)
+    await until([victim], ['message'], () => started.size === N)
 
     const others = [child(s, 'worker', onOther, 'fast'), child(s, 'worker', onOther, 'fast')]
     await Promise.all(others.map((p) => p.next('ready')))
@@ -187,7 +112,7 @@ pgTest(
     victim.kill('SIGKILL')
     expect(await gone).toBe('SIGKILL')
 
-    await until(others, () => ranOnOthers.size === N)
+    await until(others, ['message'], () => ranOnOthers.size === N)
     const rescuedIn = Date.now() - killedAt
     const stopped = others.map((p) => p.next('stopped'))
     for (const p of others) p.send({ type: 'stop' })
@@ -199,10 +124,10 @@ pgTest(
       expect(ranOnOthers.get(i)).toBe(1)
       expect(started.get(i)).toBe(2) // once on the victim, once after the rescue
     }
-    const { rows } = await admin.query(`SELECT id::text AS id, attempts FROM "${s}".done ORDER BY id`)
+    const { rows } = await pg.admin.query(`SELECT id::text AS id, attempts FROM "${s}".done ORDER BY id`)
     expect(rows.map((r) => r.id).sort()).toEqual([...ids].sort())
     for (const r of rows) expect(r.attempts).toBe(2)
-    const hot = await admin.query(`SELECT count(*)::int AS n FROM "${s}".job`)
+    const hot = await pg.admin.query(`SELECT count(*)::int AS n FROM "${s}".job`)
     expect(hot.rows[0].n).toBe(0)
   },
   120000,

@@ -17,85 +17,22 @@
 // those on a manual clock). Nothing is asserted about time; the waits are
 // bounded by the wide test timeout. Skipped, with the reason printed, when
 // no server answers at 127.0.0.1:5432.
-const crypto = require('node:crypto')
-const path = require('node:path')
-const { fork } = require('node:child_process')
-const { Client } = require('pg')
+const { sleep, until } = require('./helpers')
+const { pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-const CHILD = path.join(__dirname, 'fixtures', 'pg-cron-child.js')
 const TICKS = 60
 
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-cron.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
+const pg = pgSuite('postgres-cron.spec.js', { prefix: 'jw_cron_' })
 
-const schemas = []
-const children = []
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise((resolve) => c.once('exit', resolve))
-      c.kill('SIGKILL')
-      await gone
-    }
-  }
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
-/** A child on `schema`; `next(type)` resolves with its next message of that type. */
+/** A child (fixtures/pg-cron-child.js) on `schema`; `next(type)` resolves with its next message of that type. */
 function child(schema, onMessage) {
-  const c = fork(CHILD, [schema], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.push(c)
-  const waiters = []
-  c.on('message', (m) => {
-    onMessage(m)
-    for (const w of waiters.splice(0)) {
-      if (m.type === 'error') w.reject(new Error(`child ${c.pid}: ${m.message}`))
-      else if (m.type === w.type) w.resolve(m)
-      else waiters.push(w)
-    }
-  })
-  c.on('exit', (code, signal) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`child ${c.pid} exited (${code ?? signal}) before '${w.type}'`))
-  })
-  c.next = (type) => new Promise((resolve, reject) => waiters.push({ type, resolve, reject }))
-  return c
+  return pg.fork('pg-cron-child.js', [schema], { onMessage })
 }
 
-/** Resolves once `done()` holds, re-checked on each message of the children. */
-function until(procs, done) {
-  return new Promise((resolve) => {
-    if (done()) return resolve()
-    const check = () => {
-      if (!done()) return
-      for (const p of procs) p.off('message', check)
-      resolve()
-    }
-    for (const p of procs) p.on('message', check)
-  })
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-test(
+pg.test(
   `3 processes, a 1-second cron for ${TICKS} ticks, one stopped half-way: every tick fired exactly once`,
   async () => {
-    if (!available) return
-    const schema = `jw_cron_${crypto.randomBytes(6).toString('hex')}`
-    schemas.push(schema)
+    const schema = pg.schema()
     const runs = new Map() // job id -> runs anywhere
     const count = (m) => {
       if (m.type === 'ran') runs.set(m.id, (runs.get(m.id) || 0) + 1)
@@ -116,7 +53,7 @@ test(
     await Promise.all(scheduled)
 
     // Half-way, one process stops gracefully; the other two fire on.
-    await until(procs, () => runs.size >= TICKS / 2)
+    await until(procs, ['message'], () => runs.size >= TICKS / 2)
     const stopped = procs[2].next('stopped')
     procs[2].send({ type: 'stop' })
     await stopped
@@ -127,7 +64,7 @@ test(
     const late = new Promise((resolve) => {
       timer = setTimeout(resolve, Math.max(0, endAt + 20000 - Date.now()))
     })
-    await Promise.race([until(alive, () => runs.size >= TICKS), late])
+    await Promise.race([until(alive, ['message'], () => runs.size >= TICKS), late])
     clearTimeout(timer)
     // A few seconds past the last tick: a duplicate would have shown by now.
     await sleep(Math.max(0, endAt + 3000 - Date.now()))
@@ -143,7 +80,7 @@ test(
     for (const p of alive) p.send({ type: 'stop' })
     await Promise.all(done)
 
-    const fires = await admin.query(
+    const fires = await pg.admin.query(
       `SELECT fire_at::bigint AS at, count(*)::int AS n FROM (
          SELECT fire_at FROM "${schema}".job WHERE schedule_id = 'tick'
          UNION ALL SELECT fire_at FROM "${schema}".done WHERE schedule_id = 'tick') f
@@ -154,7 +91,7 @@ test(
     // Each job ran once, on one of the processes, and completed.
     expect(runs.size).toBe(TICKS)
     expect([...runs].filter(([, n]) => n !== 1)).toEqual([])
-    const finished = await admin.query(
+    const finished = await pg.admin.query(
       `SELECT count(*)::int AS n FROM "${schema}".done WHERE schedule_id = 'tick' AND id = ANY($1::uuid[])`,
       [[...runs.keys()]],
     )

@@ -6,71 +6,17 @@
 // 127.0.0.1:5432 (user postgres, database test), one schema per test;
 // skipped with the reason printed when no server answers. Waits are
 // event-driven or bounded polls, never assertions on elapsed time.
-const crypto = require('node:crypto')
-const { Client } = require('pg')
-const { JobManagementService } = require('../index.js')
+const { sleep } = require('./helpers')
+const { pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-events.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
-const schemas = []
-const services = []
-const clients = []
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.end().catch(() => {})
-  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
-function schema() {
-  const s = `jw_ev_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(s)
-  return s
-}
+const pg = pgSuite('postgres-events.spec.js', { prefix: 'jw_ev_' })
+const pgTest = pg.test
+const schema = () => pg.schema()
+const client = () => pg.client()
 
 function service(schemaName, queue = {}) {
-  const s = new JobManagementService({
-    storage: { type: 'postgres', ...SERVER, schema: schemaName },
-    queue: { maxWorkers: 8, maxQueueSize: 100000, ...queue },
-  })
-  services.push(s)
-  return s
+  return pg.open(schemaName, { queue: { maxWorkers: 8, maxQueueSize: 100000, ...queue } })
 }
-
-async function client() {
-  const c = new Client(SERVER)
-  await c.connect()
-  clients.push(c)
-  return c
-}
-
-function pgTest(name, fn, timeout = 60000) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** Polls `check` (async) until it is true, at most `ms` (generous: a busy machine). */
 async function eventually(check, ms = 20000) {
@@ -120,7 +66,7 @@ pgTest('completed fires after the commit: at the event the row is committed, rea
   s.on('completed', (e) => {
     seen.push(e)
     // Started synchronously in the listener.
-    atEvent.push(admin.query(`SELECT status, result FROM "${name}".done WHERE id = $1`, [id]), other.getJobStatus(id))
+    atEvent.push(pg.admin.query(`SELECT status, result FROM "${name}".done WHERE id = $1`, [id]), other.getJobStatus(id))
   })
   g.release(42)
   // The handler returned and the outcome is recorded in this process...
@@ -128,7 +74,7 @@ pgTest('completed fires after the commit: at the event the row is committed, rea
   // ...but while its commit waits, no 'completed' (whatever the wait).
   await sleep(300)
   expect(seen).toEqual([])
-  expect((await admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)).rows[0].n).toBe(0)
+  expect((await pg.admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)).rows[0].n).toBe(0)
   await locker.query('COMMIT')
   await eventually(() => seen.length === 1)
   expect(seen[0]).toMatchObject({ jobId: id, name: 'slow', attempt: 1, result: 42 })
@@ -163,7 +109,7 @@ pgTest('failed fires after the commit too', async () => {
   const atEvent = []
   s.on('failed', (e) => {
     failed.push(e)
-    atEvent.push(admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [id]))
+    atEvent.push(pg.admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [id]))
   })
   release()
   await eventually(async () => (await s.getJobStatus(id)).status === 'failed')
@@ -243,7 +189,7 @@ pgTest('progress is written to the database: another service sees it while the j
   await s.flush()
   // flush() covers the progress written so far: another instance reads it now.
   expect((await other.getJobStatus(id)).progress).toEqual({ done: 50, of: 50 })
-  const { rows } = await admin.query(`SELECT progress FROM "${name}".job WHERE id = $1`, [id])
+  const { rows } = await pg.admin.query(`SELECT progress FROM "${name}".job WHERE id = $1`, [id])
   expect(JSON.parse(rows[0].progress)).toEqual({ done: 50, of: 50 })
   job.updateProgress(99)
   const completed = new Promise((r) => s.once('completed', r))
@@ -283,8 +229,8 @@ pgTest('getQueueStatistics: two services on one schema report the cluster counts
   await a.flush()
   await b.flush()
   const db = async () => {
-    const live = await admin.query(`SELECT state AS s, count(*)::int AS n FROM "${name}".job GROUP BY state`)
-    const done = await admin.query(`SELECT status AS s, count(*)::int AS n FROM "${name}".done GROUP BY status`)
+    const live = await pg.admin.query(`SELECT state AS s, count(*)::int AS n FROM "${name}".job GROUP BY state`)
+    const done = await pg.admin.query(`SELECT status AS s, count(*)::int AS n FROM "${name}".done GROUP BY status`)
     const keys = ['waiting', 'pending', 'running', 'completed', 'failed', 'timeout', 'cancelled']
     const out = Object.fromEntries(keys.map((k) => [k, 0]))
     for (const r of [...live.rows, ...done.rows]) out[keys[r.s]] += r.n
@@ -332,7 +278,7 @@ pgTest('stop() lets the completed events of the last outcomes out once they comm
   // Stop right after a handler returned: its outcome is not committed yet.
   await ran
   await s.stop({ timeoutMs: 20000 })
-  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)
+  const { rows } = await pg.admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)
   expect(rows[0].n).toBeGreaterThanOrEqual(20)
   // Every job that completed before stop() resolved has had its event, once.
   expect(done.length).toBe(rows[0].n)
@@ -368,7 +314,7 @@ pgTest('a plain script that adds a job and awaits its completed event stays aliv
   expect(r).toMatchObject({ code: 0, signal: null })
   expect(r.lines).toEqual([{ event: 'completed', id: expect.any(String), jobId: expect.any(String), result: 42 }])
   expect(r.lines[0].jobId).toBe(r.lines[0].id)
-  const { rows } = await admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [r.lines[0].id])
+  const { rows } = await pg.admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [r.lines[0].id])
   expect(rows).toEqual([{ status: 3 }])
 }, 90000)
 
@@ -393,7 +339,7 @@ pgTest('dependants failed in SQL fire failed events in the process whose commit 
   const atEvent = []
   s.on('failed', (e) => {
     failed.push(e)
-    atEvent.push(admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [e.jobId]))
+    atEvent.push(pg.admin.query(`SELECT status FROM "${name}".done WHERE id = $1`, [e.jobId]))
   })
   const a = s.addCalculationJob(boom, {}, {}, { retries: 0 })
   const b = s.addCalculationJob(after, {}, {}, { dependsOn: [a] })

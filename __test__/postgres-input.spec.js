@@ -7,54 +7,18 @@
 // answers at 127.0.0.1:5432.
 const crypto = require('node:crypto')
 const net = require('node:net')
-const { Client } = require('pg')
 const { JobManagementService } = require('../index.js')
+const { SERVER, ident, pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
 const EVIL = `'); DROP TABLE job; DROP SCHEMA public CASCADE; --`
 
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-input.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
-const schemas = []
-const services = []
-afterEach(async () => {
-  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS ${ident(s)} CASCADE`)
-})
-
-/** `name` quoted as an SQL identifier. */
-function ident(name) {
-  return `"${name.replace(/"/g, '""')}"`
-}
-
+const pg = pgSuite('postgres-input.spec.js', { prefix: 'jw_input_', bytes: 4 })
+const pgTest = pg.test
 /** A fresh schema name (`prefix` + random), dropped after the test. */
-function schema(prefix = 'jw_input_') {
-  const s = `${prefix}${crypto.randomBytes(4).toString('hex')}`
-  schemas.push(s)
-  return s
-}
+const schema = (prefix) => pg.schema(prefix)
 
 function service(schemaName, queue = {}) {
-  const s = new JobManagementService({
-    storage: { type: 'postgres', ...SERVER, schema: schemaName, poolSize: 3 },
-    queue: { maxWorkers: 4, maxQueueSize: 10000, ...queue },
-  })
-  services.push(s)
-  return s
+  return pg.open(schemaName, { storage: { poolSize: 3 }, queue: { maxWorkers: 4, maxQueueSize: 10000, ...queue } })
 }
 
 /** Resolves with the next `completed` event of `jobId`. */
@@ -85,20 +49,9 @@ function rejection(p) {
   )
 }
 
-function pgTest(name, fn, timeout = 60000) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
-}
-
 /** The tables of `schemaName`. */
 async function tables(schemaName) {
-  const { rows } = await admin.query('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [
+  const { rows } = await pg.admin.query('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [
     schemaName,
   ])
   return rows.map((r) => r.tablename)
@@ -134,7 +87,7 @@ pgTest('SQL-looking calculation names, keys, concurrency keys and payloads are d
   expect(after.status).toBe('completed')
   expect(after.result).toEqual({ d: { ...data, n: 2 }, c: context })
   expect(await tables(name)).toEqual(before)
-  const { rows } = await admin.query(`SELECT key, concurrency_key FROM ${ident(name)}.done`)
+  const { rows } = await pg.admin.query(`SELECT key, concurrency_key FROM ${ident(name)}.done`)
   expect(rows).toEqual([{ key: EVIL, concurrency_key: `${EVIL}'` }])
 })
 

@@ -7,73 +7,11 @@
 // the proxy listens again on the same port, the service reconnects and every
 // job added is completed, nothing lost. Own schema, dropped after. Skipped,
 // with the reason printed, when no server answers.
-const crypto = require('node:crypto')
-const net = require('node:net')
-const { Client } = require('pg')
 const { JobManagementService } = require('../index.js')
+const { sleep } = require('./helpers')
+const { PgProxy, pgStorage, pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-outage.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
-/** A TCP proxy to the server that can be killed and brought back on its port. */
-class Proxy {
-  constructor() {
-    this.port = 0
-    this.server = null
-    this.sockets = new Set()
-    this.connections = 0
-  }
-
-  /** Listens (on `this.port`, or a free one the first time). */
-  up() {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer((client) => {
-        this.connections++
-        const upstream = net.connect(SERVER.port, SERVER.host)
-        for (const s of [client, upstream]) {
-          this.sockets.add(s)
-          s.on('close', () => this.sockets.delete(s))
-          s.on('error', () => {
-            client.destroy()
-            upstream.destroy()
-          })
-        }
-        client.pipe(upstream)
-        upstream.pipe(client)
-      })
-      server.once('error', reject)
-      server.listen(this.port, '127.0.0.1', () => {
-        this.port = server.address().port
-        this.server = server
-        resolve()
-      })
-    })
-  }
-
-  /** The outage: stops listening and destroys every connection. */
-  down() {
-    const server = this.server
-    this.server = null
-    for (const s of this.sockets) s.destroy()
-    this.sockets.clear()
-    return new Promise((resolve) => (server === null ? resolve() : server.close(() => resolve())))
-  }
-}
+const pg = pgSuite('postgres-outage.spec.js', { prefix: 'jw_outage_' })
 
 /** Polls `check()` (every 50 ms) until it is truthy; fails after `ms` (generous: a busy machine). */
 async function eventually(what, check, ms = 60000) {
@@ -86,15 +24,12 @@ async function eventually(what, check, ms = 60000) {
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-test('the proxy dies mid-run: storage degraded with an alert, then reconnects and every job completes', async () => {
-  if (!available) return
-  const schema = `jw_outage_${crypto.randomBytes(6).toString('hex')}`
-  const proxy = new Proxy()
+pg.test('the proxy dies mid-run: storage degraded with an alert, then reconnects and every job completes', async () => {
+  const schema = pg.schema()
+  const proxy = new PgProxy()
   await proxy.up()
   const s = new JobManagementService({
-    storage: { type: 'postgres', ...SERVER, port: proxy.port, schema, connectTimeoutMs: 2000, poolSize: 3 },
+    storage: pgStorage(schema, { port: proxy.port, connectTimeoutMs: 2000, poolSize: 3 }),
     queue: { maxWorkers: 8, maxQueueSize: 100000 },
     monitoring: { alerting: { channels: [] } },
   })
@@ -165,7 +100,7 @@ test('the proxy dies mid-run: storage degraded with an alert, then reconnects an
     } catch (e) {
       // Say where the missing ones are (the database's word, and the runs).
       const missing = ids.filter((id) => !completed.has(id))
-      const { rows } = await admin.query(
+      const { rows } = await pg.admin.query(
         `SELECT id::text, state::int AS st, owner, attempts FROM "${schema}".job WHERE id = ANY($1::uuid[])
          UNION ALL SELECT id::text, status::int, NULL, attempts FROM "${schema}".done WHERE id = ANY($1::uuid[])`,
         [missing],
@@ -185,7 +120,7 @@ test('the proxy dies mid-run: storage degraded with an alert, then reconnects an
     expect(proxy.connections).toBeGreaterThan(1)
 
     // Nothing lost: every id added is completed in the database, once.
-    const { rows } = await admin.query(
+    const { rows } = await pg.admin.query(
       `SELECT id::text AS id, status FROM "${schema}".done UNION ALL SELECT id::text, state FROM "${schema}".job`,
     )
     const status = new Map(rows.map((r) => [r.id, r.status]))
@@ -203,17 +138,15 @@ test('the proxy dies mid-run: storage degraded with an alert, then reconnects an
   } finally {
     await s.stop({ timeoutMs: 5000 })
     await proxy.down()
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
   }
 }, 240000)
 
-test('progress reported while the server is unreachable is written once it is back (the latest value per job)', async () => {
-  if (!available) return
-  const schema = `jw_outage_${crypto.randomBytes(6).toString('hex')}`
-  const proxy = new Proxy()
+pg.test('progress reported while the server is unreachable is written once it is back (the latest value per job)', async () => {
+  const schema = pg.schema()
+  const proxy = new PgProxy()
   await proxy.up()
   const s = new JobManagementService({
-    storage: { type: 'postgres', ...SERVER, port: proxy.port, schema, connectTimeoutMs: 2000, poolSize: 3 },
+    storage: pgStorage(schema, { port: proxy.port, connectTimeoutMs: 2000, poolSize: 3 }),
     queue: { maxWorkers: 4 },
     monitoring: { alerting: { channels: [] } },
   })
@@ -238,7 +171,7 @@ test('progress reported while the server is unreachable is written once it is ba
     ja.updateProgress(0)
     await s.flush()
     const progressOf = async (id) => {
-      const { rows } = await admin.query(
+      const { rows } = await pg.admin.query(
         `SELECT progress FROM "${schema}".job WHERE id = $1 UNION ALL SELECT progress FROM "${schema}".done WHERE id = $1`,
         [id],
       )
@@ -273,6 +206,5 @@ test('progress reported while the server is unreachable is written once it is ba
   } finally {
     await s.stop({ timeoutMs: 5000 })
     await proxy.down()
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
   }
 }, 240000)

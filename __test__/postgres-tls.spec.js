@@ -7,21 +7,18 @@
 // 127.0.0.1:5432. jobwerk's driver then does a real TLS handshake and runs
 // jobs over it. Skipped, with the reason printed, without a server or
 // without openssl.
-const crypto = require('node:crypto')
 const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const tls = require('node:tls')
-const { Client } = require('pg')
 const { JobManagementService } = require('../index.js')
+const { SERVER, pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
 const SSL_REQUEST = 80877103
 
-let skip = null
-let admin = null
+const pg = pgSuite('postgres-tls.spec.js', { prefix: 'jw_tls_' })
 let dir = null
 let proxy = null
 let proxyPort = 0
@@ -39,22 +36,11 @@ function makeCa(name) {
 }
 
 beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
+  if (!pg.available) return
   try {
-    await admin.connect()
+    execFileSync('openssl', ['version'], { stdio: 'ignore' })
   } catch (e) {
-    admin = null
-    skip = `no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`
-  }
-  if (skip === null) {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' })
-    } catch (e) {
-      skip = `no openssl to make the test certificates (${e.message})`
-    }
-  }
-  if (skip !== null) {
-    console.warn(`postgres-tls.spec.js: skipped, ${skip}`)
+    pg.skip(`no openssl to make the test certificates (${e.message})`)
     return
   }
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jobwerk-tls-'))
@@ -107,32 +93,15 @@ afterAll(async () => {
     for (const sock of open) sock.destroy()
     await new Promise((resolve) => proxy.close(resolve))
   }
-  if (admin !== null) await admin.end()
   if (dir !== null) fs.rmSync(dir, { recursive: true, force: true })
 })
 
-const schemas = []
-const services = []
-afterEach(async () => {
-  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
 /** A fresh schema name, dropped after the test. */
-function newSchema() {
-  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(schema)
-  return schema
-}
+const newSchema = () => pg.schema()
 
 /** A service on the proxy (`host` localhost: the name in its certificate); a fresh schema unless given. */
 function service(storage, schema = newSchema()) {
-  const s = new JobManagementService({
-    storage: { type: 'postgres', host: 'localhost', port: proxyPort, user: SERVER.user, database: SERVER.database, schema, connectTimeoutMs: 10000, ...storage },
-    queue: { maxWorkers: 4 },
-  })
-  services.push(s)
-  return s
+  return pg.open(schema, { storage: { host: 'localhost', port: proxyPort, connectTimeoutMs: 10000, ...storage }, queue: { maxWorkers: 4 } })
 }
 
 /** Resolves with the jobs' results once all of `ids()` have completed (their 'completed' events). */
@@ -167,16 +136,7 @@ async function startError(s) {
   )
 }
 
-function tlsTest(name, fn, timeout = 60000) {
-  test(
-    name,
-    async () => {
-      if (skip !== null) return
-      await fn()
-    },
-    timeout,
-  )
-}
+const tlsTest = pg.test
 
 tlsTest('ssl: { ca } with the test CA connects over TLS, and jobs run end to end over it', async () => {
   const before = handshakes
@@ -188,7 +148,7 @@ tlsTest('ssl: { ca } with the test CA connects over TLS, and jobs run end to end
   expect(await results(s, () => [1, 2, 3, 4, 5].map((n) => s.addCalculationJob(calc, { n })))).toEqual([1, 4, 9, 16, 25])
   await s.flush()
   // Stored through the proxy: the rows are on the server.
-  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemas[0]}".done`)
+  const { rows } = await pg.admin.query(`SELECT count(*)::int AS n FROM "${pg.schemas[0]}".done`)
   expect(rows[0].n).toBe(5)
 })
 
@@ -219,28 +179,22 @@ tlsTest('a CA that did not sign the server certificate is refused', async () => 
 tlsTest('sslmode=verify-full on a host the certificate does not name is refused; verify-ca on it connects', async () => {
   // 127.0.0.1: the certificate names only localhost.
   const url = (mode) => `postgres://${SERVER.user}@127.0.0.1:${proxyPort}/${SERVER.database}?sslmode=${mode}`
-  const full = new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-full'), ssl: { ca: pems['ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } })
-  services.push(full)
+  const full = pg.track(new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-full'), ssl: { ca: pems['ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } }))
   const err = await startError(full)
   expect(err).not.toBe(null)
   expect(err.code).toBe('ERR_STORAGE')
   expect(err.message).toMatch(/certificate is not valid for the host name/)
-  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(schema)
-  const ca = new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-ca'), ssl: { ca: pems['ca.pem'] }, schema, connectTimeoutMs: 10000 } })
-  services.push(ca)
+  const schema = newSchema()
+  const ca = pg.track(new JobManagementService({ storage: { type: 'postgres', connectionString: url('verify-ca'), ssl: { ca: pems['ca.pem'] }, schema, connectTimeoutMs: 10000 } }))
   expect(await startError(ca)).toBe(null)
 })
 
 tlsTest('sslmode=require without a CA encrypts without verifying (libpq); with the wrong CA it is verify-ca and refused', async () => {
   const url = `postgres://${SERVER.user}@localhost:${proxyPort}/${SERVER.database}?sslmode=require`
-  const schema = `jw_tls_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(schema)
-  const plain = new JobManagementService({ storage: { type: 'postgres', connectionString: url, schema, connectTimeoutMs: 10000 } })
-  services.push(plain)
+  const schema = newSchema()
+  const plain = pg.track(new JobManagementService({ storage: { type: 'postgres', connectionString: url, schema, connectTimeoutMs: 10000 } }))
   expect(await startError(plain)).toBe(null)
-  const wrong = new JobManagementService({ storage: { type: 'postgres', connectionString: url, ssl: { ca: pems['other-ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } })
-  services.push(wrong)
+  const wrong = pg.track(new JobManagementService({ storage: { type: 'postgres', connectionString: url, ssl: { ca: pems['other-ca.pem'] }, schema: 'jw_tls_never_made', connectTimeoutMs: 10000 } }))
   const err = await startError(wrong)
   expect(err).not.toBe(null)
   expect(err.code).toBe('ERR_STORAGE')
@@ -279,13 +233,11 @@ const quiet = () => ({ ssl: { ca: pems['ca.pem'] }, pollMs: 30000 })
 
 /** A service on the proxy and on `schema`, without the monitor. */
 function quietService(schema) {
-  const s = new JobManagementService({
-    storage: { type: 'postgres', host: 'localhost', port: proxyPort, user: SERVER.user, database: SERVER.database, schema, connectTimeoutMs: 10000, ...quiet() },
+  return pg.open(schema, {
+    storage: { host: 'localhost', port: proxyPort, connectTimeoutMs: 10000, ...quiet() },
     queue: { maxWorkers: 4 },
     monitoring: { enabled: false },
   })
-  services.push(s)
-  return s
 }
 
 tlsTest('over TLS, a delayed job added by one service starts when due on another, idle one (NOTIFY; pollMs 30 s)', async () => {

@@ -8,71 +8,17 @@
 // dropped after; skipped, with the reason printed, when no server answers
 // at 127.0.0.1:5432. Nothing waits on a timer except the debounce itself;
 // the asserts are on counts and order, never on durations.
-const crypto = require('node:crypto')
-const path = require('node:path')
-const { fork } = require('node:child_process')
-const { Client } = require('pg')
-const { JobManagementService } = require('../index.js')
+const { pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-const CHILD = path.join(__dirname, 'fixtures', 'pg-unique-child.js')
 const ADDS = 200
 
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres-unique.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
+const pg = pgSuite('postgres-unique.spec.js', { prefix: 'jw_unique_', timeout: 120000 })
+const pgTest = pg.test
+const schema = () => pg.schema()
 
-const schemas = []
-const children = []
-const services = []
-afterEach(async () => {
-  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
-  for (const c of children.splice(0)) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise((resolve) => c.once('exit', resolve))
-      c.kill('SIGKILL')
-      await gone
-    }
-  }
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
-function schema() {
-  const s = `jw_unique_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(s)
-  return s
-}
-
-/** A child on `schemaName`; `next(type)` resolves with its next message of that type. */
+/** A child (fixtures/pg-unique-child.js) on `schemaName`; `next(type)` resolves with its next message of that type. */
 function child(schemaName, tag, onMessage = () => {}) {
-  const c = fork(CHILD, [schemaName, tag], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.push(c)
-  const waiters = []
-  c.on('message', (m) => {
-    onMessage(m)
-    for (const w of waiters.splice(0)) {
-      if (m.type === 'error') w.reject(new Error(`child ${tag}: ${m.message}`))
-      else if (m.type === w.type) w.resolve(m)
-      else waiters.push(w)
-    }
-  })
-  c.on('exit', (code, signal) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`child ${tag} exited (${code ?? signal}) before '${w.type}'`))
-  })
-  c.next = (type) => new Promise((resolve, reject) => waiters.push({ type, resolve, reject }))
-  return c
+  return pg.fork('pg-unique-child.js', [schemaName, tag], { onMessage, label: `child ${tag}` })
 }
 
 /** Three children on one schema, started; `ran` collects their runs. */
@@ -91,7 +37,7 @@ async function addFromAll(cs, options) {
 
 /** Jobs with `key` in the schema, live or finished (one snapshot). */
 async function withKey(name, key) {
-  const { rows } = await admin.query(
+  const { rows } = await pg.admin.query(
     `SELECT id::text, data, context, 'live' AS at FROM "${name}".job WHERE key = $1
      UNION ALL SELECT id::text, data, context, 'done' FROM "${name}".done WHERE key = $1`,
     [key],
@@ -101,8 +47,7 @@ async function withKey(name, key) {
 
 /** A service on the schema that runs nothing (to read statuses). */
 async function reader(name) {
-  const s = new JobManagementService({ storage: { type: 'postgres', ...SERVER, schema: name, poolSize: 3 } })
-  services.push(s)
+  const s = pg.open(name, { storage: { poolSize: 3 } })
   await s.start()
   return s
 }
@@ -114,17 +59,6 @@ async function expectAllResolveTo(name, added, holder) {
   expect(ids).toHaveLength(3 * ADDS)
   const statuses = await Promise.all(ids.map((id) => r.getJobStatus(id)))
   for (const st of statuses) expect(st && st.jobId).toBe(holder)
-}
-
-function pgTest(name, fn, timeout = 120000) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
 }
 
 pgTest('200 adds with one key from 3 processes at once give one job (skip keeps the first data)', async () => {
@@ -194,14 +128,7 @@ pgTest('concurrencyKey: two services on one schema never run two jobs of one key
       return null
     },
   })
-  const svc = () => {
-    const s = new JobManagementService({
-      storage: { type: 'postgres', ...SERVER, schema: name, poolSize: 3 },
-      queue: { maxWorkers: 8, maxQueueSize: 10000 },
-    })
-    services.push(s)
-    return s
-  }
+  const svc = () => pg.open(name, { storage: { poolSize: 3 }, queue: { maxWorkers: 8, maxQueueSize: 10000 } })
   const a = svc()
   const b = svc()
   const calc = mk()

@@ -3,75 +3,17 @@
 // the server at 127.0.0.1:5432 (user postgres, database test). Each test
 // gets its own schema, dropped after. Skipped, with the reason printed, when
 // no server answers.
-const crypto = require('node:crypto')
 const net = require('node:net')
-const { Client } = require('pg')
 const { JobManagementService } = require('../index.js')
+const { until } = require('./helpers')
+const { SERVER, pgSuite } = require('./helpers/pg')
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' }
-
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`postgres.spec.js: skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
-const schemas = []
-const services = []
-afterEach(async () => {
-  for (const s of services.splice(0)) await s.stop({ timeoutMs: 2000 })
-  for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
-})
-
-/** A fresh schema name, dropped after the test. */
-function schema() {
-  const s = `jw_test_${crypto.randomBytes(6).toString('hex')}`
-  schemas.push(s)
-  return s
-}
+const pg = pgSuite('postgres.spec.js')
+const pgTest = pg.test
+const schema = () => pg.schema()
 
 function service(schemaName, extra = {}) {
-  const s = new JobManagementService({
-    storage: { type: 'postgres', ...SERVER, schema: schemaName },
-    queue: { maxWorkers: 8, maxQueueSize: 100000, ...extra },
-  })
-  services.push(s)
-  return s
-}
-
-/** Waits (event-driven: re-checked on each event of `emitter`) until `done()`. */
-function until(emitters, events, done) {
-  return new Promise((resolve) => {
-    if (done()) return resolve()
-    const check = () => {
-      if (!done()) return
-      for (const em of emitters) for (const ev of events) em.off(ev, check)
-      resolve()
-    }
-    for (const em of emitters) for (const ev of events) em.on(ev, check)
-  })
-}
-
-/** A test that needs the server (skipped, with the reason printed once, without one). */
-function pgTest(name, fn, timeout = 60000) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
+  return pg.open(schemaName, { queue: { maxWorkers: 8, maxQueueSize: 100000, ...extra } })
 }
 
 /** A free TCP port with nothing listening on it. */
@@ -114,7 +56,7 @@ pgTest('100 jobs added by this process all complete exactly once; getJobStatus i
   expect(await s.getJobStatus('00000000-0000-0000-0000-000000000000')).toBe(null)
   const page = await s.getJobs({ status: 'completed', limit: 500 })
   expect(page.jobs.length).toBe(100)
-  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schemas[0]}".done`)
+  const { rows } = await pg.admin.query(`SELECT count(*)::int AS n FROM "${pg.schemas[0]}".done`)
   expect(rows[0].n).toBe(100)
 })
 
@@ -397,7 +339,7 @@ pgTest(
     expect(runs.size).toBe(1000)
     for (const n of runs.values()) expect(n).toBe(1)
     expect(by[0] + by[1]).toBe(1000)
-    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)
+    const { rows } = await pg.admin.query(`SELECT count(*)::int AS n FROM "${name}".done`)
     expect(rows[0].n).toBe(1000)
   },
   120000,

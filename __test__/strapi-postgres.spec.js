@@ -8,12 +8,12 @@
 // skipped, with the reason printed, when no server answers. The real Strapi
 // app on PostgreSQL, two instances, is `npm run test:strapi`.
 
-const crypto = require('node:crypto')
 const fs = require('node:fs')
 const http = require('node:http')
 const os = require('node:os')
 const path = require('node:path')
 const { Client } = require('pg')
+const { SERVER, pgSuite } = require('./helpers/pg')
 
 const ROOT = path.join(__dirname, '..')
 const plugin = require(path.join(ROOT, 'strapi-server.js'))
@@ -191,56 +191,26 @@ describe('which storage the plugin chooses', () => {
 
 // --- on a real server ----------------------------------------------------------
 
-const SERVER = { host: '127.0.0.1', port: 5432, user: 'postgres' }
 // storage: { type: 'postgres' } without connection keys: the app's connection, jobwerk's pool smaller.
 const SMALL_POOL = { storage: { type: 'postgres', poolSize: 3 } }
 
-let available = false
-let admin = null
-beforeAll(async () => {
-  admin = new Client({ ...SERVER, database: 'test', connectionTimeoutMillis: 3000 })
-  try {
-    await admin.connect()
-    available = true
-  } catch (e) {
-    admin = null
-    console.warn(`strapi-postgres.spec.js: the tests on a server are skipped, no PostgreSQL at ${SERVER.host}:${SERVER.port} (${e.message})`)
-  }
-})
-
 const started = []
-const databases = []
 const servers = []
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections()
-    await new Promise((r) => server.close(r))
-  }
-  for (const strapi of started.splice(0)) await plugin.destroy({ strapi })
-  for (const db of databases.splice(0)) await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)
+const pg = pgSuite('strapi-postgres.spec.js', {
+  prefix: 'jw_strapi_',
+  skipped: 'the tests on a server are skipped',
+  // Before the app databases are dropped.
+  cleanup: async () => {
+    for (const server of servers.splice(0)) {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
+    for (const strapi of started.splice(0)) await plugin.destroy({ strapi })
+  },
 })
-afterAll(async () => {
-  if (admin !== null) await admin.end()
-})
-
+const pgTest = pg.test
 /** A fresh database (the app's), dropped after the test. */
-async function database() {
-  const name = `jw_strapi_${crypto.randomBytes(6).toString('hex')}`
-  await admin.query(`CREATE DATABASE "${name}"`)
-  databases.push(name)
-  return name
-}
-
-function pgTest(name, fn, timeout = 60000) {
-  test(
-    name,
-    async () => {
-      if (!available) return
-      await fn()
-    },
-    timeout,
-  )
-}
+const database = () => pg.database()
 
 function logger() {
   const lines = []

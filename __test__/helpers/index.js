@@ -23,6 +23,22 @@ async function waitFor(fn, { timeout = 5000, interval = 5, what = 'condition' } 
   }
 }
 
+/**
+ * Resolves once `done()` holds, re-checked on each of `events` of each of
+ * `emitters` (event-driven: no polling); stops listening then.
+ */
+function until(emitters, events, done) {
+  return new Promise((resolve) => {
+    if (done()) return resolve()
+    const check = () => {
+      if (!done()) return
+      for (const em of emitters) for (const ev of events) em.off(ev, check)
+      resolve()
+    }
+    for (const em of emitters) for (const ev of events) em.on(ev, check)
+  })
+}
+
 const FINISHED = ['completed', 'failed', 'timeout', 'cancelled']
 
 /** Waits until the job reaches one of `statuses` (default: any finished status); returns its status object. */
@@ -141,6 +157,7 @@ module.exports = {
   UUID_RE,
   sleep,
   waitFor,
+  until,
   waitForStatus,
   waitForAll,
   serviceTracker,

@@ -95,7 +95,7 @@ struct Pg {
 impl Pg {
   /// `None` (with a printed message) when no server answers.
   fn new() -> Option<Pg> {
-    if !super::postgres::tests::server_up() {
+    if !super::postgres::test_env::server_up() {
       return None;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +105,7 @@ impl Pg {
       .expect("runtime");
     Some(Pg {
       rt: Some(rt),
-      schema: super::postgres::tests::unique("conf"),
+      schema: super::postgres::test_env::unique("conf"),
     })
   }
 }
@@ -116,10 +116,7 @@ impl Drop for Pg {
     if let Some(rt) = self.rt.take() {
       rt.shutdown_background();
     }
-    super::postgres::tests::admin(format!(
-      "DROP SCHEMA IF EXISTS {} CASCADE",
-      super::postgres::quote_ident(&self.schema)
-    ));
+    super::postgres::test_env::drop_schema(&self.schema);
   }
 }
 
@@ -127,7 +124,7 @@ impl Drop for Pg {
 impl Harness for Pg {
   fn open(&mut self) -> Box<dyn Store> {
     use super::postgres::{BackendOptions, PgBackend, PgStore};
-    let cfg = super::postgres::tests::cfg(&self.schema);
+    let cfg = super::postgres::test_env::cfg(&self.schema);
     let rt = self.rt.as_ref().expect("runtime");
     let opts = BackendOptions {
       sync_claims: true,
@@ -152,11 +149,11 @@ impl Harness for Pg {
     store.close();
     wait_flushed(&mut *store).expect("sync");
     drop(store);
-    super::postgres::tests::admin(format!(
+    super::postgres::test_env::admin(format!(
       "DELETE FROM {}.process WHERE id = {owner}",
       super::postgres::quote_ident(&self.schema)
     ));
-    let cfg = super::postgres::tests::cfg(&self.schema);
+    let cfg = super::postgres::test_env::cfg(&self.schema);
     let rt = self.rt.as_ref().expect("runtime");
     rt.block_on(async move {
       let pg = super::postgres::PgStore::connect(&cfg).await?;

@@ -6,7 +6,8 @@
 //! test; skipped with a message when no server answers. The waits are
 //! bounded loops, never assertions on time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,10 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use super::tests::{admin, cfg, server_up, unique};
+use super::test_env::{self, stalling_proxy, HOST, PORT, T0};
 use super::*;
 use crate::queue::{JobOptions, NewJob as QueueJob, Queue, QueueConfig};
-use crate::storage::{wait_flushed, Names, StorageState};
-
-const T0: u64 = 1_800_000_000_000;
+use crate::storage::{wait_flushed, StorageState};
 
 /// A TCP proxy to the server on a fixed port: `down` closes the port and
 /// every connection through it, `up` listens again on the same port.
@@ -46,7 +45,7 @@ impl Proxy {
     let t = tokio::spawn(async move {
       while let Ok((mut client, _)) = l.accept().await {
         let t = tokio::spawn(async move {
-          if let Ok(mut server) = TcpStream::connect(("127.0.0.1", 5432)).await {
+          if let Ok(mut server) = TcpStream::connect((HOST, PORT)).await {
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
           }
         });
@@ -76,91 +75,51 @@ impl Proxy {
   }
 }
 
+/// The common fixture, and the proxy its queues go through (its `pg`
+/// goes straight to the server, to check the database).
 struct Env {
-  rt: Option<tokio::runtime::Runtime>,
-  schema: String,
-  /// Straight to the server (to check the database).
-  direct: PgStore,
+  env: test_env::Env,
   proxy: Proxy,
 }
 
-impl Drop for Env {
-  fn drop(&mut self) {
-    if let Some(rt) = self.rt.take() {
-      rt.shutdown_background();
-    }
-    admin(format!(
-      "DROP SCHEMA IF EXISTS {} CASCADE",
-      quote_ident(&self.schema)
-    ));
+impl Deref for Env {
+  type Target = test_env::Env;
+
+  fn deref(&self) -> &test_env::Env {
+    &self.env
   }
 }
 
 fn env(tag: &str) -> Option<Env> {
-  if !server_up() {
-    return None;
-  }
-  let rt = tokio::runtime::Builder::new_multi_thread()
-    .worker_threads(2)
-    .enable_all()
-    .build()
-    .expect("runtime");
-  let schema = unique(tag);
-  let direct = rt
-    .block_on(PgStore::connect(&cfg(&schema)))
-    .expect("connect");
-  let proxy = rt.block_on(Proxy::start());
-  Some(Env {
-    rt: Some(rt),
-    schema,
-    direct,
-    proxy,
-  })
+  let env = test_env::env(tag)?;
+  let proxy = env.rt().block_on(Proxy::start());
+  Some(Env { env, proxy })
 }
 
 impl Env {
-  fn rt(&self) -> &tokio::runtime::Runtime {
-    self.rt.as_ref().expect("runtime")
-  }
-
   /// A started queue whose backend goes through the proxy.
   fn queue(&self, max_buffered: usize) -> (Queue, u32) {
-    let mut names = Names::default();
-    names.intern("work");
-    let now = Arc::new(AtomicU64::new(T0));
-    let clock: ClusterClock = Arc::new(move || now.load(Ordering::SeqCst));
     let c = PgConfig {
       port: self.proxy.port,
       connect_timeout: Duration::from_secs(2),
-      ..cfg(&self.schema)
+      ..self.cfg()
     };
     let opts = BackendOptions {
       max_buffered,
       ..BackendOptions::default()
     };
-    let n = names.clone();
-    let backend = self
-      .rt()
-      .block_on(async move {
-        let pg = PgStore::connect(&c).await?;
-        PgBackend::open(pg, n, clock, opts).await
-      })
-      .expect("open through the proxy");
     let qc = QueueConfig {
       max_workers: 8,
       max_queue_size: 100_000,
       ..QueueConfig::default()
     };
-    let mut q = Queue::with_store(qc, T0, Box::new(backend), names);
-    let calc = q.register("work", &Value::Null).expect("register");
-    q.start(T0);
-    (q, calc)
+    self.started_queue("work", qc, c, opts)
   }
 
   /// (unfinished: pending or running, completed) in the database (the
   /// claimer prefetches, so pending jobs may be running already).
   fn counts(&self) -> (usize, usize) {
-    let c = self.rt().block_on(self.direct.counts()).expect("counts");
+    let c = self.env.counts();
     (
       c[Status::Pending as usize] + c[Status::Running as usize],
       c[Status::Completed as usize],
@@ -258,7 +217,7 @@ fn outcomes_and_adds_made_during_an_outage_are_committed_once_it_ends() {
   wait_flushed(q.store_mut()).expect("committed after the outage");
   assert_eq!(env.counts(), (17, 8), "8 completed, 12 + 5 not yet");
   for id in buffered {
-    let j = env.rt().block_on(env.direct.get(id)).expect("read");
+    let j = env.rt().block_on(env.pg.get(id)).expect("read");
     assert!(matches!(
       j.map(|j| j.job.status),
       Some(Status::Pending | Status::Running)
@@ -279,7 +238,7 @@ fn outcomes_and_adds_made_during_an_outage_are_committed_once_it_ends() {
 #[test]
 fn a_process_found_dead_during_an_outage_registers_again_under_its_id() {
   let Some(env) = env("conn_rereg") else { return };
-  let pg = env.direct.clone();
+  let pg = env.pg.clone();
   let s = quote_ident(&env.schema);
   env.rt().block_on(async move {
     let id = pg.register("h", 1, T0).await.expect("register");
@@ -313,7 +272,7 @@ fn a_process_found_dead_during_an_outage_registers_again_under_its_id() {
 #[test]
 fn jobs_of_a_claim_whose_answer_was_lost_are_released() {
   let Some(env) = env("conn_lost") else { return };
-  let pg = env.direct.clone();
+  let pg = env.pg.clone();
   env.rt().block_on(async move {
     let jobs: Vec<NewJob> = (0..6)
       .map(|i| NewJob::new(JobId(0x0100 + i), "work", "{}", T0))
@@ -355,7 +314,7 @@ fn a_commit_applied_again_recognises_what_the_first_try_committed() {
   use crate::job::{JobError, JobErrorCode};
   use crate::storage::FailKind;
   let Some(env) = env("conn_again") else { return };
-  let pg = env.direct.clone();
+  let pg = env.pg.clone();
   env.rt().block_on(async move {
     let jobs: Vec<NewJob> = (0..4)
       .map(|i| NewJob {
@@ -442,7 +401,7 @@ fn a_job_added_claimed_starts_before_its_insert_commits_and_its_outcome_waits_fo
   assert_eq!(q.late_outcomes(), 0, "the outcome was not fenced");
   let j = env
     .rt()
-    .block_on(env.direct.get(ids[0]))
+    .block_on(env.pg.get(ids[0]))
     .expect("read")
     .expect("there");
   assert_eq!((j.job.status, j.job.attempts), (Status::Completed, 1));
@@ -489,7 +448,7 @@ fn progress_reported_during_an_outage_is_written_once_it_ends() {
   q.end_batch();
   wait_flushed(q.store_mut()).expect("flushed");
   let progress = |id: JobId| {
-    let j = env.rt().block_on(env.direct.get(id)).expect("read");
+    let j = env.rt().block_on(env.pg.get(id)).expect("read");
     j.and_then(|j| j.job.extra)
       .and_then(|e| e.progress)
       .map(|p| p.to_string())
@@ -521,7 +480,7 @@ fn progress_reported_during_an_outage_is_written_once_it_ends() {
   assert_eq!(progress(run.2).as_deref(), Some("100"));
   let f = env
     .rt()
-    .block_on(env.direct.get(fin.2))
+    .block_on(env.pg.get(fin.2))
     .expect("read")
     .expect("there");
   assert_eq!(f.job.status, Status::Completed);
@@ -546,12 +505,12 @@ fn progress_reported_during_an_outage_is_written_once_it_ends() {
 #[test]
 fn a_hung_server_cannot_hold_a_write_forever() {
   let Some(env) = env("conn_hung") else { return };
-  let p = super::events_tests::proxy(env.rt());
+  let p = stalling_proxy(env.rt());
   let c = PgConfig {
     port: p.port,
     connect_timeout: Duration::from_millis(500),
     statement_timeout: Duration::from_millis(300),
-    ..cfg(&env.schema)
+    ..env.cfg()
   };
   let pg = env.rt().block_on(PgStore::connect(&c)).expect("connect");
   let owner = env
@@ -602,7 +561,7 @@ fn a_hung_server_cannot_hold_a_write_forever() {
   let last = env
     .rt()
     .block_on(async {
-      let c = env.direct.client().await?;
+      let c = env.pg.client().await?;
       let r = c
         .query_one(
           &format!(

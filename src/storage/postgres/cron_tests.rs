@@ -7,113 +7,66 @@
 //! only waits are bounded loops until a process has heard of a change.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::tests::{admin, cfg, server_up, unique};
+use super::test_env::{self, flush, T0};
 use super::*;
 use crate::queue::{Queue, QueueConfig};
-use crate::storage::{wait_flushed, Names};
+use crate::storage::Names;
 
-/// On a whole second, so a `* * * * * *` cron fires at T0 + k * 1000.
-const T0: u64 = 1_800_000_000_000;
+/// `T0` is on a whole second, so a `* * * * * *` cron fires at T0 + k * SEC.
 const SEC: u64 = 1_000;
 
 /// The tests here run one at a time: each opens two or three backends,
 /// and the shared server's connections are few.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
+/// The common fixture, holding [`SERIAL`] until its schema is dropped.
 struct Env {
+  env: test_env::Env,
   _serial: parking_lot::MutexGuard<'static, ()>,
-  rt: Option<tokio::runtime::Runtime>,
-  schema: String,
-  now: Arc<AtomicU64>,
-  pg: PgStore,
 }
 
-impl Drop for Env {
-  fn drop(&mut self) {
-    if let Some(rt) = self.rt.take() {
-      rt.shutdown_background();
-    }
-    admin(format!(
-      "DROP SCHEMA IF EXISTS {} CASCADE",
-      quote_ident(&self.schema)
-    ));
+impl Deref for Env {
+  type Target = test_env::Env;
+
+  fn deref(&self) -> &test_env::Env {
+    &self.env
   }
 }
 
 fn env(tag: &str) -> Option<Env> {
-  if !server_up() {
-    return None;
-  }
   let serial = SERIAL.lock();
-  let rt = tokio::runtime::Builder::new_multi_thread()
-    .worker_threads(2)
-    .enable_all()
-    .build()
-    .expect("runtime");
-  let schema = unique(tag);
-  let pg = rt
-    .block_on(PgStore::connect(&cfg(&schema)))
-    .expect("connect");
   Some(Env {
+    env: test_env::env(tag)?,
     _serial: serial,
-    rt: Some(rt),
-    schema,
-    now: Arc::new(AtomicU64::new(T0)),
-    pg,
   })
 }
 
 impl Env {
-  fn rt(&self) -> &tokio::runtime::Runtime {
-    self.rt.as_ref().expect("runtime")
-  }
-
-  fn now(&self) -> u64 {
-    self.now.load(Ordering::SeqCst)
-  }
-
-  fn set_now(&self, t: u64) {
-    self.now.store(t, Ordering::SeqCst);
+  /// The schema's config with a small pool.
+  fn small(&self) -> PgConfig {
+    PgConfig {
+      pool_size: 2,
+      ..self.cfg()
+    }
   }
 
   /// A backend of its own (pool, process row, tasks).
   fn backend(&self, names: &Names) -> PgBackend {
-    let now = self.now.clone();
-    let clock: ClusterClock = Arc::new(move || now.load(Ordering::SeqCst));
-    let schema = self.schema.clone();
-    let n = names.clone();
-    self
-      .rt()
-      .block_on(async move {
-        let small = PgConfig {
-          pool_size: 2,
-          ..cfg(&schema)
-        };
-        let pg = PgStore::connect(&small).await?;
-        PgBackend::open(pg, n, clock, BackendOptions::default()).await
-      })
-      .expect("open the backend")
+    self.backend_on(self.small(), names, BackendOptions::default())
   }
 
   /// A started queue on its own backend, calculation `tick` registered.
   fn queue(&self) -> (Queue, u32) {
-    let mut names = Names::default();
-    names.intern("tick");
-    let backend = self.backend(&names);
-    let cfg = QueueConfig {
+    let qc = QueueConfig {
       max_queue_size: 100_000,
       ..QueueConfig::default()
     };
-    let mut q = Queue::with_store(cfg, self.now(), Box::new(backend), names);
-    let calc = q.register("tick", &Value::Null).expect("register");
-    q.start(self.now());
-    (q, calc)
+    self.started_queue("tick", qc, self.small(), BackendOptions::default())
   }
 
   /// The id of the job schedule `id` added for fire time `at`.
@@ -153,10 +106,6 @@ impl Env {
         .collect()
     })
   }
-}
-
-fn flush(q: &mut Queue) {
-  wait_flushed(q.store_mut()).expect("flushed");
 }
 
 /// The queue's schedules (its `getScheduledJobs()`).

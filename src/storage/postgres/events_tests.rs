@@ -4,16 +4,14 @@
 //! by a row lock another connection takes, not by time: what is asserted
 //! while it is held cannot depend on the machine's speed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::store_tests::{add, env, flush, ok, take_until, Env};
-use super::tests::cfg;
+use super::test_env::{add, cfg, env, flush, ok, stalling_proxy, take_until, Env};
 use super::*;
 use crate::queue::{Queue, QueueConfig};
 use crate::storage::Names;
@@ -137,58 +135,10 @@ fn completed_failed_and_retrying_fire_after_the_commit_and_a_fenced_outcome_fire
   q.check_invariants().expect("invariants");
 }
 
-/// A TCP proxy to the server that can stall: while stalled it forwards
-/// nothing (a database that stopped answering, not one that refuses).
-pub(super) struct Proxy {
-  pub(super) port: u16,
-  pub(super) stalled: Arc<AtomicBool>,
-}
-
-pub(super) fn proxy(rt: &tokio::runtime::Runtime) -> Proxy {
-  let stalled = Arc::new(AtomicBool::new(false));
-  let listener = rt
-    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-    .expect("bind");
-  let port = listener.local_addr().expect("addr").port();
-  let st = stalled.clone();
-  rt.spawn(async move {
-    while let Ok((client, _)) = listener.accept().await {
-      let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", 5432)).await else {
-        continue;
-      };
-      let (cr, cw) = client.into_split();
-      let (sr, sw) = server.into_split();
-      tokio::spawn(pipe(cr, sw, st.clone()));
-      tokio::spawn(pipe(sr, cw, st.clone()));
-    }
-  });
-  Proxy { port, stalled }
-}
-
-async fn pipe(
-  mut from: tokio::net::tcp::OwnedReadHalf,
-  mut to: tokio::net::tcp::OwnedWriteHalf,
-  stalled: Arc<AtomicBool>,
-) {
-  let mut buf = vec![0u8; 16 * 1024];
-  loop {
-    let n = match from.read(&mut buf).await {
-      Ok(0) | Err(_) => return,
-      Ok(n) => n,
-    };
-    while stalled.load(Ordering::Acquire) {
-      tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    if to.write_all(&buf[..n]).await.is_err() {
-      return;
-    }
-  }
-}
-
 #[test]
 fn the_queues_calls_on_the_javascript_thread_never_wait_for_a_stalled_database() {
   let Some(env) = env("pge_stall") else { return };
-  let p = proxy(env.rt());
+  let p = stalling_proxy(env.rt());
   let mut c = cfg(&env.schema);
   c.port = p.port;
   let mut names = Names::default();

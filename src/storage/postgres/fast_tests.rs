@@ -7,44 +7,10 @@
 use std::time::Duration;
 
 use super::fast::pick;
-use super::store_tests::env;
-use super::tests::{admin, cfg, server_up, unique};
+use super::test_env::{env, fx, jobs, Env, T0};
 use super::*;
 use crate::job::{Dependencies, IdGen, Priority};
 use crate::storage::{wait_flushed, Names, Store};
-
-const T0: u64 = 1_800_000_000_000;
-
-struct Fx {
-  store: PgStore,
-  schema: String,
-}
-
-impl Drop for Fx {
-  fn drop(&mut self) {
-    self.store.close();
-    admin(format!(
-      "DROP SCHEMA IF EXISTS {} CASCADE",
-      quote_ident(&self.schema)
-    ));
-  }
-}
-
-async fn fx(tag: &str) -> Option<Fx> {
-  if !server_up() {
-    return None;
-  }
-  let schema = unique(tag);
-  let store = PgStore::connect(&cfg(&schema)).await.expect("connect");
-  Some(Fx { store, schema })
-}
-
-fn jobs(n: usize, name: &str, now: u64) -> Vec<NewJob> {
-  let mut g = IdGen::default();
-  (0..n)
-    .map(|i| NewJob::new(g.next(now), name, &format!("{{\"i\":{i}}}"), now))
-    .collect()
-}
 
 #[test]
 fn only_due_plain_jobs_of_known_calculations_qualify_up_to_the_room_in_claim_order() {
@@ -312,7 +278,7 @@ async fn a_claim_time_ahead_of_the_clock_takes_only_what_the_clock_says_is_due()
 }
 
 /// Waits (up to 10 s) until `id` is `status` in the database.
-fn wait_db(env: &super::store_tests::Env, id: JobId, status: Status) -> PgJob {
+fn wait_db(env: &Env, id: JobId, status: Status) -> PgJob {
   for _ in 0..2_000 {
     let j = env.db(id);
     if j.job.status == status {
@@ -435,7 +401,7 @@ fn jobs_nobody_here_takes_in_time_are_handed_back_and_then_only_what_is_asked_is
   }
   assert_eq!(got.len(), 2);
   // ...until the hold passes: handed back, free for any process.
-  let pending = |env: &super::store_tests::Env| env.counts_of(Status::Pending);
+  let pending = |env: &Env| env.counts_of(Status::Pending);
   for _ in 0..2_000 {
     if pending(&env) == 8 {
       break;

@@ -140,7 +140,9 @@ mod fast_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod test_env;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 

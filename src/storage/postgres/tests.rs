@@ -4,116 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::test_env::{admin, cfg, fx, ids, jobs, peer, server_up, unique, Fx, T0};
 use super::*;
 use crate::job::{IdGen, JobErrorCode};
 use crate::storage::{FailKind, JobFilter, Names};
-
-const HOST: &str = "127.0.0.1";
-const PORT: u16 = 5432;
-
-pub(crate) fn server_up() -> bool {
-  let addr = std::net::SocketAddr::from(([127, 0, 0, 1], PORT));
-  if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
-    return true;
-  }
-  eprintln!("SKIPPED: no PostgreSQL answers at {HOST}:{PORT}; start one (user postgres, database test) to run the PostgreSQL tests");
-  false
-}
-
-pub(crate) fn cfg(schema: &str) -> PgConfig {
-  PgConfig {
-    host: HOST.into(),
-    port: PORT,
-    database: "test".into(),
-    user: "postgres".into(),
-    schema: schema.into(),
-    pool_size: 4,
-    ..PgConfig::default()
-  }
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A unique schema name for one test.
-pub(crate) fn unique(tag: &str) -> String {
-  format!(
-    "jw_t_{}_{}_{}",
-    tag,
-    std::process::id(),
-    SEQ.fetch_add(1, Ordering::Relaxed)
-  )
-}
-
-/// Runs `sql` as postgres on database `test`, on its own runtime (usable
-/// from `Drop`).
-pub(crate) fn admin(sql: String) {
-  std::thread::spawn(move || {
-    let rt = tokio::runtime::Builder::new_current_thread()
-      .enable_all()
-      .build()
-      .expect("a runtime");
-    rt.block_on(async move {
-      let pc = cfg("x").driver_config().expect("config");
-      if let Ok((client, conn)) = pc.connect(tokio_postgres::NoTls).await {
-        tokio::spawn(conn);
-        if let Err(e) = client.batch_execute(&sql).await {
-          eprintln!("admin SQL failed: {e}");
-        }
-      }
-    });
-  })
-  .join()
-  .expect("admin thread");
-}
-
-/// A store on a fresh schema, dropped with the fixture.
-struct Fx {
-  store: PgStore,
-  schema: String,
-}
-
-impl Drop for Fx {
-  fn drop(&mut self) {
-    self.store.close();
-    admin(format!(
-      "DROP SCHEMA IF EXISTS {} CASCADE",
-      quote_ident(&self.schema)
-    ));
-  }
-}
-
-async fn fx(tag: &str) -> Option<Fx> {
-  if !server_up() {
-    return None;
-  }
-  let schema = unique(tag);
-  let store = PgStore::connect(&cfg(&schema)).await.expect("connect");
-  Some(Fx { store, schema })
-}
-
-/// Another store (another "process") on the fixture's schema.
-async fn peer(fx: &Fx) -> PgStore {
-  PgStore::connect(&cfg(&fx.schema))
-    .await
-    .expect("connect peer")
-}
-
-fn ids(n: usize, now: u64) -> Vec<JobId> {
-  let mut g = IdGen::default();
-  (0..n).map(|_| g.next(now)).collect()
-}
-
-fn jobs(n: usize, name: &str, now: u64) -> Vec<NewJob> {
-  ids(n, now)
-    .into_iter()
-    .enumerate()
-    .map(|(i, id)| NewJob::new(id, name, &format!("{{\"i\":{i}}}"), now))
-    .collect()
-}
 
 fn storage_msg(r: Result<PgStore>) -> String {
   match r {
@@ -122,8 +19,6 @@ fn storage_msg(r: Result<PgStore>) -> String {
     Ok(_) => panic!("expected ERR_STORAGE, connected"),
   }
 }
-
-const T0: u64 = 1_800_000_000_000;
 
 // ---------------------------------------------------------------- config
 
