@@ -141,7 +141,7 @@ impl ClaimSizer {
 /// `state = 1` for a rare value and chose a bitmap scan of every due job
 /// and a sort, for each claim: with 200,000 jobs waiting a claim took
 /// ~50 ms instead of ~5, most of the server's time per job.
-const CLAIM_PLAN: &str =
+pub(crate) const CLAIM_PLAN: &str =
   "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
 
 /// The claim. A job with a `concurrencyKey` is taken only while no job of

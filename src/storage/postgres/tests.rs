@@ -726,6 +726,75 @@ async fn handed_back_jobs_are_pending_again_with_the_attempt_uncounted() {
   assert_eq!(a.fenced, vec![leases[0].id]);
 }
 
+/// The claim's plan does not depend on the table's statistics: with none
+/// (autovacuum off, never analysed) and with statistics saying the table
+/// is empty (as a `VACUUM` during claims can leave them), it walks
+/// `job_ready` in claim order and updates by primary key: no scan of the
+/// whole table, no sort of every due job, no join of the table to the
+/// chosen ids (a nested loop of that join took seconds per claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_plan_walks_the_ready_index_whatever_the_statistics() {
+  let Some(fx) = fx("plan").await else { return };
+  for chunk in jobs(3_000, "calc", T0).chunks(1_000) {
+    fx.store.insert(chunk, T0).await.expect("insert");
+  }
+  let q = quote_ident(&fx.schema);
+  let plan = |stats: String| {
+    let q = q.clone();
+    let store = &fx.store;
+    async move {
+      let mut c = store.client().await.expect("client");
+      let tx = c.transaction().await.expect("begin");
+      tx.batch_execute(&stats).await.expect("stats");
+      tx.batch_execute(claim::CLAIM_PLAN).await.expect("settings");
+      tx.batch_execute(&format!(
+        "PREPARE jw_claim_plan(bigint, bigint, bigint, text[], bigint, bigint, bigint, bigint) AS {}",
+        claim::claim_sql(&q)
+      ))
+      .await
+      .expect("prepare");
+      let rows = tx
+        .query(
+          &format!(
+            "EXPLAIN (COSTS OFF) EXECUTE jw_claim_plan({}, 1024, 1, ARRAY['calc'], 1000, 0, {T0}, {T0})",
+            T0 + 1
+          ),
+          &[],
+        )
+        .await
+        .expect("explain");
+      tx.batch_execute("DEALLOCATE jw_claim_plan")
+        .await
+        .expect("deallocate");
+      tx.rollback().await.expect("rollback");
+      rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+  };
+  let none = plan("SELECT 1".into()).await;
+  let empty = plan(format!(
+    "UPDATE pg_class SET reltuples = 0 WHERE oid = '{q}.job'::regclass"
+  ))
+  .await;
+  for p in [&none, &empty] {
+    assert!(p.contains("Index Scan using job_ready"), "{p}");
+    assert!(p.contains("Index Scan using job_pkey"), "{p}");
+    for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
+      assert!(!p.contains(bad), "{bad} in:\n{p}");
+    }
+  }
+  let got = fx
+    .store
+    .claim(&ClaimOptions::new(1, 1_024), T0 + 1)
+    .await
+    .expect("claim");
+  assert_eq!(got.len(), 1_024);
+  assert!(got.windows(2).all(|w| w[0].job.id < w[1].job.id));
+}
+
 // -------------------------------------------------------------- outcomes
 
 fn err(msg: &str) -> JobError {
