@@ -52,6 +52,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::fast::Claiming;
 use super::{big, int, pg_err, Applied, NewJob, Outcome, OutcomeKind, PgId, PgStore};
 use crate::error::{Error, Result};
 use crate::job::{JobId, Status};
@@ -392,30 +393,47 @@ impl PgStore {
   /// Inserts `jobs` until committed: the first try inserts them all; a
   /// retry first drops the jobs already in `job` or `done` (an earlier try
   /// committed although its answer was lost; such a job may even have run
-  /// and finished since), so no job is inserted twice.
+  /// and finished since), so no job is inserted twice. With `claiming`,
+  /// those of its ids go in claimed (fast.rs), on every try: they may be
+  /// running here already, and the claim time is never released as a lost
+  /// claim's is.
   ///
   /// Returns the jobs the insert failed at once (a dependency that failed
   /// or named no job), for their `failed` events; those of a try whose
   /// answer was lost are not known (their events do not fire).
-  pub async fn insert_retrying(&self, jobs: &[NewJob], now: u64) -> Result<Vec<StoreFailed>> {
+  pub(crate) async fn insert_retrying(
+    &self,
+    jobs: &[NewJob],
+    now: u64,
+    claiming: Option<Claiming<'_>>,
+  ) -> Result<Vec<StoreFailed>> {
     let mut first = true;
     self
       .retrying("insert", || {
         let again = !std::mem::replace(&mut first, false);
         async move {
-          if !again {
-            return self.insert_reporting(jobs, now).await.map(|r| r.1);
+          let left: Vec<NewJob>;
+          let rows = if again {
+            let have = self.existing(jobs).await?;
+            left = jobs
+              .iter()
+              .filter(|j| !have.contains(&j.id))
+              .cloned()
+              .collect();
+            if left.is_empty() {
+              return Ok(Vec::new());
+            }
+            &left[..]
+          } else {
+            jobs
+          };
+          match claiming {
+            None => self.insert_reporting(rows, now).await.map(|r| r.1),
+            Some(c) => self
+              .insert_claiming(rows, now, c.ids, c.opts, c.at)
+              .await
+              .map(|r| r.1),
           }
-          let have = self.existing(jobs).await?;
-          let left: Vec<NewJob> = jobs
-            .iter()
-            .filter(|j| !have.contains(&j.id))
-            .cloned()
-            .collect();
-          if left.is_empty() {
-            return Ok(Vec::new());
-          }
-          self.insert_reporting(&left, now).await.map(|r| r.1)
         }
       })
       .await

@@ -123,6 +123,15 @@ pub(crate) fn claimed_here(
   }
 }
 
+/// The jobs of an insert that go in claimed by this process: their ids
+/// (from [`pick`]), the claim's owner and lease settings, its claim time.
+#[derive(Clone, Copy)]
+pub(crate) struct Claiming<'a> {
+  pub ids: &'a [JobId],
+  pub opts: &'a ClaimOptions,
+  pub at: u64,
+}
+
 impl PgStore {
   /// Adds `jobs` as [`PgStore::insert`] does, those of `ids` (from
   /// [`pick`]; any not plain go in as usual) already claimed for `o.owner`

@@ -151,7 +151,10 @@ async fn a_claim_in_an_insert_whose_answer_was_lost_is_released() {
   assert_eq!(got.len(), 3);
   // The inserter retries as after a lost answer: nothing inserted twice,
   // and the claim at that time released.
-  fx.store.insert_retrying(&js, T0 + 3).await.expect("again");
+  fx.store
+    .insert_retrying(&js, T0 + 3, None)
+    .await
+    .expect("again");
   assert_eq!(
     fx.store
       .release_lost(me, &[T0 + 2], T0 + 3)

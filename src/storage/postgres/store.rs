@@ -143,6 +143,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::cron::CronSide;
+use super::fast::Claiming;
 use super::{sleep_until_due, DueTimes, Listener, PgJob, PgStore, RetryBackoff, RetryPolicy};
 use super::{
   ClaimOptions, ClaimSizer, Committer, Lease as PgLease, NewJob, Notice, Outcome, OutcomeKind,
@@ -402,6 +403,21 @@ impl Shared {
       })
       .unwrap_or(now);
     now.max(prev + 1)
+  }
+
+  /// Hands `leases` back to the database under write mark `seq` (issued
+  /// when the jobs were given up), after every write issued before it (a
+  /// job added claimed here may not be committed yet); retried through an
+  /// outage.
+  async fn hand_back(&self, pg: &PgStore, seq: u64, leases: &[PgLease], now: u64) {
+    let mut rx = self.commit.subscribe();
+    let _ = rx.wait_for(|c| c.seq + 1 >= seq || c.error.is_some()).await;
+    let err = pg
+      .retrying("hand back", || pg.hand_back(leases, now))
+      .await
+      .err()
+      .map(|e| e.to_string());
+    self.finish(seq, err);
   }
 
   pub(super) fn issue(&self) -> u64 {
@@ -1051,16 +1067,9 @@ impl PgBackend {
     let pg = self.pg.clone();
     let shared = self.shared.clone();
     let now = (self.clock)();
-    let mut rx = self.commit_rx.clone();
-    self.rt.spawn(async move {
-      let _ = rx.wait_for(|c| c.seq + 1 >= seq || c.error.is_some()).await;
-      let err = pg
-        .retrying("hand back", || pg.hand_back(&leases, now))
-        .await
-        .err()
-        .map(|e| e.to_string());
-      shared.finish(seq, err);
-    });
+    self
+      .rt
+      .spawn(async move { shared.hand_back(&pg, seq, &leases, now).await });
   }
 }
 
@@ -1274,12 +1283,8 @@ async fn hand_back_stale(
     return false;
   }
   let leases: Vec<PgLease> = stale.iter().filter_map(PgJob::lease).collect();
-  let issued = shared.marks.lock().issued;
-  let mut rx = shared.commit.subscribe();
-  let _ = rx.wait_for(|c| c.seq >= issued || c.error.is_some()).await;
-  let _ = pg
-    .retrying("hand back", || pg.hand_back(&leases, clock()))
-    .await;
+  let seq = shared.issue();
+  shared.hand_back(pg, seq, &leases, clock()).await;
   true
 }
 
@@ -1459,10 +1464,21 @@ async fn inserter(
         Err(_) => break,
       }
     }
+    // Until committed (an outage is waited out, conn.rs); the jobs of
+    // `claimed` (already in the ready buffer) claimed by this process at a
+    // claim time of their own.
     let r = match fast.filter(|_| !claimed.is_empty()) {
-      Some(owner) => insert_claimed(&pg, &shared, &clock, &all, &claimed, owner).await,
-      // Until committed (an outage is waited out, conn.rs).
-      None => pg.insert_retrying(&all, clock()).await,
+      Some(owner) => {
+        let opts = ClaimOptions::new(owner, 0);
+        let at = shared.next_claim_at(clock());
+        let c = Claiming {
+          ids: &claimed,
+          opts: &opts,
+          at,
+        };
+        pg.insert_retrying(&all, clock(), Some(c)).await
+      }
+      None => pg.insert_retrying(&all, clock(), None).await,
     };
     {
       let mut ins = shared.inserting.lock();
@@ -1494,50 +1510,6 @@ async fn inserter(
       }
     }
   }
-}
-
-/// Inserts `all`, those of `claimed` (already in the ready buffer) claimed
-/// by `owner` at a claim time of their own, until committed: a retry after
-/// a lost answer inserts only the jobs not in the database yet, still
-/// claimed (they may be running here already; the claim time is never
-/// released as a lost claim's is).
-async fn insert_claimed(
-  pg: &PgStore,
-  shared: &Shared,
-  clock: &ClusterClock,
-  all: &[NewJob],
-  claimed: &[JobId],
-  owner: i64,
-) -> Result<Vec<StoreFailed>> {
-  let at = shared.next_claim_at(clock());
-  let o = ClaimOptions::new(owner, 0);
-  let mut first = true;
-  pg.retrying("insert", || {
-    let again = !std::mem::replace(&mut first, false);
-    let o = &o;
-    async move {
-      let now = clock();
-      if !again {
-        return pg
-          .insert_claiming(all, now, claimed, o, at)
-          .await
-          .map(|r| r.1);
-      }
-      let have = pg.existing(all).await?;
-      let left: Vec<NewJob> = all
-        .iter()
-        .filter(|j| !have.contains(&j.id))
-        .cloned()
-        .collect();
-      if left.is_empty() {
-        return Ok(Vec::new());
-      }
-      pg.insert_claiming(&left, now, claimed, o, at)
-        .await
-        .map(|r| r.1)
-    }
-  })
-  .await
 }
 
 impl Store for PgBackend {
