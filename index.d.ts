@@ -748,11 +748,13 @@ export interface PostgresStorageConfig {
   pollMs?: number
   /**
    * How long one statement (a group commit, an insert, a claim, a
-   * heartbeat) may wait for the server's answer (ms, 100 to 3600000,
-   * default 30000). Past it the try counts as failed: a server that keeps
-   * the connection open but stops answering is then waited out like an
-   * outage (storage degraded, retried with backoff) instead of holding the
-   * write forever.
+   * heartbeat, a read such as `getJobStatus` or `getJobs`, the LISTEN
+   * connection's connect and `LISTEN`) may wait for the server's answer
+   * (ms, 100 to 3600000, default 30000). Past it a write's try counts as
+   * failed: a server that keeps the connection open but stops answering is
+   * then waited out like an outage (storage degraded, retried with backoff)
+   * instead of holding the write forever. A read is not retried: it
+   * rejects with `ERR_STORAGE` saying which read timed out.
    */
   statementTimeoutMs?: number
 }

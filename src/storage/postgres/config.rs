@@ -42,10 +42,12 @@ pub struct PgConfig {
   /// fallback behind PgBouncer, or while the LISTEN connection is down),
   /// and re-reads the counts and the schedules (`pollMs`, default 1 s).
   pub poll: Duration,
-  /// How long one statement or transaction of the background writes and
-  /// claims may wait for the server's answer before it counts as failed
-  /// (`statementTimeoutMs`, default 30 s): a server that keeps the
-  /// connection open but does not answer cannot hold a write forever.
+  /// How long one statement or transaction (a write, a claim, a read, the
+  /// LISTEN connection's connect and `LISTEN`) may wait for the server's
+  /// answer before it counts as failed (`statementTimeoutMs`, default
+  /// 30 s): a server that keeps the connection open but does not answer
+  /// cannot hold a write or a read forever (writes are retried, reads fail
+  /// with `ERR_STORAGE`).
   pub statement_timeout: Duration,
 }
 

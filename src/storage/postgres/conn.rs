@@ -33,7 +33,12 @@
 //! a write forever: each try is bounded by `storage.statementTimeoutMs`
 //! ([`PgStore::bounded`]; default 30 s), after which it is a failed try
 //! like any other (a claim so cut off is released as one whose answer was
-//! lost).
+//! lost). Reads (`read.rs`: a job, a page of jobs, the counts; the
+//! schedules) are bounded by the same timeout but not retried: the caller
+//! (`getJobStatus`, `getJobs`, the counts' refresh, the schedule task's
+//! read) gets `ERR_STORAGE` saying which read timed out. The LISTEN
+//! connection's connect and its `LISTEN` statement are bounded too
+//! (`notify.rs`); the claimer opens it again with backoff.
 //!
 //! [`ConnHealth`] collects which tasks are failing (committer, inserter,
 //! claimer, heartbeat, progress, LISTEN) and since when: degraded while any is, and
@@ -343,28 +348,46 @@ impl PgStore {
     .await
   }
 
-  /// `fut` (statements on a pooled connection), bounded by
-  /// `storage.statementTimeoutMs`: a server that keeps the connection open
-  /// but does not answer (hung, or a network that drops packets without a
-  /// reset) fails it with `ERR_STORAGE` instead of holding the write, and
-  /// the task behind it, forever. Under [`PgStore::retrying`] the probe
-  /// (bounded by the connect timeout) then tells a hung server from a slow
-  /// statement, and a hang is waited out like an outage. The pool's idle
-  /// connections are closed after a timeout (the one that hung went back to
-  /// the pool when `fut` was dropped, and would hang the next try).
+  /// `fut` (statements on a pooled connection: a write's try, or a read),
+  /// bounded by `storage.statementTimeoutMs`: a server that keeps the
+  /// connection open but does not answer (hung, or a network that drops
+  /// packets without a reset) fails it with `ERR_STORAGE` naming `what`
+  /// instead of holding the write or the read, and the task or the caller
+  /// behind it, forever. Under [`PgStore::retrying`] the probe (bounded by
+  /// the connect timeout) then tells a hung server from a slow statement,
+  /// and a hang is waited out like an outage; a read is not retried (its
+  /// caller gets the error). The pool's idle connections are closed after a
+  /// timeout (the one that hung went back to the pool when `fut` was
+  /// dropped, and would hang the next try).
   pub async fn bounded<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
-    let limit = self.cfg.statement_timeout;
-    match tokio::time::timeout(limit, fut).await {
+    match tokio::time::timeout(self.cfg.statement_timeout, fut).await {
       Ok(r) => r,
       Err(_) => {
         self.release_idle();
-        Err(Error::Storage(format!(
-          "PostgreSQL at {} did not answer ({what}) within {} ms (storage.statementTimeoutMs)",
-          self.cfg.target(),
-          limit.as_millis()
-        )))
+        Err(self.no_answer(what))
       }
     }
+  }
+
+  /// [`PgStore::bounded`] for statements outside the pool (the LISTEN
+  /// connection's): the pool's connections are left alone.
+  pub(crate) async fn unpooled_bounded<T>(
+    &self,
+    what: &str,
+    fut: impl Future<Output = Result<T>>,
+  ) -> Result<T> {
+    tokio::time::timeout(self.cfg.statement_timeout, fut)
+      .await
+      .map_err(|_| self.no_answer(what))?
+  }
+
+  /// The error of `what` cut off by the statement timeout.
+  fn no_answer(&self, what: &str) -> Error {
+    Error::Storage(format!(
+      "PostgreSQL at {} did not answer ({what}) within {} ms (storage.statementTimeoutMs)",
+      self.cfg.target(),
+      self.cfg.statement_timeout.as_millis()
+    ))
   }
 
   /// Inserts `jobs` until committed: the first try inserts them all; a

@@ -7,7 +7,7 @@
 //! bounded loops, never assertions on time.
 
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::test_env::{self, stalling_proxy, HOST, PORT, T0};
 use super::*;
 use crate::queue::{JobOptions, NewJob as QueueJob, Queue, QueueConfig};
-use crate::storage::{wait_flushed, StorageState};
+use crate::storage::{wait_flushed, JobFilter, Names, StorageState};
 
 /// A TCP proxy to the server on a fixed port: `down` closes the port and
 /// every connection through it, `up` listens again on the same port.
@@ -576,4 +576,275 @@ fn a_hung_server_cannot_hold_a_write_forever() {
     })
     .expect("read");
   assert_eq!(last, (T0 + 2) as i64);
+}
+
+/// A TCP proxy to the server that blackholes: while `hung`, or on a
+/// connection once its client sent the bytes in `cut_at` (a statement's
+/// text), every byte either way is read and dropped. The sockets stay
+/// open and nothing is answered, as from a hung server or a network that
+/// drops packets without a reset.
+struct Blackhole {
+  port: u16,
+  hung: Arc<AtomicBool>,
+  cut_at: Arc<Mutex<Option<Vec<u8>>>>,
+  /// Connections cut by `cut_at`.
+  cuts: Arc<AtomicUsize>,
+}
+
+impl Blackhole {
+  fn start(rt: &tokio::runtime::Runtime) -> Blackhole {
+    let l = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let b = Blackhole {
+      port,
+      hung: Arc::default(),
+      cut_at: Arc::default(),
+      cuts: Arc::default(),
+    };
+    let (hung, cut_at, cuts) = (b.hung.clone(), b.cut_at.clone(), b.cuts.clone());
+    rt.spawn(async move {
+      while let Ok((client, _)) = l.accept().await {
+        let Ok(server) = TcpStream::connect(("127.0.0.1", 5432)).await else {
+          continue;
+        };
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        let cut = Arc::new(AtomicBool::new(false));
+        let watch = Some((cut_at.clone(), cuts.clone()));
+        tokio::spawn(forward(cr, sw, hung.clone(), cut.clone(), watch));
+        tokio::spawn(forward(sr, cw, hung.clone(), cut, None));
+      }
+    });
+    b
+  }
+
+  fn hang(&self, on: bool) {
+    self.hung.store(on, Ordering::Release);
+  }
+
+  /// Connections whose client sends `text` from now on are cut there.
+  fn cut_at(&self, text: Option<&str>) {
+    *self.cut_at.lock() = text.map(|t| t.as_bytes().to_vec());
+  }
+}
+
+/// What a connection's client side watches for: the bytes to cut at, and
+/// the count of connections cut.
+type Watch = (Arc<Mutex<Option<Vec<u8>>>>, Arc<AtomicUsize>);
+
+/// Copies `from` to `to` until either closes, dropping what it reads while
+/// the proxy is hung or this connection is cut; `watch` (the client's
+/// side) cuts the connection once the bytes to cut at went by.
+async fn forward(
+  mut from: tokio::net::tcp::OwnedReadHalf,
+  mut to: tokio::net::tcp::OwnedWriteHalf,
+  hung: Arc<AtomicBool>,
+  cut: Arc<AtomicBool>,
+  watch: Option<Watch>,
+) {
+  use tokio::io::{AsyncReadExt, AsyncWriteExt};
+  let mut buf = vec![0u8; 16 * 1024];
+  // The last bytes seen, so that text split across two reads is found.
+  let mut seen: Vec<u8> = Vec::new();
+  loop {
+    let n = match from.read(&mut buf).await {
+      Ok(0) | Err(_) => return,
+      Ok(n) => n,
+    };
+    if let Some((at, cuts)) = &watch {
+      let at = at.lock().clone();
+      if let Some(at) = at.filter(|a| !a.is_empty()) {
+        seen.extend_from_slice(&buf[..n]);
+        if !cut.load(Ordering::Acquire) && seen.windows(at.len()).any(|w| w == at.as_slice()) {
+          cut.store(true, Ordering::Release);
+          cuts.fetch_add(1, Ordering::AcqRel);
+        }
+        let keep = seen.len().saturating_sub(at.len());
+        seen.drain(..keep);
+      }
+    }
+    if hung.load(Ordering::Acquire) || cut.load(Ordering::Acquire) {
+      continue;
+    }
+    if to.write_all(&buf[..n]).await.is_err() {
+      return;
+    }
+  }
+}
+
+/// Runs `fut` on the env's runtime with a fail-safe of a minute (never
+/// reached on time alone: without the bound under test it would hang).
+fn at_most_a_minute<T>(env: &Env, fut: impl std::future::Future<Output = T>) -> T {
+  env
+    .rt()
+    .block_on(async { tokio::time::timeout(Duration::from_secs(60), fut).await })
+    .expect("cut off by storage.statementTimeoutMs, not the test's fail-safe")
+}
+
+/// The error says what timed out, and by which setting.
+fn assert_timed_out<T>(r: crate::error::Result<T>, what: &str, key: &str) {
+  let Err(e) = r else {
+    panic!("{what} succeeded while the server did not answer");
+  };
+  assert_eq!(e.code(), "ERR_STORAGE", "{e}");
+  let m = e.to_string();
+  assert!(
+    m.contains(&format!("did not answer ({what}) within ")),
+    "{m}"
+  );
+  assert!(m.ends_with(&format!("ms (storage.{key})")), "{m}");
+}
+
+/// A server that accepts connections but stops answering: every read
+/// (what `getJobStatus`, `getJobs`, the counts' refresh, the schedules'
+/// read and `cancelJob`'s alias lookup go through) fails with ERR_STORAGE
+/// naming it after `statementTimeoutMs`, without a retry, instead of
+/// hanging; once the server answers again, reads work (the connections
+/// that hung were not kept).
+#[test]
+fn a_hung_server_fails_a_read_instead_of_holding_it() {
+  let Some(env) = env("conn_hung_read") else {
+    return;
+  };
+  let p = Blackhole::start(env.rt());
+  let c = PgConfig {
+    port: p.port,
+    connect_timeout: Duration::from_millis(500),
+    statement_timeout: Duration::from_millis(300),
+    ..test_env::cfg(&env.schema)
+  };
+  let pg = env.rt().block_on(PgStore::connect(&c)).expect("connect");
+  let id = JobId(0x0300);
+  env
+    .rt()
+    .block_on(env.pg.insert(&[NewJob::new(id, "work", "{}", T0)], T0))
+    .expect("insert");
+  let mut names = Names::default();
+  names.intern("work");
+  let page = JobFilter::default();
+  // Through the proxy, while it forwards.
+  let got = at_most_a_minute(&env, pg.get(id)).expect("read");
+  assert_eq!(got.map(|j| j.job.id), Some(id));
+  assert_eq!(
+    at_most_a_minute(&env, pg.list(&page, &names))
+      .expect("list")
+      .len(),
+    1
+  );
+
+  p.hang(true);
+  let ids = [id];
+  assert_timed_out(
+    at_most_a_minute(&env, pg.get(id)),
+    "read a job",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.list(&page, &names)),
+    "list jobs",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.counts()),
+    "count jobs",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.still_queued(&ids)),
+    "check which jobs are still queued",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.schedules()),
+    "read the schedules",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.statuses(&ids)),
+    "read the schedules' last jobs",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.resolve(id)),
+    "read an alias",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.prune(T0, 10)),
+    "prune finished jobs",
+    "statementTimeoutMs",
+  );
+  // Reads are not retried: nothing waits the hang out as an outage.
+  assert_eq!(pg.conn().health(), crate::storage::StorageHealth::healthy());
+
+  p.hang(false);
+  let got = at_most_a_minute(&env, pg.get(id)).expect("read after the hang");
+  assert_eq!(got.map(|j| j.job.id), Some(id));
+  let counts = at_most_a_minute(&env, pg.counts()).expect("counts after the hang");
+  assert_eq!(counts[Status::Pending as usize], 1);
+}
+
+/// The LISTEN connection against a server that stops answering: a connect
+/// that gets no answer, and a `LISTEN` statement that gets none, fail with
+/// ERR_STORAGE naming the step (the claimer then opens it again with
+/// backoff) instead of hanging; the connect's own timeout still applies
+/// when it is the shorter.
+#[test]
+fn a_hung_server_fails_listen_instead_of_holding_it() {
+  let Some(env) = env("conn_hung_listen") else {
+    return;
+  };
+  let p = Blackhole::start(env.rt());
+  let c = PgConfig {
+    port: p.port,
+    // Longer than the statement timeout: that one cuts the connect off.
+    connect_timeout: Duration::from_secs(30),
+    statement_timeout: Duration::from_millis(300),
+    ..test_env::cfg(&env.schema)
+  };
+  let pg = env.rt().block_on(PgStore::connect(&c)).expect("connect");
+  // It works through the proxy while it forwards.
+  drop(at_most_a_minute(&env, pg.listen()).expect("listen"));
+
+  // The connect gets no answer.
+  p.hang(true);
+  assert_timed_out(
+    at_most_a_minute(&env, pg.listen()),
+    "LISTEN connection",
+    "statementTimeoutMs",
+  );
+  p.hang(false);
+
+  // The connect is answered, the LISTEN statement is not.
+  p.cut_at(Some("LISTEN "));
+  assert_timed_out(
+    at_most_a_minute(&env, pg.listen()),
+    "LISTEN",
+    "statementTimeoutMs",
+  );
+  assert_eq!(
+    p.cuts.load(Ordering::Acquire),
+    1,
+    "the connection was cut at its LISTEN"
+  );
+  p.cut_at(None);
+
+  // A connect timeout shorter than the statement timeout says so.
+  let short = PgConfig {
+    connect_timeout: Duration::from_millis(200),
+    statement_timeout: Duration::from_secs(30),
+    ..c
+  };
+  let pg = env
+    .rt()
+    .block_on(PgStore::connect(&short))
+    .expect("connect");
+  p.hang(true);
+  assert_timed_out(
+    at_most_a_minute(&env, pg.listen()),
+    "LISTEN connection",
+    "connectTimeoutMs",
+  );
+  p.hang(false);
+  drop(at_most_a_minute(&env, pg.listen()).expect("listen once it answers"));
 }

@@ -328,15 +328,18 @@ impl PgStore {
   /// The holder `id` is an alias of (a refused duplicate's id), if it is
   /// one.
   pub async fn resolve(&self, id: JobId) -> Result<Option<JobId>> {
-    let c = self.client().await?;
     let s = &self.quoted;
-    let row = c
-      .query_opt(
-        &format!("SELECT holder FROM {s}.alias WHERE id = $1"),
-        &[&PgId(id)],
-      )
-      .await
-      .map_err(pg_err("alias"))?;
+    let row = self
+      .bounded("read an alias", async {
+        let c = self.client().await?;
+        c.query_opt(
+          &format!("SELECT holder FROM {s}.alias WHERE id = $1"),
+          &[&PgId(id)],
+        )
+        .await
+        .map_err(pg_err("alias"))
+      })
+      .await?;
     Ok(row.map(|r| r.get::<_, PgId>(0).0))
   }
 

@@ -352,14 +352,17 @@ impl PgStore {
 
   /// The server's clock, in ms since the epoch.
   pub async fn db_now(&self) -> Result<u64> {
-    let c = self.client().await?;
-    let r = c
-      .query_one(
-        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-        &[],
-      )
-      .await
-      .map_err(pg_err("reading the clock"))?;
+    let r = self
+      .bounded("read the clock", async {
+        let c = self.client().await?;
+        c.query_one(
+          "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+          &[],
+        )
+        .await
+        .map_err(pg_err("reading the clock"))
+      })
+      .await?;
     Ok(r.get::<_, i64>(0).max(0) as u64)
   }
 

@@ -8,6 +8,11 @@
 //! otherwise), so a cancel in another process aborts the handler here and
 //! an added job wakes idle processes at once, over TLS too.
 //!
+//! Connecting and the `LISTEN` statement are bounded by
+//! `storage.statementTimeoutMs` (the connect also by
+//! `storage.connectTimeoutMs`), so a hung server fails them with
+//! `ERR_STORAGE`; the claimer opens the connection again with backoff.
+//!
 //! Behind PgBouncer in transaction mode LISTEN does not work: the engine's
 //! poll (default 1 s) is the fallback, and nothing here depends on a
 //! notification arriving.
@@ -144,32 +149,55 @@ impl PgStore {
 
   /// Opens the LISTEN connection (its own, outside the pool), over TLS
   /// when the pool's connections are (the same connector, [`tls::connector`]).
+  ///
+  /// A server that accepts the connection but never answers cannot hold
+  /// this (nor the claimer, which opens it again after a loss): the connect
+  /// is bounded by `storage.connectTimeoutMs` and by
+  /// `storage.statementTimeoutMs`, the `LISTEN` statement by
+  /// `storage.statementTimeoutMs` ([`PgStore::unpooled_bounded`]); past
+  /// either it fails with `ERR_STORAGE` naming the step, and the connection
+  /// is closed.
   pub async fn listen(&self) -> Result<Listener> {
     let pc = self.cfg.driver_config()?;
     let limit = self.cfg.connect_timeout;
     let channel = self.channel.clone();
-    let (client, rx, task) = match tls::connector(&self.cfg)? {
-      Some(tls) => open(&pc, tls, limit, channel).await,
-      None => open(&pc, tokio_postgres::NoTls, limit, channel).await,
-    }
-    .map_err(|e| self.listen_error(e))?;
-    // The task polls the connection while the client sends the LISTEN.
+    let connector = tls::connector(&self.cfg)?;
+    let (client, rx, task) = self
+      .unpooled_bounded("LISTEN connection", async {
+        match connector {
+          Some(tls) => open(&pc, tls, limit, channel).await,
+          None => open(&pc, tokio_postgres::NoTls, limit, channel).await,
+        }
+        .map_err(|e| self.listen_error(e))
+      })
+      .await?;
+    // The task polls the connection while the client sends the LISTEN
+    // (dropped on an error: the task is aborted, the connection closed).
     let listener = Listener {
       rx,
       task,
       _client: client,
     };
-    listener
-      ._client
-      .batch_execute(&format!("LISTEN {}", quote_ident(&self.channel)))
-      .await
-      .map_err(pg_err("LISTEN"))?;
+    self
+      .unpooled_bounded("LISTEN", async {
+        listener
+          ._client
+          .batch_execute(&format!("LISTEN {}", quote_ident(&self.channel)))
+          .await
+          .map_err(pg_err("LISTEN"))
+      })
+      .await?;
     Ok(listener)
   }
 
   fn listen_error(&self, e: Option<tokio_postgres::Error>) -> Error {
     let Some(e) = e else {
-      return Error::Storage("PostgreSQL: LISTEN connection timed out".into());
+      return Error::Storage(format!(
+        "PostgreSQL at {} did not answer (LISTEN connection) within {} ms \
+         (storage.connectTimeoutMs)",
+        self.cfg.target(),
+        self.cfg.connect_timeout.as_millis()
+      ));
     };
     match tls::failure(&e) {
       Some(m) => Error::Storage(format!(

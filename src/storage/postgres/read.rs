@@ -1,6 +1,12 @@
 //! Reads for the whole cluster: a job by id (live or finished), listings
 //! with [`JobFilter`]'s semantics (id order, cursor, statuses, name, time
 //! range, with or without data), counts per status; and pruning history.
+//!
+//! Each read is bounded by `storage.statementTimeoutMs`
+//! ([`PgStore::bounded`]) and not retried: a server that keeps the
+//! connection open but stops answering fails it with `ERR_STORAGE` naming
+//! the read, instead of holding its caller (a `getJobStatus` or `getJobs`
+//! promise, the counts' refresh) forever. A prune is bounded per statement.
 
 use super::{big, decode, pg_err, PgId, PgJob, PgStore};
 use crate::error::Result;
@@ -93,6 +99,10 @@ fn done_select(s: &str, data: bool) -> String {
 impl PgStore {
   /// The job with this id, live or finished.
   pub async fn get(&self, id: JobId) -> Result<Option<PgJob>> {
+    self.bounded("read a job", self.get_unbounded(id)).await
+  }
+
+  async fn get_unbounded(&self, id: JobId) -> Result<Option<PgJob>> {
     let c = self.client().await?;
     let s = &self.quoted;
     let sql = format!(
@@ -171,29 +181,37 @@ impl PgStore {
       "SELECT * FROM ({}) u ORDER BY id {dir} LIMIT $5",
       parts.join(" UNION ALL ")
     );
-    let c = self.client().await?;
-    let st = c.prepare_cached(&sql).await.map_err(pg_err("list"))?;
     let since = f.since.map(big);
     let until = f.until.map(big);
     let after = f.after.map(PgId);
-    let rows = c
-      .query(&st, &[&name, &since, &until, &after, &limit, &statuses])
-      .await
-      .map_err(pg_err("list"))?;
+    let rows = self
+      .bounded("list jobs", async {
+        let c = self.client().await?;
+        let st = c.prepare_cached(&sql).await.map_err(pg_err("list"))?;
+        c.query(&st, &[&name, &since, &until, &after, &limit, &statuses])
+          .await
+          .map_err(pg_err("list"))
+      })
+      .await?;
     rows.iter().map(decode).collect()
   }
 
   /// Jobs per status in the whole cluster (indexed by `Status as usize`).
   pub async fn counts(&self) -> Result<[usize; 7]> {
-    let c = self.client().await?;
     let s = &self.quoted;
     let sql = format!(
       "SELECT state, count(*) FROM {s}.job GROUP BY state \
        UNION ALL SELECT status, count(*) FROM {s}.done GROUP BY status"
     );
-    let st = c.prepare_cached(&sql).await.map_err(pg_err("counts"))?;
+    let rows = self
+      .bounded("count jobs", async {
+        let c = self.client().await?;
+        let st = c.prepare_cached(&sql).await.map_err(pg_err("counts"))?;
+        c.query(&st, &[]).await.map_err(pg_err("counts"))
+      })
+      .await?;
     let mut out = [0usize; 7];
-    for r in c.query(&st, &[]).await.map_err(pg_err("counts"))? {
+    for r in rows {
       let st: i16 = r.get(0);
       let n: i64 = r.get(1);
       if let Some(slot) = out.get_mut(st as usize) {
@@ -205,18 +223,19 @@ impl PgStore {
 
   /// Which of `ids` are still queued (`waiting` or `pending`).
   pub async fn still_queued(&self, ids: &[JobId]) -> Result<std::collections::HashSet<JobId>> {
-    let c = self.client().await?;
     let s = &self.quoted;
     let sql = format!("SELECT id FROM {s}.job WHERE id = ANY($1) AND state IN (0, 1)");
-    let st = c
-      .prepare_cached(&sql)
-      .await
-      .map_err(pg_err("still queued"))?;
     let ids: Vec<PgId> = ids.iter().map(|i| PgId(*i)).collect();
-    let rows = c
-      .query(&st, &[&ids])
-      .await
-      .map_err(pg_err("still queued"))?;
+    let rows = self
+      .bounded("check which jobs are still queued", async {
+        let c = self.client().await?;
+        let st = c
+          .prepare_cached(&sql)
+          .await
+          .map_err(pg_err("still queued"))?;
+        c.query(&st, &[&ids]).await.map_err(pg_err("still queued"))
+      })
+      .await?;
     Ok(rows.iter().map(|r| r.get::<_, PgId>(0).0).collect())
   }
 
@@ -226,24 +245,32 @@ impl PgStore {
   /// `finished_at` index: without it a planner without statistics (the
   /// table never analysed, autovacuum off) may scan the table from its
   /// start for each batch, past every row the earlier batches deleted.
+  /// Each statement is bounded by the statement timeout (a large prune
+  /// takes many), each on a pooled connection taken for it (one that hung
+  /// is closed, not used for the next batch: see [`PgStore::bounded`]).
   pub async fn prune(&self, before: u64, batch: usize) -> Result<usize> {
-    let c = self.client().await?;
     let s = &self.quoted;
     let sql = format!(
       "DELETE FROM {s}.done WHERE id IN \
        (SELECT id FROM {s}.done WHERE finished_at <= $1 ORDER BY finished_at LIMIT $2)"
     );
-    let st = c.prepare_cached(&sql).await.map_err(pg_err("prune"))?;
     let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     let mut total = 0;
     loop {
-      let n = c
-        .execute(&st, &[&big(before), &batch])
-        .await
-        .map_err(pg_err("prune"))? as usize;
+      let n = self
+        .bounded("prune finished jobs", async {
+          let c = self.client().await?;
+          let st = c.prepare_cached(&sql).await.map_err(pg_err("prune"))?;
+          c.execute(&st, &[&big(before), &batch])
+            .await
+            .map_err(pg_err("prune"))
+        })
+        .await? as usize;
       total += n;
       if (n as i64) < batch {
-        self.prune_aliases(before).await?;
+        self
+          .bounded("prune aliases", self.prune_aliases(before))
+          .await?;
         return Ok(total);
       }
     }

@@ -96,17 +96,21 @@ impl PgStore {
     Ok(n == 1)
   }
 
-  /// Every schedule of the cluster, by id.
+  /// Every schedule of the cluster, by id (bounded by the statement
+  /// timeout, as every read: `read.rs`).
   pub async fn schedules(&self) -> Result<Vec<StoredSchedule>> {
-    let c = self.client().await?;
     let s = &self.quoted;
-    let rows = c
-      .query(
-        &format!("SELECT id, spec, last_fire FROM {s}.schedule ORDER BY id"),
-        &[],
-      )
-      .await
-      .map_err(pg_err("schedules"))?;
+    let rows = self
+      .bounded("read the schedules", async {
+        let c = self.client().await?;
+        c.query(
+          &format!("SELECT id, spec, last_fire FROM {s}.schedule ORDER BY id"),
+          &[],
+        )
+        .await
+        .map_err(pg_err("schedules"))
+      })
+      .await?;
     Ok(
       rows
         .iter()
@@ -124,19 +128,22 @@ impl PgStore {
     if ids.is_empty() {
       return Ok(HashMap::new());
     }
-    let c = self.client().await?;
     let s = &self.quoted;
     let ids: Vec<PgId> = ids.iter().map(|&i| PgId(i)).collect();
-    let rows = c
-      .query(
-        &format!(
-          "SELECT id, state FROM {s}.job WHERE id = ANY($1) \
-           UNION ALL SELECT id, status FROM {s}.done WHERE id = ANY($1)"
-        ),
-        &[&ids],
-      )
-      .await
-      .map_err(pg_err("schedules: statuses"))?;
+    let rows = self
+      .bounded("read the schedules' last jobs", async {
+        let c = self.client().await?;
+        c.query(
+          &format!(
+            "SELECT id, state FROM {s}.job WHERE id = ANY($1) \
+             UNION ALL SELECT id, status FROM {s}.done WHERE id = ANY($1)"
+          ),
+          &[&ids],
+        )
+        .await
+        .map_err(pg_err("schedules: statuses"))
+      })
+      .await?;
     Ok(
       rows
         .iter()

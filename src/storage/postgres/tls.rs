@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -295,13 +295,13 @@ pub(crate) fn client_config(t: &TlsOptions) -> Result<rustls::ClientConfig> {
     None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
   }
   let verifier: Arc<dyn ServerCertVerifier> = match t.verify {
-    TlsVerify::None => Arc::new(DangerousAcceptAnyCertificate(provider.clone())),
+    TlsVerify::None => Arc::new(Checked::new(DangerousAcceptAnyCertificate, &provider)),
     v => {
       let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| bad("ssl.ca", format!("cannot be used ({e})")))?;
       if v == TlsVerify::Ca {
-        Arc::new(ChainOnly(inner))
+        Arc::new(Checked::new(ChainOnly(inner), &provider))
       } else {
         inner
       }
@@ -343,16 +343,85 @@ pub(crate) fn connector(
   )))
 }
 
+/// The server-certificate check of a verifier of ours ([`Checked`]): the
+/// one method that differs between them.
+trait CertCheck: std::fmt::Debug + Send + Sync {
+  fn check(
+    &self,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    ocsp_response: &[u8],
+    now: UnixTime,
+  ) -> std::result::Result<ServerCertVerified, rustls::Error>;
+}
+
+/// A [`ServerCertVerifier`] whose certificate check is `C`'s, and whose
+/// handshake signatures are checked in one place, with the provider's
+/// algorithms (as rustls's `WebPkiServerVerifier` checks them: the peer
+/// holds the key of the certificate it sent).
+#[derive(Debug)]
+struct Checked<C> {
+  cert: C,
+  algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl<C: CertCheck> Checked<C> {
+  fn new(cert: C, provider: &CryptoProvider) -> Checked<C> {
+    Checked {
+      cert,
+      algorithms: provider.signature_verification_algorithms,
+    }
+  }
+}
+
+impl<C: CertCheck> ServerCertVerifier for Checked<C> {
+  fn verify_server_cert(
+    &self,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    ocsp_response: &[u8],
+    now: UnixTime,
+  ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+    self
+      .cert
+      .check(end_entity, intermediates, server_name, ocsp_response, now)
+  }
+
+  fn verify_tls12_signature(
+    &self,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+  }
+
+  fn verify_tls13_signature(
+    &self,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+  }
+
+  fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+    self.algorithms.supported_schemes()
+  }
+}
+
 /// DANGEROUS: accepts any server certificate (`rejectUnauthorized: false`,
 /// `sslmode=no-verify|require|prefer`). The connection is encrypted but
 /// not authenticated: a machine in the middle can read and change it. Only
-/// the handshake's signatures are checked (the peer holds the key of the
-/// certificate it sent).
+/// the handshake's signatures are checked ([`Checked`]: the peer holds the
+/// key of the certificate it sent).
 #[derive(Debug)]
-pub struct DangerousAcceptAnyCertificate(Arc<CryptoProvider>);
+struct DangerousAcceptAnyCertificate;
 
-impl ServerCertVerifier for DangerousAcceptAnyCertificate {
-  fn verify_server_cert(
+impl CertCheck for DangerousAcceptAnyCertificate {
+  fn check(
     &self,
     _end_entity: &CertificateDer<'_>,
     _intermediates: &[CertificateDer<'_>],
@@ -362,46 +431,16 @@ impl ServerCertVerifier for DangerousAcceptAnyCertificate {
   ) -> std::result::Result<ServerCertVerified, rustls::Error> {
     Ok(ServerCertVerified::assertion())
   }
-
-  fn verify_tls12_signature(
-    &self,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls12_signature(
-      message,
-      cert,
-      dss,
-      &self.0.signature_verification_algorithms,
-    )
-  }
-
-  fn verify_tls13_signature(
-    &self,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls13_signature(
-      message,
-      cert,
-      dss,
-      &self.0.signature_verification_algorithms,
-    )
-  }
-
-  fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-    self.0.signature_verification_algorithms.supported_schemes()
-  }
 }
 
-/// libpq's `verify-ca`: the chain is verified, the host name is not.
+/// libpq's `verify-ca`: the chain is verified, the host name is not
+/// (signatures: [`Checked`], with the same provider's algorithms as the
+/// wrapped verifier).
 #[derive(Debug)]
 struct ChainOnly(Arc<WebPkiServerVerifier>);
 
-impl ServerCertVerifier for ChainOnly {
-  fn verify_server_cert(
+impl CertCheck for ChainOnly {
+  fn check(
     &self,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -420,28 +459,6 @@ impl ServerCertVerifier for ChainOnly {
       )) => Ok(ServerCertVerified::assertion()),
       other => other,
     }
-  }
-
-  fn verify_tls12_signature(
-    &self,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-    self.0.verify_tls12_signature(message, cert, dss)
-  }
-
-  fn verify_tls13_signature(
-    &self,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-  ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-    self.0.verify_tls13_signature(message, cert, dss)
-  }
-
-  fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-    self.0.supported_verify_schemes()
   }
 }
 
@@ -490,6 +507,24 @@ mod tests {
       Err(Error::InvalidConfig(m)) => m,
       other => panic!("expected a config error, got {other:?}"),
     }
+  }
+
+  /// Both verifiers of ours check handshake signatures as rustls's own
+  /// verifier does: the same schemes, from the same provider.
+  #[test]
+  fn our_verifiers_offer_the_signature_schemes_of_rustls_own() {
+    let provider = provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+      .build()
+      .expect("verifier");
+    let want = webpki.supported_verify_schemes();
+    assert!(!want.is_empty());
+    let any = Checked::new(DangerousAcceptAnyCertificate, &provider);
+    let chain = Checked::new(ChainOnly(webpki), &provider);
+    assert_eq!(any.supported_verify_schemes(), want);
+    assert_eq!(chain.supported_verify_schemes(), want);
   }
 
   #[test]
