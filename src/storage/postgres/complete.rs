@@ -470,8 +470,16 @@ impl PgStore {
   }
 
   /// [`PgStore::cancel`], saying also the job's calculation and attempt
-  /// (for the `cancelled` event).
+  /// (for the `cancelled` event). Bounded by `statementTimeoutMs` (a cancel
+  /// that committed although its answer did not come is found done when
+  /// tried again).
   pub async fn cancel_job(&self, id: JobId, now: u64) -> Result<Option<Cancelled>> {
+    self
+      .bounded("cancel a job", self.cancel_job_in_tx(id, now))
+      .await
+  }
+
+  async fn cancel_job_in_tx(&self, id: JobId, now: u64) -> Result<Option<Cancelled>> {
     let s = &self.quoted;
     let names = shared_names();
     let mut client = self.client().await?;
@@ -532,7 +540,12 @@ impl PgStore {
   /// for an unknown job, one not finished that way, or one whose unique key
   /// another unfinished job holds (checked under the key's lock,
   /// `keys.rs`). The id of a refused duplicate retries its key's holder.
+  /// Bounded by `statementTimeoutMs`.
   pub async fn retry(&self, id: JobId, now: u64) -> Result<bool> {
+    self.bounded("retry a job", self.retry_in_tx(id, now)).await
+  }
+
+  async fn retry_in_tx(&self, id: JobId, now: u64) -> Result<bool> {
     let s = &self.quoted;
     let mut client = self.client().await?;
     let tx = client.transaction().await.map_err(pg_err("retry"))?;

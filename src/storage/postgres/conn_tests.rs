@@ -697,9 +697,9 @@ fn assert_timed_out<T>(r: crate::error::Result<T>, what: &str, key: &str) {
 
 /// A server that accepts connections but stops answering: every read
 /// (what `getJobStatus`, `getJobs`, the counts' refresh, the schedules'
-/// read and `cancelJob`'s alias lookup go through) fails with ERR_STORAGE
-/// naming it after `statementTimeoutMs`, without a retry, instead of
-/// hanging; once the server answers again, reads work (the connections
+/// read and `cancelJob`'s alias lookup go through), and `cancelJob`'s and
+/// `retryJob`'s own transaction, fails with ERR_STORAGE naming it after
+/// `statementTimeoutMs`, without a retry, instead of hanging; once the server answers again, reads work (the connections
 /// that hung were not kept).
 #[test]
 fn a_hung_server_fails_a_read_instead_of_holding_it() {
@@ -772,6 +772,18 @@ fn a_hung_server_fails_a_read_instead_of_holding_it() {
   assert_timed_out(
     at_most_a_minute(&env, pg.prune(T0, 10)),
     "prune finished jobs",
+    "statementTimeoutMs",
+  );
+  // cancelJob and retryJob write in a transaction of their own, bounded
+  // the same way.
+  assert_timed_out(
+    at_most_a_minute(&env, pg.cancel_job(id, T0)),
+    "cancel a job",
+    "statementTimeoutMs",
+  );
+  assert_timed_out(
+    at_most_a_minute(&env, pg.retry(id, T0)),
+    "retry a job",
     "statementTimeoutMs",
   );
   // Reads are not retried: nothing waits the hang out as an outage.
