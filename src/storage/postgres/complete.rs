@@ -117,7 +117,11 @@ pub struct Applied {
 /// (no running jobs when last analysed) the planner would otherwise walk a
 /// partial index of every running job for each outcome, instead of one
 /// primary-key lookup per outcome (85 ms instead of ~1 ms per commit of
-/// 128 with 1,000 jobs running).
+/// 128 with 1,000 jobs running). Each statement on `job` also has the
+/// batch's ids as an index condition (`id = ANY($1)`): with statistics
+/// saying the table was empty (as a `VACUUM` while jobs ran left them) the
+/// planner walked the whole primary key and, for each row, every outcome
+/// of the batch (a commit took minutes, and no job finished meanwhile).
 pub(crate) fn apply_sql(s: &str) -> String {
   let names = shared_names();
   let errors = "CASE WHEN i.error IS NULL THEN j.errors \
@@ -129,23 +133,26 @@ pub(crate) fn apply_sql(s: &str) -> String {
      r AS (UPDATE {s}.job j SET state = 1, owner = NULL, lease_until = NULL, run_at = i.run_at, \
              attempts = j.attempts - (i.st = 2)::int, \
              errors = coalesce(j.errors, '[]'::jsonb) || jsonb_build_array(i.error::jsonb) \
-           FROM i WHERE i.st IN (1, 2) AND j.id = i.id AND j.state::int = 2 \
+           FROM i WHERE i.st IN (1, 2) AND j.id = i.id AND j.id = ANY($1::uuid[]) \
+             AND j.state::int = 2 \
              AND j.owner = i.owner AND j.attempts = i.attempt \
            RETURNING j.id), \
      d AS (DELETE FROM {s}.job j USING i \
-           WHERE i.st >= 3 AND j.id = i.id AND j.state::int = 2 \
+           WHERE i.st >= 3 AND j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
              AND j.owner = i.owner AND j.attempts = i.attempt \
            RETURNING {}, i.st, i.result), \
      h AS (INSERT INTO {s}.done ({names}, status, finished_at, result) \
            SELECT {names}, st, $8::bigint, result FROM d RETURNING id, status), \
      gone AS (DELETE FROM {s}.dep p USING h WHERE h.status = 3 AND p.dep_id = h.id \
+                AND p.dep_id = ANY($1::uuid[]) \
               RETURNING p.job_id), \
      n AS (SELECT job_id, count(*)::int AS c FROM gone GROUP BY job_id), \
      rel AS (UPDATE {s}.job w SET deps_left = w.deps_left - n.c, \
                state = CASE WHEN w.deps_left - n.c <= 0 THEN 1 ELSE w.state END, \
                run_at = CASE WHEN w.deps_left - n.c <= 0 THEN greatest(w.run_at, $8::bigint) \
                         ELSE w.run_at END \
-             FROM n WHERE w.id = n.job_id AND w.state = 0 RETURNING w.id, w.state) \
+             FROM n WHERE w.id = n.job_id AND w.id = ANY(ARRAY(SELECT job_id FROM n)) \
+               AND w.state = 0 RETURNING w.id, w.state) \
      SELECT id, 1::smallint FROM r \
      UNION ALL SELECT id, status FROM h \
      UNION ALL SELECT id, (100 + state)::smallint FROM rel",
@@ -343,7 +350,8 @@ impl PgStore {
     let names = shared_names();
     let sql = format!(
       "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS t(id, error)), \
-       d AS (DELETE FROM {s}.job j USING i WHERE j.id = i.id AND j.state = 0 RETURNING {}), \
+       d AS (DELETE FROM {s}.job j USING i \
+             WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state = 0 RETURNING {}), \
        h AS (INSERT INTO {s}.done ({names}, status, finished_at, result) \
              SELECT {names}, 4, $3::bigint, NULL FROM d \
              RETURNING id, name, attempts, (errors -> -1)::text) \

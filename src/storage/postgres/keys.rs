@@ -290,7 +290,7 @@ impl PgStore {
              run_at = coalesce(u.run_at, j.run_at) \
            FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::bigint[]) \
              AS u(id, data, set_ctx, ctx, run_at) \
-           WHERE j.id = u.id AND j.state < 2 RETURNING j.id"
+           WHERE j.id = u.id AND j.id = ANY($1::uuid[]) AND j.state < 2 RETURNING j.id"
         ),
         &[&ids, &data, &set_ctx, &ctx, &run_at],
       )

@@ -89,7 +89,17 @@ impl PgStore {
       .iter()
       .map(|r| r.get(0))
       .collect();
-    let rows = c
+    // A walk of `job_lease` (every running job), not a bitmap scan of it:
+    // the walk marks the entries of jobs finished since the last VACUUM
+    // dead as it passes them, so the next sweep skips them; a bitmap scan
+    // visited each of their rows again at every sweep (~0.4 s per sweep
+    // after a minute at 25,000 jobs/s).
+    let mut c = c;
+    let tx = c.transaction().await.map_err(pg_err("rescue"))?;
+    tx.batch_execute(super::claim::INDEX_PLAN)
+      .await
+      .map_err(pg_err("rescue: planner settings"))?;
+    let rows = tx
       .query(
         &format!(
           "SELECT {}, j.state, 0::bigint AS finished_at, NULL::text AS result, j.owner, \
@@ -102,6 +112,7 @@ impl PgStore {
       )
       .await
       .map_err(pg_err("rescue"))?;
+    tx.commit().await.map_err(pg_err("rescue"))?;
     drop(c);
     let mut outcomes = Vec::with_capacity(rows.len());
     for r in &rows {

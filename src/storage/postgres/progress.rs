@@ -163,7 +163,8 @@ impl PgStore {
         &format!(
           "UPDATE {s}.job j SET progress = i.p \
            FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[]) AS i(id, owner, attempt, p) \
-           WHERE j.id = i.id AND j.state::int = 2 AND j.owner = i.owner AND j.attempts = i.attempt"
+           WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
+             AND j.owner = i.owner AND j.attempts = i.attempt"
         ),
         &[&ids, &owners, &attempts, &values],
       )

@@ -726,6 +726,59 @@ async fn handed_back_jobs_are_pending_again_with_the_attempt_uncounted() {
   assert_eq!(a.fenced, vec![leases[0].id]);
 }
 
+/// The plan of `sql` (prepared with `types`, executed with `args`) in a
+/// transaction that first runs `setup` (statistics to plan with, planner
+/// settings), rolled back.
+async fn explain(store: &PgStore, setup: &str, types: &str, sql: &str, args: &str) -> String {
+  let mut c = store.client().await.expect("client");
+  let tx = c.transaction().await.expect("begin");
+  tx.batch_execute(setup).await.expect("setup");
+  tx.batch_execute(&format!("PREPARE jw_plan({types}) AS {sql}"))
+    .await
+    .expect("prepare");
+  let rows = tx
+    .query(&format!("EXPLAIN (COSTS OFF) EXECUTE jw_plan({args})"), &[])
+    .await
+    .expect("explain");
+  tx.batch_execute("DEALLOCATE jw_plan")
+    .await
+    .expect("deallocate");
+  tx.rollback().await.expect("rollback");
+  rows
+    .iter()
+    .map(|r| r.get::<_, String>(0))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Statistics saying `job` is empty, as a `VACUUM` while jobs run can leave
+/// them (seen on a bloat run: every statement planned for an empty table).
+fn empty_stats(q: &str) -> String {
+  format!(
+    "INSERT INTO {q}.job (id, name, state, priority, run_at, created_at, max_retries, \
+       timeout_ms, backoff_kind, backoff_delay_ms, backoff_max_ms, backoff_jitter, data, owner) \
+     SELECT gen_random_uuid(), 'calc', 1 + (g % 20 = 0)::int, 0, {T0} + g, {T0}, 0, 0, 0, 0, 0, 0, \
+       '{{}}', CASE WHEN g % 20 = 0 THEN 1 END FROM generate_series(1, 50000) g; \
+     ANALYZE {q}.job; UPDATE pg_class SET reltuples = 0 WHERE oid = '{q}.job'::regclass"
+  )
+}
+
+/// Every scan of `job` in `plan` is bounded by an index condition.
+fn assert_job_scans_bounded(plan: &str) {
+  let lines: Vec<&str> = plan.lines().collect();
+  for (i, l) in lines.iter().enumerate() {
+    if !(l.contains("Scan") && l.contains(" on job ")) {
+      continue;
+    }
+    assert!(!l.contains("Seq Scan"), "{l} in:\n{plan}");
+    let own = lines[i + 1..]
+      .iter()
+      .take_while(|n| !n.contains("->"))
+      .any(|n| n.contains("Index Cond") || n.contains("Recheck Cond"));
+    assert!(own, "{l} has no index condition in:\n{plan}");
+  }
+}
+
 /// The claim's plan does not depend on the table's statistics: with none
 /// (autovacuum off, never analysed) and with statistics saying the table
 /// is empty (as a `VACUUM` during claims can leave them), it walks
@@ -739,47 +792,12 @@ async fn the_claim_plan_walks_the_ready_index_whatever_the_statistics() {
     fx.store.insert(chunk, T0).await.expect("insert");
   }
   let q = quote_ident(&fx.schema);
-  let plan = |stats: String| {
-    let q = q.clone();
-    let store = &fx.store;
-    async move {
-      let mut c = store.client().await.expect("client");
-      let tx = c.transaction().await.expect("begin");
-      tx.batch_execute(&stats).await.expect("stats");
-      tx.batch_execute(claim::CLAIM_PLAN).await.expect("settings");
-      tx.batch_execute(&format!(
-        "PREPARE jw_claim_plan(bigint, bigint, bigint, text[], bigint, bigint, bigint, bigint) AS {}",
-        claim::claim_sql(&q)
-      ))
-      .await
-      .expect("prepare");
-      let rows = tx
-        .query(
-          &format!(
-            "EXPLAIN (COSTS OFF) EXECUTE jw_claim_plan({}, 1024, 1, ARRAY['calc'], 1000, 0, {T0}, {T0})",
-            T0 + 1
-          ),
-          &[],
-        )
-        .await
-        .expect("explain");
-      tx.batch_execute("DEALLOCATE jw_claim_plan")
-        .await
-        .expect("deallocate");
-      tx.rollback().await.expect("rollback");
-      rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .collect::<Vec<_>>()
-        .join("\n")
-    }
-  };
-  let none = plan("SELECT 1".into()).await;
-  let empty = plan(format!(
-    "UPDATE pg_class SET reltuples = 0 WHERE oid = '{q}.job'::regclass"
-  ))
-  .await;
-  for p in [&none, &empty] {
+  let sql = claim::claim_sql(&q);
+  let types = "bigint, bigint, bigint, text[], bigint, bigint, bigint, bigint";
+  let args = format!("{}, 1024, 1, ARRAY['calc'], 1000, 0, {T0}, {T0}", T0 + 1);
+  for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
+    let setup = format!("{stats}; {}", claim::INDEX_PLAN);
+    let p = explain(&fx.store, &setup, types, &sql, &args).await;
     assert!(p.contains("Index Scan using job_ready"), "{p}");
     assert!(p.contains("Index Scan using job_pkey"), "{p}");
     for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
@@ -793,6 +811,36 @@ async fn the_claim_plan_walks_the_ready_index_whatever_the_statistics() {
     .expect("claim");
   assert_eq!(got.len(), 1_024);
   assert!(got.windows(2).all(|w| w[0].job.id < w[1].job.id));
+}
+
+/// The group commit's statement finds each outcome's job by primary key,
+/// generic plan or custom, whatever the statistics: with statistics
+/// saying `job` was empty its generic plan walked the whole primary key
+/// against every outcome of the batch, and a commit took minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_plan_finds_jobs_by_id_whatever_the_statistics() {
+  let Some(fx) = fx("applyplan").await else {
+    return;
+  };
+  for chunk in jobs(3_000, "calc", T0).chunks(1_000) {
+    fx.store.insert(chunk, T0).await.expect("insert");
+  }
+  let q = quote_ident(&fx.schema);
+  let sql = complete::apply_sql(&q);
+  let types = "uuid[], bigint[], int[], smallint[], text[], text[], bigint[], bigint";
+  let id = ids(1, T0)[0];
+  let args = format!(
+    "ARRAY['{id}']::uuid[], ARRAY[1]::bigint[], ARRAY[1], ARRAY[3]::smallint[], \
+     ARRAY['1'], ARRAY[NULL]::text[], ARRAY[NULL]::bigint[], {T0}"
+  );
+  for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+      let setup = format!("{stats}; SET LOCAL plan_cache_mode = {mode}");
+      let p = explain(&fx.store, &setup, types, &sql, &args).await;
+      assert!(p.contains("job_pkey"), "{p}");
+      assert_job_scans_bounded(&p);
+    }
+  }
 }
 
 // -------------------------------------------------------------- outcomes
