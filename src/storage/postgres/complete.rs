@@ -231,22 +231,23 @@ impl PgStore {
       .prepare_cached(&self.sql.apply)
       .await
       .map_err(Retry::of("apply"))?;
-    let rows = tx
-      .query(
-        &st,
-        &[
-          &ids,
-          &owners,
-          &attempts,
-          &sts,
-          &results,
-          &errors,
-          &run_ats,
-          &super::big(now),
-        ],
-      )
-      .await
-      .map_err(Retry::of("apply"))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+      &ids,
+      &owners,
+      &attempts,
+      &sts,
+      &results,
+      &errors,
+      &run_ats,
+      &super::big(now),
+    ];
+    // Pipelined: the settings and the statement in one round trip.
+    let (set, rows) = tokio::join!(
+      tx.batch_execute(super::claim::JOIN_PLAN),
+      tx.query(&st, &params)
+    );
+    set.map_err(Retry::of("apply: planner settings"))?;
+    let rows = rows.map_err(Retry::of("apply"))?;
     let mut done: HashMap<JobId, i16> = HashMap::with_capacity(rows.len());
     let mut finals = Vec::new();
     for r in &rows {

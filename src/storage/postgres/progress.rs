@@ -157,8 +157,12 @@ impl PgStore {
     let attempts: Vec<i32> = items.iter().map(|(l, _)| int(l.attempt)).collect();
     let values: Vec<&str> = items.iter().map(|(_, p)| p.as_str()).collect();
     let s = &self.quoted;
-    let client = self.client().await?;
-    client
+    let mut client = self.client().await?;
+    let tx = client.transaction().await.map_err(pg_err("progress"))?;
+    tx.batch_execute(super::claim::JOIN_PLAN)
+      .await
+      .map_err(pg_err("progress: planner settings"))?;
+    let n = tx
       .execute(
         &format!(
           "UPDATE {s}.job j SET progress = i.p \
@@ -169,7 +173,9 @@ impl PgStore {
         &[&ids, &owners, &attempts, &values],
       )
       .await
-      .map_err(pg_err("progress"))
+      .map_err(pg_err("progress"))?;
+    tx.commit().await.map_err(pg_err("progress: commit"))?;
+    Ok(n)
   }
 }
 
