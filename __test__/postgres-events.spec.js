@@ -28,6 +28,23 @@ async function eventually(check, ms = 20000) {
   }
 }
 
+/**
+ * A client holding the job's row locked (in an open transaction). A job
+ * added to a service that can run it starts before its insert commits, so
+ * the row may not be there yet when the handler starts: try until it is.
+ */
+async function lockRow(schemaName, id) {
+  const locker = await client()
+  await eventually(async () => {
+    await locker.query('BEGIN')
+    const r = await locker.query(`SELECT 1 FROM "${schemaName}".job WHERE id = $1 FOR UPDATE`, [id])
+    if (r.rowCount === 1) return true
+    await locker.query('ROLLBACK')
+    return false
+  })
+  return locker
+}
+
 /** A calculation whose handlers wait until released; `started` resolves at the first start. */
 function gated(name) {
   let release
@@ -58,9 +75,7 @@ pgTest('completed fires after the commit: at the event the row is committed, rea
   const id = s.addCalculationJob(g.calc, { n: 1 })
   await g.started
   // Another connection locks the running row: the outcome's group commit waits for it.
-  const locker = await client()
-  await locker.query('BEGIN')
-  await locker.query(`SELECT 1 FROM "${name}".job WHERE id = $1 FOR UPDATE`, [id])
+  const locker = await lockRow(name, id)
   const seen = []
   const atEvent = []
   s.on('completed', (e) => {
@@ -102,9 +117,7 @@ pgTest('failed fires after the commit too', async () => {
   await s.start()
   const id = s.addCalculationJob(calc, {}, {}, { retries: 0 })
   await started
-  const locker = await client()
-  await locker.query('BEGIN')
-  await locker.query(`SELECT 1 FROM "${name}".job WHERE id = $1 FOR UPDATE`, [id])
+  const locker = await lockRow(name, id)
   const failed = []
   const atEvent = []
   s.on('failed', (e) => {
