@@ -796,12 +796,17 @@ async fn the_claim_plan_walks_the_ready_index_whatever_the_statistics() {
   let types = "bigint, bigint, bigint, text[], bigint, bigint, bigint, bigint";
   let args = format!("{}, 1024, 1, ARRAY['calc'], 1000, 0, {T0}, {T0}", T0 + 1);
   for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
-    let setup = format!("{stats}; {}", claim::INDEX_PLAN);
-    let p = explain(&fx.store, &setup, types, &sql, &args).await;
-    assert!(p.contains("Index Scan using job_ready"), "{p}");
-    assert!(p.contains("Index Scan using job_pkey"), "{p}");
-    for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
-      assert!(!p.contains(bad), "{bad} in:\n{p}");
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+      let setup = format!(
+        "{stats}; {}; SET LOCAL plan_cache_mode = {mode}",
+        claim::INDEX_PLAN
+      );
+      let p = explain(&fx.store, &setup, types, &sql, &args).await;
+      assert!(p.contains("Index Scan using job_ready"), "{p}");
+      assert!(p.contains("Index Scan using job_pkey"), "{p}");
+      for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
+        assert!(!p.contains(bad), "{bad} in:\n{p}");
+      }
     }
   }
   let got = fx
