@@ -1303,4 +1303,4 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

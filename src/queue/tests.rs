@@ -23,7 +23,8 @@ fn queue(max_workers: u32) -> (Queue, u32) {
   (q, calc)
 }
 
-fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
+/// Adds one job of `calc` with `options` (JSON, as JavaScript passes them).
+pub(crate) fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
   let options =
     JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
   q.add(

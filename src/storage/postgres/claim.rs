@@ -158,6 +158,20 @@ pub(crate) const INDEX_PLAN: &str = "SET LOCAL enable_seqscan = off; \
 /// a hash join does it in one pass.
 pub(crate) const JOIN_PLAN: &str = "SET LOCAL enable_nestloop = off";
 
+/// Runs `settings` (one of the plans above) and then `stmt` in `tx`,
+/// pipelined: one round trip for both. Both answers come back (a failed
+/// `SET` fails the statement too, the transaction being aborted).
+pub(crate) async fn planned<T>(
+  tx: &deadpool_postgres::Transaction<'_>,
+  settings: &str,
+  stmt: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> (
+  Result<(), tokio_postgres::Error>,
+  Result<T, tokio_postgres::Error>,
+) {
+  tokio::join!(tx.batch_execute(settings), stmt)
+}
+
 /// The claim. A job with a `concurrencyKey` is taken only while no job of
 /// its key runs and when it is the first due job of its key in claim order
 /// (both `NOT EXISTS`, over `job_ckey_running` and `job_ckey_pending`), so
@@ -225,7 +239,7 @@ impl PgStore {
       // Its own transaction, for the planner settings (see INDEX_PLAN);
       // dropped on an error, it rolls back.
       let tx = c.transaction().await.map_err(pg_err("claim"))?;
-      let (set, rows) = tokio::join!(tx.batch_execute(INDEX_PLAN), tx.query(&st, &params));
+      let (set, rows) = planned(&tx, INDEX_PLAN, tx.query(&st, &params)).await;
       set.map_err(pg_err("claim: planner settings"))?;
       match rows {
         Ok(rows) => {
@@ -255,22 +269,21 @@ impl PgStore {
     let s = &self.quoted;
     let mut client = self.client().await?;
     let tx = client.transaction().await.map_err(pg_err("hand back"))?;
-    tx.batch_execute(JOIN_PLAN)
-      .await
-      .map_err(pg_err("hand back: planner settings"))?;
-    let n = tx
-      .execute(
-        &format!(
-          "UPDATE {s}.job j SET state = 1, attempts = j.attempts - 1, owner = NULL, \
-             lease_until = NULL \
-           FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS i(id, owner, attempt) \
-           WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
-             AND j.owner = i.owner AND j.attempts = i.attempt"
-        ),
-        &[&ids, &owners, &attempts],
-      )
-      .await
-      .map_err(pg_err("hand back"))? as usize;
+    let sql = format!(
+      "UPDATE {s}.job j SET state = 1, attempts = j.attempts - 1, owner = NULL, \
+         lease_until = NULL \
+       FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS i(id, owner, attempt) \
+       WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
+         AND j.owner = i.owner AND j.attempts = i.attempt"
+    );
+    let (set, n) = planned(
+      &tx,
+      JOIN_PLAN,
+      tx.execute(&sql, &[&ids, &owners, &attempts]),
+    )
+    .await;
+    set.map_err(pg_err("hand back: planner settings"))?;
+    let n = n.map_err(pg_err("hand back"))? as usize;
     if n > 0 {
       self.notify_in(&tx, &format!("i:{now}")).await?;
     }

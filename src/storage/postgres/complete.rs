@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::claim::{planned, JOIN_PLAN};
 use super::read::{shared_cols, shared_names};
 use super::{error_json, int, is_transient, pg_err, Lease, PgId, PgJob, PgStore};
 use crate::error::{Error, JobErrorCode, Result};
@@ -241,11 +242,7 @@ impl PgStore {
       &run_ats,
       &super::big(now),
     ];
-    // Pipelined: the settings and the statement in one round trip.
-    let (set, rows) = tokio::join!(
-      tx.batch_execute(super::claim::JOIN_PLAN),
-      tx.query(&st, &params)
-    );
+    let (set, rows) = planned(&tx, JOIN_PLAN, tx.query(&st, &params)).await;
     set.map_err(Retry::of("apply: planner settings"))?;
     let rows = rows.map_err(Retry::of("apply"))?;
     let mut done: HashMap<JobId, i16> = HashMap::with_capacity(rows.len());

@@ -699,8 +699,9 @@ fn assert_timed_out<T>(r: crate::error::Result<T>, what: &str, key: &str) {
 /// (what `getJobStatus`, `getJobs`, the counts' refresh, the schedules'
 /// read and `cancelJob`'s alias lookup go through), and `cancelJob`'s and
 /// `retryJob`'s own transaction, fails with ERR_STORAGE naming it after
-/// `statementTimeoutMs`, without a retry, instead of hanging; once the server answers again, reads work (the connections
-/// that hung were not kept).
+/// `statementTimeoutMs`, without a retry, instead of hanging; once the
+/// server answers again, reads work (the connections that hung were not
+/// kept).
 #[test]
 fn a_hung_server_fails_a_read_instead_of_holding_it() {
   let Some(env) = env("conn_hung_read") else {

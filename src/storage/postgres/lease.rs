@@ -10,6 +10,7 @@
 //! ([`PgStore::apply`]): a job the owner settles meanwhile is not rescued,
 //! and a rescued job's late outcome is fenced.
 
+use super::claim::{planned, INDEX_PLAN};
 use super::{big, decode, pg_err, Outcome, PgStore};
 use crate::error::{JobErrorCode, Result};
 use crate::job::{JobError, JobId};
@@ -78,7 +79,7 @@ impl PgStore {
   /// rescues the running jobs of missing owners and expired leases.
   pub async fn rescue(&self, now: u64, dead_after_ms: u64) -> Result<Rescued> {
     let s = &self.quoted;
-    let c = self.client().await?;
+    let mut c = self.client().await?;
     let dead: Vec<i64> = c
       .query(
         &format!("DELETE FROM {s}.process WHERE last_seen < $1 RETURNING id"),
@@ -94,24 +95,17 @@ impl PgStore {
     // dead as it passes them, so the next sweep skips them; a bitmap scan
     // visited each of their rows again at every sweep (~0.4 s per sweep
     // after a minute at 25,000 jobs/s).
-    let mut c = c;
     let tx = c.transaction().await.map_err(pg_err("rescue"))?;
-    tx.batch_execute(super::claim::INDEX_PLAN)
-      .await
-      .map_err(pg_err("rescue: planner settings"))?;
-    let rows = tx
-      .query(
-        &format!(
-          "SELECT {}, j.state, 0::bigint AS finished_at, NULL::text AS result, j.owner, \
-             j.lease_until, (j.lease_until < $1) AS expired \
-           FROM {s}.job j WHERE j.state = 2 AND (j.lease_until < $1 OR NOT EXISTS \
-             (SELECT 1 FROM {s}.process p WHERE p.id = j.owner))",
-          super::read::shared_cols("j.", "j.errors::text AS errors")
-        ),
-        &[&big(now)],
-      )
-      .await
-      .map_err(pg_err("rescue"))?;
+    let sql = format!(
+      "SELECT {}, j.state, 0::bigint AS finished_at, NULL::text AS result, j.owner, \
+         j.lease_until, (j.lease_until < $1) AS expired \
+       FROM {s}.job j WHERE j.state = 2 AND (j.lease_until < $1 OR NOT EXISTS \
+         (SELECT 1 FROM {s}.process p WHERE p.id = j.owner))",
+      super::read::shared_cols("j.", "j.errors::text AS errors")
+    );
+    let (set, rows) = planned(&tx, INDEX_PLAN, tx.query(&sql, &[&big(now)])).await;
+    set.map_err(pg_err("rescue: planner settings"))?;
+    let rows = rows.map_err(pg_err("rescue"))?;
     tx.commit().await.map_err(pg_err("rescue"))?;
     drop(c);
     let mut outcomes = Vec::with_capacity(rows.len());

@@ -24,6 +24,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::claim::{planned, JOIN_PLAN};
 use super::{int, pg_err, Lease, PgId, PgStore};
 use crate::error::Result;
 use crate::job::JobId;
@@ -159,21 +160,17 @@ impl PgStore {
     let s = &self.quoted;
     let mut client = self.client().await?;
     let tx = client.transaction().await.map_err(pg_err("progress"))?;
-    tx.batch_execute(super::claim::JOIN_PLAN)
-      .await
-      .map_err(pg_err("progress: planner settings"))?;
-    let n = tx
-      .execute(
-        &format!(
-          "UPDATE {s}.job j SET progress = i.p \
-           FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[]) AS i(id, owner, attempt, p) \
-           WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
-             AND j.owner = i.owner AND j.attempts = i.attempt"
-        ),
-        &[&ids, &owners, &attempts, &values],
-      )
-      .await
-      .map_err(pg_err("progress"))?;
+    let sql = format!(
+      "UPDATE {s}.job j SET progress = i.p \
+       FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[]) AS i(id, owner, attempt, p) \
+       WHERE j.id = i.id AND j.id = ANY($1::uuid[]) AND j.state::int = 2 \
+         AND j.owner = i.owner AND j.attempts = i.attempt"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+      [&ids, &owners, &attempts, &values];
+    let (set, n) = planned(&tx, JOIN_PLAN, tx.execute(&sql, &params)).await;
+    set.map_err(pg_err("progress: planner settings"))?;
+    let n = n.map_err(pg_err("progress"))?;
     tx.commit().await.map_err(pg_err("progress: commit"))?;
     Ok(n)
   }

@@ -1147,22 +1147,18 @@ async fn claimer(
       if have < low {
         sizer.before_claim(have);
         let want = batch - have;
-        let o = ClaimOptions {
-          names: Some(names),
-          ..ClaimOptions::new(owner, want)
-        };
         let now = clock();
         let at = shared.next_claim_at(now);
-        let o = ClaimOptions { at: Some(at), ..o };
-        // Jobs due within the lookahead too, unless due ones wait.
-        let ahead = if shared.backlog.load(Ordering::Acquire) {
-          0
-        } else {
-          ahead_ms
-        };
         let o = ClaimOptions {
-          ahead_ms: ahead,
-          ..o
+          names: Some(names),
+          at: Some(at),
+          // Jobs due within the lookahead too, unless due ones wait.
+          ahead_ms: if shared.backlog.load(Ordering::Acquire) {
+            0
+          } else {
+            ahead_ms
+          },
+          ..ClaimOptions::new(owner, want)
         };
         let started = std::time::Instant::now();
         match pg.bounded("claim", pg.claim(&o, now)).await {

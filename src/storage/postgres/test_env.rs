@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::job::{Backoff, BackoffKind, IdGen};
-use crate::queue::{JobOptions, NewJob as QueueJob, Queue, QueueConfig};
+use crate::queue::{Queue, QueueConfig};
 use crate::storage::{wait_flushed, Names};
 
 pub(crate) const HOST: &str = "127.0.0.1";
@@ -273,20 +273,7 @@ impl Env {
   }
 }
 
-pub(crate) fn add(q: &mut Queue, calc: u32, data: &str, options: Value, now: u64) -> JobId {
-  let options =
-    JobOptions::parse(&options, "options", q.config().default_backoff).expect("options");
-  q.add(
-    &[QueueJob {
-      calc,
-      data,
-      context: "{}",
-      options,
-    }],
-    now,
-  )
-  .expect("add")[0]
-}
+pub(crate) use crate::queue::tests::add;
 
 /// One taken job: slot, seq, id, attempt.
 pub(crate) type Taken = (u32, u32, JobId, u32);

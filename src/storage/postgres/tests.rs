@@ -763,6 +763,20 @@ fn empty_stats(q: &str) -> String {
   )
 }
 
+/// The plans of `sql` with each statistics (none, and saying `job` is
+/// empty) and each plan-cache mode (custom, generic), under `settings`.
+async fn plans(fx: &Fx, settings: &str, types: &str, sql: &str, args: &str) -> Vec<String> {
+  let q = quote_ident(&fx.schema);
+  let mut out = Vec::new();
+  for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+      let setup = format!("{stats}; {settings}; SET LOCAL plan_cache_mode = {mode}");
+      out.push(explain(&fx.store, &setup, types, sql, args).await);
+    }
+  }
+  out
+}
+
 /// Every scan of `job` in `plan` is bounded by an index condition.
 fn assert_job_scans_bounded(plan: &str) {
   let lines: Vec<&str> = plan.lines().collect();
@@ -795,18 +809,11 @@ async fn the_claim_plan_walks_the_ready_index_whatever_the_statistics() {
   let sql = claim::claim_sql(&q);
   let types = "bigint, bigint, bigint, text[], bigint, bigint, bigint, bigint";
   let args = format!("{}, 1024, 1, ARRAY['calc'], 1000, 0, {T0}, {T0}", T0 + 1);
-  for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
-    for mode in ["force_custom_plan", "force_generic_plan"] {
-      let setup = format!(
-        "{stats}; {}; SET LOCAL plan_cache_mode = {mode}",
-        claim::INDEX_PLAN
-      );
-      let p = explain(&fx.store, &setup, types, &sql, &args).await;
-      assert!(p.contains("Index Scan using job_ready"), "{p}");
-      assert!(p.contains("Index Scan using job_pkey"), "{p}");
-      for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
-        assert!(!p.contains(bad), "{bad} in:\n{p}");
-      }
+  for p in plans(&fx, claim::INDEX_PLAN, types, &sql, &args).await {
+    assert!(p.contains("Index Scan using job_ready"), "{p}");
+    assert!(p.contains("Index Scan using job_pkey"), "{p}");
+    for bad in ["Seq Scan on job", "Sort", "Bitmap", "Join", "Nested Loop"] {
+      assert!(!p.contains(bad), "{bad} in:\n{p}");
     }
   }
   let got = fx
@@ -841,18 +848,11 @@ async fn the_commit_plan_finds_jobs_by_id_whatever_the_statistics() {
     "ARRAY['{id}']::uuid[], ARRAY[1]::bigint[], ARRAY[1], ARRAY[3]::smallint[], \
      ARRAY['1'], ARRAY[NULL]::text[], ARRAY[NULL]::bigint[], {T0}"
   );
-  for stats in ["SELECT 1".to_string(), empty_stats(&q)] {
-    for mode in ["force_custom_plan", "force_generic_plan"] {
-      let setup = format!(
-        "{stats}; SET LOCAL plan_cache_mode = {mode}; {}",
-        claim::JOIN_PLAN
-      );
-      let p = explain(&fx.store, &setup, types, &sql, &args).await;
-      assert!(p.contains("job_pkey"), "{p}");
-      assert_job_scans_bounded(&p);
-      // One pass over the batch, not one per job found.
-      assert!(!p.contains("Nested Loop"), "{p}");
-    }
+  for p in plans(&fx, claim::JOIN_PLAN, types, &sql, &args).await {
+    assert!(p.contains("job_pkey"), "{p}");
+    assert_job_scans_bounded(&p);
+    // One pass over the batch, not one per job found.
+    assert!(!p.contains("Nested Loop"), "{p}");
   }
 }
 
